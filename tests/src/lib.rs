@@ -1,0 +1,1 @@
+//! Workspace-level integration suites against real peers.
