@@ -1,0 +1,14 @@
+//! Twilio Programmable Messaging: the inbound and status webhooks, `X-Twilio-Signature`, and
+//! the Messages REST API.
+//!
+//! - [`config`]: what an organization configures; it builds the running [`TwilioSms`] plugin.
+//! - [`signature`]: HMAC-SHA1 over the public URL and the sorted POST parameters, base64.
+//! - [`webhook`]: form bodies to [`crate::InboundEvent`]s, exactly Twilio's field names.
+//! - [`rest`]: `POST /2010-04-01/Accounts/{AccountSid}/Messages.json` and error classification.
+
+pub mod config;
+pub mod rest;
+pub mod signature;
+pub mod webhook;
+
+pub use config::{TwilioSms, TwilioSmsConfig, TWILIO_API_BASE};
