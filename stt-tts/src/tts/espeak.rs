@@ -83,7 +83,7 @@ impl Default for EspeakConfig {
     fn default() -> Self {
         Self {
             voice: "en-us".into(),
-            words_per_minute: 165,
+            words_per_minute: 175,
             pitch: 50,
             out_rate: 8_000,
         }
