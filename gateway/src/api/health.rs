@@ -1,0 +1,73 @@
+//! `GET /health` (database and relay, JSON), `GET /metrics` (Prometheus text) and the OpenAPI
+//! document.
+
+use super::State;
+use crate::db::{dead_letters, now_ms};
+use crate::telemetry::DeadLetterDepth;
+use axum::extract::State as AxState;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+use std::sync::atomic::Ordering;
+
+/// How long without a good relay round before the relay counts as unhealthy.
+const RELAY_STALE_MS: i64 = 30_000;
+
+/// Health: 200 when the database answers, 503 when it does not; `degraded` when the relay
+/// is failing or stale.
+pub async fn health(AxState(state): AxState<State>) -> Response {
+    let db = state.db.ping().await;
+    let db_ok = db.is_ok();
+    let last_ok = state.relay_status.last_ok_ms.load(Ordering::Relaxed);
+    let relay_error = state.relay_status.last_error.lock().expect("not poisoned").clone();
+    let relay_ok = relay_error.is_none() && now_ms() - last_ok < RELAY_STALE_MS;
+    let status = match (db_ok, relay_ok) {
+        (false, _) => "down",
+        (true, false) => "degraded",
+        (true, true) => "ok",
+    };
+    let body = json!({
+        "status": status,
+        "version": env!("CARGO_PKG_VERSION"),
+        "database": {
+            "ok": db_ok,
+            "backend": format!("{:?}", state.db.backend).to_lowercase(),
+            "latency_ms": db.as_ref().map(|d| d.as_secs_f64() * 1000.0).ok(),
+            "error": db.err().map(|e| e.to_string()),
+        },
+        "relay": {
+            "ok": relay_ok,
+            "backlog": state.relay_status.backlog.load(Ordering::Relaxed),
+            "last_ok_ms_ago": now_ms() - last_ok,
+            "error": relay_error,
+        },
+    });
+    let code = if db_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, Json(body)).into_response()
+}
+
+/// Prometheus metrics.
+pub async fn metrics(AxState(state): AxState<State>) -> Response {
+    if let Ok(depths) = dead_letters::depth_by_channel(&state.db.pool).await {
+        for c in state_machines::Channel::ALL {
+            let depth = depths.iter().find(|(ch, _)| ch == c.as_str()).map(|(_, d)| *d).unwrap_or(0);
+            DeadLetterDepth { channel: c.as_str(), depth }.emit();
+        }
+    }
+    metrics::gauge!("outbox_backlog").set(state.relay_status.backlog.load(Ordering::Relaxed) as f64);
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// The OpenAPI 3.1 document of API v1.
+pub async fn openapi() -> Response {
+    (
+        [("content-type", "application/json")],
+        include_str!("openapi.json"),
+    )
+        .into_response()
+}

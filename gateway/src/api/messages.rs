@@ -1,0 +1,166 @@
+//! Messages, conversations and the event feed of API v1.
+
+use super::{ApiError, OrgAuth, State};
+use crate::commit::{WriteOp, WriteResult};
+use crate::db::messages::{self, Created, NewOutbound};
+use crate::db::{conversations, outbox};
+use crate::events::envelope;
+use crate::telemetry::MessageCounted;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State as AxState};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+use state_machines::Channel;
+
+/// Longest SMS body Twilio accepts.
+const MAX_BODY_CHARS: usize = 1600;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendRequest {
+    channel: String,
+    to: String,
+    body: String,
+}
+
+/// `POST /api/v1/messages`: validate, store as `queued` (idempotently), answer 202.
+pub async fn send(
+    AxState(state): AxState<State>,
+    OrgAuth(org_id): OrgAuth,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req: SendRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    let channel = Channel::parse(&req.channel)
+        .ok_or_else(|| ApiError::bad_request(format!("field `channel`: unknown channel `{}`", req.channel)))?;
+    if channel == Channel::Sms && !is_e164(&req.to) {
+        return Err(ApiError::bad_request("field `to`: must be an E.164 number like +15551234567"));
+    }
+    if req.body.trim().is_empty() {
+        return Err(ApiError::bad_request("field `body`: must not be empty"));
+    }
+    if req.body.chars().count() > MAX_BODY_CHARS {
+        return Err(ApiError::bad_request(format!("field `body`: longer than {MAX_BODY_CHARS} characters")));
+    }
+    let idempotency_key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => {
+            let k = v.to_str().ok().filter(|k| !k.is_empty() && k.len() <= 255);
+            Some(k.ok_or_else(|| ApiError::bad_request("header `Idempotency-Key`: 1 to 255 visible characters"))?.to_string())
+        }
+    };
+    let Some((_, plugin)) = state.plugins.for_channel(&org_id, channel).await else {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "channel_not_configured",
+            format!("no {} account is configured for this organization", channel.as_str()),
+        ));
+    };
+    let from = sender_of(&*plugin);
+    let op = WriteOp::CreateOutbound {
+        org_id,
+        req: NewOutbound { channel, from, to: req.to, body: req.body, idempotency_key },
+    };
+    let WriteResult::Created(created) = state.committer.submit(op).await? else {
+        return Err(ApiError::internal("unexpected write result"));
+    };
+    match created {
+        Created::Queued { id, conversation_id } => {
+            MessageCounted { channel: channel.as_str(), direction: "outbound", status: "queued" }.emit();
+            state.send_wake.notify_one();
+            Ok((StatusCode::ACCEPTED, Json(json!({"id": id, "conversation_id": conversation_id, "status": "queued"}))).into_response())
+        }
+        Created::Existing { id, conversation_id } => Ok((
+            StatusCode::ACCEPTED,
+            [("idempotent-replayed", "true")],
+            Json(json!({"id": id, "conversation_id": conversation_id})),
+        )
+            .into_response()),
+        Created::KeyReused => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used with a different request",
+        )),
+        Created::OptedOut => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "recipient_opted_out",
+            "the recipient replied STOP on this channel; send START to opt back in",
+        )),
+    }
+}
+
+/// The sending address a plugin is configured with (for the message row).
+fn sender_of(plugin: &dyn channels::ChannelPlugin) -> String {
+    plugin
+        .sender_key()
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn is_e164(s: &str) -> bool {
+    s.len() >= 8 && s.len() <= 16 && s.starts_with('+') && s[1..].bytes().all(|b| b.is_ascii_digit())
+}
+
+/// `?limit=`, and `?after_seq=` for the event feed.
+#[derive(Deserialize)]
+pub struct Page {
+    limit: Option<i64>,
+    after_seq: Option<i64>,
+}
+
+impl Page {
+    fn limit(&self) -> i64 {
+        self.limit.unwrap_or(100).clamp(1, 1000)
+    }
+}
+
+/// `GET /api/v1/conversations`.
+pub async fn conversations(
+    AxState(state): AxState<State>,
+    OrgAuth(org_id): OrgAuth,
+    Query(page): Query<Page>,
+) -> Result<Response, ApiError> {
+    Ok(Json(conversations::list(&state.db.pool, &org_id, page.limit()).await?).into_response())
+}
+
+/// `GET /api/v1/conversations/{id}/messages`: 404 for another org's conversation.
+pub async fn conversation_messages(
+    AxState(state): AxState<State>,
+    OrgAuth(org_id): OrgAuth,
+    Path(id): Path<String>,
+    Query(page): Query<Page>,
+) -> Result<Response, ApiError> {
+    if !conversations::exists(&state.db.pool, &org_id, &id).await? {
+        return Err(ApiError::not_found("no such conversation"));
+    }
+    Ok(Json(messages::for_conversation(&state.db.pool, &org_id, &id, page.limit()).await?).into_response())
+}
+
+/// `GET /api/v1/messages/{id}`.
+pub async fn get_message(
+    AxState(state): AxState<State>,
+    OrgAuth(org_id): OrgAuth,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    match messages::get(&state.db.pool, &org_id, &id).await? {
+        Some(m) => Ok(Json(m).into_response()),
+        None => Err(ApiError::not_found("no such message")),
+    }
+}
+
+/// `GET /api/v1/events?after_seq=N`: the org's numbered events after N, as CloudEvents —
+/// the gap-free catch-up feed.
+pub async fn events(
+    AxState(state): AxState<State>,
+    OrgAuth(org_id): OrgAuth,
+    Query(page): Query<Page>,
+) -> Result<Response, ApiError> {
+    let rows = outbox::after_seq(&state.db.pool, &org_id, page.after_seq.unwrap_or(0), page.limit()).await?;
+    Ok(Json(rows.iter().map(envelope).collect::<Vec<_>>()).into_response())
+}

@@ -1,0 +1,184 @@
+//! The HTTP surface (axum): provider webhooks, API v1 (bearer API keys, one org each), health,
+//! metrics and the OpenAPI document.
+//!
+//! Errors are JSON `{"error": {"code": "...", "message": "..."}}` with the status that says
+//! what happened: 400 malformed (naming the field), 401 bad key or signature, 404 unknown or
+//! another org's object, 409/422 refused, 413 too large, 503 overloaded with `Retry-After`.
+
+pub mod dead_letters;
+pub mod health;
+pub mod messages;
+pub mod webhooks;
+
+use crate::commit::{CommitError, Committer};
+use crate::db::{orgs, Db};
+use crate::plugins::Plugins;
+use crate::relay::{Hub, RelayStatus};
+use axum::extract::{DefaultBodyLimit, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+/// Everything a handler may need.
+pub struct AppState {
+    /// Storage (reads).
+    pub db: Db,
+    /// Writes.
+    pub committer: Committer,
+    /// Orgs and plugins.
+    pub plugins: Arc<Plugins>,
+    /// The public base URL providers sign.
+    pub public_base: String,
+    /// Live events.
+    pub hub: Hub,
+    /// Relay health.
+    pub relay_status: Arc<RelayStatus>,
+    /// Prometheus renderer.
+    pub metrics: PrometheusHandle,
+    /// Wakes the send worker.
+    pub send_wake: Arc<Notify>,
+    /// API key hash → org, cached briefly.
+    pub keys: Mutex<HashMap<String, (Instant, Option<String>)>>,
+}
+
+/// Shared state.
+pub type State = Arc<AppState>;
+
+/// Builds the router.
+pub fn router(state: State, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/health", get(health::health))
+        .route("/metrics", get(health::metrics))
+        .route("/api/v1/openapi.json", get(health::openapi))
+        .route("/webhooks/{provider}/{org}/{hook}", post(webhooks::receive))
+        .route("/api/v1/messages", post(messages::send))
+        .route("/api/v1/messages/{id}", get(messages::get_message))
+        .route("/api/v1/conversations", get(messages::conversations))
+        .route("/api/v1/conversations/{id}/messages", get(messages::conversation_messages))
+        .route("/api/v1/events", get(messages::events))
+        .route("/api/v1/dead-letters", get(dead_letters::list))
+        .route("/api/v1/dead-letters/{id}/replay", post(dead_letters::replay))
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    retry_after: Option<u64>,
+}
+
+impl ApiError {
+    /// Any status, code and message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// 400.
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "malformed", message)
+    }
+
+    /// 404.
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 401.
+    pub fn unauthorized(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    /// 500, logged; the client sees no internals.
+    pub fn internal(err: impl std::fmt::Display) -> ApiError {
+        tracing::error!(error = %err, "request failed");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; nothing was acknowledged")
+    }
+}
+
+impl From<CommitError> for ApiError {
+    fn from(e: CommitError) -> ApiError {
+        match e {
+            CommitError::Overloaded | CommitError::Closed => ApiError {
+                retry_after: Some(1),
+                ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", e.to_string())
+            },
+            CommitError::Store(s) => ApiError::internal(s),
+        }
+    }
+}
+
+impl From<crate::db::StoreError> for ApiError {
+    fn from(e: crate::db::StoreError) -> ApiError {
+        ApiError::internal(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"code": self.code, "message": self.message}});
+        let mut resp = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp
+    }
+}
+
+/// The org an API request acts for, from `Authorization: Bearer KEY`.
+pub struct OrgAuth(pub String);
+
+const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
+
+impl FromRequestParts<State> for OrgAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &State) -> Result<Self, Self::Rejection> {
+        let key = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| ApiError::unauthorized("missing `Authorization: Bearer KEY`"))?;
+        let cached = state
+            .keys
+            .lock()
+            .expect("not poisoned")
+            .get(key)
+            .filter(|(at, _)| at.elapsed() < KEY_CACHE_TTL)
+            .map(|(_, org)| org.clone());
+        let org = match cached {
+            Some(org) => org,
+            None => {
+                let org = orgs::org_for_key(&state.db.pool, key).await?;
+                state
+                    .keys
+                    .lock()
+                    .expect("not poisoned")
+                    .insert(key.to_string(), (Instant::now(), org.clone()));
+                org
+            }
+        };
+        org.map(OrgAuth)
+            .ok_or_else(|| ApiError::unauthorized("unknown or revoked API key"))
+    }
+}

@@ -1,0 +1,235 @@
+//! The command line: `serve` (the default), `migrate`, `org create`, `apikey create`,
+//! `channel add twilio-sms`, `channel list`.
+
+use crate::config::Config;
+use crate::db::{orgs, Db};
+use crate::plugins;
+use anyhow::{bail, Context};
+use channels::sms::twilio::{TwilioSmsConfig, TWILIO_API_BASE};
+use channels::Secret;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Dartwing Gateway: one self-hostable gateway for SMS, WhatsApp, email and voice.
+#[derive(Parser)]
+#[command(name = "dartwing-gateway", version)]
+pub struct Cli {
+    /// A TOML configuration file (environment variables `DARTWING_*` override it).
+    #[arg(long, global = true, env = "DARTWING_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Commands.
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the gateway (HTTP API, webhooks, workers).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage organizations.
+    Org {
+        /// What to do.
+        #[command(subcommand)]
+        action: OrgAction,
+    },
+    /// Manage API keys.
+    Apikey {
+        /// What to do.
+        #[command(subcommand)]
+        action: KeyAction,
+    },
+    /// Manage provider accounts.
+    Channel {
+        /// What to do.
+        #[command(subcommand)]
+        action: ChannelAction,
+    },
+}
+
+/// Organization commands.
+#[derive(Subcommand)]
+pub enum OrgAction {
+    /// Create an organization.
+    Create {
+        /// URL-safe name: a-z, 0-9, '-'.
+        slug: String,
+        /// Display name (defaults to the slug).
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+/// API key commands.
+#[derive(Subcommand)]
+pub enum KeyAction {
+    /// Create an API key; it is printed once, alone on the last line.
+    Create {
+        /// The organization's slug.
+        #[arg(long)]
+        org: String,
+    },
+}
+
+/// Provider account commands.
+#[derive(Subcommand)]
+pub enum ChannelAction {
+    /// Add (or replace) a provider account.
+    Add {
+        /// The kind of account.
+        #[command(subcommand)]
+        kind: ChannelKind,
+    },
+    /// List an organization's accounts (secrets are not shown).
+    List {
+        /// The organization's slug.
+        #[arg(long)]
+        org: String,
+    },
+}
+
+/// Provider account kinds.
+#[derive(Subcommand)]
+pub enum ChannelKind {
+    /// Twilio Programmable Messaging (SMS).
+    TwilioSms {
+        /// The organization's slug.
+        #[arg(long)]
+        org: String,
+        /// The account SID (AC…).
+        #[arg(long)]
+        account_sid: String,
+        /// The auth token (also read from DARTWING_TWILIO_AUTH_TOKEN).
+        #[arg(long, env = "DARTWING_TWILIO_AUTH_TOKEN", hide_env_values = true)]
+        auth_token: String,
+        /// The sending number (E.164) or messaging service SID (MG…).
+        #[arg(long)]
+        from: String,
+        /// The REST API base URL.
+        #[arg(long, default_value = TWILIO_API_BASE)]
+        api_base: String,
+        /// Sends per second from this number.
+        #[arg(long, default_value_t = 10.0)]
+        rate_limit: f64,
+    },
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = Config::load(cli.config.as_deref())?;
+    crate::logging::init(&config.log);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(run(cli.command.unwrap_or(Command::Serve), config))
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => serve(config).await,
+        Command::Migrate => {
+            open(&config).await?;
+            println!("migrations applied to {}", redact(&config.database_url));
+            Ok(())
+        }
+        Command::Org { action: OrgAction::Create { slug, name } } => {
+            if !orgs::valid_slug(&slug) {
+                bail!("invalid slug `{slug}`: use 1-63 characters of a-z, 0-9 and '-', not starting with '-'");
+            }
+            let db = open(&config).await?;
+            match orgs::create(&db.pool, &slug, name.as_deref().unwrap_or(&slug)).await? {
+                Some(org) => println!("created organization {} ({})", org.slug, org.id),
+                None => bail!("organization `{slug}` already exists"),
+            }
+            Ok(())
+        }
+        Command::Apikey { action: KeyAction::Create { org } } => {
+            let db = open(&config).await?;
+            let org = find_org(&db, &org).await?;
+            let key = orgs::create_api_key(&db.pool, &org.id).await?;
+            println!("API key for {} (shown once; store it now):", org.slug);
+            println!("{key}");
+            Ok(())
+        }
+        Command::Channel { action: ChannelAction::Add { kind } } => {
+            let ChannelKind::TwilioSms { org, account_sid, auth_token, from, api_base, rate_limit } = kind;
+            let db = open(&config).await?;
+            let org = find_org(&db, &org).await?;
+            let cfg = TwilioSmsConfig {
+                account_sid,
+                auth_token: Secret::new(auth_token),
+                from,
+                api_base,
+                messages_per_second: rate_limit,
+            };
+            cfg.validate()?;
+            let json = serde_json::to_string(&cfg)?;
+            plugins::build("twilio", &json, &reqwest::Client::new())?;
+            orgs::upsert_channel_account(&db.pool, &org.id, "twilio", "sms", &json).await?;
+            println!(
+                "twilio-sms account {} ({}) configured for {}; point Twilio at {}/webhooks/twilio/{}/sms",
+                cfg.account_sid,
+                cfg.from,
+                org.slug,
+                config.public_base(),
+                org.slug
+            );
+            Ok(())
+        }
+        Command::Channel { action: ChannelAction::List { org } } => {
+            let db = open(&config).await?;
+            let org = find_org(&db, &org).await?;
+            for acct in orgs::channel_accounts(&db.pool, &org.id).await? {
+                println!("{}\t{}\t{}", acct.provider, acct.channel, acct.id);
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn open(config: &Config) -> anyhow::Result<Db> {
+    let db = Db::connect(&config.database_url, 2).await?;
+    db.migrate().await?;
+    Ok(db)
+}
+
+async fn find_org(db: &Db, slug: &str) -> anyhow::Result<orgs::Org> {
+    orgs::by_slug(&db.pool, slug)
+        .await?
+        .with_context(|| format!("no organization `{slug}` (create it with `dartwing-gateway org create {slug}`)"))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let running = crate::server::start(&config).await?;
+    println!("dartwing-gateway listening on http://{} ({})", running.addr, redact(&config.database_url));
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    running.stop().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+    }
+}
+
+/// A database URL without its password.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}

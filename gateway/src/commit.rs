@@ -1,0 +1,335 @@
+//! Group commit: every write that answers a provider, a client or a worker is handed to a
+//! writer task, which commits many of them in one transaction; each caller waits for its own
+//! batch's commit before it answers. One fsync then serves a whole batch.
+//!
+//! ```text
+//!  request ─┐                       ┌─ reply (after COMMIT)
+//!  request ─┼─▶ bounded queue ─▶ writer: BEGIN; op; op; op; …; COMMIT ─┼─ reply
+//!  request ─┘   (full → 503)         (batch = whatever is queued, ≤ max)  └─ reply
+//! ```
+//!
+//! The batch adapts to load: a writer takes whatever is queued when it becomes free, so a
+//! request alone is committed at once (no timer), and under load batches grow to `max_batch`.
+//! Jobs run without savepoints first; if any job fails, the batch is rolled back and run again
+//! with a savepoint around each job, so one bad job never fails its neighbours.
+//! SQLite gets one writer (it has one write lock anyway); PostgreSQL gets several.
+
+use crate::db::dead_letters::{self, Replay};
+use crate::db::ingest::{self, Ingested, StatusOutcome};
+use crate::db::messages::{self, Applied, Claimed, Created, NewOutbound};
+use crate::db::{now_ms, Db, StoreError};
+use channels::{InboundMessage, StatusUpdate};
+use sqlx::{AnyConnection, Connection};
+use state_machines::Channel;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::{mpsc, oneshot, Mutex, Notify};
+
+/// One write, as a caller hands it over.
+#[derive(Debug)]
+pub enum WriteOp {
+    /// A verified inbound message.
+    Inbound {
+        /// The org.
+        org_id: String,
+        /// The message.
+        msg: InboundMessage,
+    },
+    /// A verified provider status callback.
+    Status {
+        /// The org.
+        org_id: String,
+        /// The channel it came on.
+        channel: Channel,
+        /// The update.
+        update: StatusUpdate,
+    },
+    /// A send request from the API.
+    CreateOutbound {
+        /// The org.
+        org_id: String,
+        /// The request.
+        req: NewOutbound,
+    },
+    /// A worker claims due messages.
+    Claim {
+        /// How many at most.
+        limit: i64,
+        /// How long the claim holds, ms.
+        lease_ms: i64,
+    },
+    /// The provider accepted a message.
+    Accepted {
+        /// The org.
+        org_id: String,
+        /// Our message id.
+        id: String,
+        /// The provider's id.
+        provider_message_id: String,
+        /// The provider's status word.
+        provider_status: String,
+    },
+    /// A transient failure, retry later.
+    Retry {
+        /// The org.
+        org_id: String,
+        /// Our message id.
+        id: String,
+        /// The error.
+        error: String,
+        /// The provider's code.
+        error_code: Option<String>,
+        /// When to retry, Unix ms.
+        retry_at: i64,
+    },
+    /// Put back without counting an attempt.
+    Defer {
+        /// Our message id.
+        id: String,
+        /// When it is due again, Unix ms.
+        until: i64,
+    },
+    /// Failed for good.
+    Failure {
+        /// The org.
+        org_id: String,
+        /// Our message id.
+        id: String,
+        /// Its channel.
+        channel: Channel,
+        /// The error.
+        error: String,
+        /// The provider's code.
+        error_code: Option<String>,
+        /// Attempts made.
+        attempts: i64,
+    },
+    /// Replay a dead letter.
+    Replay {
+        /// The org.
+        org_id: String,
+        /// The dead letter.
+        id: String,
+    },
+}
+
+/// What a write did.
+#[derive(Debug)]
+pub enum WriteResult {
+    /// For [`WriteOp::Inbound`].
+    Inbound(Ingested),
+    /// For [`WriteOp::Status`].
+    Status(StatusOutcome),
+    /// For [`WriteOp::CreateOutbound`].
+    Created(Created),
+    /// For [`WriteOp::Claim`].
+    Claimed(Vec<Claimed>),
+    /// For [`WriteOp::Accepted`].
+    Applied(Applied),
+    /// For [`WriteOp::Failure`]: the dead letter's id.
+    DeadLettered(String),
+    /// For [`WriteOp::Replay`].
+    Replay(Replay),
+    /// For [`WriteOp::Retry`] and [`WriteOp::Defer`].
+    Done,
+}
+
+/// Why a write was not committed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    /// The queue is full: the caller should answer 503 with `Retry-After`.
+    #[error("write queue is full")]
+    Overloaded,
+    /// The gateway is shutting down.
+    #[error("shutting down")]
+    Closed,
+    /// The database refused the write or the commit.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+struct Job {
+    op: WriteOp,
+    reply: oneshot::Sender<Result<WriteResult, CommitError>>,
+}
+
+/// Tuning of the committer.
+#[derive(Debug, Clone, Copy)]
+pub struct CommitSettings {
+    /// Jobs that may wait; more are refused with [`CommitError::Overloaded`].
+    pub queue_capacity: usize,
+    /// Most jobs in one transaction.
+    pub max_batch: usize,
+    /// Writer tasks (1 for SQLite).
+    pub writers: usize,
+}
+
+/// The handle callers submit writes through.
+#[derive(Clone)]
+pub struct Committer {
+    tx: mpsc::Sender<Job>,
+    /// Woken after every commit; the relay and the send worker wait on it.
+    pub committed: Arc<Notify>,
+}
+
+impl Committer {
+    /// Starts the writer tasks.
+    pub fn start(db: Db, settings: CommitSettings) -> Committer {
+        let (tx, rx) = mpsc::channel(settings.queue_capacity.max(1));
+        let rx = Arc::new(Mutex::new(rx));
+        let committed = Arc::new(Notify::new());
+        let writers = if db.backend == crate::db::Backend::Sqlite {
+            1
+        } else {
+            settings.writers.max(1)
+        };
+        for _ in 0..writers {
+            tokio::spawn(writer(db.clone(), rx.clone(), settings.max_batch.max(1), committed.clone()));
+        }
+        Committer { tx, committed }
+    }
+
+    /// Submits a write and waits for its commit; refuses at once when the queue is full.
+    pub async fn submit(&self, op: WriteOp) -> Result<WriteResult, CommitError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.try_send(Job { op, reply }).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => CommitError::Overloaded,
+            mpsc::error::TrySendError::Closed(_) => CommitError::Closed,
+        })?;
+        rx.await.map_err(|_| CommitError::Closed)?
+    }
+
+    /// Submits a write, waiting for room in the queue (for internal workers).
+    pub async fn submit_wait(&self, op: WriteOp) -> Result<WriteResult, CommitError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Job { op, reply })
+            .await
+            .map_err(|_| CommitError::Closed)?;
+        rx.await.map_err(|_| CommitError::Closed)?
+    }
+}
+
+async fn writer(db: Db, rx: Arc<Mutex<mpsc::Receiver<Job>>>, max_batch: usize, committed: Arc<Notify>) {
+    let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
+    loop {
+        {
+            let mut rx = rx.lock().await;
+            let Some(first) = rx.recv().await else { return };
+            batch.push(first);
+            while batch.len() < max_batch {
+                match rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+        }
+        let started = Instant::now();
+        let results = run_batch(&db, &batch).await;
+        crate::telemetry::BatchCommitted {
+            size: batch.len(),
+            elapsed: started.elapsed(),
+        }
+        .emit();
+        committed.notify_waiters();
+        for (job, result) in batch.drain(..).zip(results) {
+            let _ = job.reply.send(result);
+        }
+    }
+}
+
+/// Runs a batch in one transaction; a result per job, in order.
+async fn run_batch(db: &Db, batch: &[Job]) -> Vec<Result<WriteResult, CommitError>> {
+    match attempt(db, batch, false).await {
+        Ok(results) if results.iter().all(Result::is_ok) => results,
+        _ => match attempt(db, batch, true).await {
+            Ok(results) => results,
+            Err(e) => {
+                let msg = e.to_string();
+                tracing::error!(error = %msg, size = batch.len(), "batch commit failed");
+                batch
+                    .iter()
+                    .map(|_| Err(CommitError::Store(StoreError::Database(sqlx::Error::Protocol(msg.clone())))))
+                    .collect()
+            }
+        },
+    }
+}
+
+/// One try at a batch. Without savepoints, the first failing job aborts the try (the caller
+/// retries with savepoints); with them, each job's failure is its own.
+async fn attempt(
+    db: &Db,
+    batch: &[Job],
+    savepoints: bool,
+) -> Result<Vec<Result<WriteResult, CommitError>>, StoreError> {
+    let mut conn = db.pool.acquire().await?;
+    let mut tx = conn.begin().await?;
+    let mut results = Vec::with_capacity(batch.len());
+    for job in batch {
+        if !savepoints {
+            match execute(&mut tx, &job.op).await {
+                Ok(r) => results.push(Ok(r)),
+                Err(e) => {
+                    tx.rollback().await?;
+                    results.push(Err(CommitError::Store(e)));
+                    return Ok(results);
+                }
+            }
+            continue;
+        }
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let mut sp = tx.begin().await?;
+            match execute(&mut sp, &job.op).await {
+                Ok(r) => {
+                    sp.commit().await?;
+                    results.push(Ok(r));
+                    break;
+                }
+                Err(e) => {
+                    sp.rollback().await?;
+                    if e.is_transient() && tries < 3 {
+                        continue;
+                    }
+                    results.push(Err(CommitError::Store(e)));
+                    break;
+                }
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(results)
+}
+
+async fn execute(conn: &mut AnyConnection, op: &WriteOp) -> Result<WriteResult, StoreError> {
+    let now = now_ms();
+    Ok(match op {
+        WriteOp::Inbound { org_id, msg } => WriteResult::Inbound(ingest::message(conn, org_id, msg, now).await?),
+        WriteOp::Status { org_id, channel, update } => {
+            WriteResult::Status(ingest::status(conn, org_id, *channel, update, now).await?)
+        }
+        WriteOp::CreateOutbound { org_id, req } => {
+            WriteResult::Created(messages::create_outbound(conn, org_id, req, now).await?)
+        }
+        WriteOp::Claim { limit, lease_ms } => {
+            WriteResult::Claimed(messages::claim_due(conn, now, *limit, *lease_ms).await?)
+        }
+        WriteOp::Accepted { org_id, id, provider_message_id, provider_status } => WriteResult::Applied(
+            messages::record_accepted(conn, org_id, id, provider_message_id, provider_status, now).await?,
+        ),
+        WriteOp::Retry { org_id, id, error, error_code, retry_at } => {
+            messages::record_retry(conn, org_id, id, error, error_code.as_deref(), *retry_at, now).await?;
+            WriteResult::Done
+        }
+        WriteOp::Defer { id, until } => {
+            messages::defer(conn, id, *until).await?;
+            WriteResult::Done
+        }
+        WriteOp::Failure { org_id, id, channel, error, error_code, attempts } => WriteResult::DeadLettered(
+            messages::record_failure(conn, org_id, id, *channel, error, error_code.as_deref(), *attempts, now).await?,
+        ),
+        WriteOp::Replay { org_id, id } => WriteResult::Replay(dead_letters::replay(conn, org_id, id, now).await?),
+    })
+}

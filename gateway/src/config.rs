@@ -1,0 +1,341 @@
+//! Configuration: a TOML file (optional) plus `DARTWING_*` environment overrides, on top of
+//! defaults that run the gateway with no set-up. Unknown keys are errors, and every problem —
+//! unknown keys, wrong types, invalid values — is reported at once.
+//!
+//! Environment variables (each overrides the key named beside it):
+//!
+//! | variable | key |
+//! |---|---|
+//! | `DARTWING_HTTP_ADDR` | `http_addr` |
+//! | `DARTWING_DATABASE_URL` | `database_url` |
+//! | `DARTWING_PUBLIC_URL` | `public_url` |
+//! | `DARTWING_MAX_BODY_BYTES` | `max_body_bytes` |
+//! | `DARTWING_LOG` | `log` |
+//! | `DARTWING_DATABASE_MAX_CONNECTIONS` | `database_max_connections` |
+//! | `DARTWING_INGEST_QUEUE_CAPACITY`, `_MAX_BATCH`, `_WRITERS` | `ingest.*` |
+//! | `DARTWING_DELIVERY_MAX_ATTEMPTS`, `_RETRY_BASE_MS`, `_RETRY_MAX_MS`, `_CONCURRENCY`, `_BREAKER_THRESHOLD`, `_BREAKER_COOLDOWN_MS`, `_SEND_TIMEOUT_MS`, `_POLL_MS` | `delivery.*` |
+//! | `DARTWING_RELAY_BATCH`, `DARTWING_RELAY_POLL_MS` | `relay.*` |
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::Path;
+
+/// The whole configuration. Field docs are the reference.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the HTTP API and webhooks listen.
+    pub http_addr: String,
+    /// `sqlite://PATH` (embedded default) or `postgres://…`.
+    pub database_url: String,
+    /// The base URL providers call and sign (empty: `http://` + `http_addr`).
+    pub public_url: String,
+    /// Largest request body accepted; larger gets 413.
+    pub max_body_bytes: usize,
+    /// Log filter, e.g. `info` or `info,gateway=debug`.
+    pub log: String,
+    /// Database pool size.
+    pub database_max_connections: u32,
+    /// Group commit of writes.
+    pub ingest: IngestConfig,
+    /// Outbound sending.
+    pub delivery: DeliveryConfig,
+    /// The outbox relay.
+    pub relay: RelayConfig,
+}
+
+/// Group commit of writes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Writes that may wait for a writer; beyond that requests get 503 with `Retry-After`.
+    pub queue_capacity: usize,
+    /// Most writes in one transaction.
+    pub max_batch: usize,
+    /// Writer tasks on PostgreSQL (SQLite always uses one).
+    pub writers: usize,
+}
+
+/// Outbound sending.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// Attempts before a transiently failing send becomes a dead letter.
+    pub max_attempts: i64,
+    /// First retry delay, ms (doubles each attempt, with jitter).
+    pub retry_base_ms: u64,
+    /// Longest retry delay, ms.
+    pub retry_max_ms: u64,
+    /// Provider calls in flight at once.
+    pub concurrency: usize,
+    /// Consecutive transient failures that open an account's circuit.
+    pub breaker_threshold: u32,
+    /// How long an open circuit stays open, ms.
+    pub breaker_cooldown_ms: u64,
+    /// Longest a provider call may take, ms.
+    pub send_timeout_ms: u64,
+    /// How often to look for due retries without a signal, ms.
+    pub poll_ms: u64,
+}
+
+/// The outbox relay.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RelayConfig {
+    /// Events per round.
+    pub batch: i64,
+    /// How often to look without a signal, ms.
+    pub poll_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            http_addr: "127.0.0.1:8080".into(),
+            database_url: "sqlite://./data/dartwing.db".into(),
+            public_url: String::new(),
+            max_body_bytes: 64 * 1024,
+            log: "info".into(),
+            database_max_connections: 8,
+            ingest: IngestConfig::default(),
+            delivery: DeliveryConfig::default(),
+            relay: RelayConfig::default(),
+        }
+    }
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            queue_capacity: 20_000,
+            max_batch: 500,
+            writers: 3,
+        }
+    }
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            max_attempts: 6,
+            retry_base_ms: 2_000,
+            retry_max_ms: 300_000,
+            concurrency: 32,
+            breaker_threshold: 5,
+            breaker_cooldown_ms: 30_000,
+            send_timeout_ms: 15_000,
+            poll_ms: 1_000,
+        }
+    }
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            batch: 1_000,
+            poll_ms: 500,
+        }
+    }
+}
+
+const ENV: &[(&str, &str)] = &[
+    ("DARTWING_HTTP_ADDR", "http_addr"),
+    ("DARTWING_DATABASE_URL", "database_url"),
+    ("DARTWING_PUBLIC_URL", "public_url"),
+    ("DARTWING_MAX_BODY_BYTES", "max_body_bytes"),
+    ("DARTWING_LOG", "log"),
+    ("DARTWING_DATABASE_MAX_CONNECTIONS", "database_max_connections"),
+    ("DARTWING_INGEST_QUEUE_CAPACITY", "ingest.queue_capacity"),
+    ("DARTWING_INGEST_MAX_BATCH", "ingest.max_batch"),
+    ("DARTWING_INGEST_WRITERS", "ingest.writers"),
+    ("DARTWING_DELIVERY_MAX_ATTEMPTS", "delivery.max_attempts"),
+    ("DARTWING_DELIVERY_RETRY_BASE_MS", "delivery.retry_base_ms"),
+    ("DARTWING_DELIVERY_RETRY_MAX_MS", "delivery.retry_max_ms"),
+    ("DARTWING_DELIVERY_CONCURRENCY", "delivery.concurrency"),
+    ("DARTWING_DELIVERY_BREAKER_THRESHOLD", "delivery.breaker_threshold"),
+    ("DARTWING_DELIVERY_BREAKER_COOLDOWN_MS", "delivery.breaker_cooldown_ms"),
+    ("DARTWING_DELIVERY_SEND_TIMEOUT_MS", "delivery.send_timeout_ms"),
+    ("DARTWING_DELIVERY_POLL_MS", "delivery.poll_ms"),
+    ("DARTWING_RELAY_BATCH", "relay.batch"),
+    ("DARTWING_RELAY_POLL_MS", "relay.poll_ms"),
+];
+
+/// Every problem found in a configuration.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl Config {
+    /// Loads the file (if any), applies the environment, checks everything.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigErrors> {
+        let text = match path {
+            Some(p) => std::fs::read_to_string(p)
+                .map_err(|e| ConfigErrors(vec![format!("cannot read {}: {e}", p.display())]))?,
+            None => String::new(),
+        };
+        let env: Vec<(String, String)> = ENV
+            .iter()
+            .filter_map(|(var, key)| std::env::var(var).ok().map(|v| (key.to_string(), v)))
+            .collect();
+        Config::from_parts(&text, &env)
+    }
+
+    /// Builds a configuration from TOML text and (key path, value) overrides.
+    pub fn from_parts(toml_text: &str, overrides: &[(String, String)]) -> Result<Config, ConfigErrors> {
+        let mut errors = Vec::new();
+        let mut table: toml::Table = toml_text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigErrors(vec![format!("config file: {e}")]))?;
+        let defaults = toml::Table::try_from(Config::default()).expect("defaults serialize");
+        unknown_keys(&table, &defaults, "", &mut errors);
+        for (path, raw) in overrides {
+            set_path(&mut table, &defaults, path, raw, &mut errors);
+        }
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigErrors(vec![e.message().to_string()]))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigErrors> {
+        let mut e = Vec::new();
+        if self.http_addr.parse::<SocketAddr>().is_err() {
+            e.push(format!("http_addr `{}` is not host:port", self.http_addr));
+        }
+        let db = &self.database_url;
+        if !(db.starts_with("sqlite:") || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+            e.push(format!("database_url `{db}` must start with sqlite:, postgres:// or postgresql://"));
+        }
+        if !self.public_url.is_empty()
+            && !(self.public_url.starts_with("http://") || self.public_url.starts_with("https://"))
+        {
+            e.push(format!("public_url `{}` must be an http(s) URL", self.public_url));
+        }
+        let positive = [
+            ("max_body_bytes", self.max_body_bytes as i64),
+            ("database_max_connections", self.database_max_connections as i64),
+            ("ingest.queue_capacity", self.ingest.queue_capacity as i64),
+            ("ingest.max_batch", self.ingest.max_batch as i64),
+            ("ingest.writers", self.ingest.writers as i64),
+            ("delivery.max_attempts", self.delivery.max_attempts),
+            ("delivery.concurrency", self.delivery.concurrency as i64),
+            ("delivery.breaker_threshold", self.delivery.breaker_threshold as i64),
+            ("delivery.send_timeout_ms", self.delivery.send_timeout_ms as i64),
+            ("delivery.poll_ms", self.delivery.poll_ms as i64),
+            ("relay.batch", self.relay.batch),
+            ("relay.poll_ms", self.relay.poll_ms as i64),
+        ];
+        for (name, v) in positive {
+            if v <= 0 {
+                e.push(format!("{name} must be greater than 0"));
+            }
+        }
+        if self.delivery.retry_max_ms < self.delivery.retry_base_ms {
+            e.push("delivery.retry_max_ms must be at least delivery.retry_base_ms".into());
+        }
+        if e.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(e))
+        }
+    }
+
+    /// The public base URL, without a trailing slash.
+    pub fn public_base(&self) -> String {
+        if self.public_url.is_empty() {
+            format!("http://{}", self.http_addr)
+        } else {
+            self.public_url.trim_end_matches('/').to_string()
+        }
+    }
+}
+
+fn unknown_keys(table: &toml::Table, known: &toml::Table, prefix: &str, errors: &mut Vec<String>) {
+    for (k, v) in table {
+        let path = format!("{prefix}{k}");
+        match (known.get(k), v) {
+            (None, _) => errors.push(format!("unknown key `{path}`")),
+            (Some(toml::Value::Table(kt)), toml::Value::Table(t)) => {
+                unknown_keys(t, kt, &format!("{path}."), errors)
+            }
+            (Some(toml::Value::Table(_)), _) => errors.push(format!("`{path}` must be a table")),
+            _ => {}
+        }
+    }
+}
+
+/// Sets `a.b` from an environment string, typed like the default at that path.
+fn set_path(table: &mut toml::Table, defaults: &toml::Table, path: &str, raw: &str, errors: &mut Vec<String>) {
+    let (section, key) = match path.split_once('.') {
+        Some((s, k)) => (Some(s), k),
+        None => (None, path),
+    };
+    let (target, default) = match section {
+        Some(s) => {
+            let entry = table
+                .entry(s.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let Some(t) = entry.as_table_mut() else { return };
+            (t, defaults.get(s).and_then(|d| d.get(key)))
+        }
+        None => (table, defaults.get(key)),
+    };
+    let value = match default {
+        Some(toml::Value::Integer(_)) => match raw.trim().parse::<i64>() {
+            Ok(i) => toml::Value::Integer(i),
+            Err(_) => {
+                errors.push(format!("{path} (from the environment) must be an integer, got `{raw}`"));
+                return;
+            }
+        },
+        _ => toml::Value::String(raw.to_string()),
+    };
+    target.insert(key.to_string(), value);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::from_parts("", &[]).unwrap();
+        assert_eq!(c.http_addr, "127.0.0.1:8080");
+        assert_eq!(c.public_base(), "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn file_and_environment_combine_environment_wins() {
+        let c = Config::from_parts(
+            "http_addr = \"127.0.0.1:9000\"\n[delivery]\nmax_attempts = 3\n",
+            &[("delivery.max_attempts".into(), "9".into()), ("public_url".into(), "https://gw.example/".into())],
+        )
+        .unwrap();
+        assert_eq!(c.http_addr, "127.0.0.1:9000");
+        assert_eq!(c.delivery.max_attempts, 9);
+        assert_eq!(c.public_base(), "https://gw.example");
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let err = Config::from_parts(
+            "colour = 1\n[delivery]\nretries = 2\n[relay]\n",
+            &[("ingest.max_batch".into(), "many".into())],
+        )
+        .unwrap_err();
+        assert_eq!(err.0.len(), 3, "{err}");
+        assert!(err.to_string().contains("unknown key `colour`"));
+        assert!(err.to_string().contains("unknown key `delivery.retries`"));
+        assert!(err.to_string().contains("ingest.max_batch"));
+        let err = Config::from_parts(
+            "http_addr = \"nowhere\"\ndatabase_url = \"mysql://x\"\n[relay]\nbatch = 0\n",
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(err.0.len(), 3, "{err}");
+    }
+}

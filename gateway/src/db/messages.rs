@@ -1,0 +1,553 @@
+//! Messages: the outbound lifecycle (create → claim → accepted / retry / failed), the delivery
+//! history every transition writes, and the reads the API serves.
+
+use super::conversations::touch;
+use super::outbox::{self, NewEvent};
+use super::{new_id, StoreError};
+use serde::Serialize;
+use serde_json::json;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, AnyPool, Row};
+use state_machines::delivery::{self, DeliveryEffect};
+use state_machines::{Channel, ConversationEvent, DeliveryEvent, DeliveryState};
+
+/// The result of one delivery-machine step as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    /// The state before.
+    pub from: DeliveryState,
+    /// The state after (equal to `from` when the event only went to history).
+    pub to: DeliveryState,
+}
+
+impl Applied {
+    /// Whether the state moved.
+    pub fn changed(&self) -> bool {
+        self.from != self.to
+    }
+}
+
+/// Runs the delivery machine for one event: history row always; state, error and a
+/// `status_changed` event when it moved. An event the table refuses is recorded as refused.
+#[allow(clippy::too_many_arguments)]
+pub async fn apply_delivery(
+    conn: &mut AnyConnection,
+    org_id: &str,
+    message_id: &str,
+    state: DeliveryState,
+    event: DeliveryEvent,
+    source: &str,
+    provider_status: Option<&str>,
+    error_code: Option<&str>,
+    now: i64,
+) -> Result<Applied, StoreError> {
+    let (next, effects) = delivery::step(state, event).unwrap_or((state, Vec::new()));
+    let changed = effects
+        .iter()
+        .any(|e| matches!(e, DeliveryEffect::Changed { .. }));
+    let reported = match event {
+        DeliveryEvent::Report(s) => Some(s.as_str()),
+        _ => None,
+    };
+    sqlx::query(
+        "INSERT INTO message_history (org_id, message_id, event, reported, state, applied, \
+         provider_status, error_code, source, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(org_id)
+    .bind(message_id)
+    .bind(event.name())
+    .bind(reported)
+    .bind(next.as_str())
+    .bind(changed as i64)
+    .bind(provider_status)
+    .bind(error_code)
+    .bind(source)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    if changed {
+        let row = sqlx::query(
+            "UPDATE messages SET status = $1, error_code = COALESCE($2, error_code), updated_at = $3 \
+             WHERE id = $4 AND org_id = $5 RETURNING conversation_id, channel, created_at",
+        )
+        .bind(next.as_str())
+        .bind(error_code)
+        .bind(now)
+        .bind(message_id)
+        .bind(org_id)
+        .fetch_one(&mut *conn)
+        .await?;
+        let conversation_id: String = row.try_get(0)?;
+        let channel: String = row.try_get(1)?;
+        outbox::append(
+            conn,
+            NewEvent {
+                org_id,
+                partition_key: &conversation_id,
+                event_type: "dartwing.message.status_changed.v1",
+                subject: format!("messages/{message_id}"),
+                data: json!({
+                    "message_id": message_id,
+                    "conversation_id": conversation_id,
+                    "channel": channel,
+                    "from": state.as_str(),
+                    "to": next.as_str(),
+                    "provider_status": provider_status,
+                    "error_code": error_code,
+                    "source": source,
+                }),
+            },
+            now,
+        )
+        .await?;
+    }
+    Ok(Applied {
+        from: state,
+        to: next,
+    })
+}
+
+/// A send request as the API validated it.
+#[derive(Debug, Clone)]
+pub struct NewOutbound {
+    /// The channel.
+    pub channel: Channel,
+    /// Our sending address (the account's number).
+    pub from: String,
+    /// The recipient.
+    pub to: String,
+    /// The text.
+    pub body: String,
+    /// The client's `Idempotency-Key`, if any.
+    pub idempotency_key: Option<String>,
+}
+
+/// What creating an outbound message did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Created {
+    /// Stored as `queued`.
+    Queued {
+        /// Its id.
+        id: String,
+        /// Its conversation.
+        conversation_id: String,
+    },
+    /// The same idempotency key was used before with the same request: that message's id.
+    Existing {
+        /// Its id.
+        id: String,
+        /// Its conversation.
+        conversation_id: String,
+    },
+    /// The same idempotency key was used before with a different request.
+    KeyReused,
+    /// The recipient opted out of this channel.
+    OptedOut,
+}
+
+/// Stores a new outbound message as `queued`, due now.
+pub async fn create_outbound(
+    conn: &mut AnyConnection,
+    org_id: &str,
+    req: &NewOutbound,
+    now: i64,
+) -> Result<Created, StoreError> {
+    if let Some(key) = &req.idempotency_key {
+        let row = sqlx::query(
+            "SELECT id, conversation_id, channel, to_addr, body FROM messages WHERE org_id = $1 AND idempotency_key = $2",
+        )
+        .bind(org_id)
+        .bind(key)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(r) = row {
+            let same = r.try_get::<String, _>(2)? == req.channel.as_str()
+                && r.try_get::<String, _>(3)? == req.to
+                && r.try_get::<String, _>(4)? == req.body;
+            return Ok(if same {
+                Created::Existing {
+                    id: r.try_get(0)?,
+                    conversation_id: r.try_get(1)?,
+                }
+            } else {
+                Created::KeyReused
+            });
+        }
+    }
+    let opted_out = sqlx::query("SELECT 1 FROM opt_outs WHERE org_id = $1 AND channel = $2 AND address = $3")
+        .bind(org_id)
+        .bind(req.channel.as_str())
+        .bind(&req.to)
+        .fetch_optional(&mut *conn)
+        .await?
+        .is_some();
+    if opted_out {
+        return Ok(Created::OptedOut);
+    }
+    let thread = touch(conn, org_id, req.channel, &req.to, ConversationEvent::Outbound, now).await?;
+    let id = new_id();
+    sqlx::query(
+        "INSERT INTO messages (id, org_id, conversation_id, contact_id, channel, direction, from_addr, \
+         to_addr, body, media, status, next_attempt_at, idempotency_key, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, 'outbound', $6, $7, $8, '[]', 'queued', $9, $10, $9, $9)",
+    )
+    .bind(&id)
+    .bind(org_id)
+    .bind(&thread.conversation_id)
+    .bind(&thread.contact_id)
+    .bind(req.channel.as_str())
+    .bind(&req.from)
+    .bind(&req.to)
+    .bind(&req.body)
+    .bind(now)
+    .bind(&req.idempotency_key)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "INSERT INTO message_history (org_id, message_id, event, state, applied, source, at) \
+         VALUES ($1, $2, 'create', 'queued', 1, 'api', $3)",
+    )
+    .bind(org_id)
+    .bind(&id)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    outbox::append(
+        conn,
+        NewEvent {
+            org_id,
+            partition_key: &thread.conversation_id,
+            event_type: "dartwing.message.queued.v1",
+            subject: format!("messages/{id}"),
+            data: json!({
+                "message_id": id,
+                "conversation_id": thread.conversation_id,
+                "contact_id": thread.contact_id,
+                "channel": req.channel.as_str(),
+                "direction": "outbound",
+                "from": req.from,
+                "to": req.to,
+                "body": req.body,
+            }),
+        },
+        now,
+    )
+    .await?;
+    Ok(Created::Queued {
+        id,
+        conversation_id: thread.conversation_id,
+    })
+}
+
+/// A message a worker claimed for sending.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    /// Its id.
+    pub id: String,
+    /// The organization.
+    pub org_id: String,
+    /// The channel.
+    pub channel: Channel,
+    /// The recipient.
+    pub to: String,
+    /// The text.
+    pub body: String,
+    /// Attempts made before this one.
+    pub attempts: i64,
+    /// When it was created, Unix ms.
+    pub created_at: i64,
+}
+
+/// Claims up to `limit` due messages: `queued` ones are dispatched (→ `sending`), `sending`
+/// ones are retries. Each claimed message gets a lease: if this node dies mid-send it is due
+/// again when the lease ends.
+pub async fn claim_due(
+    conn: &mut AnyConnection,
+    now: i64,
+    limit: i64,
+    lease_ms: i64,
+) -> Result<Vec<Claimed>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT id, org_id, channel, to_addr, body, attempts, created_at, status FROM messages \
+         WHERE next_attempt_at IS NOT NULL AND next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $2",
+    )
+    .bind(now)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let claimed = claimed_from_row(&r)?;
+        let status: String = r.try_get(7)?;
+        if status == DeliveryState::Queued.as_str() {
+            apply_delivery(conn, &claimed.org_id, &claimed.id, DeliveryState::Queued, DeliveryEvent::Dispatch, "worker", None, None, now).await?;
+        }
+        sqlx::query("UPDATE messages SET next_attempt_at = $1, attempts = attempts + 1 WHERE id = $2")
+            .bind(now + lease_ms)
+            .bind(&claimed.id)
+            .execute(&mut *conn)
+            .await?;
+        out.push(claimed);
+    }
+    Ok(out)
+}
+
+fn claimed_from_row(r: &AnyRow) -> Result<Claimed, StoreError> {
+    let channel: String = r.try_get(2)?;
+    Ok(Claimed {
+        id: r.try_get(0)?,
+        org_id: r.try_get(1)?,
+        channel: Channel::parse(&channel).ok_or_else(|| StoreError::Corrupt {
+            what: "messages.channel",
+            detail: channel.clone(),
+        })?,
+        to: r.try_get(3)?,
+        body: r.try_get(4)?,
+        attempts: r.try_get(5)?,
+        created_at: r.try_get(6)?,
+    })
+}
+
+async fn current_state(conn: &mut AnyConnection, org_id: &str, id: &str) -> Result<DeliveryState, StoreError> {
+    let row = sqlx::query("SELECT status FROM messages WHERE id = $1 AND org_id = $2")
+        .bind(id)
+        .bind(org_id)
+        .fetch_one(&mut *conn)
+        .await?;
+    let s: String = row.try_get(0)?;
+    DeliveryState::parse(&s).ok_or(StoreError::Corrupt {
+        what: "messages.status",
+        detail: s,
+    })
+}
+
+/// The provider accepted the message.
+pub async fn record_accepted(
+    conn: &mut AnyConnection,
+    org_id: &str,
+    id: &str,
+    provider_message_id: &str,
+    provider_status: &str,
+    now: i64,
+) -> Result<Applied, StoreError> {
+    sqlx::query("UPDATE messages SET provider_message_id = $1, next_attempt_at = NULL, error_message = NULL WHERE id = $2 AND org_id = $3")
+        .bind(provider_message_id)
+        .bind(id)
+        .bind(org_id)
+        .execute(&mut *conn)
+        .await?;
+    let state = current_state(conn, org_id, id).await?;
+    apply_delivery(conn, org_id, id, state, DeliveryEvent::Accepted, "worker", Some(provider_status), None, now).await
+}
+
+/// A transient failure: try again at `retry_at` (history keeps the error).
+pub async fn record_retry(
+    conn: &mut AnyConnection,
+    org_id: &str,
+    id: &str,
+    error: &str,
+    error_code: Option<&str>,
+    retry_at: i64,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE messages SET next_attempt_at = $1, error_message = $2, updated_at = $3 WHERE id = $4 AND org_id = $5")
+        .bind(retry_at)
+        .bind(error)
+        .bind(now)
+        .bind(id)
+        .bind(org_id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "INSERT INTO message_history (org_id, message_id, event, state, applied, error_code, source, at) \
+         VALUES ($1, $2, 'retry_scheduled', 'sending', 0, $3, 'worker', $4)",
+    )
+    .bind(org_id)
+    .bind(id)
+    .bind(error_code)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Puts a claimed message back without counting an attempt (circuit open).
+pub async fn defer(conn: &mut AnyConnection, id: &str, until: i64) -> Result<(), StoreError> {
+    sqlx::query("UPDATE messages SET next_attempt_at = $1, attempts = attempts - 1 WHERE id = $2")
+        .bind(until)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// A permanent failure or exhausted retries: `failed`, and a dead letter to replay from.
+#[allow(clippy::too_many_arguments)]
+pub async fn record_failure(
+    conn: &mut AnyConnection,
+    org_id: &str,
+    id: &str,
+    channel: Channel,
+    error: &str,
+    error_code: Option<&str>,
+    attempts: i64,
+    now: i64,
+) -> Result<String, StoreError> {
+    sqlx::query("UPDATE messages SET next_attempt_at = NULL, error_message = $1 WHERE id = $2 AND org_id = $3")
+        .bind(error)
+        .bind(id)
+        .bind(org_id)
+        .execute(&mut *conn)
+        .await?;
+    let state = current_state(conn, org_id, id).await?;
+    apply_delivery(conn, org_id, id, state, DeliveryEvent::Fail, "worker", None, error_code, now).await?;
+    super::dead_letters::insert(conn, org_id, id, channel, error, error_code, attempts, now).await
+}
+
+/// A message with its delivery history, as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct MessageView {
+    /// Its id.
+    pub id: String,
+    /// Its conversation.
+    pub conversation_id: String,
+    /// Its channel.
+    pub channel: String,
+    /// `inbound` or `outbound`.
+    pub direction: String,
+    /// Sender address.
+    pub from: String,
+    /// Recipient address.
+    pub to: String,
+    /// The text.
+    pub body: String,
+    /// Attachments.
+    pub media: serde_json::Value,
+    /// `received` for inbound; the delivery state for outbound.
+    pub status: String,
+    /// The provider's id.
+    pub provider_message_id: Option<String>,
+    /// The provider's last error code.
+    pub error_code: Option<String>,
+    /// The last error we saw.
+    pub error_message: Option<String>,
+    /// Send attempts so far.
+    pub attempts: i64,
+    /// Created, Unix ms.
+    pub created_at: i64,
+    /// Every delivery event, oldest first.
+    pub history: Vec<HistoryEntry>,
+}
+
+/// One row of delivery history.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryEntry {
+    /// `create`, `dispatch`, `accepted`, `report`, `retry_scheduled`, `fail`.
+    pub event: String,
+    /// For a provider report, the state it reported.
+    pub reported: Option<String>,
+    /// The message's state after it.
+    pub state: String,
+    /// Whether it moved the state.
+    pub applied: bool,
+    /// The provider's own status word.
+    pub provider_status: Option<String>,
+    /// The provider's error code.
+    pub error_code: Option<String>,
+    /// `api`, `worker` or `provider_callback`.
+    pub source: String,
+    /// When, Unix ms.
+    pub at: i64,
+}
+
+const MESSAGE_COLUMNS: &str = "id, conversation_id, channel, direction, from_addr, to_addr, body, media, \
+     status, provider_message_id, error_code, error_message, attempts, created_at";
+
+/// A conversation's messages with their histories, oldest first.
+pub async fn for_conversation(
+    pool: &AnyPool,
+    org_id: &str,
+    conversation_id: &str,
+    limit: i64,
+) -> Result<Vec<MessageView>, StoreError> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE org_id = $1 AND conversation_id = $2 \
+         ORDER BY created_at, id LIMIT $3"
+    )))
+    .bind(org_id)
+    .bind(conversation_id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let mut view = view_from_row(&r)?;
+        view.history = history(pool, org_id, &view.id).await?;
+        out.push(view);
+    }
+    Ok(out)
+}
+
+/// One message by id, with its history.
+pub async fn get(pool: &AnyPool, org_id: &str, id: &str) -> Result<Option<MessageView>, StoreError> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE org_id = $1 AND id = $2"
+    )))
+    .bind(org_id)
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    let Some(r) = row else { return Ok(None) };
+    let mut view = view_from_row(&r)?;
+    view.history = history(pool, org_id, &view.id).await?;
+    Ok(Some(view))
+}
+
+fn view_from_row(r: &AnyRow) -> Result<MessageView, StoreError> {
+    let media: String = r.try_get(7)?;
+    Ok(MessageView {
+        id: r.try_get(0)?,
+        conversation_id: r.try_get(1)?,
+        channel: r.try_get(2)?,
+        direction: r.try_get(3)?,
+        from: r.try_get(4)?,
+        to: r.try_get(5)?,
+        body: r.try_get(6)?,
+        media: serde_json::from_str(&media).map_err(|e| StoreError::Corrupt {
+            what: "messages.media",
+            detail: e.to_string(),
+        })?,
+        status: r.try_get(8)?,
+        provider_message_id: r.try_get(9)?,
+        error_code: r.try_get(10)?,
+        error_message: r.try_get(11)?,
+        attempts: r.try_get(12)?,
+        created_at: r.try_get(13)?,
+        history: Vec::new(),
+    })
+}
+
+async fn history(pool: &AnyPool, org_id: &str, id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT event, reported, state, applied, provider_status, error_code, source, at \
+         FROM message_history WHERE org_id = $1 AND message_id = $2 ORDER BY id",
+    )
+    .bind(org_id)
+    .bind(id)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|h| {
+            Ok(HistoryEntry {
+                event: h.try_get(0)?,
+                reported: h.try_get(1)?,
+                state: h.try_get(2)?,
+                applied: h.try_get::<i64, _>(3)? != 0,
+                provider_status: h.try_get(4)?,
+                error_code: h.try_get(5)?,
+                source: h.try_get(6)?,
+                at: h.try_get(7)?,
+            })
+        })
+        .collect()
+}

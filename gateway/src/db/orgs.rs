@@ -1,0 +1,176 @@
+//! Organizations, their API keys and their provider accounts.
+//!
+//! API keys are 32 random bytes shown once (`dw_` + hex) and stored as their SHA-256: a key
+//! with 256 bits of entropy cannot be guessed from its hash, so a slow password hash would add
+//! latency to every request and no security.
+
+use super::{new_id, now_ms, StoreError};
+use sha2::{Digest, Sha256};
+use sqlx::{AnyPool, Row};
+
+/// An organization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Org {
+    /// Its id.
+    pub id: String,
+    /// Its URL-safe name, used in webhook paths.
+    pub slug: String,
+    /// Its display name.
+    pub name: String,
+}
+
+/// Whether a slug is acceptable: 1–63 characters of `a-z`, `0-9` and `-`, not starting with `-`.
+pub fn valid_slug(slug: &str) -> bool {
+    !slug.is_empty()
+        && slug.len() <= 63
+        && !slug.starts_with('-')
+        && slug
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// Creates an organization; `None` if the slug is taken.
+pub async fn create(pool: &AnyPool, slug: &str, name: &str) -> Result<Option<Org>, StoreError> {
+    let org = Org {
+        id: new_id(),
+        slug: slug.to_string(),
+        name: name.to_string(),
+    };
+    let res = sqlx::query(
+        "INSERT INTO orgs (id, slug, name, created_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (slug) DO NOTHING",
+    )
+    .bind(&org.id)
+    .bind(&org.slug)
+    .bind(&org.name)
+    .bind(now_ms())
+    .execute(pool)
+    .await?;
+    Ok((res.rows_affected() == 1).then_some(org))
+}
+
+/// Finds an organization by slug.
+pub async fn by_slug(pool: &AnyPool, slug: &str) -> Result<Option<Org>, StoreError> {
+    let row = sqlx::query("SELECT id, slug, name FROM orgs WHERE slug = $1")
+        .bind(slug)
+        .fetch_optional(pool)
+        .await?;
+    row.map(|r| {
+        Ok(Org {
+            id: r.try_get(0)?,
+            slug: r.try_get(1)?,
+            name: r.try_get(2)?,
+        })
+    })
+    .transpose()
+}
+
+fn hash_key(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// Creates an API key for an org and returns it; only its hash is kept.
+pub async fn create_api_key(pool: &AnyPool, org_id: &str) -> Result<String, StoreError> {
+    let mut raw = [0u8; 32];
+    getrandom::fill(&mut raw).expect("the operating system's random source works");
+    let key = format!("dw_{}", hex::encode(raw));
+    sqlx::query(
+        "INSERT INTO api_keys (id, org_id, key_hash, prefix, created_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(new_id())
+    .bind(org_id)
+    .bind(hash_key(&key))
+    .bind(&key[..10])
+    .bind(now_ms())
+    .execute(pool)
+    .await?;
+    Ok(key)
+}
+
+/// The org a live API key belongs to.
+pub async fn org_for_key(pool: &AnyPool, key: &str) -> Result<Option<String>, StoreError> {
+    let row = sqlx::query("SELECT org_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL")
+        .bind(hash_key(key))
+        .fetch_optional(pool)
+        .await?;
+    row.map(|r| r.try_get(0).map_err(StoreError::from))
+        .transpose()
+}
+
+/// A stored provider account.
+#[derive(Debug, Clone)]
+pub struct ChannelAccount {
+    /// Its id.
+    pub id: String,
+    /// The organization.
+    pub org_id: String,
+    /// The provider, e.g. `twilio`.
+    pub provider: String,
+    /// The channel it serves.
+    pub channel: String,
+    /// Its plugin configuration (JSON; holds secrets: never returned by the API).
+    pub config: String,
+}
+
+/// Creates or replaces an org's account with a provider.
+pub async fn upsert_channel_account(
+    pool: &AnyPool,
+    org_id: &str,
+    provider: &str,
+    channel: &str,
+    config_json: &str,
+) -> Result<(), StoreError> {
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO channel_accounts (id, org_id, provider, channel, config, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $6) \
+         ON CONFLICT (org_id, provider) DO UPDATE SET config = excluded.config, \
+         channel = excluded.channel, updated_at = excluded.updated_at",
+    )
+    .bind(new_id())
+    .bind(org_id)
+    .bind(provider)
+    .bind(channel)
+    .bind(config_json)
+    .bind(now)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// An org's accounts, optionally only those for one provider or channel.
+pub async fn channel_accounts(pool: &AnyPool, org_id: &str) -> Result<Vec<ChannelAccount>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT id, org_id, provider, channel, config FROM channel_accounts WHERE org_id = $1 \
+         ORDER BY provider",
+    )
+    .bind(org_id)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(ChannelAccount {
+                id: r.try_get(0)?,
+                org_id: r.try_get(1)?,
+                provider: r.try_get(2)?,
+                channel: r.try_get(3)?,
+                config: r.try_get(4)?,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs() {
+        assert!(valid_slug("acme-2"));
+        assert!(!valid_slug(""));
+        assert!(!valid_slug("-acme"));
+        assert!(!valid_slug("Acme"));
+        assert!(!valid_slug("a/b"));
+        assert!(!valid_slug(&"a".repeat(64)));
+    }
+}

@@ -1,0 +1,193 @@
+//! The transactional outbox: every state change appends its event in the same transaction,
+//! and the relay numbers committed rows per organization, in commit order.
+//!
+//! Why the relay numbers them and not the insert: an autoincrement or sequence value taken by
+//! concurrent transactions commits out of order, so a reader could see 11 before 10 and skip
+//! 10 forever. Rows are inserted with `seq NULL`; the relay (alone) takes committed unnumbered
+//! rows and gives each org's the next numbers from `orgs.next_seq` in one transaction. A row
+//! that commits late simply gets a later number: the sequence is gap-free and a reader that
+//! has seen N has seen everything up to N.
+
+use super::{new_id, StoreError};
+use serde_json::Value;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Row};
+
+/// An event as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    /// Outbox row id (storage order, not commit order).
+    pub row_id: i64,
+    /// The stable event id (CloudEvents `id`).
+    pub event_id: String,
+    /// The organization.
+    pub org_id: String,
+    /// The per-org sequence number, once the relay numbered it.
+    pub seq: Option<i64>,
+    /// The key that keeps one conversation's events in order (a conversation id).
+    pub partition_key: String,
+    /// The CloudEvents `type`.
+    pub event_type: String,
+    /// The CloudEvents `subject`.
+    pub subject: String,
+    /// When it happened, Unix ms.
+    pub time: i64,
+    /// The event's data.
+    pub data: Value,
+}
+
+const COLUMNS: &str =
+    "id, event_id, org_id, seq, partition_key, type, subject, time, data";
+
+fn from_row(row: &AnyRow) -> Result<StoredEvent, StoreError> {
+    let data: String = row.try_get("data")?;
+    Ok(StoredEvent {
+        row_id: row.try_get("id")?,
+        event_id: row.try_get("event_id")?,
+        org_id: row.try_get("org_id")?,
+        seq: row.try_get("seq")?,
+        partition_key: row.try_get("partition_key")?,
+        event_type: row.try_get("type")?,
+        subject: row.try_get("subject")?,
+        time: row.try_get("time")?,
+        data: serde_json::from_str(&data).map_err(|e| StoreError::Corrupt {
+            what: "outbox.data",
+            detail: e.to_string(),
+        })?,
+    })
+}
+
+/// An event about to be appended.
+pub struct NewEvent<'a> {
+    /// The organization.
+    pub org_id: &'a str,
+    /// The ordering key (conversation id).
+    pub partition_key: &'a str,
+    /// The CloudEvents `type`, e.g. `dartwing.message.received.v1`.
+    pub event_type: &'static str,
+    /// The CloudEvents `subject`, e.g. `messages/{id}`.
+    pub subject: String,
+    /// The data.
+    pub data: Value,
+}
+
+/// Appends an event inside the caller's transaction.
+pub async fn append(conn: &mut AnyConnection, ev: NewEvent<'_>, now: i64) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO outbox (event_id, org_id, partition_key, type, subject, time, data) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(new_id())
+    .bind(ev.org_id)
+    .bind(ev.partition_key)
+    .bind(ev.event_type)
+    .bind(ev.subject)
+    .bind(now)
+    .bind(ev.data.to_string())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Numbers up to `limit` committed, unnumbered rows in one transaction and returns them in
+/// their new order. Only one relay may run this at a time per database.
+pub async fn sequence(pool: &AnyPool, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
+    let mut tx = pool.begin().await?;
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM outbox WHERE seq IS NULL ORDER BY id LIMIT $1"
+    )))
+    .bind(limit)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut events = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+    if events.is_empty() {
+        return Ok(events);
+    }
+    let mut orgs: Vec<&str> = events.iter().map(|e| e.org_id.as_str()).collect();
+    orgs.sort_unstable();
+    orgs.dedup();
+    let mut next: Vec<(String, i64)> = Vec::with_capacity(orgs.len());
+    for org in orgs {
+        let count = events.iter().filter(|e| e.org_id == org).count() as i64;
+        let row = sqlx::query(
+            "UPDATE orgs SET next_seq = next_seq + $1 WHERE id = $2 RETURNING next_seq",
+        )
+        .bind(count)
+        .bind(org)
+        .fetch_one(&mut *tx)
+        .await?;
+        let after: i64 = row.try_get(0)?;
+        next.push((org.to_string(), after - count));
+    }
+    for ev in events.iter_mut() {
+        let slot = next
+            .iter_mut()
+            .find(|(o, _)| *o == ev.org_id)
+            .expect("every org was counted");
+        ev.seq = Some(slot.1);
+        slot.1 += 1;
+        sqlx::query("UPDATE outbox SET seq = $1 WHERE id = $2")
+            .bind(slot.1 - 1)
+            .bind(ev.row_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(events)
+}
+
+/// Numbered rows not yet handed to the sinks (after a crash or a failed publish), oldest
+/// first per org.
+pub async fn unpublished(pool: &AnyPool, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM outbox WHERE published_at IS NULL AND seq IS NOT NULL \
+         ORDER BY org_id, seq LIMIT $1"
+    )))
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Marks rows as handed to every sink.
+pub async fn mark_published(pool: &AnyPool, row_ids: &[i64], now: i64) -> Result<(), StoreError> {
+    for chunk in row_ids.chunks(500) {
+        let placeholders: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "UPDATE outbox SET published_at = $1 WHERE id IN ({})",
+            placeholders.join(",")
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        q.execute(pool).await?;
+    }
+    Ok(())
+}
+
+/// An org's numbered events after `after_seq`, in order (catch-up for a reconnecting client).
+pub async fn after_seq(
+    pool: &AnyPool,
+    org_id: &str,
+    after_seq: i64,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM outbox WHERE org_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+    )))
+    .bind(org_id)
+    .bind(after_seq)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// How many events are not yet published (the relay's backlog).
+pub async fn backlog(pool: &AnyPool) -> Result<i64, StoreError> {
+    let row = sqlx::query("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL")
+        .fetch_one(pool)
+        .await?;
+    Ok(row.try_get(0)?)
+}

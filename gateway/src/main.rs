@@ -1,0 +1,5 @@
+//! `dartwing-gateway`: see `gateway::cli`.
+
+fn main() -> anyhow::Result<()> {
+    gateway::cli::main()
+}

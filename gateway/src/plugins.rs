@@ -1,0 +1,193 @@
+//! The plugin registry: which providers exist, how a stored account becomes a running
+//! [`ChannelPlugin`], and a short-lived cache of orgs and their plugins so a webhook does not
+//! read the database twice before its own transaction.
+//!
+//! The cache lives `CACHE_TTL`: an account changed by the CLI while the gateway runs is picked
+//! up within that time; one changed through the API is picked up at once ([`Plugins::forget`]).
+
+use crate::db::orgs::{self, Org};
+use crate::db::{Db, StoreError};
+use channels::sms::twilio::TwilioSmsConfig;
+use channels::{ChannelPlugin, Resource};
+use state_machines::Channel;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// A provider the gateway knows how to build.
+pub struct ProviderKind {
+    /// Its name in paths, the CLI and the database.
+    pub provider: &'static str,
+    /// The channel it serves.
+    pub channel: Channel,
+}
+
+/// Every provider compiled in.
+pub const PROVIDERS: &[ProviderKind] = &[ProviderKind {
+    provider: "twilio",
+    channel: Channel::Sms,
+}];
+
+/// Why an account could not be turned into a plugin.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    /// No provider of that name.
+    #[error("unknown provider `{0}`")]
+    UnknownProvider(String),
+    /// The stored or given configuration is invalid.
+    #[error("invalid {provider} configuration: {reason}")]
+    InvalidConfig {
+        /// The provider.
+        provider: &'static str,
+        /// Every problem found.
+        reason: String,
+    },
+}
+
+/// Builds a plugin from a provider name and its JSON configuration.
+pub fn build(provider: &str, config_json: &str, http: &reqwest::Client) -> Result<Arc<dyn ChannelPlugin>, PluginError> {
+    match provider {
+        "twilio" => {
+            let cfg: TwilioSmsConfig = serde_json::from_str(config_json).map_err(|e| PluginError::InvalidConfig {
+                provider: "twilio",
+                reason: e.to_string(),
+            })?;
+            let plugin = cfg.build(http.clone()).map_err(|e| PluginError::InvalidConfig {
+                provider: "twilio",
+                reason: e.0.join("; "),
+            })?;
+            Ok(Arc::new(plugin))
+        }
+        other => Err(PluginError::UnknownProvider(other.to_string())),
+    }
+}
+
+/// Checks that no two providers claim the same webhook (run once at start-up).
+pub fn check_resources(http: &reqwest::Client) -> Result<Vec<Resource>, String> {
+    let mut seen: Vec<Resource> = Vec::new();
+    for kind in PROVIDERS {
+        // A throwaway instance only to read the resources it declares.
+        let sample = match kind.provider {
+            "twilio" => r#"{"account_sid":"AC00000000000000000000000000000000","auth_token":"x","from":"+10000000000"}"#,
+            _ => continue,
+        };
+        let plugin = build(kind.provider, sample, http).map_err(|e| e.to_string())?;
+        for r in plugin.resources() {
+            if seen.contains(&r) {
+                return Err(format!("webhook {}/{} is claimed twice", r.provider, r.hook));
+            }
+            seen.push(r);
+        }
+    }
+    Ok(seen)
+}
+
+type Entry<T> = (Instant, T);
+
+/// Orgs and plugins, cached briefly.
+pub struct Plugins {
+    db: Db,
+    http: reqwest::Client,
+    orgs_by_slug: Mutex<HashMap<String, Entry<Option<Org>>>>,
+    slugs: Mutex<HashMap<String, String>>,
+    plugins: Mutex<HashMap<String, Entry<Vec<(String, Arc<dyn ChannelPlugin>)>>>>,
+}
+
+impl Plugins {
+    /// An empty registry over this database.
+    pub fn new(db: Db, http: reqwest::Client) -> Plugins {
+        Plugins {
+            db,
+            http,
+            orgs_by_slug: Mutex::default(),
+            slugs: Mutex::default(),
+            plugins: Mutex::default(),
+        }
+    }
+
+    /// The shared HTTP client.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// An org by slug.
+    pub async fn org(&self, slug: &str) -> Result<Option<Org>, StoreError> {
+        if let Some((at, org)) = self.orgs_by_slug.lock().expect("not poisoned").get(slug) {
+            if at.elapsed() < CACHE_TTL {
+                return Ok(org.clone());
+            }
+        }
+        let org = orgs::by_slug(&self.db.pool, slug).await?;
+        if let Some(o) = &org {
+            self.slugs.lock().expect("not poisoned").insert(o.id.clone(), o.slug.clone());
+        }
+        self.orgs_by_slug
+            .lock()
+            .expect("not poisoned")
+            .insert(slug.to_string(), (Instant::now(), org.clone()));
+        Ok(org)
+    }
+
+    /// An org's running plugins, as (provider, plugin).
+    pub async fn of_org(&self, org_id: &str) -> Result<Vec<(String, Arc<dyn ChannelPlugin>)>, StoreError> {
+        if let Some((at, list)) = self.plugins.lock().expect("not poisoned").get(org_id) {
+            if at.elapsed() < CACHE_TTL {
+                return Ok(list.clone());
+            }
+        }
+        let mut list = Vec::new();
+        for acct in orgs::channel_accounts(&self.db.pool, org_id).await? {
+            match build(&acct.provider, &acct.config, &self.http) {
+                Ok(p) => list.push((acct.provider.clone(), p)),
+                Err(e) => tracing::error!(org_id, provider = %acct.provider, error = %e, "stored account is unusable"),
+            }
+        }
+        self.plugins
+            .lock()
+            .expect("not poisoned")
+            .insert(org_id.to_string(), (Instant::now(), list.clone()));
+        Ok(list)
+    }
+
+    /// The org's plugin for a provider.
+    pub async fn by_provider(&self, org_id: &str, provider: &str) -> Result<Option<Arc<dyn ChannelPlugin>>, StoreError> {
+        Ok(self
+            .of_org(org_id)
+            .await?
+            .into_iter()
+            .find(|(p, _)| p == provider)
+            .map(|(_, plugin)| plugin))
+    }
+
+    /// The org's plugin for a channel, with the org's slug (for callback URLs).
+    pub async fn for_channel(&self, org_id: &str, channel: Channel) -> Option<(String, Arc<dyn ChannelPlugin>)> {
+        let plugin = self
+            .of_org(org_id)
+            .await
+            .ok()?
+            .into_iter()
+            .find(|(_, p)| p.channel() == channel)?
+            .1;
+        let cached = self.slugs.lock().expect("not poisoned").get(org_id).cloned();
+        let slug = match cached {
+            Some(s) => s,
+            None => {
+                let row: (String,) = sqlx::query_as("SELECT slug FROM orgs WHERE id = $1")
+                    .bind(org_id)
+                    .fetch_one(&self.db.pool)
+                    .await
+                    .ok()?;
+                self.slugs.lock().expect("not poisoned").insert(org_id.to_string(), row.0.clone());
+                row.0
+            }
+        };
+        Some((slug, plugin))
+    }
+
+    /// Drops an org's cached plugins (after its accounts changed).
+    pub fn forget(&self, org_id: &str) {
+        self.plugins.lock().expect("not poisoned").remove(org_id);
+    }
+}

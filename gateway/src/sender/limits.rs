@@ -1,0 +1,149 @@
+//! Per-sender rate limits (token buckets) and per-account circuit breakers, both keyed by the
+//! strings a plugin gives ([`channels::ChannelPlugin::sender_key`], `account_key`).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Token buckets, one per sender. Reserving a token may drive a bucket negative: the caller
+/// waits the returned time, so concurrent senders queue fairly instead of spinning.
+#[derive(Default)]
+pub struct RateLimiter {
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    /// Reserves one send for `key` at `per_second` (burst of one second's worth) and returns how
+    /// long to wait before sending.
+    pub fn reserve(&self, key: &str, per_second: f64) -> Duration {
+        let now = Instant::now();
+        let burst = per_second.max(1.0);
+        let mut buckets = self.buckets.lock().expect("not poisoned");
+        let (tokens, last) = buckets.entry(key.to_string()).or_insert((burst, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * per_second).min(burst);
+        *last = now;
+        *tokens -= 1.0;
+        if *tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-*tokens / per_second)
+        }
+    }
+}
+
+#[derive(Default)]
+struct Breaker {
+    consecutive_failures: u32,
+    open_until: Option<Instant>,
+    probing: bool,
+}
+
+/// Circuit breakers, one per provider account: after `threshold` consecutive transient
+/// failures the circuit opens for `cooldown`; then one probe is let through (half-open), and
+/// its result closes or reopens it.
+pub struct Breakers {
+    threshold: u32,
+    cooldown: Duration,
+    state: Mutex<HashMap<String, Breaker>>,
+}
+
+impl Breakers {
+    /// Breakers with these settings.
+    pub fn new(threshold: u32, cooldown: Duration) -> Breakers {
+        Breakers {
+            threshold: threshold.max(1),
+            cooldown,
+            state: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `Ok` to send now, or `Err(wait)` while the circuit is open.
+    pub fn allow(&self, key: &str) -> Result<(), Duration> {
+        let now = Instant::now();
+        let mut state = self.state.lock().expect("not poisoned");
+        let b = state.entry(key.to_string()).or_default();
+        match b.open_until {
+            None => Ok(()),
+            Some(until) if until > now => Err(until - now),
+            Some(_) if b.probing => Err(self.cooldown / 4),
+            Some(_) => {
+                b.probing = true;
+                Ok(())
+            }
+        }
+    }
+
+    /// The provider answered (even with a permanent error): the account is reachable.
+    pub fn success(&self, key: &str) {
+        let mut state = self.state.lock().expect("not poisoned");
+        state.insert(key.to_string(), Breaker::default());
+    }
+
+    /// A transient failure.
+    pub fn failure(&self, key: &str) {
+        let mut state = self.state.lock().expect("not poisoned");
+        let b = state.entry(key.to_string()).or_default();
+        b.consecutive_failures += 1;
+        if b.probing || b.consecutive_failures >= self.threshold {
+            b.open_until = Some(Instant::now() + self.cooldown);
+            b.probing = false;
+            metrics::counter!("circuit_opened_total").increment(1);
+        }
+    }
+}
+
+/// Exponential backoff with full jitter: a random delay in `[base·2ⁿ/2, base·2ⁿ]`, capped.
+pub fn backoff(attempt: i64, base: Duration, cap: Duration) -> Duration {
+    let exp = base.saturating_mul(1u32 << attempt.clamp(0, 20) as u32).min(cap);
+    let half = exp / 2;
+    half + Duration::from_secs_f64(half.as_secs_f64() * fastrand::f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_allows_a_burst_then_paces() {
+        let rl = RateLimiter::default();
+        assert_eq!(rl.reserve("a", 2.0), Duration::ZERO);
+        assert_eq!(rl.reserve("a", 2.0), Duration::ZERO);
+        let wait = rl.reserve("a", 2.0);
+        assert!(wait > Duration::from_millis(400) && wait <= Duration::from_millis(500), "{wait:?}");
+        let wait = rl.reserve("a", 2.0);
+        assert!(wait > Duration::from_millis(900), "{wait:?}");
+        assert_eq!(rl.reserve("b", 2.0), Duration::ZERO, "keys are independent");
+    }
+
+    #[test]
+    fn breaker_opens_probes_and_closes() {
+        let b = Breakers::new(3, Duration::from_millis(30));
+        for _ in 0..3 {
+            assert!(b.allow("acct").is_ok());
+            b.failure("acct");
+        }
+        assert!(b.allow("acct").is_err(), "open after 3 failures");
+        assert!(b.allow("other").is_ok());
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(b.allow("acct").is_ok(), "one probe when the cooldown ends");
+        assert!(b.allow("acct").is_err(), "only one probe at a time");
+        b.failure("acct");
+        assert!(b.allow("acct").is_err(), "a failed probe reopens");
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(b.allow("acct").is_ok());
+        b.success("acct");
+        assert!(b.allow("acct").is_ok());
+        assert!(b.allow("acct").is_ok(), "closed again");
+    }
+
+    #[test]
+    fn backoff_grows_with_jitter_and_caps() {
+        let base = Duration::from_millis(100);
+        let cap = Duration::from_secs(5);
+        for attempt in 0..10 {
+            let d = backoff(attempt, base, cap);
+            let exp = (base * (1 << attempt)).min(cap);
+            assert!(d >= exp / 2 && d <= exp, "attempt {attempt}: {d:?}");
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! The send worker: claims due outbound messages, sends them through their org's plugin with
+//! the per-sender rate limit and the per-account circuit breaker, and records the outcome.
+//!
+//! ```text
+//!  due? ──claim (queued→sending, lease)──▶ breaker open? ──▶ defer (no attempt counted)
+//!                                          rate limit wait ─▶ plugin.send
+//!      accepted ─▶ sent (provider id)     transient ─▶ retry at now+backoff, or dead letter
+//!      permanent ─▶ failed + dead letter (never retried)
+//! ```
+
+pub mod limits;
+
+use crate::commit::{Committer, WriteOp, WriteResult};
+use crate::db::messages::Claimed;
+use crate::db::{now_ms, Db};
+use crate::plugins::Plugins;
+use channels::{OutboundMessage, SendError};
+use limits::{backoff, Breakers, RateLimiter};
+use sqlx::Row;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{watch, Notify, Semaphore};
+
+/// Settings of the worker.
+#[derive(Debug, Clone)]
+pub struct SendSettings {
+    /// Attempts before a transient failure becomes a dead letter.
+    pub max_attempts: i64,
+    /// First retry delay.
+    pub retry_base: Duration,
+    /// Longest retry delay.
+    pub retry_max: Duration,
+    /// Sends in flight at once.
+    pub concurrency: usize,
+    /// Consecutive transient failures that open an account's circuit.
+    pub breaker_threshold: u32,
+    /// How long an open circuit stays open.
+    pub breaker_cooldown: Duration,
+    /// Longest a provider call may take.
+    pub send_timeout: Duration,
+    /// How often to look for due retries without a signal.
+    pub poll: Duration,
+    /// Public base URL for status callbacks.
+    pub public_url: String,
+}
+
+struct Worker {
+    committer: Committer,
+    plugins: Arc<Plugins>,
+    settings: SendSettings,
+    limiter: RateLimiter,
+    breakers: Breakers,
+    wake: Arc<Notify>,
+}
+
+/// Runs the worker until shutdown. `wake` is signalled when new messages are queued.
+pub async fn run(
+    db: Db,
+    committer: Committer,
+    plugins: Arc<Plugins>,
+    settings: SendSettings,
+    wake: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
+    let worker = Arc::new(Worker {
+        breakers: Breakers::new(settings.breaker_threshold, settings.breaker_cooldown),
+        limiter: RateLimiter::default(),
+        committer,
+        plugins,
+        settings,
+        wake: wake.clone(),
+    });
+    let lease_ms = (worker.settings.send_timeout.as_millis() as i64) * 2 + 30_000;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let notified = wake.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let next_due = next_due(&db).await;
+        let now = now_ms();
+        let free = permits.available_permits() as i64;
+        if matches!(next_due, Some(t) if t <= now) && free > 0 {
+            match worker.committer.submit_wait(WriteOp::Claim { limit: free, lease_ms }).await {
+                Ok(WriteResult::Claimed(claimed)) if !claimed.is_empty() => {
+                    for msg in claimed {
+                        let permit = permits.clone().acquire_owned().await.expect("never closed");
+                        let w = worker.clone();
+                        tokio::spawn(async move {
+                            w.send_one(msg).await;
+                            drop(permit);
+                        });
+                    }
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "claiming due messages failed"),
+            }
+        }
+        let wait = match next_due {
+            Some(t) if t > now => Duration::from_millis((t - now) as u64).min(worker.settings.poll),
+            _ => worker.settings.poll,
+        };
+        tokio::select! {
+            _ = &mut notified => {}
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+async fn next_due(db: &Db) -> Option<i64> {
+    let row = sqlx::query("SELECT MIN(next_attempt_at) FROM messages WHERE next_attempt_at IS NOT NULL")
+        .fetch_one(&db.pool)
+        .await
+        .ok()?;
+    row.try_get::<Option<i64>, _>(0).ok().flatten()
+}
+
+impl Worker {
+    async fn send_one(&self, msg: Claimed) {
+        let op = self.attempt(&msg).await;
+        if let Err(e) = self.committer.submit_wait(op).await {
+            // The lease brings it back: nothing is lost, it is sent again later.
+            tracing::error!(message_id = %msg.id, error = %e, "recording a send outcome failed");
+        }
+        // A permit is free again, and a retry may now be due.
+        self.wake.notify_one();
+    }
+
+    async fn attempt(&self, msg: &Claimed) -> WriteOp {
+        let channel = msg.channel.as_str();
+        let Some((slug, plugin)) = self.plugins.for_channel(&msg.org_id, msg.channel).await else {
+            return self.failure(msg, format!("no {channel} account is configured for this organization"), None);
+        };
+        let account = plugin.account_key();
+        if let Err(wait) = self.breakers.allow(&account) {
+            crate::telemetry::ProviderSend { channel, outcome: "deferred", elapsed: Duration::ZERO }.emit();
+            return WriteOp::Defer {
+                id: msg.id.clone(),
+                until: now_ms() + wait.as_millis() as i64,
+            };
+        }
+        let wait = self.limiter.reserve(&plugin.sender_key(), plugin.rate_limit_per_second());
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        let out = OutboundMessage {
+            message_id: msg.id.clone(),
+            to: msg.to.clone(),
+            body: msg.body.clone(),
+            status_callback: Some(format!(
+                "{}/webhooks/{}/{}/status",
+                self.settings.public_url,
+                plugin.resources().first().map(|r| r.provider).unwrap_or("unknown"),
+                slug
+            )),
+        };
+        let started = Instant::now();
+        let result = match tokio::time::timeout(self.settings.send_timeout, plugin.send(&out)).await {
+            Ok(r) => r,
+            Err(_) => Err(SendError::BadResponse(format!(
+                "no answer within {:?}",
+                self.settings.send_timeout
+            ))),
+        };
+        let elapsed = started.elapsed();
+        match result {
+            Ok(receipt) => {
+                self.breakers.success(&account);
+                crate::telemetry::ProviderSend { channel, outcome: "accepted", elapsed }.emit();
+                WriteOp::Accepted {
+                    org_id: msg.org_id.clone(),
+                    id: msg.id.clone(),
+                    provider_message_id: receipt.provider_message_id,
+                    provider_status: receipt.provider_status,
+                }
+            }
+            Err(e) if e.is_transient() => {
+                self.breakers.failure(&account);
+                let attempts = msg.attempts + 1;
+                if attempts >= self.settings.max_attempts {
+                    crate::telemetry::ProviderSend { channel, outcome: "failed", elapsed }.emit();
+                    return self.failure(msg, format!("gave up after {attempts} attempts: {e}"), e.code());
+                }
+                crate::telemetry::ProviderSend { channel, outcome: "retry", elapsed }.emit();
+                let mut delay = backoff(msg.attempts, self.settings.retry_base, self.settings.retry_max);
+                if let SendError::Unavailable { retry_after: Some(ra), .. } = &e {
+                    delay = delay.max(*ra);
+                }
+                WriteOp::Retry {
+                    org_id: msg.org_id.clone(),
+                    id: msg.id.clone(),
+                    error: e.to_string(),
+                    error_code: e.code().map(str::to_string),
+                    retry_at: now_ms() + delay.as_millis() as i64,
+                }
+            }
+            Err(e) => {
+                self.breakers.success(&account);
+                crate::telemetry::ProviderSend { channel, outcome: "failed", elapsed }.emit();
+                self.failure(msg, e.to_string(), e.code())
+            }
+        }
+    }
+
+    fn failure(&self, msg: &Claimed, error: String, code: Option<&str>) -> WriteOp {
+        WriteOp::Failure {
+            org_id: msg.org_id.clone(),
+            id: msg.id.clone(),
+            channel: msg.channel,
+            error,
+            error_code: code.map(str::to_string),
+            attempts: msg.attempts + 1,
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! Starting and stopping the gateway: storage, the committer, the relay, the send worker and
+//! the HTTP server, all listening to one shutdown signal.
+//!
+//! Shutdown order: stop accepting HTTP (in-flight requests finish and get their commit), then
+//! stop the relay and the worker. Anything not yet relayed or sent stays in the database.
+
+use crate::api::{self, AppState};
+use crate::commit::{CommitSettings, Committer};
+use crate::config::Config;
+use crate::db::{Db, StoreError};
+use crate::plugins::{self, Plugins};
+use crate::relay::{self, EventSink, Hub, RelaySettings, RelayStatus};
+use crate::sender::{self, SendSettings};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The database could not be opened or migrated.
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    /// The HTTP address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The HTTP client could not be built.
+    #[error("HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+    /// Two plugins claim one webhook.
+    #[error("plugins: {0}")]
+    Plugins(String),
+}
+
+/// A running gateway.
+pub struct Running {
+    /// Where HTTP listens (useful when the config said port 0).
+    pub addr: SocketAddr,
+    /// The live event hub (subscribe to see events as they are relayed).
+    pub hub: Hub,
+    /// The database.
+    pub db: Db,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Opens storage (migrating it), starts every task, binds HTTP.
+pub async fn start(config: &Config) -> Result<Running, StartError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let db = Db::connect(&config.database_url, config.database_max_connections).await?;
+    db.migrate().await?;
+    let metrics = crate::telemetry::install();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_millis(config.delivery.send_timeout_ms))
+        .connect_timeout(Duration::from_secs(5))
+        .pool_max_idle_per_host(32)
+        .build()?;
+    plugins::check_resources(&http).map_err(StartError::Plugins)?;
+    let committer = Committer::start(
+        db.clone(),
+        CommitSettings {
+            queue_capacity: config.ingest.queue_capacity,
+            max_batch: config.ingest.max_batch,
+            writers: config.ingest.writers,
+        },
+    );
+    let plugins = Arc::new(Plugins::new(db.clone(), http));
+    let hub = Hub::new(8192);
+    let relay_status = Arc::new(RelayStatus::default());
+    let send_wake = Arc::new(Notify::new());
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let public_base = config.public_base();
+
+    let mut tasks = Vec::new();
+    let sinks: Vec<Arc<dyn EventSink>> = vec![Arc::new(hub.clone())];
+    tasks.push(tokio::spawn(relay::run(
+        db.clone(),
+        sinks,
+        committer.committed.clone(),
+        relay_status.clone(),
+        RelaySettings {
+            batch: config.relay.batch,
+            poll_ms: config.relay.poll_ms,
+        },
+        shutdown_rx.clone(),
+    )));
+    let d = &config.delivery;
+    tasks.push(tokio::spawn(sender::run(
+        db.clone(),
+        committer.clone(),
+        plugins.clone(),
+        SendSettings {
+            max_attempts: d.max_attempts,
+            retry_base: Duration::from_millis(d.retry_base_ms),
+            retry_max: Duration::from_millis(d.retry_max_ms),
+            concurrency: d.concurrency,
+            breaker_threshold: d.breaker_threshold,
+            breaker_cooldown: Duration::from_millis(d.breaker_cooldown_ms),
+            send_timeout: Duration::from_millis(d.send_timeout_ms),
+            poll: Duration::from_millis(d.poll_ms),
+            public_url: public_base.clone(),
+        },
+        send_wake.clone(),
+        shutdown_rx.clone(),
+    )));
+
+    let state = Arc::new(AppState {
+        db: db.clone(),
+        committer,
+        plugins,
+        public_base,
+        hub: hub.clone(),
+        relay_status,
+        metrics,
+        send_wake,
+        keys: Mutex::default(),
+    });
+    let listener = tokio::net::TcpListener::bind(&config.http_addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.http_addr.clone(),
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.http_addr.clone(),
+        source,
+    })?;
+    let app = api::router(state, config.max_body_bytes);
+    let mut stop = shutdown_rx.clone();
+    tasks.insert(
+        0,
+        tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        }),
+    );
+    tracing::info!(%addr, backend = ?db.backend, "dartwing gateway listening");
+    Ok(Running {
+        addr,
+        hub,
+        db,
+        shutdown,
+        tasks,
+    })
+}
+
+impl Running {
+    /// Stops everything and waits for the tasks to finish.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.db.pool.close().await;
+    }
+}

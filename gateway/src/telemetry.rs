@@ -1,0 +1,157 @@
+//! Typed telemetry: each metric that matters is a small struct emitted in one place, so names
+//! and labels are defined once (the names DESIGN.md lists are kept exactly).
+//!
+//! The Prometheus recorder is process-global; [`install`] is idempotent so several servers in
+//! one test process share it.
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the Prometheus recorder (once) and returns the handle that renders `/metrics`.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                60.0, 300.0,
+            ];
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(&buckets)
+                .expect("static buckets are valid")
+                .build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may exist in a test binary; ours then renders empty, never panics.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// One group-commit transaction finished.
+pub struct BatchCommitted {
+    /// Jobs in it.
+    pub size: usize,
+    /// How long it took.
+    pub elapsed: Duration,
+}
+
+impl BatchCommitted {
+    /// Records it.
+    pub fn emit(self) {
+        metrics::histogram!("commit_batch_size").record(self.size as f64);
+        metrics::histogram!("commit_duration_seconds").record(self.elapsed.as_secs_f64());
+    }
+}
+
+/// A message reached a status (inbound `received`, outbound delivery states).
+pub struct MessageCounted<'a> {
+    /// Its channel.
+    pub channel: &'a str,
+    /// `inbound` or `outbound`.
+    pub direction: &'a str,
+    /// The status it reached.
+    pub status: &'a str,
+}
+
+impl MessageCounted<'_> {
+    /// Records it.
+    pub fn emit(self) {
+        metrics::counter!("messages_total",
+            "channel" => self.channel.to_string(),
+            "direction" => self.direction.to_string(),
+            "status" => self.status.to_string())
+        .increment(1);
+    }
+}
+
+/// An outbound message was reported delivered; how long since it was queued.
+pub struct Delivered<'a> {
+    /// Its channel.
+    pub channel: &'a str,
+    /// Queue to delivery.
+    pub elapsed: Duration,
+}
+
+impl Delivered<'_> {
+    /// Records it.
+    pub fn emit(self) {
+        metrics::histogram!("message_delivery_duration_seconds", "channel" => self.channel.to_string())
+            .record(self.elapsed.as_secs_f64());
+    }
+}
+
+/// A webhook was refused.
+pub struct WebhookRejected<'a> {
+    /// The provider.
+    pub provider: &'a str,
+    /// Why (`signature`, `malformed`, `too_large`, `unknown_org`, `overloaded`).
+    pub reason: &'static str,
+}
+
+impl WebhookRejected<'_> {
+    /// Records it.
+    pub fn emit(self) {
+        metrics::counter!("webhook_rejected_total",
+            "provider" => self.provider.to_string(), "reason" => self.reason)
+        .increment(1);
+    }
+}
+
+/// Dead letters waiting per channel.
+pub struct DeadLetterDepth<'a> {
+    /// The channel.
+    pub channel: &'a str,
+    /// Unreplayed dead letters.
+    pub depth: i64,
+}
+
+impl DeadLetterDepth<'_> {
+    /// Records it.
+    pub fn emit(self) {
+        metrics::gauge!("dead_letter_queue_depth", "channel" => self.channel.to_string())
+            .set(self.depth as f64);
+    }
+}
+
+/// The relay handed events to its sinks.
+pub struct EventsPublished {
+    /// How many.
+    pub count: usize,
+    /// Events still waiting after this round.
+    pub backlog: i64,
+    /// From the oldest event's commit to the sinks' acknowledgement.
+    pub lag: Duration,
+}
+
+impl EventsPublished {
+    /// Records it.
+    pub fn emit(self) {
+        metrics::counter!("events_published_total").increment(self.count as u64);
+        metrics::gauge!("outbox_backlog").set(self.backlog as f64);
+        metrics::histogram!("relay_lag_seconds").record(self.lag.as_secs_f64());
+    }
+}
+
+/// A provider send finished.
+pub struct ProviderSend<'a> {
+    /// The channel.
+    pub channel: &'a str,
+    /// `accepted`, `retry`, `failed`, `deferred`.
+    pub outcome: &'static str,
+    /// How long the provider call took.
+    pub elapsed: Duration,
+}
+
+impl ProviderSend<'_> {
+    /// Records it.
+    pub fn emit(self) {
+        metrics::counter!("provider_sends_total",
+            "channel" => self.channel.to_string(), "outcome" => self.outcome)
+        .increment(1);
+        metrics::histogram!("provider_send_duration_seconds", "channel" => self.channel.to_string())
+            .record(self.elapsed.as_secs_f64());
+    }
+}
