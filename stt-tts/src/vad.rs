@@ -13,13 +13,25 @@
 //! the decision was made: `SpeechStart` is decided `start_ms` after speech began (that is
 //! the barge-in latency), `SpeechEnd` `hangover_ms` after it ended. The GMM detector keeps
 //! saying "voice" for a few frames after speech stops (its own overhang), so a frame only
-//! counts as voiced when its energy is also above an adaptive noise floor; that keeps the
-//! reported end within a frame or two of the real one.
+//! counts as voiced when its energy is also above a tracked noise floor; that keeps the
+//! reported end within a frame or two of the real one. Conversely it misses unvoiced
+//! edges (a leading "f", a final "s"), so loud frames adjoining voice move the reported
+//! start and end outward by up to 150 ms.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::error::SpeechError;
+
+/// How far loud-but-unvoiced audio may move a turn's start earlier or its end later, ms.
+const EDGE_EXTENSION_MS: u64 = 150;
+/// Frames (10 ms) over which the quietest frame is taken as the noise floor.
+const NOISE_WINDOW_FRAMES: usize = 150;
+/// GMM-voiced 10 ms frames a run needs before it can become speech (any more and an
+/// unvoiced onset like "f" delays barge-in past 100 ms).
+const MIN_VOICED_FRAMES: u32 = 1;
+/// Quiet 10 ms frames tolerated inside a run of loud ones.
+const MAX_RUN_GAP_FRAMES: u32 = 1;
 
 /// How eager the GMM detector is to call a frame voice (libfvad modes 0–3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +59,8 @@ pub struct VadConfig {
     pub hangover_ms: u32,
     /// Frames quieter than this are never voice, whatever the GMM says (dBFS).
     pub floor_dbfs: f32,
-    /// A voiced frame must be this far above the tracked noise floor (dB).
+    /// A voiced frame must be this far above the noise floor (dB), the quietest frame of
+    /// the last 1.5 s.
     pub snr_db: f32,
 }
 
@@ -56,7 +69,7 @@ impl Default for VadConfig {
         Self {
             rate: 8_000,
             aggressiveness: Aggressiveness::Aggressive,
-            start_ms: 60,
+            start_ms: 40,
             hangover_ms: 500,
             floor_dbfs: -50.0,
             snr_db: 6.0,
@@ -121,9 +134,16 @@ pub struct Vad {
     /// Start of the current run of voiced frames, ms.
     run_start: Option<u64>,
     run_len_ms: u64,
+    /// Unvoiced frames since the current run's last voiced frame.
+    run_gap: u32,
+    /// GMM-voiced frames in the current run.
+    run_voiced: u32,
+    /// Whether every frame since the last voiced one was loud (the end may still grow).
+    tail_open: bool,
     speech_start_ms: u64,
     last_voiced_end_ms: u64,
-    noise_floor_db: f32,
+    /// Energies of the last `NOISE_WINDOW_FRAMES` frames; their minimum is the noise floor.
+    recent_energy: std::collections::VecDeque<f32>,
     barge_in: BargeIn,
 }
 
@@ -160,9 +180,12 @@ impl Vad {
             in_speech: false,
             run_start: None,
             run_len_ms: 0,
+            run_gap: 0,
+            run_voiced: 0,
+            tail_open: false,
             speech_start_ms: 0,
             last_voiced_end_ms: 0,
-            noise_floor_db: cfg.floor_dbfs,
+            recent_energy: std::collections::VecDeque::with_capacity(NOISE_WINDOW_FRAMES),
             barge_in: BargeIn::default(),
             cfg,
         })
@@ -219,43 +242,97 @@ impl Vad {
         let energy = crate::pcm::rms_dbfs(frame);
         // libfvad only fails on a bad frame length, which the framer rules out.
         let gmm = self.fvad.0.is_voice_segment(frame).unwrap_or(false);
-        let voiced =
-            gmm && energy > self.cfg.floor_dbfs && energy > self.noise_floor_db + self.cfg.snr_db;
-        self.track_noise(energy, gmm);
+        let floor = self.track_noise(energy);
+        let loud = energy > self.cfg.floor_dbfs && energy > floor + self.cfg.snr_db;
+        let voiced = gmm && loud;
         if voiced {
             self.last_voiced_end_ms = self.now_ms;
+            self.tail_open = true;
+        }
+        // The run toward SpeechStart counts loud frames (so an unvoiced onset like the "f"
+        // of "Friday" starts it) but needs some GMM voice in it (so a noise burst does not).
+        if loud {
             let run_start = *self.run_start.get_or_insert(start);
             self.run_len_ms += self.frame_ms;
-            if !self.in_speech && self.run_len_ms >= u64::from(self.cfg.start_ms) {
+            self.run_voiced += u32::from(voiced);
+            self.run_gap = 0;
+            if !self.in_speech
+                && self.run_len_ms >= u64::from(self.cfg.start_ms)
+                && self.run_voiced >= MIN_VOICED_FRAMES
+            {
+                let at_ms = self.onset_before(run_start, floor);
                 self.in_speech = true;
-                self.speech_start_ms = run_start;
+                self.speech_start_ms = at_ms;
                 self.barge_in.raise();
-                events.push(VadEvent::SpeechStart { at_ms: run_start });
+                events.push(VadEvent::SpeechStart { at_ms });
             }
-        } else {
+        }
+        if voiced {
+            return;
+        }
+        // One quiet frame inside a run (a stop consonant, a noise dip) does not restart the
+        // count toward SpeechStart; two do.
+        if !loud {
+            self.run_gap += 1;
+        }
+        if self.run_gap > MAX_RUN_GAP_FRAMES {
             self.run_start = None;
             self.run_len_ms = 0;
-            if self.in_speech
-                && self.now_ms - self.last_voiced_end_ms >= u64::from(self.cfg.hangover_ms)
-            {
-                self.in_speech = false;
-                events.push(VadEvent::SpeechEnd {
-                    start_ms: self.speech_start_ms,
-                    end_ms: self.last_voiced_end_ms,
-                });
-            }
+            self.run_voiced = 0;
+        }
+        if !self.in_speech {
+            return;
+        }
+        // Unvoiced sounds the GMM ignores ("s", "f", a fading nasal) still end the word:
+        // loud frames straight after voice extend the turn's end, for a bounded time.
+        if self.tail_open && loud && self.now_ms - self.last_voiced_end_ms <= EDGE_EXTENSION_MS {
+            self.last_voiced_end_ms = self.now_ms;
+        } else {
+            self.tail_open = false;
+        }
+        if self.now_ms - self.last_voiced_end_ms >= u64::from(self.cfg.hangover_ms) {
+            self.in_speech = false;
+            events.push(VadEvent::SpeechEnd {
+                start_ms: self.speech_start_ms,
+                end_ms: self.last_voiced_end_ms,
+            });
         }
     }
 
-    /// Noise floor: falls fast to quiet frames, rises slowly through frames the GMM calls
-    /// noise, and ignores frames it calls voice.
-    fn track_noise(&mut self, energy: f32, gmm_voice: bool) {
-        let e = energy.max(-100.0);
-        if e < self.noise_floor_db {
-            self.noise_floor_db = 0.7 * self.noise_floor_db + 0.3 * e;
-        } else if !gmm_voice {
-            self.noise_floor_db = (0.98 * self.noise_floor_db + 0.02 * e).max(-100.0);
+    /// Moves a speech start back over the loud frames just before it (a soft onset the
+    /// GMM did not call voice), at most `EDGE_EXTENSION_MS`.
+    fn onset_before(&self, run_start: u64, floor: f32) -> u64 {
+        // recent_energy ends with the current frame, which ends at now_ms.
+        let back_frames = ((self.now_ms - run_start) / self.frame_ms) as usize;
+        let max_extra = (EDGE_EXTENSION_MS / self.frame_ms) as usize;
+        let n = self.recent_energy.len();
+        let mut at = run_start;
+        for k in 0..max_extra {
+            let Some(idx) = n.checked_sub(back_frames + k + 1) else {
+                break;
+            };
+            let e = self.recent_energy[idx];
+            if e > self.cfg.floor_dbfs && e > floor + self.cfg.snr_db {
+                at -= self.frame_ms;
+            } else {
+                break;
+            }
         }
+        at
+    }
+
+    /// Noise floor by minimum statistics: the quietest frame of the last 1.5 s. Speech has
+    /// gaps between syllables far quieter than its peaks; steady line noise does not, so
+    /// noise sits near the floor and speech well above it, whatever the line's level.
+    fn track_noise(&mut self, energy: f32) -> f32 {
+        if self.recent_energy.len() == NOISE_WINDOW_FRAMES {
+            self.recent_energy.pop_front();
+        }
+        self.recent_energy.push_back(energy.max(-100.0));
+        self.recent_energy
+            .iter()
+            .copied()
+            .fold(f32::INFINITY, f32::min)
     }
 }
 
@@ -316,7 +393,9 @@ mod tests {
     fn barge_in_flag_is_taken_once() {
         let mut vad = Vad::new(VadConfig::default()).unwrap();
         let flag = vad.barge_in();
-        let events = vad.push(&harmonic_buzz(300));
+        let mut audio = vec![0; 8 * 200];
+        audio.extend(harmonic_buzz(300));
+        let events = vad.push(&audio);
         assert!(
             matches!(events.first(), Some(VadEvent::SpeechStart { .. })),
             "{events:?}"
