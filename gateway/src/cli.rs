@@ -119,6 +119,7 @@ pub enum ChannelKind {
 /// Parses the command line and runs it.
 pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let config = Config::load(cli.config.as_deref())?;
     crate::logging::init(&config.log);
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -17,6 +17,7 @@
 use crate::db::dead_letters::{self, Replay};
 use crate::db::ingest::{self, Ingested, StatusOutcome};
 use crate::db::messages::{self, Applied, Claimed, Created, NewOutbound};
+use crate::db::outbox;
 use crate::db::{now_ms, Db, StoreError};
 use channels::{InboundMessage, StatusUpdate};
 use sqlx::{AnyConnection, Connection};
@@ -104,6 +105,16 @@ pub enum WriteOp {
         /// Attempts made.
         attempts: i64,
     },
+    /// The relay numbers committed events (see [`crate::db::outbox`]).
+    Sequence {
+        /// How many at most.
+        limit: i64,
+    },
+    /// The relay's sinks took these outbox rows.
+    MarkPublished {
+        /// Outbox row ids.
+        ids: Vec<i64>,
+    },
     /// Replay a dead letter.
     Replay {
         /// The org.
@@ -130,8 +141,21 @@ pub enum WriteResult {
     DeadLettered(String),
     /// For [`WriteOp::Replay`].
     Replay(Replay),
-    /// For [`WriteOp::Retry`] and [`WriteOp::Defer`].
+    /// For [`WriteOp::Sequence`].
+    Sequenced(Vec<crate::db::outbox::StoredEvent>),
+    /// For [`WriteOp::Retry`], [`WriteOp::Defer`] and [`WriteOp::MarkPublished`].
     Done,
+}
+
+impl WriteOp {
+    /// Whether committing this op may leave new outbox rows for the relay. The relay's own
+    /// ops and claims do not, so they do not wake it (which would make it spin).
+    fn appends_events(&self) -> bool {
+        !matches!(
+            self,
+            WriteOp::Sequence { .. } | WriteOp::MarkPublished { .. } | WriteOp::Claim { .. } | WriteOp::Defer { .. }
+        )
+    }
 }
 
 /// Why a write was not committed.
@@ -231,7 +255,9 @@ async fn writer(db: Db, rx: Arc<Mutex<mpsc::Receiver<Job>>>, max_batch: usize, c
             elapsed: started.elapsed(),
         }
         .emit();
-        committed.notify_waiters();
+        if batch.iter().any(|j| j.op.appends_events()) {
+            committed.notify_waiters();
+        }
         for (job, result) in batch.drain(..).zip(results) {
             let _ = job.reply.send(result);
         }
@@ -330,6 +356,11 @@ async fn execute(conn: &mut AnyConnection, op: &WriteOp) -> Result<WriteResult, 
         WriteOp::Failure { org_id, id, channel, error, error_code, attempts } => WriteResult::DeadLettered(
             messages::record_failure(conn, org_id, id, *channel, error, error_code.as_deref(), *attempts, now).await?,
         ),
+        WriteOp::Sequence { limit } => WriteResult::Sequenced(outbox::sequence(conn, *limit).await?),
+        WriteOp::MarkPublished { ids } => {
+            outbox::mark_published(conn, ids, now).await?;
+            WriteResult::Done
+        }
         WriteOp::Replay { org_id, id } => WriteResult::Replay(dead_letters::replay(conn, org_id, id, now).await?),
     })
 }

@@ -15,6 +15,7 @@
 //! Only one relay may run per database: with several gateway nodes on PostgreSQL, a leader
 //! lease decides which (the events issue builds that).
 
+use crate::commit::{CommitError, Committer, WriteOp, WriteResult};
 use crate::db::outbox::{self, StoredEvent};
 use crate::db::{now_ms, Db, StoreError};
 use crate::events::envelope;
@@ -24,7 +25,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{broadcast, watch, Notify};
+use tokio::sync::{broadcast, watch};
 
 /// An event as sinks and subscribers get it.
 #[derive(Debug, Clone)]
@@ -115,8 +116,8 @@ pub struct RelaySettings {
 /// Runs the relay until `shutdown` turns true.
 pub async fn run(
     db: Db,
+    committer: Committer,
     sinks: Vec<Arc<dyn EventSink>>,
-    committed: Arc<Notify>,
     status: Arc<RelayStatus>,
     settings: RelaySettings,
     mut shutdown: watch::Receiver<bool>,
@@ -126,10 +127,10 @@ pub async fn run(
         if *shutdown.borrow() {
             return;
         }
-        let notified = committed.notified();
+        let notified = committer.committed.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        match round(&db, &sinks, settings.batch).await {
+        match round(&db, &committer, &sinks, settings.batch).await {
             Ok(0) => {
                 status.last_ok_ms.store(now_ms(), Ordering::Relaxed);
                 *status.last_error.lock().expect("not poisoned") = None;
@@ -176,13 +177,18 @@ pub enum RelayError {
     /// A sink refused the batch.
     #[error(transparent)]
     Sink(#[from] SinkError),
+    /// Numbering or marking could not be committed.
+    #[error(transparent)]
+    Commit(#[from] CommitError),
 }
 
 /// One round; returns how many events were published.
-async fn round(db: &Db, sinks: &[Arc<dyn EventSink>], limit: i64) -> Result<usize, RelayError> {
+async fn round(db: &Db, committer: &Committer, sinks: &[Arc<dyn EventSink>], limit: i64) -> Result<usize, RelayError> {
     let mut rows = outbox::unpublished(&db.pool, limit).await?;
     if rows.is_empty() {
-        rows = outbox::sequence(&db.pool, limit).await?;
+        if let WriteResult::Sequenced(numbered) = committer.submit_wait(WriteOp::Sequence { limit }).await? {
+            rows = numbered;
+        }
     }
     if rows.is_empty() {
         return Ok(0);
@@ -201,11 +207,10 @@ async fn round(db: &Db, sinks: &[Arc<dyn EventSink>], limit: i64) -> Result<usiz
         sink.publish(&events).await?;
     }
     let ids: Vec<i64> = events.iter().map(|e| e.stored.row_id).collect();
+    committer.submit_wait(WriteOp::MarkPublished { ids }).await?;
     let now = now_ms();
-    outbox::mark_published(&db.pool, &ids, now).await?;
     crate::telemetry::EventsPublished {
         count: events.len(),
-        backlog: 0,
         lag: Duration::from_millis((now - oldest).max(0) as u64),
     }
     .emit();

@@ -82,8 +82,8 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let sinks: Vec<Arc<dyn EventSink>> = vec![Arc::new(hub.clone())];
     tasks.push(tokio::spawn(relay::run(
         db.clone(),
+        committer.clone(),
         sinks,
-        committer.committed.clone(),
         relay_status.clone(),
         RelaySettings {
             batch: config.relay.batch,

@@ -120,8 +120,6 @@ impl DeadLetterDepth<'_> {
 pub struct EventsPublished {
     /// How many.
     pub count: usize,
-    /// Events still waiting after this round.
-    pub backlog: i64,
     /// From the oldest event's commit to the sinks' acknowledgement.
     pub lag: Duration,
 }
@@ -130,7 +128,6 @@ impl EventsPublished {
     /// Records it.
     pub fn emit(self) {
         metrics::counter!("events_published_total").increment(self.count as u64);
-        metrics::gauge!("outbox_backlog").set(self.backlog as f64);
         metrics::histogram!("relay_lag_seconds").record(self.lag.as_secs_f64());
     }
 }

@@ -89,10 +89,9 @@ pub async fn append(conn: &mut AnyConnection, ev: NewEvent<'_>, now: i64) -> Res
     Ok(())
 }
 
-/// Numbers up to `limit` committed, unnumbered rows in one transaction and returns them in
-/// their new order. Only one relay may run this at a time per database.
-pub async fn sequence(pool: &AnyPool, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
-    let mut tx = pool.begin().await?;
+/// Numbers up to `limit` committed, unnumbered rows (inside the committer's transaction) and
+/// returns them in their new order. Only one relay may run this at a time per database.
+pub async fn sequence(tx: &mut AnyConnection, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
     let rows = sqlx::query(AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM outbox WHERE seq IS NULL ORDER BY id LIMIT $1"
     )))
@@ -132,7 +131,6 @@ pub async fn sequence(pool: &AnyPool, limit: i64) -> Result<Vec<StoredEvent>, St
             .execute(&mut *tx)
             .await?;
     }
-    tx.commit().await?;
     Ok(events)
 }
 
@@ -150,7 +148,7 @@ pub async fn unpublished(pool: &AnyPool, limit: i64) -> Result<Vec<StoredEvent>,
 }
 
 /// Marks rows as handed to every sink.
-pub async fn mark_published(pool: &AnyPool, row_ids: &[i64], now: i64) -> Result<(), StoreError> {
+pub async fn mark_published(conn: &mut AnyConnection, row_ids: &[i64], now: i64) -> Result<(), StoreError> {
     for chunk in row_ids.chunks(500) {
         let placeholders: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();
         let sql = format!(
@@ -161,7 +159,7 @@ pub async fn mark_published(pool: &AnyPool, row_ids: &[i64], now: i64) -> Result
         for id in chunk {
             q = q.bind(*id);
         }
-        q.execute(pool).await?;
+        q.execute(&mut *conn).await?;
     }
     Ok(())
 }
