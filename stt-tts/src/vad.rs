@@ -206,6 +206,12 @@ impl Vad {
         self.in_speech
     }
 
+    /// Inside a turn, the stream time just after its last voiced audio so far: where the
+    /// turn will end if no more speech comes before the hangover runs out.
+    pub fn tentative_end_ms(&self) -> Option<u64> {
+        self.in_speech.then_some(self.last_voiced_end_ms)
+    }
+
     /// Stream time consumed so far, ms (whole frames only).
     pub fn now_ms(&self) -> u64 {
         self.now_ms

@@ -294,3 +294,42 @@ fn a_worker_that_falls_behind_drops_turns_instead_of_blocking() {
         assert!(!t.transcript.is_empty());
     }
 }
+
+#[test]
+fn in_real_time_the_transcript_is_started_during_the_hangover() {
+    let dir = common::scratch("realtime");
+    let text = "I want to talk to a person.";
+    let mut call = vec![0i16; 8 * 300];
+    call.extend(common::phone_speech(&dir, text));
+    call.extend(vec![0i16; 8 * 800]);
+    let stt: Arc<dyn SpeechToText> = common::tiny();
+    let mut stream = StreamingTranscriber::new(stt, StreamConfig::default()).unwrap();
+    // Paced like RTP: one 20 ms frame every 20 ms.
+    let t0 = Instant::now();
+    let mut ended = false;
+    for (i, frame) in call.chunks(160).enumerate() {
+        let due = t0 + Duration::from_millis(20 * i as u64);
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        ended |= stream
+            .push(frame)
+            .iter()
+            .any(|e| matches!(e, StreamEvent::TurnEnded { .. }));
+    }
+    assert!(ended);
+    let turn = stream
+        .next_timeout(Duration::from_secs(30))
+        .expect("transcript")
+        .unwrap();
+    println!(
+        "{:?} speculative {} latency after the end decision {:?}",
+        turn.transcript.text(),
+        turn.speculative,
+        turn.latency()
+    );
+    assert!(
+        turn.speculative,
+        "the speculative job should have covered this turn"
+    );
+    let (e, n) = common::word_errors(text, &turn.transcript.text());
+    assert!(e * 3 <= n, "{:?}", turn.transcript.text());
+}

@@ -5,8 +5,20 @@
 //! the VAD ends the turn, that audio goes to the worker through a bounded queue. If the
 //! queue is full (inference slower than speech), the turn is dropped and reported as
 //! [`StreamEvent::TurnDropped`]: the media path stays real-time, as DESIGN.md requires.
+//!
+//! **Speculation.** The hangover (silence that ends a turn, 500 ms by default) is dead
+//! time for the caller. As soon as `post_roll_ms` of silence has followed the last voice,
+//! the turn's audio is already final *if* the caller stays silent, so it is sent to the
+//! worker then. When the hangover confirms the end, that result is used (often already
+//! finished); if the caller speaks again, the speculative result is discarded.
+//!
+//! ```text
+//!  voice ████████████▏                      end decided (hangover)
+//!                    ├─post_roll─┤ speculative job ───────────▶ result ready
+//!                    ├──────────── hangover ─────────────┤ ▶ transcript (no wait left)
+//! ```
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -28,8 +40,10 @@ pub struct StreamConfig {
     pub post_roll_ms: u64,
     /// A turn longer than this is cut and transcribed, ms.
     pub max_turn_ms: u64,
-    /// Finished turns that may wait for the worker before new ones are dropped.
+    /// Jobs that may wait for the worker before new turns are dropped.
     pub queue: usize,
+    /// Start transcribing after `post_roll_ms` of silence, before the hangover ends.
+    pub speculate: bool,
 }
 
 impl Default for StreamConfig {
@@ -40,6 +54,7 @@ impl Default for StreamConfig {
             post_roll_ms: 200,
             max_turn_ms: 25_000,
             queue: 2,
+            speculate: true,
         }
     }
 }
@@ -52,7 +67,7 @@ pub enum StreamEvent {
         /// Stream time of the first voiced audio, ms.
         at_ms: u64,
     },
-    /// A turn ended and was queued for transcription.
+    /// A turn ended; its transcript will follow.
     TurnEnded {
         /// Turn number, from 0.
         turn: u64,
@@ -79,14 +94,16 @@ pub struct TurnTranscript {
     pub end_ms: u64,
     /// When the VAD decided the turn was over.
     pub ended_at: Instant,
-    /// When the transcript was ready.
+    /// When the transcript was ready (may precede `ended_at` when speculation won).
     pub ready_at: Instant,
+    /// Whether the transcript came from the speculative job.
+    pub speculative: bool,
     /// The recognition result.
     pub transcript: Transcript,
 }
 
 impl TurnTranscript {
-    /// From the end-of-turn decision to the transcript.
+    /// From the end-of-turn decision to the transcript (zero if it was ready first).
     pub fn latency(&self) -> Duration {
         self.ready_at.saturating_duration_since(self.ended_at)
     }
@@ -96,8 +113,17 @@ struct Job {
     turn: u64,
     start_ms: u64,
     end_ms: u64,
-    ended_at: Instant,
+    speculative: bool,
     audio: Vec<f32>,
+}
+
+struct Done {
+    turn: u64,
+    start_ms: u64,
+    end_ms: u64,
+    speculative: bool,
+    ready_at: Instant,
+    result: Result<Transcript, SpeechError>,
 }
 
 /// Feeds live audio through the VAD and transcribes each finished turn on a worker thread.
@@ -109,19 +135,28 @@ pub struct StreamingTranscriber {
     /// 16 kHz audio; `audio[0]` is stream sample `audio_base`.
     audio: VecDeque<f32>,
     audio_base: u64,
-    turn: u64,
-    /// Start of the turn in progress, ms.
-    open_turn: Option<u64>,
+    next_turn: u64,
+    /// The turn in progress: its number and start, ms.
+    open_turn: Option<(u64, u64)>,
+    /// End (ms) covered by the speculative job sent for the open turn.
+    speculated_end: Option<u64>,
+    /// Turns whose end was decided, waiting for their speculative result: end ms, when.
+    awaiting: HashMap<u64, (u64, Instant)>,
+    /// Speculative results that came back before their turn's end was decided.
+    early: HashMap<u64, Done>,
+    ready: VecDeque<Result<TurnTranscript, SpeechError>>,
     jobs: Option<SyncSender<Job>>,
-    results: Receiver<Result<TurnTranscript, SpeechError>>,
+    results: Receiver<Done>,
     worker: Option<JoinHandle<()>>,
+    /// When each non-speculative turn was ended, for its latency.
+    ended_at: HashMap<u64, Instant>,
 }
 
 impl std::fmt::Debug for StreamingTranscriber {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StreamingTranscriber")
             .field("cfg", &self.cfg)
-            .field("turn", &self.turn)
+            .field("next_turn", &self.next_turn)
             .finish_non_exhaustive()
     }
 }
@@ -135,20 +170,21 @@ impl StreamingTranscriber {
             rate => Some(Resampler::new(rate, STT_RATE)?),
         };
         let (jobs, job_rx) = mpsc::sync_channel::<Job>(cfg.queue.max(1));
-        let (result_tx, results) = mpsc::channel();
+        let (done_tx, results) = mpsc::channel();
         let worker = std::thread::Builder::new()
             .name("stt-worker".into())
             .spawn(move || {
                 for job in job_rx {
-                    let result = stt.transcribe(&job.audio).map(|transcript| TurnTranscript {
+                    let result = stt.transcribe(&job.audio);
+                    let done = Done {
                         turn: job.turn,
                         start_ms: job.start_ms,
                         end_ms: job.end_ms,
-                        ended_at: job.ended_at,
+                        speculative: job.speculative,
                         ready_at: Instant::now(),
-                        transcript,
-                    });
-                    if result_tx.send(result).is_err() {
+                        result,
+                    };
+                    if done_tx.send(done).is_err() {
                         break;
                     }
                 }
@@ -161,11 +197,16 @@ impl StreamingTranscriber {
             scratch: Vec::new(),
             audio: VecDeque::new(),
             audio_base: 0,
-            turn: 0,
+            next_turn: 0,
             open_turn: None,
+            speculated_end: None,
+            awaiting: HashMap::new(),
+            early: HashMap::new(),
+            ready: VecDeque::new(),
             jobs: Some(jobs),
             results,
             worker: Some(worker),
+            ended_at: HashMap::new(),
         })
     }
 
@@ -204,21 +245,28 @@ impl StreamingTranscriber {
         for ev in events {
             match ev {
                 VadEvent::SpeechStart { at_ms } => {
-                    self.open_turn = Some(at_ms);
+                    self.open_turn = Some((self.next_turn, at_ms));
+                    self.next_turn += 1;
+                    self.speculated_end = None;
                     out.push(StreamEvent::SpeechStart { at_ms });
                 }
                 VadEvent::SpeechEnd { start_ms, end_ms } => {
                     // A turn cut for length continues from where it was cut.
-                    let start_ms = self.open_turn.take().unwrap_or(start_ms);
-                    out.push(self.queue_turn(start_ms, end_ms, self.cfg.post_roll_ms));
+                    let (turn, start_ms) =
+                        self.open_turn.take().unwrap_or((self.next_turn, start_ms));
+                    out.push(self.end_turn(turn, start_ms, end_ms));
                 }
             }
         }
-        if let Some(start_ms) = self.open_turn {
+        if let Some((turn, start_ms)) = self.open_turn {
+            self.maybe_speculate(turn, start_ms);
             let now = self.vad.now_ms();
             if now.saturating_sub(start_ms) > self.cfg.max_turn_ms {
-                out.push(self.queue_turn(start_ms, now, 0));
-                self.open_turn = Some(now);
+                out.push(self.submit(turn, start_ms, now, 0, false));
+                self.trim_to(now * u64::from(STT_RATE) / 1000);
+                self.open_turn = Some((self.next_turn, now));
+                self.next_turn += 1;
+                self.speculated_end = None;
             }
         } else {
             // Outside a turn, keep only the pre-roll.
@@ -230,9 +278,66 @@ impl StreamingTranscriber {
         out
     }
 
-    fn queue_turn(&mut self, start_ms: u64, end_ms: u64, post_roll_ms: u64) -> StreamEvent {
-        let turn = self.turn;
-        self.turn += 1;
+    fn maybe_speculate(&mut self, turn: u64, start_ms: u64) {
+        let Some(end_ms) = self.vad.tentative_end_ms() else {
+            return;
+        };
+        if !self.cfg.speculate || self.speculated_end == Some(end_ms) {
+            return;
+        }
+        if self.vad.now_ms() >= end_ms + self.cfg.post_roll_ms {
+            // Only mark it speculated if the job was accepted; a full queue retries later.
+            if matches!(
+                self.submit(turn, start_ms, end_ms, self.cfg.post_roll_ms, true),
+                StreamEvent::TurnEnded { .. }
+            ) {
+                self.speculated_end = Some(end_ms);
+            }
+        }
+    }
+
+    fn end_turn(&mut self, turn: u64, start_ms: u64, end_ms: u64) -> StreamEvent {
+        let now = Instant::now();
+        if self.speculated_end.take() == Some(end_ms) {
+            // The speculative job already covers exactly this turn.
+            self.trim_to((end_ms + self.cfg.post_roll_ms) * u64::from(STT_RATE) / 1000);
+            match self.early.remove(&turn) {
+                Some(done) if done.end_ms == end_ms => self.deliver(done, now),
+                _ => {
+                    self.awaiting.insert(turn, (end_ms, now));
+                }
+            }
+            return StreamEvent::TurnEnded {
+                turn,
+                start_ms,
+                end_ms,
+            };
+        }
+        self.early.remove(&turn);
+        let ev = self.submit(turn, start_ms, end_ms, self.cfg.post_roll_ms, false);
+        self.trim_to((end_ms + self.cfg.post_roll_ms) * u64::from(STT_RATE) / 1000);
+        if matches!(ev, StreamEvent::TurnEnded { .. }) {
+            self.ended_at.insert(turn, now);
+        }
+        ev
+    }
+
+    /// Forgets audio before 16 kHz sample `to`.
+    fn trim_to(&mut self, to: u64) {
+        let n = (to.saturating_sub(self.audio_base) as usize).min(self.audio.len());
+        self.audio.drain(..n);
+        self.audio_base += n as u64;
+    }
+
+    /// Sends the audio of `[start - pre_roll, end + post_roll]` to the worker.
+    fn submit(
+        &mut self,
+        turn: u64,
+        start_ms: u64,
+        end_ms: u64,
+        post_roll_ms: u64,
+        speculative: bool,
+    ) -> StreamEvent {
         let rate = u64::from(STT_RATE);
         let from =
             (start_ms.saturating_sub(self.cfg.pre_roll_ms) * rate / 1000).max(self.audio_base);
@@ -246,15 +351,11 @@ impl StreamingTranscriber {
         } else {
             Vec::new()
         };
-        // Everything up to the end of this turn has been handed over.
-        let consumed = (to.saturating_sub(self.audio_base) as usize).min(self.audio.len());
-        self.audio.drain(..consumed);
-        self.audio_base += consumed as u64;
         let job = Job {
             turn,
             start_ms,
             end_ms,
-            ended_at: Instant::now(),
+            speculative,
             audio,
         };
         match self.jobs.as_ref().map(|j| j.try_send(job)) {
@@ -263,31 +364,89 @@ impl StreamingTranscriber {
                 start_ms,
                 end_ms,
             },
-            Some(Err(TrySendError::Full(_))) | Some(Err(TrySendError::Disconnected(_))) | None => {
-                tracing::warn!(turn, "speech worker behind; turn dropped");
+            Some(Err(TrySendError::Full(_) | TrySendError::Disconnected(_))) | None => {
+                if !speculative {
+                    tracing::warn!(turn, "speech worker behind; turn dropped");
+                }
                 StreamEvent::TurnDropped { turn }
             }
         }
     }
 
-    /// A finished transcript, if one is ready.
-    pub fn try_next(&self) -> Option<Result<TurnTranscript, SpeechError>> {
-        self.results.try_recv().ok()
+    fn deliver(&mut self, done: Done, ended_at: Instant) {
+        let Done {
+            turn,
+            start_ms,
+            end_ms,
+            speculative,
+            ready_at,
+            result,
+        } = done;
+        self.ready
+            .push_back(result.map(|transcript| TurnTranscript {
+                turn,
+                start_ms,
+                end_ms,
+                ended_at,
+                ready_at,
+                speculative,
+                transcript,
+            }));
+    }
+
+    /// Sorts one finished job: deliver it, keep it for its turn's end, or drop it as stale.
+    fn sort(&mut self, done: Done) {
+        if !done.speculative {
+            let ended_at = self.ended_at.remove(&done.turn).unwrap_or(done.ready_at);
+            self.deliver(done, ended_at);
+            return;
+        }
+        match self.awaiting.get(&done.turn) {
+            Some(&(end_ms, ended_at)) if end_ms == done.end_ms => {
+                self.awaiting.remove(&done.turn);
+                self.deliver(done, ended_at);
+            }
+            _ => {
+                let still_open = self.open_turn.is_some_and(|(t, _)| t == done.turn);
+                if still_open && self.speculated_end == Some(done.end_ms) {
+                    self.early.insert(done.turn, done);
+                }
+                // Otherwise the caller spoke again after the speculation: stale.
+            }
+        }
+    }
+
+    /// A finished transcript, if one is ready. Never blocks.
+    pub fn try_next(&mut self) -> Option<Result<TurnTranscript, SpeechError>> {
+        while let Ok(done) = self.results.try_recv() {
+            self.sort(done);
+        }
+        self.ready.pop_front()
     }
 
     /// Waits up to `timeout` for the next transcript (`None` on timeout).
-    pub fn next_timeout(&self, timeout: Duration) -> Option<Result<TurnTranscript, SpeechError>> {
-        match self.results.recv_timeout(timeout) {
-            Ok(r) => Some(r),
-            Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => Some(Err(SpeechError::WorkerGone)),
+    pub fn next_timeout(
+        &mut self,
+        timeout: Duration,
+    ) -> Option<Result<TurnTranscript, SpeechError>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(r) = self.try_next() {
+                return Some(r);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.results.recv_timeout(left) {
+                Ok(done) => self.sort(done),
+                Err(RecvTimeoutError::Timeout) => return None,
+                Err(RecvTimeoutError::Disconnected) => return Some(Err(SpeechError::WorkerGone)),
+            }
         }
     }
 }
 
 impl Drop for StreamingTranscriber {
     fn drop(&mut self) {
-        // Closing the queue ends the worker after the turn it is on.
+        // Closing the queue ends the worker after the job it is on.
         self.jobs.take();
         if let Some(w) = self.worker.take() {
             let _ = w.join();
