@@ -1,1 +1,31 @@
-//! Workspace-level integration suites against real peers.
+//! Workspace-level integration suites against real peers: a real SQLite file, a real
+//! PostgreSQL server, the real gateway (in-process or as its binary), and a local stand-in for
+//! Twilio that speaks its documented wire format, signatures included.
+//!
+//! - [`env`]: a fresh database per test on either backend, and a running gateway over it.
+//! - [`twilio`]: the Twilio stand-in (Messages REST API) and signed webhook senders.
+//!
+//! PostgreSQL comes from `DARTWING_TEST_PG_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`); `scripts/test.sh` installs and starts it.
+//! A test that needs it and cannot reach it fails; it never skips.
+
+pub mod env;
+pub mod twilio;
+
+/// Runs an async test body `async fn name(Backend)` once per backend: `both_backends!(name)`
+/// defines the tests `name::sqlite` and `name::postgres`.
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::env::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name($crate::env::Backend::Postgres).await
+            }
+        }
+    };
+}

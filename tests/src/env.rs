@@ -1,0 +1,317 @@
+//! Test environments: a fresh database on either backend, an org with an API key and a Twilio
+//! account pointing at the stand-in, and the gateway running over it (in-process, or as the
+//! real binary for crash tests).
+
+use gateway::config::Config;
+use gateway::db::{orgs, Db};
+use gateway::server::{self, Running};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Which database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file in a temp folder.
+    Sqlite,
+    /// A fresh database on the test PostgreSQL server.
+    Postgres,
+}
+
+/// A fresh, migrated database.
+pub struct TestDb {
+    /// Its URL.
+    pub url: String,
+    /// The backend.
+    pub backend: Backend,
+    _dir: Option<TempDir>,
+}
+
+/// A temp folder removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// A new empty folder.
+    pub fn new() -> TempDir {
+        let p = std::env::temp_dir().join(format!("dartwing-test-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&p).expect("temp dir");
+        TempDir(p)
+    }
+}
+
+impl Default for TempDir {
+    fn default() -> Self {
+        TempDir::new()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The admin URL of the test PostgreSQL server.
+pub fn pg_admin_url() -> String {
+    std::env::var("DARTWING_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+impl TestDb {
+    /// Creates an empty database.
+    pub async fn new(backend: Backend) -> TestDb {
+        match backend {
+            Backend::Sqlite => {
+                let dir = TempDir::new();
+                let url = format!("sqlite://{}/gw.db", dir.0.display());
+                TestDb { url, backend, _dir: Some(dir) }
+            }
+            Backend::Postgres => {
+                let admin = pg_admin_url();
+                let name = format!("dw_test_{}", uuid::Uuid::new_v4().simple());
+                sqlx::any::install_default_drivers();
+                let pool = sqlx::AnyPool::connect(&admin)
+                    .await
+                    .unwrap_or_else(|e| panic!("PostgreSQL at {admin} is required (run scripts/test.sh): {e}"));
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&pool)
+                    .await
+                    .expect("create test database");
+                pool.close().await;
+                let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap_or(admin);
+                TestDb { url: format!("{base}/{name}"), backend, _dir: None }
+            }
+        }
+    }
+
+    /// A direct connection (migrated) for assertions.
+    pub async fn connect(&self) -> Db {
+        let db = Db::connect(&self.url, 4).await.expect("connect");
+        db.migrate().await.expect("migrate");
+        db
+    }
+}
+
+/// An org ready to use: its slug, id, API key and Twilio credentials.
+#[derive(Debug, Clone)]
+pub struct TestOrg {
+    /// Slug.
+    pub slug: String,
+    /// Id.
+    pub id: String,
+    /// API key.
+    pub key: String,
+    /// Twilio account SID.
+    pub account_sid: String,
+    /// Twilio auth token.
+    pub auth_token: String,
+    /// Sending number.
+    pub from: String,
+}
+
+/// Creates an org with a key and a Twilio account whose API base is `api_base`.
+pub async fn create_org(db: &Db, slug: &str, api_base: &str, rate: f64) -> TestOrg {
+    let org = orgs::create(&db.pool, slug, slug).await.expect("create org").expect("new slug");
+    let key = orgs::create_api_key(&db.pool, &org.id).await.expect("key");
+    let account_sid = format!("AC{}", uuid::Uuid::new_v4().simple());
+    let auth_token = format!("tok-{}", uuid::Uuid::new_v4().simple());
+    let from = "+15550001111".to_string();
+    let cfg = serde_json::json!({
+        "account_sid": account_sid, "auth_token": auth_token, "from": from,
+        "api_base": api_base, "messages_per_second": rate,
+    });
+    orgs::upsert_channel_account(&db.pool, &org.id, "twilio", "sms", &cfg.to_string()).await.expect("account");
+    TestOrg { slug: slug.into(), id: org.id, key, account_sid, auth_token, from }
+}
+
+/// A configuration for tests: fast retries and polls, port 0.
+pub fn test_config(db_url: &str) -> Config {
+    let mut c = Config {
+        http_addr: "127.0.0.1:0".into(),
+        database_url: db_url.into(),
+        ..Config::default()
+    };
+    c.delivery.retry_base_ms = 50;
+    c.delivery.retry_max_ms = 200;
+    c.delivery.poll_ms = 50;
+    c.delivery.breaker_cooldown_ms = 200;
+    c.relay.poll_ms = 50;
+    c
+}
+
+/// The gateway running in this process.
+pub struct TestGateway {
+    /// The running server.
+    pub running: Running,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+}
+
+impl TestGateway {
+    /// Starts it. The public URL is the bound address, so webhook signatures use it.
+    pub async fn start(mut config: Config) -> TestGateway {
+        // Bind first to learn the port, then sign over it: pick a free port up front.
+        let port = free_port();
+        config.http_addr = format!("127.0.0.1:{port}");
+        config.public_url = String::new();
+        let running = server::start(&config).await.expect("gateway starts");
+        let base = format!("http://{}", running.addr);
+        TestGateway { running, base }
+    }
+
+    /// Stops it.
+    pub async fn stop(self) {
+        self.running.stop().await;
+    }
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The `dartwing-gateway` binary built beside this test (`cargo build --workspace` or nextest
+/// builds it).
+pub fn gateway_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test exe");
+    let dir = exe.parent().and_then(|p| p.parent()).expect("target dir");
+    let bin = dir.join("dartwing-gateway");
+    assert!(bin.exists(), "{} is missing: run `cargo build --workspace --bins` first", bin.display());
+    bin
+}
+
+/// The gateway as a child process (for SIGKILL tests).
+pub struct ChildGateway {
+    /// The process.
+    pub child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+}
+
+impl ChildGateway {
+    /// Starts `dartwing-gateway serve` on `port` over `db_url` and waits for `/health`.
+    pub async fn spawn(db_url: &str, port: u16) -> ChildGateway {
+        let child = Command::new(gateway_binary())
+            .arg("serve")
+            .env("DARTWING_HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .env("DARTWING_DATABASE_URL", db_url)
+            .env("DARTWING_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn gateway");
+        let base = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = client.get(format!("{base}/health")).send().await {
+                if r.status().is_success() {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "gateway did not become healthy");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        ChildGateway { child, base }
+    }
+
+    /// SIGKILL, no goodbye.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ChildGateway {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `check` until it returns `Some` or `timeout` passes.
+pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "condition not met within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Rows of `table` belonging to an org (`table` is one of ours; never user input).
+pub async fn count(db: &Db, table: &str, org_id: &str) -> i64 {
+    let row: (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table} WHERE org_id = $1")))
+        .bind(org_id)
+        .fetch_one(&db.pool)
+        .await
+        .expect("count");
+    row.0
+}
+
+/// Everything a typical test needs: database, stand-in, one org, the gateway, a client.
+pub struct World {
+    /// The database.
+    pub tdb: TestDb,
+    /// A direct connection for assertions.
+    pub db: Db,
+    /// The Twilio stand-in.
+    pub twilio: crate::twilio::TwilioStandin,
+    /// The org `acme`.
+    pub org: TestOrg,
+    /// The gateway.
+    pub gw: TestGateway,
+    /// An HTTP client.
+    pub client: reqwest::Client,
+}
+
+impl World {
+    /// Sets it all up on `backend` with the default test configuration.
+    pub async fn new(backend: Backend) -> World {
+        World::with_config(backend, |_| {}).await
+    }
+
+    /// Sets it all up, letting the test adjust the configuration.
+    pub async fn with_config(backend: Backend, adjust: impl FnOnce(&mut Config)) -> World {
+        let tdb = TestDb::new(backend).await;
+        let db = tdb.connect().await;
+        let twilio = crate::twilio::TwilioStandin::start().await;
+        let org = create_org(&db, "acme", &twilio.base, 1000.0).await;
+        twilio.add_account(&org);
+        let mut config = test_config(&tdb.url);
+        adjust(&mut config);
+        let gw = TestGateway::start(config).await;
+        World { tdb, db, twilio, org, gw, client: reqwest::Client::new() }
+    }
+
+    /// `GET` an API path as `org`, returning the JSON body (and asserting 200).
+    pub async fn get_json(&self, org: &TestOrg, path: &str) -> serde_json::Value {
+        let r = self.client.get(format!("{}{path}", self.gw.base)).bearer_auth(&org.key).send().await.expect("get");
+        assert_eq!(r.status(), 200, "GET {path}");
+        r.json().await.expect("json")
+    }
+
+    /// Sends an SMS through the API as `org`.
+    pub async fn send_sms(&self, org: &TestOrg, to: &str, body: &str) -> reqwest::Response {
+        self.client
+            .post(format!("{}/api/v1/messages", self.gw.base))
+            .bearer_auth(&org.key)
+            .json(&serde_json::json!({"channel": "sms", "to": to, "body": body}))
+            .send()
+            .await
+            .expect("send")
+    }
+
+    /// Posts a signed webhook for `org` to `/webhooks/twilio/{slug}/{hook}`.
+    pub async fn webhook(&self, org: &TestOrg, hook: &str, params: &[(String, String)]) -> reqwest::Response {
+        let path = format!("/webhooks/twilio/{}/{hook}", org.slug);
+        crate::twilio::post_signed(&self.client, &self.gw.base, &path, &org.auth_token, params).await
+    }
+}
