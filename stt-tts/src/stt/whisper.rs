@@ -80,6 +80,17 @@ const MAX_TOKENS_PER_SEC: usize = 8;
 /// The full encoder window.
 const FULL_AUDIO_CTX: usize = 1_500;
 
+/// How one utterance is decoded (see [`WhisperStt::plan`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodePlan {
+    /// Samples after silence padding.
+    pub padded_len: usize,
+    /// Encoder context, or `None` for the full 30 s window.
+    pub audio_ctx: Option<usize>,
+    /// Token cap per segment.
+    pub max_tokens: usize,
+}
+
 /// Whisper through whisper.cpp.
 pub struct WhisperStt {
     cfg: WhisperConfig,
@@ -180,6 +191,19 @@ impl WhisperStt {
         p
     }
 
+    /// How an utterance of `samples` (16 kHz) is decoded: padding, encoder context, token
+    /// cap. Public so a benchmark can hand whisper.cpp exactly the same work.
+    pub fn plan(&self, samples: usize) -> DecodePlan {
+        let min = MIN_INPUT_MS * STT_RATE as usize / 1000;
+        let pad = TAIL_PAD_MS * STT_RATE as usize / 1000;
+        let padded_len = (samples + pad).max(min);
+        DecodePlan {
+            padded_len,
+            audio_ctx: self.audio_ctx_for(padded_len),
+            max_tokens: MAX_TOKENS_BASE + MAX_TOKENS_PER_SEC * padded_len / STT_RATE as usize,
+        }
+    }
+
     /// Encoder context for `samples` of (padded) input, or `None` for the full window.
     fn audio_ctx_for(&self, samples: usize) -> Option<usize> {
         if !self.cfg.reduced_audio_ctx {
@@ -258,13 +282,11 @@ impl SpeechToText for WhisperStt {
                 elapsed: started.elapsed(),
             });
         }
-        let min = MIN_INPUT_MS * STT_RATE as usize / 1000;
-        let pad = TAIL_PAD_MS * STT_RATE as usize / 1000;
-        let mut input = Vec::with_capacity((audio.len() + pad).max(min));
+        let plan = self.plan(audio.len());
+        let mut input = Vec::with_capacity(plan.padded_len);
         input.extend_from_slice(audio);
-        input.resize((audio.len() + pad).max(min), 0.0);
-        let max_tokens = MAX_TOKENS_BASE + MAX_TOKENS_PER_SEC * input.len() / STT_RATE as usize;
-        let params = self.params(self.audio_ctx_for(input.len()), max_tokens);
+        input.resize(plan.padded_len, 0.0);
+        let params = self.params(plan.audio_ctx, plan.max_tokens);
 
         let mut state = self.take_state()?;
         let result = state.full(params, &input);
