@@ -24,7 +24,7 @@ use sqlx::{AnyConnection, Connection};
 use state_machines::Channel;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::{mpsc, oneshot, Mutex, Notify};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 /// One write, as a caller hands it over.
 #[derive(Debug)]
@@ -191,7 +191,7 @@ pub struct CommitSettings {
 /// The handle callers submit writes through.
 #[derive(Clone)]
 pub struct Committer {
-    tx: mpsc::Sender<Job>,
+    txs: Vec<mpsc::Sender<Job>>,
     /// Woken after every commit; the relay and the send worker wait on it.
     pub committed: Arc<Notify>,
 }
@@ -199,24 +199,45 @@ pub struct Committer {
 impl Committer {
     /// Starts the writer tasks.
     pub fn start(db: Db, settings: CommitSettings) -> Committer {
-        let (tx, rx) = mpsc::channel(settings.queue_capacity.max(1));
-        let rx = Arc::new(Mutex::new(rx));
         let committed = Arc::new(Notify::new());
         let writers = if db.backend == crate::db::Backend::Sqlite {
             1
         } else {
             settings.writers.max(1)
         };
+        let mut txs = Vec::with_capacity(writers);
         for _ in 0..writers {
-            tokio::spawn(writer(db.clone(), rx.clone(), settings.max_batch.max(1), committed.clone()));
+            let (tx, rx) = mpsc::channel((settings.queue_capacity / writers).max(1));
+            txs.push(tx);
+            tokio::spawn(writer(db.clone(), rx, settings.max_batch.max(1), committed.clone()));
         }
-        Committer { tx, committed }
+        Committer { txs, committed }
+    }
+
+    /// The writer an op goes to. Writes about one contact always meet the same writer, so
+    /// concurrent writers never lock one contact's rows in opposite orders (no deadlocks).
+    fn lane(&self, op: &WriteOp) -> &mpsc::Sender<Job> {
+        let key: Option<(&str, &str)> = match op {
+            WriteOp::Inbound { org_id, msg } => Some((org_id, &msg.from)),
+            WriteOp::CreateOutbound { org_id, req } => Some((org_id, &req.to)),
+            WriteOp::Status { org_id, update, .. } => Some((org_id, &update.provider_message_id)),
+            _ => None,
+        };
+        let i = match key {
+            Some((a, b)) => {
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                std::hash::Hash::hash(&(a, b), &mut h);
+                (std::hash::Hasher::finish(&h) % self.txs.len() as u64) as usize
+            }
+            None => 0,
+        };
+        &self.txs[i]
     }
 
     /// Submits a write and waits for its commit; refuses at once when the queue is full.
     pub async fn submit(&self, op: WriteOp) -> Result<WriteResult, CommitError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.try_send(Job { op, reply }).map_err(|e| match e {
+        self.lane(&op).clone().try_send(Job { op, reply }).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => CommitError::Overloaded,
             mpsc::error::TrySendError::Closed(_) => CommitError::Closed,
         })?;
@@ -226,7 +247,8 @@ impl Committer {
     /// Submits a write, waiting for room in the queue (for internal workers).
     pub async fn submit_wait(&self, op: WriteOp) -> Result<WriteResult, CommitError> {
         let (reply, rx) = oneshot::channel();
-        self.tx
+        self.lane(&op)
+            .clone()
             .send(Job { op, reply })
             .await
             .map_err(|_| CommitError::Closed)?;
@@ -234,18 +256,15 @@ impl Committer {
     }
 }
 
-async fn writer(db: Db, rx: Arc<Mutex<mpsc::Receiver<Job>>>, max_batch: usize, committed: Arc<Notify>) {
+async fn writer(db: Db, mut rx: mpsc::Receiver<Job>, max_batch: usize, committed: Arc<Notify>) {
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
     loop {
-        {
-            let mut rx = rx.lock().await;
-            let Some(first) = rx.recv().await else { return };
-            batch.push(first);
-            while batch.len() < max_batch {
-                match rx.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
+        let Some(first) = rx.recv().await else { return };
+        batch.push(first);
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
             }
         }
         let started = Instant::now();
@@ -316,7 +335,9 @@ async fn attempt(
                 }
                 Err(e) => {
                     sp.rollback().await?;
-                    if e.is_transient() && tries < 3 {
+                    // A unique violation means a concurrent writer just stored the same
+                    // contact or message: run again and find it.
+                    if (e.is_transient() || e.is_unique_violation()) && tries < 3 {
                         continue;
                     }
                     results.push(Err(CommitError::Store(e)));
