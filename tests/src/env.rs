@@ -56,9 +56,15 @@ pub fn pg_admin_url() -> String {
     std::env::var("DARTWING_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
+/// Process-wide set-up: the TLS crypto provider reqwest needs (the gateway installs the same).
+pub fn init() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 impl TestDb {
     /// Creates an empty database.
     pub async fn new(backend: Backend) -> TestDb {
+        init();
         match backend {
             Backend::Sqlite => {
                 let dir = TempDir::new();
