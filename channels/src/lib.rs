@@ -25,7 +25,7 @@ pub mod secret;
 pub mod sms;
 
 pub use plugin::{
-    ChannelPlugin, InboundEvent, InboundMessage, OutboundMessage, Resource, SendError,
-    SendFuture, SendReceipt, StatusUpdate, WebhookError, WebhookRequest,
+    ChannelPlugin, InboundEvent, InboundMessage, OutboundMessage, Resource, SendError, SendFuture,
+    SendReceipt, StatusUpdate, WebhookError, WebhookRequest,
 };
 pub use secret::Secret;

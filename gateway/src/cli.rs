@@ -137,7 +137,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             println!("migrations applied to {}", redact(&config.database_url));
             Ok(())
         }
-        Command::Org { action: OrgAction::Create { slug, name } } => {
+        Command::Org {
+            action: OrgAction::Create { slug, name },
+        } => {
             if !orgs::valid_slug(&slug) {
                 bail!("invalid slug `{slug}`: use 1-63 characters of a-z, 0-9 and '-', not starting with '-'");
             }
@@ -148,7 +150,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Apikey { action: KeyAction::Create { org } } => {
+        Command::Apikey {
+            action: KeyAction::Create { org },
+        } => {
             let db = open(&config).await?;
             let org = find_org(&db, &org).await?;
             let key = orgs::create_api_key(&db.pool, &org.id).await?;
@@ -156,8 +160,17 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             println!("{key}");
             Ok(())
         }
-        Command::Channel { action: ChannelAction::Add { kind } } => {
-            let ChannelKind::TwilioSms { org, account_sid, auth_token, from, api_base, rate_limit } = kind;
+        Command::Channel {
+            action: ChannelAction::Add { kind },
+        } => {
+            let ChannelKind::TwilioSms {
+                org,
+                account_sid,
+                auth_token,
+                from,
+                api_base,
+                rate_limit,
+            } = kind;
             let db = open(&config).await?;
             let org = find_org(&db, &org).await?;
             let cfg = TwilioSmsConfig {
@@ -181,7 +194,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Channel { action: ChannelAction::List { org } } => {
+        Command::Channel {
+            action: ChannelAction::List { org },
+        } => {
             let db = open(&config).await?;
             let org = find_org(&db, &org).await?;
             for acct in orgs::channel_accounts(&db.pool, &org.id).await? {
@@ -199,14 +214,18 @@ async fn open(config: &Config) -> anyhow::Result<Db> {
 }
 
 async fn find_org(db: &Db, slug: &str) -> anyhow::Result<orgs::Org> {
-    orgs::by_slug(&db.pool, slug)
-        .await?
-        .with_context(|| format!("no organization `{slug}` (create it with `dartwing-gateway org create {slug}`)"))
+    orgs::by_slug(&db.pool, slug).await?.with_context(|| {
+        format!("no organization `{slug}` (create it with `dartwing-gateway org create {slug}`)")
+    })
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let running = crate::server::start(&config).await?;
-    println!("dartwing-gateway listening on http://{} ({})", running.addr, redact(&config.database_url));
+    println!(
+        "dartwing-gateway listening on http://{} ({})",
+        running.addr,
+        redact(&config.database_url)
+    );
     wait_for_signal().await;
     tracing::info!("shutting down");
     running.stop().await;

@@ -153,7 +153,10 @@ impl WriteOp {
     fn appends_events(&self) -> bool {
         !matches!(
             self,
-            WriteOp::Sequence { .. } | WriteOp::MarkPublished { .. } | WriteOp::Claim { .. } | WriteOp::Defer { .. }
+            WriteOp::Sequence { .. }
+                | WriteOp::MarkPublished { .. }
+                | WriteOp::Claim { .. }
+                | WriteOp::Defer { .. }
         )
     }
 }
@@ -209,7 +212,12 @@ impl Committer {
         for _ in 0..writers {
             let (tx, rx) = mpsc::channel((settings.queue_capacity / writers).max(1));
             txs.push(tx);
-            tokio::spawn(writer(db.clone(), rx, settings.max_batch.max(1), committed.clone()));
+            tokio::spawn(writer(
+                db.clone(),
+                rx,
+                settings.max_batch.max(1),
+                committed.clone(),
+            ));
         }
         Committer { txs, committed }
     }
@@ -237,10 +245,13 @@ impl Committer {
     /// Submits a write and waits for its commit; refuses at once when the queue is full.
     pub async fn submit(&self, op: WriteOp) -> Result<WriteResult, CommitError> {
         let (reply, rx) = oneshot::channel();
-        self.lane(&op).clone().try_send(Job { op, reply }).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => CommitError::Overloaded,
-            mpsc::error::TrySendError::Closed(_) => CommitError::Closed,
-        })?;
+        self.lane(&op)
+            .clone()
+            .try_send(Job { op, reply })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => CommitError::Overloaded,
+                mpsc::error::TrySendError::Closed(_) => CommitError::Closed,
+            })?;
         rx.await.map_err(|_| CommitError::Closed)?
     }
 
@@ -294,7 +305,11 @@ async fn run_batch(db: &Db, batch: &[Job]) -> Vec<Result<WriteResult, CommitErro
                 tracing::error!(error = %msg, size = batch.len(), "batch commit failed");
                 batch
                     .iter()
-                    .map(|_| Err(CommitError::Store(StoreError::Database(sqlx::Error::Protocol(msg.clone())))))
+                    .map(|_| {
+                        Err(CommitError::Store(StoreError::Database(
+                            sqlx::Error::Protocol(msg.clone()),
+                        )))
+                    })
                     .collect()
             }
         },
@@ -353,35 +368,81 @@ async fn attempt(
 async fn execute(conn: &mut AnyConnection, op: &WriteOp) -> Result<WriteResult, StoreError> {
     let now = now_ms();
     Ok(match op {
-        WriteOp::Inbound { org_id, msg } => WriteResult::Inbound(ingest::message(conn, org_id, msg, now).await?),
-        WriteOp::Status { org_id, channel, update } => {
-            WriteResult::Status(ingest::status(conn, org_id, *channel, update, now).await?)
+        WriteOp::Inbound { org_id, msg } => {
+            WriteResult::Inbound(ingest::message(conn, org_id, msg, now).await?)
         }
+        WriteOp::Status {
+            org_id,
+            channel,
+            update,
+        } => WriteResult::Status(ingest::status(conn, org_id, *channel, update, now).await?),
         WriteOp::CreateOutbound { org_id, req } => {
             WriteResult::Created(messages::create_outbound(conn, org_id, req, now).await?)
         }
         WriteOp::Claim { limit, lease_ms } => {
             WriteResult::Claimed(messages::claim_due(conn, now, *limit, *lease_ms).await?)
         }
-        WriteOp::Accepted { org_id, id, provider_message_id, provider_status } => WriteResult::Applied(
-            messages::record_accepted(conn, org_id, id, provider_message_id, provider_status, now).await?,
+        WriteOp::Accepted {
+            org_id,
+            id,
+            provider_message_id,
+            provider_status,
+        } => WriteResult::Applied(
+            messages::record_accepted(conn, org_id, id, provider_message_id, provider_status, now)
+                .await?,
         ),
-        WriteOp::Retry { org_id, id, error, error_code, retry_at } => {
-            messages::record_retry(conn, org_id, id, error, error_code.as_deref(), *retry_at, now).await?;
+        WriteOp::Retry {
+            org_id,
+            id,
+            error,
+            error_code,
+            retry_at,
+        } => {
+            messages::record_retry(
+                conn,
+                org_id,
+                id,
+                error,
+                error_code.as_deref(),
+                *retry_at,
+                now,
+            )
+            .await?;
             WriteResult::Done
         }
         WriteOp::Defer { id, until } => {
             messages::defer(conn, id, *until).await?;
             WriteResult::Done
         }
-        WriteOp::Failure { org_id, id, channel, error, error_code, attempts } => WriteResult::DeadLettered(
-            messages::record_failure(conn, org_id, id, *channel, error, error_code.as_deref(), *attempts, now).await?,
+        WriteOp::Failure {
+            org_id,
+            id,
+            channel,
+            error,
+            error_code,
+            attempts,
+        } => WriteResult::DeadLettered(
+            messages::record_failure(
+                conn,
+                org_id,
+                id,
+                *channel,
+                error,
+                error_code.as_deref(),
+                *attempts,
+                now,
+            )
+            .await?,
         ),
-        WriteOp::Sequence { limit } => WriteResult::Sequenced(outbox::sequence(conn, *limit).await?),
+        WriteOp::Sequence { limit } => {
+            WriteResult::Sequenced(outbox::sequence(conn, *limit).await?)
+        }
         WriteOp::MarkPublished { ids } => {
             outbox::mark_published(conn, ids, now).await?;
             WriteResult::Done
         }
-        WriteOp::Replay { org_id, id } => WriteResult::Replay(dead_letters::replay(conn, org_id, id, now).await?),
+        WriteOp::Replay { org_id, id } => {
+            WriteResult::Replay(dead_letters::replay(conn, org_id, id, now).await?)
+        }
     })
 }

@@ -144,7 +144,10 @@ const ENV: &[(&str, &str)] = &[
     ("DARTWING_PUBLIC_URL", "public_url"),
     ("DARTWING_MAX_BODY_BYTES", "max_body_bytes"),
     ("DARTWING_LOG", "log"),
-    ("DARTWING_DATABASE_MAX_CONNECTIONS", "database_max_connections"),
+    (
+        "DARTWING_DATABASE_MAX_CONNECTIONS",
+        "database_max_connections",
+    ),
     ("DARTWING_INGEST_QUEUE_CAPACITY", "ingest.queue_capacity"),
     ("DARTWING_INGEST_MAX_BATCH", "ingest.max_batch"),
     ("DARTWING_INGEST_WRITERS", "ingest.writers"),
@@ -152,9 +155,18 @@ const ENV: &[(&str, &str)] = &[
     ("DARTWING_DELIVERY_RETRY_BASE_MS", "delivery.retry_base_ms"),
     ("DARTWING_DELIVERY_RETRY_MAX_MS", "delivery.retry_max_ms"),
     ("DARTWING_DELIVERY_CONCURRENCY", "delivery.concurrency"),
-    ("DARTWING_DELIVERY_BREAKER_THRESHOLD", "delivery.breaker_threshold"),
-    ("DARTWING_DELIVERY_BREAKER_COOLDOWN_MS", "delivery.breaker_cooldown_ms"),
-    ("DARTWING_DELIVERY_SEND_TIMEOUT_MS", "delivery.send_timeout_ms"),
+    (
+        "DARTWING_DELIVERY_BREAKER_THRESHOLD",
+        "delivery.breaker_threshold",
+    ),
+    (
+        "DARTWING_DELIVERY_BREAKER_COOLDOWN_MS",
+        "delivery.breaker_cooldown_ms",
+    ),
+    (
+        "DARTWING_DELIVERY_SEND_TIMEOUT_MS",
+        "delivery.send_timeout_ms",
+    ),
     ("DARTWING_DELIVERY_POLL_MS", "delivery.poll_ms"),
     ("DARTWING_RELAY_BATCH", "relay.batch"),
     ("DARTWING_RELAY_POLL_MS", "relay.poll_ms"),
@@ -181,7 +193,10 @@ impl Config {
     }
 
     /// Builds a configuration from TOML text and (key path, value) overrides.
-    pub fn from_parts(toml_text: &str, overrides: &[(String, String)]) -> Result<Config, ConfigErrors> {
+    pub fn from_parts(
+        toml_text: &str,
+        overrides: &[(String, String)],
+    ) -> Result<Config, ConfigErrors> {
         let mut errors = Vec::new();
         let mut table: toml::Table = toml_text
             .parse()
@@ -207,24 +222,40 @@ impl Config {
             e.push(format!("http_addr `{}` is not host:port", self.http_addr));
         }
         let db = &self.database_url;
-        if !(db.starts_with("sqlite:") || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
-            e.push(format!("database_url `{db}` must start with sqlite:, postgres:// or postgresql://"));
-        }
-        if !self.public_url.is_empty()
-            && !(self.public_url.starts_with("http://") || self.public_url.starts_with("https://"))
+        if !(db.starts_with("sqlite:")
+            || db.starts_with("postgres://")
+            || db.starts_with("postgresql://"))
         {
-            e.push(format!("public_url `{}` must be an http(s) URL", self.public_url));
+            e.push(format!(
+                "database_url `{db}` must start with sqlite:, postgres:// or postgresql://"
+            ));
+        }
+        let url = &self.public_url;
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+            e.push(format!(
+                "public_url `{}` must be an http(s) URL",
+                self.public_url
+            ));
         }
         let positive = [
             ("max_body_bytes", self.max_body_bytes as i64),
-            ("database_max_connections", self.database_max_connections as i64),
+            (
+                "database_max_connections",
+                self.database_max_connections as i64,
+            ),
             ("ingest.queue_capacity", self.ingest.queue_capacity as i64),
             ("ingest.max_batch", self.ingest.max_batch as i64),
             ("ingest.writers", self.ingest.writers as i64),
             ("delivery.max_attempts", self.delivery.max_attempts),
             ("delivery.concurrency", self.delivery.concurrency as i64),
-            ("delivery.breaker_threshold", self.delivery.breaker_threshold as i64),
-            ("delivery.send_timeout_ms", self.delivery.send_timeout_ms as i64),
+            (
+                "delivery.breaker_threshold",
+                self.delivery.breaker_threshold as i64,
+            ),
+            (
+                "delivery.send_timeout_ms",
+                self.delivery.send_timeout_ms as i64,
+            ),
             ("delivery.poll_ms", self.delivery.poll_ms as i64),
             ("relay.batch", self.relay.batch),
             ("relay.poll_ms", self.relay.poll_ms as i64),
@@ -269,7 +300,13 @@ fn unknown_keys(table: &toml::Table, known: &toml::Table, prefix: &str, errors: 
 }
 
 /// Sets `a.b` from an environment string, typed like the default at that path.
-fn set_path(table: &mut toml::Table, defaults: &toml::Table, path: &str, raw: &str, errors: &mut Vec<String>) {
+fn set_path(
+    table: &mut toml::Table,
+    defaults: &toml::Table,
+    path: &str,
+    raw: &str,
+    errors: &mut Vec<String>,
+) {
     let (section, key) = match path.split_once('.') {
         Some((s, k)) => (Some(s), k),
         None => (None, path),
@@ -279,7 +316,9 @@ fn set_path(table: &mut toml::Table, defaults: &toml::Table, path: &str, raw: &s
             let entry = table
                 .entry(s.to_string())
                 .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            let Some(t) = entry.as_table_mut() else { return };
+            let Some(t) = entry.as_table_mut() else {
+                return;
+            };
             (t, defaults.get(s).and_then(|d| d.get(key)))
         }
         None => (table, defaults.get(key)),
@@ -288,7 +327,9 @@ fn set_path(table: &mut toml::Table, defaults: &toml::Table, path: &str, raw: &s
         Some(toml::Value::Integer(_)) => match raw.trim().parse::<i64>() {
             Ok(i) => toml::Value::Integer(i),
             Err(_) => {
-                errors.push(format!("{path} (from the environment) must be an integer, got `{raw}`"));
+                errors.push(format!(
+                    "{path} (from the environment) must be an integer, got `{raw}`"
+                ));
                 return;
             }
         },
@@ -312,7 +353,10 @@ mod tests {
     fn file_and_environment_combine_environment_wins() {
         let c = Config::from_parts(
             "http_addr = \"127.0.0.1:9000\"\n[delivery]\nmax_attempts = 3\n",
-            &[("delivery.max_attempts".into(), "9".into()), ("public_url".into(), "https://gw.example/".into())],
+            &[
+                ("delivery.max_attempts".into(), "9".into()),
+                ("public_url".into(), "https://gw.example/".into()),
+            ],
         )
         .unwrap();
         assert_eq!(c.http_addr, "127.0.0.1:9000");

@@ -47,17 +47,24 @@ pub enum PluginError {
 }
 
 /// Builds a plugin from a provider name and its JSON configuration.
-pub fn build(provider: &str, config_json: &str, http: &reqwest::Client) -> Result<Arc<dyn ChannelPlugin>, PluginError> {
+pub fn build(
+    provider: &str,
+    config_json: &str,
+    http: &reqwest::Client,
+) -> Result<Arc<dyn ChannelPlugin>, PluginError> {
     match provider {
         "twilio" => {
-            let cfg: TwilioSmsConfig = serde_json::from_str(config_json).map_err(|e| PluginError::InvalidConfig {
-                provider: "twilio",
-                reason: e.to_string(),
-            })?;
-            let plugin = cfg.build(http.clone()).map_err(|e| PluginError::InvalidConfig {
-                provider: "twilio",
-                reason: e.0.join("; "),
-            })?;
+            let cfg: TwilioSmsConfig =
+                serde_json::from_str(config_json).map_err(|e| PluginError::InvalidConfig {
+                    provider: "twilio",
+                    reason: e.to_string(),
+                })?;
+            let plugin = cfg
+                .build(http.clone())
+                .map_err(|e| PluginError::InvalidConfig {
+                    provider: "twilio",
+                    reason: e.0.join("; "),
+                })?;
             Ok(Arc::new(plugin))
         }
         other => Err(PluginError::UnknownProvider(other.to_string())),
@@ -70,13 +77,18 @@ pub fn check_resources(http: &reqwest::Client) -> Result<Vec<Resource>, String> 
     for kind in PROVIDERS {
         // A throwaway instance only to read the resources it declares.
         let sample = match kind.provider {
-            "twilio" => r#"{"account_sid":"AC00000000000000000000000000000000","auth_token":"x","from":"+10000000000"}"#,
+            "twilio" => {
+                r#"{"account_sid":"AC00000000000000000000000000000000","auth_token":"x","from":"+10000000000"}"#
+            }
             _ => continue,
         };
         let plugin = build(kind.provider, sample, http).map_err(|e| e.to_string())?;
         for r in plugin.resources() {
             if seen.contains(&r) {
-                return Err(format!("webhook {}/{} is claimed twice", r.provider, r.hook));
+                return Err(format!(
+                    "webhook {}/{} is claimed twice",
+                    r.provider, r.hook
+                ));
             }
             seen.push(r);
         }
@@ -85,6 +97,8 @@ pub fn check_resources(http: &reqwest::Client) -> Result<Vec<Resource>, String> 
 }
 
 type Entry<T> = (Instant, T);
+/// An org's plugins as (provider, plugin).
+type OrgPlugins = Vec<(String, Arc<dyn ChannelPlugin>)>;
 
 /// Orgs and plugins, cached briefly.
 pub struct Plugins {
@@ -92,7 +106,7 @@ pub struct Plugins {
     http: reqwest::Client,
     orgs_by_slug: Mutex<HashMap<String, Entry<Option<Org>>>>,
     slugs: Mutex<HashMap<String, String>>,
-    plugins: Mutex<HashMap<String, Entry<Vec<(String, Arc<dyn ChannelPlugin>)>>>>,
+    plugins: Mutex<HashMap<String, Entry<OrgPlugins>>>,
 }
 
 impl Plugins {
@@ -121,7 +135,10 @@ impl Plugins {
         }
         let org = orgs::by_slug(&self.db.pool, slug).await?;
         if let Some(o) = &org {
-            self.slugs.lock().expect("not poisoned").insert(o.id.clone(), o.slug.clone());
+            self.slugs
+                .lock()
+                .expect("not poisoned")
+                .insert(o.id.clone(), o.slug.clone());
         }
         self.orgs_by_slug
             .lock()
@@ -131,7 +148,10 @@ impl Plugins {
     }
 
     /// An org's running plugins, as (provider, plugin).
-    pub async fn of_org(&self, org_id: &str) -> Result<Vec<(String, Arc<dyn ChannelPlugin>)>, StoreError> {
+    pub async fn of_org(
+        &self,
+        org_id: &str,
+    ) -> Result<Vec<(String, Arc<dyn ChannelPlugin>)>, StoreError> {
         if let Some((at, list)) = self.plugins.lock().expect("not poisoned").get(org_id) {
             if at.elapsed() < CACHE_TTL {
                 return Ok(list.clone());
@@ -141,7 +161,9 @@ impl Plugins {
         for acct in orgs::channel_accounts(&self.db.pool, org_id).await? {
             match build(&acct.provider, &acct.config, &self.http) {
                 Ok(p) => list.push((acct.provider.clone(), p)),
-                Err(e) => tracing::error!(org_id, provider = %acct.provider, error = %e, "stored account is unusable"),
+                Err(e) => {
+                    tracing::error!(org_id, provider = %acct.provider, error = %e, "stored account is unusable")
+                }
             }
         }
         self.plugins
@@ -152,7 +174,11 @@ impl Plugins {
     }
 
     /// The org's plugin for a provider.
-    pub async fn by_provider(&self, org_id: &str, provider: &str) -> Result<Option<Arc<dyn ChannelPlugin>>, StoreError> {
+    pub async fn by_provider(
+        &self,
+        org_id: &str,
+        provider: &str,
+    ) -> Result<Option<Arc<dyn ChannelPlugin>>, StoreError> {
         Ok(self
             .of_org(org_id)
             .await?
@@ -162,7 +188,11 @@ impl Plugins {
     }
 
     /// The org's plugin for a channel, with the org's slug (for callback URLs).
-    pub async fn for_channel(&self, org_id: &str, channel: Channel) -> Option<(String, Arc<dyn ChannelPlugin>)> {
+    pub async fn for_channel(
+        &self,
+        org_id: &str,
+        channel: Channel,
+    ) -> Option<(String, Arc<dyn ChannelPlugin>)> {
         let plugin = self
             .of_org(org_id)
             .await
@@ -170,7 +200,12 @@ impl Plugins {
             .into_iter()
             .find(|(_, p)| p.channel() == channel)?
             .1;
-        let cached = self.slugs.lock().expect("not poisoned").get(org_id).cloned();
+        let cached = self
+            .slugs
+            .lock()
+            .expect("not poisoned")
+            .get(org_id)
+            .cloned();
         let slug = match cached {
             Some(s) => s,
             None => {
@@ -179,7 +214,10 @@ impl Plugins {
                     .fetch_one(&self.db.pool)
                     .await
                     .ok()?;
-                self.slugs.lock().expect("not poisoned").insert(org_id.to_string(), row.0.clone());
+                self.slugs
+                    .lock()
+                    .expect("not poisoned")
+                    .insert(org_id.to_string(), row.0.clone());
                 row.0
             }
         };

@@ -183,10 +183,17 @@ pub enum RelayError {
 }
 
 /// One round; returns how many events were published.
-async fn round(db: &Db, committer: &Committer, sinks: &[Arc<dyn EventSink>], limit: i64) -> Result<usize, RelayError> {
+async fn round(
+    db: &Db,
+    committer: &Committer,
+    sinks: &[Arc<dyn EventSink>],
+    limit: i64,
+) -> Result<usize, RelayError> {
     let mut rows = outbox::unpublished(&db.pool, limit).await?;
     if rows.is_empty() {
-        if let WriteResult::Sequenced(numbered) = committer.submit_wait(WriteOp::Sequence { limit }).await? {
+        if let WriteResult::Sequenced(numbered) =
+            committer.submit_wait(WriteOp::Sequence { limit }).await?
+        {
             rows = numbered;
         }
     }
@@ -207,7 +214,9 @@ async fn round(db: &Db, committer: &Committer, sinks: &[Arc<dyn EventSink>], lim
         sink.publish(&events).await?;
     }
     let ids: Vec<i64> = events.iter().map(|e| e.stored.row_id).collect();
-    committer.submit_wait(WriteOp::MarkPublished { ids }).await?;
+    committer
+        .submit_wait(WriteOp::MarkPublished { ids })
+        .await?;
     let now = now_ms();
     crate::telemetry::EventsPublished {
         count: events.len(),

@@ -44,9 +44,7 @@ impl ConversationState {
 
     /// Parses a stable name; `None` for anything else.
     pub fn parse(s: &str) -> Option<ConversationState> {
-        ConversationState::ALL
-            .into_iter()
-            .find(|c| c.as_str() == s)
+        ConversationState::ALL.into_iter().find(|c| c.as_str() == s)
     }
 }
 
@@ -133,8 +131,13 @@ mod tests {
     use ConversationEvent as E;
     use ConversationState::*;
 
-    const EVENTS: [ConversationEvent; 5] =
-        [E::Inbound, E::Outbound, E::MarkPending, E::Resolve, E::Reopen];
+    const EVENTS: [ConversationEvent; 5] = [
+        E::Inbound,
+        E::Outbound,
+        E::MarkPending,
+        E::Resolve,
+        E::Reopen,
+    ];
 
     #[test]
     fn every_state_event_pair_matches_the_table() {

@@ -33,7 +33,8 @@ pub struct TempDir(pub PathBuf);
 impl TempDir {
     /// A new empty folder.
     pub fn new() -> TempDir {
-        let p = std::env::temp_dir().join(format!("dartwing-test-{}", uuid::Uuid::new_v4().simple()));
+        let p =
+            std::env::temp_dir().join(format!("dartwing-test-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&p).expect("temp dir");
         TempDir(p)
     }
@@ -53,7 +54,8 @@ impl Drop for TempDir {
 
 /// The admin URL of the test PostgreSQL server.
 pub fn pg_admin_url() -> String {
-    std::env::var("DARTWING_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("DARTWING_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 /// Process-wide set-up: the TLS crypto provider reqwest needs (the gateway installs the same).
@@ -69,22 +71,33 @@ impl TestDb {
             Backend::Sqlite => {
                 let dir = TempDir::new();
                 let url = format!("sqlite://{}/gw.db", dir.0.display());
-                TestDb { url, backend, _dir: Some(dir) }
+                TestDb {
+                    url,
+                    backend,
+                    _dir: Some(dir),
+                }
             }
             Backend::Postgres => {
                 let admin = pg_admin_url();
                 let name = format!("dw_test_{}", uuid::Uuid::new_v4().simple());
                 sqlx::any::install_default_drivers();
-                let pool = sqlx::AnyPool::connect(&admin)
-                    .await
-                    .unwrap_or_else(|e| panic!("PostgreSQL at {admin} is required (run scripts/test.sh): {e}"));
+                let pool = sqlx::AnyPool::connect(&admin).await.unwrap_or_else(|e| {
+                    panic!("PostgreSQL at {admin} is required (run scripts/test.sh): {e}")
+                });
                 sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
                     .execute(&pool)
                     .await
                     .expect("create test database");
                 pool.close().await;
-                let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap_or(admin);
-                TestDb { url: format!("{base}/{name}"), backend, _dir: None }
+                let base = admin
+                    .rsplit_once('/')
+                    .map(|(b, _)| b.to_string())
+                    .unwrap_or(admin);
+                TestDb {
+                    url: format!("{base}/{name}"),
+                    backend,
+                    _dir: None,
+                }
             }
         }
     }
@@ -116,7 +129,10 @@ pub struct TestOrg {
 
 /// Creates an org with a key and a Twilio account whose API base is `api_base`.
 pub async fn create_org(db: &Db, slug: &str, api_base: &str, rate: f64) -> TestOrg {
-    let org = orgs::create(&db.pool, slug, slug).await.expect("create org").expect("new slug");
+    let org = orgs::create(&db.pool, slug, slug)
+        .await
+        .expect("create org")
+        .expect("new slug");
     let key = orgs::create_api_key(&db.pool, &org.id).await.expect("key");
     let account_sid = format!("AC{}", uuid::Uuid::new_v4().simple());
     let auth_token = format!("tok-{}", uuid::Uuid::new_v4().simple());
@@ -125,8 +141,17 @@ pub async fn create_org(db: &Db, slug: &str, api_base: &str, rate: f64) -> TestO
         "account_sid": account_sid, "auth_token": auth_token, "from": from,
         "api_base": api_base, "messages_per_second": rate,
     });
-    orgs::upsert_channel_account(&db.pool, &org.id, "twilio", "sms", &cfg.to_string()).await.expect("account");
-    TestOrg { slug: slug.into(), id: org.id, key, account_sid, auth_token, from }
+    orgs::upsert_channel_account(&db.pool, &org.id, "twilio", "sms", &cfg.to_string())
+        .await
+        .expect("account");
+    TestOrg {
+        slug: slug.into(),
+        id: org.id,
+        key,
+        account_sid,
+        auth_token,
+        from,
+    }
 }
 
 /// A configuration for tests: fast retries and polls, port 0.
@@ -184,7 +209,11 @@ pub fn gateway_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test exe");
     let dir = exe.parent().and_then(|p| p.parent()).expect("target dir");
     let bin = dir.join("dartwing-gateway");
-    assert!(bin.exists(), "{} is missing: run `cargo build --workspace --bins` first", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first",
+        bin.display()
+    );
     bin
 }
 
@@ -247,18 +276,23 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "condition not met within {timeout:?}");
+        assert!(
+            Instant::now() < deadline,
+            "condition not met within {timeout:?}"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 
 /// Rows of `table` belonging to an org (`table` is one of ours; never user input).
 pub async fn count(db: &Db, table: &str, org_id: &str) -> i64 {
-    let row: (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table} WHERE org_id = $1")))
-        .bind(org_id)
-        .fetch_one(&db.pool)
-        .await
-        .expect("count");
+    let row: (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT COUNT(*) FROM {table} WHERE org_id = $1"
+    )))
+    .bind(org_id)
+    .fetch_one(&db.pool)
+    .await
+    .expect("count");
     row.0
 }
 
@@ -294,12 +328,25 @@ impl World {
         let mut config = test_config(&tdb.url);
         adjust(&mut config);
         let gw = TestGateway::start(config).await;
-        World { tdb, db, twilio, org, gw, client: reqwest::Client::new() }
+        World {
+            tdb,
+            db,
+            twilio,
+            org,
+            gw,
+            client: reqwest::Client::new(),
+        }
     }
 
     /// `GET` an API path as `org`, returning the JSON body (and asserting 200).
     pub async fn get_json(&self, org: &TestOrg, path: &str) -> serde_json::Value {
-        let r = self.client.get(format!("{}{path}", self.gw.base)).bearer_auth(&org.key).send().await.expect("get");
+        let r = self
+            .client
+            .get(format!("{}{path}", self.gw.base))
+            .bearer_auth(&org.key)
+            .send()
+            .await
+            .expect("get");
         assert_eq!(r.status(), 200, "GET {path}");
         r.json().await.expect("json")
     }
@@ -316,8 +363,14 @@ impl World {
     }
 
     /// Posts a signed webhook for `org` to `/webhooks/twilio/{slug}/{hook}`.
-    pub async fn webhook(&self, org: &TestOrg, hook: &str, params: &[(String, String)]) -> reqwest::Response {
+    pub async fn webhook(
+        &self,
+        org: &TestOrg,
+        hook: &str,
+        params: &[(String, String)],
+    ) -> reqwest::Response {
         let path = format!("/webhooks/twilio/{}/{hook}", org.slug);
-        crate::twilio::post_signed(&self.client, &self.gw.base, &path, &org.auth_token, params).await
+        crate::twilio::post_signed(&self.client, &self.gw.base, &path, &org.auth_token, params)
+            .await
     }
 }

@@ -61,9 +61,14 @@ impl TwilioStandin {
     pub async fn start() -> TwilioStandin {
         let inner = Arc::new(Mutex::new(Inner::default()));
         let app = Router::new()
-            .route("/2010-04-01/Accounts/{sid}/Messages.json", post(create_message))
+            .route(
+                "/2010-04-01/Accounts/{sid}/Messages.json",
+                post(create_message),
+            )
             .with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         tokio::spawn(async move { axum::serve(listener, app).await.expect("stand-in serves") });
         TwilioStandin { base, inner }
@@ -71,7 +76,11 @@ impl TwilioStandin {
 
     /// Registers an account's credentials.
     pub fn add_account(&self, org: &TestOrg) {
-        self.inner.lock().unwrap().accounts.insert(org.account_sid.clone(), org.auth_token.clone());
+        self.inner
+            .lock()
+            .unwrap()
+            .accounts
+            .insert(org.account_sid.clone(), org.auth_token.clone());
     }
 
     /// Queues answers for the next sends (after them: accept).
@@ -96,7 +105,12 @@ async fn create_message(
         (Some(token), Some((user, pass))) => user == sid && &pass == token,
         _ => false,
     };
-    let mut rec = Received { account_sid: sid.clone(), authorized, form: form.clone(), sid: None };
+    let mut rec = Received {
+        account_sid: sid.clone(),
+        authorized,
+        form: form.clone(),
+        sid: None,
+    };
     if !authorized {
         inner.received.push(rec);
         return error(401, 20003, "Authenticate");
@@ -132,11 +146,19 @@ async fn create_message(
 fn error(status: u16, code: u32, message: &str) -> Response {
     let body = json!({"code": code, "message": message,
         "more_info": format!("https://www.twilio.com/docs/errors/{code}"), "status": status});
-    (StatusCode::from_u16(status).expect("valid status"), Json(body)).into_response()
+    (
+        StatusCode::from_u16(status).expect("valid status"),
+        Json(body),
+    )
+        .into_response()
 }
 
 fn basic_auth(headers: &HeaderMap) -> Option<(String, String)> {
-    let v = headers.get("authorization")?.to_str().ok()?.strip_prefix("Basic ")?;
+    let v = headers
+        .get("authorization")?
+        .to_str()
+        .ok()?
+        .strip_prefix("Basic ")?;
     let decoded = base64::engine::general_purpose::STANDARD.decode(v).ok()?;
     let s = String::from_utf8(decoded).ok()?;
     let (u, p) = s.split_once(':')?;
@@ -146,11 +168,25 @@ fn basic_auth(headers: &HeaderMap) -> Option<(String, String)> {
 /// The form fields of an incoming-SMS webhook, exactly as Twilio names them.
 pub fn inbound_sms(org: &TestOrg, sid: &str, from: &str, body: &str) -> Vec<(String, String)> {
     [
-        ("ToCountry", "US"), ("ToState", "CA"), ("SmsMessageSid", sid), ("NumMedia", "0"),
-        ("ToCity", ""), ("FromZip", ""), ("SmsSid", sid), ("FromState", "CA"),
-        ("SmsStatus", "received"), ("FromCity", ""), ("Body", body), ("FromCountry", "US"),
-        ("To", &org.from), ("ToZip", ""), ("NumSegments", "1"), ("MessageSid", sid),
-        ("AccountSid", &org.account_sid), ("From", from), ("ApiVersion", "2010-04-01"),
+        ("ToCountry", "US"),
+        ("ToState", "CA"),
+        ("SmsMessageSid", sid),
+        ("NumMedia", "0"),
+        ("ToCity", ""),
+        ("FromZip", ""),
+        ("SmsSid", sid),
+        ("FromState", "CA"),
+        ("SmsStatus", "received"),
+        ("FromCity", ""),
+        ("Body", body),
+        ("FromCountry", "US"),
+        ("To", &org.from),
+        ("ToZip", ""),
+        ("NumSegments", "1"),
+        ("MessageSid", sid),
+        ("AccountSid", &org.account_sid),
+        ("From", from),
+        ("ApiVersion", "2010-04-01"),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -158,11 +194,21 @@ pub fn inbound_sms(org: &TestOrg, sid: &str, from: &str, body: &str) -> Vec<(Str
 }
 
 /// The form fields of a status callback.
-pub fn status_callback(org: &TestOrg, message_sid: &str, status: &str, error_code: Option<&str>) -> Vec<(String, String)> {
+pub fn status_callback(
+    org: &TestOrg,
+    message_sid: &str,
+    status: &str,
+    error_code: Option<&str>,
+) -> Vec<(String, String)> {
     let mut f: Vec<(String, String)> = [
-        ("SmsSid", message_sid), ("SmsStatus", status), ("MessageStatus", status),
-        ("To", "+15557654321"), ("MessageSid", message_sid), ("AccountSid", &org.account_sid),
-        ("From", &org.from), ("ApiVersion", "2010-04-01"),
+        ("SmsSid", message_sid),
+        ("SmsStatus", status),
+        ("MessageStatus", status),
+        ("To", "+15557654321"),
+        ("MessageSid", message_sid),
+        ("AccountSid", &org.account_sid),
+        ("From", &org.from),
+        ("ApiVersion", "2010-04-01"),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -23,7 +23,13 @@ async fn kill_mid_ingest_loses_nothing_acknowledged(backend: Backend) {
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..32 {
-        let (client, base, org, acked, next) = (client.clone(), gw.base.clone(), org.clone(), acked.clone(), next.clone());
+        let (client, base, org, acked, next) = (
+            client.clone(),
+            gw.base.clone(),
+            org.clone(),
+            acked.clone(),
+            next.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
@@ -35,8 +41,13 @@ async fn kill_mid_ingest_loses_nothing_acknowledged(backend: Backend) {
                 let url = format!("{base}/webhooks/twilio/acme/sms");
                 let sig = channels::sms::twilio::signature::compute(&org.auth_token, &url, &params);
                 let body = serde_urlencoded::to_string(&params).unwrap();
-                let sent = client.post(&url).header("X-Twilio-Signature", sig)
-                    .header("content-type", "application/x-www-form-urlencoded").body(body).send().await;
+                let sent = client
+                    .post(&url)
+                    .header("X-Twilio-Signature", sig)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(body)
+                    .send()
+                    .await;
                 if let Ok(r) = sent {
                     if r.status().is_success() {
                         acked.lock().unwrap().push(sid);
@@ -54,17 +65,23 @@ async fn kill_mid_ingest_loses_nothing_acknowledged(backend: Backend) {
         t.await.unwrap();
     }
     let acked: Vec<String> = acked.lock().unwrap().clone();
-    assert!(acked.len() >= N / 4 && acked.len() < N, "killed mid-run: {} acknowledged", acked.len());
+    assert!(
+        acked.len() >= N / 4 && acked.len() < N,
+        "killed mid-run: {} acknowledged",
+        acked.len()
+    );
 
     let gw = ChildGateway::spawn(&tdb.url, port).await;
-    let stored: HashSet<String> = sqlx::query_as::<_, (String,)>("SELECT provider_message_id FROM messages WHERE org_id = $1")
-        .bind(&org.id)
-        .fetch_all(&db.pool)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.0)
-        .collect();
+    let stored: HashSet<String> = sqlx::query_as::<_, (String,)>(
+        "SELECT provider_message_id FROM messages WHERE org_id = $1",
+    )
+    .bind(&org.id)
+    .fetch_all(&db.pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|r| r.0)
+    .collect();
     let total = count(&db, "messages", &org.id).await as usize;
     assert_eq!(total, stored.len(), "no message stored twice");
     for sid in &acked {
@@ -72,8 +89,20 @@ async fn kill_mid_ingest_loses_nothing_acknowledged(backend: Backend) {
     }
     // The provider retries everything; afterwards each message exists exactly once.
     for i in 0..N {
-        let params = inbound_sms(&org, &format!("SM{i:032}"), &format!("+1555{:07}", i % 97), "crash test");
-        let r = post_signed(&client, &gw.base, "/webhooks/twilio/acme/sms", &org.auth_token, &params).await;
+        let params = inbound_sms(
+            &org,
+            &format!("SM{i:032}"),
+            &format!("+1555{:07}", i % 97),
+            "crash test",
+        );
+        let r = post_signed(
+            &client,
+            &gw.base,
+            "/webhooks/twilio/acme/sms",
+            &org.auth_token,
+            &params,
+        )
+        .await;
         assert_eq!(r.status(), 200);
     }
     assert_eq!(count(&db, "messages", &org.id).await as usize, N);

@@ -12,7 +12,9 @@ async fn all_events(w: &World, org: &integration_tests::env::TestOrg) -> Vec<Val
     let mut out = Vec::new();
     let mut after = 0;
     loop {
-        let page = w.get_json(org, &format!("/api/v1/events?after_seq={after}&limit=1000")).await;
+        let page = w
+            .get_json(org, &format!("/api/v1/events?after_seq={after}&limit=1000"))
+            .await;
         let page = page.as_array().unwrap().clone();
         if page.is_empty() {
             return out;
@@ -29,12 +31,23 @@ async fn sequence_is_gap_free_under_concurrency(backend: Backend) {
     let n = 300;
     let mut tasks = Vec::new();
     for i in 0..n {
-        let org = if i % 2 == 0 { w.org.clone() } else { globex.clone() };
+        let org = if i % 2 == 0 {
+            w.org.clone()
+        } else {
+            globex.clone()
+        };
         let (client, base) = (w.client.clone(), w.gw.base.clone());
         tasks.push(tokio::spawn(async move {
-            let params = inbound_sms(&org, &format!("SM{i:032}"), &format!("+1555000{:04}", i % 17), "hello");
+            let params = inbound_sms(
+                &org,
+                &format!("SM{i:032}"),
+                &format!("+1555000{:04}", i % 17),
+                "hello",
+            );
             let path = format!("/webhooks/twilio/{}/sms", org.slug);
-            integration_tests::twilio::post_signed(&client, &base, &path, &org.auth_token, &params).await.status()
+            integration_tests::twilio::post_signed(&client, &base, &path, &org.auth_token, &params)
+                .await
+                .status()
         }));
     }
     for t in tasks {
@@ -43,12 +56,22 @@ async fn sequence_is_gap_free_under_concurrency(backend: Backend) {
     for org in [&w.org, &globex] {
         let events = integration_tests::env::eventually(Duration::from_secs(15), || async {
             let e = all_events(&w, org).await;
-            let received = e.iter().filter(|e| e["type"] == "dartwing.message.received.v1").count();
+            let received = e
+                .iter()
+                .filter(|e| e["type"] == "dartwing.message.received.v1")
+                .count();
             (received == n / 2).then_some(e)
         })
         .await;
-        let seqs: Vec<i64> = events.iter().map(|e| e["dartwingseq"].as_i64().unwrap()).collect();
-        assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>(), "gap-free from 1");
+        let seqs: Vec<i64> = events
+            .iter()
+            .map(|e| e["dartwingseq"].as_i64().unwrap())
+            .collect();
+        assert_eq!(
+            seqs,
+            (1..=seqs.len() as i64).collect::<Vec<_>>(),
+            "gap-free from 1"
+        );
         for e in &events {
             assert_eq!(e["specversion"], "1.0");
             assert_eq!(e["dartwingorgid"], org.id.as_str());
@@ -57,7 +80,10 @@ async fn sequence_is_gap_free_under_concurrency(backend: Backend) {
         // Each conversation's own events come in the order they were written.
         let mut per_conv: HashMap<String, Vec<&str>> = HashMap::new();
         for e in &events {
-            per_conv.entry(e["partitionkey"].as_str().unwrap().into()).or_default().push(e["type"].as_str().unwrap());
+            per_conv
+                .entry(e["partitionkey"].as_str().unwrap().into())
+                .or_default()
+                .push(e["type"].as_str().unwrap());
         }
         for types in per_conv.values() {
             assert_eq!(types[0], "dartwing.conversation.created.v1");
@@ -69,7 +95,11 @@ async fn sequence_is_gap_free_under_concurrency(backend: Backend) {
     while let Ok(Ok(ev)) = tokio::time::timeout(Duration::from_millis(500), sub.recv()).await {
         let seq = ev.stored.seq.unwrap();
         let prev = last.insert(ev.stored.org_id.clone(), seq).unwrap_or(0);
-        assert_eq!(seq, prev + 1, "subscriber sees each org's events in order, no gaps");
+        assert_eq!(
+            seq,
+            prev + 1,
+            "subscriber sees each org's events in order, no gaps"
+        );
         got += 1;
     }
     assert!(got >= n, "subscriber saw {got} events");
@@ -84,22 +114,53 @@ async fn sequence_continues_after_restart(backend: Backend) {
         let (client, base, org) = (w.client.clone(), w.gw.base.clone(), w.org.clone());
         async move {
             let path = format!("/webhooks/twilio/{}/sms", org.slug);
-            integration_tests::twilio::post_signed(&client, &base, &path, &org.auth_token, &params).await.status()
+            integration_tests::twilio::post_signed(&client, &base, &path, &org.auth_token, &params)
+                .await
+                .status()
         }
     };
     assert_eq!(send("SM00000000000000000000000000000R01").await, 200);
-    let World { tdb, db, twilio, org, gw, client } = w;
+    let World {
+        tdb,
+        db,
+        twilio,
+        org,
+        gw,
+        client,
+    } = w;
     gw.stop().await;
     let gw = TestGateway::start(test_config(&tdb.url)).await;
-    let w = World { tdb, db, twilio, org, gw, client };
+    let w = World {
+        tdb,
+        db,
+        twilio,
+        org,
+        gw,
+        client,
+    };
     let mut sub = w.gw.running.hub.subscribe();
-    let params = inbound_sms(&w.org, "SM00000000000000000000000000000R02", "+15557654321", "again");
+    let params = inbound_sms(
+        &w.org,
+        "SM00000000000000000000000000000R02",
+        "+15557654321",
+        "again",
+    );
     assert_eq!(w.webhook(&w.org, "sms", &params).await.status(), 200);
-    let ev = tokio::time::timeout(Duration::from_secs(10), sub.recv()).await.unwrap().unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(10), sub.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(ev.stored.event_type, "dartwing.message.received.v1");
-    assert_eq!(ev.stored.seq, Some(3), "conversation.created=1, received=2, then 3");
+    assert_eq!(
+        ev.stored.seq,
+        Some(3),
+        "conversation.created=1, received=2, then 3"
+    );
     let events = all_events(&w, &w.org).await;
-    let seqs: Vec<i64> = events.iter().map(|e| e["dartwingseq"].as_i64().unwrap()).collect();
+    let seqs: Vec<i64> = events
+        .iter()
+        .map(|e| e["dartwingseq"].as_i64().unwrap())
+        .collect();
     assert_eq!(seqs, vec![1, 2, 3]);
     w.gw.stop().await;
 }

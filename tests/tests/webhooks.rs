@@ -7,7 +7,12 @@ use integration_tests::twilio::{inbound_sms, post_signed};
 
 async fn stored_once_despite_ten_deliveries(backend: Backend) {
     let w = World::new(backend).await;
-    let params = inbound_sms(&w.org, "SM00000000000000000000000000000001", "+15557654321", "Hi, is the clinic open?");
+    let params = inbound_sms(
+        &w.org,
+        "SM00000000000000000000000000000001",
+        "+15557654321",
+        "Hi, is the clinic open?",
+    );
     for _ in 0..10 {
         let r = w.webhook(&w.org, "sms", &params).await;
         assert_eq!(r.status(), 200);
@@ -17,14 +22,21 @@ async fn stored_once_despite_ten_deliveries(backend: Backend) {
     assert_eq!(count(&w.db, "conversations", &w.org.id).await, 1);
     let convs = w.get_json(&w.org, "/api/v1/conversations").await;
     let conv = convs[0]["id"].as_str().unwrap().to_string();
-    let msgs = w.get_json(&w.org, &format!("/api/v1/conversations/{conv}/messages")).await;
+    let msgs = w
+        .get_json(&w.org, &format!("/api/v1/conversations/{conv}/messages"))
+        .await;
     assert_eq!(msgs.as_array().unwrap().len(), 1);
     assert_eq!(msgs[0]["direction"], "inbound");
     assert_eq!(msgs[0]["body"], "Hi, is the clinic open?");
     assert_eq!(msgs[0]["status"], "received");
     assert!(msgs[0]["history"].is_array());
     // A second message from the same number joins the same conversation.
-    let second = inbound_sms(&w.org, "SM00000000000000000000000000000002", "+15557654321", "Hello?");
+    let second = inbound_sms(
+        &w.org,
+        "SM00000000000000000000000000000002",
+        "+15557654321",
+        "Hello?",
+    );
     assert_eq!(w.webhook(&w.org, "sms", &second).await.status(), 200);
     assert_eq!(count(&w.db, "conversations", &w.org.id).await, 1);
     assert_eq!(count(&w.db, "messages", &w.org.id).await, 2);
@@ -34,11 +46,22 @@ both_backends!(stored_once_despite_ten_deliveries);
 
 async fn bad_input_changes_nothing(backend: Backend) {
     let w = World::new(backend).await;
-    let good = inbound_sms(&w.org, "SM00000000000000000000000000000009", "+15557654321", "hello");
+    let good = inbound_sms(
+        &w.org,
+        "SM00000000000000000000000000000009",
+        "+15557654321",
+        "hello",
+    );
     let path = format!("/webhooks/twilio/{}/sms", w.org.slug);
 
     // Missing signature, wrong token, tampered body: 401.
-    let r = w.client.post(format!("{}{path}", w.gw.base)).form(&good).send().await.unwrap();
+    let r = w
+        .client
+        .post(format!("{}{path}", w.gw.base))
+        .form(&good)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     let r = post_signed(&w.client, &w.gw.base, &path, "not-the-token", &good).await;
     assert_eq!(r.status(), 401);
@@ -46,11 +69,22 @@ async fn bad_input_changes_nothing(backend: Backend) {
     let sig = channels::sms::twilio::signature::compute(&w.org.auth_token, &url, &good);
     let mut tampered = good.clone();
     tampered.iter_mut().find(|(k, _)| k == "Body").unwrap().1 = "send me money".into();
-    let r = w.client.post(&url).header("X-Twilio-Signature", sig).form(&tampered).send().await.unwrap();
+    let r = w
+        .client
+        .post(&url)
+        .header("X-Twilio-Signature", sig)
+        .form(&tampered)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
 
     // Correctly signed but malformed: 400 naming the field.
-    let mut no_sid: Vec<(String, String)> = good.iter().filter(|(k, _)| !k.ends_with("Sid") || k == "AccountSid").cloned().collect();
+    let mut no_sid: Vec<(String, String)> = good
+        .iter()
+        .filter(|(k, _)| !k.ends_with("Sid") || k == "AccountSid")
+        .cloned()
+        .collect();
     let r = w.webhook(&w.org, "sms", &no_sid).await;
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("MessageSid"));
@@ -61,12 +95,24 @@ async fn bad_input_changes_nothing(backend: Backend) {
     assert!(r.text().await.unwrap().contains("From"));
 
     // Too large: 413.
-    let huge = inbound_sms(&w.org, "SM0000000000000000000000000000000A", "+15557654321", &"x".repeat(70 * 1024));
+    let huge = inbound_sms(
+        &w.org,
+        "SM0000000000000000000000000000000A",
+        "+15557654321",
+        &"x".repeat(70 * 1024),
+    );
     let r = w.webhook(&w.org, "sms", &huge).await;
     assert_eq!(r.status(), 413);
 
     // Unknown org and unknown hook: 404.
-    let r = post_signed(&w.client, &w.gw.base, "/webhooks/twilio/nobody/sms", &w.org.auth_token, &good).await;
+    let r = post_signed(
+        &w.client,
+        &w.gw.base,
+        "/webhooks/twilio/nobody/sms",
+        &w.org.auth_token,
+        &good,
+    )
+    .await;
     assert_eq!(r.status(), 404);
     let r = w.webhook(&w.org, "fax", &good).await;
     assert_eq!(r.status(), 404);
@@ -77,7 +123,11 @@ async fn bad_input_changes_nothing(backend: Backend) {
     assert_eq!(w.webhook(&w.org, "sms", &other).await.status(), 400);
 
     for table in ["messages", "conversations", "contacts", "outbox"] {
-        assert_eq!(count(&w.db, table, &w.org.id).await, 0, "{table} must be untouched");
+        assert_eq!(
+            count(&w.db, table, &w.org.id).await,
+            0,
+            "{table} must be untouched"
+        );
     }
     // And the good one still goes through.
     assert_eq!(w.webhook(&w.org, "sms", &good).await.status(), 200);
@@ -89,19 +139,40 @@ both_backends!(bad_input_changes_nothing);
 async fn stop_and_start_keywords(backend: Backend) {
     let w = World::new(backend).await;
     let contact = "+15557654321";
-    let stop = inbound_sms(&w.org, "SM000000000000000000000000000000S1", contact, " Stop ");
+    let stop = inbound_sms(
+        &w.org,
+        "SM000000000000000000000000000000S1",
+        contact,
+        " Stop ",
+    );
     assert_eq!(w.webhook(&w.org, "sms", &stop).await.status(), 200);
     let r = w.send_sms(&w.org, contact, "We miss you").await;
     assert_eq!(r.status(), 422);
     assert!(r.text().await.unwrap().contains("recipient_opted_out"));
-    assert!(w.twilio.received().is_empty(), "nothing may reach the provider");
-    let start = inbound_sms(&w.org, "SM000000000000000000000000000000S2", contact, "START");
+    assert!(
+        w.twilio.received().is_empty(),
+        "nothing may reach the provider"
+    );
+    let start = inbound_sms(
+        &w.org,
+        "SM000000000000000000000000000000S2",
+        contact,
+        "START",
+    );
     assert_eq!(w.webhook(&w.org, "sms", &start).await.status(), 200);
     let r = w.send_sms(&w.org, contact, "Welcome back").await;
     assert_eq!(r.status(), 202);
     let events = w.get_json(&w.org, "/api/v1/events").await;
-    let types: Vec<&str> = events.as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
-    assert!(types.contains(&"dartwing.contact.opted_out.v1"), "{types:?}");
+    let types: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert!(
+        types.contains(&"dartwing.contact.opted_out.v1"),
+        "{types:?}"
+    );
     assert!(types.contains(&"dartwing.contact.opted_in.v1"), "{types:?}");
     w.gw.stop().await;
 }

@@ -10,7 +10,10 @@ use axum::Json;
 use serde_json::json;
 
 /// Lists the org's dead letters, newest first.
-pub async fn list(AxState(state): AxState<State>, OrgAuth(org_id): OrgAuth) -> Result<Response, ApiError> {
+pub async fn list(
+    AxState(state): AxState<State>,
+    OrgAuth(org_id): OrgAuth,
+) -> Result<Response, ApiError> {
     Ok(Json(dead_letters::list(&state.db.pool, &org_id, 500).await?).into_response())
 }
 
@@ -20,13 +23,21 @@ pub async fn replay(
     OrgAuth(org_id): OrgAuth,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let WriteResult::Replay(r) = state.committer.submit(WriteOp::Replay { org_id, id }).await? else {
+    let WriteResult::Replay(r) = state
+        .committer
+        .submit(WriteOp::Replay { org_id, id })
+        .await?
+    else {
         return Err(ApiError::internal("unexpected write result"));
     };
     match r {
         Replay::Queued { message_id } => {
             state.send_wake.notify_one();
-            Ok((StatusCode::ACCEPTED, Json(json!({"message_id": message_id}))).into_response())
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(json!({"message_id": message_id})),
+            )
+                .into_response())
         }
         Replay::AlreadyReplayed { message_id } => Err(ApiError::new(
             StatusCode::CONFLICT,

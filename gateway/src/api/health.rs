@@ -20,7 +20,12 @@ pub async fn health(AxState(state): AxState<State>) -> Response {
     let db = state.db.ping().await;
     let db_ok = db.is_ok();
     let last_ok = state.relay_status.last_ok_ms.load(Ordering::Relaxed);
-    let relay_error = state.relay_status.last_error.lock().expect("not poisoned").clone();
+    let relay_error = state
+        .relay_status
+        .last_error
+        .lock()
+        .expect("not poisoned")
+        .clone();
     let relay_ok = relay_error.is_none() && now_ms() - last_ok < RELAY_STALE_MS;
     let status = match (db_ok, relay_ok) {
         (false, _) => "down",
@@ -43,7 +48,11 @@ pub async fn health(AxState(state): AxState<State>) -> Response {
             "error": relay_error,
         },
     });
-    let code = if db_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let code = if db_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (code, Json(body)).into_response()
 }
 
@@ -51,11 +60,20 @@ pub async fn health(AxState(state): AxState<State>) -> Response {
 pub async fn metrics(AxState(state): AxState<State>) -> Response {
     if let Ok(depths) = dead_letters::depth_by_channel(&state.db.pool).await {
         for c in state_machines::Channel::ALL {
-            let depth = depths.iter().find(|(ch, _)| ch == c.as_str()).map(|(_, d)| *d).unwrap_or(0);
-            DeadLetterDepth { channel: c.as_str(), depth }.emit();
+            let depth = depths
+                .iter()
+                .find(|(ch, _)| ch == c.as_str())
+                .map(|(_, d)| *d)
+                .unwrap_or(0);
+            DeadLetterDepth {
+                channel: c.as_str(),
+                depth,
+            }
+            .emit();
         }
     }
-    metrics::gauge!("outbox_backlog").set(state.relay_status.backlog.load(Ordering::Relaxed) as f64);
+    metrics::gauge!("outbox_backlog")
+        .set(state.relay_status.backlog.load(Ordering::Relaxed) as f64);
     (
         [("content-type", "text/plain; version=0.0.4")],
         state.metrics.render(),

@@ -35,46 +35,83 @@ pub async fn send(
 ) -> Result<Response, ApiError> {
     let req: SendRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
-    let channel = Channel::parse(&req.channel)
-        .ok_or_else(|| ApiError::bad_request(format!("field `channel`: unknown channel `{}`", req.channel)))?;
+    let channel = Channel::parse(&req.channel).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "field `channel`: unknown channel `{}`",
+            req.channel
+        ))
+    })?;
     if channel == Channel::Sms && !is_e164(&req.to) {
-        return Err(ApiError::bad_request("field `to`: must be an E.164 number like +15551234567"));
+        return Err(ApiError::bad_request(
+            "field `to`: must be an E.164 number like +15551234567",
+        ));
     }
     if req.body.trim().is_empty() {
         return Err(ApiError::bad_request("field `body`: must not be empty"));
     }
     if req.body.chars().count() > MAX_BODY_CHARS {
-        return Err(ApiError::bad_request(format!("field `body`: longer than {MAX_BODY_CHARS} characters")));
+        return Err(ApiError::bad_request(format!(
+            "field `body`: longer than {MAX_BODY_CHARS} characters"
+        )));
     }
     let idempotency_key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => {
             let k = v.to_str().ok().filter(|k| !k.is_empty() && k.len() <= 255);
-            Some(k.ok_or_else(|| ApiError::bad_request("header `Idempotency-Key`: 1 to 255 visible characters"))?.to_string())
+            Some(
+                k.ok_or_else(|| {
+                    ApiError::bad_request("header `Idempotency-Key`: 1 to 255 visible characters")
+                })?
+                .to_string(),
+            )
         }
     };
     let Some((_, plugin)) = state.plugins.for_channel(&org_id, channel).await else {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "channel_not_configured",
-            format!("no {} account is configured for this organization", channel.as_str()),
+            format!(
+                "no {} account is configured for this organization",
+                channel.as_str()
+            ),
         ));
     };
     let from = sender_of(&*plugin);
     let op = WriteOp::CreateOutbound {
         org_id,
-        req: NewOutbound { channel, from, to: req.to, body: req.body, idempotency_key },
+        req: NewOutbound {
+            channel,
+            from,
+            to: req.to,
+            body: req.body,
+            idempotency_key,
+        },
     };
     let WriteResult::Created(created) = state.committer.submit(op).await? else {
         return Err(ApiError::internal("unexpected write result"));
     };
     match created {
-        Created::Queued { id, conversation_id } => {
-            MessageCounted { channel: channel.as_str(), direction: "outbound", status: "queued" }.emit();
+        Created::Queued {
+            id,
+            conversation_id,
+        } => {
+            MessageCounted {
+                channel: channel.as_str(),
+                direction: "outbound",
+                status: "queued",
+            }
+            .emit();
             state.send_wake.notify_one();
-            Ok((StatusCode::ACCEPTED, Json(json!({"id": id, "conversation_id": conversation_id, "status": "queued"}))).into_response())
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(json!({"id": id, "conversation_id": conversation_id, "status": "queued"})),
+            )
+                .into_response())
         }
-        Created::Existing { id, conversation_id } => Ok((
+        Created::Existing {
+            id,
+            conversation_id,
+        } => Ok((
             StatusCode::ACCEPTED,
             [("idempotent-replayed", "true")],
             Json(json!({"id": id, "conversation_id": conversation_id})),
@@ -104,7 +141,10 @@ fn sender_of(plugin: &dyn channels::ChannelPlugin) -> String {
 }
 
 fn is_e164(s: &str) -> bool {
-    s.len() >= 8 && s.len() <= 16 && s.starts_with('+') && s[1..].bytes().all(|b| b.is_ascii_digit())
+    s.len() >= 8
+        && s.len() <= 16
+        && s.starts_with('+')
+        && s[1..].bytes().all(|b| b.is_ascii_digit())
 }
 
 /// `?limit=`, and `?after_seq=` for the event feed.
@@ -139,7 +179,10 @@ pub async fn conversation_messages(
     if !conversations::exists(&state.db.pool, &org_id, &id).await? {
         return Err(ApiError::not_found("no such conversation"));
     }
-    Ok(Json(messages::for_conversation(&state.db.pool, &org_id, &id, page.limit()).await?).into_response())
+    Ok(
+        Json(messages::for_conversation(&state.db.pool, &org_id, &id, page.limit()).await?)
+            .into_response(),
+    )
 }
 
 /// `GET /api/v1/messages/{id}`.
@@ -161,6 +204,12 @@ pub async fn events(
     OrgAuth(org_id): OrgAuth,
     Query(page): Query<Page>,
 ) -> Result<Response, ApiError> {
-    let rows = outbox::after_seq(&state.db.pool, &org_id, page.after_seq.unwrap_or(0), page.limit()).await?;
+    let rows = outbox::after_seq(
+        &state.db.pool,
+        &org_id,
+        page.after_seq.unwrap_or(0),
+        page.limit(),
+    )
+    .await?;
     Ok(Json(rows.iter().map(envelope).collect::<Vec<_>>()).into_response())
 }

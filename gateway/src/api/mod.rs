@@ -62,10 +62,16 @@ pub fn router(state: State, max_body_bytes: usize) -> Router {
         .route("/api/v1/messages", post(messages::send))
         .route("/api/v1/messages/{id}", get(messages::get_message))
         .route("/api/v1/conversations", get(messages::conversations))
-        .route("/api/v1/conversations/{id}/messages", get(messages::conversation_messages))
+        .route(
+            "/api/v1/conversations/{id}/messages",
+            get(messages::conversation_messages),
+        )
         .route("/api/v1/events", get(messages::events))
         .route("/api/v1/dead-letters", get(dead_letters::list))
-        .route("/api/v1/dead-letters/{id}/replay", post(dead_letters::replay))
+        .route(
+            "/api/v1/dead-letters/{id}/replay",
+            post(dead_letters::replay),
+        )
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
@@ -109,7 +115,11 @@ impl ApiError {
     /// 500, logged; the client sees no internals.
     pub fn internal(err: impl std::fmt::Display) -> ApiError {
         tracing::error!(error = %err, "request failed");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; nothing was acknowledged")
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; nothing was acknowledged",
+        )
     }
 }
 
@@ -136,7 +146,8 @@ impl IntoResponse for ApiError {
         let body = json!({"error": {"code": self.code, "message": self.message}});
         let mut resp = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after {
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
     }

@@ -22,19 +22,29 @@ pub async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let reject = |reason| WebhookRejected { provider: &provider, reason }.emit();
+    let reject = |reason| {
+        WebhookRejected {
+            provider: &provider,
+            reason,
+        }
+        .emit()
+    };
     let Some(org) = state.plugins.org(&org_slug).await? else {
         reject("unknown_org");
         return Err(ApiError::not_found(format!("no organization `{org_slug}`")));
     };
     let Some(plugin) = state.plugins.by_provider(&org.id, &provider).await? else {
         reject("unknown_org");
-        return Err(ApiError::not_found(format!("organization `{org_slug}` has no {provider} account")));
+        return Err(ApiError::not_found(format!(
+            "organization `{org_slug}` has no {provider} account"
+        )));
     };
     let url = format!(
         "{}{}",
         state.public_base,
-        uri.path_and_query().map(|p| p.as_str()).unwrap_or(uri.path())
+        uri.path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or(uri.path())
     );
     let header_pairs: Vec<(String, String)> = headers
         .iter()
@@ -47,7 +57,10 @@ pub async fn receive(
     };
     let events = plugin.handle_webhook(&hook, &req).map_err(|e| {
         let (reason, err) = match &e {
-            WebhookError::BadSignature => ("signature", ApiError::new(StatusCode::UNAUTHORIZED, "bad_signature", e.to_string())),
+            WebhookError::BadSignature => (
+                "signature",
+                ApiError::new(StatusCode::UNAUTHORIZED, "bad_signature", e.to_string()),
+            ),
             WebhookError::Malformed { .. } => ("malformed", ApiError::bad_request(e.to_string())),
             WebhookError::UnknownHook(_) => ("unknown_hook", ApiError::not_found(e.to_string())),
         };
@@ -60,27 +73,46 @@ pub async fn receive(
                 let channel = msg.channel;
                 let result = state
                     .committer
-                    .submit(WriteOp::Inbound { org_id: org.id.clone(), msg })
+                    .submit(WriteOp::Inbound {
+                        org_id: org.id.clone(),
+                        msg,
+                    })
                     .await
                     .inspect_err(|_| reject("overloaded"))?;
                 if let WriteResult::Inbound(done) = result {
                     if !done.duplicate {
-                        MessageCounted { channel: channel.as_str(), direction: "inbound", status: "received" }.emit();
+                        MessageCounted {
+                            channel: channel.as_str(),
+                            direction: "inbound",
+                            status: "received",
+                        }
+                        .emit();
                     }
                 }
             }
             InboundEvent::Status(update) => {
                 let result = state
                     .committer
-                    .submit(WriteOp::Status { org_id: org.id.clone(), channel: plugin.channel(), update })
+                    .submit(WriteOp::Status {
+                        org_id: org.id.clone(),
+                        channel: plugin.channel(),
+                        update,
+                    })
                     .await?;
                 match result {
                     WriteResult::Status(StatusOutcome::UnknownMessage) => {
                         reject("unknown_message");
-                        return Err(ApiError::not_found("no message of this organization has that provider id"));
+                        return Err(ApiError::not_found(
+                            "no message of this organization has that provider id",
+                        ));
                     }
                     WriteResult::Status(StatusOutcome::Recorded(applied)) if applied.changed() => {
-                        MessageCounted { channel: plugin.channel().as_str(), direction: "outbound", status: applied.to.as_str() }.emit();
+                        MessageCounted {
+                            channel: plugin.channel().as_str(),
+                            direction: "outbound",
+                            status: applied.to.as_str(),
+                        }
+                        .emit();
                     }
                     _ => {}
                 }

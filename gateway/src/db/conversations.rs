@@ -29,11 +29,12 @@ pub async fn touch(
     now: i64,
 ) -> Result<Thread, StoreError> {
     let contact_id = contact_for(conn, org_id, channel, address, now).await?;
-    let existing = sqlx::query("SELECT id, status FROM conversations WHERE org_id = $1 AND contact_id = $2")
-        .bind(org_id)
-        .bind(&contact_id)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let existing =
+        sqlx::query("SELECT id, status FROM conversations WHERE org_id = $1 AND contact_id = $2")
+            .bind(org_id)
+            .bind(&contact_id)
+            .fetch_optional(&mut *conn)
+            .await?;
     let (conversation_id, state) = match existing {
         Some(row) => {
             let status: String = row.try_get(1)?;
@@ -166,7 +167,11 @@ pub struct Identity {
 }
 
 /// An org's conversations, most recent first.
-pub async fn list(pool: &AnyPool, org_id: &str, limit: i64) -> Result<Vec<ConversationView>, StoreError> {
+pub async fn list(
+    pool: &AnyPool,
+    org_id: &str,
+    limit: i64,
+) -> Result<Vec<ConversationView>, StoreError> {
     let rows = sqlx::query(
         "SELECT id, contact_id, status, created_at, last_message_at FROM conversations \
          WHERE org_id = $1 ORDER BY last_message_at DESC, id DESC LIMIT $2",

@@ -113,9 +113,11 @@ pub async fn list(pool: &AnyPool, org_id: &str, limit: i64) -> Result<Vec<DeadLe
 
 /// Unreplayed dead letters per channel, for the `dead_letter_queue_depth` gauge.
 pub async fn depth_by_channel(pool: &AnyPool) -> Result<Vec<(String, i64)>, StoreError> {
-    let rows = sqlx::query("SELECT channel, COUNT(*) FROM dead_letters WHERE replayed_at IS NULL GROUP BY channel")
-        .fetch_all(pool)
-        .await?;
+    let rows = sqlx::query(
+        "SELECT channel, COUNT(*) FROM dead_letters WHERE replayed_at IS NULL GROUP BY channel",
+    )
+    .fetch_all(pool)
+    .await?;
     rows.iter()
         .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
         .collect()
@@ -141,7 +143,12 @@ pub enum Replay {
 }
 
 /// Replays a dead letter: queues a copy of the failed message.
-pub async fn replay(conn: &mut AnyConnection, org_id: &str, id: &str, now: i64) -> Result<Replay, StoreError> {
+pub async fn replay(
+    conn: &mut AnyConnection,
+    org_id: &str,
+    id: &str,
+    now: i64,
+) -> Result<Replay, StoreError> {
     let row = sqlx::query(
         "SELECT d.replay_message_id, m.channel, m.from_addr, m.to_addr, m.body FROM dead_letters d \
          JOIN messages m ON m.id = d.message_id AND m.org_id = d.org_id WHERE d.org_id = $1 AND d.id = $2",
@@ -150,7 +157,9 @@ pub async fn replay(conn: &mut AnyConnection, org_id: &str, id: &str, now: i64) 
     .bind(id)
     .fetch_optional(&mut *conn)
     .await?;
-    let Some(r) = row else { return Ok(Replay::NotFound) };
+    let Some(r) = row else {
+        return Ok(Replay::NotFound);
+    };
     if let Some(message_id) = r.try_get::<Option<String>, _>(0)? {
         return Ok(Replay::AlreadyReplayed { message_id });
     }

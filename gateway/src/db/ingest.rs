@@ -48,7 +48,15 @@ pub async fn message(
             keyword: None,
         });
     }
-    let thread = touch(conn, org_id, msg.channel, &msg.from, ConversationEvent::Inbound, now).await?;
+    let thread = touch(
+        conn,
+        org_id,
+        msg.channel,
+        &msg.from,
+        ConversationEvent::Inbound,
+        now,
+    )
+    .await?;
     let id = new_id();
     let media = json!(msg
         .media

@@ -174,17 +174,26 @@ pub async fn create_outbound(
             });
         }
     }
-    let opted_out = sqlx::query("SELECT 1 FROM opt_outs WHERE org_id = $1 AND channel = $2 AND address = $3")
-        .bind(org_id)
-        .bind(req.channel.as_str())
-        .bind(&req.to)
-        .fetch_optional(&mut *conn)
-        .await?
-        .is_some();
+    let opted_out =
+        sqlx::query("SELECT 1 FROM opt_outs WHERE org_id = $1 AND channel = $2 AND address = $3")
+            .bind(org_id)
+            .bind(req.channel.as_str())
+            .bind(&req.to)
+            .fetch_optional(&mut *conn)
+            .await?
+            .is_some();
     if opted_out {
         return Ok(Created::OptedOut);
     }
-    let thread = touch(conn, org_id, req.channel, &req.to, ConversationEvent::Outbound, now).await?;
+    let thread = touch(
+        conn,
+        org_id,
+        req.channel,
+        &req.to,
+        ConversationEvent::Outbound,
+        now,
+    )
+    .await?;
     let id = new_id();
     sqlx::query(
         "INSERT INTO messages (id, org_id, conversation_id, contact_id, channel, direction, from_addr, \
@@ -280,13 +289,26 @@ pub async fn claim_due(
         let claimed = claimed_from_row(&r)?;
         let status: String = r.try_get(7)?;
         if status == DeliveryState::Queued.as_str() {
-            apply_delivery(conn, &claimed.org_id, &claimed.id, DeliveryState::Queued, DeliveryEvent::Dispatch, "worker", None, None, now).await?;
-        }
-        sqlx::query("UPDATE messages SET next_attempt_at = $1, attempts = attempts + 1 WHERE id = $2")
-            .bind(now + lease_ms)
-            .bind(&claimed.id)
-            .execute(&mut *conn)
+            apply_delivery(
+                conn,
+                &claimed.org_id,
+                &claimed.id,
+                DeliveryState::Queued,
+                DeliveryEvent::Dispatch,
+                "worker",
+                None,
+                None,
+                now,
+            )
             .await?;
+        }
+        sqlx::query(
+            "UPDATE messages SET next_attempt_at = $1, attempts = attempts + 1 WHERE id = $2",
+        )
+        .bind(now + lease_ms)
+        .bind(&claimed.id)
+        .execute(&mut *conn)
+        .await?;
         out.push(claimed);
     }
     Ok(out)
@@ -308,7 +330,11 @@ fn claimed_from_row(r: &AnyRow) -> Result<Claimed, StoreError> {
     })
 }
 
-async fn current_state(conn: &mut AnyConnection, org_id: &str, id: &str) -> Result<DeliveryState, StoreError> {
+async fn current_state(
+    conn: &mut AnyConnection,
+    org_id: &str,
+    id: &str,
+) -> Result<DeliveryState, StoreError> {
     let row = sqlx::query("SELECT status FROM messages WHERE id = $1 AND org_id = $2")
         .bind(id)
         .bind(org_id)
@@ -337,7 +363,18 @@ pub async fn record_accepted(
         .execute(&mut *conn)
         .await?;
     let state = current_state(conn, org_id, id).await?;
-    apply_delivery(conn, org_id, id, state, DeliveryEvent::Accepted, "worker", Some(provider_status), None, now).await
+    apply_delivery(
+        conn,
+        org_id,
+        id,
+        state,
+        DeliveryEvent::Accepted,
+        "worker",
+        Some(provider_status),
+        None,
+        now,
+    )
+    .await
 }
 
 /// A transient failure: try again at `retry_at` (history keeps the error).
@@ -400,7 +437,18 @@ pub async fn record_failure(
         .execute(&mut *conn)
         .await?;
     let state = current_state(conn, org_id, id).await?;
-    apply_delivery(conn, org_id, id, state, DeliveryEvent::Fail, "worker", None, error_code, now).await?;
+    apply_delivery(
+        conn,
+        org_id,
+        id,
+        state,
+        DeliveryEvent::Fail,
+        "worker",
+        None,
+        error_code,
+        now,
+    )
+    .await?;
     super::dead_letters::insert(conn, org_id, id, channel, error, error_code, attempts, now).await
 }
 
@@ -460,7 +508,8 @@ pub struct HistoryEntry {
     pub at: i64,
 }
 
-const MESSAGE_COLUMNS: &str = "id, conversation_id, channel, direction, from_addr, to_addr, body, media, \
+const MESSAGE_COLUMNS: &str =
+    "id, conversation_id, channel, direction, from_addr, to_addr, body, media, \
      status, provider_message_id, error_code, error_message, attempts, created_at";
 
 /// A conversation's messages with their histories, oldest first.
@@ -489,7 +538,11 @@ pub async fn for_conversation(
 }
 
 /// One message by id, with its history.
-pub async fn get(pool: &AnyPool, org_id: &str, id: &str) -> Result<Option<MessageView>, StoreError> {
+pub async fn get(
+    pool: &AnyPool,
+    org_id: &str,
+    id: &str,
+) -> Result<Option<MessageView>, StoreError> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {MESSAGE_COLUMNS} FROM messages WHERE org_id = $1 AND id = $2"
     )))

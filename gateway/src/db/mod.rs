@@ -101,7 +101,11 @@ impl Db {
         if backend == Backend::Sqlite {
             prepare_sqlite_path(&url);
             if !url.contains("mode=") {
-                url.push_str(if url.contains('?') { "&mode=rwc" } else { "?mode=rwc" });
+                url.push_str(if url.contains('?') {
+                    "&mode=rwc"
+                } else {
+                    "?mode=rwc"
+                });
             }
         }
         let opts = AnyConnectOptions::from_str(&url)?.disable_statement_logging();

@@ -139,7 +139,10 @@ pub async fn upsert_channel_account(
 }
 
 /// An org's accounts, optionally only those for one provider or channel.
-pub async fn channel_accounts(pool: &AnyPool, org_id: &str) -> Result<Vec<ChannelAccount>, StoreError> {
+pub async fn channel_accounts(
+    pool: &AnyPool,
+    org_id: &str,
+) -> Result<Vec<ChannelAccount>, StoreError> {
     let rows = sqlx::query(
         "SELECT id, org_id, provider, channel, config FROM channel_accounts WHERE org_id = $1 \
          ORDER BY provider",

@@ -36,8 +36,7 @@ pub struct StoredEvent {
     pub data: Value,
 }
 
-const COLUMNS: &str =
-    "id, event_id, org_id, seq, partition_key, type, subject, time, data";
+const COLUMNS: &str = "id, event_id, org_id, seq, partition_key, type, subject, time, data";
 
 fn from_row(row: &AnyRow) -> Result<StoredEvent, StoreError> {
     let data: String = row.try_get("data")?;
@@ -72,7 +71,11 @@ pub struct NewEvent<'a> {
 }
 
 /// Appends an event inside the caller's transaction.
-pub async fn append(conn: &mut AnyConnection, ev: NewEvent<'_>, now: i64) -> Result<(), StoreError> {
+pub async fn append(
+    conn: &mut AnyConnection,
+    ev: NewEvent<'_>,
+    now: i64,
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO outbox (event_id, org_id, partition_key, type, subject, time, data) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -148,7 +151,11 @@ pub async fn unpublished(pool: &AnyPool, limit: i64) -> Result<Vec<StoredEvent>,
 }
 
 /// Marks rows as handed to every sink.
-pub async fn mark_published(conn: &mut AnyConnection, row_ids: &[i64], now: i64) -> Result<(), StoreError> {
+pub async fn mark_published(
+    conn: &mut AnyConnection,
+    row_ids: &[i64],
+    now: i64,
+) -> Result<(), StoreError> {
     for chunk in row_ids.chunks(500) {
         let placeholders: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();
         let sql = format!(

@@ -94,7 +94,9 @@ impl Breakers {
 
 /// Exponential backoff with full jitter: a random delay in `[base·2ⁿ/2, base·2ⁿ]`, capped.
 pub fn backoff(attempt: i64, base: Duration, cap: Duration) -> Duration {
-    let exp = base.saturating_mul(1u32 << attempt.clamp(0, 20) as u32).min(cap);
+    let exp = base
+        .saturating_mul(1u32 << attempt.clamp(0, 20) as u32)
+        .min(cap);
     let half = exp / 2;
     half + Duration::from_secs_f64(half.as_secs_f64() * fastrand::f64())
 }
@@ -109,7 +111,10 @@ mod tests {
         assert_eq!(rl.reserve("a", 2.0), Duration::ZERO);
         assert_eq!(rl.reserve("a", 2.0), Duration::ZERO);
         let wait = rl.reserve("a", 2.0);
-        assert!(wait > Duration::from_millis(400) && wait <= Duration::from_millis(500), "{wait:?}");
+        assert!(
+            wait > Duration::from_millis(400) && wait <= Duration::from_millis(500),
+            "{wait:?}"
+        );
         let wait = rl.reserve("a", 2.0);
         assert!(wait > Duration::from_millis(900), "{wait:?}");
         assert_eq!(rl.reserve("b", 2.0), Duration::ZERO, "keys are independent");

@@ -83,7 +83,14 @@ pub async fn run(
         let now = now_ms();
         let free = permits.available_permits() as i64;
         if matches!(next_due, Some(t) if t <= now) && free > 0 {
-            match worker.committer.submit_wait(WriteOp::Claim { limit: free, lease_ms }).await {
+            match worker
+                .committer
+                .submit_wait(WriteOp::Claim {
+                    limit: free,
+                    lease_ms,
+                })
+                .await
+            {
                 Ok(WriteResult::Claimed(claimed)) if !claimed.is_empty() => {
                     for msg in claimed {
                         let permit = permits.clone().acquire_owned().await.expect("never closed");
@@ -112,10 +119,11 @@ pub async fn run(
 }
 
 async fn next_due(db: &Db) -> Option<i64> {
-    let row = sqlx::query("SELECT MIN(next_attempt_at) FROM messages WHERE next_attempt_at IS NOT NULL")
-        .fetch_one(&db.pool)
-        .await
-        .ok()?;
+    let row =
+        sqlx::query("SELECT MIN(next_attempt_at) FROM messages WHERE next_attempt_at IS NOT NULL")
+            .fetch_one(&db.pool)
+            .await
+            .ok()?;
     row.try_get::<Option<i64>, _>(0).ok().flatten()
 }
 
@@ -133,17 +141,28 @@ impl Worker {
     async fn attempt(&self, msg: &Claimed) -> WriteOp {
         let channel = msg.channel.as_str();
         let Some((slug, plugin)) = self.plugins.for_channel(&msg.org_id, msg.channel).await else {
-            return self.failure(msg, format!("no {channel} account is configured for this organization"), None);
+            return self.failure(
+                msg,
+                format!("no {channel} account is configured for this organization"),
+                None,
+            );
         };
         let account = plugin.account_key();
         if let Err(wait) = self.breakers.allow(&account) {
-            crate::telemetry::ProviderSend { channel, outcome: "deferred", elapsed: Duration::ZERO }.emit();
+            crate::telemetry::ProviderSend {
+                channel,
+                outcome: "deferred",
+                elapsed: Duration::ZERO,
+            }
+            .emit();
             return WriteOp::Defer {
                 id: msg.id.clone(),
                 until: now_ms() + wait.as_millis() as i64,
             };
         }
-        let wait = self.limiter.reserve(&plugin.sender_key(), plugin.rate_limit_per_second());
+        let wait = self
+            .limiter
+            .reserve(&plugin.sender_key(), plugin.rate_limit_per_second());
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
@@ -154,12 +173,17 @@ impl Worker {
             status_callback: Some(format!(
                 "{}/webhooks/{}/{}/status",
                 self.settings.public_url,
-                plugin.resources().first().map(|r| r.provider).unwrap_or("unknown"),
+                plugin
+                    .resources()
+                    .first()
+                    .map(|r| r.provider)
+                    .unwrap_or("unknown"),
                 slug
             )),
         };
         let started = Instant::now();
-        let result = match tokio::time::timeout(self.settings.send_timeout, plugin.send(&out)).await {
+        let result = match tokio::time::timeout(self.settings.send_timeout, plugin.send(&out)).await
+        {
             Ok(r) => r,
             Err(_) => Err(SendError::BadResponse(format!(
                 "no answer within {:?}",
@@ -170,7 +194,12 @@ impl Worker {
         match result {
             Ok(receipt) => {
                 self.breakers.success(&account);
-                crate::telemetry::ProviderSend { channel, outcome: "accepted", elapsed }.emit();
+                crate::telemetry::ProviderSend {
+                    channel,
+                    outcome: "accepted",
+                    elapsed,
+                }
+                .emit();
                 WriteOp::Accepted {
                     org_id: msg.org_id.clone(),
                     id: msg.id.clone(),
@@ -182,12 +211,34 @@ impl Worker {
                 self.breakers.failure(&account);
                 let attempts = msg.attempts + 1;
                 if attempts >= self.settings.max_attempts {
-                    crate::telemetry::ProviderSend { channel, outcome: "failed", elapsed }.emit();
-                    return self.failure(msg, format!("gave up after {attempts} attempts: {e}"), e.code());
+                    crate::telemetry::ProviderSend {
+                        channel,
+                        outcome: "failed",
+                        elapsed,
+                    }
+                    .emit();
+                    return self.failure(
+                        msg,
+                        format!("gave up after {attempts} attempts: {e}"),
+                        e.code(),
+                    );
                 }
-                crate::telemetry::ProviderSend { channel, outcome: "retry", elapsed }.emit();
-                let mut delay = backoff(msg.attempts, self.settings.retry_base, self.settings.retry_max);
-                if let SendError::Unavailable { retry_after: Some(ra), .. } = &e {
+                crate::telemetry::ProviderSend {
+                    channel,
+                    outcome: "retry",
+                    elapsed,
+                }
+                .emit();
+                let mut delay = backoff(
+                    msg.attempts,
+                    self.settings.retry_base,
+                    self.settings.retry_max,
+                );
+                if let SendError::Unavailable {
+                    retry_after: Some(ra),
+                    ..
+                } = &e
+                {
                     delay = delay.max(*ra);
                 }
                 WriteOp::Retry {
@@ -200,7 +251,12 @@ impl Worker {
             }
             Err(e) => {
                 self.breakers.success(&account);
-                crate::telemetry::ProviderSend { channel, outcome: "failed", elapsed }.emit();
+                crate::telemetry::ProviderSend {
+                    channel,
+                    outcome: "failed",
+                    elapsed,
+                }
+                .emit();
                 self.failure(msg, e.to_string(), e.code())
             }
         }

@@ -40,14 +40,25 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Arc::new(Args::parse());
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
     let url = format!("{}/webhooks/twilio/{}/sms", args.base, args.org);
     let next = Arc::new(AtomicUsize::new(0));
-    let run = format!("{:x}", Instant::now().elapsed().as_nanos() ^ std::process::id() as u128);
+    let run = format!(
+        "{:x}",
+        Instant::now().elapsed().as_nanos() ^ std::process::id() as u128
+    );
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..args.concurrency {
-        let (client, url, next, args, run) = (client.clone(), url.clone(), next.clone(), args.clone(), run.clone());
+        let (client, url, next, args, run) = (
+            client.clone(),
+            url.clone(),
+            next.clone(),
+            args.clone(),
+            run.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut errors = 0usize;
@@ -65,7 +76,8 @@ async fn main() -> anyhow::Result<()> {
                     ("NumMedia".into(), "0".into()),
                     ("ApiVersion".into(), "2010-04-01".into()),
                 ];
-                let sig = channels::sms::twilio::signature::compute(&args.auth_token, &url, &params);
+                let sig =
+                    channels::sms::twilio::signature::compute(&args.auth_token, &url, &params);
                 let t = Instant::now();
                 let r = client
                     .post(&url)
@@ -91,7 +103,11 @@ async fn main() -> anyhow::Result<()> {
     }
     let elapsed = started.elapsed();
     lat.sort();
-    let pct = |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or_default();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
     println!(
         "{{\"ok\":{},\"errors\":{},\"seconds\":{:.3},\"per_second\":{:.0},\"p50_ms\":{:.2},\"p99_ms\":{:.2},\"max_ms\":{:.2}}}",
         lat.len(),

@@ -62,15 +62,20 @@ pub async fn send(
         .map(Duration::from_secs);
     let bytes = resp.bytes().await.map_err(SendError::Transport)?;
     if (200..300).contains(&status) {
-        let created: Created = serde_json::from_slice(&bytes)
-            .map_err(|e| SendError::BadResponse(format!("{e}")))?;
+        let created: Created =
+            serde_json::from_slice(&bytes).map_err(|e| SendError::BadResponse(format!("{e}")))?;
         return Ok(SendReceipt {
             provider_message_id: created.sid,
             provider_status: created.status,
         });
     }
     let err: ErrorBody = serde_json::from_slice(&bytes).unwrap_or_default();
-    Err(classify(status, err.code.map(code_string), err.message, retry_after))
+    Err(classify(
+        status,
+        err.code.map(code_string),
+        err.message,
+        retry_after,
+    ))
 }
 
 fn code_string(v: serde_json::Value) -> String {

@@ -38,7 +38,10 @@ pub fn handle(
     let form = Form(&params);
     let account = form.required("AccountSid")?;
     if account != config.account_sid {
-        return Err(malformed("AccountSid", "does not match the configured account"));
+        return Err(malformed(
+            "AccountSid",
+            "does not match the configured account",
+        ));
     }
     let event = match hook {
         "sms" => InboundEvent::Message(parse_message(&form)?),
@@ -64,10 +67,12 @@ fn parse_message(form: &Form<'_>) -> Result<InboundMessage, WebhookError> {
     };
     let mut media = Vec::with_capacity(num_media);
     for i in 0..num_media {
-        let url = form.get(&format!("MediaUrl{i}")).ok_or_else(|| WebhookError::Malformed {
-            field: "MediaUrl",
-            reason: format!("MediaUrl{i} is missing but NumMedia is {num_media}"),
-        })?;
+        let url = form
+            .get(&format!("MediaUrl{i}"))
+            .ok_or_else(|| WebhookError::Malformed {
+                field: "MediaUrl",
+                reason: format!("MediaUrl{i} is missing but NumMedia is {num_media}"),
+            })?;
         let kind = form.get(&format!("MediaContentType{i}")).unwrap_or("");
         media.push((url.to_string(), kind.to_string()));
     }
@@ -179,8 +184,20 @@ mod tests {
         (body, vec![("X-Twilio-Signature".to_string(), sig)])
     }
 
-    fn run(hook: &str, body: &[u8], headers: &[(String, String)]) -> Result<Vec<InboundEvent>, WebhookError> {
-        handle(&config(), hook, &WebhookRequest { url: URL, headers, body })
+    fn run(
+        hook: &str,
+        body: &[u8],
+        headers: &[(String, String)],
+    ) -> Result<Vec<InboundEvent>, WebhookError> {
+        handle(
+            &config(),
+            hook,
+            &WebhookRequest {
+                url: URL,
+                headers,
+                body,
+            },
+        )
     }
 
     fn sms_fields() -> Vec<(&'static str, &'static str)> {
@@ -206,11 +223,19 @@ mod tests {
     fn a_signed_incoming_message_parses() {
         let (body, headers) = signed(&sms_fields());
         let events = run("sms", &body, &headers).unwrap();
-        let InboundEvent::Message(m) = &events[0] else { panic!("{events:?}") };
+        let InboundEvent::Message(m) = &events[0] else {
+            panic!("{events:?}")
+        };
         assert_eq!(m.provider_message_id, "SM0123");
         assert_eq!(m.from, "+15557654321");
         assert_eq!(m.body, "Hello there ✓");
-        assert_eq!(m.media, vec![("https://api.twilio.com/media/ME1".into(), "image/jpeg".into())]);
+        assert_eq!(
+            m.media,
+            vec![(
+                "https://api.twilio.com/media/ME1".into(),
+                "image/jpeg".into()
+            )]
+        );
     }
 
     #[test]
@@ -233,7 +258,10 @@ mod tests {
         let mut fields = sms_fields();
         fields.retain(|(k, _)| *k != "From");
         let (body, headers) = signed(&fields);
-        assert!(matches!(run("sms", &body, &headers), Err(WebhookError::Malformed { field: "From", .. })));
+        assert!(matches!(
+            run("sms", &body, &headers),
+            Err(WebhookError::Malformed { field: "From", .. })
+        ));
     }
 
     #[test]
@@ -245,7 +273,13 @@ mod tests {
             }
         }
         let (body, headers) = signed(&fields);
-        assert!(matches!(run("sms", &body, &headers), Err(WebhookError::Malformed { field: "AccountSid", .. })));
+        assert!(matches!(
+            run("sms", &body, &headers),
+            Err(WebhookError::Malformed {
+                field: "AccountSid",
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -271,12 +305,24 @@ mod tests {
             ("MessageStatus", "teleported"),
             ("AccountSid", "ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
         ]);
-        assert!(matches!(run("status", &body, &headers), Err(WebhookError::Malformed { field: "MessageStatus", .. })));
+        assert!(matches!(
+            run("status", &body, &headers),
+            Err(WebhookError::Malformed {
+                field: "MessageStatus",
+                ..
+            })
+        ));
     }
 
     #[test]
     fn unknown_hook_and_garbage_body() {
-        assert!(matches!(run("mms", b"", &[]), Err(WebhookError::UnknownHook(_))));
-        assert!(matches!(run("sms", b"%zz=%", &[]), Err(WebhookError::Malformed { field: "body", .. }) | Err(WebhookError::BadSignature)));
+        assert!(matches!(
+            run("mms", b"", &[]),
+            Err(WebhookError::UnknownHook(_))
+        ));
+        assert!(matches!(
+            run("sms", b"%zz=%", &[]),
+            Err(WebhookError::Malformed { field: "body", .. }) | Err(WebhookError::BadSignature)
+        ));
     }
 }
