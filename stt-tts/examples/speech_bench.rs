@@ -3,7 +3,7 @@
 //! builds in release and prepares the C reference; alone:
 //!
 //! ```text
-//! cargo run --release -p stt-tts --example speech_bench -- [--threads N] [--quick] [--ref-dir DIR]
+//! cargo run --release -p stt-tts --example speech_bench -- [--threads N] [--margin FRAMES] [--quick] [--ref-dir DIR]
 //! ```
 //!
 //! Audio: receptionist sentences spoken by espeak-ng (through the crate's own FFI),
@@ -25,6 +25,7 @@ use stt_tts::{SpeechError, SpeechToText, TextToSpeech};
 
 struct Args {
     threads: usize,
+    margin: Option<usize>,
     quick: bool,
     ref_dir: Option<PathBuf>,
 }
@@ -32,6 +33,7 @@ struct Args {
 fn args() -> Args {
     let mut a = Args {
         threads: 2,
+        margin: None,
         quick: false,
         ref_dir: None,
     };
@@ -40,6 +42,7 @@ fn args() -> Args {
         match arg.as_str() {
             "--threads" => a.threads = it.next().and_then(|v| v.parse().ok()).expect("--threads N"),
             "--quick" => a.quick = true,
+            "--margin" => a.margin = it.next().and_then(|v| v.parse().ok()),
             "--ref-dir" => a.ref_dir = it.next().map(PathBuf::from),
             other => panic!("unknown argument {other}"),
         }
@@ -76,13 +79,12 @@ fn to_16k(pcm: &[i16]) -> Vec<f32> {
     stt_tts::resample::resample(&stt_tts::pcm::to_f32(pcm), 8_000, 16_000).expect("resample")
 }
 
-fn load(
-    model: WhisperModel,
-    threads: usize,
-    reduced: bool,
-) -> Result<Arc<WhisperStt>, SpeechError> {
+fn load(model: WhisperModel, a: &Args, reduced: bool) -> Result<Arc<WhisperStt>, SpeechError> {
     let mut cfg = WhisperConfig::new(ensure_model(model)?);
-    cfg.threads = threads;
+    cfg.threads = a.threads;
+    if let Some(m) = a.margin {
+        cfg.audio_ctx_margin = m;
+    }
     cfg.reduced_audio_ctx = reduced;
     Ok(Arc::new(WhisperStt::load(cfg)?))
 }
@@ -233,21 +235,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         synth_wall / synth_audio
     );
 
-    let tiny = load(WhisperModel::TinyEn, a.threads, true)?;
+    let tiny = load(WhisperModel::TinyEn, &a, true)?;
     tiny.transcribe(&to_16k(&utts[0].1))?; // warm-up
     println!(
         "stt tiny.en real-time factor (reduced audio_ctx): {:.3}",
         rtf(&tiny, &utts)?
     );
     let few = &utts[..utts.len().min(4)];
-    let tiny_full = load(WhisperModel::TinyEn, a.threads, false)?;
+    let tiny_full = load(WhisperModel::TinyEn, &a, false)?;
     println!(
         "stt tiny.en real-time factor (30 s window, {} utts): {:.3}",
         few.len(),
         rtf(&tiny_full, few)?
     );
     drop(tiny_full);
-    let base = load(WhisperModel::Base, a.threads, true)?;
+    let base = load(WhisperModel::Base, &a, true)?;
     base.transcribe(&to_16k(&utts[0].1))?;
     println!(
         "stt base real-time factor (reduced audio_ctx): {:.3}",

@@ -118,7 +118,6 @@ impl WhisperStt {
         whisper_rs::install_logging_hooks();
         let mut params = WhisperContextParameters::default();
         params.use_gpu(false);
-        params.flash_attn(std::env::var("XP_FA").is_ok());
         let ctx = WhisperContext::new_with_params(&cfg.model, params).map_err(|source| {
             SpeechError::WhisperLoad {
                 path: cfg.model.clone(),
