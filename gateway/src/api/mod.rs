@@ -193,3 +193,25 @@ impl FromRequestParts<State> for OrgAuth {
             .ok_or_else(|| ApiError::unauthorized("unknown or revoked API key"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every route the router serves is in the OpenAPI document, and nothing else is.
+    #[test]
+    fn openapi_lists_every_route() {
+        let doc: serde_json::Value =
+            serde_json::from_str(include_str!("openapi.json")).expect("valid JSON");
+        let mut documented: Vec<String> =
+            doc["paths"].as_object().unwrap().keys().cloned().collect();
+        let source = include_str!("mod.rs");
+        let mut routed: Vec<String> = source
+            .split(".route(")
+            .skip(1)
+            .filter_map(|rest| rest.trim_start().strip_prefix('"'))
+            .map(|r| r.split('"').next().unwrap().to_string())
+            .collect();
+        documented.sort();
+        routed.sort();
+        assert_eq!(documented, routed);
+    }
+}
