@@ -207,8 +207,8 @@ mod tests {
         let mut routed: Vec<String> = source
             .split(".route(")
             .skip(1)
-            .filter_map(|rest| rest.trim_start().strip_prefix('"'))
-            .map(|r| r.split('"').next().unwrap().to_string())
+            .filter_map(|rest| rest.trim_start().strip_prefix("\"/"))
+            .map(|r| format!("/{}", r.split('"').next().unwrap()))
             .collect();
         documented.sort();
         routed.sort();
