@@ -47,6 +47,12 @@ pub enum Command {
         #[command(subcommand)]
         action: ChannelAction,
     },
+    /// Speech engines: install models, transcribe a WAV, speak text.
+    Speech {
+        /// What to do.
+        #[command(subcommand)]
+        action: stt_tts::cli::SpeechCommand,
+    },
 }
 
 /// Organization commands.
@@ -120,18 +126,24 @@ pub enum ChannelKind {
 pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::Speech { action } = command {
+        // Speech needs no database, configuration or runtime.
+        return Ok(stt_tts::cli::run(action)?);
+    }
     let config = Config::load(cli.config.as_deref())?;
     crate::logging::init(&config.log);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(run(cli.command.unwrap_or(Command::Serve), config))
+    runtime.block_on(run(command, config))
 }
 
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Serve => serve(config).await,
+        Command::Speech { .. } => unreachable!("speech commands return before the runtime starts"),
         Command::Migrate => {
             open(&config).await?;
             println!("migrations applied to {}", redact(&config.database_url));
