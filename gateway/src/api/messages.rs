@@ -2,7 +2,8 @@
 
 use super::{ApiError, OrgAuth, State};
 use crate::commit::{WriteOp, WriteResult};
-use crate::db::messages::{self, Created, NewOutbound};
+use crate::db::message_views;
+use crate::db::messages::{Created, NewOutbound};
 use crate::db::{conversations, outbox};
 use crate::events::envelope;
 use crate::telemetry::MessageCounted;
@@ -180,7 +181,7 @@ pub async fn conversation_messages(
         return Err(ApiError::not_found("no such conversation"));
     }
     Ok(
-        Json(messages::for_conversation(&state.db.pool, &org_id, &id, page.limit()).await?)
+        Json(message_views::for_conversation(&state.db.pool, &org_id, &id, page.limit()).await?)
             .into_response(),
     )
 }
@@ -191,7 +192,7 @@ pub async fn get_message(
     OrgAuth(org_id): OrgAuth,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    match messages::get(&state.db.pool, &org_id, &id).await? {
+    match message_views::get(&state.db.pool, &org_id, &id).await? {
         Some(m) => Ok(Json(m).into_response()),
         None => Err(ApiError::not_found("no such message")),
     }

@@ -4,7 +4,7 @@
 use super::{ApiError, State};
 use crate::commit::{WriteOp, WriteResult};
 use crate::db::ingest::StatusOutcome;
-use crate::telemetry::{MessageCounted, WebhookRejected};
+use crate::telemetry::{Delivered, MessageCounted, WebhookRejected};
 use axum::body::Bytes;
 use axum::extract::{Path, State as AxState};
 use axum::http::{HeaderMap, StatusCode, Uri};
@@ -106,7 +106,18 @@ pub async fn receive(
                             "no message of this organization has that provider id",
                         ));
                     }
-                    WriteResult::Status(StatusOutcome::Recorded(applied)) if applied.changed() => {
+                    WriteResult::Status(StatusOutcome::Recorded {
+                        applied,
+                        created_at,
+                    }) if applied.changed() => {
+                        if applied.to == state_machines::DeliveryState::Delivered {
+                            let ms = (crate::db::now_ms() - created_at).max(0) as u64;
+                            Delivered {
+                                channel: plugin.channel().as_str(),
+                                elapsed: std::time::Duration::from_millis(ms),
+                            }
+                            .emit();
+                        }
                         MessageCounted {
                             channel: plugin.channel().as_str(),
                             direction: "outbound",

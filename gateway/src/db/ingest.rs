@@ -170,7 +170,12 @@ async fn record_consent(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StatusOutcome {
     /// It named a message of ours; `applied` tells whether the state moved.
-    Recorded(Applied),
+    Recorded {
+        /// What the delivery machine did.
+        applied: Applied,
+        /// When the message was created, Unix ms (for the delivery-time metric).
+        created_at: i64,
+    },
     /// No message of this org has that provider id.
     UnknownMessage,
 }
@@ -184,7 +189,7 @@ pub async fn status(
     now: i64,
 ) -> Result<StatusOutcome, StoreError> {
     let row = sqlx::query(
-        "SELECT id, status FROM messages WHERE org_id = $1 AND channel = $2 AND provider_message_id = $3 \
+        "SELECT id, status, created_at FROM messages WHERE org_id = $1 AND channel = $2 AND provider_message_id = $3 \
          AND direction = 'outbound'",
     )
     .bind(org_id)
@@ -213,5 +218,8 @@ pub async fn status(
         now,
     )
     .await?;
-    Ok(StatusOutcome::Recorded(applied))
+    Ok(StatusOutcome::Recorded {
+        applied,
+        created_at: row.try_get(2)?,
+    })
 }

@@ -1,13 +1,12 @@
-//! Messages: the outbound lifecycle (create → claim → accepted / retry / failed), the delivery
-//! history every transition writes, and the reads the API serves.
+//! Messages: the outbound lifecycle (create → claim → accepted / retry / failed) and the
+//! delivery history every transition writes. The reads the API serves are in `message_views`.
 
 use super::conversations::touch;
 use super::outbox::{self, NewEvent};
 use super::{new_id, StoreError};
-use serde::Serialize;
 use serde_json::json;
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, AnyPool, Row};
+use sqlx::{AnyConnection, Row};
 use state_machines::delivery::{self, DeliveryEffect};
 use state_machines::{Channel, ConversationEvent, DeliveryEvent, DeliveryState};
 
@@ -450,157 +449,4 @@ pub async fn record_failure(
     )
     .await?;
     super::dead_letters::insert(conn, org_id, id, channel, error, error_code, attempts, now).await
-}
-
-/// A message with its delivery history, as the API shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct MessageView {
-    /// Its id.
-    pub id: String,
-    /// Its conversation.
-    pub conversation_id: String,
-    /// Its channel.
-    pub channel: String,
-    /// `inbound` or `outbound`.
-    pub direction: String,
-    /// Sender address.
-    pub from: String,
-    /// Recipient address.
-    pub to: String,
-    /// The text.
-    pub body: String,
-    /// Attachments.
-    pub media: serde_json::Value,
-    /// `received` for inbound; the delivery state for outbound.
-    pub status: String,
-    /// The provider's id.
-    pub provider_message_id: Option<String>,
-    /// The provider's last error code.
-    pub error_code: Option<String>,
-    /// The last error we saw.
-    pub error_message: Option<String>,
-    /// Send attempts so far.
-    pub attempts: i64,
-    /// Created, Unix ms.
-    pub created_at: i64,
-    /// Every delivery event, oldest first.
-    pub history: Vec<HistoryEntry>,
-}
-
-/// One row of delivery history.
-#[derive(Debug, Clone, Serialize)]
-pub struct HistoryEntry {
-    /// `create`, `dispatch`, `accepted`, `report`, `retry_scheduled`, `fail`.
-    pub event: String,
-    /// For a provider report, the state it reported.
-    pub reported: Option<String>,
-    /// The message's state after it.
-    pub state: String,
-    /// Whether it moved the state.
-    pub applied: bool,
-    /// The provider's own status word.
-    pub provider_status: Option<String>,
-    /// The provider's error code.
-    pub error_code: Option<String>,
-    /// `api`, `worker` or `provider_callback`.
-    pub source: String,
-    /// When, Unix ms.
-    pub at: i64,
-}
-
-const MESSAGE_COLUMNS: &str =
-    "id, conversation_id, channel, direction, from_addr, to_addr, body, media, \
-     status, provider_message_id, error_code, error_message, attempts, created_at";
-
-/// A conversation's messages with their histories, oldest first.
-pub async fn for_conversation(
-    pool: &AnyPool,
-    org_id: &str,
-    conversation_id: &str,
-    limit: i64,
-) -> Result<Vec<MessageView>, StoreError> {
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE org_id = $1 AND conversation_id = $2 \
-         ORDER BY created_at, id LIMIT $3"
-    )))
-    .bind(org_id)
-    .bind(conversation_id)
-    .bind(limit)
-    .fetch_all(pool)
-    .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        let mut view = view_from_row(&r)?;
-        view.history = history(pool, org_id, &view.id).await?;
-        out.push(view);
-    }
-    Ok(out)
-}
-
-/// One message by id, with its history.
-pub async fn get(
-    pool: &AnyPool,
-    org_id: &str,
-    id: &str,
-) -> Result<Option<MessageView>, StoreError> {
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE org_id = $1 AND id = $2"
-    )))
-    .bind(org_id)
-    .bind(id)
-    .fetch_optional(pool)
-    .await?;
-    let Some(r) = row else { return Ok(None) };
-    let mut view = view_from_row(&r)?;
-    view.history = history(pool, org_id, &view.id).await?;
-    Ok(Some(view))
-}
-
-fn view_from_row(r: &AnyRow) -> Result<MessageView, StoreError> {
-    let media: String = r.try_get(7)?;
-    Ok(MessageView {
-        id: r.try_get(0)?,
-        conversation_id: r.try_get(1)?,
-        channel: r.try_get(2)?,
-        direction: r.try_get(3)?,
-        from: r.try_get(4)?,
-        to: r.try_get(5)?,
-        body: r.try_get(6)?,
-        media: serde_json::from_str(&media).map_err(|e| StoreError::Corrupt {
-            what: "messages.media",
-            detail: e.to_string(),
-        })?,
-        status: r.try_get(8)?,
-        provider_message_id: r.try_get(9)?,
-        error_code: r.try_get(10)?,
-        error_message: r.try_get(11)?,
-        attempts: r.try_get(12)?,
-        created_at: r.try_get(13)?,
-        history: Vec::new(),
-    })
-}
-
-async fn history(pool: &AnyPool, org_id: &str, id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT event, reported, state, applied, provider_status, error_code, source, at \
-         FROM message_history WHERE org_id = $1 AND message_id = $2 ORDER BY id",
-    )
-    .bind(org_id)
-    .bind(id)
-    .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|h| {
-            Ok(HistoryEntry {
-                event: h.try_get(0)?,
-                reported: h.try_get(1)?,
-                state: h.try_get(2)?,
-                applied: h.try_get::<i64, _>(3)? != 0,
-                provider_status: h.try_get(4)?,
-                error_code: h.try_get(5)?,
-                source: h.try_get(6)?,
-                at: h.try_get(7)?,
-            })
-        })
-        .collect()
 }

@@ -11,6 +11,7 @@
 pub mod conversations;
 pub mod dead_letters;
 pub mod ingest;
+pub mod message_views;
 pub mod messages;
 pub mod orgs;
 pub mod outbox;
