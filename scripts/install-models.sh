@@ -8,6 +8,8 @@
 #   ggml-tiny.en.bin         whisper tiny.en, whisper.cpp ggml f16 (converted from CTranslate2)
 #   ggml-base.bin            whisper base (multilingual), ggml f16
 #   en_US-joe-medium.onnx    Piper voice (+ .onnx.json), CC0, for the optional `piper` feature
+# and, with DARTWING_WITH_PIPER=1, onnxruntime's shared library from the PyPI wheel:
+#   libonnxruntime.so.1.28.0 (the `piper` feature loads it at run time)
 #
 # Idempotent: when every result is already present with the right sha256 it does nothing.
 # Every downloaded archive is checked with pip's --require-hashes before it is unpacked.
@@ -23,13 +25,33 @@ SUMS='acdc2e22197829510a6b2f292be010885ed814276cd48789172946cca797116f  ggml-tin
 c7c913f8f9da9fc4554c589dde747dd34d20f6006c66f687bbe2f11e49abaade  ggml-base.bin
 58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06  en_US-joe-medium.onnx'
 
-if (cd "$OUT" && sha256sum --quiet -c <<<"$SUMS" >/dev/null 2>&1) && [ -f "$OUT/en_US-joe-medium.onnx.json" ]; then
-    echo "speech models up to date in $OUT"
-    exit 0
-fi
+ORT_SUM='aa4079d18f4ea7a5f3a94d80cd4bbe0f2740436626622d64d793803a20381083  libonnxruntime.so.1.28.0'
+install_onnxruntime() {
+    if [ "${DARTWING_WITH_PIPER:-0}" != 1 ] || (cd "$OUT" && sha256sum --quiet -c <<<"$ORT_SUM" >/dev/null 2>&1); then
+        return 0
+    fi
+    echo "speech models: downloading onnxruntime 1.28.0 (manylinux x86_64 wheel)"
+    local wheel_req="$W/ort-requirements.txt"
+    echo "onnxruntime==1.28.0 --hash=sha256:a166b78ee04f3a37fa1ef82034b6a3ce96d9684e582d4d30b296de83e9998bb5" >"$wheel_req"
+    [ -x "$W/venv/bin/pip" ] || python3 -m venv "$W/venv"
+    "$W/venv/bin/pip" -q download --no-deps --require-hashes --only-binary=:all: \
+        --platform manylinux_2_27_x86_64 --python-version 311 --implementation cp --abi cp311 \
+        -r "$wheel_req" -d "$W/ort"
+    unzip -q -o "$W"/ort/onnxruntime-1.28.0-*.whl 'onnxruntime/capi/libonnxruntime.so.1.28.0' -d "$W/ort/x"
+    cp "$W/ort/x/onnxruntime/capi/libonnxruntime.so.1.28.0" "$W/"
+    (cd "$W" && sha256sum -c <<<"$ORT_SUM")
+    chmod 644 "$W/libonnxruntime.so.1.28.0"
+    mv -f "$W/libonnxruntime.so.1.28.0" "$OUT/"
+}
 
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
+
+if (cd "$OUT" && sha256sum --quiet -c <<<"$SUMS" >/dev/null 2>&1) && [ -f "$OUT/en_US-joe-medium.onnx.json" ]; then
+    install_onnxruntime
+    echo "speech models up to date in $OUT"
+    exit 0
+fi
 
 # Pinned sources. The hashes are those of the archives on PyPI; pip refuses anything else.
 cat >"$W/requirements.txt" <<'REQ'
@@ -66,4 +88,5 @@ cd "$W"
 sha256sum -c <<<"$SUMS"
 chmod 644 ggml-tiny.en.bin ggml-base.bin en_US-joe-medium.onnx en_US-joe-medium.onnx.json
 mv -f ggml-tiny.en.bin ggml-base.bin en_US-joe-medium.onnx en_US-joe-medium.onnx.json "$OUT/"
+install_onnxruntime
 echo "speech models installed in $OUT"

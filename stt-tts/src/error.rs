@@ -126,6 +126,23 @@ pub enum SpeechError {
         /// Byte offset.
         position: usize,
     },
+    /// onnxruntime failed (loading the library or the voice, or running it).
+    #[cfg(feature = "piper")]
+    #[error("onnxruntime: {0}")]
+    Onnx(#[from] ort::Error),
+    /// onnxruntime's shared library could not be loaded.
+    #[cfg(feature = "piper")]
+    #[error("cannot load onnxruntime: {0}")]
+    OnnxLibrary(#[from] ort::LoadDynamicError),
+    /// A Piper voice's `.onnx.json` is missing or malformed.
+    #[cfg(feature = "piper")]
+    #[error("Piper voice config {path}: {source}")]
+    PiperConfig {
+        /// The config file.
+        path: PathBuf,
+        /// The JSON error.
+        source: serde_json::Error,
+    },
     /// The recognition worker thread is gone (it panicked or was shut down).
     #[error("speech worker has stopped")]
     WorkerGone,

@@ -54,6 +54,11 @@ extern "C" {
     fn espeak_SetSynthCallback(cb: SynthCallback);
     fn espeak_SetVoiceByName(name: *const c_char) -> c_int;
     fn espeak_SetParameter(parameter: c_int, value: c_int, relative: c_int) -> c_int;
+    fn espeak_TextToPhonemes(
+        textptr: *mut *const c_void,
+        textmode: c_int,
+        phonememode: c_int,
+    ) -> *const c_char;
     fn espeak_Synth(
         text: *const c_void,
         size: usize,
@@ -192,6 +197,45 @@ unsafe extern "C" fn on_audio(wav: *mut c_short, n: c_int, events: *mut EspeakEv
         ctx.stopped = true;
     }
     c_int::from(ctx.stopped)
+}
+
+/// `phonememode` bit 1: phonemes as IPA (UTF-8) rather than espeak mnemonics.
+#[cfg(feature = "piper")]
+const PHONEMES_IPA: c_int = 0x02;
+
+/// The IPA phonemes of `text` in `voice`, one string per clause (what Piper voices are
+/// trained on). Shares the engine lock with synthesis.
+#[cfg(feature = "piper")]
+pub(crate) fn phonemize_ipa(text: &str, voice: &str) -> Result<Vec<String>, SpeechError> {
+    let text = CString::new(text).map_err(|e| SpeechError::TextHasNul {
+        position: e.nul_position(),
+    })?;
+    let mut engine = engine()?.lock().unwrap_or_else(|p| p.into_inner());
+    let cfg = EspeakConfig {
+        voice: voice.to_owned(),
+        ..EspeakConfig::default()
+    };
+    apply(&mut engine, &cfg)?;
+    let mut clauses = Vec::new();
+    let mut ptr: *const c_void = text.as_ptr().cast();
+    while !ptr.is_null() {
+        // SAFETY: the engine is initialised and locked; `ptr` points into `text`, which
+        // outlives the loop; libespeak-ng advances it clause by clause and sets it to
+        // null at the end, and returns a string valid until its next call.
+        let out = unsafe { espeak_TextToPhonemes(&mut ptr, CHARS_UTF8 as c_int, PHONEMES_IPA) };
+        if out.is_null() {
+            break;
+        }
+        // SAFETY: a NUL-terminated string owned by libespeak-ng, copied at once.
+        let clause = unsafe { std::ffi::CStr::from_ptr(out) }
+            .to_string_lossy()
+            .trim()
+            .to_owned();
+        if !clause.is_empty() {
+            clauses.push(clause);
+        }
+    }
+    Ok(clauses)
 }
 
 /// espeak-ng speech synthesis.

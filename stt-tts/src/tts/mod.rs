@@ -8,6 +8,8 @@
 //! ```
 
 mod espeak;
+#[cfg(feature = "piper")]
+mod piper;
 
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,6 +18,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 pub use espeak::{EspeakConfig, EspeakTts};
+#[cfg(feature = "piper")]
+pub use piper::{PiperConfig, PiperTts};
 
 use crate::error::SpeechError;
 
