@@ -14,6 +14,7 @@ use crate::commit::{Committer, WriteOp, WriteResult};
 use crate::db::messages::Claimed;
 use crate::db::{now_ms, Db};
 use crate::plugins::Plugins;
+use crate::telemetry::MessageCounted;
 use channels::{OutboundMessage, SendError};
 use limits::{backoff, Breakers, RateLimiter};
 use sqlx::Row;
@@ -130,9 +131,25 @@ async fn next_due(db: &Db) -> Option<i64> {
 impl Worker {
     async fn send_one(&self, msg: Claimed) {
         let op = self.attempt(&msg).await;
-        if let Err(e) = self.committer.submit_wait(op).await {
+        let channel = msg.channel.as_str();
+        match self.committer.submit_wait(op).await {
+            Ok(WriteResult::Applied(a)) if a.changed() => MessageCounted {
+                channel,
+                direction: "outbound",
+                status: a.to.as_str(),
+            }
+            .emit(),
+            Ok(WriteResult::DeadLettered(_)) => MessageCounted {
+                channel,
+                direction: "outbound",
+                status: "failed",
+            }
+            .emit(),
+            Ok(_) => {}
             // The lease brings it back: nothing is lost, it is sent again later.
-            tracing::error!(message_id = %msg.id, error = %e, "recording a send outcome failed");
+            Err(e) => {
+                tracing::error!(message_id = %msg.id, error = %e, "recording a send outcome failed")
+            }
         }
         // A permit is free again, and a retry may now be due.
         self.wake.notify_one();
