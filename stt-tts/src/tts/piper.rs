@@ -44,7 +44,7 @@ impl PiperConfig {
             voice: models_dir.join("en_US-joe-medium.onnx"),
             onnxruntime: models_dir.join("libonnxruntime.so.1.28.0"),
             out_rate: 8_000,
-            threads: 2,
+            threads: crate::stt::default_threads(),
         }
     }
 }
