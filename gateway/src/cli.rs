@@ -264,7 +264,7 @@ async fn tail(
     brokers: Option<String>,
     max: Option<u64>,
 ) -> anyhow::Result<()> {
-    use crate::kafka::consume::{EventReader, From};
+    use crate::kafka::consume::{EventReader, StartAt};
     use std::io::Write;
     let brokers = brokers.unwrap_or_else(|| config.kafka.brokers.clone());
     if brokers.trim().is_empty() {
@@ -276,9 +276,9 @@ async fn tail(
         topics
     };
     let from = if from_beginning {
-        From::Beginning
+        StartAt::Beginning
     } else {
-        From::End
+        StartAt::End
     };
     let reader = EventReader::open(&brokers, &topics, from).await?;
     eprintln!("tailing {} at {brokers}", topics.join(", "));

@@ -419,6 +419,31 @@ mod tests {
     }
 
     #[test]
+    fn kafka_settings_from_the_environment() {
+        let c = Config::from_parts("", &[]).unwrap();
+        assert!(c.kafka.brokers.is_empty(), "embedded log by default");
+        assert_eq!(c.kafka.topic_prefix, "dartwing.");
+        let c = Config::from_parts(
+            "",
+            &[
+                ("kafka.brokers".into(), "10.0.0.1:9092,kafka-2:9093".into()),
+                ("kafka.topic_prefix".into(), "acme.".into()),
+                ("kafka.delivery_timeout_ms".into(), "2500".into()),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.kafka.brokers, "10.0.0.1:9092,kafka-2:9093");
+        assert_eq!(c.kafka.topic_prefix, "acme.");
+        assert_eq!(c.kafka.delivery_timeout_ms, 2500);
+        let err = Config::from_parts(
+            "[kafka]\nbrokers = \"kafka-1\"\ntopic_prefix = \"a b\"\n",
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(err.0.len(), 2, "{err}");
+    }
+
+    #[test]
     fn every_problem_is_reported_at_once() {
         let err = Config::from_parts(
             "colour = 1\n[delivery]\nretries = 2\n[relay]\n",

@@ -4,7 +4,7 @@
 //! only with the same `ce_id`); and two gateway nodes on one PostgreSQL and one broker
 //! behaving as one. Every event read back is validated against its JSON Schema.
 
-use gateway::kafka::consume::{EventReader, From, Record};
+use gateway::kafka::consume::{EventReader, Record, StartAt};
 use gateway::kafka::{all_topics, topic_for};
 use integration_tests::broker::Broker;
 use integration_tests::env::{
@@ -58,7 +58,7 @@ async fn drained(db: &gateway::db::Db, timeout: Duration) {
 
 /// Reads every topic from the beginning until each of `want` event ids was seen.
 async fn read_all(brokers: &str, want: &HashSet<String>) -> Vec<Record> {
-    let reader = EventReader::open(brokers, &all_topics("dartwing."), From::Beginning)
+    let reader = EventReader::open(brokers, &all_topics("dartwing."), StartAt::Beginning)
         .await
         .expect("open reader");
     let mut seen = HashSet::new();

@@ -22,7 +22,7 @@ use tokio::sync::watch;
 
 /// Where a reader starts in each partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum From {
+pub enum StartAt {
     /// The oldest retained record.
     Beginning,
     /// Only records produced after the reader opened.
@@ -71,7 +71,7 @@ impl EventReader {
     pub async fn open(
         brokers: &str,
         topics: &[String],
-        from: From,
+        from: StartAt,
     ) -> Result<EventReader, KafkaClientError> {
         let consumer: StreamConsumer = ClientConfig::new()
             .set("bootstrap.servers", brokers)
@@ -83,6 +83,7 @@ impl EventReader {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("fetch.wait.max.ms", "50")
+            .set("reconnect.backoff.max.ms", "1000")
             .create()?;
         let consumer = Arc::new(consumer);
         let c = consumer.clone();
@@ -91,7 +92,7 @@ impl EventReader {
             let timeout = Duration::from_secs(10);
             let mut tpl = TopicPartitionList::new();
             for topic in &topics {
-                let md = c.fetch_metadata(Some(topic), timeout)?;
+                let md = c.fetch_metadata(Some(topic.as_str()), timeout)?;
                 let partitions: Vec<i32> = md
                     .topics()
                     .iter()
@@ -105,10 +106,10 @@ impl EventReader {
                 }
                 for p in partitions {
                     let offset = match from {
-                        From::Beginning => Offset::Beginning,
+                        StartAt::Beginning => Offset::Beginning,
                         // The end as of now, resolved here so nothing produced after `open`
                         // returns can be skipped.
-                        From::End => Offset::Offset(c.fetch_watermarks(topic, p, timeout)?.1),
+                        StartAt::End => Offset::Offset(c.fetch_watermarks(topic, p, timeout)?.1),
                     };
                     tpl.add_partition_offset(topic, p, offset)?;
                 }
@@ -160,7 +161,7 @@ pub async fn feed_hub(
     let mut backoff = Duration::from_millis(100);
     'open: loop {
         let reader = tokio::select! {
-            r = EventReader::open(&brokers, &topics, From::End) => r,
+            r = EventReader::open(&brokers, &topics, StartAt::End) => r,
             _ = shutdown.wait_for(|s| *s) => return,
         };
         let reader = match reader {

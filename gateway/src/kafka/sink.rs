@@ -36,6 +36,8 @@ pub fn producer_config(config: &KafkaConfig) -> ClientConfig {
         .set("acks", "all")
         .set("linger.ms", "5")
         .set("compression.type", "none")
+        // Come back quickly after a broker outage (librdkafka's default waits up to 10 s).
+        .set("reconnect.backoff.max.ms", "1000")
         .set("message.timeout.ms", config.delivery_timeout_ms.to_string());
     c
 }
