@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Speech benchmark (see BENCHMARKS.md, section "Speech").
 #
-#   scripts/speech-bench.sh [--quick]        THREADS=2 by default
+#   scripts/speech-bench.sh [--quick] [--margin FRAMES]     THREADS=2 by default
 #
 # Builds the stt-tts benchmark in release, compiles a small C program that runs the same
 # decode straight through whisper.cpp's C API (linked to the very static libraries
@@ -11,9 +11,9 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/dartwing/target-speech}
 THREADS=${THREADS:-2}
 
-bash "$ROOT/scripts/install-models.sh" "${DARTWING_MODELS_DIR:-$HOME/.cache/dartwing/models}"
+DARTWING_WITH_PIPER=1 bash "$ROOT/scripts/install-models.sh" "${DARTWING_MODELS_DIR:-$HOME/.cache/dartwing/models}"
 cd "$ROOT"
-cargo build --release -p stt-tts --example speech_bench
+cargo build --release -p stt-tts --features piper --example speech_bench
 
 # whisper.cpp headers from the whisper-rs-sys source cargo used, libraries from its build.
 SYS=$(cargo metadata --format-version 1 | python3 -c '

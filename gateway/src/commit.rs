@@ -105,6 +105,15 @@ pub enum WriteOp {
         /// Attempts made.
         attempts: i64,
     },
+    /// An agent moves a conversation (pending, resolved, reopened).
+    ConversationStatus {
+        /// The org.
+        org_id: String,
+        /// The conversation.
+        id: String,
+        /// The conversation-machine event.
+        event: state_machines::ConversationEvent,
+    },
     /// The relay numbers committed events (see [`crate::db::outbox`]).
     Sequence {
         /// How many at most.
@@ -141,6 +150,8 @@ pub enum WriteResult {
     DeadLettered(String),
     /// For [`WriteOp::Replay`].
     Replay(Replay),
+    /// For [`WriteOp::ConversationStatus`].
+    Conversation(crate::db::conversations::StatusChange),
     /// For [`WriteOp::Sequence`].
     Sequenced(Vec<crate::db::outbox::StoredEvent>),
     /// For [`WriteOp::Retry`], [`WriteOp::Defer`] and [`WriteOp::MarkPublished`].
@@ -433,6 +444,9 @@ async fn execute(conn: &mut AnyConnection, op: &WriteOp) -> Result<WriteResult, 
                 now,
             )
             .await?,
+        ),
+        WriteOp::ConversationStatus { org_id, id, event } => WriteResult::Conversation(
+            crate::db::conversations::change_status(conn, org_id, id, *event, now).await?,
         ),
         WriteOp::Sequence { limit } => {
             WriteResult::Sequenced(outbox::sequence(conn, *limit).await?)

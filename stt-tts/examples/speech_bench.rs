@@ -201,6 +201,41 @@ fn reference(
     Ok(())
 }
 
+/// Piper: time to first 20 ms frame (after one warm-up sentence) and real-time factor.
+#[cfg(feature = "piper")]
+fn piper_bench(a: &Args) -> Result<(), SpeechError> {
+    let mut cfg = stt_tts::tts::PiperConfig::installed(&stt_tts::models::models_dir());
+    cfg.threads = a.threads;
+    let piper = stt_tts::tts::PiperTts::new(cfg)?;
+    synthesize_to_vec(&piper, "Warm up.")?;
+    let (mut first, mut wall, mut audio) = (Vec::new(), 0.0, 0.0);
+    let texts = if a.quick {
+        &sentences::SENTENCES[..8]
+    } else {
+        sentences::SENTENCES
+    };
+    for &text in texts {
+        let t0 = Instant::now();
+        let mut got = None;
+        let mut frames = 0;
+        piper.synthesize(text, &mut |_| {
+            got.get_or_insert_with(|| t0.elapsed());
+            frames += 1;
+            ControlFlow::Continue(())
+        })?;
+        wall += t0.elapsed().as_secs_f64();
+        audio += frames as f64 * 0.02;
+        first.push(ms(got.unwrap_or_default()));
+    }
+    println!(
+        "tts piper (joe-medium): first 20 ms frame p50 {:.0} ms p95 {:.0} ms; real-time factor {:.3}",
+        pct(&mut first.clone(), 0.5),
+        pct(&mut first, 0.95),
+        wall / audio
+    );
+    Ok(())
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let a = args();
     let tts = EspeakTts::new(EspeakConfig::default())?;
@@ -234,6 +269,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         pct(&mut first, 0.95),
         synth_wall / synth_audio
     );
+
+    #[cfg(feature = "piper")]
+    piper_bench(&a)?;
 
     let tiny = load(WhisperModel::TinyEn, &a, true)?;
     tiny.transcribe(&to_16k(&utts[0].1))?; // warm-up

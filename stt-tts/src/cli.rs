@@ -31,7 +31,7 @@ pub enum SpeechCommand {
         /// ggml whisper model (default: ggml-tiny.en.bin in the models folder).
         #[arg(long)]
         model: Option<PathBuf>,
-        /// CPU threads (default: up to 4).
+        /// CPU threads (default: cores - 1, 1 to 4).
         #[arg(long)]
         threads: Option<usize>,
     },

@@ -1,5 +1,5 @@
 //! Speech for telephone audio, entirely local: speech-to-text (whisper.cpp), text-to-speech
-//! (espeak-ng), voice activity and end-of-turn detection, and the audio plumbing between a
+//! (espeak-ng; Piper with the `piper` feature), voice activity and end-of-turn detection, and the audio plumbing between a
 //! phone line and those engines (G.711, band-limited resampling, 20 ms framing, WAV).
 //!
 //! ```text

@@ -375,3 +375,39 @@ async fn another_orgs_objects_are_404(backend: Backend) {
     w.gw.stop().await;
 }
 both_backends!(another_orgs_objects_are_404);
+
+async fn stop_after_queueing_stops_the_retry(backend: Backend) {
+    let w = World::with_config(backend, |c| {
+        c.delivery.retry_base_ms = 1_500;
+        c.delivery.retry_max_ms = 3_000;
+    })
+    .await;
+    w.twilio.script([Scripted::Fail {
+        status: 503,
+        code: 20503,
+    }]);
+    let id = send(&w, "reminder").await;
+    eventually(WAIT, || async {
+        (w.twilio.received().len() == 1).then_some(())
+    })
+    .await;
+    let stop = integration_tests::twilio::inbound_sms(
+        &w.org,
+        "SM0000000000000000000000000000STOP",
+        TO,
+        "STOP",
+    );
+    assert_eq!(w.webhook(&w.org, "sms", &stop).await.status(), 200);
+    let m = wait_status(&w, &id, "failed").await;
+    assert!(
+        m["error_message"].as_str().unwrap().contains("opted out"),
+        "{m}"
+    );
+    assert_eq!(
+        w.twilio.received().len(),
+        1,
+        "the retry never reached the provider"
+    );
+    w.gw.stop().await;
+}
+both_backends!(stop_after_queueing_stops_the_retry);

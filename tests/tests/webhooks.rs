@@ -162,13 +162,23 @@ async fn stop_and_start_keywords(backend: Backend) {
     assert_eq!(w.webhook(&w.org, "sms", &start).await.status(), 200);
     let r = w.send_sms(&w.org, contact, "Welcome back").await;
     assert_eq!(r.status(), 202);
-    let events = w.get_json(&w.org, "/api/v1/events").await;
-    let types: Vec<&str> = events
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["type"].as_str().unwrap())
-        .collect();
+    // Events are numbered by the relay just after commit: wait for the last one.
+    let types: Vec<String> =
+        integration_tests::env::eventually(std::time::Duration::from_secs(10), || async {
+            let events = w.get_json(&w.org, "/api/v1/events").await;
+            let types: Vec<String> = events
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["type"].as_str().unwrap().to_string())
+                .collect();
+            types
+                .iter()
+                .any(|t| t == "dartwing.contact.opted_in.v1")
+                .then_some(types)
+        })
+        .await;
+    let types: Vec<&str> = types.iter().map(String::as_str).collect();
     assert!(
         types.contains(&"dartwing.contact.opted_out.v1"),
         "{types:?}"
@@ -177,3 +187,69 @@ async fn stop_and_start_keywords(backend: Backend) {
     w.gw.stop().await;
 }
 both_backends!(stop_and_start_keywords);
+
+async fn conversation_lifecycle_through_the_api(backend: Backend) {
+    let w = World::new(backend).await;
+    let from = "+15557654321";
+    let first = inbound_sms(&w.org, "SM000000000000000000000000000000C1", from, "hi");
+    assert_eq!(w.webhook(&w.org, "sms", &first).await.status(), 200);
+    let conv = w.get_json(&w.org, "/api/v1/conversations").await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let set = |org: &integration_tests::env::TestOrg, status: &str| {
+        w.client
+            .post(format!("{}/api/v1/conversations/{conv}/status", w.gw.base))
+            .bearer_auth(&org.key)
+            .json(&serde_json::json!({ "status": status }))
+            .send()
+    };
+    assert_eq!(set(&w.org, "pending").await.unwrap().status(), 200);
+    assert_eq!(
+        set(&w.org, "pending").await.unwrap().status(),
+        409,
+        "already pending"
+    );
+    assert_eq!(set(&w.org, "resolved").await.unwrap().status(), 200);
+    assert_eq!(set(&w.org, "snoozed").await.unwrap().status(), 400);
+    let other = integration_tests::env::create_org(&w.db, "globex", &w.twilio.base, 1.0).await;
+    assert_eq!(set(&other, "open").await.unwrap().status(), 404);
+    assert_eq!(
+        w.get_json(&w.org, "/api/v1/conversations").await[0]["status"],
+        "resolved"
+    );
+    // New inbound reopens it, and the events say so.
+    let again = inbound_sms(
+        &w.org,
+        "SM000000000000000000000000000000C2",
+        from,
+        "one more thing",
+    );
+    assert_eq!(w.webhook(&w.org, "sms", &again).await.status(), 200);
+    assert_eq!(
+        w.get_json(&w.org, "/api/v1/conversations").await[0]["status"],
+        "open"
+    );
+    // Events are numbered by the relay just after commit: wait for the third move.
+    let moves = integration_tests::env::eventually(std::time::Duration::from_secs(10), || async {
+        let events = w.get_json(&w.org, "/api/v1/events").await;
+        let moves: Vec<String> = events
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["type"] == "dartwing.conversation.status_changed.v1")
+            .map(|e| {
+                format!(
+                    "{}>{}",
+                    e["data"]["from"].as_str().unwrap(),
+                    e["data"]["to"].as_str().unwrap()
+                )
+            })
+            .collect();
+        (moves.len() >= 3).then_some(moves)
+    })
+    .await;
+    assert_eq!(moves, ["open>pending", "pending>resolved", "resolved>open"]);
+    w.gw.stop().await;
+}
+both_backends!(conversation_lifecycle_through_the_api);

@@ -186,6 +186,49 @@ pub async fn conversation_messages(
     )
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusRequest {
+    status: String,
+}
+
+/// `POST /api/v1/conversations/{id}/status` with `{"status": "pending" | "resolved" | "open"}`:
+/// an agent moves the conversation through its machine; a move the machine refuses is 409.
+pub async fn conversation_status(
+    AxState(state): AxState<State>,
+    OrgAuth(org_id): OrgAuth,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    use crate::db::conversations::StatusChange;
+    use state_machines::ConversationEvent;
+    let req: StatusRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    let event = match req.status.as_str() {
+        "pending" => ConversationEvent::MarkPending,
+        "resolved" => ConversationEvent::Resolve,
+        "open" => ConversationEvent::Reopen,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "field `status`: `{other}` is not one of pending, resolved, open"
+            )))
+        }
+    };
+    let op = WriteOp::ConversationStatus { org_id, id, event };
+    let WriteResult::Conversation(change) = state.committer.submit(op).await? else {
+        return Err(ApiError::internal("unexpected write result"));
+    };
+    match change {
+        StatusChange::Changed(s) => Ok(Json(json!({"status": s.as_str()})).into_response()),
+        StatusChange::Refused(e) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "invalid_transition",
+            e.to_string(),
+        )),
+        StatusChange::NotFound => Err(ApiError::not_found("no such conversation")),
+    }
+}
+
 /// `GET /api/v1/messages/{id}`.
 pub async fn get_message(
     AxState(state): AxState<State>,

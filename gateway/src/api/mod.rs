@@ -66,6 +66,10 @@ pub fn router(state: State, max_body_bytes: usize) -> Router {
             "/api/v1/conversations/{id}/messages",
             get(messages::conversation_messages),
         )
+        .route(
+            "/api/v1/conversations/{id}/status",
+            post(messages::conversation_status),
+        )
         .route("/api/v1/events", get(messages::events))
         .route("/api/v1/dead-letters", get(dead_letters::list))
         .route(

@@ -219,3 +219,63 @@ pub async fn exists(pool: &AnyPool, org_id: &str, id: &str) -> Result<bool, Stor
         .await?;
     Ok(row.is_some())
 }
+
+/// What an agent's status change did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatusChange {
+    /// Applied: the new state.
+    Changed(ConversationState),
+    /// The conversation machine refuses this event in the current state.
+    Refused(state_machines::InvalidTransition),
+    /// No such conversation in this org.
+    NotFound,
+}
+
+/// Applies an agent's event (`MarkPending`, `Resolve`, `Reopen`) to a conversation.
+pub async fn change_status(
+    conn: &mut AnyConnection,
+    org_id: &str,
+    id: &str,
+    event: ConversationEvent,
+    now: i64,
+) -> Result<StatusChange, StoreError> {
+    let row = sqlx::query("SELECT status FROM conversations WHERE org_id = $1 AND id = $2")
+        .bind(org_id)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(row) = row else {
+        return Ok(StatusChange::NotFound);
+    };
+    let status: String = row.try_get(0)?;
+    let state = ConversationState::parse(&status).ok_or_else(|| StoreError::Corrupt {
+        what: "conversations.status",
+        detail: status.clone(),
+    })?;
+    let next = match conversation::step(state, event) {
+        Ok((next, _)) => next,
+        Err(e) => return Ok(StatusChange::Refused(e)),
+    };
+    sqlx::query(
+        "UPDATE conversations SET status = $1, updated_at = $2 WHERE id = $3 AND org_id = $4",
+    )
+    .bind(next.as_str())
+    .bind(now)
+    .bind(id)
+    .bind(org_id)
+    .execute(&mut *conn)
+    .await?;
+    outbox::append(
+        conn,
+        NewEvent {
+            org_id,
+            partition_key: id,
+            event_type: "dartwing.conversation.status_changed.v1",
+            subject: format!("conversations/{id}"),
+            data: json!({"conversation_id": id, "from": state.as_str(), "to": next.as_str(), "cause": event.name()}),
+        },
+        now,
+    )
+    .await?;
+    Ok(StatusChange::Changed(next))
+}

@@ -137,11 +137,24 @@ pub async fn sequence(tx: &mut AnyConnection, limit: i64) -> Result<Vec<StoredEv
             .expect("every org was counted");
         ev.seq = Some(slot.1);
         slot.1 += 1;
-        sqlx::query("UPDATE outbox SET seq = $1 WHERE id = $2")
-            .bind(slot.1 - 1)
-            .bind(ev.row_id)
-            .execute(&mut *tx)
-            .await?;
+    }
+    // One statement per chunk instead of one per row: `CASE id WHEN … THEN … END`.
+    for chunk in events.chunks(400) {
+        let mut sql = String::from("UPDATE outbox SET seq = CASE id");
+        for i in 0..chunk.len() {
+            sql.push_str(&format!(" WHEN ${} THEN ${}", 2 * i + 1, 2 * i + 2));
+        }
+        sql.push_str(" END WHERE id IN (");
+        let ids: Vec<String> = (0..chunk.len())
+            .map(|i| format!("${}", 2 * i + 1))
+            .collect();
+        sql.push_str(&ids.join(","));
+        sql.push(')');
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for ev in chunk {
+            q = q.bind(ev.row_id).bind(ev.seq);
+        }
+        q.execute(&mut *tx).await?;
     }
     Ok(events)
 }

@@ -46,6 +46,7 @@ pub struct SendSettings {
 }
 
 struct Worker {
+    db: Db,
     committer: Committer,
     plugins: Arc<Plugins>,
     settings: SendSettings,
@@ -67,6 +68,7 @@ pub async fn run(
     let worker = Arc::new(Worker {
         breakers: Breakers::new(settings.breaker_threshold, settings.breaker_cooldown),
         limiter: RateLimiter::default(),
+        db: db.clone(),
         committer,
         plugins,
         settings,
@@ -128,6 +130,17 @@ async fn next_due(db: &Db) -> Option<i64> {
     row.try_get::<Option<i64>, _>(0).ok().flatten()
 }
 
+async fn opted_out(db: &Db, msg: &Claimed) -> Result<bool, sqlx::Error> {
+    let row =
+        sqlx::query("SELECT 1 FROM opt_outs WHERE org_id = $1 AND channel = $2 AND address = $3")
+            .bind(&msg.org_id)
+            .bind(msg.channel.as_str())
+            .bind(&msg.to)
+            .fetch_optional(&db.pool)
+            .await?;
+    Ok(row.is_some())
+}
+
 impl Worker {
     async fn send_one(&self, msg: Claimed) {
         let op = self.attempt(&msg).await;
@@ -157,6 +170,24 @@ impl Worker {
 
     async fn attempt(&self, msg: &Claimed) -> WriteOp {
         let channel = msg.channel.as_str();
+        // A STOP may have arrived after the message was queued: never send past it.
+        match opted_out(&self.db, msg).await {
+            Ok(false) => {}
+            Ok(true) => {
+                return self.failure(
+                    msg,
+                    "the recipient opted out after the message was queued".into(),
+                    None,
+                )
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "opt-out check failed; retrying later");
+                return WriteOp::Defer {
+                    id: msg.id.clone(),
+                    until: now_ms() + 1_000,
+                };
+            }
+        }
         let Some((slug, plugin)) = self.plugins.for_channel(&msg.org_id, msg.channel).await else {
             return self.failure(
                 msg,

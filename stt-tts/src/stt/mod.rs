@@ -20,7 +20,7 @@ use std::time::Duration;
 
 pub use model::{check_model, ModelInfo};
 pub use stream::{StreamConfig, StreamEvent, StreamingTranscriber, TurnTranscript};
-pub use whisper::{DecodePlan, WhisperConfig, WhisperStt};
+pub use whisper::{default_threads, DecodePlan, WhisperConfig, WhisperStt};
 
 use crate::error::SpeechError;
 

@@ -50,9 +50,9 @@ pub struct WhisperConfig {
 }
 
 impl WhisperConfig {
-    /// Defaults for `model`: English, two threads, reduced context.
+    /// Defaults for `model`: English, reduced context, [`default_threads`] threads.
     pub fn new(model: impl Into<PathBuf>) -> Self {
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+        let threads = default_threads();
         Self {
             model: model.into(),
             threads,
@@ -65,6 +65,15 @@ impl WhisperConfig {
             min_confidence: 0.15,
         }
     }
+}
+
+/// Inference threads that leave one core to the media path and the rest of the gateway:
+/// cores − 1, at least 1, at most 4. whisper.cpp's threads spin while they wait for each
+/// other, so when they outnumber free cores it slows down several-fold (measured here:
+/// tiny.en RTF 0.13 with 2 threads on 2 idle cores, 1.9–4.3 with 2 threads on 2 busy
+/// cores, 0.20 with 1 thread on the same busy cores).
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).clamp(1, 4))
 }
 
 /// Whisper needs at least one second of input; shorter turns are padded with silence.

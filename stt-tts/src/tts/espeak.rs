@@ -54,6 +54,7 @@ extern "C" {
     fn espeak_SetSynthCallback(cb: SynthCallback);
     fn espeak_SetVoiceByName(name: *const c_char) -> c_int;
     fn espeak_SetParameter(parameter: c_int, value: c_int, relative: c_int) -> c_int;
+    #[cfg(feature = "piper")]
     fn espeak_TextToPhonemes(
         textptr: *mut *const c_void,
         textmode: c_int,

@@ -6,8 +6,8 @@
 //!       ─onnxruntime (VITS)─▶ 22.05 kHz audio ─resample─▶ 20 ms frames at out_rate
 //! ```
 //!
-//! Sentences are synthesised one at a time, so the first frame leaves after the first
-//! sentence, not the whole reply. onnxruntime is loaded at run time from the library the
+//! Clauses are synthesised one at a time, so the first frame leaves after the first
+//! clause, not the whole reply. onnxruntime is loaded at run time from the library the
 //! installer extracts from the PyPI `onnxruntime` wheel (`ort`'s own download does not work
 //! here); `PiperConfig::onnxruntime` points at it.
 
@@ -44,7 +44,7 @@ impl PiperConfig {
             voice: models_dir.join("en_US-joe-medium.onnx"),
             onnxruntime: models_dir.join("libonnxruntime.so.1.28.0"),
             out_rate: 8_000,
-            threads: 2,
+            threads: crate::stt::default_threads(),
         }
     }
 }
@@ -177,7 +177,9 @@ impl PiperTts {
     }
 }
 
-/// Splits text after `.`, `?` and `!` followed by a space.
+/// Splits text into the chunks synthesised one by one: after `.`, `?`, `!`, `,`, `;` or
+/// `:` followed by a space. Clause-sized chunks let the first audio leave sooner; the
+/// chunk's own punctuation is kept, so its intonation stays right.
 fn sentences(text: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let mut start = 0;
