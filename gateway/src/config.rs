@@ -309,11 +309,20 @@ impl Config {
         let k = &self.kafka;
         if k.brokers.split(',').any(|b| {
             let b = b.trim();
-            !b.is_empty() && !b.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+            !b.is_empty()
+                && !b
+                    .rsplit_once(':')
+                    .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
         }) {
-            e.push(format!("kafka.brokers `{}` must be host:port[,host:port…]", k.brokers));
+            e.push(format!(
+                "kafka.brokers `{}` must be host:port[,host:port…]",
+                k.brokers
+            ));
         }
-        if k.topic_prefix.chars().any(|c| !(c.is_ascii_alphanumeric() || "._-".contains(c))) {
+        if k.topic_prefix
+            .chars()
+            .any(|c| !(c.is_ascii_alphanumeric() || "._-".contains(c)))
+        {
             e.push(format!(
                 "kafka.topic_prefix `{}` may hold only a-z, A-Z, 0-9, '.', '_' and '-'",
                 k.topic_prefix

@@ -127,10 +127,19 @@ mod tests {
 
     #[test]
     fn parses_what_it_writes() {
-        for ms in [0, 951_782_400_123, 1_795_633_200_000, 4_102_444_799_999, 1_234_567] {
+        for ms in [
+            0,
+            951_782_400_123,
+            1_795_633_200_000,
+            4_102_444_799_999,
+            1_234_567,
+        ] {
             assert_eq!(parse_rfc3339_ms(&rfc3339_ms(ms)), Some(ms));
         }
-        assert_eq!(parse_rfc3339_ms("2026-11-25T19:00:00Z"), Some(1_795_633_200_000));
+        assert_eq!(
+            parse_rfc3339_ms("2026-11-25T19:00:00Z"),
+            Some(1_795_633_200_000)
+        );
         assert_eq!(parse_rfc3339_ms("2026-13-25T19:00:00Z"), None);
         assert_eq!(parse_rfc3339_ms("yesterday"), None);
     }

@@ -17,13 +17,13 @@
 //! and take over when its session ends.
 
 use crate::commit::{CommitError, Committer, WriteOp, WriteResult};
+use crate::db::leader::Leadership;
 use crate::db::outbox::{self, StoredEvent};
 use crate::db::{now_ms, Db, StoreError};
 use crate::events::envelope;
 use serde_json::Value;
 use std::future::Future;
 use std::pin::Pin;
-use crate::db::leader::Leadership;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

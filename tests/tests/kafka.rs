@@ -177,7 +177,11 @@ async fn round_trip_keeps_each_conversation_in_order() {
     }
     drained(&w.db, Duration::from_secs(30)).await;
     let ids: HashSet<String> = outbox_ids(&w.db).await.into_iter().collect();
-    assert_eq!(ids.len(), 8 * 25 + 8, "200 received + 8 conversations created");
+    assert_eq!(
+        ids.len(),
+        8 * 25 + 8,
+        "200 received + 8 conversations created"
+    );
     let records = read_all(&broker.addr, &ids).await;
     check_wire_format(&records);
     assert_eq!(
@@ -236,7 +240,10 @@ async fn broker_outage_loses_nothing_and_keeps_order() {
                 let from = format!("+1555200{:04}", i % 50);
                 let status =
                     send_webhook(&client, &base, &org, &format!("SM{i:032}"), &from, "x").await;
-                assert_eq!(status, 200, "the gateway keeps acknowledging during the outage");
+                assert_eq!(
+                    status, 200,
+                    "the gateway keeps acknowledging during the outage"
+                );
                 acked.fetch_add(1, Ordering::Relaxed);
             }
         }));
@@ -262,7 +269,10 @@ async fn broker_outage_loses_nothing_and_keeps_order() {
         .text()
         .await
         .unwrap();
-    assert!(metrics.contains("outbox_backlog"), "backlog metric exported");
+    assert!(
+        metrics.contains("outbox_backlog"),
+        "backlog metric exported"
+    );
     tokio::time::sleep(Duration::from_secs(10).saturating_sub(down.elapsed())).await;
     broker.restart();
     for t in tasks {
@@ -274,7 +284,10 @@ async fn broker_outage_loses_nothing_and_keeps_order() {
     })
     .await;
     let ids: HashSet<String> = outbox_ids(&w.db).await.into_iter().collect();
-    assert!(ids.len() >= N + 50, "every message and conversation has its event");
+    assert!(
+        ids.len() >= N + 50,
+        "every message and conversation has its event"
+    );
     let records = read_all(&broker.addr, &ids).await;
     let dups = check_order_per_key(&records);
     check_wire_format(&records);
@@ -342,7 +355,11 @@ async fn two_nodes_on_one_postgres_and_broker_behave_as_one() {
     for i in 0..n {
         let (client, base, org) = (
             client.clone(),
-            if i % 2 == 0 { a.base.clone() } else { b.base.clone() },
+            if i % 2 == 0 {
+                a.base.clone()
+            } else {
+                b.base.clone()
+            },
             org.clone(),
         );
         tasks.push(tokio::spawn(async move {
@@ -373,7 +390,11 @@ async fn two_nodes_on_one_postgres_and_broker_behave_as_one() {
     // Each outbound message was sent once, though both nodes' workers claim.
     let sent = twilio.received();
     let tos: HashSet<&String> = sent.iter().map(|r| &r.form["To"]).collect();
-    assert_eq!((sent.len(), tos.len()), (40, 40), "each message sent exactly once");
+    assert_eq!(
+        (sent.len(), tos.len()),
+        (40, 40),
+        "each message sent exactly once"
+    );
 
     // Each event was relayed once, and the org's sequence is gap-free across both nodes.
     let ids: HashSet<String> = outbox_ids(&db).await.into_iter().collect();

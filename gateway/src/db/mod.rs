@@ -10,8 +10,8 @@
 
 pub mod conversations;
 pub mod dead_letters;
-pub mod leader;
 pub mod ingest;
+pub mod leader;
 pub mod message_views;
 pub mod messages;
 pub mod orgs;
