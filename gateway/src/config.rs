@@ -309,10 +309,10 @@ impl Config {
         let k = &self.kafka;
         if k.brokers.split(',').any(|b| {
             let b = b.trim();
-            !b.is_empty()
-                && !b
-                    .rsplit_once(':')
-                    .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+            let has_port = b
+                .rsplit_once(':')
+                .is_some_and(|(_, p)| p.parse::<u16>().is_ok());
+            !b.is_empty() && !has_port
         }) {
             e.push(format!(
                 "kafka.brokers `{}` must be host:port[,host:port…]",
