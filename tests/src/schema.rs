@@ -161,3 +161,18 @@ mod tests {
         assert_eq!(errors.len(), 3, "{errors:?}");
     }
 }
+
+/// Every event an org has (the catch-up feed) validates against its schema.
+pub async fn assert_org_events_valid(w: &crate::env::World, org: &crate::env::TestOrg) {
+    let schemas = load_all();
+    let events = w
+        .get_json(org, "/api/v1/events?after_seq=0&limit=1000")
+        .await;
+    let events = events.as_array().expect("a list of events");
+    assert!(!events.is_empty(), "the org has events");
+    for e in events {
+        if let Err(errors) = validate_event(&schemas, e) {
+            panic!("event does not match docs/events schema: {errors:?}\n{e}");
+        }
+    }
+}
