@@ -54,7 +54,7 @@ start() {
     (cd "$dir" && exec "$BIN" broker \
         --listener-url "tcp://127.0.0.1:$port" \
         --advertised-listener-url "tcp://127.0.0.1:$port" \
-        --storage-engine "sqlite://$dir/tansu.db" >"$dir/broker.log" 2>&1) &
+        --storage-engine "sqlite://tansu.db" >"$dir/broker.log" 2>&1) &
     local pid=$!
     for _ in $(seq 1 100); do answers "$port" && break; sleep 0.1; done
     if ! answers "$port"; then
