@@ -110,8 +110,10 @@ fn check_wire_format(records: &[Record]) {
     }
 }
 
-/// Per key, the first copy of each event comes in sequence order (later copies are
+/// Per topic and key, the first copy of each event comes in sequence order (later copies are
 /// redeliveries); every copy of one `ce_id` is byte-identical. Returns the duplicates.
+/// (Order holds within a topic: a conversation's message events and its conversation events
+/// are on different topics.)
 fn check_order_per_key(records: &[Record]) -> usize {
     let mut first: HashMap<String, &Record> = HashMap::new();
     let mut last_seq: HashMap<String, i64> = HashMap::new();
@@ -125,7 +127,7 @@ fn check_order_per_key(records: &[Record]) -> usize {
             continue;
         }
         let seq = rec.json().unwrap()["dartwingseq"].as_i64().unwrap();
-        let key = rec.key.clone().unwrap();
+        let key = format!("{}/{}", rec.topic, rec.key.clone().unwrap());
         if let Some(prev) = last_seq.insert(key.clone(), seq) {
             assert!(
                 seq > prev,
