@@ -56,15 +56,17 @@ impl KafkaSink {
         self.producer.lock().expect("not poisoned").clone()
     }
 
-    /// After a fatal producer error (e.g. the idempotence state cannot be recovered) the
-    /// producer is unusable: replace it so the relay's retry can succeed.
+    /// After a failed batch the producer is replaced: a fatal error leaves it unusable, and a
+    /// broker that came back (or failed over) may no longer know its idempotence state. The
+    /// relay sends the whole batch again through the fresh producer (new producer id), so
+    /// nothing is lost; copies that did land before carry the same `ce_id`.
     fn recover(&self, failed: &FutureProducer) {
         if let Some((code, reason)) = failed.client().fatal_error() {
-            tracing::warn!(?code, %reason, "kafka producer hit a fatal error; replacing it");
-            match producer_config(&self.config).create() {
-                Ok(p) => *self.producer.lock().expect("not poisoned") = p,
-                Err(e) => tracing::error!(error = %e, "cannot recreate the kafka producer"),
-            }
+            tracing::warn!(?code, %reason, "kafka producer hit a fatal error");
+        }
+        match producer_config(&self.config).create() {
+            Ok(p) => *self.producer.lock().expect("not poisoned") = p,
+            Err(e) => tracing::error!(error = %e, "cannot recreate the kafka producer"),
         }
     }
 
