@@ -135,6 +135,21 @@ fn type_matches(t: &str, v: &Value) -> bool {
     }
 }
 
+/// Every event an org has (the catch-up feed) validates against its schema.
+pub async fn assert_org_events_valid(w: &crate::env::World, org: &crate::env::TestOrg) {
+    let schemas = load_all();
+    let events = w
+        .get_json(org, "/api/v1/events?after_seq=0&limit=1000")
+        .await;
+    let events = events.as_array().expect("a list of events");
+    assert!(!events.is_empty(), "the org has events");
+    for e in events {
+        if let Err(errors) = validate_event(&schemas, e) {
+            panic!("event does not match docs/events schema: {errors:?}\n{e}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,20 +174,5 @@ mod tests {
         bad["data"].as_object_mut().unwrap().remove("address");
         let errors = validate_event(&schemas, &bad).unwrap_err();
         assert_eq!(errors.len(), 3, "{errors:?}");
-    }
-}
-
-/// Every event an org has (the catch-up feed) validates against its schema.
-pub async fn assert_org_events_valid(w: &crate::env::World, org: &crate::env::TestOrg) {
-    let schemas = load_all();
-    let events = w
-        .get_json(org, "/api/v1/events?after_seq=0&limit=1000")
-        .await;
-    let events = events.as_array().expect("a list of events");
-    assert!(!events.is_empty(), "the org has events");
-    for e in events {
-        if let Err(errors) = validate_event(&schemas, e) {
-            panic!("event does not match docs/events schema: {errors:?}\n{e}");
-        }
     }
 }

