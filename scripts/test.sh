@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian machine with Rust: installs and starts what the
-# tests need (PostgreSQL; the speech packages and models), builds once, runs everything.
+# tests need (PostgreSQL; the speech packages and models; the tansu Kafka-protocol broker,
+# built once into ~/.cache/dartwing — each Kafka test starts its own broker through
+# scripts/ensure-kafka.sh), builds once, runs everything.
 #
 #   scripts/test.sh [extra nextest args]
 set -euo pipefail
@@ -10,6 +12,9 @@ DARTWING_TEST_PG_URL=$(scripts/ensure-postgres.sh | tail -1)
 export DARTWING_TEST_PG_URL
 echo "tests use PostgreSQL at $DARTWING_TEST_PG_URL"
 scripts/speech-test-deps.sh
+scripts/ensure-kafka.sh install
+DARTWING_TANSU_ROOT=${DARTWING_TANSU_ROOT:-$HOME/.cache/dartwing/tansu-0.6.0-libsql}
+export DARTWING_TANSU_ROOT
 command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
 # The crash suites run the real binary: build it with the same profile first.
 cargo build --workspace --bins

@@ -1,5 +1,5 @@
 //! The command line: `serve` (the default), `migrate`, `org create`, `apikey create`,
-//! `channel add twilio-sms`, `channel list`.
+//! `channel add twilio-sms`, `channel list`, `events tail` (the example Kafka consumer).
 
 use crate::config::Config;
 use crate::db::{orgs, Db};
@@ -47,11 +47,40 @@ pub enum Command {
         #[command(subcommand)]
         action: ChannelAction,
     },
+    /// Read the event topics on Kafka.
+    Events {
+        /// What to do.
+        #[command(subcommand)]
+        action: EventsAction,
+    },
     /// Speech engines: install models, transcribe a WAV, speak text.
     Speech {
         /// What to do.
         #[command(subcommand)]
         action: stt_tts::cli::SpeechCommand,
+    },
+}
+
+/// Event log commands.
+#[derive(Subcommand)]
+pub enum EventsAction {
+    /// Print events from Kafka topics, one JSON object per line:
+    /// `{"topic","partition","offset","key","headers":{…},"event":{CloudEvents envelope}}`.
+    /// Reads every partition without a consumer group and commits nothing.
+    Tail {
+        /// A topic to read (repeatable); default: every event topic
+        /// (`{prefix}messages`, `{prefix}conversations`, `{prefix}contacts`).
+        #[arg(long)]
+        topic: Vec<String>,
+        /// Start at the oldest retained event instead of only new ones.
+        #[arg(long)]
+        from_beginning: bool,
+        /// Brokers, `host:port,…` (default: `DARTWING_KAFKA_BROKERS`).
+        #[arg(long)]
+        brokers: Option<String>,
+        /// Exit after this many events.
+        #[arg(long)]
+        max: Option<u64>,
     },
 }
 
@@ -144,6 +173,15 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Serve => serve(config).await,
         Command::Speech { .. } => unreachable!("speech commands return before the runtime starts"),
+        Command::Events {
+            action:
+                EventsAction::Tail {
+                    topic,
+                    from_beginning,
+                    brokers,
+                    max,
+                },
+        } => tail(&config, topic, from_beginning, brokers, max).await,
         Command::Migrate => {
             open(&config).await?;
             println!("migrations applied to {}", redact(&config.database_url));
@@ -217,6 +255,52 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn tail(
+    config: &Config,
+    topics: Vec<String>,
+    from_beginning: bool,
+    brokers: Option<String>,
+    max: Option<u64>,
+) -> anyhow::Result<()> {
+    use crate::kafka::consume::{EventReader, StartAt};
+    use std::io::Write;
+    let brokers = brokers.unwrap_or_else(|| config.kafka.brokers.clone());
+    if brokers.trim().is_empty() {
+        bail!("no brokers: pass --brokers or set DARTWING_KAFKA_BROKERS");
+    }
+    let topics = if topics.is_empty() {
+        crate::kafka::all_topics(&config.kafka.topic_prefix)
+    } else {
+        topics
+    };
+    let from = if from_beginning {
+        StartAt::Beginning
+    } else {
+        StartAt::End
+    };
+    let reader = EventReader::open(&brokers, &topics, from).await?;
+    eprintln!("tailing {} at {brokers}", topics.join(", "));
+    let mut out = std::io::stdout().lock();
+    let mut seen = 0;
+    while max.is_none_or(|m| seen < m) {
+        let rec = reader.next().await?;
+        let headers: serde_json::Map<String, serde_json::Value> = rec
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone().into()))
+            .collect();
+        let line = serde_json::json!({
+            "topic": rec.topic, "partition": rec.partition, "offset": rec.offset,
+            "key": rec.key, "headers": headers,
+            "event": rec.json().unwrap_or_else(|| String::from_utf8_lossy(&rec.payload).into()),
+        });
+        writeln!(out, "{line}")?;
+        out.flush()?;
+        seen += 1;
+    }
+    Ok(())
 }
 
 async fn open(config: &Config) -> anyhow::Result<Db> {

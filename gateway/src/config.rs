@@ -15,6 +15,9 @@
 //! | `DARTWING_INGEST_QUEUE_CAPACITY`, `_MAX_BATCH`, `_WRITERS` | `ingest.*` |
 //! | `DARTWING_DELIVERY_MAX_ATTEMPTS`, `_RETRY_BASE_MS`, `_RETRY_MAX_MS`, `_CONCURRENCY`, `_BREAKER_THRESHOLD`, `_BREAKER_COOLDOWN_MS`, `_SEND_TIMEOUT_MS`, `_POLL_MS` | `delivery.*` |
 //! | `DARTWING_RELAY_BATCH`, `DARTWING_RELAY_POLL_MS` | `relay.*` |
+//! | `DARTWING_KAFKA_BROKERS` | `kafka.brokers` (unset or empty: the embedded log only) |
+//! | `DARTWING_KAFKA_TOPIC_PREFIX` | `kafka.topic_prefix` (default `dartwing.`) |
+//! | `DARTWING_KAFKA_DELIVERY_TIMEOUT_MS` | `kafka.delivery_timeout_ms` |
 
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -42,6 +45,33 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     /// The outbox relay.
     pub relay: RelayConfig,
+    /// Kafka (optional): where the relay publishes and what each node consumes.
+    pub kafka: KafkaConfig,
+}
+
+/// Kafka. With `brokers` empty the outbox table is the log and the relay feeds in-process
+/// subscribers directly; with it set, the relay publishes to Kafka and every node feeds its
+/// subscribers from the topics (so several nodes behave as one).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Bootstrap brokers, comma-separated `host:port`.
+    pub brokers: String,
+    /// Topic prefix: events go to `{prefix}{family}s`, e.g. `dartwing.messages`.
+    pub topic_prefix: String,
+    /// How long a publish may wait for the broker's acknowledgement before the relay counts
+    /// it as failed (keeps the events, reports degraded, retries), ms.
+    pub delivery_timeout_ms: u64,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: String::new(),
+            topic_prefix: "dartwing.".into(),
+            delivery_timeout_ms: 10_000,
+        }
+    }
 }
 
 /// Group commit of writes.
@@ -100,6 +130,7 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             delivery: DeliveryConfig::default(),
             relay: RelayConfig::default(),
+            kafka: KafkaConfig::default(),
         }
     }
 }
@@ -170,6 +201,12 @@ const ENV: &[(&str, &str)] = &[
     ("DARTWING_DELIVERY_POLL_MS", "delivery.poll_ms"),
     ("DARTWING_RELAY_BATCH", "relay.batch"),
     ("DARTWING_RELAY_POLL_MS", "relay.poll_ms"),
+    ("DARTWING_KAFKA_BROKERS", "kafka.brokers"),
+    ("DARTWING_KAFKA_TOPIC_PREFIX", "kafka.topic_prefix"),
+    (
+        "DARTWING_KAFKA_DELIVERY_TIMEOUT_MS",
+        "kafka.delivery_timeout_ms",
+    ),
 ];
 
 /// Every problem found in a configuration.
@@ -259,11 +296,37 @@ impl Config {
             ("delivery.poll_ms", self.delivery.poll_ms as i64),
             ("relay.batch", self.relay.batch),
             ("relay.poll_ms", self.relay.poll_ms as i64),
+            (
+                "kafka.delivery_timeout_ms",
+                self.kafka.delivery_timeout_ms as i64,
+            ),
         ];
         for (name, v) in positive {
             if v <= 0 {
                 e.push(format!("{name} must be greater than 0"));
             }
+        }
+        let k = &self.kafka;
+        if k.brokers.split(',').any(|b| {
+            let b = b.trim();
+            let has_port = b
+                .rsplit_once(':')
+                .is_some_and(|(_, p)| p.parse::<u16>().is_ok());
+            !b.is_empty() && !has_port
+        }) {
+            e.push(format!(
+                "kafka.brokers `{}` must be host:port[,host:port…]",
+                k.brokers
+            ));
+        }
+        if k.topic_prefix
+            .chars()
+            .any(|c| !(c.is_ascii_alphanumeric() || "._-".contains(c)))
+        {
+            e.push(format!(
+                "kafka.topic_prefix `{}` may hold only a-z, A-Z, 0-9, '.', '_' and '-'",
+                k.topic_prefix
+            ));
         }
         if self.delivery.retry_max_ms < self.delivery.retry_base_ms {
             e.push("delivery.retry_max_ms must be at least delivery.retry_base_ms".into());
@@ -362,6 +425,31 @@ mod tests {
         assert_eq!(c.http_addr, "127.0.0.1:9000");
         assert_eq!(c.delivery.max_attempts, 9);
         assert_eq!(c.public_base(), "https://gw.example");
+    }
+
+    #[test]
+    fn kafka_settings_from_the_environment() {
+        let c = Config::from_parts("", &[]).unwrap();
+        assert!(c.kafka.brokers.is_empty(), "embedded log by default");
+        assert_eq!(c.kafka.topic_prefix, "dartwing.");
+        let c = Config::from_parts(
+            "",
+            &[
+                ("kafka.brokers".into(), "10.0.0.1:9092,kafka-2:9093".into()),
+                ("kafka.topic_prefix".into(), "acme.".into()),
+                ("kafka.delivery_timeout_ms".into(), "2500".into()),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.kafka.brokers, "10.0.0.1:9092,kafka-2:9093");
+        assert_eq!(c.kafka.topic_prefix, "acme.");
+        assert_eq!(c.kafka.delivery_timeout_ms, 2500);
+        let err = Config::from_parts(
+            "[kafka]\nbrokers = \"kafka-1\"\ntopic_prefix = \"a b\"\n",
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(err.0.len(), 2, "{err}");
     }
 
     #[test]

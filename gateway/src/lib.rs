@@ -21,6 +21,7 @@ pub mod commit;
 pub mod config;
 pub mod db;
 pub mod events;
+pub mod kafka;
 pub mod logging;
 pub mod plugins;
 pub mod relay;

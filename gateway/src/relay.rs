@@ -12,17 +12,19 @@
 //!     mark_published(batch)
 //! ```
 //!
-//! Only one relay may run per database: with several gateway nodes on PostgreSQL, a leader
-//! lease decides which (the events issue builds that).
+//! Only one relay works per database at a time: with several gateway nodes on PostgreSQL,
+//! [`crate::db::leader`] elects it (an advisory lock held by its session); the others stand by
+//! and take over when its session ends.
 
 use crate::commit::{CommitError, Committer, WriteOp, WriteResult};
+use crate::db::leader::Leadership;
 use crate::db::outbox::{self, StoredEvent};
 use crate::db::{now_ms, Db, StoreError};
 use crate::events::envelope;
 use serde_json::Value;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{broadcast, watch};
@@ -102,6 +104,13 @@ pub struct RelayStatus {
     pub backlog: AtomicI64,
     /// The last error, cleared by a good round.
     pub last_error: Mutex<Option<String>>,
+    /// Whether this node's relay is the one relaying (always on SQLite).
+    pub leader: AtomicBool,
+    /// Whether events go to Kafka (else the outbox is the log and the hub is fed directly).
+    pub kafka: AtomicBool,
+    /// With Kafka: whether this node's reader of the event topics is positioned (its hub is
+    /// fed from Kafka).
+    pub kafka_reader_ready: Arc<AtomicBool>,
 }
 
 /// Settings of the relay.
@@ -123,9 +132,27 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut backoff = Duration::from_millis(50);
+    let mut leadership = Leadership::new(db.clone());
     loop {
         if *shutdown.borrow() {
             return;
+        }
+        match leadership.ensure().await {
+            Ok(true) => status.leader.store(true, Ordering::Relaxed),
+            standby => {
+                status.leader.store(false, Ordering::Relaxed);
+                if let Err(e) = standby {
+                    tracing::warn!(error = %e, "cannot ask for relay leadership");
+                } else {
+                    // A standby is healthy: the leader relays.
+                    status.last_ok_ms.store(now_ms(), Ordering::Relaxed);
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(settings.poll_ms.max(200))) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
         }
         let notified = committer.committed.notified();
         tokio::pin!(notified);

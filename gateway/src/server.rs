@@ -1,4 +1,5 @@
-//! Starting and stopping the gateway: storage, the committer, the relay, the send worker and
+//! Starting and stopping the gateway: storage, the committer, the relay (with its Kafka sink
+//! and this node's reader of the event topics, when Kafka is configured), the send worker and
 //! the HTTP server, all listening to one shutdown signal.
 //!
 //! Shutdown order: stop accepting HTTP (in-flight requests finish and get their commit), then
@@ -8,10 +9,12 @@ use crate::api::{self, AppState};
 use crate::commit::{CommitSettings, Committer};
 use crate::config::Config;
 use crate::db::{Db, StoreError};
+use crate::kafka::{self, sink::KafkaSink, KafkaClientError};
 use crate::plugins::{self, Plugins};
 use crate::relay::{self, EventSink, Hub, RelaySettings, RelayStatus};
 use crate::sender::{self, SendSettings};
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
@@ -34,6 +37,9 @@ pub enum StartError {
     /// The HTTP client could not be built.
     #[error("HTTP client: {0}")]
     Http(#[from] reqwest::Error),
+    /// The Kafka producer could not be made (bad settings).
+    #[error(transparent)]
+    Kafka(#[from] KafkaClientError),
     /// Two plugins claim one webhook.
     #[error("plugins: {0}")]
     Plugins(String),
@@ -79,7 +85,22 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let public_base = config.public_base();
 
     let mut tasks = Vec::new();
-    let sinks: Vec<Arc<dyn EventSink>> = vec![Arc::new(hub.clone())];
+    // With Kafka the relay publishes only there, and every node (this one too) feeds its hub
+    // from the topics: each event reaches each node's subscribers once, whichever node relayed
+    // it. Without Kafka the relay feeds the hub directly.
+    let sinks: Vec<Arc<dyn EventSink>> = if config.kafka.brokers.trim().is_empty() {
+        vec![Arc::new(hub.clone())]
+    } else {
+        relay_status.kafka.store(true, Ordering::Relaxed);
+        tasks.push(tokio::spawn(kafka::consume::feed_hub(
+            config.kafka.brokers.clone(),
+            kafka::all_topics(&config.kafka.topic_prefix),
+            hub.clone(),
+            relay_status.kafka_reader_ready.clone(),
+            shutdown_rx.clone(),
+        )));
+        vec![Arc::new(KafkaSink::new(&config.kafka)?)]
+    };
     tasks.push(tokio::spawn(relay::run(
         db.clone(),
         committer.clone(),

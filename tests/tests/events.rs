@@ -72,7 +72,11 @@ async fn sequence_is_gap_free_under_concurrency(backend: Backend) {
             (1..=seqs.len() as i64).collect::<Vec<_>>(),
             "gap-free from 1"
         );
+        let schemas = integration_tests::schema::load_all();
         for e in &events {
+            if let Err(errors) = integration_tests::schema::validate_event(&schemas, e) {
+                panic!("event does not match docs/events schema: {errors:?}\n{e}");
+            }
             assert_eq!(e["specversion"], "1.0");
             assert_eq!(e["dartwingorgid"], org.id.as_str());
             assert!(e["id"].is_string() && e["time"].as_str().unwrap().ends_with('Z'));

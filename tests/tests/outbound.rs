@@ -104,6 +104,7 @@ async fn accepted_then_callbacks_in_any_order(backend: Backend) {
         )
         .await;
     assert_eq!(r.status(), 404);
+    integration_tests::schema::assert_org_events_valid(&w, &w.org).await;
     w.gw.stop().await;
 }
 both_backends!(accepted_then_callbacks_in_any_order);
@@ -201,6 +202,7 @@ async fn permanent_error_fails_at_once_and_replays(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status(), 409, "a dead letter replays once");
+    integration_tests::schema::assert_org_events_valid(&w, &w.org).await;
     w.gw.stop().await;
 }
 both_backends!(permanent_error_fails_at_once_and_replays);
@@ -224,6 +226,7 @@ async fn exhausted_retries_become_a_dead_letter(backend: Backend) {
         .contains("gave up after 3 attempts"));
     assert_eq!(w.twilio.received().len(), 3);
     assert_eq!(count(&w.db, "dead_letters", &w.org.id).await, 1);
+    integration_tests::schema::assert_org_events_valid(&w, &w.org).await;
     w.gw.stop().await;
 }
 both_backends!(exhausted_retries_become_a_dead_letter);

@@ -184,6 +184,7 @@ async fn stop_and_start_keywords(backend: Backend) {
         "{types:?}"
     );
     assert!(types.contains(&"dartwing.contact.opted_in.v1"), "{types:?}");
+    integration_tests::schema::assert_org_events_valid(&w, &w.org).await;
     w.gw.stop().await;
 }
 both_backends!(stop_and_start_keywords);
@@ -250,6 +251,7 @@ async fn conversation_lifecycle_through_the_api(backend: Backend) {
     })
     .await;
     assert_eq!(moves, ["open>pending", "pending>resolved", "resolved>open"]);
+    integration_tests::schema::assert_org_events_valid(&w, &w.org).await;
     w.gw.stop().await;
 }
 both_backends!(conversation_lifecycle_through_the_api);

@@ -1,4 +1,4 @@
-//! `GET /health` (database and relay, JSON), `GET /metrics` (Prometheus text) and the OpenAPI
+//! `GET /health` (database, relay and event log, JSON), `GET /metrics` (Prometheus text) and the OpenAPI
 //! document.
 
 use super::State;
@@ -27,7 +27,9 @@ pub async fn health(AxState(state): AxState<State>) -> Response {
         .expect("not poisoned")
         .clone();
     let relay_ok = relay_error.is_none() && now_ms() - last_ok < RELAY_STALE_MS;
-    let status = match (db_ok, relay_ok) {
+    let r = &state.relay_status;
+    let log_ok = !r.kafka.load(Ordering::Relaxed) || r.kafka_reader_ready.load(Ordering::Relaxed);
+    let status = match (db_ok, relay_ok && log_ok) {
         (false, _) => "down",
         (true, false) => "degraded",
         (true, true) => "ok",
@@ -46,7 +48,9 @@ pub async fn health(AxState(state): AxState<State>) -> Response {
             "backlog": state.relay_status.backlog.load(Ordering::Relaxed),
             "last_ok_ms_ago": now_ms() - last_ok,
             "error": relay_error,
+            "leader": state.relay_status.leader.load(Ordering::Relaxed),
         },
+        "event_log": event_log(&state),
     });
     let code = if db_ok {
         StatusCode::OK
@@ -54,6 +58,16 @@ pub async fn health(AxState(state): AxState<State>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (code, Json(body)).into_response()
+}
+
+/// Which log events go to, and (with Kafka) whether this node reads the topics yet.
+fn event_log(state: &State) -> serde_json::Value {
+    let r = &state.relay_status;
+    if r.kafka.load(Ordering::Relaxed) {
+        json!({"kind": "kafka", "reader_ready": r.kafka_reader_ready.load(Ordering::Relaxed)})
+    } else {
+        json!({"kind": "embedded"})
+    }
 }
 
 /// Prometheus metrics.

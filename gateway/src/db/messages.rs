@@ -3,10 +3,10 @@
 
 use super::conversations::touch;
 use super::outbox::{self, NewEvent};
-use super::{new_id, StoreError};
+use super::{is_postgres, new_id, StoreError};
 use serde_json::json;
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
+use sqlx::{AnyConnection, AssertSqlSafe, Row};
 use state_machines::delivery::{self, DeliveryEffect};
 use state_machines::{Channel, ConversationEvent, DeliveryEvent, DeliveryState};
 
@@ -275,10 +275,17 @@ pub async fn claim_due(
     limit: i64,
     lease_ms: i64,
 ) -> Result<Vec<Claimed>, StoreError> {
-    let rows = sqlx::query(
+    // On PostgreSQL several nodes claim at once: rows another node's claim holds are skipped,
+    // not waited for (and never claimed twice). SQLite has one writer and one node.
+    let lock = if is_postgres(conn) {
+        " FOR UPDATE SKIP LOCKED"
+    } else {
+        ""
+    };
+    let rows = sqlx::query(AssertSqlSafe(format!(
         "SELECT id, org_id, channel, to_addr, body, attempts, created_at, status FROM messages \
-         WHERE next_attempt_at IS NOT NULL AND next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $2",
-    )
+         WHERE next_attempt_at IS NOT NULL AND next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $2{lock}"
+    )))
     .bind(now)
     .bind(limit)
     .fetch_all(&mut *conn)

@@ -11,6 +11,7 @@
 pub mod conversations;
 pub mod dead_letters;
 pub mod ingest;
+pub mod leader;
 pub mod message_views;
 pub mod messages;
 pub mod orgs;
@@ -182,4 +183,10 @@ pub fn now_ms() -> i64 {
 /// A new time-ordered id.
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
+}
+
+/// Whether a connection (inside a committer transaction) talks to PostgreSQL, where several
+/// gateway nodes may share the database and row locks must be taken explicitly.
+pub fn is_postgres(conn: &sqlx::AnyConnection) -> bool {
+    conn.backend_name().eq_ignore_ascii_case("postgresql")
 }

@@ -95,6 +95,15 @@ pub async fn append(
 /// Numbers up to `limit` committed, unnumbered rows (inside the committer's transaction) and
 /// returns them in their new order. Only one relay may run this at a time per database.
 pub async fn sequence(tx: &mut AnyConnection, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
+    if super::is_postgres(tx) {
+        // Several nodes share PostgreSQL: numbering is serialised across them (see
+        // `db::leader`); the lock is released at COMMIT, and the SELECT below, run after it is
+        // taken, sees the previous holder's numbers.
+        sqlx::query("SELECT 1 FROM (SELECT pg_advisory_xact_lock($1)) AS l")
+            .bind(super::leader::SEQUENCE_KEY)
+            .execute(&mut *tx)
+            .await?;
+    }
     let rows = sqlx::query(AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM outbox WHERE seq IS NULL ORDER BY id LIMIT $1"
     )))
