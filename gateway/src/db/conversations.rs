@@ -82,24 +82,37 @@ pub async fn touch(
         .await?;
     for effect in effects {
         if let ConversationEffect::Changed { from, to } = effect {
-            outbox::append(
-                conn,
-                NewEvent {
-                    org_id,
-                    partition_key: &conversation_id,
-                    event_type: "dartwing.conversation.status_changed.v1",
-                    subject: format!("conversations/{conversation_id}"),
-                    data: json!({"conversation_id": conversation_id, "from": from.as_str(), "to": to.as_str(), "cause": event.name()}),
-                },
-                now,
-            )
-            .await?;
+            status_changed(conn, org_id, &conversation_id, from, to, event, now).await?;
         }
     }
     Ok(Thread {
         contact_id,
         conversation_id,
     })
+}
+
+/// Appends `dartwing.conversation.status_changed.v1`: the one place that event is shaped.
+async fn status_changed(
+    conn: &mut AnyConnection,
+    org_id: &str,
+    conversation_id: &str,
+    from: ConversationState,
+    to: ConversationState,
+    cause: ConversationEvent,
+    now: i64,
+) -> Result<(), StoreError> {
+    outbox::append(
+        conn,
+        NewEvent {
+            org_id,
+            partition_key: conversation_id,
+            event_type: "dartwing.conversation.status_changed.v1",
+            subject: format!("conversations/{conversation_id}"),
+            data: json!({"conversation_id": conversation_id, "from": from.as_str(), "to": to.as_str(), "cause": cause.name()}),
+        },
+        now,
+    )
+    .await
 }
 
 async fn contact_for(
@@ -265,17 +278,6 @@ pub async fn change_status(
     .bind(org_id)
     .execute(&mut *conn)
     .await?;
-    outbox::append(
-        conn,
-        NewEvent {
-            org_id,
-            partition_key: id,
-            event_type: "dartwing.conversation.status_changed.v1",
-            subject: format!("conversations/{id}"),
-            data: json!({"conversation_id": id, "from": state.as_str(), "to": next.as_str(), "cause": event.name()}),
-        },
-        now,
-    )
-    .await?;
+    status_changed(conn, org_id, id, state, next, event, now).await?;
     Ok(StatusChange::Changed(next))
 }
