@@ -9,4 +9,6 @@
 //! inactivity timeout); [`app`] is the interface the call's application (echo, WAV player,
 //! DTMF menu, later the AI receptionist) implements: frames and digits in, actions out.
 
+pub mod app;
+pub mod media;
 pub mod sdp;
