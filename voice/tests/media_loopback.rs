@@ -144,16 +144,17 @@ async fn echo_returns_the_callers_audio_in_order_despite_reordering() {
     let mut packets: Vec<Vec<u8>> = (0..60).map(|i| phone.next_audio(code(i))).collect();
     // Swap neighbours every 10 packets: the later one overtakes, the earlier one follows
     // 2 ms behind it (what a reordering network path does).
-    let mut pauses = vec![20u64; 60];
+    // Sent on an absolute 20 ms schedule, as a phone's sound card clock does.
+    let mut at: Vec<u64> = (0..60).map(|i| i * 20).collect();
     for i in (5..60).step_by(10) {
         packets.swap(i, i + 1);
-        pauses[i] = 2;
-        pauses[i + 1] = 38;
+        at[i + 1] = at[i] + 2;
     }
     let sender = async {
-        for (p, pause) in packets.iter().zip(&pauses) {
+        let t0 = Instant::now();
+        for (p, ms) in packets.iter().zip(&at) {
+            tokio::time::sleep_until(t0 + Duration::from_millis(*ms)).await;
             phone.send(p, media).await;
-            sleep(Duration::from_millis(*pause)).await;
         }
     };
     let (_, received) = tokio::join!(sender, phone.collect(Duration::from_millis(1700)));
@@ -166,7 +167,10 @@ async fn echo_returns_the_callers_audio_in_order_despite_reordering() {
         .filter(|&c| c != 0xFF)
         .collect();
     let want: Vec<u8> = (0..60).map(code).collect();
-    assert_eq!(audio, want, "echoed payloads, in the original order");
+    assert_eq!(
+        audio, want,
+        "echoed payloads, in the original order; {stats:?}"
+    );
     // Every echoed packet carries one code, unchanged by decode → encode.
     assert!(received.iter().all(|r| r.4.iter().all(|&b| b == r.4[0])));
     // Outgoing RTP: one SSRC stream with consecutive sequence numbers and 160-step timestamps.

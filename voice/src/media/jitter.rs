@@ -4,7 +4,7 @@
 //!
 //! ```text
 //!  push(seq, ts, arrival) ──▶ [ slots indexed by seq % capacity ] ──pop() per tick──▶ Packet | Lost | Waiting
-//!     late / duplicate ─▶ dropped (counted)      depth ≥ target ─▶ playing; empty ─▶ re-buffer
+//!     late / duplicate ─▶ dropped (counted)      depth > target ─▶ playing; empty ─▶ re-buffer
 //! ```
 //!
 //! Invariants: at most `capacity` packets are held; the playout pointer only moves forward
@@ -20,7 +20,7 @@ use std::time::Duration;
 /// Jitter buffer bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct JitterConfig {
-    /// The smallest target depth, in packets (2 = 40 ms at 20 ms packets).
+    /// The smallest target depth, in packets held after a pop (2 = 20–40 ms of cushion).
     pub min_frames: usize,
     /// The largest target depth, in packets.
     pub max_frames: usize,
@@ -304,7 +304,8 @@ impl JitterBuffer {
         }
         let target = self.stats.target_frames;
         if !self.playing {
-            if self.held < target {
+            // Start with `target` packets still held after this pop: that is the cushion.
+            if self.held <= target {
                 return Playout::Waiting;
             }
             self.playing = true;
