@@ -1,11 +1,12 @@
 //! G.711 (ITU-T) µ-law and A-law companding: 8-bit codes ⇄ 16-bit linear samples.
 //!
-//! Decoding goes through 256-entry tables built at compile time; encoding is a few integer
-//! operations per sample. `stt-tts` has its own G.711 for its pipeline; `voice` does not
+//! Decoding goes through 256-entry tables built at compile time; encoding through 64 KiB
+//! tables built on first use from the reference functions. `stt-tts` has its own G.711 for its pipeline; `voice` does not
 //! depend on `stt-tts` (its whisper.cpp build is slow), so the two are duplicated for now —
 //! follow-up: move both into a tiny shared codec crate.
 
 use crate::sdp::Codec;
+use std::sync::OnceLock;
 
 /// Encodes one linear sample to µ-law.
 pub fn encode_ulaw(sample: i16) -> u8 {
@@ -104,12 +105,26 @@ pub fn decode(codec: Codec, payload: &[u8], out: &mut Vec<i16>) {
     out.extend(payload.iter().map(|&b| t[usize::from(b)]));
 }
 
+/// Full 16-bit → code tables (64 KiB each), built on first use: one load per sample on the
+/// media path instead of the segment search.
+fn encode_table(codec: Codec) -> &'static [u8] {
+    static ULAW_ENC: OnceLock<Box<[u8]>> = OnceLock::new();
+    static ALAW_ENC: OnceLock<Box<[u8]>> = OnceLock::new();
+    let (cell, f): (_, fn(i16) -> u8) = match codec {
+        Codec::Pcmu => (&ULAW_ENC, encode_ulaw),
+        Codec::Pcma => (&ALAW_ENC, encode_alaw),
+    };
+    cell.get_or_init(|| (i16::MIN..=i16::MAX).map(f).collect())
+}
+
 /// Encodes samples, appending to `out`.
 pub fn encode(codec: Codec, samples: &[i16], out: &mut Vec<u8>) {
-    match codec {
-        Codec::Pcmu => out.extend(samples.iter().map(|&s| encode_ulaw(s))),
-        Codec::Pcma => out.extend(samples.iter().map(|&s| encode_alaw(s))),
-    }
+    let table = encode_table(codec);
+    out.extend(
+        samples
+            .iter()
+            .map(|&s| table[(i32::from(s) - i32::from(i16::MIN)) as usize]),
+    );
 }
 
 /// The code for digital silence.
@@ -137,6 +152,29 @@ mod tests {
         assert_eq!(decode_alaw(0xAA), 32_256);
         assert_eq!(silence(Codec::Pcmu), encode_ulaw(0));
         assert_eq!(silence(Codec::Pcma), encode_alaw(0));
+    }
+
+    #[test]
+    fn tables_match_the_arithmetic_for_every_sample() {
+        let all: Vec<i16> = (i16::MIN..=i16::MAX).collect();
+        for codec in [Codec::Pcmu, Codec::Pcma] {
+            let mut out = Vec::new();
+            encode(codec, &all, &mut out);
+            let f = if codec == Codec::Pcmu {
+                encode_ulaw
+            } else {
+                encode_alaw
+            };
+            assert!(all.iter().zip(&out).all(|(&s, &c)| f(s) == c), "{codec:?}");
+            let mut back = Vec::new();
+            decode(codec, &out, &mut back);
+            let g = if codec == Codec::Pcmu {
+                decode_ulaw
+            } else {
+                decode_alaw
+            };
+            assert!(out.iter().zip(&back).all(|(&c, &s)| g(c) == s));
+        }
     }
 
     #[test]

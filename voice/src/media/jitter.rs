@@ -12,10 +12,15 @@
 //! a packet behind the pointer is late and dropped; a packet `capacity` or more ahead means the
 //! sender jumped (restart, new stream) and the buffer restarts at it. The target depth adapts
 //! to the measured interarrival jitter: `1 + ceil(3 J / 20 ms)` packets, within
-//! `[min_frames, max_frames]`; when the depth grows two past the target (a burst after a
-//! stall), the oldest packet is discarded to bring the delay back down.
+//! `[min_frames, max_frames]`; while the depth stays two past the target (a burst after a
+//! network stall), one packet is shed every 0.5 s to bring the delay back down; a depth past
+//! half the capacity is cut at once. Shedding slowly matters: when the *consumer* was late
+//! (a starved task running its missed ticks back to back), the excess drains by itself.
 
 use std::time::Duration;
+
+/// Consecutive too-deep ticks before one packet is shed (0.5 s at 20 ms).
+const SHRINK_AFTER: u32 = 25;
 
 /// Jitter buffer bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +113,7 @@ pub struct JitterBuffer {
     started: bool,
     popped_since_start: bool,
     playing: bool,
+    excess_pops: u32,
     ssrc: Option<u32>,
     // RFC 3550 A.1/A.8 state.
     base_seq: u32,
@@ -137,6 +143,7 @@ impl JitterBuffer {
             started: false,
             popped_since_start: false,
             playing: false,
+            excess_pops: 0,
             ssrc: None,
             base_seq: 0,
             max_seq: 0,
@@ -310,10 +317,25 @@ impl JitterBuffer {
             }
             self.playing = true;
         }
-        while self.held > target + 2 {
-            if let Some(slot) = self.take_next() {
-                self.spare.push(slot.payload);
-                self.stats.discarded += 1;
+        // Too deep: shed one packet per SHRINK_AFTER ticks while the excess lasts, so a late
+        // consumer (a starved task catching up on its ticks) does not turn into loss; only a
+        // runaway depth is cut at once.
+        self.excess_pops = if self.held > target + 2 {
+            self.excess_pops + 1
+        } else {
+            0
+        };
+        let runaway = self.held > self.config.capacity / 2;
+        if self.excess_pops >= SHRINK_AFTER || runaway {
+            self.excess_pops = 0;
+            while self.held > target + 2 {
+                if let Some(slot) = self.take_next() {
+                    self.spare.push(slot.payload);
+                    self.stats.discarded += 1;
+                }
+                if !runaway {
+                    break;
+                }
             }
         }
         self.popped_since_start = true;
