@@ -14,12 +14,14 @@
 //! `interarrival` is |D| of RFC 3550 for the echo stream (arrival spacing against the server's
 //! RTP timestamps: how evenly the server paces), `delay` is each echo's round trip minus the
 //! smallest round trip of its call (what the jitter buffer and scheduling add on top of the
-//! fixed buffering delay).
+//! fixed buffering delay). Arrival times are the kernel's (SO_TIMESTAMPNS), so the generator
+//! polling its sockets every 2 ms does not blur them.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use voice::app::{CallContext, Echo};
 use voice::media::rtp::RtpPacket;
 use voice::media::{MediaConfig, MediaSession, PortPool};
@@ -147,6 +149,68 @@ struct CallRx {
     interarrival_us: Vec<u32>,
 }
 
+/// Wall-clock microseconds: the clock the kernel's receive timestamps use.
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// Asks the kernel to stamp each datagram's arrival (SO_TIMESTAMPNS).
+fn enable_timestamps(sock: &UdpSocket) -> std::io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: a valid fd and a c_int option value of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// One non-blocking receive: (length, source port, kernel arrival time in wall-clock µs).
+fn recv_stamped(sock: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, u16, u64)> {
+    // SAFETY: every pointer handed to recvmsg points into a live local of the size given;
+    // the control messages are walked with the libc CMSG macros within msg_controllen.
+    unsafe {
+        let mut addr: libc::sockaddr_in = std::mem::zeroed();
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        let mut control = [0u64; 16];
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_name = (&mut addr as *mut libc::sockaddr_in).cast();
+        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control);
+        let n = libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT);
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut stamp = now_us();
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                stamp = ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000;
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+        Ok((n as usize, u16::from_be(addr.sin_port), stamp))
+    }
+}
+
 fn encode_counter(k: usize) -> [u8; 3] {
     [
         0x80 + (k % 127) as u8,
@@ -193,14 +257,13 @@ fn load(args: &[String]) -> anyhow::Result<()> {
             })
             .collect(),
     );
-    let epoch = Instant::now();
     let done = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
     let socks: Vec<Arc<UdpSocket>> = (0..sockets)
         .map(|_| UdpSocket::bind((LOCAL, 0)).map(Arc::new))
         .collect::<Result<_, _>>()?;
     for (s, sock) in socks.iter().enumerate() {
-        sock.set_read_timeout(Some(Duration::from_millis(100)))?;
+        enable_timestamps(sock)?;
         // Receiver: match echoes to counters.
         let (sock_rx, calls_rx, done_rx) = (sock.clone(), calls.clone(), done.clone());
         let first_k = (warmup * 50) as usize;
@@ -212,21 +275,24 @@ fn load(args: &[String]) -> anyhow::Result<()> {
             .collect();
         threads.push(std::thread::spawn(move || {
             let mut buf = [0u8; 1500];
+            let start = now_us();
             while !done_rx.load(Ordering::Relaxed) {
-                let Ok((len, from)) = sock_rx.recv_from(&mut buf) else {
+                let Ok((len, port, now)) = recv_stamped(&sock_rx, &mut buf) else {
+                    // Nothing queued: poll again shortly. Not blocking in recv means the
+                    // server's send never pays for waking this thread (loopback delivers in
+                    // the sender's context); arrival times come from the kernel anyway.
+                    std::thread::sleep(Duration::from_millis(2));
                     continue;
                 };
-                let now = epoch.elapsed().as_micros() as u64;
-                let (Ok(p), Some(&c)) = (RtpPacket::parse(&buf[..len]), index.get(&from.port()))
-                else {
+                let (Ok(p), Some(&c)) = (RtpPacket::parse(&buf[..len]), index.get(&port)) else {
                     continue;
                 };
                 let call = &calls_rx[c];
                 let mut rx = call.got.lock().unwrap();
-                let measuring = now > warmup * 1_000_000;
+                let measuring = now > start + warmup * 1_000_000;
                 if let (Some((t_prev, ts_prev)), true) = (rx.last, measuring) {
                     let send_gap = u64::from(p.timestamp.wrapping_sub(ts_prev)) * 125;
-                    let d = (now - t_prev) as i64 - send_gap as i64;
+                    let d = now as i64 - t_prev as i64 - send_gap as i64;
                     if send_gap < 1_000_000 {
                         rx.interarrival_us.push(d.unsigned_abs() as u32);
                     }
@@ -240,7 +306,7 @@ fn load(args: &[String]) -> anyhow::Result<()> {
                     if sent > 0 {
                         rx.received[k] = true;
                         if k >= first_k {
-                            rx.delays_us.push((now - sent) as u32);
+                            rx.delays_us.push(now.saturating_sub(sent) as u32);
                         }
                     }
                 }
@@ -271,8 +337,7 @@ fn load(args: &[String]) -> anyhow::Result<()> {
                         }
                         .write(&mut buf);
                         let call = &calls_tx[c];
-                        call.sent_at[k]
-                            .store(epoch.elapsed().as_micros() as u64 + 1, Ordering::Relaxed);
+                        call.sent_at[k].store(now_us(), Ordering::Relaxed);
                         let _ = sock_tx.send_to(&buf, call.target);
                     }
                 }
@@ -282,7 +347,12 @@ fn load(args: &[String]) -> anyhow::Result<()> {
     println!(
         "load: {n} calls, {sockets} sockets, {warmup} s warm-up + {seconds} s measured, 50 packets/s each"
     );
+    let (cpu0, t0) = (cpu_seconds(), Instant::now());
     std::thread::sleep(Duration::from_secs(warmup + seconds) + Duration::from_millis(1500));
+    println!(
+        "load: generator cpu {:.1}% of one core",
+        100.0 * (cpu_seconds() - cpu0) / t0.elapsed().as_secs_f64()
+    );
     done.store(true, Ordering::Relaxed);
     for t in threads {
         let _ = t.join();
