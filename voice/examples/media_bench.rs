@@ -176,38 +176,104 @@ fn enable_timestamps(sock: &UdpSocket) -> std::io::Result<()> {
     }
 }
 
-/// One non-blocking receive: (length, source port, kernel arrival time in wall-clock µs).
-fn recv_stamped(sock: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, u16, u64)> {
-    // SAFETY: every pointer handed to recvmsg points into a live local of the size given;
-    // the control messages are walked with the libc CMSG macros within msg_controllen.
+/// Datagrams per recvmmsg call.
+const BATCH: usize = 64;
+
+/// One non-blocking recvmmsg: fills `got` with (length, source port, kernel arrival time in
+/// wall-clock µs) for `bufs[0..got.len()]`.
+fn recv_batch(sock: &UdpSocket, bufs: &mut [[u8; 512]], got: &mut Vec<(usize, u16, u64)>) {
+    got.clear();
+    let n = bufs.len();
+    // SAFETY: every pointer handed to recvmmsg points into live locals or `bufs`, each of
+    // the size given; control messages are walked with the libc CMSG macros.
     unsafe {
-        let mut addr: libc::sockaddr_in = std::mem::zeroed();
-        let mut iov = libc::iovec {
-            iov_base: buf.as_mut_ptr().cast(),
-            iov_len: buf.len(),
-        };
-        let mut control = [0u64; 16];
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_name = (&mut addr as *mut libc::sockaddr_in).cast();
-        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = std::mem::size_of_val(&control);
-        let n = libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT);
-        if n < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let mut stamp = now_us();
-        let mut c = libc::CMSG_FIRSTHDR(&msg);
-        while !c.is_null() {
-            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
-                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
-                stamp = ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000;
+        let mut addrs: Vec<libc::sockaddr_in> = vec![std::mem::zeroed(); n];
+        let mut controls = vec![[0u64; 8]; n];
+        let mut iovs: Vec<libc::iovec> = bufs
+            .iter_mut()
+            .map(|b| libc::iovec {
+                iov_base: b.as_mut_ptr().cast(),
+                iov_len: b.len(),
+            })
+            .collect();
+        let mut msgs: Vec<libc::mmsghdr> = (0..n)
+            .map(|i| {
+                let mut m: libc::mmsghdr = std::mem::zeroed();
+                m.msg_hdr.msg_name = (&mut addrs[i] as *mut libc::sockaddr_in).cast();
+                m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as _;
+                m.msg_hdr.msg_iov = &mut iovs[i];
+                m.msg_hdr.msg_iovlen = 1;
+                m.msg_hdr.msg_control = controls[i].as_mut_ptr().cast();
+                m.msg_hdr.msg_controllen = std::mem::size_of_val(&controls[i]);
+                m
+            })
+            .collect();
+        let r = libc::recvmmsg(
+            sock.as_raw_fd(),
+            msgs.as_mut_ptr(),
+            n as _,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+        );
+        for (i, m) in msgs.iter().enumerate().take(r.max(0) as usize) {
+            let mut stamp = now_us();
+            let mut c = libc::CMSG_FIRSTHDR(&m.msg_hdr);
+            while !c.is_null() {
+                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                    let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                    stamp = ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000;
+                }
+                c = libc::CMSG_NXTHDR(&m.msg_hdr, c);
             }
-            c = libc::CMSG_NXTHDR(&msg, c);
+            got.push((m.msg_len as usize, u16::from_be(addrs[i].sin_port), stamp));
         }
-        Ok((n as usize, u16::from_be(addr.sin_port), stamp))
+    }
+}
+
+/// Sends a batch of datagrams with sendmmsg (one system call for a slot's packets).
+fn send_batch(sock: &UdpSocket, batch: &[(Vec<u8>, SocketAddr)]) {
+    // SAFETY: as in recv_batch: all pointers point into `batch` or locals that outlive the call.
+    unsafe {
+        let mut addrs: Vec<libc::sockaddr_in> = batch
+            .iter()
+            .map(|(_, a)| {
+                let mut sa: libc::sockaddr_in = std::mem::zeroed();
+                sa.sin_family = libc::AF_INET as _;
+                sa.sin_port = a.port().to_be();
+                sa.sin_addr.s_addr = u32::from_ne_bytes([127, 0, 0, 1]);
+                sa
+            })
+            .collect();
+        let mut iovs: Vec<libc::iovec> = batch
+            .iter()
+            .map(|(b, _)| libc::iovec {
+                iov_base: b.as_ptr() as *mut libc::c_void,
+                iov_len: b.len(),
+            })
+            .collect();
+        let mut msgs: Vec<libc::mmsghdr> = (0..batch.len())
+            .map(|i| {
+                let mut m: libc::mmsghdr = std::mem::zeroed();
+                m.msg_hdr.msg_name = (&mut addrs[i] as *mut libc::sockaddr_in).cast();
+                m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as _;
+                m.msg_hdr.msg_iov = &mut iovs[i];
+                m.msg_hdr.msg_iovlen = 1;
+                m
+            })
+            .collect();
+        let mut done = 0;
+        while done < msgs.len() {
+            let r = libc::sendmmsg(
+                sock.as_raw_fd(),
+                msgs[done..].as_mut_ptr(),
+                (msgs.len() - done) as _,
+                0,
+            );
+            if r <= 0 {
+                break;
+            }
+            done += r as usize;
+        }
     }
 }
 
@@ -274,39 +340,45 @@ fn load(args: &[String]) -> anyhow::Result<()> {
             .map(|(i, p)| (*p, i))
             .collect();
         threads.push(std::thread::spawn(move || {
-            let mut buf = [0u8; 1500];
+            let mut bufs = vec![[0u8; 512]; BATCH];
+            let mut got = Vec::with_capacity(BATCH);
             let start = now_us();
             while !done_rx.load(Ordering::Relaxed) {
-                let Ok((len, port, now)) = recv_stamped(&sock_rx, &mut buf) else {
+                recv_batch(&sock_rx, &mut bufs, &mut got);
+                if got.is_empty() {
                     // Nothing queued: poll again shortly. Not blocking in recv means the
                     // server's send never pays for waking this thread (loopback delivers in
                     // the sender's context); arrival times come from the kernel anyway.
                     std::thread::sleep(Duration::from_millis(2));
                     continue;
-                };
-                let (Ok(p), Some(&c)) = (RtpPacket::parse(&buf[..len]), index.get(&port)) else {
-                    continue;
-                };
-                let call = &calls_rx[c];
-                let mut rx = call.got.lock().unwrap();
-                let measuring = now > start + warmup * 1_000_000;
-                if let (Some((t_prev, ts_prev)), true) = (rx.last, measuring) {
-                    let send_gap = u64::from(p.timestamp.wrapping_sub(ts_prev)) * 125;
-                    let d = now as i64 - t_prev as i64 - send_gap as i64;
-                    if send_gap < 1_000_000 {
-                        rx.interarrival_us.push(d.unsigned_abs() as u32);
-                    }
                 }
-                rx.last = Some((now, p.timestamp));
-                let Some(k) = decode_counter(p.payload) else {
-                    continue; // silence before the first echo
-                };
-                if k < per_call && !rx.received[k] {
-                    let sent = call.sent_at[k].load(Ordering::Relaxed);
-                    if sent > 0 {
-                        rx.received[k] = true;
-                        if k >= first_k {
-                            rx.delays_us.push(now.saturating_sub(sent) as u32);
+                for (i, &(len, port, now)) in got.iter().enumerate() {
+                    let buf = &bufs[i];
+                    let (Ok(p), Some(&c)) = (RtpPacket::parse(&buf[..len]), index.get(&port))
+                    else {
+                        continue;
+                    };
+                    let call = &calls_rx[c];
+                    let mut rx = call.got.lock().unwrap();
+                    let measuring = now > start + warmup * 1_000_000;
+                    if let (Some((t_prev, ts_prev)), true) = (rx.last, measuring) {
+                        let send_gap = u64::from(p.timestamp.wrapping_sub(ts_prev)) * 125;
+                        let d = now as i64 - t_prev as i64 - send_gap as i64;
+                        if send_gap < 1_000_000 {
+                            rx.interarrival_us.push(d.unsigned_abs() as u32);
+                        }
+                    }
+                    rx.last = Some((now, p.timestamp));
+                    let Some(k) = decode_counter(p.payload) else {
+                        continue; // silence before the first echo
+                    };
+                    if k < per_call && !rx.received[k] {
+                        let sent = call.sent_at[k].load(Ordering::Relaxed);
+                        if sent > 0 {
+                            rx.received[k] = true;
+                            if k >= first_k {
+                                rx.delays_us.push(now.saturating_sub(sent) as u32);
+                            }
                         }
                     }
                 }
@@ -316,7 +388,7 @@ fn load(args: &[String]) -> anyhow::Result<()> {
         let (sock_tx, calls_tx) = (sock.clone(), calls.clone());
         threads.push(std::thread::spawn(move || {
             let mine: Vec<usize> = (0..n).filter(|i| i % sockets == s).collect();
-            let mut buf = Vec::with_capacity(200);
+            let mut batch: Vec<(Vec<u8>, SocketAddr)> = Vec::new();
             let mut payload = [0xA0u8; 160];
             let start = Instant::now();
             for k in 0..per_call {
@@ -325,8 +397,10 @@ fn load(args: &[String]) -> anyhow::Result<()> {
                     if let Some(wait) = due.checked_duration_since(Instant::now()) {
                         std::thread::sleep(wait);
                     }
+                    batch.clear();
                     for &c in mine.iter().skip(slot).step_by(20) {
                         payload[..3].copy_from_slice(&encode_counter(k));
+                        let mut buf = Vec::with_capacity(172);
                         RtpPacket {
                             marker: k == 0,
                             payload_type: 0,
@@ -338,8 +412,9 @@ fn load(args: &[String]) -> anyhow::Result<()> {
                         .write(&mut buf);
                         let call = &calls_tx[c];
                         call.sent_at[k].store(now_us(), Ordering::Relaxed);
-                        let _ = sock_tx.send_to(&buf, call.target);
+                        batch.push((buf, call.target));
                     }
+                    send_batch(&sock_tx, &batch);
                 }
             }
         }));
