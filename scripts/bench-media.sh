@@ -5,7 +5,8 @@
 #
 #   scripts/bench-media.sh [CALLS] [SECONDS]
 #
-# Environment: THREADS (server worker threads, default 2), SOCKETS (generator sockets,
+# Environment: THREADS (server runtime threads and media workers, default 2), MODE (workers:
+# legs shared by THREADS media workers, the default; tasks: one worker task per leg), SOCKETS (generator sockets,
 # default 4), SERVER_CPUS / LOAD_CPUS (taskset lists, default: unpinned, sharing the cores),
 # VOICE_OPT_LEVEL (default unset: the plain dev profile, where `voice` is unoptimised and its
 # dependencies are at opt-level 1; set 2 to optimise only the `voice` crate inside the dev
@@ -37,7 +38,7 @@ trap cleanup EXIT
 
 pin() { if [[ -n "$1" ]]; then echo "taskset -c $1"; fi; }
 
-$(pin "${SERVER_CPUS:-}") "$BIN" server --calls "$CALLS" --threads "$THREADS" \
+$(pin "${SERVER_CPUS:-}") "$BIN" server --calls "$CALLS" --threads "$THREADS" --mode "${MODE:-workers}" \
     --seconds $((SECONDS_MEASURED + WARMUP + 3)) --ports-file "$PORTS" >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 for _ in $(seq 1 600); do
@@ -46,9 +47,12 @@ for _ in $(seq 1 600); do
     sleep 0.1
 done
 grep READY "$WORK/server.log"
+udp_errors() { awk '/^Udp:/ { if (++n == 2) print "InErrors=" $4, "RcvbufErrors=" $6, "SndbufErrors=" $7 }' /proc/net/snmp; }
+echo "kernel UDP counters before: $(udp_errors)"
 $(pin "${LOAD_CPUS:-}") "$BIN" load --ports-file "$PORTS" --seconds "$SECONDS_MEASURED" \
     --warmup "$WARMUP" --sockets "$SOCKETS"
 wait "$SERVER_PID"
 SERVER_PID=""
 grep -v READY "$WORK/server.log"
+echo "kernel UDP counters after:  $(udp_errors) (machine-wide; drops in any socket buffer)"
 echo "machine: $(nproc) cores, $(uptime | sed 's/.*load average/load average/')"

@@ -4,7 +4,7 @@
 //! Two processes (so each can be pinned with `taskset`), started by `scripts/bench-media.sh`:
 //!
 //! ```text
-//! media_bench server --calls N --threads T --seconds S --ports-file F   # prints READY
+//! media_bench server --calls N --threads T --seconds S --ports-file F [--mode workers|tasks]
 //! media_bench load   --ports-file F --seconds S [--warmup W] [--sockets K]
 //! ```
 //!
@@ -62,6 +62,8 @@ fn server(args: &[String]) -> anyhow::Result<()> {
     let seconds: u64 = arg(args, "--seconds", 20);
     let base: u16 = arg(args, "--base-port", 20000);
     let ports_file: String = arg(args, "--ports-file", "/tmp/media_bench_ports".to_string());
+    // `--mode tasks`: one worker task per leg (BoundMedia::start); default: shared workers.
+    let per_leg_tasks = arg(args, "--mode", "workers".to_string()) == "tasks";
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .enable_all()
@@ -83,29 +85,44 @@ fn server(args: &[String]) -> anyhow::Result<()> {
             stats_interval: None,
             ..MediaConfig::default()
         };
+        let workers = voice::media::MediaWorkers::new(threads)?;
         let mut sessions = Vec::with_capacity(calls);
         let mut ports = String::new();
         for _ in 0..calls {
             let bound = MediaSession::bind(&pool)?;
             ports.push_str(&format!("{}\n", bound.port()));
-            let (handle, events) = bound.start(
-                &negotiated,
-                Box::new(Echo),
-                CallContext::default(),
-                config.clone(),
-            )?;
+            let (handle, events) = if per_leg_tasks {
+                bound.start(
+                    &negotiated,
+                    Box::new(Echo),
+                    CallContext::default(),
+                    config.clone(),
+                )?
+            } else {
+                workers.start(
+                    bound,
+                    &negotiated,
+                    Box::new(Echo),
+                    CallContext::default(),
+                    config.clone(),
+                )?
+            };
             sessions.push((handle, events));
         }
         std::fs::write(&ports_file, ports)?;
         let cpu0 = cpu_seconds();
         let t0 = Instant::now();
-        println!("READY {calls} sessions on {threads} worker threads");
+        println!("READY {calls} sessions on {threads} media worker threads");
         tokio::time::sleep(Duration::from_secs(seconds)).await;
         let cpu = cpu_seconds() - cpu0;
         let wall = t0.elapsed().as_secs_f64();
         let mut total = voice::media::MediaStats::default();
-        for (handle, _events) in sessions {
-            let s = handle.stop().await;
+        let stops: Vec<_> = sessions
+            .into_iter()
+            .map(|(handle, _events)| tokio::spawn(handle.stop()))
+            .collect();
+        for stop in stops {
+            let s = stop.await?;
             total.jitter.received += s.jitter.received;
             total.jitter.concealed += s.jitter.concealed;
             total.jitter.late += s.jitter.late;
@@ -154,6 +171,26 @@ fn now_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// A large receive buffer, so a generator thread kept off the CPU for a while by the other
+/// processes does not lose echoes in its own socket (root may exceed rmem_max).
+fn set_receive_buffer(sock: &UdpSocket, bytes: libc::c_int) {
+    for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+        // SAFETY: a valid fd and a c_int option value of the size given.
+        let rc = unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                (&bytes as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc == 0 {
+            return;
+        }
+    }
 }
 
 /// Asks the kernel to stamp each datagram's arrival (SO_TIMESTAMPNS).
@@ -330,6 +367,7 @@ fn load(args: &[String]) -> anyhow::Result<()> {
         .collect::<Result<_, _>>()?;
     for (s, sock) in socks.iter().enumerate() {
         enable_timestamps(sock)?;
+        set_receive_buffer(sock, 16 << 20);
         // Receiver: match echoes to counters.
         let (sock_rx, calls_rx, done_rx) = (sock.clone(), calls.clone(), done.clone());
         let first_k = (warmup * 50) as usize;

@@ -140,3 +140,47 @@ async fn stopping_gives_the_port_back_and_the_handle_reports_closed() {
     assert_eq!(pool.available(), 1);
     assert!(MediaSession::bind(&pool).is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_workers_drive_many_legs_independently() {
+    let pool = PortPool::new(LOCAL, 43100..=43199).unwrap();
+    let workers = voice::media::MediaWorkers::new(2).unwrap();
+    let mut calls = Vec::new();
+    for _ in 0..20 {
+        let phone = Phone::new().await;
+        let bound = MediaSession::bind(&pool).unwrap();
+        let local = LocalMedia::new(LOCAL, bound.port(), 1);
+        let offer = SessionDescription::parse(&phone.offer("sendrecv")).unwrap();
+        let (_, negotiated) = answer(&offer, &local).unwrap();
+        let (handle, _events) = workers
+            .start(
+                bound,
+                &negotiated,
+                parse_app_spec("echo").unwrap(),
+                CallContext::default(),
+                quiet(),
+            )
+            .unwrap();
+        calls.push((phone, handle));
+    }
+    // Each phone sends its own code; each must hear back only its own.
+    let t0 = Instant::now();
+    for k in 0..15u32 {
+        tokio::time::sleep_until(t0 + Duration::from_millis(u64::from(k) * 20)).await;
+        for (i, (phone, handle)) in calls.iter_mut().enumerate() {
+            phone.send_audio(code(i + 1), handle.local_addr()).await;
+        }
+    }
+    for (i, (phone, handle)) in calls.into_iter().enumerate() {
+        let got = phone.collect(Duration::from_millis(150)).await;
+        let echoed: Vec<u8> = got.iter().map(|r| r.4[0]).filter(|&c| c != 0xFF).collect();
+        assert!(echoed.len() >= 10, "call {i}: {} echoed", echoed.len());
+        assert!(
+            echoed.iter().all(|&c| c == code(i + 1)),
+            "call {i} heard another call"
+        );
+        let stats = handle.stop().await;
+        assert_eq!(stats.jitter.received, 15);
+    }
+    assert_eq!(pool.available(), 50);
+}

@@ -9,10 +9,11 @@
 //! ```
 //!
 //! Pure parts: [`rtp`], [`g711`], [`dtmf`], [`jitter`], [`wav`], [`playback`]. Effects live in
-//! [`session`] (the task and its handle), [`port_pool`] (sockets) and [`recorder`] (a writer
-//! thread). The task never awaits anything but its socket, its command channel and its
-//! timer: the app is called synchronously, events and recordings go through bounded
-//! channels with `try_send`, sends use `try_send_to` (a full socket buffer drops the packet).
+//! [`session`] (handles and workers), `leg` (one leg's state, driven per tick), `worker` (the
+//! 20 ms loop over many legs), [`port_pool`] (sockets) and [`recorder`] (a writer thread). A
+//! worker never awaits anything but its timer and its intake: the app is called
+//! synchronously, events and recordings go through bounded channels with `try_send`,
+//! sockets are non-blocking (a full send buffer drops the packet).
 //!
 //! Silence policy: when the app has nothing queued, the session still sends a packet every
 //! 20 ms, of G.711 silence. Continuous RTP keeps NAT bindings open and keeps carriers' and
@@ -23,15 +24,18 @@
 pub mod dtmf;
 pub mod g711;
 pub mod jitter;
+mod leg;
 pub mod playback;
 pub mod port_pool;
 pub mod recorder;
 pub mod rtp;
 pub mod session;
 pub mod wav;
+mod worker;
 
 pub use jitter::{JitterConfig, JitterStats};
 pub use port_pool::{PortLease, PortPool, PortPoolError};
 pub use session::{
     BoundMedia, MediaConfig, MediaError, MediaEvent, MediaHandle, MediaSession, MediaStats,
+    MediaWorkers,
 };

@@ -1,39 +1,33 @@
-//! The media task of one call leg and the handle call control holds.
+//! The handle call control holds for a call leg's media, and the workers that drive legs.
 //!
 //! Lifecycle: [`MediaSession::bind`] takes a port (its number goes into the SDP answer or
-//! offer), [`BoundMedia::start`] spawns the task with the negotiated parameters and the
-//! application, and [`MediaHandle::stop`] ends it and returns the final [`MediaStats`].
-//! Dropping the handle ends the task too. The port goes back to the pool when the task ends.
+//! offer); [`BoundMedia::start`] runs the leg on a worker task of its own, or
+//! [`MediaWorkers::start`] adds it to one of a few shared workers (what a busy gateway wants:
+//! a thread per worker, one timer and four wake-ups per worker per 20 ms, however many
+//! calls); [`MediaHandle::stop`]
+//! ends the leg and returns its final [`MediaStats`]. Dropping the handle ends the leg too.
+//! The port goes back to the pool when the leg ends.
 //!
-//! The task wakes once per 20 ms tick (and for commands): it drains the non-blocking socket,
-//! plays out one packet, calls the app, sends one packet. Arrival times are therefore known
-//! to the tick (20 ms), which makes the RFC 3550 jitter figure an upper bound: a stream whose
-//! packets arrive right at the tick boundary shows up to ~20 ms of jitter and gets a deeper
-//! buffer, which is what such a phase needs anyway. Sends are non-blocking: a full socket
-//! buffer drops the packet (`send_dropped`).
+//! ```text
+//!  MediaHandle ──commands (bounded, try_send)──▶ worker: every 20 ms, for each leg (in 4 phases):
+//!  MediaHandle ◀──events (bounded, try_send)───     commands → drain socket → play out → app → send
+//! ```
+//!
+//! Commands are applied at the next tick (within 20 ms). A worker never awaits anything
+//! but its timer and its intake of new legs.
 
-use super::dtmf::{DtmfReceiver, DtmfSender};
-use super::g711;
-use super::jitter::{JitterBuffer, JitterConfig, JitterStats, Playout};
-use super::playback::Playback;
+use super::jitter::{JitterConfig, JitterStats};
+use super::leg::Leg;
 use super::port_pool::{PortLease, PortPool, PortPoolError};
-use super::recorder::Recorder;
-use super::rtp::RtpPacket;
-use crate::app::{Action, CallApp, CallContext, FRAME_SAMPLES};
+use crate::app::{Action, CallApp, CallContext};
 use crate::sdp::Negotiated;
-use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::net::UdpSocket;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
-use tokio::time::{Instant, MissedTickBehavior};
-
-/// The packetization interval.
-const PTIME: Duration = Duration::from_millis(20);
-/// Datagrams read per tick at most (a 20 ms stream sends one).
-const MAX_PER_TICK: usize = 32;
+use tokio::sync::{mpsc, oneshot};
 
 /// Settings of a media session.
 #[derive(Debug, Clone)]
@@ -133,6 +127,13 @@ pub enum MediaError {
         #[source]
         source: std::io::Error,
     },
+    /// A worker thread or its runtime could not be started.
+    #[error("cannot start a media worker: {source}")]
+    Worker {
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The session has ended.
     #[error("the media session has ended")]
     Closed,
@@ -147,12 +148,13 @@ impl MediaError {
         match self {
             MediaError::Port(e) => e.is_transient(),
             MediaError::Busy => true,
-            MediaError::Socket { .. } | MediaError::Closed => false,
+            MediaError::Socket { .. } | MediaError::Worker { .. } | MediaError::Closed => false,
         }
     }
 }
 
-enum Command {
+/// What call control asks of a running leg.
+pub(crate) enum Command {
     Update(Box<Negotiated>),
     SetRemote(Option<SocketAddr>),
     Act(Action),
@@ -166,7 +168,7 @@ pub struct MediaSession;
 /// A bound port waiting for negotiation to finish.
 #[derive(Debug)]
 pub struct BoundMedia {
-    socket: std::net::UdpSocket,
+    socket: UdpSocket,
     lease: PortLease,
 }
 
@@ -178,13 +180,24 @@ impl MediaSession {
     }
 }
 
-/// The handle call control keeps for a running session.
+/// The handle call control keeps for a running leg.
 #[derive(Debug)]
 pub struct MediaHandle {
     commands: mpsc::Sender<Command>,
-    task: JoinHandle<MediaStats>,
+    done: oneshot::Receiver<MediaStats>,
     local: SocketAddr,
 }
+
+/// A leg as a worker holds it.
+pub(crate) struct Entry {
+    pub(crate) leg: Leg,
+    /// Taken when the worker starts the application.
+    pub(crate) ctx: Option<CallContext>,
+    pub(crate) commands: mpsc::Receiver<Command>,
+    pub(crate) done: oneshot::Sender<MediaStats>,
+}
+
+type Started = (MediaHandle, mpsc::Receiver<MediaEvent>);
 
 impl BoundMedia {
     /// The bound RTP port, for the SDP.
@@ -192,58 +205,98 @@ impl BoundMedia {
         self.lease.port()
     }
 
-    /// Starts the media task (inside a tokio runtime). Events arrive on the returned receiver.
+    fn into_entry(
+        self,
+        negotiated: &Negotiated,
+        app: Box<dyn CallApp>,
+        ctx: CallContext,
+        config: MediaConfig,
+    ) -> Result<(Entry, Started), MediaError> {
+        let local = self
+            .socket
+            .local_addr()
+            .map_err(|source| MediaError::Socket { source })?;
+        let (events_tx, events_rx) = mpsc::channel(config.events_capacity.max(1));
+        let (cmd_tx, cmd_rx) = mpsc::channel(16);
+        let (done_tx, done_rx) = oneshot::channel();
+        let leg = Leg::new(self.socket, self.lease, negotiated, app, config, events_tx);
+        let entry = Entry {
+            leg,
+            ctx: Some(ctx),
+            commands: cmd_rx,
+            done: done_tx,
+        };
+        let handle = MediaHandle {
+            commands: cmd_tx,
+            done: done_rx,
+            local,
+        };
+        Ok((entry, (handle, events_rx)))
+    }
+
+    /// Starts the leg on a worker task of its own (inside a tokio runtime). Events arrive on
+    /// the returned receiver.
     pub fn start(
         self,
         negotiated: &Negotiated,
         app: Box<dyn CallApp>,
         ctx: CallContext,
         config: MediaConfig,
-    ) -> Result<(MediaHandle, mpsc::Receiver<MediaEvent>), MediaError> {
-        let local = self
-            .socket
-            .local_addr()
-            .map_err(|source| MediaError::Socket { source })?;
-        let socket = self.socket;
-        let (events_tx, events_rx) = mpsc::channel(config.events_capacity.max(1));
-        let (cmd_tx, cmd_rx) = mpsc::channel(16);
-        let now = Instant::now();
-        let task = Task {
-            socket,
-            _lease: self.lease,
-            jitter: JitterBuffer::new(config.jitter),
-            config,
-            negotiated: negotiated.clone(),
-            remote: negotiated.remote_rtp,
-            latched: None,
-            app,
-            events: events_tx,
-            playback: Playback::default(),
-            dtmf_in: DtmfReceiver::default(),
-            dtmf_out: None,
-            recorder: None,
-            ssrc: random_u32(),
-            seq: random_u32() as u16,
-            timestamp: random_u32(),
-            marker: true,
-            epoch: now,
-            last_rx: now,
-            timed_out: false,
-            stats: MediaStats::default(),
-            heard: Vec::with_capacity(FRAME_SAMPLES),
-            out_pcm: [0; FRAME_SAMPLES],
-            out_buf: Vec::with_capacity(12 + FRAME_SAMPLES),
-            payload: Vec::with_capacity(FRAME_SAMPLES),
-        };
-        let task = tokio::spawn(task.run(cmd_rx, ctx));
-        Ok((
-            MediaHandle {
-                commands: cmd_tx,
-                task,
-                local,
-            },
-            events_rx,
-        ))
+    ) -> Result<Started, MediaError> {
+        let (entry, started) = self.into_entry(negotiated, app, ctx, config)?;
+        tokio::spawn(super::worker::run(None, vec![entry]));
+        Ok(started)
+    }
+}
+
+/// A few long-lived workers that each drive many legs on one 20 ms timer. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct MediaWorkers {
+    intake: Arc<[mpsc::Sender<Entry>]>,
+    next: Arc<AtomicUsize>,
+}
+
+impl MediaWorkers {
+    /// Starts `count` workers, each on an OS thread of its own running a single-threaded
+    /// tokio runtime (one per core is a good start). Media then never waits behind the
+    /// gateway's other tasks, and the workers are spread over the cores by construction. A
+    /// worker runs until every clone of this value is dropped and its legs have ended.
+    pub fn new(count: usize) -> Result<MediaWorkers, MediaError> {
+        let mut intake = Vec::with_capacity(count.max(1));
+        for i in 0..count.max(1) {
+            let (tx, rx) = mpsc::channel(1024);
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .map_err(|source| MediaError::Worker { source })?;
+            std::thread::Builder::new()
+                .name(format!("media-worker-{i}"))
+                .spawn(move || runtime.block_on(super::worker::run(Some(rx), Vec::new())))
+                .map_err(|source| MediaError::Worker { source })?;
+            intake.push(tx);
+        }
+        Ok(MediaWorkers {
+            intake: intake.into(),
+            next: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    /// Starts a leg on the next worker (round robin).
+    pub fn start(
+        &self,
+        bound: BoundMedia,
+        negotiated: &Negotiated,
+        app: Box<dyn CallApp>,
+        ctx: CallContext,
+        config: MediaConfig,
+    ) -> Result<Started, MediaError> {
+        let (entry, started) = bound.into_entry(negotiated, app, ctx, config)?;
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.intake.len();
+        self.intake[i].try_send(entry).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => MediaError::Busy,
+            mpsc::error::TrySendError::Closed(_) => MediaError::Closed,
+        })?;
+        Ok(started)
     }
 }
 
@@ -277,285 +330,9 @@ impl MediaHandle {
         self.send(Command::Act(action))
     }
 
-    /// Stops the task and returns its final counters.
+    /// Stops the leg (at its next tick) and returns its final counters.
     pub async fn stop(self) -> MediaStats {
         let _ = self.commands.send(Command::Stop).await;
-        self.task.await.unwrap_or_default()
-    }
-}
-
-fn random_u32() -> u32 {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(u64::from(std::process::id()));
-    h.finish() as u32
-}
-
-struct Task {
-    socket: UdpSocket,
-    _lease: PortLease,
-    config: MediaConfig,
-    negotiated: Negotiated,
-    remote: Option<SocketAddr>,
-    latched: Option<SocketAddr>,
-    app: Box<dyn CallApp>,
-    events: mpsc::Sender<MediaEvent>,
-    jitter: JitterBuffer,
-    playback: Playback,
-    dtmf_in: DtmfReceiver,
-    dtmf_out: Option<DtmfSender>,
-    recorder: Option<Recorder>,
-    ssrc: u32,
-    seq: u16,
-    timestamp: u32,
-    marker: bool,
-    epoch: Instant,
-    last_rx: Instant,
-    timed_out: bool,
-    stats: MediaStats,
-    heard: Vec<i16>,
-    out_pcm: [i16; FRAME_SAMPLES],
-    out_buf: Vec<u8>,
-    payload: Vec<u8>,
-}
-
-impl Task {
-    async fn run(mut self, mut commands: mpsc::Receiver<Command>, ctx: CallContext) -> MediaStats {
-        let actions = self.app.on_start(&ctx);
-        self.apply(actions);
-        let mut ticker = tokio::time::interval_at(self.epoch + PTIME, PTIME);
-        ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
-        let mut stats_at = self.config.stats_interval.map(|i| self.epoch + i);
-        let mut buf = [0u8; 1500];
-        loop {
-            // The socket is not registered with the reactor: each tick drains it. One wake-up
-            // per 20 ms instead of one per packet plus one per tick, and no epoll traffic.
-            tokio::select! {
-                biased;
-                cmd = commands.recv() => match cmd {
-                    None | Some(Command::Stop) => break,
-                    Some(c) => self.on_command(c),
-                },
-                due = ticker.tick() => {
-                    let now = Instant::now();
-                    if now.duration_since(due) > Duration::from_millis(5) {
-                        self.stats.late_ticks += 1;
-                    }
-                    self.drain(&mut buf, now);
-                    self.on_tick(now);
-                    if let (Some(at), Some(every)) = (stats_at, self.config.stats_interval) {
-                        if now >= at {
-                            self.emit(MediaEvent::Stats(self.snapshot()));
-                            stats_at = Some(at + every);
-                        }
-                    }
-                }
-            }
-        }
-        self.recorder = None; // closes the channel: the writer finishes the file
-        self.snapshot()
-    }
-
-    fn snapshot(&self) -> MediaStats {
-        let mut s = self.stats;
-        s.jitter = self.jitter.stats();
-        s.recording_dropped += self.recorder.as_ref().map_or(0, Recorder::dropped);
-        s
-    }
-
-    fn emit(&mut self, event: MediaEvent) {
-        if self.events.try_send(event).is_err() {
-            self.stats.events_dropped += 1;
-        }
-    }
-
-    fn on_command(&mut self, c: Command) {
-        match c {
-            Command::Update(n) => {
-                self.remote = n.remote_rtp;
-                self.latched = None;
-                self.negotiated = *n;
-            }
-            Command::SetRemote(addr) => {
-                self.remote = addr;
-                self.latched = None;
-            }
-            Command::Act(a) => self.apply(vec![a]),
-            Command::Stop => {}
-        }
-    }
-
-    fn apply(&mut self, actions: Vec<Action>) {
-        for action in actions {
-            match action {
-                Action::Play(audio) => self.playback.push(audio),
-                Action::StopPlayback => self.playback.clear(),
-                Action::SendDtmf(d) => {
-                    if self.dtmf_out.is_none() {
-                        self.dtmf_out = DtmfSender::new(d, self.timestamp, self.config.dtmf_frames);
-                    }
-                }
-                Action::StartRecording => self.start_recording(),
-                Action::StopRecording => {
-                    if let Some(r) = self.recorder.take() {
-                        self.stats.recording_dropped += r.dropped();
-                    }
-                }
-                a @ (Action::Transfer { .. } | Action::Hangup) => {
-                    self.emit(MediaEvent::AppAction(a));
-                }
-            }
-        }
-    }
-
-    fn start_recording(&mut self) {
-        if self.recorder.is_some() {
-            return;
-        }
-        match &self.config.recording_path {
-            Some(path) => {
-                self.recorder = Some(Recorder::start(path.clone(), self.events.clone()));
-            }
-            None => self.emit(MediaEvent::RecordingFailed {
-                path: PathBuf::new(),
-                kind: std::io::ErrorKind::InvalidInput,
-            }),
-        }
-    }
-
-    /// Reads what arrived since the last tick (at most [`MAX_PER_TICK`] datagrams, so a flood
-    /// cannot hold the worker), all stamped with the tick's time.
-    fn drain(&mut self, buf: &mut [u8], now: Instant) {
-        for _ in 0..MAX_PER_TICK {
-            match self.socket.recv_from(buf) {
-                Ok((n, from)) => self.on_datagram(&buf[..n], from, now),
-                Err(_) => break,
-            }
-        }
-    }
-
-    fn on_datagram(&mut self, data: &[u8], from: SocketAddr, now: Instant) {
-        let Ok(packet) = RtpPacket::parse(data) else {
-            self.stats.malformed += 1;
-            return;
-        };
-        match self.latched {
-            None => {
-                self.latched = Some(from);
-                if self.remote != Some(from) {
-                    self.remote = Some(from);
-                }
-                self.emit(MediaEvent::Latched(from));
-            }
-            Some(addr) if addr != from => {
-                self.stats.foreign += 1;
-                return;
-            }
-            Some(_) => {}
-        }
-        self.last_rx = now;
-        self.timed_out = false;
-        if packet.payload_type == self.negotiated.payload_type {
-            self.jitter.push(
-                packet.sequence,
-                packet.timestamp,
-                packet.ssrc,
-                packet.payload,
-                now.duration_since(self.epoch),
-            );
-        } else if Some(packet.payload_type) == self.negotiated.telephone_event {
-            if let Some(digit) = self.dtmf_in.on_packet(packet.timestamp, packet.payload) {
-                self.stats.dtmf_received += 1;
-                self.emit(MediaEvent::Dtmf(digit));
-                let actions = self.app.on_dtmf(digit);
-                self.apply(actions);
-            }
-        } else {
-            self.stats.other_payload += 1;
-        }
-    }
-
-    fn on_tick(&mut self, now: Instant) {
-        let remote_sends = self.negotiated.direction.receives();
-        if remote_sends
-            && !self.timed_out
-            && now.duration_since(self.last_rx) >= self.config.inactivity_timeout
-        {
-            self.timed_out = true;
-            self.emit(MediaEvent::MediaTimeout);
-        }
-
-        // Inbound: one packet's worth of audio (or silence) to the application.
-        self.heard.clear();
-        match self.jitter.pop() {
-            Playout::Packet(p) => {
-                g711::decode(self.negotiated.codec, &p, &mut self.heard);
-                self.jitter.recycle(p);
-            }
-            Playout::Lost | Playout::Waiting => self.heard.resize(FRAME_SAMPLES, 0),
-        }
-        let heard = std::mem::take(&mut self.heard);
-        let actions = self.app.on_audio(&heard);
-        self.heard = heard;
-        self.apply(actions);
-
-        // Outbound: the next 20 ms of playback (silence when empty), or a DTMF packet.
-        let was_playing = !self.playback.is_empty();
-        self.playback.read(&mut self.out_pcm);
-        if let Some(r) = self.recorder.as_mut() {
-            r.push(&self.heard, &self.out_pcm);
-        }
-        self.send_tick();
-        self.timestamp = self.timestamp.wrapping_add(FRAME_SAMPLES as u32);
-        if was_playing && self.playback.is_empty() {
-            let actions = self.app.on_playback_finished();
-            self.apply(actions);
-        }
-    }
-
-    fn send_tick(&mut self) {
-        let Some(remote) = self.remote else { return };
-        if !self.negotiated.direction.sends() {
-            return;
-        }
-        self.payload.clear();
-        let (pt, marker, ts) = match (self.dtmf_out.as_mut(), self.negotiated.telephone_event) {
-            (Some(sender), Some(te_pt)) => match sender.next_packet() {
-                Some(p) => {
-                    self.payload.extend_from_slice(&p.payload.to_bytes());
-                    (te_pt, p.marker, p.timestamp)
-                }
-                None => {
-                    self.dtmf_out = None;
-                    self.marker = true;
-                    self.audio_payload()
-                }
-            },
-            (Some(_), None) => {
-                // The remote did not negotiate telephone-event: nothing to send it with.
-                self.dtmf_out = None;
-                self.audio_payload()
-            }
-            (None, _) => self.audio_payload(),
-        };
-        let packet = RtpPacket {
-            marker,
-            payload_type: pt,
-            sequence: self.seq,
-            timestamp: ts,
-            ssrc: self.ssrc,
-            payload: &self.payload,
-        };
-        packet.write(&mut self.out_buf);
-        self.seq = self.seq.wrapping_add(1);
-        match self.socket.send_to(&self.out_buf, remote) {
-            Ok(_) => self.stats.packets_sent += 1,
-            Err(_) => self.stats.send_dropped += 1,
-        }
-    }
-
-    fn audio_payload(&mut self) -> (u8, bool, u32) {
-        g711::encode(self.negotiated.codec, &self.out_pcm, &mut self.payload);
-        let marker = std::mem::take(&mut self.marker);
-        (self.negotiated.payload_type, marker, self.timestamp)
+        self.done.await.unwrap_or_default()
     }
 }
