@@ -23,12 +23,10 @@ const LATE: Duration = Duration::from_millis(5);
 /// Runs until the intake is closed (or absent) and no leg is left.
 pub(crate) async fn run(mut intake: Option<mpsc::Receiver<Entry>>, first: Vec<Entry>) {
     let mut phases: [Vec<Entry>; PHASES] = Default::default();
-    let mut added = 0usize;
     let now = Instant::now();
-    for mut e in first {
+    for (i, mut e) in first.into_iter().enumerate() {
         start(&mut e, now);
-        phases[added % PHASES].push(e);
-        added += 1;
+        phases[i % PHASES].push(e);
     }
     let mut ticker = tokio::time::interval_at(now + PTIME / PHASES as u32, PTIME / PHASES as u32);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
