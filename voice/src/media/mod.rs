@@ -20,6 +20,42 @@
 //! phones' own RTP timeouts quiet; it costs ~8 kB/s per call. While our direction is
 //! `recvonly` or `inactive` (hold) nothing is sent. Comfort noise (payload 13) received is
 //! counted as activity and otherwise ignored. RTCP is not sent or read yet.
+//!
+//! Use from call control (an INVITE with an SDP offer, answered by the `echo` application):
+//!
+//! ```no_run
+//! # async fn example(offer_body: &str) -> Result<(), Box<dyn std::error::Error>> {
+//! use voice::app::{parse_app_spec, Action, CallContext};
+//! use voice::media::{MediaConfig, MediaEvent, MediaSession, MediaWorkers, PortPool};
+//! use voice::sdp::{answer, LocalMedia, SessionDescription};
+//!
+//! // Once, at start-up: the port range from config and one worker per core.
+//! let ip = "192.0.2.10".parse()?;
+//! let pool = PortPool::new(ip, 20000..=29999)?;
+//! let workers = MediaWorkers::new(2)?;
+//!
+//! // Per INVITE: take a port, answer the offer (a NegotiationError is a 488), start media.
+//! let bound = MediaSession::bind(&pool)?;
+//! let local = LocalMedia::new(ip, bound.port(), 42);
+//! let offer = SessionDescription::parse(offer_body)?;
+//! let (answer_sdp, negotiated) = answer(&offer, &local)?;
+//! let _body_of_200_ok = answer_sdp.to_string();
+//! let app = parse_app_spec("echo")?;
+//! let ctx = CallContext { call_id: "c1".into(), from: "alice".into(), to: "100".into() };
+//! let (media, mut events) = workers.start(bound, &negotiated, app, ctx, MediaConfig::default())?;
+//!
+//! // Call control reacts to media events; a re-INVITE goes through `answer` and `update`.
+//! while let Some(event) = events.recv().await {
+//!     match event {
+//!         MediaEvent::AppAction(Action::Hangup) | MediaEvent::MediaTimeout => break, // send BYE
+//!         MediaEvent::AppAction(Action::Transfer { target: _ }) => { /* call the agent */ }
+//!         _ => {}
+//!     }
+//! }
+//! let stats = media.stop().await;
+//! # let _ = stats; Ok(())
+//! # }
+//! ```
 
 pub mod dtmf;
 pub mod g711;
