@@ -200,8 +200,8 @@ pub fn frame_stream(buf: &[u8], limits: &FrameLimits) -> Result<Framed, FrameErr
 pub fn frame_datagram(buf: &[u8], limits: &FrameLimits) -> Result<RawMessage, FrameError> {
     if buf.len() > limits.max_message_bytes {
         // Still try to read the head so that a 513 can be addressed.
-        let head = find_blank_line(buf, limits.max_message_bytes)
-            .and_then(|end| parse_head(&buf[..end], limits).ok());
+        let head =
+            find_blank_line(buf, buf.len()).and_then(|end| parse_head(&buf[..end], limits).ok());
         return Err(FrameError {
             kind: FrameErrorKind::TooLarge {
                 limit: limits.max_message_bytes,
