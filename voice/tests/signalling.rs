@@ -292,3 +292,40 @@ async fn concurrent_and_per_source_limits_answer_503_with_retry_after() {
     assert_eq!(header(&limited, "Retry-After"), Some("1"));
     assert_eq!(ua.store.count(CallState::Ringing), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn application_hangup_sends_bye_and_records_local_hangup() {
+    let ua = start_ua(UaConfig::default()).await;
+    let c = Client::new(ua.addr()).await;
+    let tag = answered_call(&c, "hang-1").await;
+    ua.server.hang_up("hang-1").await;
+    let bye = c.recv(WAIT).await.expect("BYE");
+    assert!(bye.starts_with("BYE "), "{bye}");
+    assert!(header(&bye, "From").unwrap().contains(&tag));
+    let reply = format!(
+        "SIP/2.0 200 OK\r\nVia: {}\r\nFrom: {}\r\nTo: {}\r\nCall-ID: hang-1\r\nCSeq: {}\r\nContent-Length: 0\r\n\r\n",
+        header(&bye, "Via").unwrap(),
+        header(&bye, "From").unwrap(),
+        header(&bye, "To").unwrap(),
+        header(&bye, "CSeq").unwrap()
+    );
+    c.send(reply.as_bytes()).await;
+    assert!(common::eventually(WAIT, || ua.store.ended_with(EndCause::LocalHangup) == 1).await);
+    // Answered: no retransmission of that BYE.
+    assert_eq!(c.recv(Duration::from_millis(1200)).await, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bye_before_the_ack_ends_the_call() {
+    let ua = start_ua(UaConfig::default()).await;
+    let c = Client::new(ua.addr()).await;
+    c.send(invite(c.port(), "early-bye", "z9hG4bK-eb").as_bytes())
+        .await;
+    let ok = c.expect_status(200, WAIT).await;
+    let bye = in_dialog(c.port(), "early-bye", "BYE", 2, &to_tag(&ok), ("", ""));
+    c.send(bye.as_bytes()).await;
+    let reply = c.expect_status(200, WAIT).await;
+    assert_eq!(header(&reply, "CSeq"), Some("2 BYE"));
+    assert!(common::eventually(WAIT, || ua.store.ended_with(EndCause::RemoteHangup) == 1).await);
+    assert!(common::eventually(WAIT, || ua.server.active_calls() == 0).await);
+}

@@ -75,6 +75,17 @@ struct Call {
     core: CoreHandle,
     shared: Arc<Shared>,
     record: Option<Record>,
+    /// A hangup asked for before the ACK: sent once the dialog is confirmed (§15).
+    pending_hangup: Option<EndCause>,
+}
+
+/// How the wait for the ACK of our 2xx ended.
+enum AckWait {
+    Acked,
+    /// Timer H fired, or the user agent is shutting down.
+    NoAck,
+    /// The caller sent BYE before its ACK (answered already).
+    RemoteBye,
 }
 
 /// Runs one call to its end.
@@ -93,6 +104,7 @@ pub async fn run(setup: CallSetup) {
         core: setup.core,
         shared: setup.shared,
         record: None,
+        pending_hangup: None,
     };
     if let Some(cause) = call.drive().await {
         call.report(CallState::Ended, Some(cause)).await.ok();
@@ -150,9 +162,17 @@ impl Call {
             return Some(EndCause::Cancelled);
         }
         let ok = self.respond_invite(200, "OK", Some(&media.answer)).await;
-        if !self.await_ack(&ok, &mut dialog).await {
+        match self.await_ack(&ok, &mut dialog).await {
+            AckWait::Acked => {}
+            AckWait::NoAck => {
+                self.hangup(&mut dialog).await;
+                return Some(EndCause::NoAck);
+            }
+            AckWait::RemoteBye => return Some(EndCause::RemoteHangup),
+        }
+        if let Some(cause) = self.pending_hangup.take() {
             self.hangup(&mut dialog).await;
-            return Some(EndCause::NoAck);
+            return Some(cause);
         }
         Some(self.confirmed(&mut dialog, &mut media).await)
     }
@@ -223,11 +243,14 @@ impl Call {
         }
     }
 
-    /// Whether a CANCEL arrived while the store was being written.
+    /// Whether a CANCEL arrived while the store was being written (a hangup that arrived
+    /// then is kept for after the ACK).
     fn cancel_pending(&mut self) -> bool {
         while let Ok(event) = self.events.try_recv() {
-            if matches!(event, CallEvent::Cancel) {
-                return true;
+            match event {
+                CallEvent::Cancel => return true,
+                CallEvent::Hangup(cause) => self.pending_hangup = Some(cause),
+                _ => {}
             }
         }
         false
@@ -290,30 +313,29 @@ impl Call {
         }
     }
 
-    /// Retransmits the 2xx (§13.3.1.4, over every transport) until the ACK; false on
-    /// Timer H. A BYE before the ACK is answered and also ends the wait.
-    async fn await_ack(&mut self, ok: &[u8], dialog: &mut Dialog) -> bool {
+    /// Retransmits the 2xx (§13.3.1.4, over every transport) until the ACK or Timer H. A
+    /// BYE before the ACK is answered and ends the call; a hangup of ours waits for the ACK.
+    async fn await_ack(&mut self, ok: &[u8], dialog: &mut Dialog) -> AckWait {
         let timers = self.shared.config.timers;
         let give_up = Instant::now() + timers.give_up();
         let mut n = 0;
         loop {
             tokio::select! {
-                _ = sleep_until(give_up) => return false,
+                _ = sleep_until(give_up) => return AckWait::NoAck,
                 _ = sleep(timers.retransmit_interval(n)) => {
                     self.core.transport.send(&self.peer, ok.to_vec());
                     n += 1;
                 }
                 event = self.events.recv() => match event {
-                    Some(CallEvent::Ack) => return true,
+                    Some(CallEvent::Ack) => return AckWait::Acked,
                     Some(CallEvent::Request { message, peer, tx }) => {
                         // Requests before the ACK (a BYE racing it) are handled as confirmed.
-                        let is_bye = message.method() == Some(&rsip::Method::Bye);
-                        self.in_dialog(&message, &peer, &tx, dialog, None).await;
-                        if is_bye {
-                            return true;
+                        if self.in_dialog(&message, &peer, &tx, dialog, None).await.is_some() {
+                            return AckWait::RemoteBye;
                         }
                     }
-                    None => return false,
+                    Some(CallEvent::Hangup(cause)) => self.pending_hangup = Some(cause),
+                    None => return AckWait::NoAck,
                     Some(_) => {}
                 },
             }

@@ -16,6 +16,7 @@
 
 use super::call::{self, CallEvent, CallSetup};
 use super::limits::Admission;
+use super::ports::EndCause;
 use super::Shared;
 use crate::sip::message::{Inbound, Kind};
 use crate::sip::response::{build_response, ResponseParts};
@@ -86,6 +87,11 @@ pub enum Command {
     },
     /// The call is over: forget its dialog and free its admission slot.
     Ended { dialog: DialogKey },
+    /// End the calls with this SIP Call-ID from our side (BYE, or 480 while ringing).
+    HangUp {
+        sip_call_id: String,
+        cause: EndCause,
+    },
 }
 
 /// What a call task holds to reach the dispatcher and the sockets.
@@ -181,6 +187,13 @@ impl Dispatcher {
                     self.shared
                         .active_calls
                         .store(self.admission.active(), Ordering::Relaxed);
+                }
+            }
+            Command::HangUp { sip_call_id, cause } => {
+                for (key, call) in &self.dialogs {
+                    if key.call_id == sip_call_id {
+                        let _ = call.try_send(CallEvent::Hangup(cause));
+                    }
                 }
             }
         }

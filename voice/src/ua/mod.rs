@@ -130,6 +130,7 @@ fn route_probe(peer: SocketAddr) -> Option<IpAddr> {
 pub struct SipServer {
     shared: Arc<Shared>,
     transport: Transport,
+    commands: mpsc::Sender<dispatcher::Command>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -147,6 +148,16 @@ impl SipServer {
     /// What the listeners accepted, refused and dropped.
     pub fn stats(&self) -> &TransportStats {
         &self.transport.stats
+    }
+
+    /// Ends the call with this SIP Call-ID from our side, as an application hangup does:
+    /// BYE when answered, 480 while ringing. Unknown ids are ignored.
+    pub async fn hang_up(&self, sip_call_id: &str) {
+        let command = dispatcher::Command::HangUp {
+            sip_call_id: sip_call_id.to_owned(),
+            cause: EndCause::LocalHangup,
+        };
+        let _ = self.commands.send(command).await;
     }
 
     /// Stops listening and dispatching; calls in progress are ended with BYE.
@@ -192,11 +203,12 @@ pub async fn start(
         active_calls: AtomicUsize::new(0),
     });
     let (commands_tx, commands_rx) = mpsc::channel(8192);
-    let dispatcher = Dispatcher::new(Arc::clone(&shared), transport.clone(), commands_tx);
+    let dispatcher = Dispatcher::new(Arc::clone(&shared), transport.clone(), commands_tx.clone());
     tokio::spawn(dispatcher.run(inbound_rx, commands_rx, shutdown_rx));
     Ok(SipServer {
         shared,
         transport,
+        commands: commands_tx,
         shutdown,
     })
 }
