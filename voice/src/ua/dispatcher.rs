@@ -9,6 +9,7 @@
 //!    ├─ CANCEL  ─► INVITE transaction ─► 200 to CANCEL, Cancel to call task (→ 487)
 //!    ├─ INVITE without To tag ─► admission (503) ─► 100 Trying ─► new call task
 //!    ├─ OPTIONS without To tag ─► 200 with Allow
+//!    ├─ REGISTER ─► registrar task (digest, bindings) when a registrar is configured
 //!    ├─ with To tag ─► dialog ─► call task, or 481
 //!    └─ anything else ─► 405 with Allow
 //! response ─► client transaction branch ─► call task
@@ -17,6 +18,7 @@
 use super::call::{self, CallEvent, CallSetup};
 use super::limits::Admission;
 use super::ports::EndCause;
+use super::register;
 use super::Shared;
 use crate::sip::message::{Inbound, Kind};
 use crate::sip::response::{build_response, ResponseParts};
@@ -29,7 +31,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 /// Methods this user agent answers, for Allow.
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER";
 
 /// A server transaction's key (RFC 3261 §17.2.3): branch, sent-by and method, with ACK
 /// and CANCEL looked up under the INVITE's method where they match it.
@@ -298,6 +300,18 @@ impl Dispatcher {
                     .header("Supported", "");
                 let bytes = build_response(&message.head, peer.addr, &parts);
                 self.record_answer(key, &peer, bytes);
+            }
+            rsip::Method::Register if self.shared.registrar.is_some() => {
+                let registrar = self.shared.registrar.clone().expect("checked");
+                self.open(key.clone(), &peer, None, None);
+                let core = CoreHandle {
+                    commands: self.commands_tx.clone(),
+                    transport: self.transport.clone(),
+                };
+                let shared = Arc::clone(&self.shared);
+                tokio::spawn(register::handle(
+                    message, peer, key, core, shared, registrar,
+                ));
             }
             rsip::Method::Bye | rsip::Method::Info => {
                 self.answer(&message, &peer, key, 481, "Call/Transaction Does Not Exist");

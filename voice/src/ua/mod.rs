@@ -31,12 +31,15 @@ pub mod dtmf_info;
 pub mod limits;
 pub mod media_seam;
 pub mod ports;
+pub mod register;
+pub mod registrar;
 
 pub use limits::AdmissionConfig;
 pub use ports::{
     BoxFuture, CallRouter, CallState, CallStore, CallTransition, EndCause, InMemoryCallStore,
     Route, RouteError, StaticRouter, StoreError,
 };
+pub use registrar::{Binding, InMemoryRegistrar, Registrar, RegistrarError};
 
 use crate::sip::timers::Timers;
 use crate::sip::transport::{self, Transport, TransportConfig, TransportError, TransportStats};
@@ -62,6 +65,8 @@ pub struct UaConfig {
     pub max_call_duration: Duration,
     /// How long a call rings (180) before it is answered.
     pub answer_delay: Duration,
+    /// The digest realm agents register in.
+    pub realm: String,
 }
 
 impl Default for UaConfig {
@@ -74,6 +79,7 @@ impl Default for UaConfig {
             timers: Timers::default(),
             max_call_duration: Duration::from_secs(4 * 3600),
             answer_delay: Duration::ZERO,
+            realm: "dartwing".to_owned(),
         }
     }
 }
@@ -92,6 +98,10 @@ pub struct Shared {
     pub config: UaConfig,
     pub router: Arc<dyn CallRouter>,
     pub store: Arc<dyn CallStore>,
+    /// Agent credentials and bindings; without it REGISTER is answered 405.
+    pub registrar: Option<Arc<dyn Registrar>>,
+    /// Digest nonces, signed with a secret drawn at start.
+    pub nonces: crate::sip::digest::Nonces,
     /// The bound address (with the chosen port).
     pub local: SocketAddr,
     pub active_calls: AtomicUsize,
@@ -172,12 +182,30 @@ impl Drop for SipServer {
     }
 }
 
-/// Binds the listeners and starts the dispatcher.
+/// The ports the user agent is started with.
+pub struct UaPorts {
+    pub router: Arc<dyn CallRouter>,
+    pub store: Arc<dyn CallStore>,
+    /// Optional: without it, REGISTER gets 405.
+    pub registrar: Option<Arc<dyn Registrar>>,
+}
+
+/// Binds the listeners and starts the dispatcher, without a registrar.
 pub async fn start(
     config: UaConfig,
     router: Arc<dyn CallRouter>,
     store: Arc<dyn CallStore>,
 ) -> Result<SipServer, StartError> {
+    let ports = UaPorts {
+        router,
+        store,
+        registrar: None,
+    };
+    start_with(config, ports).await
+}
+
+/// Binds the listeners and starts the dispatcher.
+pub async fn start_with(config: UaConfig, ports: UaPorts) -> Result<SipServer, StartError> {
     let (udp, tcp) = transport::bind(config.bind).await?;
     let local = udp.local_addr().map_err(StartError::LocalAddr)?;
     let mut local_vias = vec![local];
@@ -195,10 +223,13 @@ pub async fn start(
         shutdown_rx.clone(),
     )
     .map_err(StartError::LocalAddr)?;
+    let secret = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
     let shared = Arc::new(Shared {
         config,
-        router,
-        store,
+        router: ports.router,
+        store: ports.store,
+        registrar: ports.registrar,
+        nonces: crate::sip::digest::Nonces::new(secret, 300),
         local,
         active_calls: AtomicUsize::new(0),
     });
