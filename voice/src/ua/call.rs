@@ -45,6 +45,11 @@ pub enum CallEvent {
     Response(Box<Inbound>),
     /// End the call from our side (application hangup, media timeout).
     Hangup(EndCause),
+    /// Transfer the caller to this registered agent (application action).
+    Transfer { agent: String },
+    /// The caller's BYE arrived while the call waited on a request of its own, and was
+    /// answered then.
+    RemoteBye,
 }
 
 /// Everything a new call task starts from.
@@ -54,6 +59,8 @@ pub struct CallSetup {
     pub tx: TxKey,
     pub local_tag: String,
     pub events: mpsc::Receiver<CallEvent>,
+    /// The sending side of `events`, for legs this call opens (the agent's dialog).
+    pub control: mpsc::Sender<CallEvent>,
     pub core: CoreHandle,
     pub shared: Arc<Shared>,
 }
@@ -66,17 +73,20 @@ struct Record {
     to: String,
 }
 
-struct Call {
-    invite: Inbound,
-    peer: Peer,
+pub(super) struct Call {
+    pub(super) invite: Inbound,
+    pub(super) peer: Peer,
     tx: TxKey,
     local_tag: String,
-    events: mpsc::Receiver<CallEvent>,
-    core: CoreHandle,
-    shared: Arc<Shared>,
+    pub(super) events: mpsc::Receiver<CallEvent>,
+    pub(super) control: mpsc::Sender<CallEvent>,
+    pub(super) core: CoreHandle,
+    pub(super) shared: Arc<Shared>,
     record: Option<Record>,
     /// A hangup asked for before the ACK: sent once the dialog is confirmed (§15).
     pending_hangup: Option<EndCause>,
+    /// Events that arrived while a client transaction was waiting; handled first.
+    pub(super) deferred: std::collections::VecDeque<CallEvent>,
 }
 
 /// How the wait for the ACK of our 2xx ended.
@@ -101,10 +111,12 @@ pub async fn run(setup: CallSetup) {
         tx: setup.tx,
         local_tag: setup.local_tag,
         events: setup.events,
+        control: setup.control,
         core: setup.core,
         shared: setup.shared,
         record: None,
         pending_hangup: None,
+        deferred: Default::default(),
     };
     if let Some(cause) = call.drive().await {
         call.report(CallState::Ended, Some(cause)).await.ok();
@@ -193,7 +205,7 @@ impl Call {
     }
 
     /// Reports a transition of a routed call and waits for the store.
-    async fn report(
+    pub(super) async fn report(
         &self,
         state: CallState,
         cause: Option<EndCause>,
@@ -224,7 +236,7 @@ impl Call {
         loop {
             tokio::select! {
                 _ = sleep_until(until) => return None,
-                event = self.events.recv() => match event {
+                event = self.next_event() => match event {
                     Some(CallEvent::Cancel) => {
                         self.reject(487, "Request Terminated").await;
                         return Some(EndCause::Cancelled);
@@ -305,7 +317,7 @@ impl Call {
                     self.core.transport.send(&self.peer, bytes.clone());
                     n += 1;
                 }
-                event = self.events.recv() => match event {
+                event = self.next_event() => match event {
                     Some(CallEvent::Ack) | None => return,
                     Some(_) => {}
                 },
@@ -326,7 +338,7 @@ impl Call {
                     self.core.transport.send(&self.peer, ok.to_vec());
                     n += 1;
                 }
-                event = self.events.recv() => match event {
+                event = self.next_event() => match event {
                     Some(CallEvent::Ack) => return AckWait::Acked,
                     Some(CallEvent::Request { message, peer, tx }) => {
                         // Requests before the ACK (a BYE racing it) are handled as confirmed.
@@ -335,6 +347,7 @@ impl Call {
                         }
                     }
                     Some(CallEvent::Hangup(cause)) => self.pending_hangup = Some(cause),
+                    Some(CallEvent::RemoteBye) => return AckWait::RemoteBye,
                     None => return AckWait::NoAck,
                     Some(_) => {}
                 },
@@ -351,10 +364,25 @@ impl Call {
                     self.hangup(dialog).await;
                     return EndCause::MaxDuration;
                 }
-                event = self.events.recv() => match event {
+                event = self.next_event() => match event {
+                    Some(CallEvent::Request { message, peer, tx })
+                        if message.method() == Some(&rsip::Method::Refer) =>
+                    {
+                        let ended = self.on_refer(&message, &peer, &tx, dialog, media, deadline);
+                        if let Some(cause) = ended.await {
+                            return cause;
+                        }
+                    }
                     Some(CallEvent::Request { message, peer, tx }) => {
                         if let Some(cause) =
                             self.in_dialog(&message, &peer, &tx, dialog, Some(media)).await
+                        {
+                            return cause;
+                        }
+                    }
+                    Some(CallEvent::Transfer { agent }) => {
+                        if let Some(cause) =
+                            self.transfer(&agent, dialog, media, deadline, false).await
                         {
                             return cause;
                         }
@@ -363,6 +391,7 @@ impl Call {
                         self.hangup(dialog).await;
                         return cause;
                     }
+                    Some(CallEvent::RemoteBye) => return EndCause::RemoteHangup,
                     None => {
                         self.hangup(dialog).await;
                         return EndCause::Shutdown;
@@ -429,8 +458,16 @@ impl Call {
         ended.then_some(EndCause::RemoteHangup)
     }
 
+    /// The next event: deferred ones first, then the queue.
+    pub(super) async fn next_event(&mut self) -> Option<CallEvent> {
+        match self.deferred.pop_front() {
+            Some(event) => Some(event),
+            None => self.events.recv().await,
+        }
+    }
+
     /// Sends BYE and waits for its final response (or Timer F).
-    async fn hangup(&mut self, dialog: &mut Dialog) {
+    pub(super) async fn hangup(&mut self, dialog: &mut Dialog) {
         let branch = format!("z9hG4bK{}", random_token());
         let outcome = send_request(
             "BYE",
@@ -442,7 +479,7 @@ impl Call {
             &mut self.events,
         )
         .await;
-        if let Outcome::TimedOut = outcome {
+        if let Outcome::TimedOut = outcome.outcome {
             tracing::debug!(call_id = %dialog.call_id, "BYE unanswered (Timer F)");
         }
     }

@@ -20,7 +20,28 @@ pub enum Outcome {
     TimedOut,
 }
 
-/// Sends an in-dialog request and waits for its final response.
+/// A client transaction's outcome and the call events that arrived meanwhile, for the call
+/// to handle next (a BYE from the other side is answered at once and left here as
+/// [`CallEvent::RemoteBye`]).
+#[derive(Debug)]
+pub struct Sent {
+    pub outcome: Outcome,
+    pub deferred: Vec<CallEvent>,
+}
+
+/// Where a dialog's requests go: over the call's TCP connection when it came on one, to
+/// the dialog's next hop over UDP otherwise.
+pub fn next_hop_peer(dialog: &Dialog, invite_peer: &Peer) -> Peer {
+    match &invite_peer.conn {
+        Conn::Tcp(_) => invite_peer.clone(),
+        Conn::Udp => Peer {
+            addr: dialog.next_hop(invite_peer.addr),
+            conn: Conn::Udp,
+        },
+    }
+}
+
+/// Sends an in-dialog request without a body and waits for its final response.
 pub async fn send_request(
     method: &str,
     branch: &str,
@@ -29,14 +50,23 @@ pub async fn send_request(
     core: &CoreHandle,
     shared: &Shared,
     events: &mut mpsc::Receiver<CallEvent>,
-) -> Outcome {
-    let peer = match &invite_peer.conn {
-        Conn::Tcp(_) => invite_peer.clone(),
-        Conn::Udp => Peer {
-            addr: dialog.next_hop(invite_peer.addr),
-            conn: Conn::Udp,
-        },
-    };
+) -> Sent {
+    let peer = next_hop_peer(dialog, invite_peer);
+    let sent_by = shared.via_addr(peer.addr);
+    let bytes = dialog.request(method, peer.transport_name(), sent_by, branch);
+    send_bytes(bytes, branch, &peer, core, shared, events).await
+}
+
+/// Sends a request already written (its top Via carrying `branch`) and waits for its final
+/// response.
+pub async fn send_bytes(
+    bytes: Vec<u8>,
+    branch: &str,
+    peer: &Peer,
+    core: &CoreHandle,
+    shared: &Shared,
+    events: &mut mpsc::Receiver<CallEvent>,
+) -> Sent {
     let (tx, mut responses) = mpsc::channel(8);
     let _ = core
         .commands
@@ -45,10 +75,18 @@ pub async fn send_request(
             call: Some(tx),
         })
         .await;
-    let sent_by = shared.via_addr(peer.addr);
-    let bytes = dialog.request(method, peer.transport_name(), sent_by, branch);
-    core.transport.send(&peer, bytes.clone());
-    let outcome = wait(&peer, &bytes, core, shared, events, &mut responses).await;
+    core.transport.send(peer, bytes.clone());
+    let mut deferred = Vec::new();
+    let outcome = wait(
+        peer,
+        &bytes,
+        core,
+        shared,
+        events,
+        &mut responses,
+        &mut deferred,
+    )
+    .await;
     let _ = core
         .commands
         .send(Command::ClientTx {
@@ -56,7 +94,7 @@ pub async fn send_request(
             call: None,
         })
         .await;
-    outcome
+    Sent { outcome, deferred }
 }
 
 async fn wait(
@@ -66,6 +104,7 @@ async fn wait(
     shared: &Shared,
     events: &mut mpsc::Receiver<CallEvent>,
     responses: &mut mpsc::Receiver<CallEvent>,
+    deferred: &mut Vec<CallEvent>,
 ) -> Outcome {
     let timers = shared.config.timers;
     let give_up = Instant::now() + timers.give_up();
@@ -92,18 +131,17 @@ async fn wait(
                 }
             }
             event = events.recv() => match event {
-                // The caller hung up at the same time: answer its BYE too.
-                Some(CallEvent::Request { message, peer, tx }) => {
-                    let status = match message.method() {
-                        Some(rsip::Method::Bye) => (200, "OK"),
-                        _ => (481, "Call/Transaction Does Not Exist"),
-                    };
-                    let parts = ResponseParts::new(status.0, status.1);
+                // The other side hung up meanwhile: answer its BYE now, tell the call.
+                Some(CallEvent::Request { message, peer, tx })
+                    if message.method() == Some(&rsip::Method::Bye) =>
+                {
+                    let parts = ResponseParts::new(200, "OK");
                     let bytes = build_response(&message.head, peer.addr, &parts);
                     core.respond(&tx, bytes, true).await;
+                    deferred.push(CallEvent::RemoteBye);
                 }
+                Some(other) => deferred.push(other),
                 None => return Outcome::TimedOut,
-                Some(_) => {}
             },
         }
     }

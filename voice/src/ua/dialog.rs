@@ -92,6 +92,19 @@ impl Dialog {
         sent_by: SocketAddr,
         branch: &str,
     ) -> Vec<u8> {
+        self.request_with(method, transport, sent_by, branch, vec![], None)
+    }
+
+    /// Writes the next in-dialog request with extra headers and a body.
+    pub fn request_with(
+        &mut self,
+        method: &str,
+        transport: &str,
+        sent_by: SocketAddr,
+        branch: &str,
+        headers: Vec<(&str, String)>,
+        body: Option<(&str, &[u8])>,
+    ) -> Vec<u8> {
         self.local_cseq += 1;
         build_request(&RequestParts {
             method,
@@ -104,8 +117,39 @@ impl Dialog {
             call_id: &self.call_id,
             cseq: self.local_cseq,
             routes: &self.route_set,
-            headers: vec![],
-            body: None,
+            headers,
+            body,
+        })
+    }
+
+    /// The dialog a UAC forms from the 2xx to its INVITE (§12.1.2): the route set is the
+    /// 2xx's Record-Route reversed, the remote target its Contact.
+    pub fn from_answer(
+        ok: &Inbound,
+        local_party: String,
+        local_tag: &str,
+        invite_cseq: u32,
+    ) -> Result<Self, DialogError> {
+        let head = &ok.head;
+        let to = head
+            .get("To")
+            .ok_or(DialogError::MissingHeader { header: "To" })?;
+        let contact = head.get("Contact").ok_or(DialogError::MissingContact)?;
+        let remote_target = uri_of(split_list(contact).first().map_or("", String::as_str));
+        if remote_target.is_empty() {
+            return Err(DialogError::MissingContact);
+        }
+        let mut route_set: Vec<String> = head.all("Record-Route").flat_map(split_list).collect();
+        route_set.reverse();
+        Ok(Self {
+            call_id: ok.call_id.clone(),
+            local_tag: local_tag.to_owned(),
+            local_party,
+            remote_party: to.to_owned(),
+            remote_target,
+            route_set,
+            local_cseq: invite_cseq,
+            remote_cseq: 0,
         })
     }
 }

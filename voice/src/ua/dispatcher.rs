@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 /// Methods this user agent answers, for Allow.
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER, REFER, NOTIFY";
 
 /// A server transaction's key (RFC 3261 §17.2.3): branch, sent-by and method, with ACK
 /// and CANCEL looked up under the INVITE's method where they match it.
@@ -94,6 +94,15 @@ pub enum Command {
         sip_call_id: String,
         cause: EndCause,
     },
+    /// Transfer the calls with this SIP Call-ID to a registered agent.
+    Transfer { sip_call_id: String, agent: String },
+    /// Route in-dialog requests of another dialog (a B2BUA leg) to a call.
+    AddDialog {
+        key: DialogKey,
+        call: mpsc::Sender<CallEvent>,
+    },
+    /// Forget a dialog added with `AddDialog`.
+    DropDialog { key: DialogKey },
 }
 
 /// What a call task holds to reach the dispatcher and the sockets.
@@ -120,6 +129,8 @@ pub(crate) struct Dispatcher {
     commands_tx: mpsc::Sender<Command>,
     server: HashMap<TxKey, ServerTx>,
     dialogs: HashMap<DialogKey, mpsc::Sender<CallEvent>>,
+    /// Dialogs of B2BUA legs, routed to the call that opened them (no admission slot).
+    legs: HashMap<DialogKey, mpsc::Sender<CallEvent>>,
     clients: HashMap<String, mpsc::Sender<CallEvent>>,
     admission: Admission,
 }
@@ -137,6 +148,7 @@ impl Dispatcher {
             commands_tx,
             server: HashMap::new(),
             dialogs: HashMap::new(),
+            legs: HashMap::new(),
             clients: HashMap::new(),
             admission,
         }
@@ -197,6 +209,20 @@ impl Dispatcher {
                         let _ = call.try_send(CallEvent::Hangup(cause));
                     }
                 }
+            }
+            Command::Transfer { sip_call_id, agent } => {
+                for (key, call) in &self.dialogs {
+                    if key.call_id == sip_call_id {
+                        let agent = agent.clone();
+                        let _ = call.try_send(CallEvent::Transfer { agent });
+                    }
+                }
+            }
+            Command::AddDialog { key, call } => {
+                self.legs.insert(key, call);
+            }
+            Command::DropDialog { key } => {
+                self.legs.remove(&key);
             }
         }
     }
@@ -345,6 +371,7 @@ impl Dispatcher {
             local_tag: local_tag.clone(),
         };
         self.dialogs.insert(dialog, events_tx.clone());
+        let events_tx_for_call = events_tx.clone();
         self.open(key.clone(), &peer, Some(events_tx), Some(local_tag.clone()));
         let trying = build_response(&message.head, peer.addr, &ResponseParts::new(100, "Trying"));
         self.transport.send(&peer, trying.clone());
@@ -357,6 +384,7 @@ impl Dispatcher {
             tx: key,
             local_tag,
             events: events_rx,
+            control: events_tx_for_call,
             core: CoreHandle {
                 commands: self.commands_tx.clone(),
                 transport: self.transport.clone(),
@@ -371,7 +399,7 @@ impl Dispatcher {
             call_id: message.call_id.clone(),
             local_tag: message.to_tag.clone()?,
         };
-        self.dialogs.get(&key)
+        self.dialogs.get(&key).or_else(|| self.legs.get(&key))
     }
 
     /// Resends the last response of a known transaction; true when it was known.

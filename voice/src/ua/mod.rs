@@ -21,8 +21,9 @@
 //! response) and never starts a second call.
 //!
 //! Not here yet: SDP and media are an interim seam ([`media_seam`]) until the media side
-//! lands; REGISTER, digest auth and REFER are answered 405.
+//! lands; a transfer ([`transfer`]) connects the signalling of both legs but not their RTP.
 
+pub mod agent_leg;
 pub mod call;
 pub mod client;
 pub mod dialog;
@@ -33,6 +34,7 @@ pub mod media_seam;
 pub mod ports;
 pub mod register;
 pub mod registrar;
+pub mod transfer;
 
 pub use limits::AdmissionConfig;
 pub use ports::{
@@ -166,6 +168,16 @@ impl SipServer {
         let command = dispatcher::Command::HangUp {
             sip_call_id: sip_call_id.to_owned(),
             cause: EndCause::LocalHangup,
+        };
+        let _ = self.commands.send(command).await;
+    }
+
+    /// Transfers the call with this SIP Call-ID to a registered agent (B2BUA), as the
+    /// application's Transfer action does. Unknown ids are ignored.
+    pub async fn transfer(&self, sip_call_id: &str, agent: &str) {
+        let command = dispatcher::Command::Transfer {
+            sip_call_id: sip_call_id.to_owned(),
+            agent: agent.to_owned(),
         };
         let _ = self.commands.send(command).await;
     }

@@ -42,12 +42,16 @@ pub trait CallRouter: Send + Sync + 'static {
 }
 
 /// The states a call reports through the store. They map onto the call state machine of
-/// `state-machines` (ringing, answered, ended with a cause); on hold, transferring and
-/// bridged are reported by the media/application side.
+/// `state-machines` (ringing, answered, transferring, bridged, ended with a cause); on hold
+/// is the media side's to report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CallState {
     Ringing,
     Answered,
+    /// Calling an agent to transfer to (the caller is still with us).
+    Transferring,
+    /// Caller and agent are connected through us.
+    Bridged,
     Ended,
 }
 
@@ -58,6 +62,8 @@ pub enum EndCause {
     RemoteHangup,
     /// The application hung up (we sent BYE).
     LocalHangup,
+    /// The agent the call was bridged to hung up (we sent BYE to the caller).
+    AgentHangup,
     /// The caller cancelled before the answer (487).
     Cancelled,
     /// No ACK for our 200 within Timer H (we sent BYE).

@@ -221,3 +221,35 @@ pub async fn eventually(wait: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+
+/// A response to a received request: Via, From, To, Call-ID and CSeq copied.
+pub fn reply_to(request: &str, status: u16, reason: &str) -> String {
+    let mut out = format!("SIP/2.0 {status} {reason}\r\n");
+    for line in request.split("\r\n").skip(1) {
+        if line.is_empty() {
+            break;
+        }
+        let name = line.split(':').next().unwrap_or_default().trim();
+        if ["Via", "From", "To", "Call-ID", "CSeq"]
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(name))
+        {
+            out.push_str(line);
+            out.push_str("\r\n");
+        }
+    }
+    out.push_str("Content-Length: 0\r\n\r\n");
+    out
+}
+
+/// The next request (not a response) received, skipping responses.
+pub async fn next_request(c: &Client, wait: Duration) -> String {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let msg = c.recv(left).await.expect("a request");
+        if !msg.starts_with("SIP/2.0") {
+            return msg;
+        }
+    }
+}
