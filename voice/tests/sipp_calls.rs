@@ -100,3 +100,41 @@ async fn unknown_number_gets_404_and_no_call_is_recorded() {
     client.expect_status(404, Duration::from_secs(2)).await;
     assert!(ua.store.transitions().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sipp_info_dtmf_in_10_calls_all_answered_200() {
+    let ua = start_ua(UaConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let xml = dir.path().join("uac_info_dtmf.xml");
+    std::fs::write(&xml, include_str!("scenarios/uac_info_dtmf.xml")).unwrap();
+    let target = ua.addr().to_string();
+    let port = free_udp_port().to_string();
+    let out = sipp(&[
+        "-sf",
+        xml.to_str().unwrap(),
+        &target,
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-s",
+        "100",
+        "-m",
+        "10",
+        "-r",
+        "10",
+        "-nostdin",
+        "-timeout",
+        "30s",
+        "-timeout_error",
+    ])
+    .await;
+    assert!(out.status.success(), "sipp failed: {}", out.status);
+    let store = &ua.store;
+    assert!(
+        eventually(Duration::from_secs(5), || store
+            .ended_with(EndCause::RemoteHangup)
+            == 10)
+        .await
+    );
+}
