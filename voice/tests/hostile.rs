@@ -204,3 +204,21 @@ async fn tcp_message_in_small_pieces_is_answered() {
     assert_eq!(status_of(&reply), Some(200), "{reply}");
     assert!(header(&reply, "Allow").unwrap().contains("INVITE"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_tcp_connection_is_closed() {
+    let mut config = UaConfig::default();
+    config.transport.tcp_idle_timeout = Duration::from_millis(300);
+    let ua = start_ua(config).await;
+    let mut tcp = tokio::net::TcpStream::connect(ua.addr()).await.unwrap();
+    // Half a message, then nothing.
+    tcp.write_all(b"OPTIONS sip:100@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP ")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(3), tcp.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "not closed: {read:?}"
+    );
+}

@@ -63,6 +63,8 @@ pub struct TransportConfig {
     pub max_vias: usize,
     /// Open TCP connections at most; more are closed on accept.
     pub max_tcp_connections: usize,
+    /// A TCP connection that sends nothing for this long is closed (keep-alive CRLFs count).
+    pub tcp_idle_timeout: std::time::Duration,
 }
 
 impl Default for TransportConfig {
@@ -71,6 +73,7 @@ impl Default for TransportConfig {
             limits: FrameLimits::default(),
             max_vias: 70,
             max_tcp_connections: 1024,
+            tcp_idle_timeout: std::time::Duration::from_secs(300),
         }
     }
 }
@@ -116,12 +119,9 @@ impl Transport {
         match &peer.conn {
             Conn::Udp => match self.udp.try_send_to(&bytes, peer.addr) {
                 Ok(_) => {}
+                // A full socket buffer: drop, as the network would; SIP retransmits.
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    let udp = Arc::clone(&self.udp);
-                    let addr = peer.addr;
-                    tokio::spawn(async move {
-                        let _ = udp.send_to(&bytes, addr).await;
-                    });
+                    self.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) => tracing::debug!(error = %e, to = %peer.addr, "udp send failed"),
             },
@@ -335,11 +335,12 @@ async fn tcp_connection(
     };
     let mut buf: Vec<u8> = Vec::with_capacity(8192);
     let mut chunk = vec![0u8; 8192];
+    let idle = checker.config.tcp_idle_timeout;
     'read: loop {
         let n = tokio::select! {
-            r = reader.read(&mut chunk) => match r {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
+            r = tokio::time::timeout(idle, reader.read(&mut chunk)) => match r {
+                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+                Ok(Ok(n)) => n,
             },
             _ = shutdown.changed() => break,
         };

@@ -327,8 +327,14 @@ impl Dispatcher {
                 let bytes = build_response(&message.head, peer.addr, &parts);
                 self.record_answer(key, &peer, bytes);
             }
-            rsip::Method::Register if self.shared.registrar.is_some() => {
-                let registrar = self.shared.registrar.clone().expect("checked");
+            rsip::Method::Register => {
+                let Some(registrar) = self.shared.registrar.clone() else {
+                    let parts =
+                        ResponseParts::new(405, "Method Not Allowed").header("Allow", ALLOW);
+                    let bytes = build_response(&message.head, peer.addr, &parts);
+                    self.record_answer(key, &peer, bytes);
+                    return;
+                };
                 self.open(key.clone(), &peer, None, None);
                 let core = CoreHandle {
                     commands: self.commands_tx.clone(),
