@@ -2,7 +2,8 @@
 //! our 200's Contact must bring the ACK back to us, and our BYE (max call duration) must
 //! follow the route set back through the proxy to the caller.
 
-mod common;
+mod sip_common;
+use sip_common as common;
 
 use common::{eventually, free_udp_port, sipp, start_ua, Client};
 use std::path::{Path, PathBuf};

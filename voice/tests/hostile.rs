@@ -1,7 +1,8 @@
 //! A corpus of malformed and hostile SIP sent over real sockets: each gets the status it
 //! deserves or is dropped, and the server keeps answering OPTIONS afterwards.
 
-mod common;
+mod sip_common;
+use sip_common as common;
 
 use common::{header, start_ua, status_of, Client};
 use std::sync::atomic::Ordering;

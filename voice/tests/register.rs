@@ -1,7 +1,8 @@
 //! REGISTER with digest authentication: SIPp registers an agent with its password; wrong
 //! credentials, someone else's address and a missing registrar are refused.
 
-mod common;
+mod sip_common;
+use sip_common as common;
 
 use common::{free_udp_port, header, sipp, status_of, Client};
 use std::sync::Arc;

@@ -1,7 +1,8 @@
 //! Call signalling over a raw UDP socket: retransmitted INVITE, CANCEL, the store gate on
 //! 200 OK, INFO DTMF, our BYE (max duration, Timer E retransmission, no ACK), limits.
 
-mod common;
+mod sip_common;
+use sip_common as common;
 
 use common::{header, in_dialog, invite, start_ua, status_of, to_tag, Client};
 use std::sync::Arc;

@@ -1,7 +1,8 @@
 //! The real SIPp drives calls against the user agent; every call must succeed and be
 //! recorded by the store (ringing, answered, ended by the caller's BYE).
 
-mod common;
+mod sip_common;
+use sip_common as common;
 
 use common::{eventually, free_udp_port, sipp, start_ua};
 use std::time::Duration;

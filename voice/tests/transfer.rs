@@ -2,7 +2,8 @@
 //! SIPp, first registering, then answering as `uas`) is called by our B2BUA leg and bridged;
 //! the caller's BYE is passed on to the agent. The store sees every step.
 
-mod common;
+mod sip_common;
+use sip_common as common;
 
 use common::{free_udp_port, header, in_dialog, invite, next_request, reply_to, sipp, Client};
 use std::sync::Arc;
