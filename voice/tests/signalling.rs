@@ -330,3 +330,27 @@ async fn bye_before_the_ack_ends_the_call() {
     assert!(common::eventually(WAIT, || ua.store.ended_with(EndCause::RemoteHangup) == 1).await);
     assert!(common::eventually(WAIT, || ua.server.active_calls() == 0).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retransmitted_bye_gets_the_same_200_not_481() {
+    let ua = start_ua(UaConfig::default()).await;
+    let c = Client::new(ua.addr()).await;
+    let tag = answered_call(&c, "byeretx-1").await;
+    let bye = in_dialog(c.port(), "byeretx-1", "BYE", 2, &tag, ("", ""));
+    c.send(bye.as_bytes()).await;
+    let first = c.expect_status(200, WAIT).await;
+    assert!(common::eventually(WAIT, || ua.server.active_calls() == 0).await);
+    // The 200 was lost, the caller retransmits: the call is gone, the transaction is not
+    // (Timer J), so it is answered from the transaction, identically.
+    c.send(bye.as_bytes()).await;
+    let again = c.recv(WAIT).await.expect("answer to the retransmission");
+    assert_eq!(again, first);
+    // The same OPTIONS twice: one transaction, the same answer.
+    let options = common::options(c.port(), "z9hG4bK-opt-retx");
+    c.send(options.as_bytes()).await;
+    let a = c.expect_status(200, WAIT).await;
+    c.send(options.as_bytes()).await;
+    let b = c.expect_status(200, WAIT).await;
+    assert_eq!(a, b);
+    assert_eq!(ua.store.ended_with(EndCause::RemoteHangup), 1);
+}
