@@ -1,15 +1,14 @@
 //! Voice: SIP (rsip parsing; transactions, dialogs, digest auth), SDP offer/answer, RTP with a
 //! jitter buffer, RFC 4733 DTMF, WebRTC, and the AI receptionist's call flow.
 //!
-//! Not built yet: this crate only reserves its place in the workspace. It will depend on
-//! `state-machines` (the call lifecycle) and `stt-tts` (speech), and reach storage and the event
+//! It will depend on `state-machines` (the call lifecycle) and reach storage and the event
 //! log only through ports that `gateway` implements.
 //!
-//! Media half: [`sdp`] parses and negotiates session descriptions (pure); [`media`] runs the
-//! RTP of each call leg on a few worker threads (port pool, jitter buffer, G.711, DTMF,
-//! symmetric RTP, inactivity timeout, recording); [`app`] is the interface the call's
-//! application (echo, WAV player, DTMF menu, later the AI receptionist) implements: frames and
-//! digits in, actions out. The call lifecycle is `state_machines::call`.
+//! Media: [`sdp`] parses and negotiates session descriptions (pure); [`media`] runs the RTP
+//! of each call leg on a few worker threads (port pool, jitter buffer, G.711, DTMF, symmetric
+//! RTP, inactivity timeout, recording); [`app`] is the interface the call's application
+//! (echo, WAV player, DTMF menu, later the AI receptionist) implements: frames and digits in,
+//! actions out. The call lifecycle is `state_machines::call`.
 
 pub mod app;
 pub mod media;
