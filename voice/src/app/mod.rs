@@ -9,11 +9,15 @@
 //! | `play:FILE.wav` | plays the WAV once, then asks to hang up |
 //! | `menu` or `menu:FILE.wav` | plays a prompt (two beeps, or the WAV), then: `1` transfer to `agent`, `2` echo (`*` back to the menu), `3` start recording, `4` stop recording, `#` hang up, anything else replays the prompt |
 //!
+//! [`bridge::pair`] makes the two sides of a transfer's bridge (not selected by a spec: call
+//! control puts them on the two legs with `MediaHandle::set_app`).
+//!
 //! Contract: the media task calls the app synchronously, once per 20 ms tick and once per
 //! digit, on the task that also paces RTP. A method must return in well under a millisecond;
 //! anything slow (speech recognition, a network call) must be handed to another task through
 //! a bounded channel with `try_send`, dropping when it is full, never awaited.
 
+pub mod bridge;
 mod echo;
 mod menu;
 mod play;

@@ -157,6 +157,16 @@ impl Leg {
                 self.latched = None;
             }
             Command::Act(a) => self.apply(vec![a]),
+            Command::Dtmf(digit) => {
+                let actions = self.app.on_dtmf(digit);
+                self.apply(actions);
+            }
+            Command::SetApp(app, ctx) => {
+                self.app = app;
+                self.playback.clear();
+                let actions = self.app.on_start(&ctx);
+                self.apply(actions);
+            }
             Command::Stop => {}
         }
     }

@@ -158,6 +158,8 @@ pub(crate) enum Command {
     Update(Box<Negotiated>),
     SetRemote(Option<SocketAddr>),
     Act(Action),
+    Dtmf(char),
+    SetApp(Box<dyn CallApp>, CallContext),
     Stop,
 }
 
@@ -328,6 +330,19 @@ impl MediaHandle {
     /// control, send DTMF on a bridged leg, start recording on request).
     pub fn act(&self, action: Action) -> Result<(), MediaError> {
         self.send(Command::Act(action))
+    }
+
+    /// A DTMF digit that arrived by signalling (SIP INFO): the application gets it as if it
+    /// came in RTP. No [`MediaEvent::Dtmf`] is emitted: call control already knows.
+    pub fn dtmf(&self, digit: char) -> Result<(), MediaError> {
+        self.send(Command::Dtmf(digit))
+    }
+
+    /// Replaces the leg's application (what was queued to play is dropped; the new one's
+    /// `on_start` runs). Call control uses it to bridge a leg to an agent
+    /// ([`crate::app::bridge`]) when a transfer is answered.
+    pub fn set_app(&self, app: Box<dyn CallApp>, ctx: CallContext) -> Result<(), MediaError> {
+        self.send(Command::SetApp(app, ctx))
     }
 
     /// Stops the leg (at its next tick) and returns its final counters.
