@@ -12,8 +12,8 @@
 //! [`bridge::pair`] makes the two sides of a transfer's bridge (not selected by a spec: call
 //! control puts them on the two legs with `MediaHandle::set_app`).
 //!
-//! Contract: the media task calls the app synchronously, once per 20 ms tick and once per
-//! digit, on the task that also paces RTP. A method must return in well under a millisecond;
+//! Contract: the media worker calls the app synchronously, once per 20 ms tick and once per
+//! digit, on the thread that also paces the RTP of many other calls. A method must return in well under a millisecond;
 //! anything slow (speech recognition, a network call) must be handed to another task through
 //! a bounded channel with `try_send`, dropping when it is full, never awaited.
 

@@ -1,4 +1,4 @@
-//! RTP media for one call leg: a [`MediaSession`] per leg, running as its own tokio task.
+//! RTP media of call legs: one leg per call side, driven every 20 ms by a media worker.
 //!
 //! ```text
 //!            UDP (port from the PortPool)                         bounded, try_send

@@ -81,7 +81,7 @@ pub struct MediaStats {
     pub events_dropped: u64,
     /// Recording frames dropped because the writer lagged.
     pub recording_dropped: u64,
-    /// Ticks that ran more than 5 ms after their due time (the task was starved).
+    /// Ticks that ran more than 5 ms after their due time (the worker was starved).
     pub late_ticks: u64,
 }
 
@@ -92,7 +92,7 @@ pub enum MediaEvent {
     Dtmf(char),
     /// No RTP for the configured timeout; reported once until RTP flows again.
     MediaTimeout,
-    /// An action the media task cannot carry out itself: `Transfer` or `Hangup`.
+    /// An action the media worker cannot carry out itself: `Transfer` or `Hangup`.
     AppAction(Action),
     /// Periodic counters.
     Stats(MediaStats),
