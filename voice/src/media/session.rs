@@ -24,7 +24,7 @@ use crate::sdp::Negotiated;
 use std::net::SocketAddr;
 use std::net::UdpSocket;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -186,6 +186,7 @@ impl MediaSession {
 #[derive(Debug)]
 pub struct MediaHandle {
     commands: mpsc::Sender<Command>,
+    pending: Arc<AtomicBool>,
     done: oneshot::Receiver<MediaStats>,
     local: SocketAddr,
 }
@@ -196,6 +197,10 @@ pub(crate) struct Entry {
     /// Taken when the worker starts the application.
     pub(crate) ctx: Option<CallContext>,
     pub(crate) commands: mpsc::Receiver<Command>,
+    /// Set by the handle after each command, so the worker reads the channel only then.
+    pub(crate) pending: Arc<AtomicBool>,
+    /// Ticks until the channel is read regardless (to notice a dropped handle).
+    pub(crate) until_check: u32,
     pub(crate) done: oneshot::Sender<MediaStats>,
 }
 
@@ -221,15 +226,19 @@ impl BoundMedia {
         let (events_tx, events_rx) = mpsc::channel(config.events_capacity.max(1));
         let (cmd_tx, cmd_rx) = mpsc::channel(16);
         let (done_tx, done_rx) = oneshot::channel();
+        let pending = Arc::new(AtomicBool::new(false));
         let leg = Leg::new(self.socket, self.lease, negotiated, app, config, events_tx);
         let entry = Entry {
             leg,
             ctx: Some(ctx),
             commands: cmd_rx,
+            pending: Arc::clone(&pending),
+            until_check: 0,
             done: done_tx,
         };
         let handle = MediaHandle {
             commands: cmd_tx,
+            pending,
             done: done_rx,
             local,
         };
@@ -312,7 +321,9 @@ impl MediaHandle {
         self.commands.try_send(c).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => MediaError::Busy,
             mpsc::error::TrySendError::Closed(_) => MediaError::Closed,
-        })
+        })?;
+        self.pending.store(true, Ordering::Release);
+        Ok(())
     }
 
     /// A re-INVITE moved the remote (or put it on hold with `None`): send there, and latch
@@ -348,6 +359,7 @@ impl MediaHandle {
     /// Stops the leg (at its next tick) and returns its final counters.
     pub async fn stop(self) -> MediaStats {
         let _ = self.commands.send(Command::Stop).await;
+        self.pending.store(true, Ordering::Release);
         self.done.await.unwrap_or_default()
     }
 }
