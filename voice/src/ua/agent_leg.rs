@@ -1,0 +1,319 @@
+//! The B2BUA's second leg: an INVITE from us to a registered agent's contact (RFC 3261
+//! §17.1.1 client INVITE transaction: Timer A retransmission over UDP, Timer B give-up),
+//! the ACK for its 2xx (a new transaction along the agent dialog's route set) or for its
+//! non-2xx (same branch), and the dialog it forms. Agents are reached over UDP at the
+//! address their REGISTER came from (they are often behind NAT).
+
+use super::call::CallEvent;
+use super::dialog::Dialog;
+use super::dispatcher::{random_token, Command, CoreHandle, DialogKey};
+use super::Shared;
+use crate::sip::message::{Inbound, Kind};
+use crate::sip::response::{build_request, RequestParts};
+use crate::sip::transport::{Conn, Peer};
+use tokio::sync::mpsc;
+use tokio::time::{sleep, sleep_until, Duration, Instant};
+
+/// An answered agent leg.
+#[derive(Debug)]
+pub struct AgentLeg {
+    pub dialog: Dialog,
+    pub peer: Peer,
+    pub invite_branch: String,
+    /// The ACK for the agent's 2xx, sent again if the 2xx is retransmitted.
+    pub ack: Vec<u8>,
+}
+
+/// Why the agent leg did not come up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LegError {
+    #[error("agent {agent} has no registered contact")]
+    NotRegistered { agent: String },
+    #[error("registrar unavailable")]
+    Registrar,
+    #[error("agent answered {status}")]
+    Refused { status: u16 },
+    #[error("agent did not answer (Timer B)")]
+    Timeout,
+    #[error("the caller hung up while the agent rang")]
+    CallerGone,
+    #[error("agent's 2xx cannot form a dialog")]
+    BadAnswer,
+}
+
+impl LegError {
+    /// The status reported to a REFER's subscriber (sipfrag).
+    pub fn status(&self) -> (u16, &'static str) {
+        match self {
+            Self::NotRegistered { .. } => (480, "Temporarily Unavailable"),
+            Self::Refused { status: 486 } => (486, "Busy Here"),
+            Self::Refused { .. } | Self::BadAnswer => (503, "Service Unavailable"),
+            Self::Timeout => (408, "Request Timeout"),
+            Self::Registrar | Self::CallerGone => (500, "Server Internal Error"),
+        }
+    }
+}
+
+/// What the agent leg needs from its call.
+pub struct LegContext<'a> {
+    pub agent: &'a str,
+    /// The caller's user (shown to the agent in From).
+    pub caller_user: &'a str,
+    pub offer: &'a [u8],
+    pub core: &'a CoreHandle,
+    pub shared: &'a Shared,
+    /// The call's own event queue, where the agent's in-dialog requests will be routed.
+    pub call_events: &'a mpsc::Sender<CallEvent>,
+}
+
+/// Calls the agent and waits for its answer. `events` is the call's queue: a BYE from the
+/// caller meanwhile cancels the agent leg.
+pub async fn call_agent(
+    cx: &LegContext<'_>,
+    events: &mut mpsc::Receiver<CallEvent>,
+    deferred: &mut std::collections::VecDeque<CallEvent>,
+) -> Result<AgentLeg, LegError> {
+    let registrar = cx.shared.registrar.as_ref().ok_or(LegError::Registrar)?;
+    let bindings = registrar
+        .bindings(cx.agent)
+        .await
+        .map_err(|_| LegError::Registrar)?;
+    let binding = bindings
+        .into_iter()
+        .max_by_key(|b| b.expires_at)
+        .ok_or_else(|| LegError::NotRegistered {
+            agent: cx.agent.to_owned(),
+        })?;
+    let peer = Peer {
+        addr: binding.source,
+        conn: Conn::Udp,
+    };
+    let via = cx.shared.via_addr(peer.addr);
+    let local_tag = random_token();
+    let call_id = format!("{}@{}", random_token(), via.ip());
+    let branch = format!("z9hG4bK{}", random_token());
+    let from = format!("<sip:{}@{via}>;tag={local_tag}", cx.caller_user);
+    let to = format!("<sip:{}@{via}>", cx.agent);
+    let parts = RequestParts {
+        method: "INVITE",
+        target: &binding.contact,
+        transport: "UDP",
+        sent_by: via,
+        branch: &branch,
+        from: &from,
+        to: &to,
+        call_id: &call_id,
+        cseq: 1,
+        routes: &[],
+        headers: vec![
+            ("Contact", format!("<sip:{via}>")),
+            ("Allow", super::dispatcher::ALLOW.to_owned()),
+        ],
+        body: Some(("application/sdp", cx.offer)),
+    };
+    let invite = build_request(&parts);
+    let key = DialogKey {
+        call_id: call_id.clone(),
+        local_tag: local_tag.clone(),
+    };
+    let commands = &cx.core.commands;
+    let _ = commands
+        .send(Command::AddDialog {
+            key: key.clone(),
+            call: cx.call_events.clone(),
+        })
+        .await;
+    let (responses_tx, mut responses) = mpsc::channel(8);
+    let _ = commands
+        .send(Command::ClientTx {
+            branch: branch.clone(),
+            call: Some(responses_tx),
+        })
+        .await;
+    cx.core.transport.send(&peer, invite.clone());
+    let outcome = wait_answer(cx, &peer, &invite, events, &mut responses, deferred).await;
+    let result = match outcome {
+        Ok(ok) => {
+            let leg = answered(&ok, &parts, from.clone(), &local_tag, &peer, cx);
+            if leg.is_err() {
+                let _ = commands.send(Command::DropDialog { key }).await;
+            }
+            leg.map(|(dialog, ack)| AgentLeg {
+                dialog,
+                peer,
+                invite_branch: branch.clone(),
+                ack,
+            })
+        }
+        Err(e) => {
+            let _ = commands.send(Command::DropDialog { key }).await;
+            Err(e)
+        }
+    };
+    if result.is_err() {
+        let _ = commands
+            .send(Command::ClientTx { branch, call: None })
+            .await;
+    }
+    result
+}
+
+/// Waits for the agent's final response, acknowledging a non-2xx on the way.
+async fn wait_answer(
+    cx: &LegContext<'_>,
+    peer: &Peer,
+    invite: &[u8],
+    events: &mut mpsc::Receiver<CallEvent>,
+    responses: &mut mpsc::Receiver<CallEvent>,
+    deferred: &mut std::collections::VecDeque<CallEvent>,
+) -> Result<Inbound, LegError> {
+    let timers = cx.shared.config.timers;
+    let give_up = Instant::now() + timers.give_up();
+    let mut interval = timers.t1;
+    let mut provisional = false;
+    loop {
+        tokio::select! {
+            _ = sleep_until(give_up) => return Err(LegError::Timeout),
+            // Timer A doubles without the T2 cap (§17.1.1.2), until a provisional.
+            _ = sleep(interval), if !provisional => {
+                cx.core.transport.send(peer, invite.to_vec());
+                interval = interval.saturating_mul(2);
+            }
+            Some(CallEvent::Response(response)) = responses.recv() => {
+                let Kind::Response { status } = response.kind else { continue };
+                match status {
+                    100..=199 => provisional = true,
+                    200..=299 => return Ok(*response),
+                    _ => {
+                        ack_non_2xx(&response, invite, peer, cx);
+                        return Err(LegError::Refused { status });
+                    }
+                }
+            }
+            event = events.recv() => match event {
+                Some(CallEvent::Request { message, peer: from, tx })
+                    if message.method() == Some(&rsip::Method::Bye) =>
+                {
+                    let bytes = crate::sip::response::build_response(
+                        &message.head,
+                        from.addr,
+                        &crate::sip::response::ResponseParts::new(200, "OK"),
+                    );
+                    cx.core.respond(&tx, bytes, true).await;
+                    cancel(invite, peer, cx);
+                    // Give the agent a moment to answer the CANCEL; its 487 is ACKed.
+                    let until = Instant::now() + Duration::from_secs(2);
+                    while let Ok(Some(CallEvent::Response(r))) =
+                        tokio::time::timeout_at(until, responses.recv()).await
+                    {
+                        if let Kind::Response { status: 200..=299 } = r.kind {
+                            continue;
+                        }
+                        if let Kind::Response { status: 300.. } = r.kind {
+                            ack_non_2xx(&r, invite, peer, cx);
+                            break;
+                        }
+                    }
+                    return Err(LegError::CallerGone);
+                }
+                None => return Err(LegError::CallerGone),
+                Some(other) => deferred.push_back(other),
+            },
+        }
+    }
+}
+
+/// Forms the agent dialog from its 2xx and sends the ACK.
+fn answered(
+    ok: &Inbound,
+    parts: &RequestParts<'_>,
+    from: String,
+    local_tag: &str,
+    peer: &Peer,
+    cx: &LegContext<'_>,
+) -> Result<(Dialog, Vec<u8>), LegError> {
+    let dialog =
+        Dialog::from_answer(ok, from, local_tag, parts.cseq).map_err(|_| LegError::BadAnswer)?;
+    let branch = format!("z9hG4bK{}", random_token());
+    let ack = build_request(&RequestParts {
+        method: "ACK",
+        target: &dialog.remote_target,
+        transport: "UDP",
+        sent_by: parts.sent_by,
+        branch: &branch,
+        from: &dialog.local_party,
+        to: &dialog.remote_party,
+        call_id: &dialog.call_id,
+        cseq: parts.cseq,
+        routes: &dialog.route_set,
+        headers: vec![],
+        body: None,
+    });
+    let to = Peer {
+        addr: dialog.next_hop(peer.addr),
+        conn: Conn::Udp,
+    };
+    cx.core.transport.send(&to, ack.clone());
+    Ok((dialog, ack))
+}
+
+/// The ACK of a non-2xx (§17.1.1.3): same branch and Request-URI as the INVITE, the
+/// response's To.
+fn ack_non_2xx(response: &Inbound, invite: &[u8], peer: &Peer, cx: &LegContext<'_>) {
+    if let Some(ack) = rewrite_invite(invite, "ACK", response.head.get("To")) {
+        cx.core.transport.send(peer, ack);
+    }
+}
+
+fn cancel(invite: &[u8], peer: &Peer, cx: &LegContext<'_>) {
+    if let Some(cancel) = rewrite_invite(invite, "CANCEL", None) {
+        cx.core.transport.send(peer, cancel);
+    }
+}
+
+/// The INVITE turned into an ACK or CANCEL of the same transaction: start line and CSeq
+/// method replaced, To replaced when given, no body.
+fn rewrite_invite(invite: &[u8], method: &str, to: Option<&str>) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(invite).ok()?;
+    let head = text.split("\r\n\r\n").next()?;
+    let mut out = String::with_capacity(head.len());
+    for (i, line) in head.split("\r\n").enumerate() {
+        let name = line.split(':').next().unwrap_or_default().trim();
+        if i == 0 || name.eq_ignore_ascii_case("CSeq") {
+            out.push_str(&line.replacen("INVITE", method, 1));
+        } else if name.eq_ignore_ascii_case("To") && to.is_some() {
+            out.push_str(&format!("To: {}", to.unwrap_or_default()));
+        } else if ["Content-Type", "Content-Length", "Contact", "Allow"]
+            .iter()
+            .any(|h| name.eq_ignore_ascii_case(h))
+        {
+            continue;
+        } else {
+            out.push_str(line);
+        }
+        out.push_str("\r\n");
+    }
+    out.push_str("Content-Length: 0\r\n\r\n");
+    Some(out.into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rewrite_invite;
+
+    #[test]
+    fn ack_and_cancel_keep_the_transaction() {
+        let invite = b"INVITE sip:a@127.0.0.1:5070 SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+            To: <sip:a@h>\r\nCSeq: 1 INVITE\r\nContent-Type: application/sdp\r\nContent-Length: 3\r\n\r\nv=0";
+        let ack =
+            String::from_utf8(rewrite_invite(invite, "ACK", Some("<sip:a@h>;tag=x")).unwrap())
+                .unwrap();
+        assert!(ack.starts_with("ACK sip:a@127.0.0.1:5070 SIP/2.0\r\n"));
+        assert!(ack.contains("branch=z9hG4bK1\r\n"));
+        assert!(ack.contains("To: <sip:a@h>;tag=x\r\n"));
+        assert!(ack.contains("CSeq: 1 ACK\r\n"));
+        assert!(ack.ends_with("Content-Length: 0\r\n\r\n"));
+        let cancel = String::from_utf8(rewrite_invite(invite, "CANCEL", None).unwrap()).unwrap();
+        assert!(cancel.contains("To: <sip:a@h>\r\nCSeq: 1 CANCEL\r\n"));
+    }
+}

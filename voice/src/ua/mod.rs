@@ -1,0 +1,257 @@
+//! The user agent that answers calls: a dispatcher owning transactions, dialogs and
+//! admission, and one task per call owning its dialog. It reaches the rest of the system
+//! through two ports, [`CallRouter`] and [`CallStore`], which `gateway` implements.
+//!
+//! Starting it (what `gateway serve` does, with its own router and store):
+//!
+//! ```no_run
+//! # async fn f() -> Result<(), voice::ua::StartError> {
+//! use std::sync::Arc;
+//! use voice::ua::{start, InMemoryCallStore, StaticRouter, UaConfig};
+//! let router = Arc::new(StaticRouter::new().with("100", "acme", "echo"));
+//! let store = Arc::new(InMemoryCallStore::new());
+//! let config = UaConfig { bind: "0.0.0.0:5060".parse().unwrap(), ..UaConfig::default() };
+//! let server = start(config, router, store).await?;
+//! println!("SIP on {} (UDP and TCP)", server.local_addr());
+//! # Ok(()) }
+//! ```
+//!
+//! Invariant: a caller gets 200 OK only after the store acknowledged `Answered`; a
+//! retransmitted INVITE is absorbed by its transaction (kept 64·T1 after the final
+//! response) and never starts a second call.
+//!
+//! Not here yet: SDP and media are an interim seam ([`media_seam`]) until the media side
+//! lands; a transfer ([`transfer`]) connects the signalling of both legs but not their RTP.
+
+pub mod agent_leg;
+pub mod call;
+pub mod client;
+pub mod dialog;
+pub mod dispatcher;
+pub mod dtmf_info;
+pub mod limits;
+pub mod media_seam;
+pub mod ports;
+pub mod register;
+pub mod registrar;
+pub mod transfer;
+
+pub use limits::AdmissionConfig;
+pub use ports::{
+    BoxFuture, CallRouter, CallState, CallStore, CallTransition, EndCause, InMemoryCallStore,
+    Route, RouteError, StaticRouter, StoreError,
+};
+pub use registrar::{Binding, InMemoryRegistrar, Registrar, RegistrarError};
+
+use crate::sip::timers::Timers;
+use crate::sip::transport::{self, Transport, TransportConfig, TransportError, TransportStats};
+use dispatcher::Dispatcher;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// Settings of the user agent.
+#[derive(Debug, Clone)]
+pub struct UaConfig {
+    /// UDP and TCP listen address (port 0: any free port, the same for both).
+    pub bind: SocketAddr,
+    /// The address written into Via, Contact and SDP; by default the bound address, or,
+    /// when bound to a wildcard, the local address the OS routes toward the caller.
+    pub advertised_ip: Option<IpAddr>,
+    pub transport: TransportConfig,
+    pub admission: AdmissionConfig,
+    pub timers: Timers,
+    /// A call is ended with BYE after this long.
+    pub max_call_duration: Duration,
+    /// How long a call rings (180) before it is answered.
+    pub answer_delay: Duration,
+    /// The digest realm agents register in.
+    pub realm: String,
+}
+
+impl Default for UaConfig {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([0, 0, 0, 0], 5060)),
+            advertised_ip: None,
+            transport: TransportConfig::default(),
+            admission: AdmissionConfig::default(),
+            timers: Timers::default(),
+            max_call_duration: Duration::from_secs(4 * 3600),
+            answer_delay: Duration::ZERO,
+            realm: "dartwing".to_owned(),
+        }
+    }
+}
+
+/// Why the user agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error("cannot read the bound address")]
+    LocalAddr(#[source] std::io::Error),
+}
+
+/// What the dispatcher and every call share.
+pub struct Shared {
+    pub config: UaConfig,
+    pub router: Arc<dyn CallRouter>,
+    pub store: Arc<dyn CallStore>,
+    /// Agent credentials and bindings; without it REGISTER is answered 405.
+    pub registrar: Option<Arc<dyn Registrar>>,
+    /// Digest nonces, signed with a secret drawn at start.
+    pub nonces: crate::sip::digest::Nonces,
+    /// The bound address (with the chosen port).
+    pub local: SocketAddr,
+    pub active_calls: AtomicUsize,
+}
+
+impl Shared {
+    /// The IP to advertise to a peer at `toward`.
+    pub fn advertised_ip(&self, toward: SocketAddr) -> IpAddr {
+        if let Some(ip) = self.config.advertised_ip {
+            return ip;
+        }
+        if !self.local.ip().is_unspecified() {
+            return self.local.ip();
+        }
+        route_probe(toward).unwrap_or(self.local.ip())
+    }
+
+    /// Our Via sent-by and Contact host:port toward a peer.
+    pub fn via_addr(&self, toward: SocketAddr) -> SocketAddr {
+        SocketAddr::new(self.advertised_ip(toward), self.local.port())
+    }
+}
+
+/// The local address the OS would use toward `peer` (a connected UDP socket sends nothing).
+fn route_probe(peer: SocketAddr) -> Option<IpAddr> {
+    let any: SocketAddr = match peer {
+        SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
+        SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], 0)),
+    };
+    let socket = std::net::UdpSocket::bind(any).ok()?;
+    socket.connect(peer).ok()?;
+    Some(socket.local_addr().ok()?.ip())
+}
+
+/// A running user agent; dropping it stops the listeners and the dispatcher.
+pub struct SipServer {
+    shared: Arc<Shared>,
+    transport: Transport,
+    commands: mpsc::Sender<dispatcher::Command>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl SipServer {
+    /// The address both listeners are bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local
+    }
+
+    /// Calls admitted and not yet ended.
+    pub fn active_calls(&self) -> usize {
+        self.shared.active_calls.load(Ordering::Relaxed)
+    }
+
+    /// What the listeners accepted, refused and dropped.
+    pub fn stats(&self) -> &TransportStats {
+        &self.transport.stats
+    }
+
+    /// Ends the call with this SIP Call-ID from our side, as an application hangup does:
+    /// BYE when answered, 480 while ringing. Unknown ids are ignored.
+    pub async fn hang_up(&self, sip_call_id: &str) {
+        let command = dispatcher::Command::HangUp {
+            sip_call_id: sip_call_id.to_owned(),
+            cause: EndCause::LocalHangup,
+        };
+        let _ = self.commands.send(command).await;
+    }
+
+    /// Transfers the call with this SIP Call-ID to a registered agent (B2BUA), as the
+    /// application's Transfer action does. Unknown ids are ignored.
+    pub async fn transfer(&self, sip_call_id: &str, agent: &str) {
+        let command = dispatcher::Command::Transfer {
+            sip_call_id: sip_call_id.to_owned(),
+            agent: agent.to_owned(),
+        };
+        let _ = self.commands.send(command).await;
+    }
+
+    /// Stops listening and dispatching; calls in progress are ended with BYE.
+    pub fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+impl Drop for SipServer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// The ports the user agent is started with.
+pub struct UaPorts {
+    pub router: Arc<dyn CallRouter>,
+    pub store: Arc<dyn CallStore>,
+    /// Optional: without it, REGISTER gets 405.
+    pub registrar: Option<Arc<dyn Registrar>>,
+}
+
+/// Binds the listeners and starts the dispatcher, without a registrar.
+pub async fn start(
+    config: UaConfig,
+    router: Arc<dyn CallRouter>,
+    store: Arc<dyn CallStore>,
+) -> Result<SipServer, StartError> {
+    let ports = UaPorts {
+        router,
+        store,
+        registrar: None,
+    };
+    start_with(config, ports).await
+}
+
+/// Binds the listeners and starts the dispatcher.
+pub async fn start_with(config: UaConfig, ports: UaPorts) -> Result<SipServer, StartError> {
+    let (udp, tcp) = transport::bind(config.bind).await?;
+    let local = udp.local_addr().map_err(StartError::LocalAddr)?;
+    let mut local_vias = vec![local];
+    if let Some(ip) = config.advertised_ip {
+        local_vias.push(SocketAddr::new(ip, local.port()));
+    }
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let (inbound_tx, inbound_rx) = mpsc::channel(8192);
+    let transport = transport::spawn(
+        udp,
+        tcp,
+        config.transport.clone(),
+        local_vias,
+        inbound_tx,
+        shutdown_rx.clone(),
+    )
+    .map_err(StartError::LocalAddr)?;
+    let secret = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+    let shared = Arc::new(Shared {
+        config,
+        router: ports.router,
+        store: ports.store,
+        registrar: ports.registrar,
+        nonces: crate::sip::digest::Nonces::new(secret, 300),
+        local,
+        active_calls: AtomicUsize::new(0),
+    });
+    let (commands_tx, commands_rx) = mpsc::channel(8192);
+    let dispatcher = Dispatcher::new(Arc::clone(&shared), transport.clone(), commands_tx.clone());
+    tokio::spawn(dispatcher.run(inbound_rx, commands_rx, shutdown_rx));
+    Ok(SipServer {
+        shared,
+        transport,
+        commands: commands_tx,
+        shutdown,
+    })
+}

@@ -1,0 +1,180 @@
+//! Answering REGISTER (RFC 3261 §10.3) with digest authentication: no or stale credentials
+//! get a 401 challenge, wrong ones 403, an agent may only register its own address, and a
+//! good REGISTER updates the binding table and lists the current bindings in its 200.
+
+use super::dialog::{split_list, uri_of};
+use super::dispatcher::{CoreHandle, TxKey};
+use super::registrar::{Binding, Registrar};
+use super::Shared;
+use crate::sip::digest::{challenge, parse_authorization, verify, NonceCheck};
+use crate::sip::message::Inbound;
+use crate::sip::response::{build_response, ResponseParts};
+use crate::sip::transport::Peer;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Registrations are granted for at most this long (and at least `MIN_EXPIRES`).
+const MAX_EXPIRES: u64 = 3600;
+const MIN_EXPIRES: u64 = 60;
+
+/// Handles one REGISTER on its server transaction.
+pub async fn handle(
+    message: Inbound,
+    peer: Peer,
+    tx: TxKey,
+    core: CoreHandle,
+    shared: Arc<Shared>,
+    registrar: Arc<dyn Registrar>,
+) {
+    let (status, reason, headers) = answer(&message, &peer, &shared, registrar.as_ref()).await;
+    let mut parts = ResponseParts::new(status, &reason);
+    parts.headers = headers.iter().map(|(n, v)| (*n, v.clone())).collect();
+    let bytes = build_response(&message.head, peer.addr, &parts);
+    core.respond(&tx, bytes, true).await;
+}
+
+type Answer = (u16, String, Vec<(&'static str, String)>);
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+async fn answer(
+    message: &Inbound,
+    peer: &Peer,
+    shared: &Shared,
+    registrar: &dyn Registrar,
+) -> Answer {
+    let realm = &shared.config.realm;
+    let challenge_with = |stale: bool| -> Answer {
+        let nonce = shared.nonces.issue(now_secs());
+        let value = challenge(realm, &nonce, stale);
+        (
+            401,
+            "Unauthorized".into(),
+            vec![("WWW-Authenticate", value)],
+        )
+    };
+    let Some(authorization) = message.head.get("Authorization") else {
+        return challenge_with(false);
+    };
+    let credentials = match parse_authorization(authorization) {
+        Ok(c) => c,
+        Err(e) => return (400, format!("Bad Request ({e})"), vec![]),
+    };
+    if &credentials.realm != realm {
+        return challenge_with(false);
+    }
+    match shared.nonces.check(&credentials.nonce, now_secs()) {
+        NonceCheck::Valid => {}
+        NonceCheck::Stale => return challenge_with(true),
+        NonceCheck::Invalid => return challenge_with(false),
+    }
+    let ha1 = match registrar.ha1(realm, &credentials.username).await {
+        Ok(Some(ha1)) => ha1,
+        Ok(None) => return (403, "Forbidden".into(), vec![]),
+        Err(e) => {
+            tracing::warn!(error = %e, "registrar unavailable");
+            return (500, "Server Internal Error".into(), vec![]);
+        }
+    };
+    if !verify(&ha1, "REGISTER", &credentials) {
+        return (403, "Forbidden".into(), vec![]);
+    }
+    let to_user = message
+        .head
+        .get("To")
+        .map(uri_of)
+        .and_then(|uri| rsip::Uri::try_from(uri.as_str()).ok())
+        .and_then(|uri| uri.user().map(str::to_owned));
+    if to_user.as_deref() != Some(credentials.username.as_str()) {
+        return (403, "Forbidden (not your address)".into(), vec![]);
+    }
+    match update(message, peer, &credentials.username, registrar).await {
+        Ok(headers) => (200, "OK".into(), headers),
+        Err(answer) => answer,
+    }
+}
+
+/// Applies the REGISTER's contacts and returns the 200's headers.
+async fn update(
+    message: &Inbound,
+    peer: &Peer,
+    user: &str,
+    registrar: &dyn Registrar,
+) -> Result<Vec<(&'static str, String)>, Answer> {
+    let unavailable = |e: super::registrar::RegistrarError| -> Answer {
+        tracing::warn!(error = %e, "registrar unavailable");
+        (500, "Server Internal Error".into(), vec![])
+    };
+    let default_expires = message
+        .head
+        .get("Expires")
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let contacts: Vec<String> = message.head.all("Contact").flat_map(split_list).collect();
+    if contacts.iter().any(|c| c == "*") {
+        if contacts.len() > 1 || default_expires != Some(0) {
+            return Err((
+                400,
+                "Bad Request (Contact: * needs Expires: 0)".into(),
+                vec![],
+            ));
+        }
+        registrar.unbind_all(user).await.map_err(unavailable)?;
+        return Ok(vec![]);
+    }
+    for contact in &contacts {
+        let expires = contact_expires(contact)
+            .or(default_expires)
+            .unwrap_or(MAX_EXPIRES);
+        let expires = if expires == 0 {
+            0
+        } else {
+            expires.clamp(MIN_EXPIRES, MAX_EXPIRES)
+        };
+        let binding = Binding {
+            user: user.to_owned(),
+            contact: uri_of(contact),
+            expires_at: SystemTime::now() + Duration::from_secs(expires),
+            source: peer.addr,
+        };
+        registrar.bind(binding).await.map_err(unavailable)?;
+    }
+    let now = SystemTime::now();
+    let current = registrar.bindings(user).await.map_err(unavailable)?;
+    Ok(current
+        .iter()
+        .map(|b| {
+            let left = b.expires_at.duration_since(now).map_or(0, |d| d.as_secs());
+            ("Contact", format!("<{}>;expires={left}", b.contact))
+        })
+        .collect())
+}
+
+/// The `expires` parameter of one Contact value (after the URI's closing bracket).
+fn contact_expires(contact: &str) -> Option<u64> {
+    let params = contact.rsplit_once('>').map_or("", |(_, p)| p);
+    params.split(';').find_map(|p| {
+        let (name, value) = p.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("expires")
+            .then(|| value.trim().parse().ok())
+            .flatten()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contact_expires;
+
+    #[test]
+    fn contact_expires_is_read_outside_the_uri() {
+        assert_eq!(
+            contact_expires("<sip:a@b;expires=5>;expires=120"),
+            Some(120)
+        );
+        assert_eq!(contact_expires("<sip:a@b;expires=5>"), None);
+    }
+}

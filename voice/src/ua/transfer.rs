@@ -1,0 +1,235 @@
+//! Transfer to a registered agent as a B2BUA: the caller's leg stays with us, a second leg
+//! calls the agent, and the two are bridged. Started by a REFER from the caller (202, then
+//! NOTIFYs carrying the agent leg's progress as `message/sipfrag`, RFC 3515) or by the
+//! application (`CallEvent::Transfer`).
+//!
+//! ```text
+//! REFER ─► 202 ─► NOTIFY 100 ─► record Transferring ─► INVITE agent
+//!    agent 2xx ─► ACK ─► NOTIFY 200 ─► record Bridged ─► bridged until a BYE on either leg
+//!    agent fails ─► NOTIFY <status> ─► record Answered again (the caller stays with us)
+//! bridged: BYE from one leg ─► 200 to it, BYE to the other
+//! ```
+//!
+//! Media: the agent is offered the caller leg's session; bridging the two RTP streams is the
+//! media side's part (not done here).
+
+use super::agent_leg::{call_agent, AgentLeg, LegContext};
+use super::call::{Call, CallEvent};
+use super::client::{next_hop_peer, send_bytes};
+use super::dialog::{uri_of, Dialog};
+use super::dispatcher::{random_token, Command, DialogKey, TxKey};
+use super::media_seam::InterimMedia;
+use super::ports::{CallState, EndCause};
+use crate::sip::message::Inbound;
+use crate::sip::response::{build_response, ResponseParts};
+use crate::sip::transport::Peer;
+use tokio::time::{sleep_until, Instant};
+
+impl Call {
+    /// Answers a REFER and runs the transfer it asks for. Returns the end cause when the
+    /// call ended, None when it goes on with the caller alone.
+    pub(super) async fn on_refer(
+        &mut self,
+        refer: &Inbound,
+        peer: &Peer,
+        tx: &TxKey,
+        dialog: &mut Dialog,
+        media: &mut InterimMedia,
+        deadline: Instant,
+    ) -> Option<EndCause> {
+        let agent = refer
+            .head
+            .get("Refer-To")
+            .map(uri_of)
+            .and_then(|uri| rsip::Uri::try_from(uri.as_str()).ok())
+            .and_then(|uri| uri.user().map(str::to_owned));
+        let Some(agent) = agent else {
+            let reply = ResponseParts::new(400, "Bad Request (Refer-To)");
+            let bytes = build_response(&refer.head, peer.addr, &reply);
+            self.core.respond(tx, bytes, true).await;
+            return None;
+        };
+        dialog.accept_remote_cseq(refer.cseq);
+        let bytes = build_response(&refer.head, peer.addr, &ResponseParts::new(202, "Accepted"));
+        self.core.respond(tx, bytes, true).await;
+        self.notify(dialog, "SIP/2.0 100 Trying", true).await;
+        self.transfer(&agent, dialog, media, deadline, true).await
+    }
+
+    /// Calls the agent and bridges; `notify` when a REFER subscription is to be told.
+    pub(super) async fn transfer(
+        &mut self,
+        agent: &str,
+        dialog: &mut Dialog,
+        media: &mut InterimMedia,
+        deadline: Instant,
+        notify: bool,
+    ) -> Option<EndCause> {
+        let _ = self.report(CallState::Transferring, None).await;
+        let caller_user = self
+            .invite
+            .head
+            .get("From")
+            .map(uri_of)
+            .and_then(|uri| rsip::Uri::try_from(uri.as_str()).ok())
+            .and_then(|uri| uri.user().map(str::to_owned))
+            .unwrap_or_else(|| "caller".to_owned());
+        let cx = LegContext {
+            agent,
+            caller_user: &caller_user,
+            offer: &media.answer,
+            core: &self.core,
+            shared: &self.shared,
+            call_events: &self.control,
+        };
+        if self
+            .deferred
+            .iter()
+            .any(|e| matches!(e, CallEvent::RemoteBye))
+        {
+            return Some(EndCause::RemoteHangup);
+        }
+        let leg = call_agent(&cx, &mut self.events, &mut self.deferred).await;
+        match leg {
+            Ok(mut leg) => {
+                if notify {
+                    self.notify(dialog, "SIP/2.0 200 OK", false).await;
+                }
+                let _ = self.report(CallState::Bridged, None).await;
+                let cause = self.bridged(dialog, &mut leg, deadline).await;
+                let key = DialogKey {
+                    call_id: leg.dialog.call_id.clone(),
+                    local_tag: leg.dialog.local_tag.clone(),
+                };
+                let _ = self.core.commands.send(Command::DropDialog { key }).await;
+                let branch = leg.invite_branch.clone();
+                let _ = self
+                    .core
+                    .commands
+                    .send(Command::ClientTx { branch, call: None })
+                    .await;
+                Some(cause)
+            }
+            Err(super::agent_leg::LegError::CallerGone) => Some(EndCause::RemoteHangup),
+            Err(e) => {
+                tracing::info!(error = %e, agent, "transfer failed");
+                if notify {
+                    let (status, reason) = e.status();
+                    self.notify(dialog, &format!("SIP/2.0 {status} {reason}"), false)
+                        .await;
+                }
+                let _ = self.report(CallState::Answered, None).await;
+                None
+            }
+        }
+    }
+
+    /// Both legs up: relays hangups between them.
+    async fn bridged(
+        &mut self,
+        caller: &mut Dialog,
+        agent: &mut AgentLeg,
+        deadline: Instant,
+    ) -> EndCause {
+        loop {
+            tokio::select! {
+                _ = sleep_until(deadline) => {
+                    self.hangup(caller).await;
+                    self.hangup_agent(agent).await;
+                    return EndCause::MaxDuration;
+                }
+                event = self.next_event() => match event {
+                    Some(CallEvent::Request { message, peer, tx }) => {
+                        let from_agent = message.call_id == agent.dialog.call_id;
+                        let is_bye = message.method() == Some(&rsip::Method::Bye);
+                        // BYE, and whatever else arrives on a bridged leg (INFO, OPTIONS): 200.
+                        let bytes =
+                            build_response(&message.head, peer.addr, &ResponseParts::new(200, "OK"));
+                        self.core.respond(&tx, bytes, true).await;
+                        if is_bye && from_agent {
+                            self.hangup(caller).await;
+                            return EndCause::AgentHangup;
+                        }
+                        if is_bye {
+                            self.hangup_agent(agent).await;
+                            return EndCause::RemoteHangup;
+                        }
+                    }
+                    // The agent retransmits its 2xx: our ACK was lost.
+                    Some(CallEvent::Response(_)) => {
+                        let to = Peer { addr: agent.dialog.next_hop(agent.peer.addr), conn: agent.peer.conn.clone() };
+                        self.core.transport.send(&to, agent.ack.clone());
+                    }
+                    Some(CallEvent::Hangup(cause)) => {
+                        self.hangup(caller).await;
+                        self.hangup_agent(agent).await;
+                        return cause;
+                    }
+                    Some(CallEvent::RemoteBye) => {
+                        self.hangup_agent(agent).await;
+                        return EndCause::RemoteHangup;
+                    }
+                    None => {
+                        self.hangup(caller).await;
+                        self.hangup_agent(agent).await;
+                        return EndCause::Shutdown;
+                    }
+                    Some(_) => {}
+                },
+            }
+        }
+    }
+
+    async fn hangup_agent(&mut self, agent: &mut AgentLeg) {
+        let branch = format!("z9hG4bK{}", random_token());
+        let peer = next_hop_peer(&agent.dialog, &agent.peer);
+        let sent_by = self.shared.via_addr(peer.addr);
+        let bytes = agent.dialog.request("BYE", "UDP", sent_by, &branch);
+        let sent = send_bytes(
+            bytes,
+            &branch,
+            &peer,
+            &self.core,
+            &self.shared,
+            &mut self.events,
+        )
+        .await;
+        self.deferred.extend(sent.deferred);
+    }
+
+    /// Sends a NOTIFY of the REFER subscription with a sipfrag status line.
+    async fn notify(&mut self, dialog: &mut Dialog, status_line: &str, active: bool) {
+        let branch = format!("z9hG4bK{}", random_token());
+        let peer = next_hop_peer(dialog, &self.peer);
+        let sent_by = self.shared.via_addr(peer.addr);
+        let state = if active {
+            "active;expires=60"
+        } else {
+            "terminated;reason=noresource"
+        };
+        let body = format!("{status_line}\r\n");
+        let headers = vec![
+            ("Event", "refer".to_owned()),
+            ("Subscription-State", state.to_owned()),
+            ("Contact", format!("<sip:{sent_by}>")),
+        ];
+        let bytes = dialog.request_with(
+            "NOTIFY",
+            peer.transport_name(),
+            sent_by,
+            &branch,
+            headers,
+            Some(("message/sipfrag;version=2.0", body.as_bytes())),
+        );
+        let sent = send_bytes(
+            bytes,
+            &branch,
+            &peer,
+            &self.core,
+            &self.shared,
+            &mut self.events,
+        )
+        .await;
+        self.deferred.extend(sent.deferred);
+    }
+}

@@ -1,0 +1,163 @@
+//! REGISTER with digest authentication: SIPp registers an agent with its password; wrong
+//! credentials, someone else's address and a missing registrar are refused.
+
+mod sip_common;
+use sip_common as common;
+
+use common::{free_udp_port, header, sipp, status_of, Client};
+use std::sync::Arc;
+use std::time::Duration;
+use voice::sip::digest::{expected_response, ha1, Credentials};
+use voice::ua::{
+    start, start_with, InMemoryCallStore, InMemoryRegistrar, Registrar, StaticRouter, UaConfig,
+    UaPorts,
+};
+
+const WAIT: Duration = Duration::from_secs(2);
+
+async fn start_registrar() -> (voice::ua::SipServer, Arc<InMemoryRegistrar>) {
+    let registrar = Arc::new(InMemoryRegistrar::new());
+    registrar.add_agent("dartwing", "agent1", "s3cret");
+    let ports = UaPorts {
+        router: Arc::new(StaticRouter::new()),
+        store: Arc::new(InMemoryCallStore::new()),
+        registrar: Some(Arc::clone(&registrar) as _),
+    };
+    let config = UaConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        ..UaConfig::default()
+    };
+    (start_with(config, ports).await.unwrap(), registrar)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sipp_registers_with_digest_and_the_binding_is_stored() {
+    let (server, registrar) = start_registrar().await;
+    let dir = tempfile::tempdir().unwrap();
+    let xml = dir.path().join("register.xml");
+    std::fs::write(&xml, include_str!("scenarios/register_digest.xml")).unwrap();
+    let port = free_udp_port();
+    let out = sipp(&[
+        "-sf",
+        xml.to_str().unwrap(),
+        &server.local_addr().to_string(),
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-au",
+        "agent1",
+        "-ap",
+        "s3cret",
+        "-m",
+        "1",
+        "-nostdin",
+        "-timeout",
+        "10s",
+        "-timeout_error",
+    ])
+    .await;
+    assert!(out.status.success(), "sipp failed: {}", out.status);
+    let bindings = registrar.bindings("agent1").await.unwrap();
+    assert_eq!(bindings.len(), 1);
+    assert_eq!(bindings[0].contact, format!("sip:agent1@127.0.0.1:{port}"));
+}
+
+fn register(port: u16, user: &str, cseq: u32, authorization: Option<&str>) -> String {
+    let auth = authorization.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
+    format!(
+        "REGISTER sip:127.0.0.1 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-reg-{user}-{cseq};rport\r\n\
+         From: <sip:{user}@127.0.0.1>;tag=r1\r\nTo: <sip:{user}@127.0.0.1>\r\n\
+         Call-ID: reg-{user}\r\nCSeq: {cseq} REGISTER\r\n\
+         Contact: <sip:{user}@127.0.0.1:{port}>;expires=300\r\n{auth}\
+         Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+fn nonce_of(challenge: &str) -> String {
+    let value = header(challenge, "WWW-Authenticate").expect("challenge");
+    value
+        .split("nonce=\"")
+        .nth(1)
+        .and_then(|v| v.split('"').next())
+        .expect("nonce")
+        .to_owned()
+}
+
+fn authorization(user: &str, password: &str, nonce: &str) -> String {
+    let c = Credentials {
+        username: user.into(),
+        realm: "dartwing".into(),
+        nonce: nonce.into(),
+        uri: "sip:127.0.0.1".into(),
+        qop: Some("auth".into()),
+        nc: Some("00000001".into()),
+        cnonce: Some("abc".into()),
+        ..Credentials::default()
+    };
+    let response = expected_response(&ha1(user, "dartwing", password), "REGISTER", &c);
+    format!(
+        "Digest username=\"{user}\", realm=\"dartwing\", nonce=\"{nonce}\", uri=\"sip:127.0.0.1\", \
+         response=\"{response}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"abc\""
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_other_address_and_forged_nonce_are_refused() {
+    let (server, registrar) = start_registrar().await;
+    let c = Client::new(server.local_addr()).await;
+    let p = c.port();
+    c.send(register(p, "agent1", 1, None).as_bytes()).await;
+    let challenge = c.expect_status(401, WAIT).await;
+    let nonce = nonce_of(&challenge);
+
+    let wrong = authorization("agent1", "guess", &nonce);
+    c.send(register(p, "agent1", 2, Some(&wrong)).as_bytes())
+        .await;
+    c.expect_status(403, WAIT).await;
+
+    // Good credentials for agent1, but registering agent2's address.
+    let good = authorization("agent1", "s3cret", &nonce);
+    c.send(register(p, "agent2", 3, Some(&good)).as_bytes())
+        .await;
+    c.expect_status(403, WAIT).await;
+
+    let forged = authorization(
+        "agent1",
+        "s3cret",
+        "5f5e100.00000000000000000000000000000000",
+    );
+    c.send(register(p, "agent1", 4, Some(&forged)).as_bytes())
+        .await;
+    c.expect_status(401, WAIT).await;
+    assert!(registrar.bindings("agent1").await.unwrap().is_empty());
+
+    c.send(register(p, "agent1", 5, Some(&good)).as_bytes())
+        .await;
+    let ok = c.expect_status(200, WAIT).await;
+    assert!(header(&ok, "Contact")
+        .unwrap()
+        .contains(&format!("127.0.0.1:{p}>;expires=")));
+    assert_eq!(registrar.bindings("agent1").await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_registrar_register_is_405() {
+    let config = UaConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        ..UaConfig::default()
+    };
+    let server = start(
+        config,
+        Arc::new(StaticRouter::new()),
+        Arc::new(InMemoryCallStore::new()),
+    )
+    .await
+    .unwrap();
+    let c = Client::new(server.local_addr()).await;
+    c.send(register(c.port(), "agent1", 1, None).as_bytes())
+        .await;
+    let reply = c.recv(WAIT).await.expect("reply");
+    assert_eq!(status_of(&reply), Some(405), "{reply}");
+}

@@ -1,0 +1,186 @@
+//! Transfer by REFER to an agent registered with digest credentials: the agent (a real
+//! SIPp, first registering, then answering as `uas`) is called by our B2BUA leg and bridged;
+//! the caller's BYE is passed on to the agent. The store sees every step.
+
+mod sip_common;
+use sip_common as common;
+
+use common::{free_udp_port, header, in_dialog, invite, next_request, reply_to, sipp, Client};
+use std::sync::Arc;
+use std::time::Duration;
+use voice::ua::{
+    start_with, CallState, EndCause, InMemoryCallStore, InMemoryRegistrar, StaticRouter, UaConfig,
+    UaPorts,
+};
+
+const WAIT: Duration = Duration::from_secs(3);
+
+async fn start_ua() -> (voice::ua::SipServer, Arc<InMemoryCallStore>) {
+    let registrar = Arc::new(InMemoryRegistrar::new());
+    registrar.add_agent("dartwing", "agent1", "s3cret");
+    let store = Arc::new(InMemoryCallStore::new());
+    let ports = UaPorts {
+        router: Arc::new(StaticRouter::new().with("100", "acme", "menu")),
+        store: Arc::clone(&store) as _,
+        registrar: Some(registrar as _),
+    };
+    let config = UaConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        ..UaConfig::default()
+    };
+    (start_with(config, ports).await.unwrap(), store)
+}
+
+/// INVITE, 200, ACK from a raw caller; returns our To tag.
+async fn call(c: &Client, call_id: &str) -> String {
+    c.send(invite(c.port(), call_id, "z9hG4bK-inv").as_bytes())
+        .await;
+    let ok = c.expect_status(200, WAIT).await;
+    let to = header(&ok, "To").unwrap().to_owned();
+    let ack = format!(
+        "ACK sip:100@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bK-ack\r\n\
+         From: <sip:caller@127.0.0.1>;tag=c1\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: 1 ACK\r\n\
+         Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        c.port()
+    );
+    c.send(ack.as_bytes()).await;
+    common::to_tag(&ok)
+}
+
+fn refer(port: u16, call_id: &str, to_tag: &str, agent: &str) -> String {
+    in_dialog(port, call_id, "REFER", 2, to_tag, ("", "")).replace(
+        "Max-Forwards: 70\r\n",
+        &format!("Max-Forwards: 70\r\nRefer-To: <sip:{agent}@127.0.0.1>\r\nContact: <sip:caller@127.0.0.1:{port}>\r\n"),
+    )
+}
+
+/// Answers NOTIFYs until one carries a final sipfrag; returns that status line.
+async fn final_notify(c: &Client) -> String {
+    loop {
+        let notify = next_request(c, WAIT).await;
+        assert!(notify.starts_with("NOTIFY "), "{notify}");
+        assert_eq!(header(&notify, "Event"), Some("refer"));
+        c.send(reply_to(&notify, 200, "OK").as_bytes()).await;
+        let frag = notify
+            .split("\r\n\r\n")
+            .nth(1)
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        if !frag.starts_with("SIP/2.0 1") {
+            assert!(header(&notify, "Subscription-State")
+                .unwrap()
+                .starts_with("terminated"));
+            return frag;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refer_bridges_the_caller_to_a_registered_sipp_agent() {
+    let (server, store) = start_ua().await;
+    let target = server.local_addr().to_string();
+    let agent_port = free_udp_port().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let xml = dir.path().join("register.xml");
+    std::fs::write(&xml, include_str!("scenarios/register_digest.xml")).unwrap();
+    let registered = sipp(&[
+        "-sf",
+        xml.to_str().unwrap(),
+        &target,
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &agent_port,
+        "-au",
+        "agent1",
+        "-ap",
+        "s3cret",
+        "-m",
+        "1",
+        "-nostdin",
+        "-timeout",
+        "10s",
+        "-timeout_error",
+    ])
+    .await;
+    assert!(registered.status.success(), "agent did not register");
+    // The agent now answers one call on the port it registered from.
+    let agent = tokio::spawn(async move {
+        sipp(&[
+            "-sn",
+            "uas",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &agent_port,
+            "-m",
+            "1",
+            "-nostdin",
+            "-timeout",
+            "20s",
+            "-timeout_error",
+        ])
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let c = Client::new(server.local_addr()).await;
+    let tag = call(&c, "xfer-1").await;
+    c.send(refer(c.port(), "xfer-1", &tag, "agent1").as_bytes())
+        .await;
+    let accepted = c.expect_status(202, WAIT).await;
+    assert_eq!(header(&accepted, "CSeq"), Some("2 REFER"));
+    assert_eq!(final_notify(&c).await, "SIP/2.0 200 OK");
+
+    let bye = in_dialog(c.port(), "xfer-1", "BYE", 3, &tag, ("", ""));
+    c.send(bye.as_bytes()).await;
+    c.expect_status(200, WAIT).await;
+    let out = agent.await.unwrap();
+    assert!(
+        out.status.success(),
+        "the agent's uas scenario failed: {}",
+        out.status
+    );
+    assert!(common::eventually(WAIT, || store.ended_with(EndCause::RemoteHangup) == 1).await);
+    let states: Vec<CallState> = store.transitions().iter().map(|t| t.state).collect();
+    assert_eq!(
+        states,
+        [
+            CallState::Ringing,
+            CallState::Answered,
+            CallState::Transferring,
+            CallState::Bridged,
+            CallState::Ended
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refer_to_an_unregistered_agent_reports_480_and_the_call_goes_on() {
+    let (server, store) = start_ua().await;
+    let c = Client::new(server.local_addr()).await;
+    let tag = call(&c, "xfer-2").await;
+    c.send(refer(c.port(), "xfer-2", &tag, "agent1").as_bytes())
+        .await;
+    c.expect_status(202, WAIT).await;
+    assert_eq!(
+        final_notify(&c).await,
+        "SIP/2.0 480 Temporarily Unavailable"
+    );
+    let bye = in_dialog(c.port(), "xfer-2", "BYE", 3, &tag, ("", ""));
+    c.send(bye.as_bytes()).await;
+    c.expect_status(200, WAIT).await;
+    assert!(common::eventually(WAIT, || store.ended_with(EndCause::RemoteHangup) == 1).await);
+    let states: Vec<CallState> = store.transitions().iter().map(|t| t.state).collect();
+    assert_eq!(
+        states,
+        [
+            CallState::Ringing,
+            CallState::Answered,
+            CallState::Transferring,
+            CallState::Answered,
+            CallState::Ended
+        ]
+    );
+}
