@@ -18,11 +18,10 @@
 
 use super::jitter::{JitterConfig, JitterStats};
 use super::leg::Leg;
-use super::port_pool::{PortLease, PortPool, PortPoolError};
+use super::port_pool::{PortLease, PortPool, PortPoolError, RtpSockets};
 use crate::app::{Action, CallApp, CallContext};
 use crate::sdp::Negotiated;
 use std::net::SocketAddr;
-use std::net::UdpSocket;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -45,6 +44,11 @@ pub struct MediaConfig {
     pub recording_path: Option<PathBuf>,
     /// Length of an outgoing DTMF press, in 20 ms packets. Default 5 (100 ms).
     pub dtmf_frames: u16,
+    /// How often RTCP reports are sent (randomised ±50% as RFC 3550 §6.3.1 asks);
+    /// `None` sends none. Default 5 s.
+    pub rtcp_interval: Option<Duration>,
+    /// The CNAME in our RTCP SDES. Default `dartwing`.
+    pub cname: String,
 }
 
 impl Default for MediaConfig {
@@ -56,6 +60,8 @@ impl Default for MediaConfig {
             stats_interval: Some(Duration::from_secs(5)),
             recording_path: None,
             dtmf_frames: 5,
+            rtcp_interval: Some(Duration::from_secs(5)),
+            cname: "dartwing".to_string(),
         }
     }
 }
@@ -83,6 +89,14 @@ pub struct MediaStats {
     pub recording_dropped: u64,
     /// Ticks that ran more than 5 ms after their due time (the worker was starved).
     pub late_ticks: u64,
+    /// RTP payload octets sent.
+    pub octets_sent: u64,
+    /// RTCP compound packets sent.
+    pub rtcp_sent: u64,
+    /// RTCP packets received (and parsed).
+    pub rtcp_received: u64,
+    /// The far end's last report on our stream: fraction lost (in 1/256) and jitter (ms).
+    pub remote_report: Option<(u8, f64)>,
 }
 
 /// What a session tells call control.
@@ -120,8 +134,8 @@ pub enum MediaError {
     /// No port could be bound.
     #[error(transparent)]
     Port(#[from] PortPoolError),
-    /// The socket could not be handed to tokio.
-    #[error("cannot register the RTP socket: {source}")]
+    /// The socket's address could not be read.
+    #[error("cannot use the RTP socket: {source}")]
     Socket {
         /// The I/O error.
         #[source]
@@ -170,15 +184,15 @@ pub struct MediaSession;
 /// A bound port waiting for negotiation to finish.
 #[derive(Debug)]
 pub struct BoundMedia {
-    socket: UdpSocket,
+    sockets: RtpSockets,
     lease: PortLease,
 }
 
 impl MediaSession {
     /// Takes a port from the pool.
     pub fn bind(pool: &PortPool) -> Result<BoundMedia, MediaError> {
-        let (socket, lease) = pool.bind()?;
-        Ok(BoundMedia { socket, lease })
+        let (sockets, lease) = pool.bind()?;
+        Ok(BoundMedia { sockets, lease })
     }
 }
 
@@ -220,14 +234,15 @@ impl BoundMedia {
         config: MediaConfig,
     ) -> Result<(Entry, Started), MediaError> {
         let local = self
-            .socket
+            .sockets
+            .rtp
             .local_addr()
             .map_err(|source| MediaError::Socket { source })?;
         let (events_tx, events_rx) = mpsc::channel(config.events_capacity.max(1));
         let (cmd_tx, cmd_rx) = mpsc::channel(16);
         let (done_tx, done_rx) = oneshot::channel();
         let pending = Arc::new(AtomicBool::new(false));
-        let leg = Leg::new(self.socket, self.lease, negotiated, app, config, events_tx);
+        let leg = Leg::new(self.sockets, self.lease, negotiated, app, config, events_tx);
         let entry = Entry {
             leg,
             ctx: Some(ctx),
