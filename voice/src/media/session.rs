@@ -270,7 +270,7 @@ impl BoundMedia {
         config: MediaConfig,
     ) -> Result<Started, MediaError> {
         let (entry, started) = self.into_entry(negotiated, app, ctx, config)?;
-        tokio::spawn(super::worker::run(None, vec![entry]));
+        tokio::spawn(super::worker::run(None, vec![entry], 1));
         Ok(started)
     }
 }
@@ -297,7 +297,13 @@ impl MediaWorkers {
                 .map_err(|source| MediaError::Worker { source })?;
             std::thread::Builder::new()
                 .name(format!("media-worker-{i}"))
-                .spawn(move || runtime.block_on(super::worker::run(Some(rx), Vec::new())))
+                .spawn(move || {
+                    runtime.block_on(super::worker::run(
+                        Some(rx),
+                        Vec::new(),
+                        super::worker::PHASES,
+                    ))
+                })
                 .map_err(|source| MediaError::Worker { source })?;
             intake.push(tx);
         }
