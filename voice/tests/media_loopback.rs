@@ -294,6 +294,12 @@ async fn rtcp_reports_go_both_ways() {
     }
     assert!(matches!(sr[1], RtcpPacket::Other { packet_type: 202 }));
     let stats = handle.stop().await;
-    assert_eq!(stats.remote_report, Some((64, 10.0)));
+    assert_eq!(
+        stats.remote_report,
+        Some(voice::media::RemoteReport {
+            fraction_lost: 64,
+            jitter_ms: 10.0
+        })
+    );
     assert!(stats.rtcp_received >= 1 && stats.rtcp_sent >= 1);
 }

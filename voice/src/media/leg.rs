@@ -15,7 +15,7 @@ use super::port_pool::{PortLease, RtpSockets};
 use super::recorder::Recorder;
 use super::rtcp::{self, ReportBlock, RtcpPacket, SenderInfo};
 use super::rtp::RtpPacket;
-use super::session::{Command, MediaConfig, MediaEvent, MediaStats};
+use super::session::{Command, MediaConfig, MediaEvent, MediaStats, RemoteReport};
 use crate::app::{Action, CallApp, CallContext, FRAME_SAMPLES};
 use crate::sdp::Negotiated;
 use std::hash::{BuildHasher, Hasher};
@@ -276,7 +276,10 @@ impl Leg {
                     _ => continue,
                 };
                 if let Some(b) = blocks.iter().find(|b| b.ssrc == self.ssrc) {
-                    self.stats.remote_report = Some((b.fraction_lost, f64::from(b.jitter) / 8.0));
+                    self.stats.remote_report = Some(RemoteReport {
+                        fraction_lost: b.fraction_lost,
+                        jitter_ms: f64::from(b.jitter) / 8.0,
+                    });
                 }
             }
         }

@@ -78,5 +78,5 @@ pub use jitter::{JitterConfig, JitterStats};
 pub use port_pool::{PortLease, PortPool, PortPoolError, RtpSockets};
 pub use session::{
     BoundMedia, MediaConfig, MediaError, MediaEvent, MediaHandle, MediaSession, MediaStats,
-    MediaWorkers,
+    MediaWorkers, RemoteReport,
 };

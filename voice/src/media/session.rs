@@ -95,8 +95,17 @@ pub struct MediaStats {
     pub rtcp_sent: u64,
     /// RTCP packets received (and parsed).
     pub rtcp_received: u64,
-    /// The far end's last report on our stream: fraction lost (in 1/256) and jitter (ms).
-    pub remote_report: Option<(u8, f64)>,
+    /// The far end's last RTCP report on our stream.
+    pub remote_report: Option<RemoteReport>,
+}
+
+/// What the far end's RTCP says about the stream we send.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RemoteReport {
+    /// Fraction lost since its previous report, in 1/256.
+    pub fraction_lost: u8,
+    /// Its interarrival jitter of our stream, in milliseconds.
+    pub jitter_ms: f64,
 }
 
 /// What a session tells call control.
