@@ -19,7 +19,7 @@ set -euo pipefail
 ROOT=${DARTWING_TANSU_ROOT:-$HOME/.cache/dartwing/tansu-0.6.0-libsql}
 BIN=$ROOT/bin/tansu
 PREFIX=${DARTWING_KAFKA_TOPIC_PREFIX:-dartwing.}
-FAMILIES=(messages conversations contacts)
+FAMILIES=(messages conversations contacts calls)
 
 install() {
     if [ -x "$BIN" ] && "$BIN" --version 2>/dev/null | grep -q "0.6.0"; then

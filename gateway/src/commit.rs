@@ -124,6 +124,15 @@ pub enum WriteOp {
         /// Outbox row ids.
         ids: Vec<i64>,
     },
+    /// A call moved (the voice side's report; see [`crate::db::calls`]).
+    CallTransition(crate::db::calls::CallTransition),
+    /// The retention job deletes published outbox rows.
+    PruneOutbox {
+        /// Rows published before this Unix ms go.
+        published_before: i64,
+        /// How many at most in this transaction.
+        limit: i64,
+    },
     /// Replay a dead letter.
     Replay {
         /// The org.
@@ -154,6 +163,10 @@ pub enum WriteResult {
     Conversation(crate::db::conversations::StatusChange),
     /// For [`WriteOp::Sequence`].
     Sequenced(Vec<crate::db::outbox::StoredEvent>),
+    /// For [`WriteOp::CallTransition`].
+    Call(crate::db::calls::CallRecorded),
+    /// For [`WriteOp::PruneOutbox`]: how many rows went.
+    Pruned(u64),
     /// For [`WriteOp::Retry`], [`WriteOp::Defer`] and [`WriteOp::MarkPublished`].
     Done,
 }
@@ -166,6 +179,7 @@ impl WriteOp {
             self,
             WriteOp::Sequence { .. }
                 | WriteOp::MarkPublished { .. }
+                | WriteOp::PruneOutbox { .. }
                 | WriteOp::Claim { .. }
                 | WriteOp::Defer { .. }
         )
@@ -455,6 +469,13 @@ async fn execute(conn: &mut AnyConnection, op: &WriteOp) -> Result<WriteResult, 
             outbox::mark_published(conn, ids, now).await?;
             WriteResult::Done
         }
+        WriteOp::CallTransition(t) => {
+            WriteResult::Call(crate::db::calls::record(conn, t, now).await?)
+        }
+        WriteOp::PruneOutbox {
+            published_before,
+            limit,
+        } => WriteResult::Pruned(outbox::prune(conn, *published_before, *limit).await?),
         WriteOp::Replay { org_id, id } => {
             WriteResult::Replay(dead_letters::replay(conn, org_id, id, now).await?)
         }

@@ -14,10 +14,12 @@
 //! | `DARTWING_DATABASE_MAX_CONNECTIONS` | `database_max_connections` |
 //! | `DARTWING_INGEST_QUEUE_CAPACITY`, `_MAX_BATCH`, `_WRITERS` | `ingest.*` |
 //! | `DARTWING_DELIVERY_MAX_ATTEMPTS`, `_RETRY_BASE_MS`, `_RETRY_MAX_MS`, `_CONCURRENCY`, `_BREAKER_THRESHOLD`, `_BREAKER_COOLDOWN_MS`, `_SEND_TIMEOUT_MS`, `_POLL_MS` | `delivery.*` |
-//! | `DARTWING_RELAY_BATCH`, `DARTWING_RELAY_POLL_MS` | `relay.*` |
+//! | `DARTWING_RELAY_BATCH`, `DARTWING_RELAY_POLL_MS`, `DARTWING_RELAY_RETENTION_HOURS` | `relay.*` |
 //! | `DARTWING_KAFKA_BROKERS` | `kafka.brokers` (unset or empty: the embedded log only) |
 //! | `DARTWING_KAFKA_TOPIC_PREFIX` | `kafka.topic_prefix` (default `dartwing.`) |
 //! | `DARTWING_KAFKA_DELIVERY_TIMEOUT_MS` | `kafka.delivery_timeout_ms` |
+//! | `DARTWING_SIP_ADDR` | `sip.addr` (UDP and TCP; default `0.0.0.0:5060`; empty: no SIP) |
+//! | `DARTWING_SIP_REALM`, `_RTP_PORT_MIN`, `_RTP_PORT_MAX`, `_MAX_CALLS`, `_MAX_CALL_SECS`, `_INVITES_PER_SECOND_PER_SOURCE` | `sip.*` |
 
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -47,6 +49,42 @@ pub struct Config {
     pub relay: RelayConfig,
     /// Kafka (optional): where the relay publishes and what each node consumes.
     pub kafka: KafkaConfig,
+    /// Voice: the SIP listener and RTP media.
+    pub sip: SipConfig,
+}
+
+/// Voice: the SIP user agent that answers routed numbers (`voice route add`) and its media.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipConfig {
+    /// Where SIP listens, UDP and TCP (`0.0.0.0:5060`); empty turns voice off.
+    pub addr: String,
+    /// The digest realm agent phones authenticate in (`voice agent add` stores HA1 for it).
+    pub realm: String,
+    /// Lowest RTP port (even).
+    pub rtp_port_min: u16,
+    /// Highest RTP port.
+    pub rtp_port_max: u16,
+    /// Calls at once; one more is answered 503.
+    pub max_calls: u32,
+    /// A call is hung up (BYE) after this long, seconds.
+    pub max_call_secs: u64,
+    /// New INVITEs per second from one source address; more get 503 with `Retry-After`.
+    pub invites_per_second_per_source: f64,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        SipConfig {
+            addr: "0.0.0.0:5060".into(),
+            realm: "dartwing".into(),
+            rtp_port_min: 20_000,
+            rtp_port_max: 29_999,
+            max_calls: 2_000,
+            max_call_secs: 4 * 3600,
+            invites_per_second_per_source: 2_000.0,
+        }
+    }
 }
 
 /// Kafka. With `brokers` empty the outbox table is the log and the relay feeds in-process
@@ -116,6 +154,10 @@ pub struct RelayConfig {
     pub batch: i64,
     /// How often to look without a signal, ms.
     pub poll_ms: u64,
+    /// Published outbox rows older than this are deleted (hourly, in chunks); 0 keeps them
+    /// forever. The HTTP catch-up feed (`/api/v1/events?after_seq=`) reaches back this far.
+    /// Unpublished rows are never deleted.
+    pub retention_hours: u64,
 }
 
 impl Default for Config {
@@ -131,6 +173,7 @@ impl Default for Config {
             delivery: DeliveryConfig::default(),
             relay: RelayConfig::default(),
             kafka: KafkaConfig::default(),
+            sip: SipConfig::default(),
         }
     }
 }
@@ -165,6 +208,7 @@ impl Default for RelayConfig {
         RelayConfig {
             batch: 1_000,
             poll_ms: 500,
+            retention_hours: 168,
         }
     }
 }
@@ -201,11 +245,22 @@ const ENV: &[(&str, &str)] = &[
     ("DARTWING_DELIVERY_POLL_MS", "delivery.poll_ms"),
     ("DARTWING_RELAY_BATCH", "relay.batch"),
     ("DARTWING_RELAY_POLL_MS", "relay.poll_ms"),
+    ("DARTWING_RELAY_RETENTION_HOURS", "relay.retention_hours"),
     ("DARTWING_KAFKA_BROKERS", "kafka.brokers"),
     ("DARTWING_KAFKA_TOPIC_PREFIX", "kafka.topic_prefix"),
     (
         "DARTWING_KAFKA_DELIVERY_TIMEOUT_MS",
         "kafka.delivery_timeout_ms",
+    ),
+    ("DARTWING_SIP_ADDR", "sip.addr"),
+    ("DARTWING_SIP_REALM", "sip.realm"),
+    ("DARTWING_SIP_RTP_PORT_MIN", "sip.rtp_port_min"),
+    ("DARTWING_SIP_RTP_PORT_MAX", "sip.rtp_port_max"),
+    ("DARTWING_SIP_MAX_CALLS", "sip.max_calls"),
+    ("DARTWING_SIP_MAX_CALL_SECS", "sip.max_call_secs"),
+    (
+        "DARTWING_SIP_INVITES_PER_SECOND_PER_SOURCE",
+        "sip.invites_per_second_per_source",
     ),
 ];
 
@@ -300,6 +355,8 @@ impl Config {
                 "kafka.delivery_timeout_ms",
                 self.kafka.delivery_timeout_ms as i64,
             ),
+            ("sip.max_calls", self.sip.max_calls as i64),
+            ("sip.max_call_secs", self.sip.max_call_secs as i64),
         ];
         for (name, v) in positive {
             if v <= 0 {
@@ -327,6 +384,19 @@ impl Config {
                 "kafka.topic_prefix `{}` may hold only a-z, A-Z, 0-9, '.', '_' and '-'",
                 k.topic_prefix
             ));
+        }
+        let sip = &self.sip;
+        if !sip.addr.is_empty() && sip.addr.parse::<SocketAddr>().is_err() {
+            e.push(format!(
+                "sip.addr `{}` must be IP:PORT (or empty to turn voice off)",
+                sip.addr
+            ));
+        }
+        if sip.rtp_port_min < 1024 || sip.rtp_port_max < sip.rtp_port_min.saturating_add(1) {
+            e.push("sip.rtp_port_min must be at least 1024 and below sip.rtp_port_max".into());
+        }
+        if sip.invites_per_second_per_source.is_nan() || sip.invites_per_second_per_source <= 0.0 {
+            e.push("sip.invites_per_second_per_source must be greater than 0".into());
         }
         if self.delivery.retry_max_ms < self.delivery.retry_base_ms {
             e.push("delivery.retry_max_ms must be at least delivery.retry_base_ms".into());
@@ -392,6 +462,15 @@ fn set_path(
             Err(_) => {
                 errors.push(format!(
                     "{path} (from the environment) must be an integer, got `{raw}`"
+                ));
+                return;
+            }
+        },
+        Some(toml::Value::Float(_)) => match raw.trim().parse::<f64>() {
+            Ok(f) => toml::Value::Float(f),
+            Err(_) => {
+                errors.push(format!(
+                    "{path} (from the environment) must be a number, got `{raw}`"
                 ));
                 return;
             }

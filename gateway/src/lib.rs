@@ -25,6 +25,7 @@ pub mod kafka;
 pub mod logging;
 pub mod plugins;
 pub mod relay;
+pub mod retention;
 pub mod sender;
 pub mod server;
 pub mod telemetry;

@@ -53,6 +53,8 @@ pub struct Running {
     pub hub: Hub,
     /// The database.
     pub db: Db,
+    /// The committer every write goes through.
+    pub committer: Committer,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -112,6 +114,12 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         },
         shutdown_rx.clone(),
     )));
+    tasks.push(tokio::spawn(crate::retention::run(
+        committer.clone(),
+        Duration::from_secs(config.relay.retention_hours.saturating_mul(3600)),
+        Duration::from_secs(3600),
+        shutdown_rx.clone(),
+    )));
     let d = &config.delivery;
     tasks.push(tokio::spawn(sender::run(
         db.clone(),
@@ -134,7 +142,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
 
     let state = Arc::new(AppState {
         db: db.clone(),
-        committer,
+        committer: committer.clone(),
         plugins,
         public_base,
         hub: hub.clone(),
@@ -173,6 +181,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         addr,
         hub,
         db,
+        committer,
         shutdown,
         tasks,
     })

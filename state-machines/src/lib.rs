@@ -10,11 +10,15 @@
 //! - [`delivery`]: an outbound (or inbound) message's delivery status, ranked so late,
 //!   duplicate and out-of-order provider callbacks only ever move it forward.
 //! - [`conversation`]: open / pending / resolved, reopened by new inbound.
+//! - [`call`]: a phone call from ringing through answered, hold, transfer and bridge to
+//!   ended with a cause.
 
+pub mod call;
 pub mod conversation;
 pub mod delivery;
 pub mod domain;
 
+pub use call::{CallEffect, CallEvent, CallState, EndCause};
 pub use conversation::{ConversationEvent, ConversationState};
 pub use delivery::{DeliveryEvent, DeliveryState};
 pub use domain::{Channel, Direction};

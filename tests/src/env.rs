@@ -166,6 +166,8 @@ pub fn test_config(db_url: &str) -> Config {
     c.delivery.poll_ms = 50;
     c.delivery.breaker_cooldown_ms = 200;
     c.relay.poll_ms = 50;
+    // Tests run side by side: SIP on a port of its own (the default 5060 would clash).
+    c.sip.addr = "127.0.0.1:0".into();
     c
 }
 
@@ -228,11 +230,18 @@ pub struct ChildGateway {
 impl ChildGateway {
     /// Starts `dartwing-gateway serve` on `port` over `db_url` and waits for `/health`.
     pub async fn spawn(db_url: &str, port: u16) -> ChildGateway {
+        ChildGateway::spawn_with(db_url, port, &[]).await
+    }
+
+    /// [`ChildGateway::spawn`] with more `DARTWING_*` settings (e.g. the Kafka brokers).
+    pub async fn spawn_with(db_url: &str, port: u16, env: &[(&str, &str)]) -> ChildGateway {
         let child = Command::new(gateway_binary())
             .arg("serve")
             .env("DARTWING_HTTP_ADDR", format!("127.0.0.1:{port}"))
             .env("DARTWING_DATABASE_URL", db_url)
             .env("DARTWING_LOG", "warn")
+            .env("DARTWING_SIP_ADDR", "127.0.0.1:0")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()

@@ -178,3 +178,64 @@ async fn sequence_continues_after_restart(backend: Backend) {
     w.gw.stop().await;
 }
 both_backends!(sequence_continues_after_restart);
+
+/// The retention job deletes published rows only: an event the relay has not yet published
+/// survives any retention, and numbering continues after a prune.
+async fn retention_prunes_only_published_events(backend: Backend) {
+    let w = World::new(backend).await;
+    for i in 0..20 {
+        let params = inbound_sms(&w.org, &format!("SM{i:032}"), "+15557650000", "hi");
+        assert_eq!(w.webhook(&w.org, "sms", &params).await.status(), 200);
+    }
+    // 20 received + 1 conversation created, all published.
+    integration_tests::env::eventually(Duration::from_secs(15), || async {
+        (gateway::db::outbox::backlog(&w.db.pool).await.ok()? == 0
+            && integration_tests::env::count(&w.db, "outbox", &w.org.id).await == 21)
+            .then_some(())
+    })
+    .await;
+    // Pretend the broker never took the last three (as after an outage).
+    sqlx::query("UPDATE outbox SET published_at = NULL WHERE seq IN (19, 20, 21) AND org_id = $1")
+        .bind(&w.org.id)
+        .execute(&w.db.pool)
+        .await
+        .unwrap();
+    let committer = &w.gw.running.committer;
+    // A retention window no row is older than deletes nothing.
+    let kept = gateway::retention::prune_published(committer, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(kept, 0);
+    // Zero retention deletes every published row, and only those.
+    let pruned = gateway::retention::prune_published(committer, Duration::ZERO)
+        .await
+        .unwrap();
+    // The relay may re-publish the three before the prune: then they may go too.
+    assert!((18..=21).contains(&pruned), "pruned {pruned}");
+    let left: Vec<(i64, Option<i64>)> =
+        sqlx::query_as("SELECT seq, published_at FROM outbox ORDER BY seq")
+            .fetch_all(&w.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(left.len() as u64, 21 - pruned);
+    assert!(
+        left.iter().all(|(seq, _)| (19..=21).contains(seq)),
+        "{left:?}"
+    );
+    // Numbering goes on from where it was.
+    let params = inbound_sms(
+        &w.org,
+        "SM99999999999999999999999999999999",
+        "+15557650000",
+        "x",
+    );
+    assert_eq!(w.webhook(&w.org, "sms", &params).await.status(), 200);
+    let events = integration_tests::env::eventually(Duration::from_secs(10), || async {
+        let e = all_events(&w, &w.org).await;
+        (e.last()?["dartwingseq"] == 22).then_some(e)
+    })
+    .await;
+    assert_eq!(events.last().unwrap()["data"]["body"], "x");
+    w.gw.stop().await;
+}
+both_backends!(retention_prunes_only_published_events);

@@ -7,12 +7,15 @@ use gateway::kafka::consume::{EventReader, Record, StartAt};
 use gateway::kafka::{all_topics, topic_for};
 use integration_tests::broker::Broker;
 use integration_tests::env::{
-    create_org, eventually, test_config, Backend, TestDb, TestGateway, World,
+    create_org, eventually, free_port, test_config, Backend, ChildGateway, TestDb, TestGateway,
+    World,
 };
 use integration_tests::schema;
 use integration_tests::twilio::{inbound_sms, post_signed};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 async fn health(client: &reqwest::Client, base: &str) -> Value {
@@ -60,7 +63,7 @@ async fn read_all(brokers: &str, want: &HashSet<String>) -> Vec<Record> {
         .expect("open reader");
     let mut seen = HashSet::new();
     let mut out = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(180);
     while !want.iter().all(|id| seen.contains(id)) {
         let left = deadline.saturating_duration_since(Instant::now());
         let rec = tokio::time::timeout(left, reader.next())
@@ -79,28 +82,41 @@ async fn read_all(brokers: &str, want: &HashSet<String>) -> Vec<Record> {
     out
 }
 
-/// Checks the wire format of every record: topic per family, key = conversation id, the
-/// CloudEvents headers equal to the envelope's attributes, and the JSON Schema.
+/// Checks the wire format of every record (the CloudEvents Kafka binding, binary content
+/// mode): topic per family, key = conversation id, every context attribute a `ce_*` header,
+/// the value the event's bare `data`, and the envelope put back together valid against its
+/// JSON Schema.
 fn check_wire_format(records: &[Record]) {
     let schemas = schema::load_all();
     for rec in records {
-        let ev = rec.json().expect("value is JSON");
+        for attr in [
+            "id",
+            "type",
+            "source",
+            "specversion",
+            "time",
+            "subject",
+            "dataschema",
+            "dartwingorgid",
+            "dartwingseq",
+            "partitionkey",
+        ] {
+            assert!(
+                rec.header(&format!("ce_{attr}")).is_some(),
+                "header ce_{attr} missing"
+            );
+        }
+        assert_eq!(rec.header("ce_specversion"), Some("1.0"));
+        assert_eq!(rec.header("content-type"), Some("application/json"));
+        let value = rec.json().expect("value is JSON");
+        assert!(
+            value.get("specversion").is_none() && value.get("data").is_none(),
+            "binary mode: the value is the data, not an envelope: {value}"
+        );
+        let ev = rec.envelope().expect("envelope from headers");
         let t = ev["type"].as_str().expect("type");
         assert_eq!(rec.topic, topic_for("dartwing.", t));
         assert_eq!(rec.key.as_deref(), ev["partitionkey"].as_str(), "key");
-        for attr in ["id", "type", "source", "specversion", "time", "subject"] {
-            assert_eq!(
-                rec.header(&format!("ce_{attr}")),
-                ev[attr].as_str(),
-                "header ce_{attr}"
-            );
-        }
-        assert_eq!(
-            rec.header("ce_dartwingseq"),
-            Some(ev["dartwingseq"].to_string().as_str())
-        );
-        assert_eq!(rec.header("ce_dartwingorgid"), ev["dartwingorgid"].as_str());
-        assert_eq!(rec.header("content-type"), Some("application/json"));
         if let Err(errors) = schema::validate_event(&schemas, &ev) {
             panic!("event does not match its schema: {errors:?}\n{ev}");
         }
@@ -108,7 +124,7 @@ fn check_wire_format(records: &[Record]) {
 }
 
 /// Per topic and key, the first copy of each event comes in sequence order (later copies are
-/// redeliveries); every copy of one `ce_id` is byte-identical. Returns the duplicates.
+/// redeliveries); every copy of one `ce_id` is identical. Returns the duplicates.
 /// (Order holds within a topic: a conversation's message events and its conversation events
 /// are on different topics.)
 fn check_order_per_key(records: &[Record]) -> usize {
@@ -119,11 +135,12 @@ fn check_order_per_key(records: &[Record]) -> usize {
         let id = rec.header("ce_id").unwrap().to_string();
         if let Some(prev) = first.get(&id) {
             assert_eq!(prev.payload, rec.payload, "a redelivery of {id} differs");
+            assert_eq!(prev.headers, rec.headers, "a redelivery of {id} differs");
             assert_eq!(prev.key, rec.key);
             dups += 1;
             continue;
         }
-        let seq = rec.json().unwrap()["dartwingseq"].as_i64().unwrap();
+        let seq = rec.envelope().unwrap()["dartwingseq"].as_i64().unwrap();
         let key = format!("{}/{}", rec.topic, rec.key.clone().unwrap());
         if let Some(prev) = last_seq.insert(key.clone(), seq) {
             assert!(
@@ -191,7 +208,7 @@ async fn round_trip_keeps_each_conversation_in_order() {
     // Bodies of each conversation's messages arrive in the order they were sent.
     let mut bodies: HashMap<String, Vec<i64>> = HashMap::new();
     for rec in &records {
-        let ev = rec.json().unwrap();
+        let ev = rec.envelope().unwrap();
         if ev["type"] == "dartwing.message.received.v1" {
             let n: i64 = ev["data"]["body"].as_str().unwrap().parse().unwrap();
             bodies.entry(rec.key.clone().unwrap()).or_default().push(n);
@@ -259,26 +276,46 @@ async fn two_nodes_on_one_postgres_and_broker_behave_as_one() {
     }
     eprintln!("A → B in {:?}", started.elapsed());
 
-    // Webhooks on both nodes, and sends through both nodes' workers.
-    let n = 600;
+    // B's subscriber keeps reading while the bulk runs (its hub would drop a slow reader).
+    let collector = tokio::spawn(async move {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(20), on_b.recv()).await {
+                Ok(Ok(ev)) => {
+                    seen_on_b.insert(ev.stored.event_id.clone());
+                }
+                Ok(Err(e)) => panic!("node B's subscriber: {e}"),
+                // Quiet for 20 s: everything has arrived or never will.
+                Err(_) => return seen_on_b,
+            }
+        }
+    });
+
+    // 10,000 webhooks spread over both nodes, and sends through both nodes' workers.
+    const N: usize = 10_000;
+    let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
-    for i in 0..n {
-        let (client, base, org) = (
-            client.clone(),
-            if i % 2 == 0 {
-                a.base.clone()
-            } else {
-                b.base.clone()
-            },
-            org.clone(),
-        );
+    for w in 0..32 {
+        let (client, org, next) = (client.clone(), org.clone(), next.clone());
+        let base = if w % 2 == 0 {
+            a.base.clone()
+        } else {
+            b.base.clone()
+        };
         tasks.push(tokio::spawn(async move {
-            let from = format!("+1555400{:04}", i % 40);
-            send_webhook(&client, &base, &org, &format!("SM{i:032}"), &from, "both").await
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= N {
+                    return;
+                }
+                let from = format!("+1555400{:04}", i % 40);
+                let sid = format!("SM{i:032}");
+                let status = send_webhook(&client, &base, &org, &sid, &from, "both").await;
+                assert_eq!(status, 200, "webhook {i}");
+            }
         }));
     }
     for t in tasks {
-        assert_eq!(t.await.unwrap(), 200);
+        t.await.unwrap();
     }
     for i in 0..40 {
         let base = if i % 2 == 0 { &a.base } else { &b.base };
@@ -295,7 +332,7 @@ async fn two_nodes_on_one_postgres_and_broker_behave_as_one() {
         (twilio.received().len() >= 40).then_some(())
     })
     .await;
-    drained(&db, Duration::from_secs(60)).await;
+    drained(&db, Duration::from_secs(180)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     // Each outbound message was sent once, though both nodes' workers claim.
     let sent = twilio.received();
@@ -313,23 +350,208 @@ async fn two_nodes_on_one_postgres_and_broker_behave_as_one() {
     assert_eq!(check_order_per_key(&records), 0, "each event relayed once");
     let mut seqs: Vec<i64> = records
         .iter()
-        .map(|r| r.json().unwrap()["dartwingseq"].as_i64().unwrap())
+        .map(|r| r.envelope().unwrap()["dartwingseq"].as_i64().unwrap())
         .collect();
     seqs.sort_unstable();
     assert_eq!(seqs, (1..=ids.len() as i64).collect::<Vec<_>>(), "gap-free");
     // B's subscriber saw every event, including those relayed from A's webhooks.
-    while !ids.iter().all(|id| seen_on_b.contains(id)) {
-        match tokio::time::timeout(Duration::from_secs(5), on_b.recv()).await {
-            Ok(Ok(ev)) => {
-                seen_on_b.insert(ev.stored.event_id.clone());
-            }
-            other => panic!(
-                "node B missed events: {} of {}: {other:?}",
-                seen_on_b.len(),
-                ids.len()
-            ),
-        }
-    }
+    let seen_on_b = collector.await.unwrap();
+    let missed = ids.iter().filter(|id| !seen_on_b.contains(*id)).count();
+    assert_eq!(
+        missed,
+        0,
+        "node B's subscriber missed {missed} of {}",
+        ids.len()
+    );
     a.stop().await;
     b.stop().await;
+}
+
+/// The real binary, SIGKILLed while its relay is publishing (some events acknowledged by the
+/// broker, some not yet): after a restart every event of every acknowledged webhook is on
+/// Kafka, each key's first copies in order, redeliveries only with the same `ce_id`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_relay_loses_nothing() {
+    const N: usize = 3000;
+    let broker = Broker::start();
+    let tdb = TestDb::new(Backend::Sqlite).await;
+    let db = tdb.connect().await;
+    let org = create_org(&db, "acme", "http://127.0.0.1:9", 10.0).await;
+    let port = free_port();
+    let env = [("DARTWING_KAFKA_BROKERS", broker.addr.as_str())];
+    let mut gw = ChildGateway::spawn_with(&tdb.url, port, &env).await;
+    let client = reqwest::Client::new();
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (client, base, org, next) =
+            (client.clone(), gw.base.clone(), org.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= N {
+                    return;
+                }
+                let from = format!("+1555600{:04}", i % 60);
+                let params = inbound_sms(&org, &format!("SM{i:032}"), &from, "kill");
+                let path = format!("/webhooks/twilio/{}/sms", org.slug);
+                let url = format!("{base}{path}");
+                let sig = channels::sms::twilio::signature::compute(&org.auth_token, &url, &params);
+                let sent = client
+                    .post(&url)
+                    .header("X-Twilio-Signature", sig)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(serde_urlencoded::to_string(&params).unwrap())
+                    .send()
+                    .await;
+                // After the kill requests fail: the provider would retry them (below).
+                if sent.is_err() {
+                    return;
+                }
+            }
+        }));
+    }
+    // Kill once the relay is mid-stream: some events published, some waiting.
+    let published = eventually(Duration::from_secs(60), || async {
+        let p: (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM outbox WHERE published_at IS NOT NULL")
+                .fetch_one(&db.pool)
+                .await
+                .ok()?;
+        let backlog = gateway::db::outbox::backlog(&db.pool).await.ok()?;
+        (p.0 >= 500 && backlog > 0).then_some(p.0)
+    })
+    .await;
+    gw.kill();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    eprintln!("killed with {published}+ events published");
+
+    let gw = ChildGateway::spawn_with(&tdb.url, port, &env).await;
+    // The provider retries every webhook; the gateway dedupes what it already stored.
+    for i in 0..N {
+        let from = format!("+1555600{:04}", i % 60);
+        let params = inbound_sms(&org, &format!("SM{i:032}"), &from, "kill");
+        let path = format!("/webhooks/twilio/{}/sms", org.slug);
+        let r = post_signed(&client, &gw.base, &path, &org.auth_token, &params).await;
+        assert_eq!(r.status(), 200);
+    }
+    drained(&db, Duration::from_secs(120)).await;
+    let ids: HashSet<String> = outbox_ids(&db).await.into_iter().collect();
+    assert_eq!(
+        ids.len(),
+        N + 60,
+        "one received event per message, one created per conversation"
+    );
+    let records = read_all(&broker.addr, &ids).await;
+    let dups = check_order_per_key(&records);
+    check_wire_format(&records);
+    let received: HashSet<String> = records
+        .iter()
+        .filter_map(|r| {
+            let ev = r.envelope()?;
+            (ev["type"] == "dartwing.message.received.v1").then(|| {
+                ev["data"]["provider_message_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+        })
+        .collect();
+    assert_eq!(received.len(), N, "every message's event is on Kafka");
+    eprintln!(
+        "sigkill: {} events, {dups} redelivered copies (same ce_id)",
+        ids.len()
+    );
+    drop(gw);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_outage_loses_nothing_and_keeps_order() {
+    const N: usize = 5000;
+    let mut broker = Broker::start();
+    let w = World::with_config(Backend::Sqlite, |c| {
+        c.kafka.brokers = broker.addr.clone();
+        c.kafka.delivery_timeout_ms = 2_000;
+    })
+    .await;
+    reader_ready(&w.client, &w.gw.base).await;
+    let acked = Arc::new(AtomicUsize::new(0));
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (client, base, org) = (w.client.clone(), w.gw.base.clone(), w.org.clone());
+        let (acked, next) = (acked.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= N {
+                    return;
+                }
+                let from = format!("+1555200{:04}", i % 50);
+                let status =
+                    send_webhook(&client, &base, &org, &format!("SM{i:032}"), &from, "x").await;
+                assert_eq!(
+                    status, 200,
+                    "the gateway keeps acknowledging during the outage"
+                );
+                acked.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    while acked.load(Ordering::Relaxed) < 300 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    broker.stop();
+    let down = Instant::now();
+    // The relay keeps the events and says so.
+    let h = eventually(Duration::from_secs(9), || async {
+        let h = health(&w.client, &w.gw.base).await;
+        (h["status"] == "degraded" && h["relay"]["backlog"].as_i64()? > 0).then_some(h)
+    })
+    .await;
+    assert!(h["relay"]["error"].is_string(), "{h}");
+    let metrics = w
+        .client
+        .get(format!("{}/metrics", w.gw.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("outbox_backlog"),
+        "backlog metric exported"
+    );
+    tokio::time::sleep(Duration::from_secs(10).saturating_sub(down.elapsed())).await;
+    broker.restart();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    drained(&w.db, Duration::from_secs(120)).await;
+    eventually(Duration::from_secs(20), || async {
+        (health(&w.client, &w.gw.base).await["status"] == "ok").then_some(())
+    })
+    .await;
+    let ids: HashSet<String> = outbox_ids(&w.db).await.into_iter().collect();
+    assert!(
+        ids.len() >= N + 50,
+        "every message and conversation has its event"
+    );
+    let records = read_all(&broker.addr, &ids).await;
+    let dups = check_order_per_key(&records);
+    check_wire_format(&records);
+    let received: HashSet<&str> = records
+        .iter()
+        .filter(|r| r.header("ce_type") == Some("dartwing.message.received.v1"))
+        .map(|r| r.header("ce_id").unwrap())
+        .collect();
+    assert_eq!(received.len(), N, "every webhook's event is on Kafka");
+    eprintln!(
+        "outage: {} events, {dups} redelivered copies (same ce_id)",
+        ids.len()
+    );
+    w.gw.stop().await;
 }

@@ -5,6 +5,7 @@
 //! what happened: 400 malformed (naming the field), 401 bad key or signature, 404 unknown or
 //! another org's object, 409/422 refused, 413 too large, 503 overloaded with `Retry-After`.
 
+pub mod calls;
 pub mod dead_letters;
 pub mod health;
 pub mod messages;
@@ -71,6 +72,8 @@ pub fn router(state: State, max_body_bytes: usize) -> Router {
             post(messages::conversation_status),
         )
         .route("/api/v1/events", get(messages::events))
+        .route("/api/v1/calls", get(calls::list))
+        .route("/api/v1/calls/{id}", get(calls::get_call))
         .route("/api/v1/dead-letters", get(dead_letters::list))
         .route(
             "/api/v1/dead-letters/{id}/replay",

@@ -8,6 +8,7 @@
 //! Writes that answer a provider or a client go through [`crate::commit`] (group commit);
 //! the functions in the submodules that take `&mut AnyConnection` run inside its transaction.
 
+pub mod calls;
 pub mod conversations;
 pub mod dead_letters;
 pub mod ingest;
@@ -48,6 +49,12 @@ pub enum StoreError {
     /// The migrations could not be applied.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// An id that exists but belongs to another organization (never crosses tenants).
+    #[error("{what} belongs to another organization")]
+    ForeignId {
+        /// What kind of id.
+        what: &'static str,
+    },
     /// The database URL is not one we support.
     #[error("unsupported database URL `{0}`: use sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),

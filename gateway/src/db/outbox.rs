@@ -211,6 +211,26 @@ pub async fn after_seq(
     rows.iter().map(from_row).collect()
 }
 
+/// Deletes up to `limit` rows published before `published_before` (Unix ms), oldest first;
+/// returns how many went. Unpublished rows are never touched. The catch-up feed
+/// (`/api/v1/events?after_seq=`) then starts at the oldest row kept; per-org numbering lives
+/// in `orgs.next_seq`, so pruning never reuses a sequence number.
+pub async fn prune(
+    conn: &mut AnyConnection,
+    published_before: i64,
+    limit: i64,
+) -> Result<u64, StoreError> {
+    let done = sqlx::query(
+        "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox \
+         WHERE published_at IS NOT NULL AND published_at < $1 ORDER BY id LIMIT $2)",
+    )
+    .bind(published_before)
+    .bind(limit)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// How many events are not yet published (the relay's backlog).
 pub async fn backlog(pool: &AnyPool) -> Result<i64, StoreError> {
     let row = sqlx::query("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL")

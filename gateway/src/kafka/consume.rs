@@ -55,9 +55,31 @@ impl Record {
             .map(|(_, v)| v.as_str())
     }
 
-    /// The value as JSON (our events: the CloudEvents envelope).
+    /// The value as JSON (our events: the event's `data`).
     pub fn json(&self) -> Option<Value> {
         serde_json::from_slice(&self.payload).ok()
+    }
+
+    /// The CloudEvents envelope put back together from a binary-mode record: every `ce_*`
+    /// header is an attribute (`dartwingseq` as a number), `content-type` is
+    /// `datacontenttype`, the value is `data`. `None` when it has no `ce_id` or its value is
+    /// not JSON.
+    pub fn envelope(&self) -> Option<Value> {
+        let mut env = serde_json::Map::new();
+        for (name, value) in &self.headers {
+            if name == "content-type" {
+                env.insert("datacontenttype".into(), Value::String(value.clone()));
+            } else if let Some(attr) = name.strip_prefix("ce_") {
+                let v = match attr {
+                    "dartwingseq" => Value::from(value.parse::<i64>().ok()?),
+                    _ => Value::String(value.clone()),
+                };
+                env.insert(attr.to_string(), v);
+            }
+        }
+        env.get("id")?;
+        env.insert("data".into(), self.json()?);
+        Some(Value::Object(env))
     }
 }
 
@@ -184,7 +206,9 @@ pub async fn feed_hub(
             };
             match record {
                 Ok(rec) => {
-                    let parsed = rec.json().and_then(|env| Some((from_envelope(&env)?, env)));
+                    let parsed = rec
+                        .envelope()
+                        .and_then(|env| Some((from_envelope(&env)?, env)));
                     let Some((stored, envelope)) = parsed else {
                         tracing::warn!(topic = %rec.topic, offset = rec.offset, "not one of our events; skipped");
                         continue;

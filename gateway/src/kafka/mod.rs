@@ -9,11 +9,13 @@
 //!  node A, node B, …: consume::feed_hub ◀────────────┘  ─▶ Hub ─▶ agents on that node
 //! ```
 //!
-//! Wire format: the value is the CloudEvents 1.0 JSON envelope ([`crate::events::envelope`]);
-//! every attribute is also a `ce_*` header (the CloudEvents Kafka binding's binary-mode
-//! headers), so consumers can route and filter without parsing the value. Only standard Kafka
-//! APIs are used (idempotent producer, metadata, watermarks, fetch); no transactions and no
-//! consumer groups are needed.
+//! Wire format: the CloudEvents Kafka protocol binding in binary content mode — the value is
+//! the event's `data` JSON, every context attribute of the envelope
+//! ([`crate::events::envelope`]) is a `ce_*` header and `datacontenttype` is `content-type`,
+//! so consumers route and filter without parsing the value;
+//! [`consume::Record::envelope`] puts the envelope back together. Only standard Kafka APIs are
+//! used (idempotent producer, metadata, watermarks, fetch); no transactions and no consumer
+//! groups are needed.
 
 pub mod consume;
 pub mod sink;
@@ -38,7 +40,7 @@ pub enum KafkaClientError {
 }
 
 /// The event families and the topic each goes to (`{prefix}{family}s`).
-pub const FAMILIES: [&str; 3] = ["message", "conversation", "contact"];
+pub const FAMILIES: [&str; 4] = ["message", "conversation", "contact", "call"];
 
 /// The topic of an event type: `dartwing.message.received.v1` with prefix `dartwing.` goes to
 /// `dartwing.messages`.

@@ -3,6 +3,10 @@
 //! per event. `publish` returns `Ok` only when the broker acknowledged every event, so the
 //! relay marks nothing published that Kafka does not hold.
 //!
+//! Wire format (the CloudEvents Kafka protocol binding, binary content mode): the record's
+//! value is the event's `data` (JSON), every other attribute is a `ce_*` header, and
+//! `datacontenttype` is the `content-type` header; the key is the conversation id.
+//!
 //! Order: one conversation's events share a key, hence a partition, and the idempotent
 //! producer never reorders or duplicates within a partition in one session. A failed batch
 //! (broker down past `delivery_timeout_ms`) is sent again whole by the relay: a consumer may
@@ -75,7 +79,9 @@ impl KafkaSink {
         let mut pending = Vec::with_capacity(events.len());
         for ev in events {
             let topic = topic_for(&self.config.topic_prefix, &ev.stored.event_type);
-            let payload = ev.envelope.to_string();
+            // Binary content mode: the value is the event's data as-is; the context
+            // attributes travel as `ce_*` headers.
+            let payload = ev.stored.data.to_string();
             loop {
                 let record = FutureRecord::to(&topic)
                     .key(&ev.stored.partition_key)
@@ -193,5 +199,37 @@ mod tests {
         assert_eq!(find("ce_partitionkey"), Some("c1"));
         assert_eq!(find("content-type"), Some("application/json"));
         assert_eq!(find("ce_data"), None);
+    }
+
+    #[test]
+    fn a_consumer_puts_the_envelope_back_together() {
+        let env = serde_json::json!({
+            "specversion": "1.0", "id": "e1", "source": "/dartwing/gateway",
+            "type": "dartwing.message.received.v1", "time": "2026-11-25T19:00:00.000Z",
+            "subject": "messages/m1", "datacontenttype": "application/json",
+            "dataschema": "https://dartwing.dev/schemas/events/x.json",
+            "dartwingorgid": "o1", "dartwingseq": 7, "partitionkey": "c1",
+            "data": {"x": 1, "body": "hi"},
+        });
+        let record = crate::kafka::consume::Record {
+            topic: "dartwing.messages".into(),
+            partition: 0,
+            offset: 0,
+            key: Some("c1".into()),
+            headers: headers(&env)
+                .iter()
+                .map(|h| {
+                    let v = String::from_utf8(h.value.unwrap().to_vec()).unwrap();
+                    (h.key.to_string(), v)
+                })
+                .collect(),
+            payload: env["data"].to_string().into_bytes(),
+        };
+        assert_eq!(record.envelope(), Some(env));
+        let not_ours = crate::kafka::consume::Record {
+            headers: vec![],
+            ..record
+        };
+        assert_eq!(not_ours.envelope(), None);
     }
 }

@@ -1,5 +1,8 @@
 //! The command line: `serve` (the default), `migrate`, `org create`, `apikey create`,
-//! `channel add twilio-sms`, `channel list`, `events tail` (the example Kafka consumer).
+//! `channel add twilio-sms`, `channel list`, `events tail` (the example Kafka consumer),
+//! `voice route|agent …` ([`voice`]), `speech …`.
+
+pub mod voice;
 
 use crate::config::Config;
 use crate::db::{orgs, Db};
@@ -53,6 +56,12 @@ pub enum Command {
         #[command(subcommand)]
         action: EventsAction,
     },
+    /// Voice: numbers routed to applications, agent phones.
+    Voice {
+        /// What to do.
+        #[command(subcommand)]
+        action: voice::VoiceAction,
+    },
     /// Speech engines: install models, transcribe a WAV, speak text.
     Speech {
         /// What to do.
@@ -69,7 +78,7 @@ pub enum EventsAction {
     /// Reads every partition without a consumer group and commits nothing.
     Tail {
         /// A topic to read (repeatable); default: every event topic
-        /// (`{prefix}messages`, `{prefix}conversations`, `{prefix}contacts`).
+        /// (`{prefix}messages`, `{prefix}conversations`, `{prefix}contacts`, `{prefix}calls`).
         #[arg(long)]
         topic: Vec<String>,
         /// Start at the oldest retained event instead of only new ones.
@@ -182,6 +191,10 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                     max,
                 },
         } => tail(&config, topic, from_beginning, brokers, max).await,
+        Command::Voice { action } => {
+            let db = open(&config).await?;
+            voice::run(&config, &db, action).await
+        }
         Command::Migrate => {
             open(&config).await?;
             println!("migrations applied to {}", redact(&config.database_url));
@@ -294,7 +307,7 @@ async fn tail(
         let line = serde_json::json!({
             "topic": rec.topic, "partition": rec.partition, "offset": rec.offset,
             "key": rec.key, "headers": headers,
-            "event": rec.json().unwrap_or_else(|| String::from_utf8_lossy(&rec.payload).into()),
+            "event": rec.envelope().unwrap_or_else(|| String::from_utf8_lossy(&rec.payload).into()),
         });
         writeln!(out, "{line}")?;
         out.flush()?;
@@ -309,7 +322,7 @@ async fn open(config: &Config) -> anyhow::Result<Db> {
     Ok(db)
 }
 
-async fn find_org(db: &Db, slug: &str) -> anyhow::Result<orgs::Org> {
+pub(crate) async fn find_org(db: &Db, slug: &str) -> anyhow::Result<orgs::Org> {
     orgs::by_slug(&db.pool, slug).await?.with_context(|| {
         format!("no organization `{slug}` (create it with `dartwing-gateway org create {slug}`)")
     })

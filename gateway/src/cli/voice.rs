@@ -1,0 +1,167 @@
+//! `dartwing-gateway voice …`: which dialled numbers reach which org and application
+//! (`route add|list`), and the SIP credentials of agent phones (`agent add`; only the digest
+//! HA1 is stored).
+
+use super::find_org;
+use crate::config::Config;
+use crate::db::{calls, now_ms, Db};
+use anyhow::bail;
+use clap::Subcommand;
+
+/// Voice commands.
+#[derive(Subcommand)]
+pub enum VoiceAction {
+    /// Numbers and the application that answers them.
+    Route {
+        /// What to do.
+        #[command(subcommand)]
+        action: RouteAction,
+    },
+    /// Agent phones (SIP accounts that register and take transfers).
+    Agent {
+        /// What to do.
+        #[command(subcommand)]
+        action: AgentAction,
+    },
+}
+
+/// Route commands.
+#[derive(Subcommand)]
+pub enum RouteAction {
+    /// Map a dialled number (the request URI's user part) to an org and an application.
+    Add {
+        /// The organization's slug.
+        #[arg(long)]
+        org: String,
+        /// The number, e.g. `+15550100000` (spaces, dashes and `+` are ignored).
+        #[arg(long)]
+        number: String,
+        /// `echo` (says back what it hears), `menu` (a DTMF menu) or `play:FILE.wav`.
+        #[arg(long)]
+        app: String,
+    },
+    /// An organization's routes.
+    List {
+        /// The organization's slug.
+        #[arg(long)]
+        org: String,
+    },
+}
+
+/// Agent commands.
+#[derive(Subcommand)]
+pub enum AgentAction {
+    /// Create (or reset) an agent phone's SIP credentials.
+    Add {
+        /// The organization's slug.
+        #[arg(long)]
+        org: String,
+        /// The SIP username (unique across organizations).
+        #[arg(long)]
+        username: String,
+        /// The password (also read from DARTWING_SIP_AGENT_PASSWORD); only its digest HA1 is
+        /// stored.
+        #[arg(long, env = "DARTWING_SIP_AGENT_PASSWORD", hide_env_values = true)]
+        password: String,
+    },
+}
+
+/// Checks an application spec without starting it: `echo`, `menu`, or `play:` and a readable
+/// WAV file.
+pub fn check_app(spec: &str) -> anyhow::Result<()> {
+    match spec.split_once(':') {
+        None if spec == "echo" || spec == "menu" => Ok(()),
+        Some(("play", path)) => {
+            let header = std::fs::read(path)
+                .map_err(|e| anyhow::anyhow!("play: cannot read `{path}`: {e}"))?;
+            if header.len() < 12 || &header[0..4] != b"RIFF" || &header[8..12] != b"WAVE" {
+                bail!("play: `{path}` is not a WAV file");
+            }
+            Ok(())
+        }
+        _ => bail!("unknown application `{spec}`: use echo, menu or play:FILE.wav"),
+    }
+}
+
+/// Runs a voice command.
+pub async fn run(config: &Config, db: &Db, action: VoiceAction) -> anyhow::Result<()> {
+    match action {
+        VoiceAction::Route {
+            action: RouteAction::Add { org, number, app },
+        } => {
+            check_app(&app)?;
+            let org = find_org(db, &org).await?;
+            let normalized = calls::normalize_number(&number);
+            if normalized.is_empty() {
+                bail!("empty number");
+            }
+            if !calls::add_route(&db.pool, &org.id, &number, &app, now_ms()).await? {
+                bail!("number {normalized} is routed to another organization");
+            }
+            println!("{normalized} → {app} for {}", org.slug);
+        }
+        VoiceAction::Route {
+            action: RouteAction::List { org },
+        } => {
+            let org = find_org(db, &org).await?;
+            for r in calls::list_routes(&db.pool, &org.id).await? {
+                println!("{}\t{}", r.number, r.app);
+            }
+        }
+        VoiceAction::Agent {
+            action:
+                AgentAction::Add {
+                    org,
+                    username,
+                    password,
+                },
+        } => {
+            if username.is_empty()
+                || !username
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-+".contains(c))
+            {
+                bail!("invalid username `{username}`: use a-z, A-Z, 0-9, '.', '_', '-', '+'");
+            }
+            if password.len() < 8 {
+                bail!("the password must have at least 8 characters");
+            }
+            let org = find_org(db, &org).await?;
+            let realm = &config.sip.realm;
+            if !calls::upsert_agent(&db.pool, &org.id, &username, realm, &password, now_ms())
+                .await?
+            {
+                bail!("username `{username}` belongs to another organization");
+            }
+            println!(
+                "agent {username} (realm {realm}) can register for {}",
+                org.slug
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_specs_are_checked() {
+        assert!(check_app("echo").is_ok());
+        assert!(check_app("menu").is_ok());
+        assert!(check_app("dance").is_err());
+        assert!(check_app("play:/nonexistent.wav").is_err());
+        let dir = std::env::temp_dir().join(format!("dw-app-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let not_wav = dir.join("x.wav");
+        std::fs::write(&not_wav, b"hello world, not a wav").unwrap();
+        assert!(check_app(&format!("play:{}", not_wav.display())).is_err());
+        let wav = dir.join("y.wav");
+        let mut bytes = b"RIFF\0\0\0\0WAVE".to_vec();
+        bytes.extend_from_slice(&[0; 32]);
+        std::fs::write(&wav, bytes).unwrap();
+        assert!(check_app(&format!("play:{}", wav.display())).is_ok());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,412 @@
+//! Voice storage: routes (dialled number → org and application), agent SIP credentials (digest
+//! HA1 only), and calls with their persisted state history.
+//!
+//! A call is one more thread of the contact's one conversation: the first transition of a
+//! call finds or creates the caller's contact on the `voice` channel and its conversation
+//! (reopening it if resolved), so the inbox shows calls beside messages. Every transition is a
+//! `call_history` row and a `dartwing.call.state_changed.v1` event keyed by that conversation,
+//! written in the committer's transaction — the SIP side answers 200 only after it committed.
+//! The voice crate steps the pure call machine (`state_machines::call`); this module stores
+//! what it decided.
+
+use super::conversations::touch;
+use super::outbox::{self, NewEvent};
+use super::{new_id, StoreError};
+use md5::{Digest, Md5};
+use serde::Serialize;
+use serde_json::json;
+use sqlx::{AnyConnection, AnyPool, Row};
+use state_machines::{Channel, ConversationEvent};
+
+/// One reported transition of a call.
+#[derive(Debug, Clone)]
+pub struct CallTransition {
+    /// The org the dialled number belongs to.
+    pub org_id: String,
+    /// The SIP Call-ID of the caller's leg (unique per call).
+    pub sip_call_id: String,
+    /// The caller's address (the From URI's user part, or the whole URI).
+    pub from: String,
+    /// The dialled number.
+    pub to: String,
+    /// The application answering it (`echo`, `menu`, `play:FILE.wav`).
+    pub app: String,
+    /// The new state's stable name (`ringing`, `answered`, …, `ended`).
+    pub state: String,
+    /// The event that moved it (`invite`, `answer`, `bye`, …).
+    pub event: String,
+    /// Why it ended, for `ended`.
+    pub cause: Option<String>,
+    /// Free detail (a DTMF digit, a transfer target).
+    pub detail: Option<String>,
+}
+
+/// What storing a transition did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallRecorded {
+    /// Our id of the call.
+    pub call_id: String,
+    /// Whether this transition created the call.
+    pub created: bool,
+}
+
+/// Stores a transition in the caller's transaction (creating the call on its first).
+pub async fn record(
+    conn: &mut AnyConnection,
+    t: &CallTransition,
+    now: i64,
+) -> Result<CallRecorded, StoreError> {
+    let existing =
+        sqlx::query("SELECT id, org_id, state, conversation_id FROM calls WHERE sip_call_id = $1")
+            .bind(&t.sip_call_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let (call_id, conversation_id, previous, created) = match existing {
+        Some(row) => {
+            let org: String = row.try_get(1)?;
+            if org != t.org_id {
+                // A Call-ID reused across orgs is hostile or broken; never cross tenants.
+                return Err(StoreError::ForeignId {
+                    what: "SIP Call-ID",
+                });
+            }
+            let id: String = row.try_get(0)?;
+            let state: String = row.try_get(2)?;
+            let conversation: String = row.try_get(3)?;
+            sqlx::query(
+                "UPDATE calls SET state = $1, cause = COALESCE($2, cause), updated_at = $3, \
+                 answered_at = CASE WHEN $1 = 'answered' AND answered_at IS NULL THEN $3 ELSE answered_at END, \
+                 ended_at = CASE WHEN $1 = 'ended' AND ended_at IS NULL THEN $3 ELSE ended_at END \
+                 WHERE id = $4",
+            )
+            .bind(&t.state)
+            .bind(&t.cause)
+            .bind(now)
+            .bind(&id)
+            .execute(&mut *conn)
+            .await?;
+            (id, conversation, Some(state), false)
+        }
+        None => {
+            let thread = touch(
+                conn,
+                &t.org_id,
+                Channel::Voice,
+                &t.from,
+                ConversationEvent::Inbound,
+                now,
+            )
+            .await?;
+            let id = new_id();
+            sqlx::query(
+                "INSERT INTO calls (id, org_id, conversation_id, sip_call_id, from_uri, to_number, app, \
+                 state, cause, started_at, answered_at, ended_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
+                 CASE WHEN $8 = 'answered' THEN $10 END, CASE WHEN $8 = 'ended' THEN $10 END, $10)",
+            )
+            .bind(&id)
+            .bind(&t.org_id)
+            .bind(&thread.conversation_id)
+            .bind(&t.sip_call_id)
+            .bind(&t.from)
+            .bind(&t.to)
+            .bind(&t.app)
+            .bind(&t.state)
+            .bind(&t.cause)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+            (id, thread.conversation_id, None, true)
+        }
+    };
+    sqlx::query(
+        "INSERT INTO call_history (call_id, org_id, state, event, cause, detail, at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&call_id)
+    .bind(&t.org_id)
+    .bind(&t.state)
+    .bind(&t.event)
+    .bind(&t.cause)
+    .bind(&t.detail)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    outbox::append(
+        conn,
+        NewEvent {
+            org_id: &t.org_id,
+            partition_key: &conversation_id,
+            event_type: "dartwing.call.state_changed.v1",
+            subject: format!("calls/{call_id}"),
+            data: json!({
+                "call_id": call_id, "conversation_id": conversation_id,
+                "from": t.from, "to": t.to, "app": t.app,
+                "state": t.state, "previous_state": previous, "event": t.event,
+                "cause": t.cause, "detail": t.detail,
+            }),
+        },
+        now,
+    )
+    .await?;
+    Ok(CallRecorded { call_id, created })
+}
+
+/// A call as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CallView {
+    /// Our id.
+    pub id: String,
+    /// The contact's conversation.
+    pub conversation_id: String,
+    /// The SIP Call-ID.
+    pub sip_call_id: String,
+    /// The caller.
+    pub from: String,
+    /// The dialled number.
+    pub to: String,
+    /// The application.
+    pub app: String,
+    /// The current state.
+    pub state: String,
+    /// Why it ended.
+    pub cause: Option<String>,
+    /// Unix ms.
+    pub started_at: i64,
+    /// Unix ms.
+    pub answered_at: Option<i64>,
+    /// Unix ms.
+    pub ended_at: Option<i64>,
+    /// Every transition, oldest first.
+    pub history: Vec<CallStep>,
+}
+
+/// One row of a call's history.
+#[derive(Debug, Clone, Serialize)]
+pub struct CallStep {
+    /// The state entered.
+    pub state: String,
+    /// What moved it.
+    pub event: String,
+    /// Why, for `ended`.
+    pub cause: Option<String>,
+    /// Detail (digit, target).
+    pub detail: Option<String>,
+    /// Unix ms.
+    pub at: i64,
+}
+
+const CALL_COLUMNS: &str = "id, conversation_id, sip_call_id, from_uri, to_number, app, state, \
+                            cause, started_at, answered_at, ended_at";
+
+/// An org's calls, newest first, each with its history; `id` narrows to one.
+pub async fn list(
+    pool: &AnyPool,
+    org_id: &str,
+    id: Option<&str>,
+    limit: i64,
+) -> Result<Vec<CallView>, StoreError> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {CALL_COLUMNS} FROM calls WHERE org_id = $1 AND ($2 IS NULL OR id = $2) \
+         ORDER BY started_at DESC, id LIMIT $3"
+    )))
+    .bind(org_id)
+    .bind(id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let id: String = r.try_get(0)?;
+        let steps = sqlx::query(
+            "SELECT state, event, cause, detail, at FROM call_history \
+             WHERE call_id = $1 AND org_id = $2 ORDER BY id",
+        )
+        .bind(&id)
+        .bind(org_id)
+        .fetch_all(pool)
+        .await?;
+        let history = steps
+            .iter()
+            .map(|s| {
+                Ok(CallStep {
+                    state: s.try_get(0)?,
+                    event: s.try_get(1)?,
+                    cause: s.try_get(2)?,
+                    detail: s.try_get(3)?,
+                    at: s.try_get(4)?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        out.push(CallView {
+            id,
+            conversation_id: r.try_get(1)?,
+            sip_call_id: r.try_get(2)?,
+            from: r.try_get(3)?,
+            to: r.try_get(4)?,
+            app: r.try_get(5)?,
+            state: r.try_get(6)?,
+            cause: r.try_get(7)?,
+            started_at: r.try_get(8)?,
+            answered_at: r.try_get(9)?,
+            ended_at: r.try_get(10)?,
+            history,
+        });
+    }
+    Ok(out)
+}
+
+/// The form a dialled number is stored and looked up in: a phone number loses its `+`,
+/// spaces, dashes, dots and brackets (`+1 (555) 010-0000` → `15550100000`); anything else (a
+/// name such as `reception`) is kept as is, lower-cased.
+pub fn normalize_number(number: &str) -> String {
+    let n = number.trim();
+    let phone_like = !n.is_empty()
+        && n.chars()
+            .all(|c| c.is_ascii_digit() || "+-(). ".contains(c))
+        && n.chars().any(|c| c.is_ascii_digit());
+    if phone_like {
+        n.chars().filter(char::is_ascii_digit).collect()
+    } else {
+        n.to_ascii_lowercase()
+    }
+}
+
+/// A dialled number's route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Route {
+    /// The number as stored ([`normalize_number`]).
+    pub number: String,
+    /// The org it belongs to.
+    pub org_id: String,
+    /// The application spec.
+    pub app: String,
+}
+
+/// Maps `number` to `app` for `org_id`. A number already routed to another org is refused
+/// (`Ok(false)`); re-adding it for the same org replaces the application.
+pub async fn add_route(
+    pool: &AnyPool,
+    org_id: &str,
+    number: &str,
+    app: &str,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let number = normalize_number(number);
+    let done = sqlx::query(
+        "INSERT INTO voice_routes (number, org_id, app, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $4) \
+         ON CONFLICT (number) DO UPDATE SET app = excluded.app, updated_at = excluded.updated_at \
+         WHERE voice_routes.org_id = excluded.org_id",
+    )
+    .bind(&number)
+    .bind(org_id)
+    .bind(app)
+    .bind(now)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The route of a dialled number, if any.
+pub async fn find_route(pool: &AnyPool, number: &str) -> Result<Option<Route>, StoreError> {
+    let row = sqlx::query("SELECT number, org_id, app FROM voice_routes WHERE number = $1")
+        .bind(normalize_number(number))
+        .fetch_optional(pool)
+        .await?;
+    row.map(|r| {
+        Ok(Route {
+            number: r.try_get(0)?,
+            org_id: r.try_get(1)?,
+            app: r.try_get(2)?,
+        })
+    })
+    .transpose()
+}
+
+/// An org's routes.
+pub async fn list_routes(pool: &AnyPool, org_id: &str) -> Result<Vec<Route>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT number, org_id, app FROM voice_routes WHERE org_id = $1 ORDER BY number",
+    )
+    .bind(org_id)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Route {
+                number: r.try_get(0)?,
+                org_id: r.try_get(1)?,
+                app: r.try_get(2)?,
+            })
+        })
+        .collect()
+}
+
+/// The digest `HA1 = MD5(username:realm:password)` (RFC 2617/8760), lower-case hex: what is
+/// stored instead of an agent's password.
+pub fn digest_ha1(username: &str, realm: &str, password: &str) -> String {
+    let sum = Md5::digest(format!("{username}:{realm}:{password}").as_bytes());
+    sum.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Creates (or resets) an agent phone's SIP credentials; a username of another org is
+/// refused (`Ok(false)`).
+pub async fn upsert_agent(
+    pool: &AnyPool,
+    org_id: &str,
+    username: &str,
+    realm: &str,
+    password: &str,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "INSERT INTO sip_agents (username, org_id, realm, ha1, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $5) \
+         ON CONFLICT (username) DO UPDATE SET realm = excluded.realm, ha1 = excluded.ha1, \
+         updated_at = excluded.updated_at WHERE sip_agents.org_id = excluded.org_id",
+    )
+    .bind(username)
+    .bind(org_id)
+    .bind(realm)
+    .bind(digest_ha1(username, realm, password))
+    .bind(now)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// An agent's stored credentials: `(org_id, realm, ha1)`.
+pub async fn agent(
+    pool: &AnyPool,
+    username: &str,
+) -> Result<Option<(String, String, String)>, StoreError> {
+    let row = sqlx::query("SELECT org_id, realm, ha1 FROM sip_agents WHERE username = $1")
+        .bind(username)
+        .fetch_optional(pool)
+        .await?;
+    row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_normalize_to_one_form() {
+        assert_eq!(normalize_number("+1 (555) 010-0000"), "15550100000");
+        assert_eq!(normalize_number("15550100000"), "15550100000");
+        assert_eq!(normalize_number(" Reception "), "reception");
+        assert_eq!(normalize_number("+"), "+");
+    }
+
+    #[test]
+    fn ha1_matches_rfc_2617_example() {
+        // RFC 2617 §3.5: Mufasa / testrealm@host.com / Circle Of Life.
+        assert_eq!(
+            digest_ha1("Mufasa", "testrealm@host.com", "Circle Of Life"),
+            "939e7578ed9e3c518a452acee763bce9"
+        );
+    }
+}

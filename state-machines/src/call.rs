@@ -1,0 +1,408 @@
+//! The call machine: one inbound phone call, from INVITE to its end.
+//!
+//! ```text
+//!            Answer              Transfer             TransferAnswered
+//!  ringing ─────────▶ answered ───────────▶ transferring ─────────────▶ bridged
+//!    │                 │  ▲  ◀──TransferFailed──┘                         │  ▲
+//!    │            Hold │  │ Resume                                   Hold │  │ Resume
+//!    │                 ▼  │                                               ▼  │
+//!    │               on_hold                                      on_hold_bridged
+//!    │
+//!    └─ Cancel / Busy / NoAnswer / Reject / Fail ─▶ ended{cause}
+//!  any answered state ─ CallerHangup / CalleeHangup / MediaTimeout / MaxDuration / Fail ─▶ ended{cause}
+//! ```
+//!
+//! [`start`] gives the first state and its effects (the no-answer timer). Timers, media, the
+//! agent leg and BYEs are effects for the runtime; nothing here has a clock. A repeated hold
+//! (or resume) re-INVITE changes nothing and is not an error. `ended` is terminal: every
+//! event after it is an [`InvalidTransition`] (the SIP layer absorbs retransmissions first).
+//!
+//! The caller is the phone that called in; the callee is our side: the application, or the
+//! agent once bridged. `CalleeHangup` therefore means "the app or the agent hung up".
+
+use crate::InvalidTransition;
+use serde::{Deserialize, Serialize};
+
+/// Why a call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndCause {
+    /// The caller sent BYE.
+    CallerHangup,
+    /// Our side (the application or the agent) hung up.
+    CalleeHangup,
+    /// The caller cancelled before we answered.
+    Cancelled,
+    /// Refused because of a limit (concurrent calls, rate): 486.
+    Busy,
+    /// Not answered in time: 480.
+    NoAnswer,
+    /// Refused for another reason (no route, no codec): the status is in the history.
+    Rejected,
+    /// No RTP from the caller for the media timeout.
+    MediaTimeout,
+    /// The call reached the configured maximum duration.
+    MaxDuration,
+    /// An internal or transport failure.
+    Failed,
+}
+
+impl EndCause {
+    /// Every cause.
+    pub const ALL: [EndCause; 9] = [
+        EndCause::CallerHangup,
+        EndCause::CalleeHangup,
+        EndCause::Cancelled,
+        EndCause::Busy,
+        EndCause::NoAnswer,
+        EndCause::Rejected,
+        EndCause::MediaTimeout,
+        EndCause::MaxDuration,
+        EndCause::Failed,
+    ];
+
+    /// The stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndCause::CallerHangup => "caller_hangup",
+            EndCause::CalleeHangup => "callee_hangup",
+            EndCause::Cancelled => "cancelled",
+            EndCause::Busy => "busy",
+            EndCause::NoAnswer => "no_answer",
+            EndCause::Rejected => "rejected",
+            EndCause::MediaTimeout => "media_timeout",
+            EndCause::MaxDuration => "max_duration",
+            EndCause::Failed => "failed",
+        }
+    }
+
+    /// Parses a stable name.
+    pub fn parse(s: &str) -> Option<EndCause> {
+        EndCause::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    /// Whether the call was a normal clearing (a hangup by either side).
+    pub fn is_normal_clearing(self) -> bool {
+        matches!(self, EndCause::CallerHangup | EndCause::CalleeHangup)
+    }
+}
+
+/// Where a call stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum CallState {
+    /// INVITE received, not answered yet.
+    Ringing,
+    /// Answered; the application has the call.
+    Answered,
+    /// Put on hold by the caller.
+    OnHold {
+        /// Whether it was bridged to an agent (resume goes back there).
+        bridged: bool,
+    },
+    /// A leg to an agent is being set up; the application still has the caller.
+    Transferring,
+    /// The caller talks to an agent through our B2BUA.
+    Bridged,
+    /// Over (terminal).
+    Ended {
+        /// Why.
+        cause: EndCause,
+    },
+}
+
+impl CallState {
+    /// Every state except `ended`, which takes a cause (see [`CallState::all`]).
+    pub const LIVE: [CallState; 6] = [
+        CallState::Ringing,
+        CallState::Answered,
+        CallState::OnHold { bridged: false },
+        CallState::OnHold { bridged: true },
+        CallState::Transferring,
+        CallState::Bridged,
+    ];
+
+    /// Every state, each `ended` cause included.
+    pub fn all() -> Vec<CallState> {
+        let mut v = CallState::LIVE.to_vec();
+        v.extend(EndCause::ALL.map(|cause| CallState::Ended { cause }));
+        v
+    }
+
+    /// The stable name stored in the database and events (`ended` carries its cause apart).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallState::Ringing => "ringing",
+            CallState::Answered => "answered",
+            CallState::OnHold { bridged: false } => "on_hold",
+            CallState::OnHold { bridged: true } => "on_hold_bridged",
+            CallState::Transferring => "transferring",
+            CallState::Bridged => "bridged",
+            CallState::Ended { .. } => "ended",
+        }
+    }
+
+    /// The end cause, when ended.
+    pub fn cause(self) -> Option<EndCause> {
+        match self {
+            CallState::Ended { cause } => Some(cause),
+            _ => None,
+        }
+    }
+
+    /// Parses a stored (name, cause) pair; `ended` needs a cause, the others none.
+    pub fn parse(name: &str, cause: Option<&str>) -> Option<CallState> {
+        match (name, cause) {
+            ("ended", Some(c)) => EndCause::parse(c).map(|cause| CallState::Ended { cause }),
+            (_, None) => CallState::LIVE.into_iter().find(|s| s.as_str() == name),
+            _ => None,
+        }
+    }
+
+    /// `ended` never changes again.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, CallState::Ended { .. })
+    }
+}
+
+/// What can happen to a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallEvent {
+    /// We answered (200 OK sent and the caller's ACK received).
+    Answer,
+    /// CANCEL from the caller.
+    Cancel,
+    /// A limit refuses the call.
+    Busy,
+    /// The no-answer timer fired.
+    NoAnswer,
+    /// We refuse the call with this SIP status (no route 404, no codec 488, ...).
+    Reject {
+        /// The final status sent.
+        status: u16,
+    },
+    /// A re-INVITE with a `sendonly`/`inactive` offer.
+    Hold,
+    /// A re-INVITE with `sendrecv` again.
+    Resume,
+    /// The application (or a REFER) asks to transfer to an agent.
+    Transfer,
+    /// The agent leg answered.
+    TransferAnswered,
+    /// The agent leg failed (busy, no answer, error).
+    TransferFailed,
+    /// BYE from the caller.
+    CallerHangup,
+    /// The application or the agent hung up.
+    CalleeHangup,
+    /// The media session reported no RTP for its timeout.
+    MediaTimeout,
+    /// The max-duration timer fired.
+    MaxDuration,
+    /// A failure we cannot recover from.
+    Fail,
+}
+
+impl CallEvent {
+    /// The stable name of the event.
+    pub fn name(self) -> &'static str {
+        match self {
+            CallEvent::Answer => "answer",
+            CallEvent::Cancel => "cancel",
+            CallEvent::Busy => "busy",
+            CallEvent::NoAnswer => "no_answer",
+            CallEvent::Reject { .. } => "reject",
+            CallEvent::Hold => "hold",
+            CallEvent::Resume => "resume",
+            CallEvent::Transfer => "transfer",
+            CallEvent::TransferAnswered => "transfer_answered",
+            CallEvent::TransferFailed => "transfer_failed",
+            CallEvent::CallerHangup => "caller_hangup",
+            CallEvent::CalleeHangup => "callee_hangup",
+            CallEvent::MediaTimeout => "media_timeout",
+            CallEvent::MaxDuration => "max_duration",
+            CallEvent::Fail => "fail",
+        }
+    }
+}
+
+/// The timers a call runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CallTimer {
+    /// From the INVITE: fires [`CallEvent::NoAnswer`].
+    NoAnswer,
+    /// From the answer: fires [`CallEvent::MaxDuration`].
+    MaxDuration,
+    /// From a transfer: fires [`CallEvent::TransferFailed`].
+    TransferRing,
+}
+
+/// One of the two legs of a bridged call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Leg {
+    /// The phone that called in.
+    Caller,
+    /// The agent phone we called.
+    Agent,
+}
+
+/// What the runtime must do after a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallEffect {
+    /// Persist the new state and publish `dartwing.call.state_changed.v1`.
+    Changed {
+        /// Before.
+        from: CallState,
+        /// After.
+        to: CallState,
+    },
+    /// Arm a timer.
+    StartTimer(CallTimer),
+    /// Disarm a timer that has not fired.
+    CancelTimer(CallTimer),
+    /// Send this final status to the INVITE.
+    RejectInvite {
+        /// 4xx/5xx/6xx.
+        status: u16,
+    },
+    /// Start the caller's media session and its application.
+    StartMedia,
+    /// Stop the caller's media session.
+    StopMedia,
+    /// Call the agent (INVITE with our SDP offer).
+    StartAgentLeg,
+    /// Abandon the agent leg still ringing (CANCEL).
+    CancelAgentLeg,
+    /// Connect the caller's media to the agent's (the app no longer hears the caller).
+    BridgeMedia,
+    /// The transfer failed: give the call back to the application.
+    ResumeApp,
+    /// Send BYE on a leg.
+    SendBye(Leg),
+}
+
+/// The first state of an inbound call and its effects.
+pub fn start() -> (CallState, Vec<CallEffect>) {
+    (
+        CallState::Ringing,
+        vec![CallEffect::StartTimer(CallTimer::NoAnswer)],
+    )
+}
+
+/// The effects of ending a call that was in `state` (not ringing) with `cause`.
+fn end_effects(state: CallState, cause: EndCause, effects: &mut Vec<CallEffect>) {
+    use CallEffect::*;
+    if cause != EndCause::MaxDuration {
+        effects.push(CancelTimer(CallTimer::MaxDuration));
+    }
+    let agent_ringing = state == CallState::Transferring;
+    let agent_up = matches!(
+        state,
+        CallState::Bridged | CallState::OnHold { bridged: true }
+    );
+    if agent_ringing {
+        effects.push(CancelTimer(CallTimer::TransferRing));
+        effects.push(CancelAgentLeg);
+    }
+    effects.push(StopMedia);
+    // The side that hung up already sent its BYE; everyone else gets one.
+    let agent_hung_up = cause == EndCause::CalleeHangup && agent_up;
+    if cause != EndCause::CallerHangup {
+        effects.push(SendBye(Leg::Caller));
+    }
+    if agent_up && !agent_hung_up {
+        effects.push(SendBye(Leg::Agent));
+    }
+}
+
+/// One step of the call machine.
+pub fn step(
+    state: CallState,
+    event: CallEvent,
+) -> Result<(CallState, Vec<CallEffect>), InvalidTransition> {
+    use CallEffect::*;
+    use CallEvent as E;
+    use CallState::*;
+    let invalid = || InvalidTransition {
+        machine: "call",
+        state: state.as_str(),
+        event: event.name(),
+    };
+    let mut effects = Vec::new();
+    let next = match (state, event) {
+        (Ended { .. }, _) => return Err(invalid()),
+        (Ringing, E::Answer) => {
+            effects.extend([
+                CancelTimer(CallTimer::NoAnswer),
+                StartTimer(CallTimer::MaxDuration),
+                StartMedia,
+            ]);
+            Answered
+        }
+        (Ringing, E::Cancel | E::Busy | E::NoAnswer | E::Reject { .. } | E::Fail) => {
+            let (cause, status) = match event {
+                E::Cancel => (EndCause::Cancelled, 487),
+                E::Busy => (EndCause::Busy, 486),
+                E::NoAnswer => (EndCause::NoAnswer, 480),
+                E::Reject { status } => (EndCause::Rejected, status),
+                _ => (EndCause::Failed, 500),
+            };
+            if event != E::NoAnswer {
+                effects.push(CancelTimer(CallTimer::NoAnswer));
+            }
+            effects.push(RejectInvite { status });
+            Ended { cause }
+        }
+        (Ringing, _) => return Err(invalid()),
+        (Answered, E::Hold) => OnHold { bridged: false },
+        (Bridged, E::Hold) => OnHold { bridged: true },
+        (OnHold { .. }, E::Hold) => state,
+        (OnHold { bridged }, E::Resume) => {
+            if bridged {
+                Bridged
+            } else {
+                Answered
+            }
+        }
+        (Answered | Bridged, E::Resume) => state,
+        (Answered, E::Transfer) => {
+            effects.extend([StartAgentLeg, StartTimer(CallTimer::TransferRing)]);
+            Transferring
+        }
+        (Transferring, E::TransferAnswered) => {
+            effects.extend([CancelTimer(CallTimer::TransferRing), BridgeMedia]);
+            Bridged
+        }
+        (Transferring, E::TransferFailed) => {
+            // TransferFailed is also what the TransferRing timer fires; cancelling a timer
+            // that already fired is harmless for the runtime.
+            effects.extend([CancelTimer(CallTimer::TransferRing), ResumeApp]);
+            Answered
+        }
+        (_, E::CallerHangup | E::CalleeHangup | E::MediaTimeout | E::MaxDuration | E::Fail) => {
+            let cause = match event {
+                E::CallerHangup => EndCause::CallerHangup,
+                E::CalleeHangup => EndCause::CalleeHangup,
+                E::MediaTimeout => EndCause::MediaTimeout,
+                E::MaxDuration => EndCause::MaxDuration,
+                _ => EndCause::Failed,
+            };
+            end_effects(state, cause, &mut effects);
+            Ended { cause }
+        }
+        _ => return Err(invalid()),
+    };
+    if next != state {
+        effects.insert(
+            0,
+            Changed {
+                from: state,
+                to: next,
+            },
+        );
+    }
+    Ok((next, effects))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,149 @@
+//! The application a call talks to: audio frames and DTMF digits in, [`Action`]s out.
+//!
+//! The AI receptionist will implement [`CallApp`]; the built-ins here are for testing and
+//! simple routes, picked by a spec string ([`parse_app_spec`]):
+//!
+//! | spec | behaviour |
+//! |---|---|
+//! | `echo` | sends back every frame it hears (20 ms + jitter-buffer delay later) |
+//! | `play:FILE.wav` | plays the WAV once, then asks to hang up |
+//! | `menu` or `menu:FILE.wav` | plays a prompt (two beeps, or the WAV), then: `1` transfer to `agent`, `2` echo (`*` back to the menu), `3` start recording, `4` stop recording, `#` hang up, anything else replays the prompt |
+//!
+//! Contract: the media task calls the app synchronously, once per 20 ms tick and once per
+//! digit, on the task that also paces RTP. A method must return in well under a millisecond;
+//! anything slow (speech recognition, a network call) must be handed to another task through
+//! a bounded channel with `try_send`, dropping when it is full, never awaited.
+
+mod echo;
+mod menu;
+mod play;
+
+pub use echo::Echo;
+pub use menu::Menu;
+pub use play::Play;
+
+use crate::media::wav::{parse_wav, WavError};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Samples in one 20 ms frame at 8 kHz.
+pub const FRAME_SAMPLES: usize = 160;
+
+/// 8 kHz mono PCM16 audio, shared without copying.
+pub type Audio = Arc<[i16]>;
+
+/// What the call is, for the application's first decision.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallContext {
+    /// The gateway's call id.
+    pub call_id: String,
+    /// The caller (From user part or number).
+    pub from: String,
+    /// The dialled number (request URI user part).
+    pub to: String,
+}
+
+/// What an application asks the runtime to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Queue audio after whatever is already playing.
+    Play(Audio),
+    /// Drop everything queued at once (barge-in).
+    StopPlayback,
+    /// Transfer the call to a target (an agent name or a SIP URI); call control does it.
+    Transfer {
+        /// Who to transfer to.
+        target: String,
+    },
+    /// End the call; call control sends the BYE.
+    Hangup,
+    /// Start recording the call to the session's recording path.
+    StartRecording,
+    /// Stop recording and write the file out.
+    StopRecording,
+    /// Send a DTMF digit to the far end (RFC 4733).
+    SendDtmf(char),
+}
+
+/// A call's application. See the module docs for the timing contract.
+pub trait CallApp: Send {
+    /// The call was answered and media runs.
+    fn on_start(&mut self, ctx: &CallContext) -> Vec<Action>;
+    /// One frame heard from the caller (one packet: 160 samples at 20 ms ptime; silence
+    /// while nothing arrives, so the app sees a steady 50 frames a second).
+    fn on_audio(&mut self, frame: &[i16]) -> Vec<Action>;
+    /// A DTMF digit (`0-9 * # A-D`), once per key press.
+    fn on_dtmf(&mut self, digit: char) -> Vec<Action>;
+    /// Everything queued with [`Action::Play`] has been sent.
+    fn on_playback_finished(&mut self) -> Vec<Action> {
+        Vec::new()
+    }
+}
+
+/// Why a spec string does not name an application.
+#[derive(Debug, thiserror::Error)]
+pub enum AppSpecError {
+    /// Not `echo`, `menu`, `menu:FILE` or `play:FILE`.
+    #[error("unknown application `{spec}` (want echo, menu, menu:FILE.wav or play:FILE.wav)")]
+    Unknown {
+        /// What was given.
+        spec: String,
+    },
+    /// The WAV file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a WAV we can play.
+    #[error("{path}: {source}")]
+    Wav {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: WavError,
+    },
+}
+
+/// Loads a WAV file as 8 kHz mono (at set-up time, never on the media path).
+pub fn load_wav(path: &str) -> Result<Audio, AppSpecError> {
+    let path = PathBuf::from(path);
+    let bytes = std::fs::read(&path).map_err(|source| AppSpecError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let clip = parse_wav(&bytes).map_err(|source| AppSpecError::Wav { path, source })?;
+    Ok(clip.to_mono_8k().into())
+}
+
+/// Builds the application a spec string names (reading its WAV file now, if any).
+pub fn parse_app_spec(spec: &str) -> Result<Box<dyn CallApp>, AppSpecError> {
+    let spec = spec.trim();
+    match spec.split_once(':') {
+        None if spec == "echo" => Ok(Box::new(Echo)),
+        None if spec == "menu" => Ok(Box::new(Menu::new(None))),
+        Some(("play", file)) if !file.is_empty() => Ok(Box::new(Play::new(load_wav(file)?))),
+        Some(("menu", file)) if !file.is_empty() => Ok(Box::new(Menu::new(Some(load_wav(file)?)))),
+        _ => Err(AppSpecError::Unknown {
+            spec: spec.to_string(),
+        }),
+    }
+}
+
+/// A sine tone, for prompts and tests.
+pub fn tone(freq_hz: f64, millis: usize, amplitude: i16) -> Vec<i16> {
+    let n = millis * 8;
+    (0..n)
+        .map(|i| {
+            let t = i as f64 / 8000.0;
+            (f64::from(amplitude) * (2.0 * std::f64::consts::PI * freq_hz * t).sin()) as i16
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;
