@@ -20,8 +20,10 @@
 //! retransmitted INVITE is absorbed by its transaction (kept 64·T1 after the final
 //! response) and never starts a second call.
 //!
-//! Not here yet: SDP and media are an interim seam ([`media_seam`]) until the media side
-//! lands; a transfer ([`transfer`]) connects the signalling of both legs but not their RTP.
+//! Media: each answered call runs a media session with the route's application
+//! ([`media_leg`]); its Hangup and Transfer actions and media timeouts end or transfer the
+//! call. Not yet: a transfer ([`transfer`]) connects the signalling of both legs but not
+//! their RTP; DTMF received by INFO is not handed to the application; late offers get 488.
 
 pub mod agent_leg;
 pub mod call;
@@ -30,7 +32,7 @@ pub mod dialog;
 pub mod dispatcher;
 pub mod dtmf_info;
 pub mod limits;
-pub mod media_seam;
+pub mod media_leg;
 pub mod ports;
 pub mod register;
 pub mod registrar;
@@ -69,6 +71,13 @@ pub struct UaConfig {
     pub answer_delay: Duration,
     /// The digest realm agents register in.
     pub realm: String,
+    /// RTP ports (even ones are used) for calls and agent legs.
+    pub rtp_ports: std::ops::RangeInclusive<u16>,
+    /// The IP the RTP sockets bind to (the SIP bind IP when None).
+    pub rtp_bind_ip: Option<IpAddr>,
+    pub media: crate::media::MediaConfig,
+    /// Threads that drive the calls' RTP (one per core is the media side's advice).
+    pub media_workers: usize,
 }
 
 impl Default for UaConfig {
@@ -82,6 +91,10 @@ impl Default for UaConfig {
             max_call_duration: Duration::from_secs(4 * 3600),
             answer_delay: Duration::ZERO,
             realm: "dartwing".to_owned(),
+            rtp_ports: 20_000..=39_999,
+            rtp_bind_ip: None,
+            media: crate::media::MediaConfig::default(),
+            media_workers: 2,
         }
     }
 }
@@ -93,6 +106,10 @@ pub enum StartError {
     Transport(#[from] TransportError),
     #[error("cannot read the bound address")]
     LocalAddr(#[source] std::io::Error),
+    #[error("RTP port range")]
+    RtpPorts(#[source] crate::media::PortPoolError),
+    #[error("cannot start the media workers")]
+    MediaWorkers(#[source] crate::media::MediaError),
 }
 
 /// What the dispatcher and every call share.
@@ -102,6 +119,9 @@ pub struct Shared {
     pub store: Arc<dyn CallStore>,
     /// Agent credentials and bindings; without it REGISTER is answered 405.
     pub registrar: Option<Arc<dyn Registrar>>,
+    /// RTP ports for the calls' media sessions.
+    pub rtp_pool: crate::media::PortPool,
+    pub media_workers: crate::media::MediaWorkers,
     /// Digest nonces, signed with a secret drawn at start.
     pub nonces: crate::sip::digest::Nonces,
     /// The bound address (with the chosen port).
@@ -235,12 +255,19 @@ pub async fn start_with(config: UaConfig, ports: UaPorts) -> Result<SipServer, S
         shutdown_rx.clone(),
     )
     .map_err(StartError::LocalAddr)?;
+    let rtp_ip = config.rtp_bind_ip.unwrap_or(local.ip());
+    let rtp_pool = crate::media::PortPool::new(rtp_ip, config.rtp_ports.clone())
+        .map_err(StartError::RtpPorts)?;
+    let media_workers = crate::media::MediaWorkers::new(config.media_workers.max(1))
+        .map_err(StartError::MediaWorkers)?;
     let secret = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
     let shared = Arc::new(Shared {
         config,
         router: ports.router,
         store: ports.store,
         registrar: ports.registrar,
+        rtp_pool,
+        media_workers,
         nonces: crate::sip::digest::Nonces::new(secret, 300),
         local,
         active_calls: AtomicUsize::new(0),
