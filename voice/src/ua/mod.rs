@@ -78,6 +78,8 @@ pub struct UaConfig {
     pub media: crate::media::MediaConfig,
     /// Threads that drive the calls' RTP (one per core is the media side's advice).
     pub media_workers: usize,
+    /// How long a shutdown waits for calls to end after sending their BYEs.
+    pub drain_timeout: Duration,
 }
 
 impl Default for UaConfig {
@@ -95,6 +97,7 @@ impl Default for UaConfig {
             rtp_bind_ip: None,
             media: crate::media::MediaConfig::default(),
             media_workers: 2,
+            drain_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -202,7 +205,8 @@ impl SipServer {
         let _ = self.commands.send(command).await;
     }
 
-    /// Stops listening and dispatching; calls in progress are ended with BYE.
+    /// Starts a drain: new calls get 503, calls in progress are ended with BYE (cause
+    /// `Shutdown`); the listeners stop once the calls are gone or `drain_timeout` passed.
     pub fn shutdown(&self) {
         let _ = self.shutdown.send(true);
     }
@@ -245,6 +249,7 @@ pub async fn start_with(config: UaConfig, ports: UaPorts) -> Result<SipServer, S
         local_vias.push(SocketAddr::new(ip, local.port()));
     }
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let (stop_listeners, listeners_rx) = watch::channel(false);
     let (inbound_tx, inbound_rx) = mpsc::channel(8192);
     let transport = transport::spawn(
         udp,
@@ -252,7 +257,7 @@ pub async fn start_with(config: UaConfig, ports: UaPorts) -> Result<SipServer, S
         config.transport.clone(),
         local_vias,
         inbound_tx,
-        shutdown_rx.clone(),
+        listeners_rx,
     )
     .map_err(StartError::LocalAddr)?;
     let rtp_ip = config.rtp_bind_ip.unwrap_or(local.ip());
@@ -274,7 +279,8 @@ pub async fn start_with(config: UaConfig, ports: UaPorts) -> Result<SipServer, S
     });
     let (commands_tx, commands_rx) = mpsc::channel(8192);
     let dispatcher = Dispatcher::new(Arc::clone(&shared), transport.clone(), commands_tx.clone());
-    tokio::spawn(dispatcher.run(inbound_rx, commands_rx, shutdown_rx));
+    let drain = shared.config.drain_timeout;
+    tokio::spawn(dispatcher.run(inbound_rx, commands_rx, shutdown_rx, stop_listeners, drain));
     Ok(SipServer {
         shared,
         transport,
