@@ -354,3 +354,25 @@ async fn retransmitted_bye_gets_the_same_200_not_481() {
     assert_eq!(a, b);
     assert_eq!(ua.store.ended_with(EndCause::RemoteHangup), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_hangs_up_calls_and_refuses_new_ones() {
+    let ua = start_ua(UaConfig::default()).await;
+    let c = Client::new(ua.addr()).await;
+    answered_call(&c, "drain-1").await;
+    ua.server.shutdown();
+    let bye = common::next_request(&c, WAIT).await;
+    assert!(bye.starts_with("BYE "), "{bye}");
+    // While draining (our BYE not answered yet), a new call is refused.
+    let other = Client::new(ua.addr()).await;
+    other
+        .send(invite(other.port(), "drain-2", "z9hG4bK-d2").as_bytes())
+        .await;
+    let refused = other.expect_status(503, WAIT).await;
+    assert!(refused.contains("shutting down"), "{refused}");
+    c.send(common::reply_to(&bye, 200, "OK").as_bytes()).await;
+    assert!(common::eventually(WAIT, || ua.store.ended_with(EndCause::Shutdown) == 1).await);
+    // Drained: the listeners are gone.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(!c.options_ok().await, "still answering after the drain");
+}

@@ -184,3 +184,118 @@ async fn refer_to_an_unregistered_agent_reports_480_and_the_call_goes_on() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn menu_key_1_pressed_by_rtp_transfers_to_the_registered_agent() {
+    let registrar = Arc::new(InMemoryRegistrar::new());
+    registrar.add_agent("dartwing", "agent", "pw");
+    let store = Arc::new(InMemoryCallStore::new());
+    let ports = UaPorts {
+        router: Arc::new(StaticRouter::new().with("100", "acme", "menu")),
+        store: Arc::clone(&store) as _,
+        registrar: Some(registrar as _),
+    };
+    let config = UaConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        ..UaConfig::default()
+    };
+    let server = start_with(config, ports).await.unwrap();
+    let target = server.local_addr().to_string();
+    let dir = tempfile::tempdir().unwrap();
+
+    // The agent registers as `agent` (the menu's transfer target), then answers as uas.
+    let agent_port = free_udp_port().to_string();
+    let register = dir.path().join("register.xml");
+    let xml = include_str!("scenarios/register_digest.xml").replace("agent1", "agent");
+    std::fs::write(&register, xml).unwrap();
+    let registered = sipp(&[
+        "-sf",
+        register.to_str().unwrap(),
+        &target,
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &agent_port,
+        "-au",
+        "agent",
+        "-ap",
+        "pw",
+        "-m",
+        "1",
+        "-nostdin",
+        "-timeout",
+        "10s",
+        "-timeout_error",
+    ])
+    .await;
+    assert!(registered.status.success(), "agent did not register");
+    let agent = tokio::spawn(async move {
+        sipp(&[
+            "-sn",
+            "uas",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &agent_port,
+            "-m",
+            "1",
+            "-nostdin",
+            "-timeout",
+            "20s",
+            "-timeout_error",
+        ])
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // The caller presses 1 as RFC 4733 events in its RTP.
+    let caller = dir.path().join("caller.xml");
+    let xml = include_str!("scenarios/uac_dtmf_rtp.xml").replace("DIGIT", "1");
+    std::fs::write(&caller, xml).unwrap();
+    let port = free_udp_port().to_string();
+    let media_port = (free_udp_port() & !1).to_string();
+    let out = sipp(&[
+        "-sf",
+        caller.to_str().unwrap(),
+        &target,
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-mp",
+        &media_port,
+        "-s",
+        "100",
+        "-m",
+        "1",
+        "-nostdin",
+        "-timeout",
+        "20s",
+        "-timeout_error",
+    ])
+    .await;
+    assert!(
+        out.status.success(),
+        "caller scenario failed: {}",
+        out.status
+    );
+    let agent = agent.await.unwrap();
+    assert!(
+        agent.status.success(),
+        "agent was not called and hung up: {}",
+        agent.status
+    );
+    assert!(common::eventually(WAIT, || store.count(CallState::Ended) == 1).await);
+    let states: Vec<CallState> = store.transitions().iter().map(|t| t.state).collect();
+    assert_eq!(
+        states,
+        [
+            CallState::Ringing,
+            CallState::Answered,
+            CallState::Transferring,
+            CallState::Bridged,
+            CallState::Ended
+        ]
+    );
+    assert_eq!(store.ended_with(EndCause::RemoteHangup), 1);
+}

@@ -17,9 +17,11 @@ use super::client::{send_request, Outcome};
 use super::dialog::Dialog;
 use super::dispatcher::{random_token, Command, CoreHandle, DialogKey, TxKey, ALLOW};
 use super::dtmf_info;
-use super::media_seam::InterimMedia;
+use super::media_leg::CallMedia;
 use super::ports::{CallState, CallTransition, EndCause, Route};
 use super::Shared;
+use crate::app::{Action, CallContext};
+use crate::media::MediaEvent;
 use crate::sip::message::Inbound;
 use crate::sip::response::{build_response, ResponseParts};
 use crate::sip::transport::Peer;
@@ -153,40 +155,68 @@ impl Call {
             return Some(EndCause::StoreFailed);
         }
         let ip = self.shared.advertised_ip(self.peer.addr);
-        let mut media = match InterimMedia::answer(&self.invite.body, ip) {
+        let ctx = self.context();
+        let started = CallMedia::start(
+            &self.invite.body,
+            &self.shared.rtp_pool,
+            &self.shared.media_workers,
+            ip,
+            &route.app,
+            ctx,
+            self.shared.config.media.clone(),
+        );
+        let mut media = match started {
             Ok(media) => media,
             Err(e) => {
-                tracing::debug!(error = %e, "no media answer");
-                self.reject(488, "Not Acceptable Here").await;
-                return Some(EndCause::Rejected { status: 488 });
+                tracing::info!(error = %e, "no media for the call");
+                let (status, reason) = e.status();
+                self.reject(status, reason).await;
+                return Some(EndCause::Rejected { status });
             }
         };
+        let cause = self.answer(&mut dialog, &mut media).await;
+        media.stop().await;
+        Some(cause)
+    }
+
+    fn context(&self) -> CallContext {
+        let record = self.record.as_ref();
+        CallContext {
+            call_id: record.map(|r| r.id.clone()).unwrap_or_default(),
+            from: record.map(|r| r.from.clone()).unwrap_or_default(),
+            to: record.map(|r| r.to.clone()).unwrap_or_default(),
+        }
+    }
+
+    /// From ringing to the end of an answered call, with its media running.
+    async fn answer(&mut self, dialog: &mut Dialog, media: &mut CallMedia) -> EndCause {
         self.respond_invite(180, "Ringing", None).await;
         if let Some(cause) = self.ring().await {
-            return Some(cause);
+            return cause;
         }
         if self.report(CallState::Answered, None).await.is_err() {
             self.reject(500, "Server Internal Error").await;
-            return Some(EndCause::StoreFailed);
+            return EndCause::StoreFailed;
         }
         if self.cancel_pending() {
             self.reject(487, "Request Terminated").await;
-            return Some(EndCause::Cancelled);
+            return EndCause::Cancelled;
         }
-        let ok = self.respond_invite(200, "OK", Some(&media.answer)).await;
-        match self.await_ack(&ok, &mut dialog).await {
+        let answer = media.answer.clone();
+        let ok = self.respond_invite(200, "OK", Some(&answer)).await;
+        match self.await_ack(&ok, dialog).await {
             AckWait::Acked => {}
             AckWait::NoAck => {
-                self.hangup(&mut dialog).await;
-                return Some(EndCause::NoAck);
+                self.hangup(dialog).await;
+                return EndCause::NoAck;
             }
-            AckWait::RemoteBye => return Some(EndCause::RemoteHangup),
+            AckWait::RemoteBye => return EndCause::RemoteHangup,
         }
         if let Some(cause) = self.pending_hangup.take() {
-            self.hangup(&mut dialog).await;
-            return Some(cause);
+            self.hangup(dialog).await;
+            return cause;
         }
-        Some(self.confirmed(&mut dialog, &mut media).await)
+        self.confirmed(dialog, media).await
     }
 
     fn record_for(&self, route: &Route, number: String) -> Record {
@@ -356,7 +386,7 @@ impl Call {
     }
 
     /// The confirmed dialog, until someone hangs up.
-    async fn confirmed(&mut self, dialog: &mut Dialog, media: &mut InterimMedia) -> EndCause {
+    async fn confirmed(&mut self, dialog: &mut Dialog, media: &mut CallMedia) -> EndCause {
         let deadline = Instant::now() + self.shared.config.max_call_duration;
         loop {
             tokio::select! {
@@ -364,6 +394,24 @@ impl Call {
                     self.hangup(dialog).await;
                     return EndCause::MaxDuration;
                 }
+                Some(event) = media.events.recv() => match event {
+                    MediaEvent::MediaTimeout => {
+                        self.hangup(dialog).await;
+                        return EndCause::MediaTimeout;
+                    }
+                    MediaEvent::AppAction(Action::Hangup) => {
+                        self.hangup(dialog).await;
+                        return EndCause::LocalHangup;
+                    }
+                    MediaEvent::AppAction(Action::Transfer { target }) => {
+                        if let Some(cause) =
+                            self.transfer(&target, dialog, media, deadline, false).await
+                        {
+                            return cause;
+                        }
+                    }
+                    _ => {}
+                },
                 event = self.next_event() => match event {
                     Some(CallEvent::Request { message, peer, tx })
                         if message.method() == Some(&rsip::Method::Refer) =>
@@ -409,7 +457,7 @@ impl Call {
         peer: &Peer,
         tx: &TxKey,
         dialog: &mut Dialog,
-        media: Option<&mut InterimMedia>,
+        media: Option<&mut CallMedia>,
     ) -> Option<EndCause> {
         let reply = |parts: ResponseParts<'_>| build_response(&message.head, peer.addr, &parts);
         if !dialog.accept_remote_cseq(message.cseq) {
@@ -427,7 +475,7 @@ impl Call {
                 match dtmf_info::digit(content_type, &message.body) {
                     Some(digit) => {
                         if let Some(media) = media {
-                            media.dtmf(digit);
+                            media.info_dtmf(digit);
                         }
                         (reply(ResponseParts::new(200, "OK")), false)
                     }
@@ -439,14 +487,24 @@ impl Call {
                 }
             }
             Some(rsip::Method::Invite) => {
-                // Re-INVITE (hold, refresh): answered with the current session. Replaced by
-                // the media side's offer/answer once it lands.
-                let answer = media.map(|m| m.answer.clone()).unwrap_or_default();
-                let parts = ResponseParts::new(200, "OK")
-                    .header("Contact", self.contact())
-                    .header("Allow", ALLOW)
-                    .body("application/sdp", &answer);
-                (reply(parts), false)
+                // Re-INVITE (hold, resume, refresh): a new offer/answer on the same session.
+                let answered = match media {
+                    Some(media) => media.reoffer(&message.body),
+                    None => Err(super::media_leg::MediaSetupError::NoOffer),
+                };
+                match answered {
+                    Ok(answer) => {
+                        let parts = ResponseParts::new(200, "OK")
+                            .header("Contact", self.contact())
+                            .header("Allow", ALLOW)
+                            .body("application/sdp", &answer);
+                        (reply(parts), false)
+                    }
+                    Err(e) => {
+                        let (status, reason) = e.status();
+                        (reply(ResponseParts::new(status, reason)), false)
+                    }
+                }
             }
             Some(rsip::Method::Options) => (
                 reply(ResponseParts::new(200, "OK").header("Allow", ALLOW)),

@@ -131,6 +131,8 @@ pub(crate) struct Dispatcher {
     dialogs: HashMap<DialogKey, mpsc::Sender<CallEvent>>,
     /// Dialogs of B2BUA legs, routed to the call that opened them (no admission slot).
     legs: HashMap<DialogKey, mpsc::Sender<CallEvent>>,
+    /// Shutting down: no new calls.
+    draining: bool,
     clients: HashMap<String, mpsc::Sender<CallEvent>>,
     admission: Admission,
 }
@@ -149,27 +151,45 @@ impl Dispatcher {
             server: HashMap::new(),
             dialogs: HashMap::new(),
             legs: HashMap::new(),
+            draining: false,
             clients: HashMap::new(),
             admission,
         }
     }
 
+    /// Runs until `shutdown`, then drains: new INVITEs get 503, every call is hung up, and
+    /// the loop goes on (answering BYE responses) until the calls are gone or `drain` has
+    /// passed; then `stop_listeners` is raised.
     pub(crate) async fn run(
         mut self,
         mut inbound: mpsc::Receiver<Received>,
         mut commands: mpsc::Receiver<Command>,
         mut shutdown: watch::Receiver<bool>,
+        stop_listeners: watch::Sender<bool>,
+        drain: Duration,
     ) {
         let mut sweep = tokio::time::interval(Duration::from_millis(500));
+        let mut deadline: Option<Instant> = None;
         loop {
+            let drained = deadline.is_some() && self.dialogs.is_empty();
+            if drained || deadline.is_some_and(|d| Instant::now() >= d) {
+                break;
+            }
             tokio::select! {
                 biased;
                 Some(command) = commands.recv() => self.on_command(command),
                 Some(received) = inbound.recv() => self.on_message(received),
                 _ = sweep.tick() => self.sweep(),
-                _ = shutdown.changed() => return,
+                _ = shutdown.changed(), if deadline.is_none() => {
+                    deadline = Some(Instant::now() + drain);
+                    self.draining = true;
+                    for call in self.dialogs.values() {
+                        let _ = call.try_send(CallEvent::Hangup(EndCause::Shutdown));
+                    }
+                }
             }
         }
+        let _ = stop_listeners.send(true);
     }
 
     fn on_command(&mut self, command: Command) {
@@ -357,6 +377,13 @@ impl Dispatcher {
     }
 
     fn on_new_invite(&mut self, message: Inbound, peer: Peer, key: TxKey) {
+        if self.draining {
+            let parts = ResponseParts::new(503, "Service Unavailable (shutting down)")
+                .header("Retry-After", "30");
+            let bytes = build_response(&message.head, peer.addr, &parts);
+            self.record_answer(key, &peer, bytes);
+            return;
+        }
         if let Err(refused) = self
             .admission
             .admit(peer.addr.ip(), Instant::now().into_std())

@@ -20,8 +20,10 @@
 //! retransmitted INVITE is absorbed by its transaction (kept 64·T1 after the final
 //! response) and never starts a second call.
 //!
-//! Not here yet: SDP and media are an interim seam ([`media_seam`]) until the media side
-//! lands; a transfer ([`transfer`]) connects the signalling of both legs but not their RTP.
+//! Media: each answered call runs a media session with the route's application
+//! ([`media_leg`]); its Hangup and Transfer actions and media timeouts end or transfer the
+//! call. Not yet: a transfer ([`transfer`]) connects the signalling of both legs but not
+//! their RTP; DTMF received by INFO is not handed to the application; late offers get 488.
 
 pub mod agent_leg;
 pub mod call;
@@ -30,7 +32,7 @@ pub mod dialog;
 pub mod dispatcher;
 pub mod dtmf_info;
 pub mod limits;
-pub mod media_seam;
+pub mod media_leg;
 pub mod ports;
 pub mod register;
 pub mod registrar;
@@ -69,6 +71,15 @@ pub struct UaConfig {
     pub answer_delay: Duration,
     /// The digest realm agents register in.
     pub realm: String,
+    /// RTP ports (even ones are used) for calls and agent legs.
+    pub rtp_ports: std::ops::RangeInclusive<u16>,
+    /// The IP the RTP sockets bind to (the SIP bind IP when None).
+    pub rtp_bind_ip: Option<IpAddr>,
+    pub media: crate::media::MediaConfig,
+    /// Threads that drive the calls' RTP (one per core is the media side's advice).
+    pub media_workers: usize,
+    /// How long a shutdown waits for calls to end after sending their BYEs.
+    pub drain_timeout: Duration,
 }
 
 impl Default for UaConfig {
@@ -82,6 +93,11 @@ impl Default for UaConfig {
             max_call_duration: Duration::from_secs(4 * 3600),
             answer_delay: Duration::ZERO,
             realm: "dartwing".to_owned(),
+            rtp_ports: 20_000..=39_999,
+            rtp_bind_ip: None,
+            media: crate::media::MediaConfig::default(),
+            media_workers: 2,
+            drain_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -93,6 +109,10 @@ pub enum StartError {
     Transport(#[from] TransportError),
     #[error("cannot read the bound address")]
     LocalAddr(#[source] std::io::Error),
+    #[error("RTP port range")]
+    RtpPorts(#[source] crate::media::PortPoolError),
+    #[error("cannot start the media workers")]
+    MediaWorkers(#[source] crate::media::MediaError),
 }
 
 /// What the dispatcher and every call share.
@@ -102,6 +122,9 @@ pub struct Shared {
     pub store: Arc<dyn CallStore>,
     /// Agent credentials and bindings; without it REGISTER is answered 405.
     pub registrar: Option<Arc<dyn Registrar>>,
+    /// RTP ports for the calls' media sessions.
+    pub rtp_pool: crate::media::PortPool,
+    pub media_workers: crate::media::MediaWorkers,
     /// Digest nonces, signed with a secret drawn at start.
     pub nonces: crate::sip::digest::Nonces,
     /// The bound address (with the chosen port).
@@ -182,7 +205,8 @@ impl SipServer {
         let _ = self.commands.send(command).await;
     }
 
-    /// Stops listening and dispatching; calls in progress are ended with BYE.
+    /// Starts a drain: new calls get 503, calls in progress are ended with BYE (cause
+    /// `Shutdown`); the listeners stop once the calls are gone or `drain_timeout` passed.
     pub fn shutdown(&self) {
         let _ = self.shutdown.send(true);
     }
@@ -225,6 +249,7 @@ pub async fn start_with(config: UaConfig, ports: UaPorts) -> Result<SipServer, S
         local_vias.push(SocketAddr::new(ip, local.port()));
     }
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let (stop_listeners, listeners_rx) = watch::channel(false);
     let (inbound_tx, inbound_rx) = mpsc::channel(8192);
     let transport = transport::spawn(
         udp,
@@ -232,22 +257,30 @@ pub async fn start_with(config: UaConfig, ports: UaPorts) -> Result<SipServer, S
         config.transport.clone(),
         local_vias,
         inbound_tx,
-        shutdown_rx.clone(),
+        listeners_rx,
     )
     .map_err(StartError::LocalAddr)?;
+    let rtp_ip = config.rtp_bind_ip.unwrap_or(local.ip());
+    let rtp_pool = crate::media::PortPool::new(rtp_ip, config.rtp_ports.clone())
+        .map_err(StartError::RtpPorts)?;
+    let media_workers = crate::media::MediaWorkers::new(config.media_workers.max(1))
+        .map_err(StartError::MediaWorkers)?;
     let secret = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
     let shared = Arc::new(Shared {
         config,
         router: ports.router,
         store: ports.store,
         registrar: ports.registrar,
+        rtp_pool,
+        media_workers,
         nonces: crate::sip::digest::Nonces::new(secret, 300),
         local,
         active_calls: AtomicUsize::new(0),
     });
     let (commands_tx, commands_rx) = mpsc::channel(8192);
     let dispatcher = Dispatcher::new(Arc::clone(&shared), transport.clone(), commands_tx.clone());
-    tokio::spawn(dispatcher.run(inbound_rx, commands_rx, shutdown_rx));
+    let drain = shared.config.drain_timeout;
+    tokio::spawn(dispatcher.run(inbound_rx, commands_rx, shutdown_rx, stop_listeners, drain));
     Ok(SipServer {
         shared,
         transport,

@@ -10,15 +10,15 @@
 //! bridged: BYE from one leg ─► 200 to it, BYE to the other
 //! ```
 //!
-//! Media: the agent is offered the caller leg's session; bridging the two RTP streams is the
-//! media side's part (not done here).
+//! Media: the agent leg gets a port and an offer of its own; joining its RTP to the caller
+//! leg's session is the media side's part and not done yet (`_caller_media` is where).
 
 use super::agent_leg::{call_agent, AgentLeg, LegContext};
 use super::call::{Call, CallEvent};
 use super::client::{next_hop_peer, send_bytes};
 use super::dialog::{uri_of, Dialog};
 use super::dispatcher::{random_token, Command, DialogKey, TxKey};
-use super::media_seam::InterimMedia;
+use super::media_leg::CallMedia;
 use super::ports::{CallState, EndCause};
 use crate::sip::message::Inbound;
 use crate::sip::response::{build_response, ResponseParts};
@@ -34,7 +34,7 @@ impl Call {
         peer: &Peer,
         tx: &TxKey,
         dialog: &mut Dialog,
-        media: &mut InterimMedia,
+        media: &mut CallMedia,
         deadline: Instant,
     ) -> Option<EndCause> {
         let agent = refer
@@ -61,7 +61,7 @@ impl Call {
         &mut self,
         agent: &str,
         dialog: &mut Dialog,
-        media: &mut InterimMedia,
+        _caller_media: &mut CallMedia,
         deadline: Instant,
         notify: bool,
     ) -> Option<EndCause> {
@@ -74,10 +74,19 @@ impl Call {
             .and_then(|uri| rsip::Uri::try_from(uri.as_str()).ok())
             .and_then(|uri| uri.user().map(str::to_owned))
             .unwrap_or_else(|| "caller".to_owned());
+        let ip = self.shared.advertised_ip(self.peer.addr);
+        let (_agent_port, agent_offer) = match CallMedia::agent_offer(&self.shared.rtp_pool, ip) {
+            Ok(offer) => offer,
+            Err(e) => {
+                tracing::warn!(error = %e, "no port for the agent leg");
+                let _ = self.report(CallState::Answered, None).await;
+                return None;
+            }
+        };
         let cx = LegContext {
             agent,
             caller_user: &caller_user,
-            offer: &media.answer,
+            offer: &agent_offer,
             core: &self.core,
             shared: &self.shared,
             call_events: &self.control,

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# SIP call-rate benchmark: SIPp's built-in uac (INVITE → 200 → ACK → pause → BYE) first
+# against the gateway's SIP user agent (voice's `sip_answer` example: answers every number,
+# keeps every call in an in-memory store), then against Kamailio as a stateful proxy
+# (tm, sl, rr; 4 workers; -m 1024) in front of a SIPp uas without 180. Each server is pinned
+# to core 0, SIPp to core 1. For each rate it prints successful and failed calls and the p99
+# INVITE→200 time; a rate "holds" with 0 failed calls and p99 under 50 ms.
+#
+#   scripts/bench-sip.sh [RATES...]        (default: 250 500 1000 1500 2000)
+#
+# Builds the example in the dev profile (as the rest of the repo's tooling does); a release
+# build is faster. Stops everything it started, by PID.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/ensure-voice-peers.sh
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/dartwing/target}
+RATES=("$@")
+[ ${#RATES[@]} -gt 0 ] || RATES=(250 500 1000 1500 2000)
+SECONDS_PER_RATE=${SECONDS_PER_RATE:-10}
+cargo build -q -p voice --example sip_answer
+UA_BIN="$CARGO_TARGET_DIR/debug/examples/sip_answer"
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap "exit 130" INT TERM
+
+# run_rates LABEL TARGET: one SIPp run per rate against TARGET.
+run_rates() {
+    local label=$1 target=$2
+    printf '%-10s %6s %9s %9s %7s %9s %s\n' server rate achieved completed failed p99_ms holds
+    for rate in "${RATES[@]}"; do
+        local dir="$WORK/$label-$rate"
+        mkdir -p "$dir"
+        (cd "$dir" && taskset -c 1 sipp -sn uac "$target" -i 127.0.0.1 -p 16000 \
+            -r "$rate" -m $((rate * SECONDS_PER_RATE)) -d 100 -nostdin -timeout 120s \
+            -trace_stat -stf stat.csv -trace_rtt -rtt_freq 1 >/dev/null 2>&1) || true
+        python3 - "$dir" "$label" "$rate" <<'PY'
+import csv, glob, sys
+d, label, rate = sys.argv[1], sys.argv[2], sys.argv[3]
+rows = list(csv.reader(open(f"{d}/stat.csv"), delimiter=";"))
+last = dict(zip(rows[0], rows[-1]))
+ok, failed = int(last["SuccessfulCall(C)"]), int(last["FailedCall(C)"])
+h, m, sec = (float(x) for x in last["ElapsedTime(C)"].split(":")[-3:])
+achieved = (ok + failed) / max(h * 3600 + m * 60 + sec, 1)
+times = []
+for f in glob.glob(f"{d}/*_rtt.csv"):
+    for r in list(csv.reader(open(f), delimiter=";"))[1:]:
+        if len(r) > 1 and r[1].strip():
+            times.append(float(r[1]))
+times.sort()
+p99 = times[int(len(times) * 0.99) - 1] if times else float("nan")
+holds = "yes" if failed == 0 and p99 < 50 else "no"
+print(f"{label:<10} {rate:>6} {achieved:>9.0f} {ok:>9} {failed:>7} {p99:>9.1f} {holds}")
+PY
+    done
+}
+
+# The gateway's user agent.
+taskset -c 0 "$UA_BIN" 127.0.0.1:15060 >"$WORK/ua.log" 2>&1 &
+PIDS+=($!)
+sleep 1
+run_rates dartwing 127.0.0.1:15060
+
+# Kamailio, stateful proxy to a SIPp uas (no 180: several workers can reorder 180 after 200).
+cat >"$WORK/uas.xml" <<'XML'
+<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="uas without 180">
+  <recv request="INVITE"/>
+  <send><![CDATA[
+
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      [last_Record-Route:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Content-Length: 0
+
+    ]]></send>
+  <recv request="ACK"/>
+  <recv request="BYE"/>
+  <send><![CDATA[
+
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+    ]]></send>
+</scenario>
+XML
+taskset -c 1 sipp -sf "$WORK/uas.xml" -i 127.0.0.1 -p 25070 -nostdin >/dev/null 2>&1 &
+PIDS+=($!)
+cat >"$WORK/kamailio.cfg" <<'CFG'
+#!KAMAILIO
+debug=0
+log_stderror=yes
+children=4
+disable_tcp=yes
+auto_aliases=no
+listen=udp:127.0.0.1:25060
+mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "rr.so"
+loadmodule "pv.so"
+loadmodule "maxfwd.so"
+loadmodule "siputils.so"
+loadmodule "textops.so"
+request_route {
+    if (!mf_process_maxfwd_header("10")) { sl_send_reply("483", "Too Many Hops"); exit; }
+    if (has_totag()) {
+        if (loose_route()) { t_relay(); exit; }
+        if (is_method("ACK") && t_check_trans()) { t_relay(); exit; }
+        # SIPp's built-in uac ignores Record-Route: its ACK and BYE come here without Route.
+        $du = "sip:127.0.0.1:25070";
+        t_relay();
+        exit;
+    }
+    if (is_method("CANCEL")) { if (t_check_trans()) { t_relay(); } exit; }
+    record_route();
+    $du = "sip:127.0.0.1:25070";
+    t_relay();
+}
+CFG
+taskset -c 0 kamailio -DD -E -f "$WORK/kamailio.cfg" -m 1024 -M 16 -w "$WORK" -Y "$WORK" \
+    >"$WORK/kamailio.log" 2>&1 &
+PIDS+=($!)
+sleep 2
+run_rates kamailio 127.0.0.1:25060

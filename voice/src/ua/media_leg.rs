@@ -1,0 +1,133 @@
+//! A call's media, through the media side's API: the INVITE's offer is answered with
+//! [`crate::sdp::answer`], an RTP session from the port pool runs the route's application
+//! ([`crate::app::parse_app_spec`]), and what the session reports (media timeout, the
+//! application's Hangup and Transfer) comes back to the call as [`MediaEvent`]s.
+//!
+//! A re-INVITE is answered from the same local media with the session version bumped, and
+//! the session is updated (hold and resume). An agent leg of a transfer is offered a port of
+//! its own, bound for the leg's lifetime; joining its RTP to the caller's is not done yet.
+
+use crate::app::{parse_app_spec, AppSpecError, CallContext};
+use crate::media::{
+    BoundMedia, MediaConfig, MediaError, MediaEvent, MediaHandle, MediaSession, MediaWorkers,
+    PortPool,
+};
+use crate::sdp::{
+    answer, offer, Direction, LocalMedia, NegotiationError, SdpError, SessionDescription,
+};
+use std::net::IpAddr;
+use tokio::sync::mpsc;
+
+/// Why media could not be set up; each maps to the status the INVITE is refused with.
+#[derive(Debug, thiserror::Error)]
+pub enum MediaSetupError {
+    #[error("the INVITE has no SDP offer (late offer is not supported)")]
+    NoOffer,
+    #[error("the offer is not UTF-8")]
+    NotUtf8,
+    #[error("malformed offer")]
+    Sdp(#[from] SdpError),
+    #[error(transparent)]
+    Negotiation(#[from] NegotiationError),
+    #[error(transparent)]
+    Media(#[from] MediaError),
+    #[error("the route's application cannot start")]
+    App(#[from] AppSpecError),
+}
+
+impl MediaSetupError {
+    /// The final response to the INVITE.
+    pub fn status(&self) -> (u16, &'static str) {
+        match self {
+            Self::NoOffer | Self::NotUtf8 | Self::Sdp(_) | Self::Negotiation(_) => {
+                (488, "Not Acceptable Here")
+            }
+            Self::Media(e) if e.is_transient() => (503, "Service Unavailable"),
+            Self::Media(_) | Self::App(_) => (500, "Server Internal Error"),
+        }
+    }
+}
+
+/// The running media of one call.
+pub struct CallMedia {
+    handle: Option<MediaHandle>,
+    pub events: mpsc::Receiver<MediaEvent>,
+    /// Our current SDP (the answer to the last offer).
+    pub answer: Vec<u8>,
+    local: LocalMedia,
+}
+
+fn parse_offer(offer: &[u8]) -> Result<SessionDescription, MediaSetupError> {
+    if offer.is_empty() {
+        return Err(MediaSetupError::NoOffer);
+    }
+    let text = std::str::from_utf8(offer).map_err(|_| MediaSetupError::NotUtf8)?;
+    Ok(SessionDescription::parse(text)?)
+}
+
+impl CallMedia {
+    /// Answers the offer and starts the session running `app_spec`.
+    pub fn start(
+        offer_sdp: &[u8],
+        pool: &PortPool,
+        workers: &MediaWorkers,
+        advertised: IpAddr,
+        app_spec: &str,
+        ctx: CallContext,
+        config: MediaConfig,
+    ) -> Result<Self, MediaSetupError> {
+        let offered = parse_offer(offer_sdp)?;
+        let app = parse_app_spec(app_spec)?;
+        let bound = MediaSession::bind(pool)?;
+        let local = LocalMedia::new(advertised, bound.port(), u64::from(fastrand::u32(..)));
+        let (answer_sdp, negotiated) = answer(&offered, &local)?;
+        let (handle, events) = workers.start(bound, &negotiated, app, ctx, config)?;
+        Ok(Self {
+            handle: Some(handle),
+            events,
+            answer: answer_sdp.to_string().into_bytes(),
+            local,
+        })
+    }
+
+    /// Answers a re-INVITE's offer and moves the session to what it agreed (hold, resume,
+    /// a new remote). An empty offer gets the current SDP back.
+    pub fn reoffer(&mut self, offer_sdp: &[u8]) -> Result<Vec<u8>, MediaSetupError> {
+        if offer_sdp.is_empty() {
+            return Ok(self.answer.clone());
+        }
+        let offered = parse_offer(offer_sdp)?;
+        self.local.session_version += 1;
+        let (answer_sdp, negotiated) = answer(&offered, &self.local)?;
+        if let Some(handle) = &self.handle {
+            handle.update(negotiated)?;
+        }
+        self.answer = answer_sdp.to_string().into_bytes();
+        Ok(self.answer.clone())
+    }
+
+    /// A DTMF digit received by SIP INFO. The media session has no way yet to hand a digit
+    /// to its application from outside, so it is only logged.
+    pub fn info_dtmf(&self, digit: char) {
+        tracing::info!(%digit, "DTMF by INFO (not passed to the application yet)");
+    }
+
+    /// A port and an SDP offer for an agent leg (see the module docs).
+    pub fn agent_offer(
+        pool: &PortPool,
+        advertised: IpAddr,
+    ) -> Result<(BoundMedia, Vec<u8>), MediaSetupError> {
+        let bound = MediaSession::bind(pool)?;
+        let local = LocalMedia::new(advertised, bound.port(), u64::from(fastrand::u32(..)));
+        let sdp = offer(&local, Direction::SendRecv).to_string().into_bytes();
+        Ok((bound, sdp))
+    }
+
+    /// Stops the session (its port goes back to the pool).
+    pub async fn stop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            let stats = handle.stop().await;
+            tracing::debug!(?stats, "media stopped");
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! Calls with their media running: the RTP session of an answered call keeps it alive while
+//! RTP flows (SIPp echoing our packets back), and a caller that vanishes without BYE is
+//! hung up by the RTP inactivity timeout.
+
+mod sip_common;
+use sip_common as common;
+
+use common::{eventually, free_udp_port, header, invite, reply_to, sipp, start_ua, Client};
+use std::time::Duration;
+use voice::media::MediaConfig;
+use voice::ua::{CallState, EndCause, UaConfig};
+
+fn short_media_timeout() -> UaConfig {
+    UaConfig {
+        media: MediaConfig {
+            inactivity_timeout: Duration::from_millis(800),
+            ..MediaConfig::default()
+        },
+        ..UaConfig::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caller_that_vanishes_is_hung_up_by_rtp_timeout() {
+    let ua = start_ua(short_media_timeout()).await;
+    let c = Client::new(ua.addr()).await;
+    c.send(invite(c.port(), "vanish-1", "z9hG4bK-v1").as_bytes())
+        .await;
+    let ok = c.expect_status(200, Duration::from_secs(2)).await;
+    let sdp = ok.split("\r\n\r\n").nth(1).unwrap_or_default();
+    assert!(sdp.contains("m=audio "), "{ok}");
+    let to = header(&ok, "To").unwrap().to_owned();
+    let ack = format!(
+        "ACK sip:100@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bK-va\r\n\
+         From: <sip:caller@127.0.0.1>;tag=c1\r\nTo: {to}\r\nCall-ID: vanish-1\r\nCSeq: 1 ACK\r\n\
+         Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        c.port()
+    );
+    c.send(ack.as_bytes()).await;
+    // No RTP, no BYE: the media session times out and we hang up.
+    let bye = common::next_request(&c, Duration::from_secs(3)).await;
+    assert!(bye.starts_with("BYE "), "{bye}");
+    c.send(reply_to(&bye, 200, "OK").as_bytes()).await;
+    assert!(
+        eventually(Duration::from_secs(2), || ua
+            .store
+            .ended_with(EndCause::MediaTimeout)
+            == 1)
+        .await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sipp_echoing_rtp_keeps_calls_up_past_the_media_timeout() {
+    let ua = start_ua(short_media_timeout()).await;
+    let target = ua.addr().to_string();
+    let port = free_udp_port().to_string();
+    let media_port = (free_udp_port() & !1).to_string();
+    // Each call stays 2 s (-d), over twice the media timeout; SIPp echoes our RTP back.
+    let out = sipp(&[
+        "-sn",
+        "uac",
+        &target,
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-mp",
+        &media_port,
+        "-s",
+        "100",
+        "-m",
+        "5",
+        "-r",
+        "5",
+        "-d",
+        "2000",
+        "-rtp_echo",
+        "-nostdin",
+        "-timeout",
+        "30s",
+        "-timeout_error",
+    ])
+    .await;
+    assert!(out.status.success(), "sipp failed: {}", out.status);
+    let store = &ua.store;
+    assert!(
+        eventually(Duration::from_secs(5), || store.count(CallState::Ended)
+            == 5)
+        .await
+    );
+    assert_eq!(
+        store.ended_with(EndCause::RemoteHangup),
+        5,
+        "{:?}",
+        store.transitions()
+    );
+    assert_eq!(store.ended_with(EndCause::MediaTimeout), 0);
+}
