@@ -87,9 +87,10 @@ pub fn event_for(
                 Some(format!("status {status}")),
             ),
             Some(EndCause::NoAck) => (Some(CallEvent::Fail), Some("no ACK for our 200".into())),
-            Some(EndCause::StoreFailed) => {
-                (Some(CallEvent::Fail), Some("store did not acknowledge".into()))
-            }
+            Some(EndCause::StoreFailed) => (
+                Some(CallEvent::Fail),
+                Some("store did not acknowledge".into()),
+            ),
             Some(EndCause::Shutdown) => (Some(CallEvent::Fail), Some("gateway shut down".into())),
             None => (Some(CallEvent::Fail), None),
         },
@@ -182,6 +183,7 @@ pub fn ua_config(sip: &SipConfig, bind: SocketAddr) -> UaConfig {
     UaConfig {
         bind,
         realm: sip.realm.clone(),
+        rtp_ports: sip.rtp_port_min..=sip.rtp_port_max,
         max_call_duration: Duration::from_secs(sip.max_call_secs),
         admission: AdmissionConfig {
             max_calls: sip.max_calls as usize,
@@ -243,11 +245,21 @@ mod tests {
             Some(E::CallerHangup)
         );
         assert_eq!(
-            event_for(None, CallState::Ended, Some(EndCause::Rejected { status: 404 })).0,
+            event_for(
+                None,
+                CallState::Ended,
+                Some(EndCause::Rejected { status: 404 })
+            )
+            .0,
             Some(E::Reject { status: 404 })
         );
         assert_eq!(
-            event_for(None, CallState::Ended, Some(EndCause::Rejected { status: 503 })).0,
+            event_for(
+                None,
+                CallState::Ended,
+                Some(EndCause::Rejected { status: 503 })
+            )
+            .0,
             Some(E::Busy)
         );
     }

@@ -70,10 +70,11 @@ async fn invite_status(sip: SocketAddr, number: &str) -> u16 {
     sock.send_to(invite.as_bytes(), sip).await.unwrap();
     let mut buf = vec![0u8; 4096];
     loop {
-        let (n, _) = tokio::time::timeout(std::time::Duration::from_secs(5), sock.recv_from(&mut buf))
-            .await
-            .expect("an answer within 5 s")
-            .unwrap();
+        let (n, _) =
+            tokio::time::timeout(std::time::Duration::from_secs(5), sock.recv_from(&mut buf))
+                .await
+                .expect("an answer within 5 s")
+                .unwrap();
         let text = String::from_utf8_lossy(&buf[..n]);
         let status: u16 = text
             .split_whitespace()
@@ -96,15 +97,13 @@ async fn calls_are_persisted_with_their_history(backend: Backend) {
             .unwrap()
     );
     assert!(sipp_uac(sip, "15550100000", 10).await, "10 calls, 0 failed");
-    let calls: Value = integration_tests::env::eventually(
-        std::time::Duration::from_secs(10),
-        || async {
+    let calls: Value =
+        integration_tests::env::eventually(std::time::Duration::from_secs(10), || async {
             let c = w.get_json(&w.org, "/api/v1/calls").await;
             let all_ended = c.as_array()?.iter().all(|c| c["state"] == "ended");
             (c.as_array()?.len() == 10 && all_ended).then_some(c)
-        },
-    )
-    .await;
+        })
+        .await;
     for call in calls.as_array().unwrap() {
         assert_eq!(call["to"], "15550100000");
         assert!(call["from"].as_str().unwrap().contains("sipp"), "{call}");
@@ -126,7 +125,10 @@ async fn calls_are_persisted_with_their_history(backend: Backend) {
         );
         assert!(call["answered_at"].as_i64().is_some() && call["ended_at"].as_i64().is_some());
         let one = w
-            .get_json(&w.org, &format!("/api/v1/calls/{}", call["id"].as_str().unwrap()))
+            .get_json(
+                &w.org,
+                &format!("/api/v1/calls/{}", call["id"].as_str().unwrap()),
+            )
             .await;
         assert_eq!(one["id"], call["id"]);
     }
@@ -136,7 +138,10 @@ async fn calls_are_persisted_with_their_history(backend: Backend) {
 
     // Another org sees none of them, and gets 404 for one of them by id.
     let globex = create_org(&w.db, "globex", &w.twilio.base, 10.0).await;
-    assert_eq!(w.get_json(&globex, "/api/v1/calls").await, serde_json::json!([]));
+    assert_eq!(
+        w.get_json(&globex, "/api/v1/calls").await,
+        serde_json::json!([])
+    );
     let id = calls[0]["id"].as_str().unwrap();
     let r = w
         .client
@@ -178,21 +183,52 @@ fn voice_cli_routes_numbers_and_creates_agents() {
     assert!(run(&["org", "create", "acme"]).0);
     assert!(run(&["org", "create", "globex"]).0);
     let (ok, out, _) = run(&[
-        "voice", "route", "add", "--org", "acme", "--number", "+1 555 010 0000", "--app", "menu",
+        "voice",
+        "route",
+        "add",
+        "--org",
+        "acme",
+        "--number",
+        "+1 555 010 0000",
+        "--app",
+        "menu",
     ]);
     assert!(ok);
     assert!(out.contains("15550100000"), "{out}");
     let (ok, _, err) = run(&[
-        "voice", "route", "add", "--org", "acme", "--number", "+15550100001", "--app", "dance",
+        "voice",
+        "route",
+        "add",
+        "--org",
+        "acme",
+        "--number",
+        "+15550100001",
+        "--app",
+        "dance",
     ]);
     assert!(!ok && err.contains("unknown application"), "{err}");
     let (ok, _, err) = run(&[
-        "voice", "route", "add", "--org", "acme", "--number", "+15550100002", "--app",
+        "voice",
+        "route",
+        "add",
+        "--org",
+        "acme",
+        "--number",
+        "+15550100002",
+        "--app",
         "play:/nonexistent.wav",
     ]);
     assert!(!ok && err.contains("cannot read"), "{err}");
     let (ok, _, err) = run(&[
-        "voice", "route", "add", "--org", "globex", "--number", "15550100000", "--app", "echo",
+        "voice",
+        "route",
+        "add",
+        "--org",
+        "globex",
+        "--number",
+        "15550100000",
+        "--app",
+        "echo",
     ]);
     assert!(!ok && err.contains("another organization"), "{err}");
     let (ok, out, _) = run(&["voice", "route", "list", "--org", "acme"]);
@@ -200,16 +236,38 @@ fn voice_cli_routes_numbers_and_creates_agents() {
     assert_eq!(out.trim(), "15550100000\tmenu");
 
     let (ok, _, err) = run(&[
-        "voice", "agent", "add", "--org", "acme", "--username", "alice", "--password", "short",
+        "voice",
+        "agent",
+        "add",
+        "--org",
+        "acme",
+        "--username",
+        "alice",
+        "--password",
+        "short",
     ]);
     assert!(!ok && err.contains("at least 8"), "{err}");
     let (ok, out, _) = run(&[
-        "voice", "agent", "add", "--org", "acme", "--username", "alice", "--password",
+        "voice",
+        "agent",
+        "add",
+        "--org",
+        "acme",
+        "--username",
+        "alice",
+        "--password",
         "correct horse",
     ]);
     assert!(ok, "{out}");
     let (ok, _, err) = run(&[
-        "voice", "agent", "add", "--org", "globex", "--username", "alice", "--password",
+        "voice",
+        "agent",
+        "add",
+        "--org",
+        "globex",
+        "--username",
+        "alice",
+        "--password",
         "another pass",
     ]);
     assert!(!ok && err.contains("another organization"), "{err}");
@@ -217,9 +275,16 @@ fn voice_cli_routes_numbers_and_creates_agents() {
     // What is not yet checkpointed into the file is in its WAL.
     db.extend(std::fs::read(dir.0.join("cli.db-wal")).unwrap_or_default());
     let text = String::from_utf8_lossy(&db);
-    assert!(!text.contains("correct horse"), "the password is not stored");
     assert!(
-        text.contains(&gateway::db::calls::digest_ha1("alice", "dartwing", "correct horse")),
+        !text.contains("correct horse"),
+        "the password is not stored"
+    );
+    assert!(
+        text.contains(&gateway::db::calls::digest_ha1(
+            "alice",
+            "dartwing",
+            "correct horse"
+        )),
         "its HA1 is"
     );
 }

@@ -96,12 +96,11 @@ pub async fn record(
             }
             let name: String = row.try_get(1)?;
             let cause: Option<String> = row.try_get(2)?;
-            let previous = CallState::parse(&name, cause.as_deref()).ok_or_else(|| {
-                StoreError::Corrupt {
+            let previous =
+                CallState::parse(&name, cause.as_deref()).ok_or_else(|| StoreError::Corrupt {
                     what: "calls.state",
                     detail: name.clone(),
-                }
-            })?;
+                })?;
             let Some(event) = t.event else {
                 // The start reported again: already stored.
                 return Ok(CallRecorded::Stored { state: previous });
@@ -125,25 +124,32 @@ pub async fn record(
             .bind(&t.call_id)
             .execute(&mut *conn)
             .await?;
-            (Some(previous), state, row.try_get::<String, _>(3)?, row.try_get::<String, _>(4)?)
+            (
+                Some(previous),
+                state,
+                row.try_get::<String, _>(3)?,
+                row.try_get::<String, _>(4)?,
+            )
         }
         None => {
             let (mut state, _effects) = call::start();
             if let Some(event) = t.event {
                 // Reported without its start (a call refused at once): start it here.
-                state = call::step(state, event)
-                    .map(|(s, _)| s)
-                    .map_err(|e| StoreError::Corrupt {
-                        what: "call event",
-                        detail: e.to_string(),
-                    })?;
+                state =
+                    call::step(state, event)
+                        .map(|(s, _)| s)
+                        .map_err(|e| StoreError::Corrupt {
+                            what: "call event",
+                            detail: e.to_string(),
+                        })?;
             }
-            let app: Option<String> =
-                sqlx::query_scalar("SELECT app FROM voice_routes WHERE number = $1 AND org_id = $2")
-                    .bind(normalize_number(&t.to))
-                    .bind(&t.org_id)
-                    .fetch_optional(&mut *conn)
-                    .await?;
+            let app: Option<String> = sqlx::query_scalar(
+                "SELECT app FROM voice_routes WHERE number = $1 AND org_id = $2",
+            )
+            .bind(normalize_number(&t.to))
+            .bind(&t.org_id)
+            .fetch_optional(&mut *conn)
+            .await?;
             let app = app.unwrap_or_default();
             let thread = touch(
                 conn,
@@ -453,7 +459,10 @@ mod tests {
 
     #[test]
     fn caller_addresses_come_from_the_user_part() {
-        assert_eq!(caller_address("\"Bob\" <sip:+15551234567@10.0.0.1:5062;transport=udp>"), "+15551234567");
+        assert_eq!(
+            caller_address("\"Bob\" <sip:+15551234567@10.0.0.1:5062;transport=udp>"),
+            "+15551234567"
+        );
         assert_eq!(caller_address("sip:alice@example.com"), "alice");
         assert_eq!(caller_address("<tel:+15550000000>"), "+15550000000");
         assert_eq!(caller_address("sip:@host"), "sip:@host");
