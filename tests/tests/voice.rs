@@ -132,9 +132,23 @@ async fn calls_are_persisted_with_their_history(backend: Backend) {
             .await;
         assert_eq!(one["id"], call["id"]);
     }
-    // Each step is an event on the org's log.
-    let events = count(&w.db, "outbox", &w.org.id).await;
-    assert!(events >= 30, "{events} events for 30 steps");
+    // Each step is an event on the org's log, valid against its JSON Schema.
+    let events = w
+        .get_json(&w.org, "/api/v1/events?after_seq=0&limit=1000")
+        .await;
+    let schemas = integration_tests::schema::load_all();
+    let call_events: Vec<&Value> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "dartwing.call.state_changed.v1")
+        .collect();
+    assert_eq!(call_events.len(), 30, "one event per step");
+    for ev in call_events {
+        if let Err(errors) = integration_tests::schema::validate_event(&schemas, ev) {
+            panic!("call event does not match its schema: {errors:?}\n{ev}");
+        }
+    }
 
     // Another org sees none of them, and gets 404 for one of them by id.
     let globex = create_org(&w.db, "globex", &w.twilio.base, 10.0).await;
