@@ -172,6 +172,17 @@ pub enum WriteResult {
 }
 
 impl WriteOp {
+    /// The (org, contact address or provider id) whose rows this op locks, for sharding and
+    /// for the lock order inside a batch.
+    fn contact_key(&self) -> Option<(&str, &str)> {
+        match self {
+            WriteOp::Inbound { org_id, msg } => Some((org_id, &msg.from)),
+            WriteOp::CreateOutbound { org_id, req } => Some((org_id, &req.to)),
+            WriteOp::Status { org_id, update, .. } => Some((org_id, &update.provider_message_id)),
+            _ => None,
+        }
+    }
+
     /// Whether committing this op may leave new outbox rows for the relay. The relay's own
     /// ops and claims do not, so they do not wake it (which would make it spin).
     fn appends_events(&self) -> bool {
@@ -248,15 +259,9 @@ impl Committer {
     }
 
     /// The writer an op goes to. Writes about one contact always meet the same writer, so
-    /// concurrent writers never lock one contact's rows in opposite orders (no deadlocks).
+    /// one node's writers never lock one contact's rows in opposite orders.
     fn lane(&self, op: &WriteOp) -> &mpsc::Sender<Job> {
-        let key: Option<(&str, &str)> = match op {
-            WriteOp::Inbound { org_id, msg } => Some((org_id, &msg.from)),
-            WriteOp::CreateOutbound { org_id, req } => Some((org_id, &req.to)),
-            WriteOp::Status { org_id, update, .. } => Some((org_id, &update.provider_message_id)),
-            _ => None,
-        };
-        let i = match key {
+        let i = match op.contact_key() {
             Some((a, b)) => {
                 let mut h = std::collections::hash_map::DefaultHasher::new();
                 std::hash::Hash::hash(&(a, b), &mut h);
@@ -320,10 +325,37 @@ async fn writer(db: Db, mut rx: mpsc::Receiver<Job>, max_batch: usize, committed
 }
 
 /// Runs a batch in one transaction; a result per job, in order.
+///
+/// Jobs run sorted by the contact they lock (stable, so one contact's jobs keep their order):
+/// every writer — of this node and of other nodes on the same PostgreSQL — then takes row
+/// locks in one global order, which keeps deadlocks rare. Those that still happen (and
+/// serialization failures) are transient: the whole batch runs again after a short random
+/// pause, a few times, before the savepoint fallback isolates a job that fails on its own.
 async fn run_batch(db: &Db, batch: &[Job]) -> Vec<Result<WriteResult, CommitError>> {
-    match attempt(db, batch, false).await {
-        Ok(results) if results.iter().all(Result::is_ok) => results,
-        _ => match attempt(db, batch, true).await {
+    let mut order: Vec<usize> = (0..batch.len()).collect();
+    order.sort_by_key(|&i| batch[i].op.contact_key());
+    let ordered: Vec<&Job> = order.iter().map(|&i| &batch[i]).collect();
+    let mut results = None;
+    for round in 0..TRANSIENT_RETRIES {
+        let transient = match attempt(db, &ordered, false).await {
+            Ok(r) if r.iter().all(Result::is_ok) => {
+                results = Some(r);
+                break;
+            }
+            Ok(r) => r
+                .iter()
+                .any(|x| matches!(x, Err(CommitError::Store(e)) if e.is_transient())),
+            Err(e) => e.is_transient(),
+        };
+        if !transient {
+            break;
+        }
+        let pause = fastrand::u64(1..=10 * (round + 1));
+        tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+    }
+    let results = match results {
+        Some(r) => r,
+        None => match attempt(db, &ordered, true).await {
             Ok(results) => results,
             Err(e) => {
                 let msg = e.to_string();
@@ -338,14 +370,27 @@ async fn run_batch(db: &Db, batch: &[Job]) -> Vec<Result<WriteResult, CommitErro
                     .collect()
             }
         },
+    };
+    // Back to submission order.
+    let mut slots: Vec<Option<Result<WriteResult, CommitError>>> =
+        (0..batch.len()).map(|_| None).collect();
+    for (i, r) in order.into_iter().zip(results) {
+        slots[i] = Some(r);
     }
+    slots
+        .into_iter()
+        .map(|r| r.expect("one result per job"))
+        .collect()
 }
+
+/// Whole-batch tries on deadlocks and serialization failures before the savepoint fallback.
+const TRANSIENT_RETRIES: u64 = 4;
 
 /// One try at a batch. Without savepoints, the first failing job aborts the try (the caller
 /// retries with savepoints); with them, each job's failure is its own.
 async fn attempt(
     db: &Db,
-    batch: &[Job],
+    batch: &[&Job],
     savepoints: bool,
 ) -> Result<Vec<Result<WriteResult, CommitError>>, StoreError> {
     let mut conn = db.pool.acquire().await?;

@@ -29,3 +29,4 @@ pub mod retention;
 pub mod sender;
 pub mod server;
 pub mod telemetry;
+pub mod voice;

@@ -122,6 +122,9 @@ pub struct RelaySettings {
     pub poll_ms: u64,
 }
 
+/// The smallest batch the relay shrinks to after failures.
+const MIN_BATCH: i64 = 25;
+
 /// Runs the relay until `shutdown` turns true.
 pub async fn run(
     db: Db,
@@ -133,6 +136,10 @@ pub async fn run(
 ) {
     let mut backoff = Duration::from_millis(50);
     let mut leadership = Leadership::new(db.clone());
+    // The batch shrinks when a sink fails (a slow or recovering broker may not acknowledge a
+    // big batch within its timeout, and a failed batch is sent again whole) and grows back
+    // with every good round.
+    let mut limit = settings.batch;
     loop {
         if *shutdown.borrow() {
             return;
@@ -157,7 +164,7 @@ pub async fn run(
         let notified = committer.committed.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        match round(&db, &committer, &sinks, settings.batch).await {
+        match round(&db, &committer, &sinks, limit).await {
             Ok(0) => {
                 status.last_ok_ms.store(now_ms(), Ordering::Relaxed);
                 *status.last_error.lock().expect("not poisoned") = None;
@@ -172,7 +179,9 @@ pub async fn run(
                 status.last_ok_ms.store(now_ms(), Ordering::Relaxed);
                 *status.last_error.lock().expect("not poisoned") = None;
                 backoff = Duration::from_millis(50);
-                if n as i64 >= settings.batch {
+                let full = n as i64 >= limit;
+                limit = (limit * 2).min(settings.batch);
+                if full {
                     continue;
                 }
                 if let Ok(b) = outbox::backlog(&db.pool).await {
@@ -180,7 +189,8 @@ pub async fn run(
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, "relay round failed; events stay in the outbox");
+                limit = (limit / 4).max(MIN_BATCH.min(settings.batch));
+                tracing::warn!(error = %e, next_batch = limit, "relay round failed; events stay in the outbox");
                 *status.last_error.lock().expect("not poisoned") = Some(e.to_string());
                 if let Ok(b) = outbox::backlog(&db.pool).await {
                     status.backlog.store(b, Ordering::Relaxed);

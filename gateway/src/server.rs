@@ -40,6 +40,9 @@ pub enum StartError {
     /// The Kafka producer could not be made (bad settings).
     #[error(transparent)]
     Kafka(#[from] KafkaClientError),
+    /// SIP could not start.
+    #[error(transparent)]
+    Voice(#[from] crate::voice::VoiceStartError),
     /// Two plugins claim one webhook.
     #[error("plugins: {0}")]
     Plugins(String),
@@ -55,6 +58,8 @@ pub struct Running {
     pub db: Db,
     /// The committer every write goes through.
     pub committer: Committer,
+    /// The SIP user agent, unless `sip.addr` is empty.
+    pub sip: Option<Arc<voice::ua::SipServer>>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -151,6 +156,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         send_wake,
         keys: Mutex::default(),
     });
+    let sip = crate::voice::start(&config.sip, &db, &committer).await?;
     let listener = tokio::net::TcpListener::bind(&config.http_addr)
         .await
         .map_err(|source| StartError::Bind {
@@ -182,6 +188,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         hub,
         db,
         committer,
+        sip,
         shutdown,
         tasks,
     })
@@ -191,6 +198,9 @@ impl Running {
     /// Stops everything and waits for the tasks to finish.
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
+        if let Some(sip) = &self.sip {
+            sip.shutdown();
+        }
         for t in self.tasks {
             let _ = t.await;
         }

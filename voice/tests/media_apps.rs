@@ -116,7 +116,7 @@ async fn reinvite_moves_media_to_a_new_address_and_codec() {
 }
 
 #[tokio::test]
-async fn stopping_gives_the_port_back_and_the_handle_reports_closed() {
+async fn stopping_or_dropping_the_handle_gives_the_port_back() {
     let pool = PortPool::new(LOCAL, 43010..=43011).unwrap();
     let phone = Phone::new().await;
     let bound = MediaSession::bind(&pool).unwrap();
@@ -138,7 +138,26 @@ async fn stopping_gives_the_port_back_and_the_handle_reports_closed() {
     assert_eq!(pool.available(), 0);
     handle.stop().await;
     assert_eq!(pool.available(), 1);
-    assert!(MediaSession::bind(&pool).is_ok());
+
+    // Dropping the handle (call control lost track of the call) ends the leg within a second.
+    let bound = MediaSession::bind(&pool).unwrap();
+    let (handle, _events) = bound
+        .start(
+            &negotiated,
+            parse_app_spec("echo").unwrap(),
+            CallContext::default(),
+            quiet(),
+        )
+        .unwrap();
+    drop(handle);
+    let t0 = Instant::now();
+    while pool.available() == 0 {
+        assert!(
+            t0.elapsed() < Duration::from_millis(1500),
+            "leg still running"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,4 +202,83 @@ async fn shared_workers_drive_many_legs_independently() {
         assert_eq!(stats.jitter.received, 15);
     }
     assert_eq!(pool.available(), 50);
+}
+
+#[tokio::test]
+async fn a_transfer_bridges_two_legs_audio_and_dtmf_both_ways() {
+    let mut caller = Phone::new().await;
+    let mut agent = Phone::new().await;
+    let (caller_leg, mut caller_events, caller_media) =
+        start(&caller, "sendrecv", "menu", quiet()).await;
+    // The caller presses 1 by SIP INFO: the menu asks for the transfer.
+    caller_leg.dtmf('1').unwrap();
+    let target = wait_for(&mut caller_events, Duration::from_secs(1), |e| match e {
+        MediaEvent::AppAction(Action::Transfer { target }) => Some(target),
+        _ => None,
+    })
+    .await;
+    assert_eq!(target.as_deref(), Some("agent"));
+
+    // The agent answers: its leg starts with one side of the bridge, the caller's gets the other.
+    let (to_caller, to_agent) = voice::app::bridge::pair();
+    caller_leg
+        .set_app(Box::new(to_caller), CallContext::default())
+        .unwrap();
+    let pool = PortPool::new(LOCAL, 43300..=43399).unwrap();
+    let bound = MediaSession::bind(&pool).unwrap();
+    let local = LocalMedia::new(LOCAL, bound.port(), 2);
+    let offer = SessionDescription::parse(&agent.offer("sendrecv")).unwrap();
+    let (_, negotiated) = answer(&offer, &local).unwrap();
+    let (agent_leg, _agent_events) = bound
+        .start(
+            &negotiated,
+            Box::new(to_agent),
+            CallContext::default(),
+            quiet(),
+        )
+        .unwrap();
+    let agent_media = agent_leg.local_addr();
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let _ = caller.collect(Duration::from_millis(20)).await;
+    let _ = agent.collect(Duration::from_millis(20)).await;
+
+    let t0 = Instant::now();
+    for k in 0..20u64 {
+        tokio::time::sleep_until(t0 + Duration::from_millis(k * 20)).await;
+        caller.send_audio(code(40), caller_media).await;
+        agent.send_audio(code(50), agent_media).await;
+    }
+    // The agent presses 5 in RTP; the caller must get it as RFC 4733.
+    for (i, end) in [false, true, true, true].into_iter().enumerate() {
+        let p = EventPayload {
+            event: 5,
+            end,
+            volume: 10,
+            duration: 480,
+        };
+        let pkt = agent.packet(101, agent.seq + i as u16, 77_000, i == 0, &p.to_bytes());
+        agent.send(&pkt, agent_media).await;
+    }
+    let (at_caller, at_agent) = tokio::join!(
+        caller.collect(Duration::from_millis(400)),
+        agent.collect(Duration::from_millis(400))
+    );
+    let heard_by_agent = at_agent.iter().filter(|r| r.4[0] == code(40)).count();
+    let heard_by_caller = at_caller.iter().filter(|r| r.4[0] == code(50)).count();
+    assert!(
+        heard_by_agent >= 15,
+        "agent heard {heard_by_agent} caller frames"
+    );
+    assert!(
+        heard_by_caller >= 10,
+        "caller heard {heard_by_caller} agent frames"
+    );
+    let digit_events: Vec<_> = at_caller
+        .iter()
+        .filter(|r| r.0 == 101)
+        .map(|r| EventPayload::parse(&r.4).unwrap())
+        .collect();
+    assert!(!digit_events.is_empty() && digit_events.iter().all(|p| p.event == 5));
+    agent_leg.stop().await;
+    caller_leg.stop().await;
 }

@@ -237,3 +237,69 @@ async fn recording_writes_both_directions_to_a_stereo_wav() {
     // The echo is queued on the tick it is heard, and sent on that same tick.
     assert_eq!(first_heard, first_sent);
 }
+
+#[tokio::test]
+async fn rtcp_reports_go_both_ways() {
+    use voice::media::rtcp::{self, ReportBlock, RtcpPacket};
+    let mut phone = Phone::new().await;
+    let rtcp_socket = tokio::net::UdpSocket::bind((common::LOCAL, 0))
+        .await
+        .unwrap();
+    let config = MediaConfig {
+        rtcp_interval: Some(Duration::from_millis(300)),
+        ..quiet()
+    };
+    let (handle, _events, media) = start(&phone, "sendrecv", "echo", config).await;
+    for i in 0..10 {
+        phone.send_audio(code(i), media).await;
+        sleep(Duration::from_millis(20)).await;
+    }
+    let mut buf = [0u8; 1500];
+    let (n, _) = phone.socket.recv_from(&mut buf).await.unwrap();
+    let our_ssrc = voice::media::rtp::RtpPacket::parse(&buf[..n]).unwrap().ssrc;
+
+    // The phone reports on our stream from its RTCP socket; the leg latches its RTCP there.
+    let mut rr = Vec::new();
+    let block = ReportBlock {
+        ssrc: our_ssrc,
+        fraction_lost: 64,
+        jitter: 80,
+        ..ReportBlock::default()
+    };
+    rtcp::write_report(&mut rr, 0x1234_5678, None, Some(block));
+    rtcp::write_sdes_cname(&mut rr, 0x1234_5678, "phone@test");
+    let rtcp_port = std::net::SocketAddr::new(common::LOCAL, media.port() + 1);
+    rtcp_socket.send_to(&rr, rtcp_port).await.unwrap();
+
+    let sr = timeout(Duration::from_secs(2), async {
+        loop {
+            let (n, _) = rtcp_socket.recv_from(&mut buf).await.unwrap();
+            if let Ok(packets) = rtcp::parse(&buf[..n]) {
+                return packets;
+            }
+        }
+    })
+    .await
+    .expect("an RTCP report from the leg");
+    match &sr[0] {
+        RtcpPacket::SenderReport { ssrc, info, blocks } => {
+            assert_eq!(*ssrc, our_ssrc);
+            assert!(info.packets > 0 && info.octets >= 160 * info.packets);
+            assert_eq!(blocks.len(), 1);
+            assert_eq!(blocks[0].ssrc, 0x1234_5678);
+            assert_eq!(blocks[0].highest_seq, 1009);
+            assert_eq!(blocks[0].cumulative_lost, 0);
+        }
+        other => panic!("want an SR, got {other:?}"),
+    }
+    assert!(matches!(sr[1], RtcpPacket::Other { packet_type: 202 }));
+    let stats = handle.stop().await;
+    assert_eq!(
+        stats.remote_report,
+        Some(voice::media::RemoteReport {
+            fraction_lost: 64,
+            jitter_ms: 10.0
+        })
+    );
+    assert!(stats.rtcp_received >= 1 && stats.rtcp_sent >= 1);
+}

@@ -11,123 +11,187 @@
 
 use super::conversations::touch;
 use super::outbox::{self, NewEvent};
-use super::{new_id, StoreError};
+use super::StoreError;
 use md5::{Digest, Md5};
 use serde::Serialize;
 use serde_json::json;
 use sqlx::{AnyConnection, AnyPool, Row};
+use state_machines::call::{self, CallEvent, CallState, EndCause};
 use state_machines::{Channel, ConversationEvent};
 
-/// One reported transition of a call.
+/// One reported transition of a call: the event the voice side saw, stepped through the
+/// pure call machine (`state_machines::call`) here, inside the transaction.
 #[derive(Debug, Clone)]
 pub struct CallTransition {
+    /// Our id of the call (the user agent makes it; the SIP Call-ID is the caller's).
+    pub call_id: String,
     /// The org the dialled number belongs to.
     pub org_id: String,
-    /// The SIP Call-ID of the caller's leg (unique per call).
+    /// The SIP Call-ID of the caller's leg.
     pub sip_call_id: String,
-    /// The caller's address (the From URI's user part, or the whole URI).
+    /// The caller's From URI.
     pub from: String,
     /// The dialled number.
     pub to: String,
-    /// The application answering it (`echo`, `menu`, `play:FILE.wav`).
-    pub app: String,
-    /// The new state's stable name (`ringing`, `answered`, …, `ended`).
-    pub state: String,
-    /// The event that moved it (`invite`, `answer`, `bye`, …).
-    pub event: String,
-    /// Why it ended, for `ended`.
-    pub cause: Option<String>,
-    /// Free detail (a DTMF digit, a transfer target).
+    /// `None`: the call starts (ringing); else what happened to it.
+    pub event: Option<CallEvent>,
+    /// Free detail (the rejecting status, a transfer target).
     pub detail: Option<String>,
 }
 
 /// What storing a transition did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CallRecorded {
-    /// Our id of the call.
-    pub call_id: String,
-    /// Whether this transition created the call.
-    pub created: bool,
+pub enum CallRecorded {
+    /// The machine moved (or the call started) and the step is stored.
+    Stored {
+        /// The state now.
+        state: CallState,
+    },
+    /// The machine refused the event in the stored state (nothing written): a late report.
+    Refused {
+        /// The state it stays in.
+        state: CallState,
+    },
 }
 
-/// Stores a transition in the caller's transaction (creating the call on its first).
+/// The contact address of a caller: the user part of `"Name" <sip:USER@host;…>`, or the
+/// whole thing when it has none.
+pub fn caller_address(from: &str) -> String {
+    let inner = match (from.find('<'), from.rfind('>')) {
+        (Some(a), Some(b)) if a < b => &from[a + 1..b],
+        _ => from,
+    };
+    let inner = inner.trim();
+    let no_scheme = inner
+        .strip_prefix("sips:")
+        .or_else(|| inner.strip_prefix("sip:"))
+        .or_else(|| inner.strip_prefix("tel:"))
+        .unwrap_or(inner);
+    let user = no_scheme.split(['@', ';', '?']).next().unwrap_or(no_scheme);
+    if user.is_empty() {
+        inner.to_string()
+    } else {
+        user.to_string()
+    }
+}
+
+/// Steps and stores a transition in the caller's transaction (creating the call on its
+/// first).
 pub async fn record(
     conn: &mut AnyConnection,
     t: &CallTransition,
     now: i64,
 ) -> Result<CallRecorded, StoreError> {
     let existing =
-        sqlx::query("SELECT id, org_id, state, conversation_id FROM calls WHERE sip_call_id = $1")
-            .bind(&t.sip_call_id)
+        sqlx::query("SELECT org_id, state, cause, conversation_id, app FROM calls WHERE id = $1")
+            .bind(&t.call_id)
             .fetch_optional(&mut *conn)
             .await?;
-    let (call_id, conversation_id, previous, created) = match existing {
+    let (previous, state, conversation_id, app) = match existing {
         Some(row) => {
-            let org: String = row.try_get(1)?;
+            let org: String = row.try_get(0)?;
             if org != t.org_id {
-                // A Call-ID reused across orgs is hostile or broken; never cross tenants.
-                return Err(StoreError::ForeignId {
-                    what: "SIP Call-ID",
-                });
+                // Never cross tenants, whatever the voice side reports.
+                return Err(StoreError::ForeignId { what: "call" });
             }
-            let id: String = row.try_get(0)?;
-            let state: String = row.try_get(2)?;
-            let conversation: String = row.try_get(3)?;
+            let name: String = row.try_get(1)?;
+            let cause: Option<String> = row.try_get(2)?;
+            let previous =
+                CallState::parse(&name, cause.as_deref()).ok_or_else(|| StoreError::Corrupt {
+                    what: "calls.state",
+                    detail: name.clone(),
+                })?;
+            let Some(event) = t.event else {
+                // The start reported again: already stored.
+                return Ok(CallRecorded::Stored { state: previous });
+            };
+            let state = match call::step(previous, event) {
+                Ok((state, _effects)) => state,
+                Err(refused) => {
+                    tracing::debug!(call = %t.call_id, %refused, "late call event ignored");
+                    return Ok(CallRecorded::Refused { state: previous });
+                }
+            };
             sqlx::query(
-                "UPDATE calls SET state = $1, cause = COALESCE($2, cause), updated_at = $3, \
+                "UPDATE calls SET state = $1, cause = $2, updated_at = $3, \
                  answered_at = CASE WHEN $1 = 'answered' AND answered_at IS NULL THEN $3 ELSE answered_at END, \
-                 ended_at = CASE WHEN $1 = 'ended' AND ended_at IS NULL THEN $3 ELSE ended_at END \
+                 ended_at = CASE WHEN $1 = 'ended' THEN $3 ELSE ended_at END \
                  WHERE id = $4",
             )
-            .bind(&t.state)
-            .bind(&t.cause)
+            .bind(state.as_str())
+            .bind(state.cause().map(EndCause::as_str))
             .bind(now)
-            .bind(&id)
+            .bind(&t.call_id)
             .execute(&mut *conn)
             .await?;
-            (id, conversation, Some(state), false)
+            (
+                Some(previous),
+                state,
+                row.try_get::<String, _>(3)?,
+                row.try_get::<String, _>(4)?,
+            )
         }
         None => {
+            let (mut state, _effects) = call::start();
+            if let Some(event) = t.event {
+                // Reported without its start (a call refused at once): start it here.
+                state =
+                    call::step(state, event)
+                        .map(|(s, _)| s)
+                        .map_err(|e| StoreError::Corrupt {
+                            what: "call event",
+                            detail: e.to_string(),
+                        })?;
+            }
+            let app: Option<String> = sqlx::query_scalar(
+                "SELECT app FROM voice_routes WHERE number = $1 AND org_id = $2",
+            )
+            .bind(normalize_number(&t.to))
+            .bind(&t.org_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+            let app = app.unwrap_or_default();
             let thread = touch(
                 conn,
                 &t.org_id,
                 Channel::Voice,
-                &t.from,
+                &caller_address(&t.from),
                 ConversationEvent::Inbound,
                 now,
             )
             .await?;
-            let id = new_id();
             sqlx::query(
                 "INSERT INTO calls (id, org_id, conversation_id, sip_call_id, from_uri, to_number, app, \
                  state, cause, started_at, answered_at, ended_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
-                 CASE WHEN $8 = 'answered' THEN $10 END, CASE WHEN $8 = 'ended' THEN $10 END, $10)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, \
+                 CASE WHEN $8 = 'ended' THEN $10 END, $10)",
             )
-            .bind(&id)
+            .bind(&t.call_id)
             .bind(&t.org_id)
             .bind(&thread.conversation_id)
             .bind(&t.sip_call_id)
             .bind(&t.from)
             .bind(&t.to)
-            .bind(&t.app)
-            .bind(&t.state)
-            .bind(&t.cause)
+            .bind(&app)
+            .bind(state.as_str())
+            .bind(state.cause().map(EndCause::as_str))
             .bind(now)
             .execute(&mut *conn)
             .await?;
-            (id, thread.conversation_id, None, true)
+            (None, state, thread.conversation_id, app)
         }
     };
+    let event = t.event.map_or("invite", |e| e.name());
+    let cause = state.cause().map(EndCause::as_str);
     sqlx::query(
         "INSERT INTO call_history (call_id, org_id, state, event, cause, detail, at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
-    .bind(&call_id)
+    .bind(&t.call_id)
     .bind(&t.org_id)
-    .bind(&t.state)
-    .bind(&t.event)
-    .bind(&t.cause)
+    .bind(state.as_str())
+    .bind(event)
+    .bind(cause)
     .bind(&t.detail)
     .bind(now)
     .execute(&mut *conn)
@@ -138,18 +202,18 @@ pub async fn record(
             org_id: &t.org_id,
             partition_key: &conversation_id,
             event_type: "dartwing.call.state_changed.v1",
-            subject: format!("calls/{call_id}"),
+            subject: format!("calls/{}", t.call_id),
             data: json!({
-                "call_id": call_id, "conversation_id": conversation_id,
-                "from": t.from, "to": t.to, "app": t.app,
-                "state": t.state, "previous_state": previous, "event": t.event,
-                "cause": t.cause, "detail": t.detail,
+                "call_id": t.call_id, "conversation_id": conversation_id,
+                "from": t.from, "to": t.to, "app": app,
+                "state": state.as_str(), "previous_state": previous.map(CallState::as_str),
+                "event": event, "cause": cause, "detail": t.detail,
             }),
         },
         now,
     )
     .await?;
-    Ok(CallRecorded { call_id, created })
+    Ok(CallRecorded::Stored { state })
 }
 
 /// A call as the API shows it.
@@ -392,6 +456,17 @@ pub async fn agent(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn caller_addresses_come_from_the_user_part() {
+        assert_eq!(
+            caller_address("\"Bob\" <sip:+15551234567@10.0.0.1:5062;transport=udp>"),
+            "+15551234567"
+        );
+        assert_eq!(caller_address("sip:alice@example.com"), "alice");
+        assert_eq!(caller_address("<tel:+15550000000>"), "+15550000000");
+        assert_eq!(caller_address("sip:@host"), "sip:@host");
+    }
 
     #[test]
     fn numbers_normalize_to_one_form() {

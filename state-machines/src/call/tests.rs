@@ -3,7 +3,7 @@ use proptest::prelude::*;
 use std::collections::HashSet;
 use CallEvent as E;
 
-const EVENTS: [CallEvent; 15] = [
+const EVENTS: [CallEvent; 18] = [
     E::Answer,
     E::Cancel,
     E::Busy,
@@ -19,131 +19,36 @@ const EVENTS: [CallEvent; 15] = [
     E::MediaTimeout,
     E::MaxDuration,
     E::Fail,
+    E::AgentHangup,
+    E::NoAck,
+    E::Shutdown,
 ];
 
 /// The table written out by hand, one row per live state, one column per event in the order
 /// of `EVENTS`: the next state's stable name (`ended:<cause>` for ended), `-` for invalid.
-const TABLE: [(&str, [&str; 15]); 6] = [
-    (
-        "ringing",
-        [
-            "answered",
-            "ended:cancelled",
-            "ended:busy",
-            "ended:no_answer",
-            "ended:rejected",
-            "-",
-            "-",
-            "-",
-            "-",
-            "-",
-            "-",
-            "-",
-            "-",
-            "-",
-            "ended:failed",
-        ],
-    ),
-    (
-        "answered",
-        [
-            "-",
-            "-",
-            "-",
-            "-",
-            "-",
-            "on_hold",
-            "answered",
-            "transferring",
-            "-",
-            "-",
-            "ended:caller_hangup",
-            "ended:callee_hangup",
-            "ended:media_timeout",
-            "ended:max_duration",
-            "ended:failed",
-        ],
-    ),
-    (
-        "on_hold",
-        [
-            "-",
-            "-",
-            "-",
-            "-",
-            "-",
-            "on_hold",
-            "answered",
-            "-",
-            "-",
-            "-",
-            "ended:caller_hangup",
-            "ended:callee_hangup",
-            "ended:media_timeout",
-            "ended:max_duration",
-            "ended:failed",
-        ],
-    ),
-    (
-        "on_hold_bridged",
-        [
-            "-",
-            "-",
-            "-",
-            "-",
-            "-",
-            "on_hold_bridged",
-            "bridged",
-            "-",
-            "-",
-            "-",
-            "ended:caller_hangup",
-            "ended:callee_hangup",
-            "ended:media_timeout",
-            "ended:max_duration",
-            "ended:failed",
-        ],
-    ),
-    (
-        "transferring",
-        [
-            "-",
-            "-",
-            "-",
-            "-",
-            "-",
-            "-",
-            "-",
-            "-",
-            "bridged",
-            "answered",
-            "ended:caller_hangup",
-            "ended:callee_hangup",
-            "ended:media_timeout",
-            "ended:max_duration",
-            "ended:failed",
-        ],
-    ),
-    (
-        "bridged",
-        [
-            "-",
-            "-",
-            "-",
-            "-",
-            "-",
-            "on_hold_bridged",
-            "bridged",
-            "-",
-            "-",
-            "-",
-            "ended:caller_hangup",
-            "ended:callee_hangup",
-            "ended:media_timeout",
-            "ended:max_duration",
-            "ended:failed",
-        ],
-    ),
+/// Columns: answer cancel busy no_answer reject hold resume transfer transfer_answered
+/// transfer_failed caller_hangup callee_hangup media_timeout max_duration fail agent_hangup
+/// no_ack shutdown.
+#[rustfmt::skip]
+const TABLE: [(&str, [&str; 18]); 6] = [
+    ("ringing", ["answered", "ended:cancelled", "ended:busy", "ended:no_answer", "ended:rejected",
+        "-", "-", "-", "-", "-", "-", "-", "-", "-", "ended:failed",
+        "-", "-", "ended:shutdown"]),
+    ("answered", ["-", "-", "-", "-", "-", "on_hold", "answered", "transferring", "-", "-",
+        "ended:caller_hangup", "ended:callee_hangup", "ended:media_timeout", "ended:max_duration", "ended:failed",
+        "-", "ended:no_ack", "ended:shutdown"]),
+    ("on_hold", ["-", "-", "-", "-", "-", "on_hold", "answered", "-", "-", "-",
+        "ended:caller_hangup", "ended:callee_hangup", "ended:media_timeout", "ended:max_duration", "ended:failed",
+        "-", "-", "ended:shutdown"]),
+    ("on_hold_bridged", ["-", "-", "-", "-", "-", "on_hold_bridged", "bridged", "-", "-", "-",
+        "ended:caller_hangup", "ended:callee_hangup", "ended:media_timeout", "ended:max_duration", "ended:failed",
+        "ended:agent_hangup", "-", "ended:shutdown"]),
+    ("transferring", ["-", "-", "-", "-", "-", "-", "-", "-", "bridged", "answered",
+        "ended:caller_hangup", "ended:callee_hangup", "ended:media_timeout", "ended:max_duration", "ended:failed",
+        "-", "-", "ended:shutdown"]),
+    ("bridged", ["-", "-", "-", "-", "-", "on_hold_bridged", "bridged", "-", "-", "-",
+        "ended:caller_hangup", "ended:callee_hangup", "ended:media_timeout", "ended:max_duration", "ended:failed",
+        "ended:agent_hangup", "-", "ended:shutdown"]),
 ];
 
 fn name(s: CallState) -> String {
@@ -180,7 +85,7 @@ fn every_state_event_pair_matches_the_table() {
             checked += 1;
         }
     }
-    assert_eq!(checked, (6 + 9) * 15);
+    assert_eq!(checked, (6 + 12) * 18);
 }
 
 #[test]
@@ -212,14 +117,20 @@ fn key_transitions_have_exact_effects() {
     );
     assert!(fx.contains(&RejectInvite { status: 480 }));
     // The agent hangs up a bridged call: BYE to the caller only.
-    let (s, fx) = step(CallState::Bridged, E::CalleeHangup).unwrap();
+    let (s, fx) = step(CallState::Bridged, E::AgentHangup).unwrap();
     assert_eq!(
         s,
         CallState::Ended {
-            cause: EndCause::CalleeHangup
+            cause: EndCause::AgentHangup
         }
     );
     assert!(fx.contains(&SendBye(Leg::Caller)) && !fx.contains(&SendBye(Leg::Agent)));
+    // Our side hangs up a bridged call: BYE to both.
+    let (_, fx) = step(CallState::Bridged, E::CalleeHangup).unwrap();
+    assert!(fx.contains(&SendBye(Leg::Caller)) && fx.contains(&SendBye(Leg::Agent)));
+    // Shutdown while ringing answers the INVITE with 503.
+    let (_, fx) = step(CallState::Ringing, E::Shutdown).unwrap();
+    assert!(fx.contains(&RejectInvite { status: 503 }));
     // The caller hangs up a bridged call: BYE to the agent only.
     let (_, fx) = step(CallState::Bridged, E::CallerHangup).unwrap();
     assert!(!fx.contains(&SendBye(Leg::Caller)) && fx.contains(&SendBye(Leg::Agent)));
@@ -310,7 +221,7 @@ proptest! {
     /// is cancelled or fires exactly once, media starts once and stops once, the agent leg is
     /// always ended, and an ended call holds nothing.
     #[test]
-    fn resources_are_balanced(events in proptest::collection::vec(0usize..15, 0..40)) {
+    fn resources_are_balanced(events in proptest::collection::vec(0usize..18, 0..40)) {
         let (mut state, fx) = start();
         let mut m = Model { timers: HashSet::new(), media: false, agent: AgentLeg::None, invite_final: false };
         m.apply(&fx)?;
@@ -329,7 +240,7 @@ proptest! {
             if let Some(t) = fired { m.timers.remove(&t); }
             if state == CallState::Ringing && next == CallState::Answered { m.invite_final = true; }
             // An agent that hangs up sends its own BYE.
-            if event == E::CalleeHangup && m.agent == AgentLeg::Up { m.agent = AgentLeg::None; }
+            if event == E::AgentHangup { m.agent = AgentLeg::None; }
             m.apply(&fx)?;
             state = next;
             let has_media = matches!(state, CallState::Answered | CallState::OnHold { .. } | CallState::Transferring | CallState::Bridged);

@@ -9,11 +9,15 @@
 //! | `play:FILE.wav` | plays the WAV once, then asks to hang up |
 //! | `menu` or `menu:FILE.wav` | plays a prompt (two beeps, or the WAV), then: `1` transfer to `agent`, `2` echo (`*` back to the menu), `3` start recording, `4` stop recording, `#` hang up, anything else replays the prompt |
 //!
-//! Contract: the media task calls the app synchronously, once per 20 ms tick and once per
-//! digit, on the task that also paces RTP. A method must return in well under a millisecond;
+//! [`bridge::pair`] makes the two sides of a transfer's bridge (not selected by a spec: call
+//! control puts them on the two legs with `MediaHandle::set_app`).
+//!
+//! Contract: the media worker calls the app synchronously, once per 20 ms tick and once per
+//! digit, on the thread that also paces the RTP of many other calls. A method must return in well under a millisecond;
 //! anything slow (speech recognition, a network call) must be handed to another task through
 //! a bounded channel with `try_send`, dropping when it is full, never awaited.
 
+pub mod bridge;
 mod echo;
 mod menu;
 mod play;
@@ -120,18 +124,47 @@ pub fn load_wav(path: &str) -> Result<Audio, AppSpecError> {
     Ok(clip.to_mono_8k().into())
 }
 
-/// Builds the application a spec string names (reading its WAV file now, if any).
-pub fn parse_app_spec(spec: &str) -> Result<Box<dyn CallApp>, AppSpecError> {
-    let spec = spec.trim();
-    match spec.split_once(':') {
-        None if spec == "echo" => Ok(Box::new(Echo)),
-        None if spec == "menu" => Ok(Box::new(Menu::new(None))),
-        Some(("play", file)) if !file.is_empty() => Ok(Box::new(Play::new(load_wav(file)?))),
-        Some(("menu", file)) if !file.is_empty() => Ok(Box::new(Menu::new(Some(load_wav(file)?)))),
-        _ => Err(AppSpecError::Unknown {
-            spec: spec.to_string(),
-        }),
+/// A parsed application spec with its audio loaded: cheap to turn into a fresh app per call
+/// ([`AppSpec::build`]), so a route's WAV is read once, not on every INVITE.
+#[derive(Debug, Clone)]
+pub enum AppSpec {
+    /// `echo`.
+    Echo,
+    /// `menu` (prompt `None`: the built-in beeps) or `menu:FILE.wav`.
+    Menu(Option<Audio>),
+    /// `play:FILE.wav`.
+    Play(Audio),
+}
+
+impl AppSpec {
+    /// Parses a spec string, reading its WAV file now, if any.
+    pub fn parse(spec: &str) -> Result<AppSpec, AppSpecError> {
+        let spec = spec.trim();
+        match spec.split_once(':') {
+            None if spec == "echo" => Ok(AppSpec::Echo),
+            None if spec == "menu" => Ok(AppSpec::Menu(None)),
+            Some(("play", file)) if !file.is_empty() => Ok(AppSpec::Play(load_wav(file)?)),
+            Some(("menu", file)) if !file.is_empty() => Ok(AppSpec::Menu(Some(load_wav(file)?))),
+            _ => Err(AppSpecError::Unknown {
+                spec: spec.to_string(),
+            }),
+        }
     }
+
+    /// A fresh application for one call (the audio is shared, not copied).
+    pub fn build(&self) -> Box<dyn CallApp> {
+        match self {
+            AppSpec::Echo => Box::new(Echo),
+            AppSpec::Menu(prompt) => Box::new(Menu::new(prompt.clone())),
+            AppSpec::Play(clip) => Box::new(Play::new(clip.clone())),
+        }
+    }
+}
+
+/// Builds the application a spec string names (reading its WAV file now, if any). For many
+/// calls on one route, keep the [`AppSpec`] and [`AppSpec::build`] per call instead.
+pub fn parse_app_spec(spec: &str) -> Result<Box<dyn CallApp>, AppSpecError> {
+    AppSpec::parse(spec).map(|s| s.build())
 }
 
 /// A sine tone, for prompts and tests.

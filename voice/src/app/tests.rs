@@ -99,3 +99,30 @@ fn menu_walks_its_digits() {
     assert!(m.on_audio(&[1; 160]).is_empty());
     assert_eq!(m.on_dtmf('#'), vec![Action::StopPlayback, Action::Hangup]);
 }
+
+#[test]
+fn a_parsed_spec_builds_independent_apps_sharing_the_clip() {
+    let dir = std::env::temp_dir().join(format!("dartwing-spec-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("p.wav");
+    std::fs::write(&path, encode_wav(8000, 1, &[7; 800])).unwrap();
+    let spec = AppSpec::parse(&format!("play:{}", path.display())).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    // The file is gone: building still works, from the loaded clip.
+    let (mut a, mut b) = (spec.build(), spec.build());
+    let (pa, pb) = (a.on_start(&ctx()), b.on_start(&ctx()));
+    match (pa.as_slice(), pb.as_slice()) {
+        ([Action::Play(x)], [Action::Play(y)]) => assert!(std::sync::Arc::ptr_eq(x, y)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(a.on_playback_finished(), vec![Action::Hangup]);
+    assert_eq!(
+        b.on_playback_finished(),
+        vec![Action::Hangup],
+        "b has its own state"
+    );
+    assert!(matches!(
+        AppSpec::parse("menu").unwrap(),
+        AppSpec::Menu(None)
+    ));
+}

@@ -94,6 +94,10 @@ pub struct JitterStats {
     pub jitter_ms: f64,
     /// The current target depth in packets.
     pub target_frames: usize,
+    /// The stream's SSRC, once a packet arrived.
+    pub ssrc: Option<u32>,
+    /// Extended highest sequence number received (RFC 3550 A.1: cycles in the high 16 bits).
+    pub highest_seq: u32,
 }
 
 #[derive(Debug)]
@@ -168,7 +172,9 @@ impl JitterBuffer {
         if self.ssrc.is_some() {
             let extended = u64::from(self.cycles) + u64::from(self.max_seq);
             s.expected = extended + 1 - u64::from(self.base_seq);
+            s.highest_seq = extended as u32;
         }
+        s.ssrc = self.ssrc;
         s.lost = s.expected as i64 - s.received as i64;
         s.jitter_ms = self.jitter / 8.0;
         s

@@ -11,10 +11,11 @@ use super::dtmf::{DtmfReceiver, DtmfSender};
 use super::g711;
 use super::jitter::{JitterBuffer, Playout};
 use super::playback::Playback;
-use super::port_pool::PortLease;
+use super::port_pool::{PortLease, RtpSockets};
 use super::recorder::Recorder;
+use super::rtcp::{self, ReportBlock, RtcpPacket, SenderInfo};
 use super::rtp::RtpPacket;
-use super::session::{Command, MediaConfig, MediaEvent, MediaStats};
+use super::session::{Command, MediaConfig, MediaEvent, MediaStats, RemoteReport};
 use crate::app::{Action, CallApp, CallContext, FRAME_SAMPLES};
 use crate::sdp::Negotiated;
 use std::hash::{BuildHasher, Hasher};
@@ -25,6 +26,13 @@ use tokio::time::Instant;
 
 /// Datagrams read per tick at most (a 20 ms stream sends one).
 const MAX_PER_TICK: usize = 32;
+/// The RTCP socket is read every this many ticks (0.5 s): reports come every few seconds.
+const RTCP_READ_EVERY: u32 = 25;
+
+/// `interval` times a random factor in [0.5, 1.5), so legs started together spread out.
+fn randomised(interval: std::time::Duration) -> std::time::Duration {
+    interval.mul_f64(0.5 + f64::from(random_u32()) / f64::from(u32::MAX))
+}
 
 fn random_u32() -> u32 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -35,6 +43,7 @@ fn random_u32() -> u32 {
 /// One call leg's media state; driven by a worker once per tick.
 pub(crate) struct Leg {
     socket: UdpSocket,
+    rtcp: UdpSocket,
     _lease: PortLease,
     config: MediaConfig,
     negotiated: Negotiated,
@@ -52,6 +61,14 @@ pub(crate) struct Leg {
     timestamp: u32,
     marker: bool,
     stats_at: Option<Instant>,
+    /// Where RTCP goes: the source RTCP came from, else the remote RTP port + 1.
+    rtcp_remote: Option<SocketAddr>,
+    rtcp_due: Option<Instant>,
+    ticks: u32,
+    /// The far end's last SR: the middle of its NTP time, and when it arrived.
+    last_sr: Option<(u32, Instant)>,
+    /// (expected, received) at the last report, for the fraction lost since.
+    reported: (u64, u64),
     epoch: Instant,
     last_rx: Instant,
     timed_out: bool,
@@ -63,9 +80,9 @@ pub(crate) struct Leg {
 }
 
 impl Leg {
-    /// A leg for `socket`, not started yet.
+    /// A leg for `sockets`, not started yet.
     pub(crate) fn new(
-        socket: UdpSocket,
+        sockets: RtpSockets,
         lease: PortLease,
         negotiated: &Negotiated,
         app: Box<dyn CallApp>,
@@ -74,7 +91,13 @@ impl Leg {
     ) -> Leg {
         let now = Instant::now();
         Leg {
-            socket,
+            socket: sockets.rtp,
+            rtcp: sockets.rtcp,
+            rtcp_remote: None,
+            rtcp_due: config.rtcp_interval.map(|i| now + randomised(i)),
+            ticks: 0,
+            last_sr: None,
+            reported: (0, 0),
             _lease: lease,
             jitter: JitterBuffer::new(config.jitter),
             stats_at: config.stats_interval.map(|i| now + i),
@@ -117,6 +140,13 @@ impl Leg {
         }
         self.drain(buf, now);
         self.on_tick(now);
+        self.ticks = self.ticks.wrapping_add(1);
+        if self.ticks.is_multiple_of(RTCP_READ_EVERY) {
+            self.read_rtcp(buf, now);
+        }
+        if self.rtcp_due.is_some_and(|due| now >= due) {
+            self.send_rtcp(now);
+        }
         if let (Some(at), Some(every)) = (self.stats_at, self.config.stats_interval) {
             if now >= at {
                 self.emit(MediaEvent::Stats(self.snapshot()));
@@ -150,13 +180,25 @@ impl Leg {
             Command::Update(n) => {
                 self.remote = n.remote_rtp;
                 self.latched = None;
+                self.rtcp_remote = None;
                 self.negotiated = *n;
             }
             Command::SetRemote(addr) => {
                 self.remote = addr;
                 self.latched = None;
+                self.rtcp_remote = None;
             }
             Command::Act(a) => self.apply(vec![a]),
+            Command::Dtmf(digit) => {
+                let actions = self.app.on_dtmf(digit);
+                self.apply(actions);
+            }
+            Command::SetApp(app, ctx) => {
+                self.app = app;
+                self.playback.clear();
+                let actions = self.app.on_start(&ctx);
+                self.apply(actions);
+            }
             Command::Stop => {}
         }
     }
@@ -207,6 +249,89 @@ impl Leg {
                 Ok((n, from)) => self.on_datagram(&buf[..n], from, now),
                 Err(_) => break,
             }
+        }
+    }
+
+    fn read_rtcp(&mut self, buf: &mut [u8], now: Instant) {
+        for _ in 0..MAX_PER_TICK {
+            let Ok((n, from)) = self.rtcp.recv_from(buf) else {
+                break;
+            };
+            let Ok(packets) = rtcp::parse(&buf[..n]) else {
+                self.stats.malformed += 1;
+                continue;
+            };
+            // Symmetric RTCP, like RTP: answer where it comes from, from the RTP source's host.
+            if self.latched.is_none_or(|rtp| rtp.ip() == from.ip()) {
+                self.rtcp_remote = Some(from);
+            }
+            self.stats.rtcp_received += 1;
+            for p in packets {
+                let blocks = match p {
+                    RtcpPacket::SenderReport { info, blocks, .. } => {
+                        self.last_sr = Some((rtcp::ntp_middle(info.ntp), now));
+                        blocks
+                    }
+                    RtcpPacket::ReceiverReport { blocks, .. } => blocks,
+                    _ => continue,
+                };
+                if let Some(b) = blocks.iter().find(|b| b.ssrc == self.ssrc) {
+                    self.stats.remote_report = Some(RemoteReport {
+                        fraction_lost: b.fraction_lost,
+                        jitter_ms: f64::from(b.jitter) / 8.0,
+                    });
+                }
+            }
+        }
+    }
+
+    fn send_rtcp(&mut self, now: Instant) {
+        let Some(interval) = self.config.rtcp_interval else {
+            self.rtcp_due = None;
+            return;
+        };
+        self.rtcp_due = Some(now + randomised(interval));
+        let target = self.rtcp_remote.or_else(|| {
+            self.remote
+                .map(|r| SocketAddr::new(r.ip(), r.port().wrapping_add(1)))
+        });
+        let Some(target) = target else { return };
+        let j = self.jitter.stats();
+        let block = j.ssrc.map(|ssrc| {
+            let (prev_expected, prev_received) = self.reported;
+            let expected = j.expected.saturating_sub(prev_expected);
+            let received = j.received.saturating_sub(prev_received);
+            self.reported = (j.expected, j.received);
+            let fraction = if expected == 0 || received >= expected {
+                0
+            } else {
+                ((expected - received) * 256 / expected).min(255) as u8
+            };
+            let (last_sr, delay) = self.last_sr.map_or((0, 0), |(middle, at)| {
+                let d = now.duration_since(at).as_secs_f64() * 65536.0;
+                (middle, d as u32)
+            });
+            ReportBlock {
+                ssrc,
+                fraction_lost: fraction,
+                cumulative_lost: j.lost.clamp(-0x80_0000, 0x7F_FFFF) as i32,
+                highest_seq: j.highest_seq,
+                jitter: (j.jitter_ms * 8.0) as u32,
+                last_sr,
+                delay_since_last_sr: delay,
+            }
+        });
+        let info = (self.stats.packets_sent > 0).then(|| SenderInfo {
+            ntp: rtcp::ntp_from(std::time::SystemTime::now()),
+            rtp_timestamp: self.timestamp,
+            packets: self.stats.packets_sent as u32,
+            octets: self.stats.octets_sent as u32,
+        });
+        self.out_buf.clear();
+        rtcp::write_report(&mut self.out_buf, self.ssrc, info, block);
+        rtcp::write_sdes_cname(&mut self.out_buf, self.ssrc, &self.config.cname);
+        if self.rtcp.send_to(&self.out_buf, target).is_ok() {
+            self.stats.rtcp_sent += 1;
         }
     }
 
@@ -325,7 +450,10 @@ impl Leg {
         packet.write(&mut self.out_buf);
         self.seq = self.seq.wrapping_add(1);
         match self.socket.send_to(&self.out_buf, remote) {
-            Ok(_) => self.stats.packets_sent += 1,
+            Ok(_) => {
+                self.stats.packets_sent += 1;
+                self.stats.octets_sent += self.payload.len() as u64;
+            }
             Err(_) => self.stats.send_dropped += 1,
         }
     }

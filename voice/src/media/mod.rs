@@ -1,4 +1,4 @@
-//! RTP media for one call leg: a [`MediaSession`] per leg, running as its own tokio task.
+//! RTP media of call legs: one leg per call side, driven every 20 ms by a media worker.
 //!
 //! ```text
 //!            UDP (port from the PortPool)                         bounded, try_send
@@ -19,7 +19,11 @@
 //! 20 ms, of G.711 silence. Continuous RTP keeps NAT bindings open and keeps carriers' and
 //! phones' own RTP timeouts quiet; it costs ~8 kB/s per call. While our direction is
 //! `recvonly` or `inactive` (hold) nothing is sent. Comfort noise (payload 13) received is
-//! counted as activity and otherwise ignored. RTCP is not sent or read yet.
+//! counted as activity and otherwise ignored.
+//!
+//! RTCP: every leg sends a compound SR (or RR) + SDES CNAME about every 5 s to the remote's
+//! RTCP port (RTP port + 1, or the source its RTCP came from), and reads the far end's
+//! reports twice a second into [`MediaStats`] (its view of our stream's loss and jitter).
 //!
 //! Use from call control (an INVITE with an SDP offer, answered by the `echo` application):
 //!
@@ -64,14 +68,15 @@ mod leg;
 pub mod playback;
 pub mod port_pool;
 pub mod recorder;
+pub mod rtcp;
 pub mod rtp;
 pub mod session;
 pub mod wav;
 mod worker;
 
 pub use jitter::{JitterConfig, JitterStats};
-pub use port_pool::{PortLease, PortPool, PortPoolError};
+pub use port_pool::{PortLease, PortPool, PortPoolError, RtpSockets};
 pub use session::{
     BoundMedia, MediaConfig, MediaError, MediaEvent, MediaHandle, MediaSession, MediaStats,
-    MediaWorkers,
+    MediaWorkers, RemoteReport,
 };

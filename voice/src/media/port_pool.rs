@@ -1,7 +1,7 @@
 //! The RTP port range from configuration, handed out one even port per call leg.
 //!
-//! RTP takes even ports so that `port + 1` stays free for RTCP (RFC 3550 §11); we do not
-//! bind RTCP today. A lease returns its port to the back of the free list when dropped, so a
+//! RTP takes the even port and RTCP `port + 1` (RFC 3550 §11); a port whose pair cannot be
+//! bound is skipped. A lease returns its port to the back of the free list when dropped, so a
 //! port is reused as late as possible and stray packets of an ended call rarely reach a new
 //! one. A port another process holds is skipped (its bind fails) and retried later.
 
@@ -45,6 +45,15 @@ struct Inner {
     free: Mutex<VecDeque<u16>>,
 }
 
+/// The two sockets of a leg.
+#[derive(Debug)]
+pub struct RtpSockets {
+    /// RTP, on the even port.
+    pub rtp: UdpSocket,
+    /// RTCP, on the port after it.
+    pub rtcp: UdpSocket,
+}
+
 /// A pool of RTP ports on one local address. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct PortPool {
@@ -77,7 +86,9 @@ impl PortPool {
     /// A pool over the even ports of `range` on `ip`.
     pub fn new(ip: IpAddr, range: RangeInclusive<u16>) -> Result<PortPool, PortPoolError> {
         let (first, last) = (*range.start(), *range.end());
-        let free: VecDeque<u16> = range.filter(|p| p % 2 == 0 && *p > 1).collect();
+        let free: VecDeque<u16> = range
+            .filter(|p| p % 2 == 0 && *p > 1 && *p < u16::MAX)
+            .collect();
         if free.is_empty() {
             return Err(PortPoolError::EmptyRange { first, last });
         }
@@ -95,8 +106,8 @@ impl PortPool {
         self.inner.free.lock().map(|f| f.len()).unwrap_or(0)
     }
 
-    /// Binds a UDP socket on the next free port (non-blocking, ready for tokio).
-    pub fn bind(&self) -> Result<(UdpSocket, PortLease), PortPoolError> {
+    /// Binds the next free pair: RTP on the even port, RTCP on the next (both non-blocking).
+    pub fn bind(&self) -> Result<(RtpSockets, PortLease), PortPoolError> {
         let mut failed = Vec::new();
         let result = loop {
             let next = self.inner.free.lock().ok().and_then(|mut f| f.pop_front());
@@ -106,12 +117,19 @@ impl PortPool {
                     failed: failed.len(),
                 });
             };
-            match UdpSocket::bind(SocketAddr::new(self.inner.ip, port))
-                .and_then(|s| s.set_nonblocking(true).map(|()| s))
-            {
-                Ok(socket) => {
+            let open = |p: u16| {
+                UdpSocket::bind(SocketAddr::new(self.inner.ip, p))
+                    .and_then(|s| s.set_nonblocking(true).map(|()| s))
+            };
+            match open(port).and_then(|rtp| {
+                Ok(RtpSockets {
+                    rtp,
+                    rtcp: open(port + 1)?,
+                })
+            }) {
+                Ok(sockets) => {
                     break Ok((
-                        socket,
+                        sockets,
                         PortLease {
                             port,
                             inner: Arc::clone(&self.inner),
@@ -142,7 +160,8 @@ mod tests {
         assert_eq!(pool.available(), 4);
         let (s1, l1) = pool.bind().unwrap();
         assert_eq!(l1.port() % 2, 0);
-        assert_eq!(s1.local_addr().unwrap().port(), l1.port());
+        assert_eq!(s1.rtp.local_addr().unwrap().port(), l1.port());
+        assert_eq!(s1.rtcp.local_addr().unwrap().port(), l1.port() + 1);
         let (_s2, l2) = pool.bind().unwrap();
         assert_ne!(l1.port(), l2.port());
         assert_eq!(pool.available(), 2);
@@ -156,8 +175,8 @@ mod tests {
     #[test]
     fn exhaustion_and_busy_ports() {
         let pool = PortPool::new(LOCAL, 41020..=41023).unwrap();
-        // Another process (here: a plain socket) holds 41020.
-        let squatter = UdpSocket::bind((LOCAL, 41020));
+        // Another process (here: a plain socket) holds 41021, the RTCP port of 41020.
+        let squatter = UdpSocket::bind((LOCAL, 41021));
         let (_s, lease) = pool.bind().unwrap();
         if squatter.is_ok() {
             assert_eq!(lease.port(), 41022);

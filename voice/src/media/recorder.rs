@@ -1,7 +1,7 @@
 //! Recording a call to a two-channel WAV: left is what the caller sent us, right is what we
 //! sent the caller, both 8 kHz PCM16, aligned on the 20 ms tick.
 //!
-//! The media task hands each tick's pair of frames to a writer thread over a bounded channel
+//! The media worker hands each tick's pair of frames to a writer thread over a bounded channel
 //! with `try_send`: if the disk is slow, frames are dropped (and counted), the call never
 //! waits. Dropped frames are replaced by nothing, so a recording with drops is shorter than the
 //! call; the count is reported in [`super::MediaStats::recording_dropped`].

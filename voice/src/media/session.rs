@@ -18,13 +18,12 @@
 
 use super::jitter::{JitterConfig, JitterStats};
 use super::leg::Leg;
-use super::port_pool::{PortLease, PortPool, PortPoolError};
+use super::port_pool::{PortLease, PortPool, PortPoolError, RtpSockets};
 use crate::app::{Action, CallApp, CallContext};
 use crate::sdp::Negotiated;
 use std::net::SocketAddr;
-use std::net::UdpSocket;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -45,6 +44,11 @@ pub struct MediaConfig {
     pub recording_path: Option<PathBuf>,
     /// Length of an outgoing DTMF press, in 20 ms packets. Default 5 (100 ms).
     pub dtmf_frames: u16,
+    /// How often RTCP reports are sent (randomised ±50% as RFC 3550 §6.3.1 asks);
+    /// `None` sends none. Default 5 s.
+    pub rtcp_interval: Option<Duration>,
+    /// The CNAME in our RTCP SDES. Default `dartwing`.
+    pub cname: String,
 }
 
 impl Default for MediaConfig {
@@ -56,6 +60,8 @@ impl Default for MediaConfig {
             stats_interval: Some(Duration::from_secs(5)),
             recording_path: None,
             dtmf_frames: 5,
+            rtcp_interval: Some(Duration::from_secs(5)),
+            cname: "dartwing".to_string(),
         }
     }
 }
@@ -81,8 +87,25 @@ pub struct MediaStats {
     pub events_dropped: u64,
     /// Recording frames dropped because the writer lagged.
     pub recording_dropped: u64,
-    /// Ticks that ran more than 5 ms after their due time (the task was starved).
+    /// Ticks that ran more than 5 ms after their due time (the worker was starved).
     pub late_ticks: u64,
+    /// RTP payload octets sent.
+    pub octets_sent: u64,
+    /// RTCP compound packets sent.
+    pub rtcp_sent: u64,
+    /// RTCP packets received (and parsed).
+    pub rtcp_received: u64,
+    /// The far end's last RTCP report on our stream.
+    pub remote_report: Option<RemoteReport>,
+}
+
+/// What the far end's RTCP says about the stream we send.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RemoteReport {
+    /// Fraction lost since its previous report, in 1/256.
+    pub fraction_lost: u8,
+    /// Its interarrival jitter of our stream, in milliseconds.
+    pub jitter_ms: f64,
 }
 
 /// What a session tells call control.
@@ -92,7 +115,7 @@ pub enum MediaEvent {
     Dtmf(char),
     /// No RTP for the configured timeout; reported once until RTP flows again.
     MediaTimeout,
-    /// An action the media task cannot carry out itself: `Transfer` or `Hangup`.
+    /// An action the media worker cannot carry out itself: `Transfer` or `Hangup`.
     AppAction(Action),
     /// Periodic counters.
     Stats(MediaStats),
@@ -120,8 +143,8 @@ pub enum MediaError {
     /// No port could be bound.
     #[error(transparent)]
     Port(#[from] PortPoolError),
-    /// The socket could not be handed to tokio.
-    #[error("cannot register the RTP socket: {source}")]
+    /// The socket's address could not be read.
+    #[error("cannot use the RTP socket: {source}")]
     Socket {
         /// The I/O error.
         #[source]
@@ -158,6 +181,8 @@ pub(crate) enum Command {
     Update(Box<Negotiated>),
     SetRemote(Option<SocketAddr>),
     Act(Action),
+    Dtmf(char),
+    SetApp(Box<dyn CallApp>, CallContext),
     Stop,
 }
 
@@ -168,15 +193,15 @@ pub struct MediaSession;
 /// A bound port waiting for negotiation to finish.
 #[derive(Debug)]
 pub struct BoundMedia {
-    socket: UdpSocket,
+    sockets: RtpSockets,
     lease: PortLease,
 }
 
 impl MediaSession {
     /// Takes a port from the pool.
     pub fn bind(pool: &PortPool) -> Result<BoundMedia, MediaError> {
-        let (socket, lease) = pool.bind()?;
-        Ok(BoundMedia { socket, lease })
+        let (sockets, lease) = pool.bind()?;
+        Ok(BoundMedia { sockets, lease })
     }
 }
 
@@ -184,6 +209,7 @@ impl MediaSession {
 #[derive(Debug)]
 pub struct MediaHandle {
     commands: mpsc::Sender<Command>,
+    pending: Arc<AtomicBool>,
     done: oneshot::Receiver<MediaStats>,
     local: SocketAddr,
 }
@@ -194,6 +220,10 @@ pub(crate) struct Entry {
     /// Taken when the worker starts the application.
     pub(crate) ctx: Option<CallContext>,
     pub(crate) commands: mpsc::Receiver<Command>,
+    /// Set by the handle after each command, so the worker reads the channel only then.
+    pub(crate) pending: Arc<AtomicBool>,
+    /// Ticks until the channel is read regardless (to notice a dropped handle).
+    pub(crate) until_check: u32,
     pub(crate) done: oneshot::Sender<MediaStats>,
 }
 
@@ -213,21 +243,26 @@ impl BoundMedia {
         config: MediaConfig,
     ) -> Result<(Entry, Started), MediaError> {
         let local = self
-            .socket
+            .sockets
+            .rtp
             .local_addr()
             .map_err(|source| MediaError::Socket { source })?;
         let (events_tx, events_rx) = mpsc::channel(config.events_capacity.max(1));
         let (cmd_tx, cmd_rx) = mpsc::channel(16);
         let (done_tx, done_rx) = oneshot::channel();
-        let leg = Leg::new(self.socket, self.lease, negotiated, app, config, events_tx);
+        let pending = Arc::new(AtomicBool::new(false));
+        let leg = Leg::new(self.sockets, self.lease, negotiated, app, config, events_tx);
         let entry = Entry {
             leg,
             ctx: Some(ctx),
             commands: cmd_rx,
+            pending: Arc::clone(&pending),
+            until_check: 0,
             done: done_tx,
         };
         let handle = MediaHandle {
             commands: cmd_tx,
+            pending,
             done: done_rx,
             local,
         };
@@ -244,7 +279,7 @@ impl BoundMedia {
         config: MediaConfig,
     ) -> Result<Started, MediaError> {
         let (entry, started) = self.into_entry(negotiated, app, ctx, config)?;
-        tokio::spawn(super::worker::run(None, vec![entry]));
+        tokio::spawn(super::worker::run(None, vec![entry], 1));
         Ok(started)
     }
 }
@@ -271,7 +306,13 @@ impl MediaWorkers {
                 .map_err(|source| MediaError::Worker { source })?;
             std::thread::Builder::new()
                 .name(format!("media-worker-{i}"))
-                .spawn(move || runtime.block_on(super::worker::run(Some(rx), Vec::new())))
+                .spawn(move || {
+                    runtime.block_on(super::worker::run(
+                        Some(rx),
+                        Vec::new(),
+                        super::worker::PHASES,
+                    ))
+                })
                 .map_err(|source| MediaError::Worker { source })?;
             intake.push(tx);
         }
@@ -310,7 +351,9 @@ impl MediaHandle {
         self.commands.try_send(c).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => MediaError::Busy,
             mpsc::error::TrySendError::Closed(_) => MediaError::Closed,
-        })
+        })?;
+        self.pending.store(true, Ordering::Release);
+        Ok(())
     }
 
     /// A re-INVITE moved the remote (or put it on hold with `None`): send there, and latch
@@ -330,9 +373,23 @@ impl MediaHandle {
         self.send(Command::Act(action))
     }
 
+    /// A DTMF digit that arrived by signalling (SIP INFO): the application gets it as if it
+    /// came in RTP. No [`MediaEvent::Dtmf`] is emitted: call control already knows.
+    pub fn dtmf(&self, digit: char) -> Result<(), MediaError> {
+        self.send(Command::Dtmf(digit))
+    }
+
+    /// Replaces the leg's application (what was queued to play is dropped; the new one's
+    /// `on_start` runs). Call control uses it to bridge a leg to an agent
+    /// ([`crate::app::bridge`]) when a transfer is answered.
+    pub fn set_app(&self, app: Box<dyn CallApp>, ctx: CallContext) -> Result<(), MediaError> {
+        self.send(Command::SetApp(app, ctx))
+    }
+
     /// Stops the leg (at its next tick) and returns its final counters.
     pub async fn stop(self) -> MediaStats {
         let _ = self.commands.send(Command::Stop).await;
+        self.pending.store(true, Ordering::Release);
         self.done.await.unwrap_or_default()
     }
 }

@@ -9,26 +9,38 @@
 
 use super::leg::Leg;
 use super::session::{Command, Entry};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::mpsc::{self, error::TryRecvError};
 use tokio::time::{Instant, MissedTickBehavior};
 
 /// The packetization interval.
 const PTIME: Duration = Duration::from_millis(20);
-/// Phases per interval.
-const PHASES: usize = 4;
+/// Phases per interval of a shared worker.
+pub(crate) const PHASES: usize = 4;
+/// Ticks between unconditional reads of a leg's command channel (1 s).
+const CHECK_EVERY: u32 = 50;
 /// A tick this late counts as late in the legs' stats.
 const LATE: Duration = Duration::from_millis(5);
 
 /// Runs until the intake is closed (or absent) and no leg is left.
-pub(crate) async fn run(mut intake: Option<mpsc::Receiver<Entry>>, first: Vec<Entry>) {
-    let mut phases: [Vec<Entry>; PHASES] = Default::default();
+///
+/// `phases` is [`PHASES`] for a shared worker, 1 for a worker of a single leg (no point in
+/// waking four times per period for one leg).
+pub(crate) async fn run(
+    mut intake: Option<mpsc::Receiver<Entry>>,
+    first: Vec<Entry>,
+    phase_count: usize,
+) {
+    let phase_count = phase_count.clamp(1, PHASES);
+    let mut phases: Vec<Vec<Entry>> = (0..phase_count).map(|_| Vec::new()).collect();
     let now = Instant::now();
     for (i, mut e) in first.into_iter().enumerate() {
         start(&mut e, now);
-        phases[i % PHASES].push(e);
+        phases[i % phase_count].push(e);
     }
-    let mut ticker = tokio::time::interval_at(now + PTIME / PHASES as u32, PTIME / PHASES as u32);
+    let period = PTIME / phase_count as u32;
+    let mut ticker = tokio::time::interval_at(now + period, period);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
     let mut phase = 0usize;
     let mut buf = [0u8; 1500];
@@ -39,7 +51,7 @@ pub(crate) async fn run(mut intake: Option<mpsc::Receiver<Entry>>, first: Vec<En
                 Some(mut e) => {
                     start(&mut e, Instant::now());
                     // The least loaded phase keeps the four bursts even.
-                    let p = (0..PHASES).min_by_key(|&p| phases[p].len()).unwrap_or(0);
+                    let p = (0..phase_count).min_by_key(|&p| phases[p].len()).unwrap_or(0);
                     phases[p].push(e);
                 }
                 None => intake = None,
@@ -48,7 +60,7 @@ pub(crate) async fn run(mut intake: Option<mpsc::Receiver<Entry>>, first: Vec<En
                 let now = Instant::now();
                 let late = now.duration_since(due) > LATE;
                 let legs = &mut phases[phase];
-                phase = (phase + 1) % PHASES;
+                phase = (phase + 1) % phase_count;
                 let mut i = 0;
                 while i < legs.len() {
                     if step(&mut legs[i], now, late, &mut buf) {
@@ -75,6 +87,14 @@ fn start(e: &mut Entry, now: Instant) {
 
 /// One leg's tick; `false` when the leg is over.
 fn step(e: &mut Entry, now: Instant, late: bool, buf: &mut [u8]) -> bool {
+    // Reading an empty channel every tick for every leg is measurable at thousands of legs:
+    // read it when the handle flagged a command, and once a second to notice a dropped one.
+    e.until_check = e.until_check.saturating_sub(1);
+    if !e.pending.swap(false, Ordering::Acquire) && e.until_check > 0 {
+        e.leg.tick(now, late, buf);
+        return true;
+    }
+    e.until_check = CHECK_EVERY;
     loop {
         match e.commands.try_recv() {
             Ok(Command::Stop) | Err(TryRecvError::Disconnected) => return false,
