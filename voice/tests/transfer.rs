@@ -299,3 +299,44 @@ async fn menu_key_1_pressed_by_rtp_transfers_to_the_registered_agent() {
     );
     assert_eq!(store.ended_with(EndCause::RemoteHangup), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn info_digit_reaches_the_application_like_an_rtp_digit() {
+    // The menu answers 1 with a transfer to `agent`, who is not registered: the history
+    // shows the attempt, and the caller stays with the menu.
+    let (server, store) = start_ua().await;
+    let c = Client::new(server.local_addr()).await;
+    let tag = call(&c, "info-menu").await;
+    let info = in_dialog(
+        c.port(),
+        "info-menu",
+        "INFO",
+        2,
+        &tag,
+        ("application/dtmf-relay", "Signal=1\r\nDuration=160\r\n"),
+    );
+    c.send(info.as_bytes()).await;
+    c.expect_status(200, WAIT).await;
+    let seen = || {
+        store
+            .transitions()
+            .iter()
+            .map(|t| t.state)
+            .collect::<Vec<_>>()
+    };
+    let failed_transfer = [
+        CallState::Ringing,
+        CallState::Answered,
+        CallState::Transferring,
+        CallState::Answered,
+    ];
+    assert!(
+        common::eventually(WAIT, || seen() == failed_transfer).await,
+        "{:?}",
+        seen()
+    );
+    let bye = in_dialog(c.port(), "info-menu", "BYE", 3, &tag, ("", ""));
+    c.send(bye.as_bytes()).await;
+    c.expect_status(200, WAIT).await;
+    assert!(common::eventually(WAIT, || store.ended_with(EndCause::RemoteHangup) == 1).await);
+}
