@@ -292,6 +292,7 @@ impl Call {
             match event {
                 CallEvent::Cancel => return true,
                 CallEvent::Hangup(cause) => self.pending_hangup = Some(cause),
+                transfer @ CallEvent::Transfer { .. } => self.deferred.push_back(transfer),
                 _ => {}
             }
         }
@@ -368,7 +369,7 @@ impl Call {
                     self.core.transport.send(&self.peer, ok.to_vec());
                     n += 1;
                 }
-                event = self.next_event() => match event {
+                event = self.events.recv() => match event {
                     Some(CallEvent::Ack) => return AckWait::Acked,
                     Some(CallEvent::Request { message, peer, tx }) => {
                         // Requests before the ACK (a BYE racing it) are handled as confirmed.
@@ -378,6 +379,8 @@ impl Call {
                     }
                     Some(CallEvent::Hangup(cause)) => self.pending_hangup = Some(cause),
                     Some(CallEvent::RemoteBye) => return AckWait::RemoteBye,
+                    // A transfer asked before the ACK runs once the dialog is confirmed.
+                    Some(transfer @ CallEvent::Transfer { .. }) => self.deferred.push_back(transfer),
                     None => return AckWait::NoAck,
                     Some(_) => {}
                 },
