@@ -31,8 +31,9 @@
 //!
 //! Media: each answered call runs a media session with the route's application
 //! ([`media_leg`]); its Hangup and Transfer actions and media timeouts end or transfer the
-//! call. Not yet: a transfer ([`transfer`]) connects the signalling of both legs but not
-//! their RTP; DTMF received by INFO is not handed to the application; late offers get 488.
+//! call; DTMF by SIP INFO reaches the application like RFC 4733 digits; a transfer
+//! ([`transfer`]) bridges the caller's and the agent's RTP. Not yet: late offers (an INVITE
+//! without SDP) get 488; agents are reached over UDP only.
 
 pub mod agent_leg;
 pub mod call;
