@@ -132,9 +132,23 @@ async fn calls_are_persisted_with_their_history(backend: Backend) {
             .await;
         assert_eq!(one["id"], call["id"]);
     }
-    // Each step is an event on the org's log.
-    let events = count(&w.db, "outbox", &w.org.id).await;
-    assert!(events >= 30, "{events} events for 30 steps");
+    // Each step is an event on the org's log, valid against its JSON Schema.
+    let events = w
+        .get_json(&w.org, "/api/v1/events?after_seq=0&limit=1000")
+        .await;
+    let schemas = integration_tests::schema::load_all();
+    let call_events: Vec<&Value> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "dartwing.call.state_changed.v1")
+        .collect();
+    assert_eq!(call_events.len(), 30, "one event per step");
+    for ev in call_events {
+        if let Err(errors) = integration_tests::schema::validate_event(&schemas, ev) {
+            panic!("call event does not match its schema: {errors:?}\n{ev}");
+        }
+    }
 
     // Another org sees none of them, and gets 404 for one of them by id.
     let globex = create_org(&w.db, "globex", &w.twilio.base, 10.0).await;
@@ -287,4 +301,123 @@ fn voice_cli_routes_numbers_and_creates_agents() {
         )),
         "its HA1 is"
     );
+}
+
+/// The strength of `freq` in `samples` (Goertzel), per sample.
+fn tone_level(samples: &[i16], freq: f64, rate: f64) -> f64 {
+    let k = 2.0 * (2.0 * std::f64::consts::PI * freq / rate).cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for &x in samples {
+        let s0 = x as f64 + k * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    (s1 * s1 + s2 * s2 - k * s1 * s2).max(0.0).sqrt() / samples.len().max(1) as f64
+}
+
+/// A real user agent: headless baresip dials a number routed to `play:WAV`; the audio it
+/// received (dumped by its sndfile module) is the clip's 1 kHz tone, the gateway hangs up at
+/// the clip's end, and the persisted history shows every step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baresip_hears_the_played_wav_and_the_call_is_persisted() {
+    use voice::media::wav::{encode_wav, parse_wav};
+    let w = World::new(Backend::Sqlite).await;
+    let sip = w.gw.running.sip.as_ref().expect("SIP is on").local_addr();
+    let dir = integration_tests::env::TempDir::new();
+    // 1.5 s of a 1 kHz tone, 8 kHz mono.
+    let tone: Vec<i16> = (0..12_000)
+        .map(|i| (8000.0 * (2.0 * std::f64::consts::PI * 1000.0 * i as f64 / 8000.0).sin()) as i16)
+        .collect();
+    let clip = dir.0.join("tone.wav");
+    std::fs::write(&clip, encode_wav(8000, 1, &tone)).unwrap();
+    // What the caller says: a 400 Hz tone.
+    let said: Vec<i16> = (0..32_000)
+        .map(|i| (6000.0 * (2.0 * std::f64::consts::PI * 400.0 * i as f64 / 8000.0).sin()) as i16)
+        .collect();
+    let caller_wav = dir.0.join("caller.wav");
+    std::fs::write(&caller_wav, encode_wav(8000, 1, &said)).unwrap();
+    let app = format!("play:{}", clip.display());
+    assert!(
+        gateway::db::calls::add_route(&w.db.pool, &w.org.id, "15550100000", &app, 0)
+            .await
+            .unwrap()
+    );
+
+    let cfg = dir.0.join("baresip");
+    let dumps = dir.0.join("dumps");
+    std::fs::create_dir_all(&cfg).unwrap();
+    std::fs::create_dir_all(&dumps).unwrap();
+    let port = integration_tests::env::free_port();
+    std::fs::write(
+        cfg.join("config"),
+        format!(
+            "poll_method epoll\nsip_listen 127.0.0.1:{port}\nmodule_path /usr/lib/baresip/modules\n\
+             module g711.so\nmodule aufile.so\nmodule sndfile.so\nmodule alsa.so\n\
+             module_app account.so\nmodule_app menu.so\naudio_player alsa,null\n\
+             audio_source aufile,{}\nsnd_path {}\n",
+            caller_wav.display(),
+            dumps.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(cfg.join("accounts"), "<sip:tester@127.0.0.1>;regint=0\n").unwrap();
+    let out = tokio::process::Command::new("baresip")
+        .arg("-f")
+        .arg(&cfg)
+        .arg("-e")
+        .arg(format!("/dial sip:15550100000@127.0.0.1:{}", sip.port()))
+        .args(["-t", "5"])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap_or_else(|e| {
+            panic!("baresip must be installed (scripts/ensure-voice-peers.sh): {e}")
+        });
+    let log =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("Call established"), "baresip log:\n{log}");
+
+    // The audio baresip decoded is the clip: a strong 1 kHz tone, no 400 Hz echo of itself.
+    let received = std::fs::read_dir(&dumps)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
+        .unwrap_or_else(|| panic!("baresip dumped no received audio; log:\n{log}"));
+    let got = parse_wav(&std::fs::read(&received).unwrap())
+        .unwrap()
+        .to_mono_8k();
+    assert!(
+        got.len() >= 8_000,
+        "at least 1 s received, got {} samples",
+        got.len()
+    );
+    let middle = &got[got.len() / 4..got.len() * 3 / 4];
+    let (at_1k, at_400) = (
+        tone_level(middle, 1000.0, 8000.0),
+        tone_level(middle, 400.0, 8000.0),
+    );
+    assert!(
+        at_1k > 1000.0 && at_1k > 50.0 * at_400,
+        "1 kHz {at_1k}, 400 Hz {at_400}"
+    );
+
+    let calls = integration_tests::env::eventually(std::time::Duration::from_secs(10), || async {
+        let c = w.get_json(&w.org, "/api/v1/calls").await;
+        (c.as_array()?.len() == 1 && c[0]["state"] == "ended").then_some(c)
+    })
+    .await;
+    let call = &calls[0];
+    assert_eq!(
+        call["cause"], "callee_hangup",
+        "the app hung up at the clip's end"
+    );
+    let states: Vec<&str> = call["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, vec!["ringing", "answered", "ended"]);
+    w.gw.stop().await;
 }

@@ -104,7 +104,9 @@ impl EventReader {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("fetch.wait.max.ms", "50")
+            // A live feed: answer fetches quickly (brokers that hold a fetch for its whole
+            // wait even when data is there, as tansu does, would add this to every event).
+            .set("fetch.wait.max.ms", "20")
             .set("reconnect.backoff.max.ms", "1000")
             .create()?;
         let consumer = Arc::new(consumer);
