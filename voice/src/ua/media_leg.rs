@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 /// Why media could not be set up; each maps to the status the INVITE is refused with.
 #[derive(Debug, thiserror::Error)]
 pub enum MediaSetupError {
-    #[error("the INVITE has no SDP offer (late offer is not supported)")]
+    #[error("no SDP where one was needed")]
     NoOffer,
     #[error("the offer is not UTF-8")]
     NotUtf8,
@@ -72,9 +72,18 @@ impl AgentMedia {
     }
 }
 
+/// A late-offer call's media, waiting for the answer in the ACK.
+struct Pending {
+    bound: BoundMedia,
+    app: Box<dyn crate::app::CallApp>,
+    ctx: CallContext,
+    config: MediaConfig,
+}
+
 /// The running media of one call.
 pub struct CallMedia {
     handle: Option<MediaHandle>,
+    pending: Option<Pending>,
     pub events: mpsc::Receiver<MediaEvent>,
     /// Our current SDP (the answer to the last offer).
     pub answer: Vec<u8>,
@@ -100,18 +109,61 @@ impl CallMedia {
         ctx: CallContext,
         config: MediaConfig,
     ) -> Result<Self, MediaSetupError> {
-        let offered = parse_offer(offer_sdp)?;
         let app = parse_app_spec(app_spec)?;
         let bound = MediaSession::bind(pool)?;
         let local = LocalMedia::new(advertised, bound.port(), u64::from(fastrand::u32(..)));
+        if offer_sdp.is_empty() {
+            // Late offer: our 2xx carries the offer, the ACK the answer.
+            let sdp = offer(&local, Direction::SendRecv).to_string().into_bytes();
+            let (_unused, events) = mpsc::channel(1);
+            let pending = Pending {
+                bound,
+                app,
+                ctx,
+                config,
+            };
+            return Ok(Self {
+                handle: None,
+                pending: Some(pending),
+                events,
+                answer: sdp,
+                local,
+            });
+        }
+        let offered = parse_offer(offer_sdp)?;
         let (answer_sdp, negotiated) = answer(&offered, &local)?;
         let (handle, events) = workers.start(bound, &negotiated, app, ctx, config)?;
         Ok(Self {
             handle: Some(handle),
+            pending: None,
             events,
             answer: answer_sdp.to_string().into_bytes(),
             local,
         })
+    }
+
+    /// For a late offer, starts the media on the answer the ACK carried; nothing to do for
+    /// a call whose INVITE had the offer.
+    pub fn complete_late_offer(
+        &mut self,
+        ack_body: &[u8],
+        workers: &MediaWorkers,
+    ) -> Result<(), MediaSetupError> {
+        let Some(pending) = self.pending.take() else {
+            return Ok(());
+        };
+        let answered = parse_offer(ack_body)?;
+        let negotiated = accept_answer(&self.local, Direction::SendRecv, &answered)?;
+        let (handle, events) = workers.start(
+            pending.bound,
+            &negotiated,
+            pending.app,
+            pending.ctx,
+            pending.config,
+        )?;
+        self.handle = Some(handle);
+        self.events = events;
+        Ok(())
     }
 
     /// Answers a re-INVITE's offer and moves the session to what it agreed (hold, resume,

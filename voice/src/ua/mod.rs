@@ -32,8 +32,9 @@
 //! Media: each answered call runs a media session with the route's application
 //! ([`media_leg`]); its Hangup and Transfer actions and media timeouts end or transfer the
 //! call; DTMF by SIP INFO reaches the application like RFC 4733 digits; a transfer
-//! ([`transfer`]) bridges the caller's and the agent's RTP. Not yet: late offers (an INVITE
-//! without SDP) get 488; agents are reached over UDP only.
+//! ([`transfer`]) bridges the caller's and the agent's RTP; an INVITE without SDP (late
+//! offer) gets our offer in the 200 and the media starts on the answer in the ACK. Not yet:
+//! agents are reached over UDP only.
 
 pub mod agent_leg;
 pub mod call;
