@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SIP call-rate benchmark: SIPp's built-in uac (INVITE → 200 → ACK → pause → BYE) first
-# against the gateway's SIP user agent (voice's `sip_answer` example: answers every number,
-# keeps every call in an in-memory store), then against Kamailio as a stateful proxy
+# against the gateway's SIP user agent (voice's `sip_answer` example: answers every number
+# with the `echo` application, so each call also starts and stops an RTP session, and keeps
+# every call in an in-memory store), then against Kamailio as a stateful proxy
 # (tm, sl, rr; 4 workers; -m 1024) in front of a SIPp uas without 180. Each server is pinned
 # to core 0, SIPp to core 1. For each rate it prints successful and failed calls and the p99
 # INVITE→200 time; a rate "holds" with 0 failed calls and p99 under 50 ms.
@@ -65,6 +66,9 @@ taskset -c 0 "$UA_BIN" 127.0.0.1:15060 >"$WORK/ua.log" 2>&1 &
 PIDS+=($!)
 sleep 1
 run_rates dartwing 127.0.0.1:15060
+# Stop it before Kamailio runs: its calls' RTP ports must not collide with the proxy's.
+kill "${PIDS[0]}" 2>/dev/null || true
+wait "${PIDS[0]}" 2>/dev/null || true
 
 # Kamailio, stateful proxy to a SIPp uas (no 180: several workers can reorder 180 after 200).
 cat >"$WORK/uas.xml" <<'XML'
@@ -99,7 +103,7 @@ cat >"$WORK/uas.xml" <<'XML'
     ]]></send>
 </scenario>
 XML
-taskset -c 1 sipp -sf "$WORK/uas.xml" -i 127.0.0.1 -p 25070 -nostdin >/dev/null 2>&1 &
+taskset -c 1 sipp -sf "$WORK/uas.xml" -i 127.0.0.1 -p 45070 -nostdin >/dev/null 2>&1 &
 PIDS+=($!)
 cat >"$WORK/kamailio.cfg" <<'CFG'
 #!KAMAILIO
@@ -108,7 +112,7 @@ log_stderror=yes
 children=4
 disable_tcp=yes
 auto_aliases=no
-listen=udp:127.0.0.1:25060
+listen=udp:127.0.0.1:45060
 mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
 loadmodule "tm.so"
 loadmodule "sl.so"
@@ -123,13 +127,13 @@ request_route {
         if (loose_route()) { t_relay(); exit; }
         if (is_method("ACK") && t_check_trans()) { t_relay(); exit; }
         # SIPp's built-in uac ignores Record-Route: its ACK and BYE come here without Route.
-        $du = "sip:127.0.0.1:25070";
+        $du = "sip:127.0.0.1:45070";
         t_relay();
         exit;
     }
     if (is_method("CANCEL")) { if (t_check_trans()) { t_relay(); } exit; }
     record_route();
-    $du = "sip:127.0.0.1:25070";
+    $du = "sip:127.0.0.1:45070";
     t_relay();
 }
 CFG
@@ -137,4 +141,4 @@ taskset -c 0 kamailio -DD -E -f "$WORK/kamailio.cfg" -m 1024 -M 16 -w "$WORK" -Y
     >"$WORK/kamailio.log" 2>&1 &
 PIDS+=($!)
 sleep 2
-run_rates kamailio 127.0.0.1:25060
+run_rates kamailio 127.0.0.1:45060

@@ -97,3 +97,68 @@ async fn sipp_echoing_rtp_keeps_calls_up_past_the_media_timeout() {
     );
     assert_eq!(store.ended_with(EndCause::MediaTimeout), 0);
 }
+
+/// INVITE without SDP; returns the 200 and sends the ACK with `ack_body`.
+async fn late_offer_call(c: &Client, call_id: &str, ack_body: &str) -> String {
+    let invite = invite(c.port(), call_id, &format!("z9hG4bK-{call_id}"));
+    let head = invite.split("Content-Type:").next().unwrap();
+    c.send(format!("{head}Content-Length: 0\r\n\r\n").as_bytes())
+        .await;
+    let ok = c.expect_status(200, Duration::from_secs(2)).await;
+    let to = header(&ok, "To").unwrap().to_owned();
+    let ct = if ack_body.is_empty() {
+        String::new()
+    } else {
+        "Content-Type: application/sdp\r\n".to_owned()
+    };
+    let ack = format!(
+        "ACK sip:100@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bK-ack-{call_id}\r\n\
+         From: <sip:caller@127.0.0.1>;tag=c1\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: 1 ACK\r\n\
+         Max-Forwards: 70\r\n{ct}Content-Length: {}\r\n\r\n{ack_body}",
+        c.port(),
+        ack_body.len()
+    );
+    c.send(ack.as_bytes()).await;
+    ok
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_offer_gets_our_offer_and_media_starts_on_the_answer_in_the_ack() {
+    let ua = start_ua(short_media_timeout()).await;
+    let c = Client::new(ua.addr()).await;
+    let answer = "v=0\r\no=t 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+        m=audio 40002 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+    let ok = late_offer_call(&c, "late-1", answer).await;
+    let offer = ok.split("\r\n\r\n").nth(1).unwrap_or_default();
+    assert!(
+        offer.contains("RTP/AVP 0 8 101"),
+        "our offer lists PCMU, PCMA, telephone-event: {offer}"
+    );
+    // The media session runs (it times out on our silent caller and we hang up).
+    let bye = common::next_request(&c, Duration::from_secs(3)).await;
+    assert!(bye.starts_with("BYE "), "{bye}");
+    c.send(reply_to(&bye, 200, "OK").as_bytes()).await;
+    assert!(
+        eventually(Duration::from_secs(2), || ua
+            .store
+            .ended_with(EndCause::MediaTimeout)
+            == 1)
+        .await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_offer_without_an_answer_in_the_ack_is_hung_up() {
+    let ua = start_ua(UaConfig::default()).await;
+    let c = Client::new(ua.addr()).await;
+    late_offer_call(&c, "late-2", "").await;
+    let bye = common::next_request(&c, Duration::from_secs(3)).await;
+    assert!(bye.starts_with("BYE "), "{bye}");
+    c.send(reply_to(&bye, 200, "OK").as_bytes()).await;
+    let rejected = EndCause::Rejected { status: 488 };
+    assert!(
+        eventually(Duration::from_secs(2), || ua.store.ended_with(rejected)
+            == 1)
+        .await
+    );
+}

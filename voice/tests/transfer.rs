@@ -9,8 +9,8 @@ use common::{free_udp_port, header, in_dialog, invite, next_request, reply_to, s
 use std::sync::Arc;
 use std::time::Duration;
 use voice::ua::{
-    start_with, CallState, EndCause, InMemoryCallStore, InMemoryRegistrar, StaticRouter, UaConfig,
-    UaPorts,
+    start_with, CallState, EndCause, InMemoryCallStore, InMemoryRegistrar, Registrar, StaticRouter,
+    UaConfig, UaPorts,
 };
 
 const WAIT: Duration = Duration::from_secs(3);
@@ -298,4 +298,169 @@ async fn menu_key_1_pressed_by_rtp_transfers_to_the_registered_agent() {
         ]
     );
     assert_eq!(store.ended_with(EndCause::RemoteHangup), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn info_digit_reaches_the_application_like_an_rtp_digit() {
+    // The menu answers 1 with a transfer to `agent`, who is not registered: the history
+    // shows the attempt, and the caller stays with the menu.
+    let (server, store) = start_ua().await;
+    let c = Client::new(server.local_addr()).await;
+    let tag = call(&c, "info-menu").await;
+    let info = in_dialog(
+        c.port(),
+        "info-menu",
+        "INFO",
+        2,
+        &tag,
+        ("application/dtmf-relay", "Signal=1\r\nDuration=160\r\n"),
+    );
+    c.send(info.as_bytes()).await;
+    c.expect_status(200, WAIT).await;
+    let seen = || {
+        store
+            .transitions()
+            .iter()
+            .map(|t| t.state)
+            .collect::<Vec<_>>()
+    };
+    let failed_transfer = [
+        CallState::Ringing,
+        CallState::Answered,
+        CallState::Transferring,
+        CallState::Answered,
+    ];
+    assert!(
+        common::eventually(WAIT, || seen() == failed_transfer).await,
+        "{:?}",
+        seen()
+    );
+    let bye = in_dialog(c.port(), "info-menu", "BYE", 3, &tag, ("", ""));
+    c.send(bye.as_bytes()).await;
+    c.expect_status(200, WAIT).await;
+    assert!(common::eventually(WAIT, || store.ended_with(EndCause::RemoteHangup) == 1).await);
+}
+
+/// An RTP packet of PCMU with every sample byte `byte` (0xFF is silence).
+fn rtp(seq: u16, byte: u8) -> Vec<u8> {
+    let mut p = vec![0x80, 0, 0, 0, 0, 0, 0, 0, 0x12, 0x34, 0x56, 0x78];
+    p[2..4].copy_from_slice(&seq.to_be_bytes());
+    p[4..8].copy_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+    p.extend(std::iter::repeat_n(byte, 160));
+    p
+}
+
+fn sdp_port(msg: &str) -> u16 {
+    msg.split("m=audio ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|p| p.parse().ok())
+        .expect("m=audio port")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bridged_agent_hears_the_caller() {
+    let registrar = Arc::new(InMemoryRegistrar::new());
+    let store = Arc::new(InMemoryCallStore::new());
+    let ports = UaPorts {
+        router: Arc::new(StaticRouter::new().with("100", "acme", "echo")),
+        store: Arc::clone(&store) as _,
+        registrar: Some(Arc::clone(&registrar) as _),
+    };
+    let config = UaConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        ..UaConfig::default()
+    };
+    let server = start_with(config, ports).await.unwrap();
+    // The agent: a raw SIP socket and an RTP socket, bound directly in the registrar.
+    let agent = Client::new(server.local_addr()).await;
+    let agent_rtp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let agent_rtp_port = agent_rtp.local_addr().unwrap().port();
+    registrar
+        .bind(voice::ua::Binding {
+            user: "agent".into(),
+            contact: format!("sip:agent@127.0.0.1:{}", agent.port()),
+            expires_at: std::time::SystemTime::now() + Duration::from_secs(60),
+            source: ([127, 0, 0, 1], agent.port()).into(),
+        })
+        .await
+        .unwrap();
+    // The caller: a call with the echo app, RTP flowing from its own socket.
+    let caller = Client::new(server.local_addr()).await;
+    let caller_rtp = tokio::net::UdpSocket::bind("127.0.0.1:40000").await;
+    let caller_rtp = match caller_rtp {
+        Ok(s) => s,
+        Err(_) => tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+    };
+    let offer_port = caller_rtp.local_addr().unwrap().port();
+    let msg = invite(caller.port(), "bridge-1", "z9hG4bK-b1")
+        .replace("m=audio 40000", &format!("m=audio {offer_port}"));
+    caller.send(msg.as_bytes()).await;
+    let ok = caller.expect_status(200, WAIT).await;
+    let our_caller_leg = sdp_port(&ok);
+    let to = header(&ok, "To").unwrap().to_owned();
+    let ack = format!(
+        "ACK sip:100@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{};branch=z9hG4bK-b1a\r\n\
+         From: <sip:caller@127.0.0.1>;tag=c1\r\nTo: {to}\r\nCall-ID: bridge-1\r\nCSeq: 1 ACK\r\n\
+         Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        caller.port()
+    );
+    caller.send(ack.as_bytes()).await;
+
+    server.transfer("bridge-1", "agent").await;
+    let invite_to_agent = next_request(&agent, WAIT).await;
+    assert!(
+        invite_to_agent.starts_with("INVITE sip:agent@127.0.0.1:"),
+        "{invite_to_agent}"
+    );
+    let our_agent_leg = sdp_port(&invite_to_agent);
+    let answer = format!(
+        "v=0\r\no=a 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {agent_rtp_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+    );
+    let to_line = header(&invite_to_agent, "To").unwrap();
+    let ok = reply_to(&invite_to_agent, 200, "OK")
+        .replace(
+            &format!("To: {to_line}\r\n"),
+            &format!("To: {to_line};tag=ag1\r\n"),
+        )
+        .replace(
+            "Content-Length: 0\r\n\r\n",
+            &format!(
+                "Contact: <sip:agent@127.0.0.1:{}>\r\nContent-Type: application/sdp\r\n\
+                 Content-Length: {}\r\n\r\n{answer}",
+                agent.port(),
+                answer.len()
+            ),
+        );
+    agent.send(ok.as_bytes()).await;
+    let ack = next_request(&agent, WAIT).await;
+    assert!(ack.starts_with("ACK "), "{ack}");
+
+    // Both phones talk; the agent must receive the caller's (loud) audio, not only silence.
+    let caller_to: std::net::SocketAddr = ([127, 0, 0, 1], our_caller_leg).into();
+    let agent_to: std::net::SocketAddr = ([127, 0, 0, 1], our_agent_leg).into();
+    let mut heard_caller = false;
+    let mut buf = [0u8; 2048];
+    for seq in 0..150u16 {
+        caller_rtp
+            .send_to(&rtp(seq, 0x10), caller_to)
+            .await
+            .unwrap();
+        agent_rtp.send_to(&rtp(seq, 0xFF), agent_to).await.unwrap();
+        while let Ok(Ok((n, _))) =
+            tokio::time::timeout(Duration::from_millis(1), agent_rtp.recv_from(&mut buf)).await
+        {
+            if n > 12 && buf[1] & 0x7f == 0 && buf[12..n].iter().any(|b| *b != 0xFF) {
+                heard_caller = true;
+            }
+        }
+        if heard_caller {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(heard_caller, "the agent never received the caller's audio");
+    let states: Vec<CallState> = store.transitions().iter().map(|t| t.state).collect();
+    assert_eq!(states.last(), Some(&CallState::Bridged));
 }

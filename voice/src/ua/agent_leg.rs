@@ -22,6 +22,8 @@ pub struct AgentLeg {
     pub invite_branch: String,
     /// The ACK for the agent's 2xx, sent again if the 2xx is retransmitted.
     pub ack: Vec<u8>,
+    /// The SDP answer in the agent's 2xx.
+    pub answer_sdp: Vec<u8>,
 }
 
 /// Why the agent leg did not come up.
@@ -143,6 +145,7 @@ pub async fn call_agent(
                 peer,
                 invite_branch: branch.clone(),
                 ack,
+                answer_sdp: ok.body.clone(),
             })
         }
         Err(e) => {
@@ -150,10 +153,18 @@ pub async fn call_agent(
             Err(e)
         }
     };
-    if result.is_err() {
-        let _ = commands
-            .send(Command::ClientTx { branch, call: None })
-            .await;
+    match &result {
+        // Retransmissions of the agent's 2xx now reach the call, which ACKs them again.
+        Ok(_) => {
+            let call = Some(cx.call_events.clone());
+            let branch = branch.clone();
+            let _ = commands.send(Command::ClientTx { branch, call }).await;
+        }
+        Err(_) => {
+            let _ = commands
+                .send(Command::ClientTx { branch, call: None })
+                .await;
+        }
     }
     result
 }

@@ -34,7 +34,10 @@ use tokio::time::{sleep, sleep_until, Instant};
 #[derive(Debug)]
 pub enum CallEvent {
     /// An ACK: to our 2xx (matched by dialog) or to our non-2xx final (matched by transaction).
-    Ack,
+    Ack {
+        /// The SDP answer when our 2xx carried the offer (late offer); empty otherwise.
+        body: Vec<u8>,
+    },
     /// The caller cancelled the INVITE (the dispatcher has answered the CANCEL).
     Cancel,
     /// A request inside the dialog, on its own server transaction.
@@ -93,7 +96,9 @@ pub(super) struct Call {
 
 /// How the wait for the ACK of our 2xx ended.
 enum AckWait {
-    Acked,
+    Acked {
+        body: Vec<u8>,
+    },
     /// Timer H fired, or the user agent is shutting down.
     NoAck,
     /// The caller sent BYE before its ACK (answered already).
@@ -205,7 +210,13 @@ impl Call {
         let answer = media.answer.clone();
         let ok = self.respond_invite(200, "OK", Some(&answer)).await;
         match self.await_ack(&ok, dialog).await {
-            AckWait::Acked => {}
+            AckWait::Acked { body } => {
+                if let Err(e) = media.complete_late_offer(&body, &self.shared.media_workers) {
+                    tracing::info!(error = %e, "late offer: unusable answer in the ACK");
+                    self.hangup(dialog).await;
+                    return EndCause::Rejected { status: 488 };
+                }
+            }
             AckWait::NoAck => {
                 self.hangup(dialog).await;
                 return EndCause::NoAck;
@@ -292,6 +303,7 @@ impl Call {
             match event {
                 CallEvent::Cancel => return true,
                 CallEvent::Hangup(cause) => self.pending_hangup = Some(cause),
+                transfer @ CallEvent::Transfer { .. } => self.deferred.push_back(transfer),
                 _ => {}
             }
         }
@@ -348,7 +360,7 @@ impl Call {
                     n += 1;
                 }
                 event = self.next_event() => match event {
-                    Some(CallEvent::Ack) | None => return,
+                    Some(CallEvent::Ack { .. }) | None => return,
                     Some(_) => {}
                 },
             }
@@ -368,8 +380,8 @@ impl Call {
                     self.core.transport.send(&self.peer, ok.to_vec());
                     n += 1;
                 }
-                event = self.next_event() => match event {
-                    Some(CallEvent::Ack) => return AckWait::Acked,
+                event = self.events.recv() => match event {
+                    Some(CallEvent::Ack { body }) => return AckWait::Acked { body },
                     Some(CallEvent::Request { message, peer, tx }) => {
                         // Requests before the ACK (a BYE racing it) are handled as confirmed.
                         if self.in_dialog(&message, &peer, &tx, dialog, None).await.is_some() {
@@ -378,6 +390,8 @@ impl Call {
                     }
                     Some(CallEvent::Hangup(cause)) => self.pending_hangup = Some(cause),
                     Some(CallEvent::RemoteBye) => return AckWait::RemoteBye,
+                    // A transfer asked before the ACK runs once the dialog is confirmed.
+                    Some(transfer @ CallEvent::Transfer { .. }) => self.deferred.push_back(transfer),
                     None => return AckWait::NoAck,
                     Some(_) => {}
                 },

@@ -284,7 +284,7 @@ impl Dispatcher {
             None => self.dialog_of(&message),
         };
         if let Some(call) = call {
-            let _ = call.try_send(CallEvent::Ack);
+            let _ = call.try_send(CallEvent::Ack { body: message.body });
         }
     }
 

@@ -4,16 +4,18 @@
 //! application's Hangup and Transfer) comes back to the call as [`MediaEvent`]s.
 //!
 //! A re-INVITE is answered from the same local media with the session version bumped, and
-//! the session is updated (hold and resume). An agent leg of a transfer is offered a port of
-//! its own, bound for the leg's lifetime; joining its RTP to the caller's is not done yet.
+//! the session is updated (hold and resume). DTMF received by SIP INFO is handed to the
+//! application as if it came in RTP. An agent leg of a transfer gets a port and an offer of
+//! its own; once the agent answers, both legs run the two sides of [`crate::app::bridge`].
 
-use crate::app::{parse_app_spec, AppSpecError, CallContext};
+use crate::app::{bridge, parse_app_spec, AppSpecError, CallContext};
 use crate::media::{
     BoundMedia, MediaConfig, MediaError, MediaEvent, MediaHandle, MediaSession, MediaWorkers,
     PortPool,
 };
 use crate::sdp::{
-    answer, offer, Direction, LocalMedia, NegotiationError, SdpError, SessionDescription,
+    accept_answer, answer, offer, Direction, LocalMedia, NegotiationError, SdpError,
+    SessionDescription,
 };
 use std::net::IpAddr;
 use tokio::sync::mpsc;
@@ -21,7 +23,7 @@ use tokio::sync::mpsc;
 /// Why media could not be set up; each maps to the status the INVITE is refused with.
 #[derive(Debug, thiserror::Error)]
 pub enum MediaSetupError {
-    #[error("the INVITE has no SDP offer (late offer is not supported)")]
+    #[error("no SDP where one was needed")]
     NoOffer,
     #[error("the offer is not UTF-8")]
     NotUtf8,
@@ -48,9 +50,40 @@ impl MediaSetupError {
     }
 }
 
+/// An agent leg's port and offer, before the agent answers.
+pub struct AgentOffer {
+    bound: BoundMedia,
+    local: LocalMedia,
+    pub sdp: Vec<u8>,
+}
+
+/// The running media of an agent leg, bridged to the caller's.
+pub struct AgentMedia {
+    handle: Option<MediaHandle>,
+    pub events: mpsc::Receiver<MediaEvent>,
+}
+
+impl AgentMedia {
+    pub async fn stop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            let stats = handle.stop().await;
+            tracing::debug!(?stats, "agent media stopped");
+        }
+    }
+}
+
+/// A late-offer call's media, waiting for the answer in the ACK.
+struct Pending {
+    bound: BoundMedia,
+    app: Box<dyn crate::app::CallApp>,
+    ctx: CallContext,
+    config: MediaConfig,
+}
+
 /// The running media of one call.
 pub struct CallMedia {
     handle: Option<MediaHandle>,
+    pending: Option<Pending>,
     pub events: mpsc::Receiver<MediaEvent>,
     /// Our current SDP (the answer to the last offer).
     pub answer: Vec<u8>,
@@ -76,18 +109,61 @@ impl CallMedia {
         ctx: CallContext,
         config: MediaConfig,
     ) -> Result<Self, MediaSetupError> {
-        let offered = parse_offer(offer_sdp)?;
         let app = parse_app_spec(app_spec)?;
         let bound = MediaSession::bind(pool)?;
         let local = LocalMedia::new(advertised, bound.port(), u64::from(fastrand::u32(..)));
+        if offer_sdp.is_empty() {
+            // Late offer: our 2xx carries the offer, the ACK the answer.
+            let sdp = offer(&local, Direction::SendRecv).to_string().into_bytes();
+            let (_unused, events) = mpsc::channel(1);
+            let pending = Pending {
+                bound,
+                app,
+                ctx,
+                config,
+            };
+            return Ok(Self {
+                handle: None,
+                pending: Some(pending),
+                events,
+                answer: sdp,
+                local,
+            });
+        }
+        let offered = parse_offer(offer_sdp)?;
         let (answer_sdp, negotiated) = answer(&offered, &local)?;
         let (handle, events) = workers.start(bound, &negotiated, app, ctx, config)?;
         Ok(Self {
             handle: Some(handle),
+            pending: None,
             events,
             answer: answer_sdp.to_string().into_bytes(),
             local,
         })
+    }
+
+    /// For a late offer, starts the media on the answer the ACK carried; nothing to do for
+    /// a call whose INVITE had the offer.
+    pub fn complete_late_offer(
+        &mut self,
+        ack_body: &[u8],
+        workers: &MediaWorkers,
+    ) -> Result<(), MediaSetupError> {
+        let Some(pending) = self.pending.take() else {
+            return Ok(());
+        };
+        let answered = parse_offer(ack_body)?;
+        let negotiated = accept_answer(&self.local, Direction::SendRecv, &answered)?;
+        let (handle, events) = workers.start(
+            pending.bound,
+            &negotiated,
+            pending.app,
+            pending.ctx,
+            pending.config,
+        )?;
+        self.handle = Some(handle);
+        self.events = events;
+        Ok(())
     }
 
     /// Answers a re-INVITE's offer and moves the session to what it agreed (hold, resume,
@@ -106,21 +182,50 @@ impl CallMedia {
         Ok(self.answer.clone())
     }
 
-    /// A DTMF digit received by SIP INFO. The media session has no way yet to hand a digit
-    /// to its application from outside, so it is only logged.
+    /// A DTMF digit received by SIP INFO: to the application, as if it came in RTP.
     pub fn info_dtmf(&self, digit: char) {
-        tracing::info!(%digit, "DTMF by INFO (not passed to the application yet)");
+        if let Some(handle) = &self.handle {
+            if let Err(e) = handle.dtmf(digit) {
+                tracing::debug!(error = %e, %digit, "INFO digit not delivered");
+            }
+        }
     }
 
     /// A port and an SDP offer for an agent leg (see the module docs).
-    pub fn agent_offer(
-        pool: &PortPool,
-        advertised: IpAddr,
-    ) -> Result<(BoundMedia, Vec<u8>), MediaSetupError> {
+    pub fn agent_offer(pool: &PortPool, advertised: IpAddr) -> Result<AgentOffer, MediaSetupError> {
         let bound = MediaSession::bind(pool)?;
         let local = LocalMedia::new(advertised, bound.port(), u64::from(fastrand::u32(..)));
         let sdp = offer(&local, Direction::SendRecv).to_string().into_bytes();
-        Ok((bound, sdp))
+        Ok(AgentOffer { bound, local, sdp })
+    }
+
+    /// The agent answered `offer` with `answer_sdp`: starts the agent leg's media and
+    /// switches both legs to the two sides of a bridge.
+    pub fn bridge_to(
+        &self,
+        offer: AgentOffer,
+        answer_sdp: &[u8],
+        workers: &MediaWorkers,
+        ctx: CallContext,
+        config: MediaConfig,
+    ) -> Result<AgentMedia, MediaSetupError> {
+        let answered = parse_offer(answer_sdp)?;
+        let negotiated = accept_answer(&offer.local, Direction::SendRecv, &answered)?;
+        let (caller_side, agent_side) = bridge::pair();
+        let (handle, events) = workers.start(
+            offer.bound,
+            &negotiated,
+            Box::new(agent_side),
+            ctx.clone(),
+            config,
+        )?;
+        if let Some(caller) = &self.handle {
+            caller.set_app(Box::new(caller_side), ctx)?;
+        }
+        Ok(AgentMedia {
+            handle: Some(handle),
+            events,
+        })
     }
 
     /// Stops the session (its port goes back to the pool).

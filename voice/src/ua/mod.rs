@@ -1,20 +1,29 @@
 //! The user agent that answers calls: a dispatcher owning transactions, dialogs and
 //! admission, and one task per call owning its dialog. It reaches the rest of the system
-//! through two ports, [`CallRouter`] and [`CallStore`], which `gateway` implements.
+//! through ports that `gateway` implements: [`CallRouter`] (dialled number → org and
+//! application), [`CallStore`] (every call transition, durable before SIP acknowledges it)
+//! and, for agent phones, [`Registrar`] (HA1 credentials and bindings).
 //!
-//! Starting it (what `gateway serve` does, with its own router and store):
+//! Starting it (what `gateway serve` does, with its own adapters):
 //!
 //! ```no_run
 //! # async fn f() -> Result<(), voice::ua::StartError> {
 //! use std::sync::Arc;
-//! use voice::ua::{start, InMemoryCallStore, StaticRouter, UaConfig};
-//! let router = Arc::new(StaticRouter::new().with("100", "acme", "echo"));
-//! let store = Arc::new(InMemoryCallStore::new());
+//! use voice::ua::{start_with, InMemoryCallStore, InMemoryRegistrar, StaticRouter, UaConfig, UaPorts};
+//! let ports = UaPorts {
+//!     router: Arc::new(StaticRouter::new().with("100", "acme", "echo")),
+//!     store: Arc::new(InMemoryCallStore::new()),
+//!     registrar: Some(Arc::new(InMemoryRegistrar::new())),
+//! };
 //! let config = UaConfig { bind: "0.0.0.0:5060".parse().unwrap(), ..UaConfig::default() };
-//! let server = start(config, router, store).await?;
-//! println!("SIP on {} (UDP and TCP)", server.local_addr());
+//! let server = start_with(config, ports).await?;
+//! println!("SIP on {} (UDP and TCP), {} calls", server.local_addr(), server.active_calls());
+//! server.shutdown(); // drain: 503 to new calls, BYE to the others
 //! # Ok(()) }
 //! ```
+//!
+//! The running [`SipServer`] also takes call control from outside: [`SipServer::hang_up`]
+//! and [`SipServer::transfer`] by SIP Call-ID.
 //!
 //! Invariant: a caller gets 200 OK only after the store acknowledged `Answered`; a
 //! retransmitted INVITE is absorbed by its transaction (kept 64·T1 after the final
@@ -22,8 +31,10 @@
 //!
 //! Media: each answered call runs a media session with the route's application
 //! ([`media_leg`]); its Hangup and Transfer actions and media timeouts end or transfer the
-//! call. Not yet: a transfer ([`transfer`]) connects the signalling of both legs but not
-//! their RTP; DTMF received by INFO is not handed to the application; late offers get 488.
+//! call; DTMF by SIP INFO reaches the application like RFC 4733 digits; a transfer
+//! ([`transfer`]) bridges the caller's and the agent's RTP; an INVITE without SDP (late
+//! offer) gets our offer in the 200 and the media starts on the answer in the ACK. Not yet:
+//! agents are reached over UDP only.
 
 pub mod agent_leg;
 pub mod call;

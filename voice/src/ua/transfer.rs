@@ -10,16 +10,19 @@
 //! bridged: BYE from one leg ─► 200 to it, BYE to the other
 //! ```
 //!
-//! Media: the agent leg gets a port and an offer of its own; joining its RTP to the caller
-//! leg's session is the media side's part and not done yet (`_caller_media` is where).
+//! Media: the agent leg gets a port and an offer of its own; when the agent answers, its
+//! leg starts and both legs run the two sides of a bridge (`CallMedia::bridge_to`): the
+//! caller hears the agent and the other way round, DTMF included.
 
 use super::agent_leg::{call_agent, AgentLeg, LegContext};
 use super::call::{Call, CallEvent};
 use super::client::{next_hop_peer, send_bytes};
 use super::dialog::{uri_of, Dialog};
 use super::dispatcher::{random_token, Command, DialogKey, TxKey};
-use super::media_leg::CallMedia;
+use super::media_leg::{AgentMedia, CallMedia};
 use super::ports::{CallState, EndCause};
+use crate::app::CallContext;
+use crate::media::MediaEvent;
 use crate::sip::message::Inbound;
 use crate::sip::response::{build_response, ResponseParts};
 use crate::sip::transport::Peer;
@@ -61,7 +64,7 @@ impl Call {
         &mut self,
         agent: &str,
         dialog: &mut Dialog,
-        _caller_media: &mut CallMedia,
+        caller_media: &mut CallMedia,
         deadline: Instant,
         notify: bool,
     ) -> Option<EndCause> {
@@ -75,7 +78,7 @@ impl Call {
             .and_then(|uri| uri.user().map(str::to_owned))
             .unwrap_or_else(|| "caller".to_owned());
         let ip = self.shared.advertised_ip(self.peer.addr);
-        let (_agent_port, agent_offer) = match CallMedia::agent_offer(&self.shared.rtp_pool, ip) {
+        let agent_offer = match CallMedia::agent_offer(&self.shared.rtp_pool, ip) {
             Ok(offer) => offer,
             Err(e) => {
                 tracing::warn!(error = %e, "no port for the agent leg");
@@ -86,7 +89,7 @@ impl Call {
         let cx = LegContext {
             agent,
             caller_user: &caller_user,
-            offer: &agent_offer,
+            offer: &agent_offer.sdp,
             core: &self.core,
             shared: &self.shared,
             call_events: &self.control,
@@ -104,8 +107,39 @@ impl Call {
                 if notify {
                     self.notify(dialog, "SIP/2.0 200 OK", false).await;
                 }
+                let ctx = CallContext {
+                    call_id: self.invite.call_id.clone(),
+                    from: caller_user.clone(),
+                    to: agent.to_owned(),
+                };
+                let media_config = self.shared.config.media.clone();
+                let bridged_media = caller_media.bridge_to(
+                    agent_offer,
+                    &leg.answer_sdp,
+                    &self.shared.media_workers,
+                    ctx,
+                    media_config,
+                );
+                let mut agent_media = match bridged_media {
+                    Ok(media) => Some(media),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "agent leg media not bridged");
+                        None
+                    }
+                };
                 let _ = self.report(CallState::Bridged, None).await;
-                let cause = self.bridged(dialog, &mut leg, deadline).await;
+                let cause = self
+                    .bridged(
+                        dialog,
+                        &mut leg,
+                        caller_media,
+                        agent_media.as_mut(),
+                        deadline,
+                    )
+                    .await;
+                if let Some(media) = agent_media.as_mut() {
+                    media.stop().await;
+                }
                 let key = DialogKey {
                     call_id: leg.dialog.call_id.clone(),
                     local_tag: leg.dialog.local_tag.clone(),
@@ -133,19 +167,37 @@ impl Call {
         }
     }
 
-    /// Both legs up: relays hangups between them.
+    /// Both legs up: relays hangups between them; RTP silence on either leg ends both.
     async fn bridged(
         &mut self,
         caller: &mut Dialog,
         agent: &mut AgentLeg,
+        caller_media: &mut CallMedia,
+        mut agent_media: Option<&mut AgentMedia>,
         deadline: Instant,
     ) -> EndCause {
         loop {
+            let agent_events = async {
+                match agent_media.as_mut() {
+                    Some(media) => media.events.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = sleep_until(deadline) => {
                     self.hangup(caller).await;
                     self.hangup_agent(agent).await;
                     return EndCause::MaxDuration;
+                }
+                Some(MediaEvent::MediaTimeout) = caller_media.events.recv() => {
+                    self.hangup(caller).await;
+                    self.hangup_agent(agent).await;
+                    return EndCause::MediaTimeout;
+                }
+                Some(MediaEvent::MediaTimeout) = agent_events => {
+                    self.hangup(caller).await;
+                    self.hangup_agent(agent).await;
+                    return EndCause::MediaTimeout;
                 }
                 event = self.next_event() => match event {
                     Some(CallEvent::Request { message, peer, tx }) => {
