@@ -421,3 +421,209 @@ async fn baresip_hears_the_played_wav_and_the_call_is_persisted() {
     assert_eq!(states, vec!["ringing", "answered", "ended"]);
     w.gw.stop().await;
 }
+
+/// A baresip config folder: SIP on `port`, G.711, `source` as its microphone, received audio
+/// dumped into `dumps`, and optionally the ctrl_tcp command port.
+fn baresip_config(
+    dir: &std::path::Path,
+    port: u16,
+    source: &std::path::Path,
+    dumps: &std::path::Path,
+    ctrl: Option<u16>,
+    account: &str,
+) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::create_dir_all(dumps).unwrap();
+    let mut config = format!(
+        "poll_method epoll\nsip_listen 127.0.0.1:{port}\nmodule_path /usr/lib/baresip/modules\n\
+         module g711.so\nmodule aufile.so\nmodule sndfile.so\nmodule alsa.so\n\
+         module_app account.so\nmodule_app menu.so\naudio_player alsa,null\n\
+         audio_source aufile,{}\nsnd_path {}\n",
+        source.display(),
+        dumps.display()
+    );
+    if let Some(c) = ctrl {
+        config.push_str(&format!(
+            "module_app ctrl_tcp.so\nctrl_tcp_listen 127.0.0.1:{c}\n"
+        ));
+    }
+    std::fs::write(dir.join("config"), config).unwrap();
+    std::fs::write(dir.join("accounts"), format!("{account}\n")).unwrap();
+}
+
+/// Starts baresip with its output in `log`.
+fn baresip(
+    cfg: &std::path::Path,
+    log: &std::path::Path,
+    extra: &[String],
+) -> tokio::process::Child {
+    let out = std::fs::File::create(log).unwrap();
+    tokio::process::Command::new("baresip")
+        .arg("-f")
+        .arg(cfg)
+        .args(extra)
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("baresip must be installed (scripts/ensure-voice-peers.sh): {e}")
+        })
+}
+
+async fn log_shows(log: &std::path::Path, what: &str) {
+    integration_tests::env::eventually(std::time::Duration::from_secs(15), || async {
+        std::fs::read_to_string(log)
+            .ok()?
+            .contains(what)
+            .then_some(())
+    })
+    .await
+}
+
+/// The issue's end-to-end call with real user agents: an agent baresip registers with digest
+/// credentials made by the gateway; a caller baresip dials a number routed to the DTMF menu,
+/// presses 1 (RFC 4733 from baresip), is transferred (B2BUA) to the agent, who hears the
+/// caller's voice through the bridge; the call ends and its persisted history shows every
+/// step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baresip_presses_1_and_is_transferred_to_a_registered_baresip_agent() {
+    let w = World::new(Backend::Sqlite).await;
+    let sip = w.gw.running.sip.as_ref().expect("SIP is on").local_addr();
+    let dir = integration_tests::env::TempDir::new();
+    assert!(
+        gateway::db::calls::add_route(&w.db.pool, &w.org.id, "15550100000", "menu", 0)
+            .await
+            .unwrap()
+    );
+    assert!(gateway::db::calls::upsert_agent(
+        &w.db.pool,
+        &w.org.id,
+        "agent",
+        "dartwing",
+        "correcthorse1",
+        0
+    )
+    .await
+    .unwrap());
+    let tone = |hz: f64, secs: usize| -> Vec<i16> {
+        (0..8000 * secs)
+            .map(|i| (6000.0 * (2.0 * std::f64::consts::PI * hz * i as f64 / 8000.0).sin()) as i16)
+            .collect()
+    };
+    let caller_voice = dir.0.join("caller.wav");
+    std::fs::write(
+        &caller_voice,
+        voice::media::wav::encode_wav(8000, 1, &tone(400.0, 10)),
+    )
+    .unwrap();
+    let agent_voice = dir.0.join("agent.wav");
+    std::fs::write(
+        &agent_voice,
+        voice::media::wav::encode_wav(8000, 1, &tone(700.0, 4)),
+    )
+    .unwrap();
+
+    let (agent_cfg, agent_dumps, agent_log) = (
+        dir.0.join("agent"),
+        dir.0.join("agent-dumps"),
+        dir.0.join("agent.log"),
+    );
+    baresip_config(
+        &agent_cfg,
+        integration_tests::env::free_port(),
+        &agent_voice,
+        &agent_dumps,
+        None,
+        &format!(
+            "<sip:agent@127.0.0.1:{};transport=udp>;auth_user=agent;auth_pass=correcthorse1;regint=60;answermode=auto",
+            sip.port()
+        ),
+    );
+    let mut agent = baresip(&agent_cfg, &agent_log, &["-t".into(), "20".into()]);
+    // Registered with digest (the gateway answered 401, then 200).
+    log_shows(&agent_log, "200 OK").await;
+
+    let ctrl = integration_tests::env::free_port();
+    let (caller_cfg, caller_log) = (dir.0.join("caller"), dir.0.join("caller.log"));
+    baresip_config(
+        &caller_cfg,
+        integration_tests::env::free_port(),
+        &caller_voice,
+        &dir.0.join("caller-dumps"),
+        Some(ctrl),
+        "<sip:tester@127.0.0.1>;regint=0",
+    );
+    let mut caller = baresip(
+        &caller_cfg,
+        &caller_log,
+        &[
+            "-e".into(),
+            format!("/dial sip:15550100000@127.0.0.1:{}", sip.port()),
+            "-t".into(),
+            "14".into(),
+        ],
+    );
+    log_shows(&caller_log, "Call established").await;
+    // Press 1: baresip sends it as RFC 4733 telephone-events.
+    let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", ctrl))
+        .await
+        .expect("ctrl_tcp");
+    let cmd = serde_json::json!({"command": "sndcode", "params": "1", "token": "t1"}).to_string();
+    tokio::io::AsyncWriteExt::write_all(&mut sock, format!("{}:{cmd},", cmd.len()).as_bytes())
+        .await
+        .unwrap();
+    log_shows(&agent_log, "Call established").await;
+    let _ = caller.wait().await;
+    let _ = agent.wait().await;
+
+    // The agent heard the caller (400 Hz) through the bridge.
+    let received = std::fs::read_dir(&agent_dumps)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
+        .expect("the agent's received audio");
+    let got = voice::media::wav::parse_wav(&std::fs::read(&received).unwrap())
+        .unwrap()
+        .to_mono_8k();
+    assert!(
+        got.len() >= 8_000,
+        "the agent was bridged for at least 1 s: {} samples",
+        got.len()
+    );
+    let middle = &got[got.len() / 4..got.len() * 3 / 4];
+    let (at_400, at_700) = (
+        tone_level(middle, 400.0, 8000.0),
+        tone_level(middle, 700.0, 8000.0),
+    );
+    assert!(
+        at_400 > 1000.0 && at_400 > 50.0 * at_700,
+        "400 Hz {at_400}, 700 Hz {at_700}"
+    );
+
+    let calls = integration_tests::env::eventually(std::time::Duration::from_secs(10), || async {
+        let c = w.get_json(&w.org, "/api/v1/calls").await;
+        (c.as_array()?.len() == 1 && c[0]["state"] == "ended").then_some(c)
+    })
+    .await;
+    let steps: Vec<(&str, &str)> = calls[0]["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["state"].as_str().unwrap(), s["event"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        &steps[..4],
+        &[
+            ("ringing", "invite"),
+            ("answered", "answer"),
+            ("transferring", "transfer"),
+            ("bridged", "transfer_answered")
+        ],
+        "{steps:?}"
+    );
+    assert_eq!(steps.len(), 5, "{steps:?}");
+    assert_eq!(steps[4].0, "ended");
+    w.gw.stop().await;
+}
