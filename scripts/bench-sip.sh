@@ -8,6 +8,10 @@
 # INVITE→200 time; a rate "holds" with 0 failed calls and p99 under 50 ms.
 #
 #   scripts/bench-sip.sh [RATES...]        (default: 250 500 1000 1500 2000)
+#   SERVERS="gateway" scripts/bench-sip.sh 500 1000   (any of: ua gateway kamailio)
+#
+# `gateway` is the whole `dartwing-gateway serve` (SQLite, the number routed to `echo`), the
+# goal's subject: it persists every call before it answers.
 #
 # Builds the example in the dev profile (as the rest of the repo's tooling does); a release
 # build is faster. Stops everything it started, by PID.
@@ -18,7 +22,9 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/dartwing/target}
 RATES=("$@")
 [ ${#RATES[@]} -gt 0 ] || RATES=(250 500 1000 1500 2000)
 SECONDS_PER_RATE=${SECONDS_PER_RATE:-10}
+SERVERS=${SERVERS:-ua gateway kamailio}
 cargo build -q -p voice --example sip_answer
+[[ " $SERVERS " != *" gateway "* ]] || cargo build -q -p gateway --bin dartwing-gateway
 UA_BIN="$CARGO_TARGET_DIR/debug/examples/sip_answer"
 WORK=$(mktemp -d)
 PIDS=()
@@ -61,14 +67,37 @@ PY
     done
 }
 
-# The gateway's user agent.
-taskset -c 0 "$UA_BIN" 127.0.0.1:15060 >"$WORK/ua.log" 2>&1 &
-PIDS+=($!)
-sleep 1
-run_rates dartwing 127.0.0.1:15060
-# Stop it before Kamailio runs: its calls' RTP ports must not collide with the proxy's.
-kill "${PIDS[0]}" 2>/dev/null || true
-wait "${PIDS[0]}" 2>/dev/null || true
+# stop_last: stops the server started last (its RTP ports must not collide with the next's).
+stop_last() {
+    local pid=${PIDS[-1]}
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+# The voice crate's user agent alone (in-memory store).
+if [[ " $SERVERS " == *" ua "* ]]; then
+    taskset -c 0 "$UA_BIN" 127.0.0.1:15060 >"$WORK/ua.log" 2>&1 &
+    PIDS+=($!)
+    sleep 1
+    run_rates dartwing-ua 127.0.0.1:15060
+    stop_last
+fi
+
+# The whole gateway: `dartwing-gateway serve` on SQLite, SIPp's number routed to `echo`, every
+# call's transitions committed (call machine, history, outbox event) before SIP answers.
+if [[ " $SERVERS " == *" gateway "* ]]; then
+    GW_BIN="$CARGO_TARGET_DIR/debug/dartwing-gateway"
+    export DARTWING_DATABASE_URL="sqlite://$WORK/gw.db" DARTWING_HTTP_ADDR=127.0.0.1:18090 \
+        DARTWING_SIP_ADDR=127.0.0.1:15061 DARTWING_LOG=warn DARTWING_SIP_MAX_CALLS=20000
+    "$GW_BIN" org create bench >/dev/null
+    "$GW_BIN" voice route add --org bench --number service --app echo >/dev/null
+    taskset -c 0 "$GW_BIN" serve >"$WORK/gateway.log" 2>&1 &
+    PIDS+=($!)
+    sleep 2
+    run_rates gateway 127.0.0.1:15061
+    stop_last
+fi
+[[ " $SERVERS " == *" kamailio "* ]] || exit 0
 
 # Kamailio, stateful proxy to a SIPp uas (no 180: several workers can reorder 180 after 200).
 cat >"$WORK/uas.xml" <<'XML'

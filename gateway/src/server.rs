@@ -145,6 +145,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         shutdown_rx.clone(),
     )));
 
+    let sip = crate::voice::start(&config.sip, &db, &committer).await?;
     let state = Arc::new(AppState {
         db: db.clone(),
         committer: committer.clone(),
@@ -155,8 +156,8 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         metrics,
         send_wake,
         keys: Mutex::default(),
+        sip: sip.clone(),
     });
-    let sip = crate::voice::start(&config.sip, &db, &committer).await?;
     let listener = tokio::net::TcpListener::bind(&config.http_addr)
         .await
         .map_err(|source| StartError::Bind {

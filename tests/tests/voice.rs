@@ -132,6 +132,27 @@ async fn calls_are_persisted_with_their_history(backend: Backend) {
             .await;
         assert_eq!(one["id"], call["id"]);
     }
+    // Health names the SIP listener; the metric of live calls is exported.
+    let health: Value = w
+        .client
+        .get(format!("{}/health", w.gw.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["sip"]["active_calls"], 0, "{health}");
+    let metrics = w
+        .client
+        .get(format!("{}/metrics", w.gw.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("sip_calls_active 0"), "{metrics}");
     // Each step is an event on the org's log, valid against its JSON Schema.
     let events = w
         .get_json(&w.org, "/api/v1/events?after_seq=0&limit=1000")

@@ -51,6 +51,10 @@ pub async fn health(AxState(state): AxState<State>) -> Response {
             "leader": state.relay_status.leader.load(Ordering::Relaxed),
         },
         "event_log": event_log(&state),
+        "sip": state.sip.as_ref().map(|sip| json!({
+            "addr": sip.local_addr().to_string(),
+            "active_calls": sip.active_calls(),
+        })),
     });
     let code = if db_ok {
         StatusCode::OK
@@ -88,6 +92,9 @@ pub async fn metrics(AxState(state): AxState<State>) -> Response {
     }
     metrics::gauge!("outbox_backlog")
         .set(state.relay_status.backlog.load(Ordering::Relaxed) as f64);
+    if let Some(sip) = &state.sip {
+        metrics::gauge!("sip_calls_active").set(sip.active_calls() as f64);
+    }
     (
         [("content-type", "text/plain; version=0.0.4")],
         state.metrics.render(),

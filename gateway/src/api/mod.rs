@@ -48,6 +48,8 @@ pub struct AppState {
     pub send_wake: Arc<Notify>,
     /// API key hash → org, cached briefly.
     pub keys: Mutex<HashMap<String, (Instant, Option<String>)>>,
+    /// The SIP user agent, when voice is on (for `sip_calls_active` and `/health`).
+    pub sip: Option<Arc<voice::ua::SipServer>>,
 }
 
 /// Shared state.
