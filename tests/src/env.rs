@@ -349,6 +349,17 @@ impl World {
         }
     }
 
+    /// `GET` a public path (`/metrics`, `/health`) and return the body as text.
+    pub async fn get_text(&self, path: &str) -> String {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.gw.base))
+            .send()
+            .await
+            .expect("get");
+        r.text().await.expect("text")
+    }
+
     /// `GET` an API path as `org`, returning the JSON body (and asserting 200).
     pub async fn get_json(&self, org: &TestOrg, path: &str) -> serde_json::Value {
         let r = self

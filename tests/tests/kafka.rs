@@ -526,15 +526,7 @@ async fn broker_outage_loses_nothing_and_keeps_order() {
     })
     .await;
     assert!(h["relay"]["error"].is_string(), "{h}");
-    let metrics = w
-        .client
-        .get(format!("{}/metrics", w.gw.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = w.get_text("/metrics").await;
     assert!(
         metrics.contains("outbox_backlog"),
         "backlog metric exported"

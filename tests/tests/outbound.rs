@@ -159,15 +159,7 @@ async fn permanent_error_fails_at_once_and_replays(backend: Backend) {
     assert_eq!(dls.as_array().unwrap().len(), 1);
     assert_eq!(dls[0]["message_id"], id.as_str());
     assert_eq!(dls[0]["error_code"], "21211");
-    let metrics = w
-        .client
-        .get(format!("{}/metrics", w.gw.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = w.get_text("/metrics").await;
     assert!(
         metrics.contains("dead_letter_queue_depth{channel=\"sms\"} 1"),
         "{metrics}"

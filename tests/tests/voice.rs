@@ -133,25 +133,9 @@ async fn calls_are_persisted_with_their_history(backend: Backend) {
         assert_eq!(one["id"], call["id"]);
     }
     // Health names the SIP listener; the metric of live calls is exported.
-    let health: Value = w
-        .client
-        .get(format!("{}/health", w.gw.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = serde_json::from_str(&w.get_text("/health").await).unwrap();
     assert_eq!(health["sip"]["active_calls"], 0, "{health}");
-    let metrics = w
-        .client
-        .get(format!("{}/metrics", w.gw.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = w.get_text("/metrics").await;
     assert!(metrics.contains("sip_calls_active 0"), "{metrics}");
     // Each step is an event on the org's log, valid against its JSON Schema.
     let events = w
@@ -336,12 +320,58 @@ fn tone_level(samples: &[i16], freq: f64, rate: f64) -> f64 {
     (s1 * s1 + s2 * s2 - k * s1 * s2).max(0.0).sqrt() / samples.len().max(1) as f64
 }
 
+/// The audio a baresip received (its sndfile module's `*-dec.wav` in `dumps`), 8 kHz mono;
+/// asserts at least one second of it, mostly `want` Hz and hardly `not` Hz.
+fn assert_heard(dumps: &std::path::Path, want: f64, not: f64, log: &str) {
+    let received = std::fs::read_dir(dumps)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
+        .unwrap_or_else(|| panic!("baresip dumped no received audio; log:\n{log}"));
+    let got = voice::media::wav::parse_wav(&std::fs::read(&received).unwrap())
+        .unwrap()
+        .to_mono_8k();
+    assert!(
+        got.len() >= 8_000,
+        "at least 1 s received, got {} samples",
+        got.len()
+    );
+    let middle = &got[got.len() / 4..got.len() * 3 / 4];
+    let (a, b) = (
+        tone_level(middle, want, 8000.0),
+        tone_level(middle, not, 8000.0),
+    );
+    assert!(a > 1000.0 && a > 50.0 * b, "{want} Hz {a}, {not} Hz {b}");
+}
+
+/// The org's one call once it has ended, and its history as (state, event).
+async fn ended_call(w: &World) -> (Value, Vec<(String, String)>) {
+    let calls = integration_tests::env::eventually(std::time::Duration::from_secs(10), || async {
+        let c = w.get_json(&w.org, "/api/v1/calls").await;
+        (c.as_array()?.len() == 1 && c[0]["state"] == "ended").then_some(c)
+    })
+    .await;
+    let steps = calls[0]["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["state"].as_str().unwrap().to_string(),
+                s["event"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    (calls[0].clone(), steps)
+}
+
 /// A real user agent: headless baresip dials a number routed to `play:WAV`; the audio it
 /// received (dumped by its sndfile module) is the clip's 1 kHz tone, the gateway hangs up at
 /// the clip's end, and the persisted history shows every step.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn baresip_hears_the_played_wav_and_the_call_is_persisted() {
-    use voice::media::wav::{encode_wav, parse_wav};
+    use voice::media::wav::encode_wav;
     let w = World::new(Backend::Sqlite).await;
     let sip = w.gw.running.sip.as_ref().expect("SIP is on").local_addr();
     let dir = integration_tests::env::TempDir::new();
@@ -399,46 +429,13 @@ async fn baresip_hears_the_played_wav_and_the_call_is_persisted() {
     assert!(log.contains("Call established"), "baresip log:\n{log}");
 
     // The audio baresip decoded is the clip: a strong 1 kHz tone, no 400 Hz echo of itself.
-    let received = std::fs::read_dir(&dumps)
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
-        .unwrap_or_else(|| panic!("baresip dumped no received audio; log:\n{log}"));
-    let got = parse_wav(&std::fs::read(&received).unwrap())
-        .unwrap()
-        .to_mono_8k();
-    assert!(
-        got.len() >= 8_000,
-        "at least 1 s received, got {} samples",
-        got.len()
-    );
-    let middle = &got[got.len() / 4..got.len() * 3 / 4];
-    let (at_1k, at_400) = (
-        tone_level(middle, 1000.0, 8000.0),
-        tone_level(middle, 400.0, 8000.0),
-    );
-    assert!(
-        at_1k > 1000.0 && at_1k > 50.0 * at_400,
-        "1 kHz {at_1k}, 400 Hz {at_400}"
-    );
-
-    let calls = integration_tests::env::eventually(std::time::Duration::from_secs(10), || async {
-        let c = w.get_json(&w.org, "/api/v1/calls").await;
-        (c.as_array()?.len() == 1 && c[0]["state"] == "ended").then_some(c)
-    })
-    .await;
-    let call = &calls[0];
+    assert_heard(&dumps, 1000.0, 400.0, &log);
+    let (call, steps) = ended_call(&w).await;
     assert_eq!(
         call["cause"], "callee_hangup",
         "the app hung up at the clip's end"
     );
-    let states: Vec<&str> = call["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["state"].as_str().unwrap())
-        .collect();
+    let states: Vec<&str> = steps.iter().map(|(s, _)| s.as_str()).collect();
     assert_eq!(states, vec!["ringing", "answered", "ended"]);
     w.gw.stop().await;
 }
@@ -599,40 +596,12 @@ async fn baresip_presses_1_and_is_transferred_to_a_registered_baresip_agent() {
     let _ = agent.wait().await;
 
     // The agent heard the caller (400 Hz) through the bridge.
-    let received = std::fs::read_dir(&agent_dumps)
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
-        .expect("the agent's received audio");
-    let got = voice::media::wav::parse_wav(&std::fs::read(&received).unwrap())
-        .unwrap()
-        .to_mono_8k();
-    assert!(
-        got.len() >= 8_000,
-        "the agent was bridged for at least 1 s: {} samples",
-        got.len()
-    );
-    let middle = &got[got.len() / 4..got.len() * 3 / 4];
-    let (at_400, at_700) = (
-        tone_level(middle, 400.0, 8000.0),
-        tone_level(middle, 700.0, 8000.0),
-    );
-    assert!(
-        at_400 > 1000.0 && at_400 > 50.0 * at_700,
-        "400 Hz {at_400}, 700 Hz {at_700}"
-    );
-
-    let calls = integration_tests::env::eventually(std::time::Duration::from_secs(10), || async {
-        let c = w.get_json(&w.org, "/api/v1/calls").await;
-        (c.as_array()?.len() == 1 && c[0]["state"] == "ended").then_some(c)
-    })
-    .await;
-    let steps: Vec<(&str, &str)> = calls[0]["history"]
-        .as_array()
-        .unwrap()
+    let log = std::fs::read_to_string(&agent_log).unwrap_or_default();
+    assert_heard(&agent_dumps, 400.0, 700.0, &log);
+    let (_, steps) = ended_call(&w).await;
+    let steps: Vec<(&str, &str)> = steps
         .iter()
-        .map(|s| (s["state"].as_str().unwrap(), s["event"].as_str().unwrap()))
+        .map(|(s, e)| (s.as_str(), e.as_str()))
         .collect();
     assert_eq!(
         &steps[..4],
