@@ -198,10 +198,17 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
 impl Running {
     /// Stops everything and waits for the tasks to finish.
     pub async fn stop(self) {
-        let _ = self.shutdown.send(true);
+        // Calls first: the user agent hangs up live calls (BYE) and refuses new ones; their
+        // last transitions still go through the committer, so wait for them (at most 5 s)
+        // before the rest stops.
         if let Some(sip) = &self.sip {
             sip.shutdown();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            while sip.active_calls() > 0 && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
+        let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;
         }
