@@ -9,6 +9,7 @@
 #
 #   scripts/bench-sip.sh [RATES...]        (default: 250 500 1000 1500 2000)
 #   SERVERS="gateway" scripts/bench-sip.sh 500 1000   (any of: ua gateway kamailio)
+#   PROFILE=release scripts/bench-sip.sh …             (release builds)
 #
 # `gateway` is the whole `dartwing-gateway serve` (SQLite, the number routed to `echo`), the
 # goal's subject: it persists every call before it answers.
@@ -23,9 +24,17 @@ RATES=("$@")
 [ ${#RATES[@]} -gt 0 ] || RATES=(250 500 1000 1500 2000)
 SECONDS_PER_RATE=${SECONDS_PER_RATE:-10}
 SERVERS=${SERVERS:-ua gateway kamailio}
-cargo build -q -p voice --example sip_answer
-[[ " $SERVERS " != *" gateway "* ]] || cargo build -q -p gateway --bin dartwing-gateway
-UA_BIN="$CARGO_TARGET_DIR/debug/examples/sip_answer"
+# PROFILE=release builds into CARGO_TARGET_DIR_RELEASE (default ~/.cache/dartwing/target-release).
+PROFILE=${PROFILE:-debug}
+if [ "$PROFILE" = release ]; then
+    export CARGO_TARGET_DIR=${CARGO_TARGET_DIR_RELEASE:-$HOME/.cache/dartwing/target-release}
+    REL=(--release)
+else
+    REL=()
+fi
+cargo build -q "${REL[@]}" -p voice --example sip_answer
+[[ " $SERVERS " != *" gateway "* ]] || cargo build -q "${REL[@]}" -p gateway --bin dartwing-gateway
+UA_BIN="$CARGO_TARGET_DIR/$PROFILE/examples/sip_answer"
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() {
@@ -86,7 +95,7 @@ fi
 # The whole gateway: `dartwing-gateway serve` on SQLite, SIPp's number routed to `echo`, every
 # call's transitions committed (call machine, history, outbox event) before SIP answers.
 if [[ " $SERVERS " == *" gateway "* ]]; then
-    GW_BIN="$CARGO_TARGET_DIR/debug/dartwing-gateway"
+    GW_BIN="$CARGO_TARGET_DIR/$PROFILE/dartwing-gateway"
     export DARTWING_DATABASE_URL="sqlite://$WORK/gw.db" DARTWING_HTTP_ADDR=127.0.0.1:18090 \
         DARTWING_SIP_ADDR=127.0.0.1:15061 DARTWING_LOG=warn DARTWING_SIP_MAX_CALLS=20000
     "$GW_BIN" org create bench >/dev/null
