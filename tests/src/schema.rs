@@ -138,6 +138,18 @@ fn type_matches(t: &str, v: &Value) -> bool {
 /// Every event an org has (the catch-up feed) validates against its schema.
 pub async fn assert_org_events_valid(w: &crate::env::World, org: &crate::env::TestOrg) {
     let schemas = load_all();
+    // The feed shows numbered events only: wait until the relay has numbered every committed
+    // one (it runs beside the test).
+    crate::env::eventually(std::time::Duration::from_secs(10), || async {
+        let (unnumbered,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM outbox WHERE org_id = $1 AND seq IS NULL")
+                .bind(&org.id)
+                .fetch_one(&w.db.pool)
+                .await
+                .ok()?;
+        (unnumbered == 0).then_some(())
+    })
+    .await;
     let events = w
         .get_json(org, "/api/v1/events?after_seq=0&limit=1000")
         .await;
