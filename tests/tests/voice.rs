@@ -299,7 +299,7 @@ fn voice_cli_routes_numbers_and_creates_agents() {
         "the password is not stored"
     );
     assert!(
-        text.contains(&gateway::db::calls::digest_ha1(
+        text.contains(&voice::sip::digest::ha1(
             "alice",
             "dartwing",
             "correct horse"

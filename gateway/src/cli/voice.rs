@@ -66,21 +66,11 @@ pub enum AgentAction {
     },
 }
 
-/// Checks an application spec without starting it: `echo`, `menu`, or `play:` and a readable
-/// WAV file.
+/// Checks an application spec the way a call will start it (`voice::app::AppSpec::parse`:
+/// `echo`, `menu[:FILE.wav]`, `play:FILE.wav`, the WAV read and decoded).
 pub fn check_app(spec: &str) -> anyhow::Result<()> {
-    match spec.split_once(':') {
-        None if spec == "echo" || spec == "menu" => Ok(()),
-        Some(("play", path)) => {
-            let header = std::fs::read(path)
-                .map_err(|e| anyhow::anyhow!("play: cannot read `{path}`: {e}"))?;
-            if header.len() < 12 || &header[0..4] != b"RIFF" || &header[8..12] != b"WAVE" {
-                bail!("play: `{path}` is not a WAV file");
-            }
-            Ok(())
-        }
-        _ => bail!("unknown application `{spec}`: use echo, menu or play:FILE.wav"),
-    }
+    voice::app::AppSpec::parse(spec)?;
+    Ok(())
 }
 
 /// Runs a voice command.
@@ -158,9 +148,7 @@ mod tests {
         std::fs::write(&not_wav, b"hello world, not a wav").unwrap();
         assert!(check_app(&format!("play:{}", not_wav.display())).is_err());
         let wav = dir.join("y.wav");
-        let mut bytes = b"RIFF\0\0\0\0WAVE".to_vec();
-        bytes.extend_from_slice(&[0; 32]);
-        std::fs::write(&wav, bytes).unwrap();
+        std::fs::write(&wav, voice::media::wav::encode_wav(8000, 1, &[0; 800])).unwrap();
         assert!(check_app(&format!("play:{}", wav.display())).is_ok());
         std::fs::remove_dir_all(dir).unwrap();
     }

@@ -12,7 +12,6 @@
 use super::conversations::touch;
 use super::outbox::{self, NewEvent};
 use super::StoreError;
-use md5::{Digest, Md5};
 use serde::Serialize;
 use serde_json::json;
 use sqlx::{AnyConnection, AnyPool, Row};
@@ -279,29 +278,31 @@ pub async fn list(
     .bind(limit)
     .fetch_all(pool)
     .await?;
+    // Every listed call's history in one query (not one per call), grouped below.
+    let steps = sqlx::query(
+        "SELECT call_id, state, event, cause, detail, at FROM call_history \
+         WHERE org_id = $1 AND call_id IN (SELECT id FROM calls WHERE org_id = $1 \
+         AND ($2 IS NULL OR id = $2) ORDER BY started_at DESC, id LIMIT $3) ORDER BY id",
+    )
+    .bind(org_id)
+    .bind(id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    let mut history: std::collections::HashMap<String, Vec<CallStep>> = Default::default();
+    for s in &steps {
+        history.entry(s.try_get(0)?).or_default().push(CallStep {
+            state: s.try_get(1)?,
+            event: s.try_get(2)?,
+            cause: s.try_get(3)?,
+            detail: s.try_get(4)?,
+            at: s.try_get(5)?,
+        });
+    }
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
         let id: String = r.try_get(0)?;
-        let steps = sqlx::query(
-            "SELECT state, event, cause, detail, at FROM call_history \
-             WHERE call_id = $1 AND org_id = $2 ORDER BY id",
-        )
-        .bind(&id)
-        .bind(org_id)
-        .fetch_all(pool)
-        .await?;
-        let history = steps
-            .iter()
-            .map(|s| {
-                Ok(CallStep {
-                    state: s.try_get(0)?,
-                    event: s.try_get(1)?,
-                    cause: s.try_get(2)?,
-                    detail: s.try_get(3)?,
-                    at: s.try_get(4)?,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        let history = history.remove(&id).unwrap_or_default();
         out.push(CallView {
             id,
             conversation_id: r.try_get(1)?,
@@ -407,13 +408,6 @@ pub async fn list_routes(pool: &AnyPool, org_id: &str) -> Result<Vec<Route>, Sto
         .collect()
 }
 
-/// The digest `HA1 = MD5(username:realm:password)` (RFC 2617/8760), lower-case hex: what is
-/// stored instead of an agent's password.
-pub fn digest_ha1(username: &str, realm: &str, password: &str) -> String {
-    let sum = Md5::digest(format!("{username}:{realm}:{password}").as_bytes());
-    sum.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Creates (or resets) an agent phone's SIP credentials; a username of another org is
 /// refused (`Ok(false)`).
 pub async fn upsert_agent(
@@ -433,7 +427,7 @@ pub async fn upsert_agent(
     .bind(username)
     .bind(org_id)
     .bind(realm)
-    .bind(digest_ha1(username, realm, password))
+    .bind(voice::sip::digest::ha1(username, realm, password))
     .bind(now)
     .execute(pool)
     .await?;
@@ -474,14 +468,5 @@ mod tests {
         assert_eq!(normalize_number("15550100000"), "15550100000");
         assert_eq!(normalize_number(" Reception "), "reception");
         assert_eq!(normalize_number("+"), "+");
-    }
-
-    #[test]
-    fn ha1_matches_rfc_2617_example() {
-        // RFC 2617 §3.5: Mufasa / testrealm@host.com / Circle Of Life.
-        assert_eq!(
-            digest_ha1("Mufasa", "testrealm@host.com", "Circle Of Life"),
-            "939e7578ed9e3c518a452acee763bce9"
-        );
     }
 }
