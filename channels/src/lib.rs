@@ -1,31 +1,44 @@
 //! Channel plugins: the boundary between Dartwing's durable core and the providers that carry
-//! messages (Twilio for SMS now; WhatsApp Cloud API and email later).
+//! messages — Twilio and Telnyx for SMS, the WhatsApp Cloud API, and email later.
 //!
 //! What lives here: the [`ChannelPlugin`] trait and the normalized types that cross it
-//! ([`InboundMessage`], [`StatusUpdate`], [`OutboundMessage`]), plus one folder per channel
-//! family holding each provider's wire format, signature check and REST client.
-//! What does not: storage, HTTP serving, retries, rate limits and circuit breakers — those are
-//! the runtime's (`gateway`), driven by the data a plugin returns ([`SendError::is_transient`]).
+//! ([`InboundMessage`], [`StatusUpdate`], [`OutboundMessage`]), the static [`registry`] of
+//! providers, and one folder per provider holding its configuration, wire format, signature
+//! check and REST client. What does not: storage, HTTP serving, retries, rate limits and
+//! circuit breakers — those are the runtime's (`gateway`), driven by the data a plugin returns
+//! ([`SendError::is_transient`], [`OutboundRules`], [`Handled::reply`]).
 //!
 //! Webhook parsing is a plain function over bytes (no I/O), so it is tested directly; only
-//! [`ChannelPlugin::send`] talks to the network.
+//! [`ChannelPlugin::send`] and [`ChannelPlugin::fetch_media`] talk to the network.
 //!
 //! ```text
-//!   provider ──HTTP──▶ gateway route /webhooks/{provider}/{org}/{hook}
-//!                         │  WebhookRequest { url, headers, body }
+//!   provider ──HTTP──▶ gateway route /webhooks/{provider}/{org}[/{hook}]
+//!                         │  WebhookRequest { method, url, query, headers, raw body }
 //!                         ▼
 //!                    plugin.handle_webhook(hook, req)  → verify signature → parse
-//!                         │  Vec<InboundEvent>
+//!                         │  Handled { events, skipped, reply }
 //!                         ▼
-//!                    gateway: one transaction, then 2xx
+//!                    gateway: commit every event, then 200 with `reply`
 //! ```
+//!
+//! Adding a provider: a folder with `config` (serde, `deny_unknown_fields`, every problem
+//! reported at once), `signature`, `webhook` (pure parsing) and `rest` (send), a `SPEC`, and
+//! one line in [`registry::PROVIDERS`]. The gateway needs nothing else but a CLI command.
 
+pub mod address;
+pub mod message;
 pub mod plugin;
+pub mod registry;
 pub mod secret;
 pub mod sms;
+pub mod whatsapp;
 
-pub use plugin::{
-    ChannelPlugin, InboundEvent, InboundMessage, OutboundMessage, Resource, SendError, SendFuture,
-    SendReceipt, StatusUpdate, WebhookError, WebhookRequest,
+pub use message::{
+    FetchedMedia, InboundEvent, InboundMedia, InboundMessage, MediaError, MediaFuture,
+    OutboundMessage, SendError, SendFuture, SendReceipt, StatusUpdate,
 };
+pub use plugin::{
+    ChannelPlugin, Handled, OutboundRules, WebhookError, WebhookReply, WebhookRequest,
+};
+pub use registry::{ConfigError, ProviderSpec, PROVIDERS};
 pub use secret::Secret;

@@ -1,30 +1,31 @@
-//! The `ChannelPlugin` boundary and the normalized types that cross it.
+//! The `ChannelPlugin` boundary: what the runtime asks of a provider account, and the
+//! webhook request and reply that cross it. The message types are in [`crate::message`].
+//!
+//! Everything that is one provider's habit is answered by the plugin, never guessed by the
+//! runtime: the body a webhook is acknowledged with (TwiML for Twilio, nothing for Meta, the
+//! challenge of a verification handshake), where status callbacks should go, which address
+//! we send from, which recipients are acceptable, which words are keywords, and whether a
+//! free-form message needs an open customer-service window.
 
-use state_machines::{Channel, DeliveryState};
-use std::future::Future;
-use std::pin::Pin;
-use std::time::Duration;
-
-/// A webhook path a plugin claims, relative to `/webhooks/{provider}/{org}/`. The runtime
-/// checks at start-up that no two plugins claim the same (provider, hook) pair.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Resource {
-    /// The provider segment of the path, e.g. `twilio`.
-    pub provider: &'static str,
-    /// The last path segment, e.g. `sms` or `status`.
-    pub hook: &'static str,
-}
+use crate::message::{InboundEvent, MediaFuture, OutboundMessage, SendFuture};
+use state_machines::Channel;
 
 /// A webhook as received, before any checks.
 #[derive(Debug, Clone, Copy)]
 pub struct WebhookRequest<'a> {
+    /// `GET` or `POST`.
+    pub method: &'a str,
     /// The full public URL the provider called (the configured public base URL, the path and
-    /// the query string), which is what providers sign.
+    /// the query string), which is what some providers sign.
     pub url: &'a str,
+    /// The raw query string (without `?`), empty when there is none.
+    pub query: &'a str,
     /// Header (name, value) pairs as received.
     pub headers: &'a [(String, String)],
-    /// The raw body.
+    /// The raw body, exactly as received (signatures are over these bytes).
     pub body: &'a [u8],
+    /// When it arrived, Unix seconds (for replay windows; parsing stays free of clocks).
+    pub received_at: i64,
 }
 
 impl<'a> WebhookRequest<'a> {
@@ -35,53 +36,54 @@ impl<'a> WebhookRequest<'a> {
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
+
+    /// The decoded query parameters.
+    pub fn query_pairs(&self) -> Vec<(String, String)> {
+        serde_urlencoded::from_str(self.query).unwrap_or_default()
+    }
 }
 
-/// A message from a contact, normalized.
+/// The 200 a webhook is answered with once everything it carried is committed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InboundMessage {
-    /// The channel it came on.
-    pub channel: Channel,
-    /// The provider's id for it; with the channel, the deduplication key.
-    pub provider_message_id: String,
-    /// The contact's address on that channel (E.164 number, email address, …).
-    pub from: String,
-    /// Our address it was sent to.
-    pub to: String,
-    /// The text.
+pub struct WebhookReply {
+    /// Its `Content-Type`.
+    pub content_type: &'static str,
+    /// Its body.
     pub body: String,
-    /// Attached media URLs with their content types.
-    pub media: Vec<(String, String)>,
 }
 
-/// A provider's report on one of our outbound messages, mapped onto the delivery machine.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StatusUpdate {
-    /// The provider's id of the message (what [`SendReceipt::provider_message_id`] returned).
-    pub provider_message_id: String,
-    /// The state it maps to.
-    pub state: DeliveryState,
-    /// The provider's own word for it (`undelivered`, …), kept in history.
-    pub provider_status: String,
-    /// The provider's error code, if any (Twilio's `ErrorCode`).
-    pub error_code: Option<String>,
+impl WebhookReply {
+    /// An empty `text/plain` 200.
+    pub fn empty() -> WebhookReply {
+        WebhookReply {
+            content_type: "text/plain",
+            body: String::new(),
+        }
+    }
 }
 
-/// What one webhook carried.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum InboundEvent {
-    /// A new message from a contact.
-    Message(InboundMessage),
-    /// A delivery status callback.
-    Status(StatusUpdate),
+/// What one verified webhook carried.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Handled {
+    /// The messages and status reports to store, in the order the provider sent them.
+    pub events: Vec<InboundEvent>,
+    /// Items of the delivery that could not be used, each with the reason. They are reported
+    /// (logged, counted) and the rest is still stored and acknowledged: providers such as
+    /// Meta retry a refused delivery for days and may disable the webhook.
+    pub skipped: Vec<String>,
+    /// What to answer once the events are committed.
+    pub reply: WebhookReply,
 }
 
 /// Why a webhook was refused. Each maps to one HTTP status.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WebhookError {
-    /// The signature header is missing or does not match (401).
+    /// The signature is missing, does not match, or is stale (401).
     #[error("missing or invalid signature")]
     BadSignature,
+    /// A verification handshake named the wrong token (403).
+    #[error("verification refused: {0}")]
+    Forbidden(String),
     /// The body does not parse, or a required field is missing or wrong (400).
     #[error("malformed webhook: field `{field}`: {reason}")]
     Malformed {
@@ -93,108 +95,70 @@ pub enum WebhookError {
     /// The plugin claims no such hook (404).
     #[error("unknown webhook `{0}`")]
     UnknownHook(String),
+    /// The hook exists but not for this method (405).
+    #[error("method {0} is not accepted here")]
+    Method(String),
 }
 
-/// A message to send, as the runtime hands it to a plugin.
-#[derive(Debug, Clone)]
-pub struct OutboundMessage {
-    /// Our id of the message (for idempotency on the provider side where supported).
-    pub message_id: String,
-    /// The recipient's address.
-    pub to: String,
-    /// The text.
-    pub body: String,
-    /// Where the provider should send status callbacks.
-    pub status_callback: Option<String>,
-}
-
-/// What a provider answered when it accepted a message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SendReceipt {
-    /// The provider's id of the message; status callbacks name it.
-    pub provider_message_id: String,
-    /// The provider's status word at acceptance.
-    pub provider_status: String,
-}
-
-/// Why a send failed; [`SendError::is_transient`] drives retry and dead-letter decisions.
-#[derive(Debug, thiserror::Error)]
-pub enum SendError {
-    /// The provider refused this message for good (bad number, unsubscribed, auth).
-    #[error("provider rejected the message (HTTP {status}, code {code:?}): {message}")]
-    Rejected {
-        /// HTTP status.
-        status: u16,
-        /// The provider's error code.
-        code: Option<String>,
-        /// The provider's message.
-        message: String,
-    },
-    /// The provider is overloaded or failing (429, 5xx); try again later.
-    #[error("provider unavailable (HTTP {status}, code {code:?})")]
-    Unavailable {
-        /// HTTP status.
-        status: u16,
-        /// The provider's error code, if it sent one.
-        code: Option<String>,
-        /// The provider's `Retry-After`, if any.
-        retry_after: Option<Duration>,
-    },
-    /// The request did not complete (connect, timeout, reset).
-    #[error("transport error: {0}")]
-    Transport(#[source] reqwest::Error),
-    /// The provider answered 2xx with a body we could not understand.
-    #[error("unexpected provider response: {0}")]
-    BadResponse(String),
-}
-
-impl SendError {
-    /// Whether a later attempt may succeed.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            SendError::Rejected { .. } => false,
-            SendError::Unavailable { .. } | SendError::Transport(_) => true,
-            // The provider may have accepted it; retrying risks a duplicate, but losing the
-            // message is worse and Twilio answers well-formed JSON in practice.
-            SendError::BadResponse(_) => true,
-        }
-    }
-
-    /// The provider's error code, where it gave one.
-    pub fn code(&self) -> Option<&str> {
-        match self {
-            SendError::Rejected { code, .. } | SendError::Unavailable { code, .. } => {
-                code.as_deref()
-            }
-            _ => None,
+impl WebhookError {
+    /// A [`WebhookError::Malformed`] with a borrowed reason.
+    pub fn malformed(field: &'static str, reason: impl Into<String>) -> WebhookError {
+        WebhookError::Malformed {
+            field,
+            reason: reason.into(),
         }
     }
 }
 
-/// The future a send returns.
-pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<SendReceipt, SendError>> + Send + 'a>>;
+/// What a send request must satisfy beyond the plugin's own checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboundRules {
+    /// The message is free-form and the provider accepts it only while the recipient's
+    /// customer-service window is open (WhatsApp); templates are not.
+    pub needs_service_window: bool,
+}
 
 /// One provider account of one organization, ready to receive webhooks and send.
 ///
-/// Built from its config (e.g. [`crate::sms::twilio::TwilioSmsConfig::build`]); the runtime
+/// Built by its [`crate::registry::ProviderSpec`] from the stored configuration; the runtime
 /// keeps one per configured account and routes webhooks to it by provider and org.
 pub trait ChannelPlugin: Send + Sync {
+    /// The provider's name in paths, the CLI and the database (`twilio`, `whatsapp`, …).
+    fn provider(&self) -> &'static str;
     /// The channel family it serves.
     fn channel(&self) -> Channel;
-    /// The webhook hooks it claims.
-    fn resources(&self) -> Vec<Resource>;
     /// The key the runtime's circuit breaker groups failures by (the provider account).
     fn account_key(&self) -> String;
     /// The key the runtime's rate limit groups sends by (the sending number or address).
     fn sender_key(&self) -> String;
+    /// Our address as the recipient sees it (the sending number), stored on each message.
+    fn sender_address(&self) -> String;
     /// Sends per second this sender may use (the runtime enforces it).
     fn rate_limit_per_second(&self) -> f64;
-    /// Verifies and parses one webhook. No I/O.
-    fn handle_webhook(
+    /// Checks a recipient address and returns it in the form stored and sent (E.164 for
+    /// phone channels), or says what is wrong.
+    fn normalize_recipient(&self, to: &str) -> Result<String, String>;
+    /// Checks what an API client asked to send: the text and, where the provider has richer
+    /// message types, its `content` object. Says what is wrong, or which rules apply.
+    fn check_outbound(
         &self,
-        hook: &str,
-        req: &WebhookRequest<'_>,
-    ) -> Result<Vec<InboundEvent>, WebhookError>;
+        body: &str,
+        content: Option<&serde_json::Value>,
+    ) -> Result<OutboundRules, String>;
+    /// Verifies and parses one webhook. No I/O.
+    fn handle_webhook(&self, hook: &str, req: &WebhookRequest<'_>)
+        -> Result<Handled, WebhookError>;
     /// Sends one message through the provider.
     fn send<'a>(&'a self, msg: &'a OutboundMessage) -> SendFuture<'a>;
+    /// Downloads an inbound attachment that [`crate::InboundMedia::fetch`] marked as ours to
+    /// fetch, refusing more than `max_bytes`.
+    fn fetch_media<'a>(&'a self, reference: &'a str, max_bytes: u64) -> MediaFuture<'a> {
+        let _ = max_bytes;
+        Box::pin(async move {
+            Err(crate::MediaError::Unsupported(format!(
+                "{} cannot fetch `{reference}`",
+                self.provider()
+            )))
+        })
+    }
 }

@@ -33,6 +33,8 @@ pub enum WriteOp {
     Inbound {
         /// The org.
         org_id: String,
+        /// The provider that received it (its plugin downloads the attachments).
+        provider: &'static str,
         /// The message.
         msg: InboundMessage,
     },
@@ -133,6 +135,20 @@ pub enum WriteOp {
         /// How many at most in this transaction.
         limit: i64,
     },
+    /// The media worker claims due downloads.
+    MediaClaim {
+        /// How many at most.
+        limit: i64,
+        /// How long the claim holds, ms.
+        lease_ms: i64,
+    },
+    /// A download ended.
+    MediaDone {
+        /// The attachment.
+        id: String,
+        /// How.
+        outcome: crate::db::media::MediaOutcome,
+    },
     /// Replay a dead letter.
     Replay {
         /// The org.
@@ -165,9 +181,12 @@ pub enum WriteResult {
     Sequenced(Vec<crate::db::outbox::StoredEvent>),
     /// For [`WriteOp::CallTransition`].
     Call(crate::db::calls::CallRecorded),
+    /// For [`WriteOp::MediaClaim`].
+    MediaClaimed(Vec<crate::db::media::MediaJob>),
     /// For [`WriteOp::PruneOutbox`]: how many rows went.
     Pruned(u64),
-    /// For [`WriteOp::Retry`], [`WriteOp::Defer`] and [`WriteOp::MarkPublished`].
+    /// For [`WriteOp::Retry`], [`WriteOp::Defer`], [`WriteOp::MarkPublished`] and
+    /// [`WriteOp::MediaDone`].
     Done,
 }
 
@@ -176,7 +195,7 @@ impl WriteOp {
     /// for the lock order inside a batch.
     fn contact_key(&self) -> Option<(&str, &str)> {
         match self {
-            WriteOp::Inbound { org_id, msg } => Some((org_id, &msg.from)),
+            WriteOp::Inbound { org_id, msg, .. } => Some((org_id, &msg.from)),
             WriteOp::CreateOutbound { org_id, req } => Some((org_id, &req.to)),
             WriteOp::Status { org_id, update, .. } => Some((org_id, &update.provider_message_id)),
             _ => None,
@@ -193,6 +212,8 @@ impl WriteOp {
                 | WriteOp::PruneOutbox { .. }
                 | WriteOp::Claim { .. }
                 | WriteOp::Defer { .. }
+                | WriteOp::MediaClaim { .. }
+                | WriteOp::MediaDone { .. }
         )
     }
 }
@@ -438,9 +459,11 @@ async fn attempt(
 async fn execute(conn: &mut AnyConnection, op: &WriteOp) -> Result<WriteResult, StoreError> {
     let now = now_ms();
     Ok(match op {
-        WriteOp::Inbound { org_id, msg } => {
-            WriteResult::Inbound(ingest::message(conn, org_id, msg, now).await?)
-        }
+        WriteOp::Inbound {
+            org_id,
+            provider,
+            msg,
+        } => WriteResult::Inbound(ingest::message(conn, org_id, provider, msg, now).await?),
         WriteOp::Status {
             org_id,
             channel,
@@ -521,6 +544,13 @@ async fn execute(conn: &mut AnyConnection, op: &WriteOp) -> Result<WriteResult, 
             published_before,
             limit,
         } => WriteResult::Pruned(outbox::prune(conn, *published_before, *limit).await?),
+        WriteOp::MediaClaim { limit, lease_ms } => WriteResult::MediaClaimed(
+            crate::db::media::claim_due(conn, now, *limit, *lease_ms).await?,
+        ),
+        WriteOp::MediaDone { id, outcome } => {
+            crate::db::media::finish(conn, id, outcome, now).await?;
+            WriteResult::Done
+        }
         WriteOp::Replay { org_id, id } => {
             WriteResult::Replay(dead_letters::replay(conn, org_id, id, now).await?)
         }

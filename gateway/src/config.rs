@@ -10,6 +10,7 @@
 //! | `DARTWING_DATABASE_URL` | `database_url` |
 //! | `DARTWING_PUBLIC_URL` | `public_url` |
 //! | `DARTWING_MAX_BODY_BYTES` | `max_body_bytes` |
+//! | `DARTWING_MAX_MEDIA_BYTES` | `max_media_bytes` |
 //! | `DARTWING_LOG` | `log` |
 //! | `DARTWING_DATABASE_MAX_CONNECTIONS` | `database_max_connections` |
 //! | `DARTWING_INGEST_QUEUE_CAPACITY`, `_MAX_BATCH`, `_WRITERS` | `ingest.*` |
@@ -37,6 +38,9 @@ pub struct Config {
     pub public_url: String,
     /// Largest request body accepted; larger gets 413.
     pub max_body_bytes: usize,
+    /// Largest inbound attachment downloaded from a provider (WhatsApp media); larger ones
+    /// are kept as `too_large` with no bytes.
+    pub max_media_bytes: u64,
     /// Log filter, e.g. `info` or `info,gateway=debug`.
     pub log: String,
     /// Database pool size.
@@ -167,6 +171,7 @@ impl Default for Config {
             database_url: "sqlite://./data/dartwing.db".into(),
             public_url: String::new(),
             max_body_bytes: 64 * 1024,
+            max_media_bytes: 16 * 1024 * 1024,
             log: "info".into(),
             database_max_connections: 8,
             ingest: IngestConfig::default(),
@@ -221,6 +226,7 @@ const ENV: &[(&str, &str)] = &[
     ("DARTWING_DATABASE_URL", "database_url"),
     ("DARTWING_PUBLIC_URL", "public_url"),
     ("DARTWING_MAX_BODY_BYTES", "max_body_bytes"),
+    ("DARTWING_MAX_MEDIA_BYTES", "max_media_bytes"),
     ("DARTWING_LOG", "log"),
     (
         "DARTWING_DATABASE_MAX_CONNECTIONS",
@@ -334,6 +340,7 @@ impl Config {
         }
         let positive = [
             ("max_body_bytes", self.max_body_bytes as i64),
+            ("max_media_bytes", self.max_media_bytes as i64),
             (
                 "database_max_connections",
                 self.database_max_connections as i64,

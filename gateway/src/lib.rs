@@ -23,6 +23,7 @@ pub mod db;
 pub mod events;
 pub mod kafka;
 pub mod logging;
+pub mod media;
 pub mod plugins;
 pub mod relay;
 pub mod retention;

@@ -7,28 +7,13 @@
 
 use crate::db::orgs::{self, Org};
 use crate::db::{Db, StoreError};
-use channels::sms::twilio::TwilioSmsConfig;
-use channels::{ChannelPlugin, Resource};
+use channels::{registry, ChannelPlugin};
 use state_machines::Channel;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const CACHE_TTL: Duration = Duration::from_secs(5);
-
-/// A provider the gateway knows how to build.
-pub struct ProviderKind {
-    /// Its name in paths, the CLI and the database.
-    pub provider: &'static str,
-    /// The channel it serves.
-    pub channel: Channel,
-}
-
-/// Every provider compiled in.
-pub const PROVIDERS: &[ProviderKind] = &[ProviderKind {
-    provider: "twilio",
-    channel: Channel::Sms,
-}];
 
 /// Why an account could not be turned into a plugin.
 #[derive(Debug, thiserror::Error)]
@@ -46,54 +31,19 @@ pub enum PluginError {
     },
 }
 
-/// Builds a plugin from a provider name and its JSON configuration.
+/// Builds a plugin from a provider name and its JSON configuration, through the registry
+/// in `channels` (the gateway knows no provider by name).
 pub fn build(
     provider: &str,
     config_json: &str,
     http: &reqwest::Client,
 ) -> Result<Arc<dyn ChannelPlugin>, PluginError> {
-    match provider {
-        "twilio" => {
-            let cfg: TwilioSmsConfig =
-                serde_json::from_str(config_json).map_err(|e| PluginError::InvalidConfig {
-                    provider: "twilio",
-                    reason: e.to_string(),
-                })?;
-            let plugin = cfg
-                .build(http.clone())
-                .map_err(|e| PluginError::InvalidConfig {
-                    provider: "twilio",
-                    reason: e.0.join("; "),
-                })?;
-            Ok(Arc::new(plugin))
-        }
-        other => Err(PluginError::UnknownProvider(other.to_string())),
-    }
-}
-
-/// Checks that no two providers claim the same webhook (run once at start-up).
-pub fn check_resources(http: &reqwest::Client) -> Result<Vec<Resource>, String> {
-    let mut seen: Vec<Resource> = Vec::new();
-    for kind in PROVIDERS {
-        // A throwaway instance only to read the resources it declares.
-        let sample = match kind.provider {
-            "twilio" => {
-                r#"{"account_sid":"AC00000000000000000000000000000000","auth_token":"x","from":"+10000000000"}"#
-            }
-            _ => continue,
-        };
-        let plugin = build(kind.provider, sample, http).map_err(|e| e.to_string())?;
-        for r in plugin.resources() {
-            if seen.contains(&r) {
-                return Err(format!(
-                    "webhook {}/{} is claimed twice",
-                    r.provider, r.hook
-                ));
-            }
-            seen.push(r);
-        }
-    }
-    Ok(seen)
+    let spec = registry::find(provider)
+        .ok_or_else(|| PluginError::UnknownProvider(provider.to_string()))?;
+    (spec.build)(config_json, http.clone()).map_err(|e| PluginError::InvalidConfig {
+        provider: spec.name,
+        reason: e.to_string(),
+    })
 }
 
 type Entry<T> = (Instant, T);

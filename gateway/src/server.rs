@@ -10,7 +10,7 @@ use crate::commit::{CommitSettings, Committer};
 use crate::config::Config;
 use crate::db::{Db, StoreError};
 use crate::kafka::{self, sink::KafkaSink, KafkaClientError};
-use crate::plugins::{self, Plugins};
+use crate::plugins::Plugins;
 use crate::relay::{self, EventSink, Hub, RelaySettings, RelayStatus};
 use crate::sender::{self, SendSettings};
 use std::net::SocketAddr;
@@ -75,7 +75,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         .connect_timeout(Duration::from_secs(5))
         .pool_max_idle_per_host(32)
         .build()?;
-    plugins::check_resources(&http).map_err(StartError::Plugins)?;
+    channels::registry::check().map_err(StartError::Plugins)?;
     let committer = Committer::start(
         db.clone(),
         CommitSettings {
@@ -88,6 +88,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let hub = Hub::new(8192);
     let relay_status = Arc::new(RelayStatus::default());
     let send_wake = Arc::new(Notify::new());
+    let media_wake = Arc::new(Notify::new());
     let (shutdown, shutdown_rx) = watch::channel(false);
     let public_base = config.public_base();
 
@@ -145,6 +146,21 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         shutdown_rx.clone(),
     )));
 
+    tasks.push(tokio::spawn(crate::media::run(
+        committer.clone(),
+        plugins.clone(),
+        crate::media::MediaSettings {
+            max_bytes: config.max_media_bytes,
+            concurrency: 4,
+            retry_base: Duration::from_millis(d.retry_base_ms),
+            retry_max: Duration::from_millis(d.retry_max_ms),
+            timeout: Duration::from_millis(d.send_timeout_ms),
+            poll: Duration::from_millis(d.poll_ms),
+        },
+        media_wake.clone(),
+        shutdown_rx.clone(),
+    )));
+
     let sip = crate::voice::start(&config.sip, &db, &committer).await?;
     let state = Arc::new(AppState {
         db: db.clone(),
@@ -155,6 +171,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         relay_status,
         metrics,
         send_wake,
+        media_wake,
         keys: Mutex::default(),
         sip: sip.clone(),
     });

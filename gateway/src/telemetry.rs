@@ -84,19 +84,32 @@ impl Delivered<'_> {
 }
 
 /// A webhook was refused.
-pub struct WebhookRejected<'a> {
-    /// The provider.
-    pub provider: &'a str,
+pub struct WebhookRejected {
+    /// The provider (a registry name, never request input).
+    pub provider: &'static str,
     /// Why (`signature`, `malformed`, `too_large`, `unknown_org`, `overloaded`).
     pub reason: &'static str,
 }
 
-impl WebhookRejected<'_> {
+impl WebhookRejected {
     /// Records it.
     pub fn emit(self) {
         metrics::counter!("webhook_rejected_total",
-            "provider" => self.provider.to_string(), "reason" => self.reason)
+            "provider" => self.provider, "reason" => self.reason)
         .increment(1);
+    }
+}
+
+/// An item of a webhook delivery that could not be used (the rest was stored).
+pub struct WebhookItemSkipped {
+    /// The provider (a registry name, never request input).
+    pub provider: &'static str,
+}
+
+impl WebhookItemSkipped {
+    /// Records it.
+    pub fn emit(self) {
+        metrics::counter!("webhook_items_skipped_total", "provider" => self.provider).increment(1);
     }
 }
 

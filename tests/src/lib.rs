@@ -1,9 +1,11 @@
 //! Workspace-level integration suites against real peers: a real SQLite file, a real
-//! PostgreSQL server, the real gateway (in-process or as its binary), and a local stand-in for
-//! Twilio that speaks its documented wire format, signatures included.
+//! PostgreSQL server, the real gateway (in-process or as its binary), and local stand-ins for
+//! Twilio, Meta and Telnyx that speak their documented wire formats, signatures included.
 //!
 //! - [`env`]: a fresh database per test on either backend, and a running gateway over it.
 //! - [`twilio`]: the Twilio stand-in (Messages REST API) and signed webhook senders.
+//! - [`whatsapp`]: the Graph API stand-in (messages, media) and signed deliveries.
+//! - [`telnyx`]: the Telnyx Messaging v2 stand-in and Ed25519-signed webhooks.
 //! - [`broker`]: a real Kafka-protocol broker (tansu) per test, which can be stopped and
 //!   restarted to make an outage.
 //! - [`schema`]: the event JSON Schemas of `docs/events/` and a checker for them.
@@ -15,7 +17,9 @@
 pub mod broker;
 pub mod env;
 pub mod schema;
+pub mod telnyx;
 pub mod twilio;
+pub mod whatsapp;
 
 /// Runs an async test body `async fn name(Backend)` once per backend: `both_backends!(name)`
 /// defines the tests `name::sqlite` and `name::postgres`.

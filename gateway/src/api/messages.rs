@@ -16,18 +16,24 @@ use serde::Deserialize;
 use serde_json::json;
 use state_machines::Channel;
 
-/// Longest SMS body Twilio accepts.
-const MAX_BODY_CHARS: usize = 1600;
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SendRequest {
     channel: String,
     to: String,
+    #[serde(default)]
     body: String,
+    /// Structured content in the provider's shape (WhatsApp media, buttons, templates).
+    #[serde(default)]
+    content: Option<serde_json::Value>,
 }
 
-/// `POST /api/v1/messages`: validate, store as `queued` (idempotently), answer 202.
+/// Longest serialized `content` accepted.
+const MAX_CONTENT_BYTES: usize = 16 * 1024;
+
+/// `POST /api/v1/messages`: validate (the channel's plugin checks the recipient and the
+/// content), store as `queued` (idempotently, inside the customer-service window where the
+/// channel has one), answer 202.
 pub async fn send(
     AxState(state): AxState<State>,
     OrgAuth(org_id): OrgAuth,
@@ -42,19 +48,6 @@ pub async fn send(
             req.channel
         ))
     })?;
-    if channel == Channel::Sms && !is_e164(&req.to) {
-        return Err(ApiError::bad_request(
-            "field `to`: must be an E.164 number like +15551234567",
-        ));
-    }
-    if req.body.trim().is_empty() {
-        return Err(ApiError::bad_request("field `body`: must not be empty"));
-    }
-    if req.body.chars().count() > MAX_BODY_CHARS {
-        return Err(ApiError::bad_request(format!(
-            "field `body`: longer than {MAX_BODY_CHARS} characters"
-        )));
-    }
     let idempotency_key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => {
@@ -77,14 +70,33 @@ pub async fn send(
             ),
         ));
     };
-    let from = sender_of(&*plugin);
+    let to = plugin
+        .normalize_recipient(&req.to)
+        .map_err(|e| ApiError::bad_request(format!("field `to`: {e}")))?;
+    let content = match &req.content {
+        Some(c) => {
+            let text = c.to_string();
+            if text.len() > MAX_CONTENT_BYTES {
+                return Err(ApiError::bad_request(format!(
+                    "field `content`: larger than {MAX_CONTENT_BYTES} bytes"
+                )));
+            }
+            Some(text)
+        }
+        None => None,
+    };
+    let rules = plugin
+        .check_outbound(&req.body, req.content.as_ref())
+        .map_err(ApiError::bad_request)?;
     let op = WriteOp::CreateOutbound {
         org_id,
         req: NewOutbound {
             channel,
-            from,
-            to: req.to,
+            from: plugin.sender_address(),
+            to,
             body: req.body,
+            content,
+            needs_service_window: rules.needs_service_window,
             idempotency_key,
         },
     };
@@ -128,24 +140,20 @@ pub async fn send(
             "recipient_opted_out",
             "the recipient replied STOP on this channel; send START to opt back in",
         )),
+        Created::OutsideWindow { closed_at } => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "outside_customer_service_window",
+            format!(
+                "the recipient's customer-service window is closed ({}); only a template \
+                 may be sent: {{\"content\": {{\"type\": \"template\", \"template\": \
+                 {{\"name\": …, \"language\": …}}}}}}",
+                match closed_at {
+                    Some(t) => format!("it closed at {t} ms since the epoch"),
+                    None => "the recipient never wrote".to_string(),
+                }
+            ),
+        )),
     }
-}
-
-/// The sending address a plugin is configured with (for the message row).
-fn sender_of(plugin: &dyn channels::ChannelPlugin) -> String {
-    plugin
-        .sender_key()
-        .rsplit(':')
-        .next()
-        .unwrap_or_default()
-        .to_string()
-}
-
-fn is_e164(s: &str) -> bool {
-    s.len() >= 8
-        && s.len() <= 16
-        && s.starts_with('+')
-        && s[1..].bytes().all(|b| b.is_ascii_digit())
 }
 
 /// `?limit=`, and `?after_seq=` for the event feed.
@@ -229,15 +237,44 @@ pub async fn conversation_status(
     }
 }
 
-/// `GET /api/v1/messages/{id}`.
+/// `GET /api/v1/messages/{id}`, with its downloaded attachments' status, hash and size.
 pub async fn get_message(
     AxState(state): AxState<State>,
     OrgAuth(org_id): OrgAuth,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    match message_views::get(&state.db.pool, &org_id, &id).await? {
-        Some(m) => Ok(Json(m).into_response()),
-        None => Err(ApiError::not_found("no such message")),
+    let Some(m) = message_views::get(&state.db.pool, &org_id, &id).await? else {
+        return Err(ApiError::not_found("no such message"));
+    };
+    let attachments = crate::db::media::of_message(&state.db.pool, &org_id, &id).await?;
+    let mut v = serde_json::to_value(m).map_err(|e| ApiError::internal(e.to_string()))?;
+    v["attachments"] = serde_json::Value::Array(attachments);
+    Ok(Json(v).into_response())
+}
+
+/// `GET /api/v1/media/{id}`: a downloaded attachment's bytes with its type; 404 for another
+/// org's id, 409 while it is not downloaded (or could not be).
+pub async fn media(
+    AxState(state): AxState<State>,
+    OrgAuth(org_id): OrgAuth,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    match crate::db::media::content(&state.db.pool, &org_id, &id).await? {
+        None => Err(ApiError::not_found("no such attachment")),
+        Some((content_type, Some(data), _)) => Ok((
+            [
+                ("content-type", content_type),
+                ("x-content-type-options", "nosniff".to_string()),
+                ("content-disposition", "attachment".to_string()),
+            ],
+            data,
+        )
+            .into_response()),
+        Some((_, None, status)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "media_not_available",
+            format!("the attachment is `{status}`"),
+        )),
     }
 }
 

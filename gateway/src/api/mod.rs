@@ -46,6 +46,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Wakes the send worker.
     pub send_wake: Arc<Notify>,
+    /// Wakes the media worker.
+    pub media_wake: Arc<Notify>,
     /// API key hash → org, cached briefly.
     pub keys: Mutex<HashMap<String, (Instant, Option<String>)>>,
     /// The SIP user agent, when voice is on (for `sip_calls_active` and `/health`).
@@ -61,7 +63,14 @@ pub fn router(state: State, max_body_bytes: usize) -> Router {
         .route("/health", get(health::health))
         .route("/metrics", get(health::metrics))
         .route("/api/v1/openapi.json", get(health::openapi))
-        .route("/webhooks/{provider}/{org}/{hook}", post(webhooks::receive))
+        .route(
+            "/webhooks/{provider}/{org}",
+            get(webhooks::receive_root).post(webhooks::receive_root),
+        )
+        .route(
+            "/webhooks/{provider}/{org}/{hook}",
+            get(webhooks::receive).post(webhooks::receive),
+        )
         .route("/api/v1/messages", post(messages::send))
         .route("/api/v1/messages/{id}", get(messages::get_message))
         .route("/api/v1/conversations", get(messages::conversations))
@@ -74,6 +83,7 @@ pub fn router(state: State, max_body_bytes: usize) -> Router {
             post(messages::conversation_status),
         )
         .route("/api/v1/events", get(messages::events))
+        .route("/api/v1/media/{id}", get(messages::media))
         .route("/api/v1/calls", get(calls::list))
         .route("/api/v1/calls/{id}", get(calls::get_call))
         .route("/api/v1/dead-letters", get(dead_letters::list))

@@ -1,30 +1,59 @@
-//! `POST /webhooks/{provider}/{org}/{hook}`: verify, parse, commit, and only then answer 2xx.
-//! A provider's retry of the same webhook changes nothing and still gets 2xx.
+//! `GET|POST /webhooks/{provider}/{org}[/{hook}]`: verify, parse, commit, and only then answer
+//! 200 with whatever the provider's plugin says (TwiML, a handshake challenge, nothing).
+//! A provider's retry of the same webhook changes nothing and still gets 200.
+//!
+//! ```text
+//!  provider? ─ not in the registry ─▶ 404 (before any lookup or metric)
+//!  org, account? ─ unknown ─▶ 404
+//!  plugin.handle_webhook ─ bad signature 401 · wrong verify token 403 · malformed 400
+//!     │ Handled { events, skipped, reply }
+//!     ├─ skipped items: logged and counted, the rest goes on
+//!     ├─ every event committed (each its own job; the committer batches them)
+//!     │     status for a provider id we do not know yet: kept as pending, applied when
+//!     │     the send's acceptance commits
+//!     └─▶ 200 reply
+//! ```
 
 use super::{ApiError, State};
 use crate::commit::{WriteOp, WriteResult};
 use crate::db::ingest::StatusOutcome;
-use crate::telemetry::{Delivered, MessageCounted, WebhookRejected};
+use crate::telemetry::{Delivered, MessageCounted, WebhookItemSkipped, WebhookRejected};
 use axum::body::Bytes;
 use axum::extract::{Path, State as AxState};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use channels::{InboundEvent, WebhookError, WebhookRequest};
+use channels::{ChannelPlugin, InboundEvent, WebhookError, WebhookRequest};
+use std::sync::Arc;
 
-/// Empty TwiML: acknowledged, no automatic reply.
-const EMPTY_TWIML: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>";
+/// `/webhooks/{provider}/{org}`: the provider's root hook (`""`).
+pub async fn receive_root(
+    state: AxState<State>,
+    Path((provider, org_slug)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let path = Path((provider, org_slug, String::new()));
+    receive(state, path, method, uri, headers, body).await
+}
 
 /// Receives one provider webhook.
 pub async fn receive(
     AxState(state): AxState<State>,
     Path((provider, org_slug, hook)): Path<(String, String, String)>,
+    method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    // Only registry names reach lookups and metric labels.
+    let Some(spec) = channels::registry::find(&provider) else {
+        return Err(ApiError::not_found("no such webhook"));
+    };
     let reject = |reason| {
         WebhookRejected {
-            provider: &provider,
+            provider: spec.name,
             reason,
         }
         .emit()
@@ -33,10 +62,11 @@ pub async fn receive(
         reject("unknown_org");
         return Err(ApiError::not_found(format!("no organization `{org_slug}`")));
     };
-    let Some(plugin) = state.plugins.by_provider(&org.id, &provider).await? else {
+    let Some(plugin) = state.plugins.by_provider(&org.id, spec.name).await? else {
         reject("unknown_org");
         return Err(ApiError::not_found(format!(
-            "organization `{org_slug}` has no {provider} account"
+            "organization `{org_slug}` has no {} account",
+            spec.name
         )));
     };
     let url = format!(
@@ -51,84 +81,116 @@ pub async fn receive(
         .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
         .collect();
     let req = WebhookRequest {
+        method: method.as_str(),
         url: &url,
+        query: uri.query().unwrap_or(""),
         headers: &header_pairs,
         body: &body,
+        received_at: crate::db::now_ms() / 1000,
     };
-    let events = plugin.handle_webhook(&hook, &req).map_err(|e| {
+    let handled = plugin.handle_webhook(&hook, &req).map_err(|e| {
         let (reason, err) = match &e {
             WebhookError::BadSignature => (
                 "signature",
                 ApiError::new(StatusCode::UNAUTHORIZED, "bad_signature", e.to_string()),
             ),
+            WebhookError::Forbidden(_) => (
+                "verification",
+                ApiError::new(StatusCode::FORBIDDEN, "verification_failed", e.to_string()),
+            ),
             WebhookError::Malformed { .. } => ("malformed", ApiError::bad_request(e.to_string())),
             WebhookError::UnknownHook(_) => ("unknown_hook", ApiError::not_found(e.to_string())),
+            WebhookError::Method(_) => (
+                "method",
+                ApiError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    e.to_string(),
+                ),
+            ),
         };
         reject(reason);
         err
     })?;
-    for event in events {
-        match event {
-            InboundEvent::Message(msg) => {
-                let channel = msg.channel;
-                let result = state
-                    .committer
-                    .submit(WriteOp::Inbound {
-                        org_id: org.id.clone(),
-                        msg,
-                    })
-                    .await
-                    .inspect_err(|_| reject("overloaded"))?;
-                if let WriteResult::Inbound(done) = result {
-                    if !done.duplicate {
-                        MessageCounted {
-                            channel: channel.as_str(),
-                            direction: "inbound",
-                            status: "received",
-                        }
-                        .emit();
+    for reason in &handled.skipped {
+        tracing::warn!(provider = spec.name, org = %org.slug, %reason, "webhook item skipped");
+        WebhookItemSkipped {
+            provider: spec.name,
+        }
+        .emit();
+    }
+    let stored = handled
+        .events
+        .into_iter()
+        .map(|event| store(&state, &org.id, &plugin, event));
+    for result in futures_util::future::join_all(stored).await {
+        result.inspect_err(|_| reject("overloaded"))?;
+    }
+    Ok((
+        [("content-type", handled.reply.content_type)],
+        handled.reply.body,
+    )
+        .into_response())
+}
+
+/// Commits one event of a webhook and records its metrics.
+async fn store(
+    state: &State,
+    org_id: &str,
+    plugin: &Arc<dyn ChannelPlugin>,
+    event: InboundEvent,
+) -> Result<(), ApiError> {
+    let channel = plugin.channel();
+    match event {
+        InboundEvent::Message(msg) => {
+            let op = WriteOp::Inbound {
+                org_id: org_id.to_string(),
+                provider: plugin.provider(),
+                msg,
+            };
+            if let WriteResult::Inbound(done) = state.committer.submit(op).await? {
+                if !done.duplicate {
+                    MessageCounted {
+                        channel: channel.as_str(),
+                        direction: "inbound",
+                        status: "received",
+                    }
+                    .emit();
+                    if done.media_pending {
+                        state.media_wake.notify_one();
                     }
                 }
             }
-            InboundEvent::Status(update) => {
-                let result = state
-                    .committer
-                    .submit(WriteOp::Status {
-                        org_id: org.id.clone(),
-                        channel: plugin.channel(),
-                        update,
-                    })
-                    .await?;
-                match result {
-                    WriteResult::Status(StatusOutcome::UnknownMessage) => {
-                        reject("unknown_message");
-                        return Err(ApiError::not_found(
-                            "no message of this organization has that provider id",
-                        ));
-                    }
-                    WriteResult::Status(StatusOutcome::Recorded {
-                        applied,
-                        created_at,
-                    }) if applied.changed() => {
-                        if applied.to == state_machines::DeliveryState::Delivered {
-                            let ms = (crate::db::now_ms() - created_at).max(0) as u64;
-                            Delivered {
-                                channel: plugin.channel().as_str(),
-                                elapsed: std::time::Duration::from_millis(ms),
-                            }
-                            .emit();
-                        }
-                        MessageCounted {
-                            channel: plugin.channel().as_str(),
-                            direction: "outbound",
-                            status: applied.to.as_str(),
+        }
+        InboundEvent::Status(update) => {
+            let op = WriteOp::Status {
+                org_id: org_id.to_string(),
+                channel,
+                update,
+            };
+            if let WriteResult::Status(StatusOutcome::Recorded {
+                applied,
+                created_at,
+            }) = state.committer.submit(op).await?
+            {
+                if applied.changed() {
+                    if applied.to == state_machines::DeliveryState::Delivered {
+                        let ms = (crate::db::now_ms() - created_at).max(0) as u64;
+                        Delivered {
+                            channel: channel.as_str(),
+                            elapsed: std::time::Duration::from_millis(ms),
                         }
                         .emit();
                     }
-                    _ => {}
+                    MessageCounted {
+                        channel: channel.as_str(),
+                        direction: "outbound",
+                        status: applied.to.as_str(),
+                    }
+                    .emit();
                 }
             }
         }
     }
-    Ok(([("content-type", "text/xml")], EMPTY_TWIML).into_response())
+    Ok(())
 }

@@ -1,15 +1,13 @@
 //! The command line: `serve` (the default), `migrate`, `org create`, `apikey create`,
-//! `channel add twilio-sms`, `channel list`, `events tail` (the example Kafka consumer),
+//! `channel add twilio-sms|telnyx-sms|whatsapp`, `channel list` ([`channel`]), `events tail` (the example Kafka consumer),
 //! `voice route|agent …` ([`voice`]), `speech …`.
 
+pub mod channel;
 pub mod voice;
 
 use crate::config::Config;
 use crate::db::{orgs, Db};
-use crate::plugins;
 use anyhow::{bail, Context};
-use channels::sms::twilio::{TwilioSmsConfig, TWILIO_API_BASE};
-use channels::Secret;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -48,7 +46,7 @@ pub enum Command {
     Channel {
         /// What to do.
         #[command(subcommand)]
-        action: ChannelAction,
+        action: channel::ChannelAction,
     },
     /// Read the event topics on Kafka.
     Events {
@@ -117,49 +115,6 @@ pub enum KeyAction {
     },
 }
 
-/// Provider account commands.
-#[derive(Subcommand)]
-pub enum ChannelAction {
-    /// Add (or replace) a provider account.
-    Add {
-        /// The kind of account.
-        #[command(subcommand)]
-        kind: ChannelKind,
-    },
-    /// List an organization's accounts (secrets are not shown).
-    List {
-        /// The organization's slug.
-        #[arg(long)]
-        org: String,
-    },
-}
-
-/// Provider account kinds.
-#[derive(Subcommand)]
-pub enum ChannelKind {
-    /// Twilio Programmable Messaging (SMS).
-    TwilioSms {
-        /// The organization's slug.
-        #[arg(long)]
-        org: String,
-        /// The account SID (AC…).
-        #[arg(long)]
-        account_sid: String,
-        /// The auth token (also read from DARTWING_TWILIO_AUTH_TOKEN).
-        #[arg(long, env = "DARTWING_TWILIO_AUTH_TOKEN", hide_env_values = true)]
-        auth_token: String,
-        /// The sending number (E.164) or messaging service SID (MG…).
-        #[arg(long)]
-        from: String,
-        /// The REST API base URL.
-        #[arg(long, default_value = TWILIO_API_BASE)]
-        api_base: String,
-        /// Sends per second from this number.
-        #[arg(long, default_value_t = 10.0)]
-        rate_limit: f64,
-    },
-}
-
 /// Parses the command line and runs it.
 pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -223,49 +178,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             println!("{key}");
             Ok(())
         }
-        Command::Channel {
-            action: ChannelAction::Add { kind },
-        } => {
-            let ChannelKind::TwilioSms {
-                org,
-                account_sid,
-                auth_token,
-                from,
-                api_base,
-                rate_limit,
-            } = kind;
+        Command::Channel { action } => {
             let db = open(&config).await?;
-            let org = find_org(&db, &org).await?;
-            let cfg = TwilioSmsConfig {
-                account_sid,
-                auth_token: Secret::new(auth_token),
-                from,
-                api_base,
-                messages_per_second: rate_limit,
-            };
-            cfg.validate()?;
-            let json = serde_json::to_string(&cfg)?;
-            plugins::build("twilio", &json, &reqwest::Client::new())?;
-            orgs::upsert_channel_account(&db.pool, &org.id, "twilio", "sms", &json).await?;
-            println!(
-                "twilio-sms account {} ({}) configured for {}; point Twilio at {}/webhooks/twilio/{}/sms",
-                cfg.account_sid,
-                cfg.from,
-                org.slug,
-                config.public_base(),
-                org.slug
-            );
-            Ok(())
-        }
-        Command::Channel {
-            action: ChannelAction::List { org },
-        } => {
-            let db = open(&config).await?;
-            let org = find_org(&db, &org).await?;
-            for acct in orgs::channel_accounts(&db.pool, &org.id).await? {
-                println!("{}\t{}\t{}", acct.provider, acct.channel, acct.id);
-            }
-            Ok(())
+            channel::run(&config, &db, action).await
         }
     }
 }

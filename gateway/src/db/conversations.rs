@@ -177,6 +177,11 @@ pub struct Identity {
     pub channel: String,
     /// The address on it.
     pub address: String,
+    /// When the provider's customer-service window to this address closes (or closed),
+    /// Unix ms; absent on channels without one (WhatsApp has one: 24 h after the
+    /// customer's last message; free-form replies need it open).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_window_closes_at: Option<i64>,
 }
 
 /// An org's conversations, most recent first.
@@ -197,7 +202,9 @@ pub async fn list(
     for r in rows {
         let contact_id: String = r.try_get(1)?;
         let ids = sqlx::query(
-            "SELECT channel, address FROM contact_identities WHERE org_id = $1 AND contact_id = $2 ORDER BY channel, address",
+            "SELECT i.channel, i.address, w.closes_at FROM contact_identities i \
+             LEFT JOIN service_windows w ON w.org_id = i.org_id AND w.channel = i.channel AND w.address = i.address \
+             WHERE i.org_id = $1 AND i.contact_id = $2 ORDER BY i.channel, i.address",
         )
         .bind(org_id)
         .bind(&contact_id)
@@ -215,6 +222,7 @@ pub async fn list(
                     Ok(Identity {
                         channel: i.try_get(0)?,
                         address: i.try_get(1)?,
+                        service_window_closes_at: i.try_get(2)?,
                     })
                 })
                 .collect::<Result<_, StoreError>>()?,

@@ -150,7 +150,7 @@ pub async fn replay(
     now: i64,
 ) -> Result<Replay, StoreError> {
     let row = sqlx::query(
-        "SELECT d.replay_message_id, m.channel, m.from_addr, m.to_addr, m.body FROM dead_letters d \
+        "SELECT d.replay_message_id, m.channel, m.from_addr, m.to_addr, m.body, m.content FROM dead_letters d \
          JOIN messages m ON m.id = d.message_id AND m.org_id = d.org_id WHERE d.org_id = $1 AND d.id = $2",
     )
     .bind(org_id)
@@ -172,13 +172,19 @@ pub async fn replay(
         from: r.try_get(2)?,
         to: r.try_get(3)?,
         body: r.try_get(4)?,
+        content: r.try_get(5)?,
+        // The operator asked for this copy; a provider that still refuses it (a closed
+        // WhatsApp window) fails it again, permanently, into a new dead letter.
+        needs_service_window: false,
         idempotency_key: None,
     };
     let message_id = match create_outbound(conn, org_id, &req, now).await? {
         Created::Queued { id, .. } => id,
         Created::OptedOut => return Ok(Replay::OptedOut),
         Created::Existing { id, .. } => id,
-        Created::KeyReused => unreachable!("a replay carries no idempotency key"),
+        Created::KeyReused | Created::OutsideWindow { .. } => {
+            unreachable!("a replay carries no idempotency key and skips the window check")
+        }
     };
     sqlx::query("UPDATE dead_letters SET replayed_at = $1, replay_message_id = $2 WHERE id = $3 AND org_id = $4")
         .bind(now)

@@ -1,12 +1,14 @@
 //! Inbound path inside the group-commit transaction: deduplicate on the provider's message id,
-//! upsert contact and conversation, insert the message, record STOP/START, append events.
-//! Status callbacks land here too: they move the delivery machine of the message they name.
+//! upsert contact and conversation, insert the message (with the message it replies to, its
+//! attachments to download, the customer-service window it opens), record STOP/START as the
+//! plugin classified them, append events. Status callbacks land here too: they move the
+//! delivery machine of the message they name, or wait in `pending_statuses` for it.
 
 use super::conversations::touch;
-use super::messages::{apply_delivery, Applied};
+use super::messages::{apply_delivery, Applied, Said};
 use super::outbox::{self, NewEvent};
 use super::{new_id, StoreError};
-use channels::sms::keywords::{self, Keyword};
+use channels::sms::keywords::Keyword;
 use channels::{InboundMessage, StatusUpdate};
 use serde_json::json;
 use sqlx::{AnyConnection, Row};
@@ -23,12 +25,15 @@ pub struct Ingested {
     pub duplicate: bool,
     /// The keyword it carried, if any.
     pub keyword: Option<Keyword>,
+    /// Whether it has attachments waiting for the media worker.
+    pub media_pending: bool,
 }
 
-/// Stores one inbound message (idempotent on the provider's id).
+/// Stores one inbound message (idempotent on the provider's id) that `provider` received.
 pub async fn message(
     conn: &mut AnyConnection,
     org_id: &str,
+    provider: &str,
     msg: &InboundMessage,
     now: i64,
 ) -> Result<Ingested, StoreError> {
@@ -46,6 +51,7 @@ pub async fn message(
             conversation_id: row.try_get(1)?,
             duplicate: true,
             keyword: None,
+            media_pending: false,
         });
     }
     let thread = touch(
@@ -58,15 +64,45 @@ pub async fn message(
     )
     .await?;
     let id = new_id();
-    let media = json!(msg
-        .media
-        .iter()
-        .map(|(url, kind)| json!({"url": url, "content_type": kind}))
-        .collect::<Vec<_>>());
+    // Attachments to download get their ids now (the message lists them); their rows go in
+    // after the message's.
+    let mut media = Vec::with_capacity(msg.media.len());
+    let mut to_fetch = Vec::new();
+    for m in &msg.media {
+        let mut shown = json!({"content_type": m.content_type, "caption": m.caption,
+                               "filename": m.filename});
+        if m.fetch {
+            let media_id = new_id();
+            shown["url"] = json!(format!("/api/v1/media/{media_id}"));
+            shown["media_id"] = json!(media_id);
+            to_fetch.push((media_id, m));
+        } else {
+            shown["url"] = json!(m.reference);
+        }
+        media.push(shown);
+    }
+    let media_pending = !to_fetch.is_empty();
+    let media = serde_json::Value::Array(media);
+    let reply_to_message_id = match &msg.reply_to {
+        Some(pid) => sqlx::query(
+            "SELECT id FROM messages WHERE org_id = $1 AND channel = $2 AND provider_message_id = $3",
+        )
+        .bind(org_id)
+        .bind(msg.channel.as_str())
+        .bind(pid)
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|r| r.try_get::<String, _>(0))
+        .transpose()?,
+        None => None,
+    };
+    let content = msg.content.as_ref().map(|c| c.to_string());
     sqlx::query(
         "INSERT INTO messages (id, org_id, conversation_id, contact_id, channel, direction, \
-         provider_message_id, from_addr, to_addr, body, media, status, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, 'inbound', $6, $7, $8, $9, $10, 'received', $11, $11)",
+         provider_message_id, from_addr, to_addr, body, media, status, created_at, updated_at, \
+         kind, content, reply_to_provider_id, reply_to_message_id) \
+         VALUES ($1, $2, $3, $4, $5, 'inbound', $6, $7, $8, $9, $10, 'received', $11, $11, \
+         $12, $13, $14, $15)",
     )
     .bind(&id)
     .bind(org_id)
@@ -79,13 +115,21 @@ pub async fn message(
     .bind(&msg.body)
     .bind(media.to_string())
     .bind(now)
+    .bind(&msg.kind)
+    .bind(&content)
+    .bind(&msg.reply_to)
+    .bind(&reply_to_message_id)
     .execute(&mut *conn)
     .await?;
-    let keyword = if msg.channel == Channel::Sms {
-        keywords::classify(&msg.body)
-    } else {
-        None
-    };
+    for (media_id, m) in &to_fetch {
+        let ids = (org_id, id.as_str(), media_id.as_str());
+        super::media::insert(conn, ids, (msg.channel.as_str(), provider), m, now).await?;
+    }
+    let keyword = msg.keyword;
+    if let Some(window) = msg.opens_window {
+        let closes_at = now + window.as_millis() as i64;
+        super::windows::open(conn, org_id, msg.channel, &msg.from, closes_at).await?;
+    }
     outbox::append(
         conn,
         NewEvent {
@@ -104,6 +148,10 @@ pub async fn message(
                 "to": msg.to,
                 "body": msg.body,
                 "media": media,
+                "kind": msg.kind,
+                "content": msg.content,
+                "reply_to_message_id": reply_to_message_id,
+                "reply_to_provider_id": msg.reply_to,
                 "keyword": keyword.map(Keyword::as_str),
             }),
         },
@@ -118,6 +166,7 @@ pub async fn message(
         conversation_id: thread.conversation_id,
         duplicate: false,
         keyword,
+        media_pending,
     })
 }
 
@@ -176,8 +225,9 @@ pub enum StatusOutcome {
         /// When the message was created, Unix ms (for the delivery-time metric).
         created_at: i64,
     },
-    /// No message of this org has that provider id.
-    UnknownMessage,
+    /// No message of this org has that provider id (yet): the report is kept and applied
+    /// when a send is recorded as accepted under that id.
+    Pending,
 }
 
 /// Applies one provider status callback to the message it names.
@@ -198,7 +248,8 @@ pub async fn status(
     .fetch_optional(&mut *conn)
     .await?;
     let Some(row) = row else {
-        return Ok(StatusOutcome::UnknownMessage);
+        super::pending::keep(conn, org_id, channel, update, now).await?;
+        return Ok(StatusOutcome::Pending);
     };
     let id: String = row.try_get(0)?;
     let status: String = row.try_get(1)?;
@@ -206,20 +257,37 @@ pub async fn status(
         what: "messages.status",
         detail: status.clone(),
     })?;
-    let applied = apply_delivery(
-        conn,
-        org_id,
-        &id,
-        state,
-        DeliveryEvent::Report(update.state),
-        "provider_callback",
-        Some(&update.provider_status),
-        update.error_code.as_deref(),
-        now,
-    )
-    .await?;
+    let applied = apply_report(conn, org_id, &id, state, update, now).await?;
     Ok(StatusOutcome::Recorded {
         applied,
         created_at: row.try_get(2)?,
     })
+}
+
+/// Runs one provider report through the delivery machine of message `id`.
+pub async fn apply_report(
+    conn: &mut AnyConnection,
+    org_id: &str,
+    id: &str,
+    state: DeliveryState,
+    update: &StatusUpdate,
+    now: i64,
+) -> Result<Applied, StoreError> {
+    let details = update.details.as_ref().map(|d| d.to_string());
+    apply_delivery(
+        conn,
+        org_id,
+        id,
+        state,
+        DeliveryEvent::Report(update.state),
+        "provider_callback",
+        Said {
+            provider_status: Some(&update.provider_status),
+            error_code: update.error_code.as_deref(),
+            error_message: update.error_message.as_deref(),
+            details: details.as_deref(),
+        },
+        now,
+    )
+    .await
 }

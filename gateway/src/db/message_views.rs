@@ -20,8 +20,14 @@ pub struct MessageView {
     pub from: String,
     /// Recipient address.
     pub to: String,
-    /// The text.
+    /// The text (for non-text messages, a readable rendering).
     pub body: String,
+    /// `text`, `image`, `location`, `reaction`, `template`, …
+    pub kind: String,
+    /// The structured part of non-text messages.
+    pub content: Option<serde_json::Value>,
+    /// Our id of the message this one replies or reacts to, when we have it.
+    pub reply_to_message_id: Option<String>,
     /// Attachments.
     pub media: serde_json::Value,
     /// `received` for inbound; the delivery state for outbound.
@@ -55,6 +61,10 @@ pub struct HistoryEntry {
     pub provider_status: Option<String>,
     /// The provider's error code.
     pub error_code: Option<String>,
+    /// The provider's error text.
+    pub error_message: Option<String>,
+    /// What else the provider reported (pricing, conversation).
+    pub details: Option<serde_json::Value>,
     /// `api`, `worker` or `provider_callback`.
     pub source: String,
     /// When, Unix ms.
@@ -63,7 +73,8 @@ pub struct HistoryEntry {
 
 const MESSAGE_COLUMNS: &str =
     "id, conversation_id, channel, direction, from_addr, to_addr, body, media, \
-     status, provider_message_id, error_code, error_message, attempts, created_at";
+     status, provider_message_id, error_code, error_message, attempts, created_at, \
+     kind, content, reply_to_message_id";
 
 /// A conversation's messages with their histories, oldest first.
 pub async fn for_conversation(
@@ -109,8 +120,16 @@ pub async fn get(
     Ok(Some(view))
 }
 
+fn json_column(what: &'static str, text: &str) -> Result<serde_json::Value, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
+        what,
+        detail: e.to_string(),
+    })
+}
+
 fn view_from_row(r: &AnyRow) -> Result<MessageView, StoreError> {
     let media: String = r.try_get(7)?;
+    let content: Option<String> = r.try_get(15)?;
     Ok(MessageView {
         id: r.try_get(0)?,
         conversation_id: r.try_get(1)?,
@@ -119,10 +138,12 @@ fn view_from_row(r: &AnyRow) -> Result<MessageView, StoreError> {
         from: r.try_get(4)?,
         to: r.try_get(5)?,
         body: r.try_get(6)?,
-        media: serde_json::from_str(&media).map_err(|e| StoreError::Corrupt {
-            what: "messages.media",
-            detail: e.to_string(),
-        })?,
+        kind: r.try_get(14)?,
+        content: content
+            .map(|c| json_column("messages.content", &c))
+            .transpose()?,
+        reply_to_message_id: r.try_get(16)?,
+        media: json_column("messages.media", &media)?,
         status: r.try_get(8)?,
         provider_message_id: r.try_get(9)?,
         error_code: r.try_get(10)?,
@@ -135,7 +156,8 @@ fn view_from_row(r: &AnyRow) -> Result<MessageView, StoreError> {
 
 async fn history(pool: &AnyPool, org_id: &str, id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
     let rows = sqlx::query(
-        "SELECT event, reported, state, applied, provider_status, error_code, source, at \
+        "SELECT event, reported, state, applied, provider_status, error_code, source, at, \
+         error_message, details \
          FROM message_history WHERE org_id = $1 AND message_id = $2 ORDER BY id",
     )
     .bind(org_id)
@@ -144,6 +166,7 @@ async fn history(pool: &AnyPool, org_id: &str, id: &str) -> Result<Vec<HistoryEn
     .await?;
     rows.iter()
         .map(|h| {
+            let details: Option<String> = h.try_get(9)?;
             Ok(HistoryEntry {
                 event: h.try_get(0)?,
                 reported: h.try_get(1)?,
@@ -151,6 +174,10 @@ async fn history(pool: &AnyPool, org_id: &str, id: &str) -> Result<Vec<HistoryEn
                 applied: h.try_get::<i64, _>(3)? != 0,
                 provider_status: h.try_get(4)?,
                 error_code: h.try_get(5)?,
+                error_message: h.try_get(8)?,
+                details: details
+                    .map(|d| json_column("message_history.details", &d))
+                    .transpose()?,
                 source: h.try_get(6)?,
                 at: h.try_get(7)?,
             })

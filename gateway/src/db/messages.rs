@@ -26,6 +26,19 @@ impl Applied {
     }
 }
 
+/// What a provider (or the worker) said along with a delivery event, kept in history.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Said<'a> {
+    /// The provider's own status word.
+    pub provider_status: Option<&'a str>,
+    /// The provider's error code.
+    pub error_code: Option<&'a str>,
+    /// The provider's error text.
+    pub error_message: Option<&'a str>,
+    /// Anything else worth keeping (pricing, conversation), as JSON.
+    pub details: Option<&'a str>,
+}
+
 /// Runs the delivery machine for one event: history row always; state, error and a
 /// `status_changed` event when it moved. An event the table refuses is recorded as refused.
 #[allow(clippy::too_many_arguments)]
@@ -36,10 +49,15 @@ pub async fn apply_delivery(
     state: DeliveryState,
     event: DeliveryEvent,
     source: &str,
-    provider_status: Option<&str>,
-    error_code: Option<&str>,
+    said: Said<'_>,
     now: i64,
 ) -> Result<Applied, StoreError> {
+    let Said {
+        provider_status,
+        error_code,
+        error_message,
+        details,
+    } = said;
     let (next, effects) = delivery::step(state, event).unwrap_or((state, Vec::new()));
     let changed = effects
         .iter()
@@ -50,7 +68,8 @@ pub async fn apply_delivery(
     };
     sqlx::query(
         "INSERT INTO message_history (org_id, message_id, event, reported, state, applied, \
-         provider_status, error_code, source, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+         provider_status, error_code, error_message, details, source, at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(org_id)
     .bind(message_id)
@@ -60,13 +79,16 @@ pub async fn apply_delivery(
     .bind(changed as i64)
     .bind(provider_status)
     .bind(error_code)
+    .bind(error_message)
+    .bind(details)
     .bind(source)
     .bind(now)
     .execute(&mut *conn)
     .await?;
     if changed {
         let row = sqlx::query(
-            "UPDATE messages SET status = $1, error_code = COALESCE($2, error_code), updated_at = $3 \
+            "UPDATE messages SET status = $1, error_code = COALESCE($2, error_code), \
+             error_message = COALESCE($6, error_message), updated_at = $3 \
              WHERE id = $4 AND org_id = $5 RETURNING conversation_id, channel, created_at",
         )
         .bind(next.as_str())
@@ -74,6 +96,7 @@ pub async fn apply_delivery(
         .bind(now)
         .bind(message_id)
         .bind(org_id)
+        .bind(error_message)
         .fetch_one(&mut *conn)
         .await?;
         let conversation_id: String = row.try_get(0)?;
@@ -93,6 +116,7 @@ pub async fn apply_delivery(
                     "to": next.as_str(),
                     "provider_status": provider_status,
                     "error_code": error_code,
+                    "error_message": error_message,
                     "source": source,
                 }),
             },
@@ -117,6 +141,10 @@ pub struct NewOutbound {
     pub to: String,
     /// The text.
     pub body: String,
+    /// The structured content (JSON) the plugin accepted, for channels that have it.
+    pub content: Option<String>,
+    /// Whether the provider accepts it only inside the recipient's customer-service window.
+    pub needs_service_window: bool,
     /// The client's `Idempotency-Key`, if any.
     pub idempotency_key: Option<String>,
 }
@@ -142,6 +170,11 @@ pub enum Created {
     KeyReused,
     /// The recipient opted out of this channel.
     OptedOut,
+    /// A free-form message to a recipient whose customer-service window is closed.
+    OutsideWindow {
+        /// When the window closed, Unix ms; `None` if the recipient never wrote.
+        closed_at: Option<i64>,
+    },
 }
 
 /// Stores a new outbound message as `queued`, due now.
@@ -184,6 +217,14 @@ pub async fn create_outbound(
     if opted_out {
         return Ok(Created::OptedOut);
     }
+    if req.needs_service_window {
+        let closes_at = super::windows::closes_at(conn, org_id, req.channel, &req.to).await?;
+        if !closes_at.is_some_and(|t| t > now) {
+            return Ok(Created::OutsideWindow {
+                closed_at: closes_at,
+            });
+        }
+    }
     let thread = touch(
         conn,
         org_id,
@@ -196,8 +237,9 @@ pub async fn create_outbound(
     let id = new_id();
     sqlx::query(
         "INSERT INTO messages (id, org_id, conversation_id, contact_id, channel, direction, from_addr, \
-         to_addr, body, media, status, next_attempt_at, idempotency_key, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, 'outbound', $6, $7, $8, '[]', 'queued', $9, $10, $9, $9)",
+         to_addr, body, media, status, next_attempt_at, idempotency_key, created_at, updated_at, \
+         kind, content) \
+         VALUES ($1, $2, $3, $4, $5, 'outbound', $6, $7, $8, '[]', 'queued', $9, $10, $9, $9, $11, $12)",
     )
     .bind(&id)
     .bind(org_id)
@@ -209,6 +251,8 @@ pub async fn create_outbound(
     .bind(&req.body)
     .bind(now)
     .bind(&req.idempotency_key)
+    .bind(outbound_kind(req.content.as_deref()))
+    .bind(&req.content)
     .execute(&mut *conn)
     .await?;
     sqlx::query(
@@ -236,6 +280,7 @@ pub async fn create_outbound(
                 "from": req.from,
                 "to": req.to,
                 "body": req.body,
+                "kind": outbound_kind(req.content.as_deref()),
             }),
         },
         now,
@@ -245,6 +290,14 @@ pub async fn create_outbound(
         id,
         conversation_id: thread.conversation_id,
     })
+}
+
+/// The kind of an outbound message: its content's `type`, or `text`.
+fn outbound_kind(content: Option<&str>) -> String {
+    content
+        .and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok())
+        .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_string))
+        .unwrap_or_else(|| "text".into())
 }
 
 /// A message a worker claimed for sending.
@@ -260,6 +313,8 @@ pub struct Claimed {
     pub to: String,
     /// The text.
     pub body: String,
+    /// The structured content, JSON.
+    pub content: Option<String>,
     /// Attempts made before this one.
     pub attempts: i64,
     /// When it was created, Unix ms.
@@ -283,7 +338,7 @@ pub async fn claim_due(
         ""
     };
     let rows = sqlx::query(AssertSqlSafe(format!(
-        "SELECT id, org_id, channel, to_addr, body, attempts, created_at, status FROM messages \
+        "SELECT id, org_id, channel, to_addr, body, attempts, created_at, status, content FROM messages \
          WHERE next_attempt_at IS NOT NULL AND next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $2{lock}"
     )))
     .bind(now)
@@ -302,8 +357,7 @@ pub async fn claim_due(
                 DeliveryState::Queued,
                 DeliveryEvent::Dispatch,
                 "worker",
-                None,
-                None,
+                Said::default(),
                 now,
             )
             .await?;
@@ -333,6 +387,7 @@ fn claimed_from_row(r: &AnyRow) -> Result<Claimed, StoreError> {
         body: r.try_get(4)?,
         attempts: r.try_get(5)?,
         created_at: r.try_get(6)?,
+        content: r.try_get(8)?,
     })
 }
 
@@ -369,18 +424,33 @@ pub async fn record_accepted(
         .execute(&mut *conn)
         .await?;
     let state = current_state(conn, org_id, id).await?;
-    apply_delivery(
+    let applied = apply_delivery(
         conn,
         org_id,
         id,
         state,
         DeliveryEvent::Accepted,
         "worker",
-        Some(provider_status),
-        None,
+        Said {
+            provider_status: Some(provider_status),
+            ..Said::default()
+        },
         now,
     )
-    .await
+    .await?;
+    // Reports that beat this acceptance to the database were kept: apply them now, in the
+    // order they arrived.
+    let mut last = applied;
+    for (channel, update) in super::pending::take(conn, org_id, id, provider_message_id).await? {
+        let state = current_state(conn, org_id, id).await?;
+        let outcome = super::ingest::apply_report(conn, org_id, id, state, &update, now).await?;
+        tracing::debug!(%channel, ?outcome, "pending status applied");
+        last = Applied {
+            from: applied.from,
+            to: outcome.to,
+        };
+    }
+    Ok(last)
 }
 
 /// A transient failure: try again at `retry_at` (history keeps the error).
@@ -450,8 +520,11 @@ pub async fn record_failure(
         state,
         DeliveryEvent::Fail,
         "worker",
-        None,
-        error_code,
+        Said {
+            error_code,
+            error_message: Some(error),
+            ..Said::default()
+        },
         now,
     )
     .await?;

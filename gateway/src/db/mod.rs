@@ -13,10 +13,13 @@ pub mod conversations;
 pub mod dead_letters;
 pub mod ingest;
 pub mod leader;
+pub mod media;
 pub mod message_views;
 pub mod messages;
 pub mod orgs;
 pub mod outbox;
+pub mod pending;
+pub mod windows;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions};

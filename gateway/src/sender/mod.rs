@@ -218,16 +218,19 @@ impl Worker {
             message_id: msg.id.clone(),
             to: msg.to.clone(),
             body: msg.body.clone(),
-            status_callback: Some(format!(
-                "{}/webhooks/{}/{}/status",
+            content: match msg.content.as_deref().map(serde_json::from_str) {
+                None => None,
+                Some(Ok(v)) => Some(v),
+                Some(Err(e)) => {
+                    return self.failure(msg, format!("stored content is not JSON: {e}"), None)
+                }
+            },
+            webhook_base: format!(
+                "{}/webhooks/{}/{}",
                 self.settings.public_url,
-                plugin
-                    .resources()
-                    .first()
-                    .map(|r| r.provider)
-                    .unwrap_or("unknown"),
+                plugin.provider(),
                 slug
-            )),
+            ),
         };
         let started = Instant::now();
         let result = match tokio::time::timeout(self.settings.send_timeout, plugin.send(&out)).await

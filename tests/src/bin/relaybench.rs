@@ -83,14 +83,14 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
 fn inbound(org_id: &str, i: usize) -> WriteOp {
     WriteOp::Inbound {
         org_id: org_id.to_string(),
-        msg: channels::plugin::InboundMessage {
-            channel: state_machines::Channel::Sms,
-            provider_message_id: format!("SM{i:032}"),
-            from: format!("+1555{:07}", i % 100),
-            to: "+15550001111".into(),
-            body: "Hello, I would like to move my appointment to Thursday at 3 pm.".into(),
-            media: vec![],
-        },
+        provider: "twilio",
+        msg: channels::InboundMessage::text(
+            state_machines::Channel::Sms,
+            format!("SM{i:032}"),
+            format!("+1555{:07}", i % 100),
+            "+15550001111",
+            "Hello, I would like to move my appointment to Thursday at 3 pm.",
+        ),
     }
 }
 

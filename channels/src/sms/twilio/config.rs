@@ -2,8 +2,8 @@
 
 use super::{rest, webhook};
 use crate::{
-    ChannelPlugin, InboundEvent, OutboundMessage, Resource, Secret, SendFuture, WebhookError,
-    WebhookRequest,
+    address, ChannelPlugin, ConfigError, Handled, OutboundMessage, OutboundRules, Secret,
+    SendFuture, WebhookError, WebhookRequest,
 };
 use serde::{Deserialize, Serialize};
 use state_machines::Channel;
@@ -37,11 +37,6 @@ pub struct TwilioSmsConfig {
     pub messages_per_second: f64,
 }
 
-/// Why a configuration cannot be used. Every problem is reported, not just the first.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid Twilio SMS configuration: {}", .0.join("; "))]
-pub struct ConfigError(pub Vec<String>);
-
 impl TwilioSmsConfig {
     /// Checks every field and reports all problems at once.
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -65,11 +60,7 @@ impl TwilioSmsConfig {
         if !(self.messages_per_second.is_finite() && self.messages_per_second > 0.0) {
             errs.push("messages_per_second must be a positive number".to_string());
         }
-        if errs.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError(errs))
-        }
+        ConfigError::check(errs)
     }
 
     /// Builds the running plugin, sharing the runtime's HTTP client.
@@ -93,18 +84,12 @@ impl TwilioSms {
 }
 
 impl ChannelPlugin for TwilioSms {
-    fn channel(&self) -> Channel {
-        Channel::Sms
+    fn provider(&self) -> &'static str {
+        "twilio"
     }
 
-    fn resources(&self) -> Vec<Resource> {
-        webhook::HOOKS
-            .iter()
-            .map(|hook| Resource {
-                provider: "twilio",
-                hook,
-            })
-            .collect()
+    fn channel(&self) -> Channel {
+        Channel::Sms
     }
 
     fn account_key(&self) -> String {
@@ -115,15 +100,31 @@ impl ChannelPlugin for TwilioSms {
         format!("twilio:{}:{}", self.config.account_sid, self.config.from)
     }
 
+    fn sender_address(&self) -> String {
+        self.config.from.clone()
+    }
+
     fn rate_limit_per_second(&self) -> f64 {
         self.config.messages_per_second
+    }
+
+    fn normalize_recipient(&self, to: &str) -> Result<String, String> {
+        address::normalize_e164(to)
+    }
+
+    fn check_outbound(
+        &self,
+        body: &str,
+        content: Option<&serde_json::Value>,
+    ) -> Result<OutboundRules, String> {
+        crate::sms::check_outbound(body, content)
     }
 
     fn handle_webhook(
         &self,
         hook: &str,
         req: &WebhookRequest<'_>,
-    ) -> Result<Vec<InboundEvent>, WebhookError> {
+    ) -> Result<Handled, WebhookError> {
         webhook::handle(&self.config, hook, req)
     }
 

@@ -12,3 +12,15 @@ pub mod signature;
 pub mod webhook;
 
 pub use config::{TwilioSms, TwilioSmsConfig, TWILIO_API_BASE};
+
+use crate::registry::{build_json, ProviderSpec};
+use state_machines::Channel;
+
+/// Twilio SMS in the provider registry: `/webhooks/twilio/{org}/sms` and `…/status`.
+pub const SPEC: ProviderSpec = ProviderSpec {
+    name: "twilio",
+    kind: "twilio-sms",
+    channel: Channel::Sms,
+    hooks: webhook::HOOKS,
+    build: |json, http| build_json(json, http, TwilioSmsConfig::build),
+};

@@ -3,6 +3,7 @@
 //! errors into transient (retry) and permanent (fail now).
 
 use super::TwilioSmsConfig;
+use crate::message::retry_after;
 use crate::{OutboundMessage, SendError, SendReceipt};
 use serde::Deserialize;
 use std::time::Duration;
@@ -38,14 +39,13 @@ pub async fn send(
     } else {
         "From"
     };
-    let mut form = vec![
+    let status_callback = format!("{}/status", msg.webhook_base);
+    let form = vec![
         ("To", msg.to.as_str()),
         (sender, config.from.as_str()),
         ("Body", msg.body.as_str()),
+        ("StatusCallback", status_callback.as_str()),
     ];
-    if let Some(cb) = &msg.status_callback {
-        form.push(("StatusCallback", cb.as_str()));
-    }
     let resp = http
         .post(&url)
         .basic_auth(&config.account_sid, Some(config.auth_token.expose()))
@@ -54,12 +54,7 @@ pub async fn send(
         .await
         .map_err(SendError::Transport)?;
     let status = resp.status().as_u16();
-    let retry_after = resp
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+    let retry_after = retry_after(resp.headers());
     let bytes = resp.bytes().await.map_err(SendError::Transport)?;
     if (200..300).contains(&status) {
         let created: Created =

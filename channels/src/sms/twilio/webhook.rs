@@ -2,11 +2,18 @@
 //! (`sms`) and the status callback (`status`), with Twilio's exact field names.
 
 use super::{signature, TwilioSmsConfig};
-use crate::{InboundEvent, InboundMessage, StatusUpdate, WebhookError, WebhookRequest};
+use crate::sms::keywords;
+use crate::{
+    address, Handled, InboundEvent, InboundMedia, InboundMessage, StatusUpdate, WebhookError,
+    WebhookReply, WebhookRequest,
+};
 use state_machines::{Channel, DeliveryState};
 
 /// The hooks this plugin claims under `/webhooks/twilio/{org}/`.
 pub const HOOKS: &[&str] = &["sms", "status"];
+
+/// Empty TwiML: acknowledged, no automatic reply.
+pub const EMPTY_TWIML: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>";
 
 /// The most media attachments Twilio sends on one message.
 const MAX_MEDIA: usize = 10;
@@ -24,9 +31,12 @@ pub fn handle(
     config: &TwilioSmsConfig,
     hook: &str,
     req: &WebhookRequest<'_>,
-) -> Result<Vec<InboundEvent>, WebhookError> {
+) -> Result<Handled, WebhookError> {
     if !HOOKS.contains(&hook) {
         return Err(WebhookError::UnknownHook(hook.to_string()));
+    }
+    if req.method != "POST" {
+        return Err(WebhookError::Method(req.method.to_string()));
     }
     let params = parse_form(req.body)?;
     let sig = req
@@ -47,7 +57,14 @@ pub fn handle(
         "sms" => InboundEvent::Message(parse_message(&form)?),
         _ => InboundEvent::Status(parse_status(&form)?),
     };
-    Ok(vec![event])
+    Ok(Handled {
+        events: vec![event],
+        skipped: Vec::new(),
+        reply: WebhookReply {
+            content_type: "text/xml",
+            body: EMPTY_TWIML.to_string(),
+        },
+    })
 }
 
 fn parse_message(form: &Form<'_>) -> Result<InboundMessage, WebhookError> {
@@ -74,16 +91,22 @@ fn parse_message(form: &Form<'_>) -> Result<InboundMessage, WebhookError> {
                 reason: format!("MediaUrl{i} is missing but NumMedia is {num_media}"),
             })?;
         let kind = form.get(&format!("MediaContentType{i}")).unwrap_or("");
-        media.push((url.to_string(), kind.to_string()));
+        media.push(InboundMedia::link(url, kind));
     }
-    Ok(InboundMessage {
-        channel: Channel::Sms,
-        provider_message_id: sid.to_string(),
-        from: phone(form, "From")?,
-        to: phone(form, "To")?,
-        body: form.get("Body").unwrap_or("").to_string(),
-        media,
-    })
+    let body = form.get("Body").unwrap_or("").to_string();
+    let mut msg = InboundMessage::text(
+        Channel::Sms,
+        sid,
+        phone(form, "From")?,
+        phone(form, "To")?,
+        body,
+    );
+    msg.keyword = keywords::classify(&msg.body);
+    if !media.is_empty() && msg.body.is_empty() {
+        msg.kind = "media".into();
+    }
+    msg.media = media;
+    Ok(msg)
 }
 
 fn parse_status(form: &Form<'_>) -> Result<StatusUpdate, WebhookError> {
@@ -100,15 +123,16 @@ fn parse_status(form: &Form<'_>) -> Result<StatusUpdate, WebhookError> {
         field: "MessageStatus",
         reason: format!("unknown status `{status}`"),
     })?;
-    Ok(StatusUpdate {
-        provider_message_id: sid.to_string(),
-        state,
-        provider_status: status.to_string(),
-        error_code: form
-            .get("ErrorCode")
-            .filter(|c| !c.is_empty())
-            .map(str::to_string),
-    })
+    let mut update = StatusUpdate::new(sid, state, status);
+    update.error_code = form
+        .get("ErrorCode")
+        .filter(|c| !c.is_empty())
+        .map(str::to_string);
+    update.error_message = form
+        .get("ErrorMessage")
+        .filter(|c| !c.is_empty())
+        .map(str::to_string);
+    Ok(update)
 }
 
 /// Twilio's outbound message statuses mapped onto the delivery machine.
@@ -126,8 +150,7 @@ pub fn map_status(status: &str) -> Option<DeliveryState> {
 
 fn phone(form: &Form<'_>, field: &'static str) -> Result<String, WebhookError> {
     let v = form.required(field)?;
-    let ok = v.len() <= 64 && !v.chars().any(char::is_control);
-    if !ok {
+    if !address::is_storable(v) {
         return Err(malformed(field, "is not a valid address"));
     }
     Ok(v.to_string())
@@ -193,11 +216,18 @@ mod tests {
             &config(),
             hook,
             &WebhookRequest {
+                method: "POST",
                 url: URL,
+                query: "",
                 headers,
                 body,
+                received_at: 0,
             },
         )
+        .map(|h| {
+            assert_eq!(h.reply.content_type, "text/xml");
+            h.events
+        })
     }
 
     fn sms_fields() -> Vec<(&'static str, &'static str)> {
@@ -231,11 +261,12 @@ mod tests {
         assert_eq!(m.body, "Hello there ✓");
         assert_eq!(
             m.media,
-            vec![(
-                "https://api.twilio.com/media/ME1".into(),
-                "image/jpeg".into()
+            vec![InboundMedia::link(
+                "https://api.twilio.com/media/ME1",
+                "image/jpeg"
             )]
         );
+        assert_eq!(m.keyword, None);
     }
 
     #[test]
@@ -294,10 +325,8 @@ mod tests {
         assert_eq!(
             events,
             vec![InboundEvent::Status(StatusUpdate {
-                provider_message_id: "SM9".into(),
-                state: DeliveryState::Failed,
-                provider_status: "undelivered".into(),
                 error_code: Some("30003".into()),
+                ..StatusUpdate::new("SM9", DeliveryState::Failed, "undelivered")
             })]
         );
         let (body, headers) = signed(&[

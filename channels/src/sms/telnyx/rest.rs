@@ -1,0 +1,143 @@
+//! Telnyx's Messages API: `POST {api_base}/v2/messages` with the API key as bearer and a JSON
+//! body (`from`, `to`, `text`, `webhook_url`), answered `{"data": {"id", "to": [{"status"}]}}`;
+//! errors come as `{"errors": [{"code", "title", "detail"}]}` and are classified like Twilio's.
+
+use super::TelnyxSmsConfig;
+use crate::message::retry_after;
+use crate::{OutboundMessage, SendError, SendReceipt};
+use serde::Deserialize;
+use serde_json::json;
+use std::time::Duration;
+
+#[derive(Deserialize)]
+struct Created {
+    data: CreatedData,
+}
+
+#[derive(Deserialize)]
+struct CreatedData {
+    id: String,
+    #[serde(default)]
+    to: Vec<Recipient>,
+}
+
+#[derive(Deserialize)]
+struct Recipient {
+    #[serde(default)]
+    status: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct ErrorBody {
+    #[serde(default)]
+    errors: Vec<ErrorItem>,
+}
+
+#[derive(Deserialize)]
+struct ErrorItem {
+    code: Option<serde_json::Value>,
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    detail: Option<String>,
+}
+
+/// Sends one message; delivery reports are asked for at this account's webhook.
+pub async fn send(
+    http: &reqwest::Client,
+    config: &TelnyxSmsConfig,
+    msg: &OutboundMessage,
+) -> Result<SendReceipt, SendError> {
+    let url = format!("{}/v2/messages", config.api_base.trim_end_matches('/'));
+    let body = json!({
+        "from": config.from,
+        "to": msg.to,
+        "text": msg.body,
+        "webhook_url": format!("{}/sms", msg.webhook_base),
+        "use_profile_webhooks": false,
+    });
+    let resp = http
+        .post(&url)
+        .bearer_auth(config.api_key.expose())
+        .json(&body)
+        .send()
+        .await
+        .map_err(SendError::Transport)?;
+    let status = resp.status().as_u16();
+    let retry = retry_after(resp.headers());
+    let bytes = resp.bytes().await.map_err(SendError::Transport)?;
+    if (200..300).contains(&status) {
+        let created: Created =
+            serde_json::from_slice(&bytes).map_err(|e| SendError::BadResponse(e.to_string()))?;
+        let provider_status = created
+            .data
+            .to
+            .first()
+            .and_then(|r| r.status.clone())
+            .unwrap_or_else(|| "queued".into());
+        return Ok(SendReceipt {
+            provider_message_id: created.data.id,
+            provider_status,
+        });
+    }
+    let err: ErrorBody = serde_json::from_slice(&bytes).unwrap_or_default();
+    let first = err.errors.into_iter().next();
+    let code = first
+        .as_ref()
+        .and_then(|e| e.code.clone())
+        .map(|c| match c {
+            serde_json::Value::String(s) => s,
+            other => other.to_string(),
+        });
+    let message = first
+        .map(|e| match e.detail {
+            Some(d) => format!("{}: {d}", e.title),
+            None => e.title,
+        })
+        .unwrap_or_default();
+    Err(classify(status, code, message, retry))
+}
+
+/// Decides whether an error is worth retrying: 429 and every 5xx are transient; any other
+/// 4xx (40310 invalid `to`, 40300 blocked as spam, 10009 authentication, 40013 invalid
+/// source number, …) names a problem a retry cannot fix.
+pub fn classify(
+    status: u16,
+    code: Option<String>,
+    message: String,
+    retry_after: Option<Duration>,
+) -> SendError {
+    if status == 429 || status >= 500 {
+        SendError::Unavailable {
+            status,
+            code,
+            retry_after,
+        }
+    } else {
+        SendError::Rejected {
+            status,
+            code,
+            message,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification() {
+        assert!(classify(500, None, String::new(), None).is_transient());
+        assert!(classify(429, Some("10011".into()), String::new(), None).is_transient());
+        let e = classify(
+            422,
+            Some("40310".into()),
+            "Invalid 'to' address".into(),
+            None,
+        );
+        assert!(!e.is_transient());
+        assert_eq!(e.code(), Some("40310"));
+        assert!(!classify(401, Some("10009".into()), String::new(), None).is_transient());
+    }
+}
