@@ -219,7 +219,7 @@ pub async fn create_outbound(
     }
     if req.needs_service_window {
         let closes_at = super::windows::closes_at(conn, org_id, req.channel, &req.to).await?;
-        if !closes_at.is_some_and(|t| t > now) {
+        if closes_at.is_none_or(|t| t <= now) {
             return Ok(Created::OutsideWindow {
                 closed_at: closes_at,
             });
