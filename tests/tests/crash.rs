@@ -1,10 +1,15 @@
 //! SIGKILL while 2,000 webhooks are in flight: every webhook that got a 2xx is stored exactly
 //! once after restart, and the provider's retries of the rest complete the set — on both
-//! backends, with the real binary.
+//! backends, with the real binary, for each provider's wire format (Twilio forms, Meta's
+//! signed JSON deliveries, Telnyx's Ed25519-signed events).
 
 use integration_tests::both_backends;
-use integration_tests::env::{count, create_org, free_port, Backend, ChildGateway, TestDb};
-use integration_tests::twilio::{inbound_sms, post_signed};
+use integration_tests::env::{
+    count, create_org, free_port, Backend, ChildGateway, TestDb, TestOrg,
+};
+use integration_tests::telnyx::TelnyxStandin;
+use integration_tests::twilio::inbound_sms;
+use integration_tests::whatsapp::{delivery, text, GraphStandin};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -12,10 +17,87 @@ use std::time::Duration;
 
 const N: usize = 2000;
 
-async fn kill_mid_ingest_loses_nothing_acknowledged(backend: Backend) {
+/// How one provider's webhook for message `i` is made.
+#[derive(Clone)]
+enum Provider {
+    Twilio(TestOrg),
+    WhatsApp { secret: String },
+    Telnyx(TelnyxStandin),
+}
+
+impl Provider {
+    /// The provider id of message `i` and the signed request carrying it.
+    fn request(
+        &self,
+        client: &reqwest::Client,
+        base: &str,
+        i: usize,
+    ) -> (String, reqwest::RequestBuilder) {
+        let from = format!("+1555{:07}", i % 97);
+        match self {
+            Provider::Twilio(org) => {
+                let id = format!("SM{i:032}");
+                let params = inbound_sms(org, &id, &from, "crash test");
+                let url = format!("{base}/webhooks/twilio/acme/sms");
+                let sig = channels::sms::twilio::signature::compute(&org.auth_token, &url, &params);
+                let req = client
+                    .post(&url)
+                    .header("X-Twilio-Signature", sig)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(serde_urlencoded::to_string(&params).unwrap());
+                (id, req)
+            }
+            Provider::WhatsApp { secret } => {
+                let id = format!("wamid.{i:032}");
+                let v = delivery(
+                    serde_json::json!([text(&id, &from[1..], "crash test")]),
+                    serde_json::json!([]),
+                );
+                let body = serde_json::to_vec(&v).unwrap();
+                let sig = channels::whatsapp::signature::compute(secret, &body);
+                let req = client
+                    .post(format!("{base}/webhooks/whatsapp/acme"))
+                    .header("X-Hub-Signature-256", sig)
+                    .header("content-type", "application/json")
+                    .body(body);
+                (id, req)
+            }
+            Provider::Telnyx(standin) => {
+                let id = format!("tx-{i:032}");
+                let v = integration_tests::telnyx::received(&id, &from, "crash test");
+                let body = serde_json::to_vec(&v).unwrap();
+                let now = gateway::db::now_ms() / 1000;
+                let mut req = client
+                    .post(format!("{base}/webhooks/telnyx/acme/sms"))
+                    .header("content-type", "application/json");
+                for (k, v) in standin.sign(&body, now) {
+                    req = req.header(k, v);
+                }
+                (id, req.body(body))
+            }
+        }
+    }
+}
+
+async fn kill_mid_ingest(backend: Backend, which: &str) {
     let tdb = TestDb::new(backend).await;
     let db = tdb.connect().await;
     let org = create_org(&db, "acme", "http://127.0.0.1:9", 10.0).await;
+    let provider = match which {
+        "twilio" => Provider::Twilio(org.clone()),
+        "whatsapp" => {
+            let graph = GraphStandin::start().await;
+            let acct = graph.add_account(&db, &org.id).await;
+            Provider::WhatsApp {
+                secret: acct.app_secret,
+            }
+        }
+        _ => {
+            let telnyx = TelnyxStandin::start().await;
+            telnyx.add_account(&db, &org.id).await;
+            Provider::Telnyx(telnyx)
+        }
+    };
     let port = free_port();
     let mut gw = ChildGateway::spawn(&tdb.url, port).await;
     let client = reqwest::Client::new();
@@ -23,10 +105,10 @@ async fn kill_mid_ingest_loses_nothing_acknowledged(backend: Backend) {
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..32 {
-        let (client, base, org, acked, next) = (
+        let (client, base, provider, acked, next) = (
             client.clone(),
             gw.base.clone(),
-            org.clone(),
+            provider.clone(),
             acked.clone(),
             next.clone(),
         );
@@ -36,21 +118,10 @@ async fn kill_mid_ingest_loses_nothing_acknowledged(backend: Backend) {
                 if i >= N {
                     return;
                 }
-                let sid = format!("SM{i:032}");
-                let params = inbound_sms(&org, &sid, &format!("+1555{:07}", i % 97), "crash test");
-                let url = format!("{base}/webhooks/twilio/acme/sms");
-                let sig = channels::sms::twilio::signature::compute(&org.auth_token, &url, &params);
-                let body = serde_urlencoded::to_string(&params).unwrap();
-                let sent = client
-                    .post(&url)
-                    .header("X-Twilio-Signature", sig)
-                    .header("content-type", "application/x-www-form-urlencoded")
-                    .body(body)
-                    .send()
-                    .await;
-                if let Ok(r) = sent {
+                let (id, req) = provider.request(&client, &base, i);
+                if let Ok(r) = req.send().await {
                     if r.status().is_success() {
-                        acked.lock().unwrap().push(sid);
+                        acked.lock().unwrap().push(id);
                     }
                 }
             }
@@ -84,28 +155,29 @@ async fn kill_mid_ingest_loses_nothing_acknowledged(backend: Backend) {
     .collect();
     let total = count(&db, "messages", &org.id).await as usize;
     assert_eq!(total, stored.len(), "no message stored twice");
-    for sid in &acked {
-        assert!(stored.contains(sid), "acknowledged {sid} was lost");
+    for id in &acked {
+        assert!(stored.contains(id), "acknowledged {id} was lost");
     }
     // The provider retries everything; afterwards each message exists exactly once.
     for i in 0..N {
-        let params = inbound_sms(
-            &org,
-            &format!("SM{i:032}"),
-            &format!("+1555{:07}", i % 97),
-            "crash test",
-        );
-        let r = post_signed(
-            &client,
-            &gw.base,
-            "/webhooks/twilio/acme/sms",
-            &org.auth_token,
-            &params,
-        )
-        .await;
-        assert_eq!(r.status(), 200);
+        let (_, req) = provider.request(&client, &gw.base, i);
+        assert_eq!(req.send().await.unwrap().status(), 200);
     }
     assert_eq!(count(&db, "messages", &org.id).await as usize, N);
     assert_eq!(count(&db, "conversations", &org.id).await, 97);
 }
+
+async fn kill_mid_ingest_loses_nothing_acknowledged(backend: Backend) {
+    kill_mid_ingest(backend, "twilio").await
+}
 both_backends!(kill_mid_ingest_loses_nothing_acknowledged);
+
+async fn whatsapp_kill_mid_ingest_loses_nothing_acknowledged(backend: Backend) {
+    kill_mid_ingest(backend, "whatsapp").await
+}
+both_backends!(whatsapp_kill_mid_ingest_loses_nothing_acknowledged);
+
+async fn telnyx_kill_mid_ingest_loses_nothing_acknowledged(backend: Backend) {
+    kill_mid_ingest(backend, "telnyx").await
+}
+both_backends!(telnyx_kill_mid_ingest_loses_nothing_acknowledged);

@@ -12,7 +12,8 @@ use integration_tests::env::{
 };
 use integration_tests::schema;
 use integration_tests::twilio::{inbound_sms, post_signed};
-use serde_json::Value;
+use integration_tests::whatsapp::{self, delivery, text, GraphStandin};
+use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -252,6 +253,8 @@ async fn two_nodes_on_one_postgres_and_broker_behave_as_one() {
     let twilio = integration_tests::twilio::TwilioStandin::start().await;
     let org = create_org(&db, "acme", &twilio.base, 1000.0).await;
     twilio.add_account(&org);
+    let graph = GraphStandin::start().await;
+    let wa = graph.add_account(&db, &org.id).await;
     let mut config = test_config(&tdb.url);
     config.kafka.brokers = broker.addr.clone();
     let a = TestGateway::start(config.clone()).await;
@@ -288,6 +291,36 @@ async fn two_nodes_on_one_postgres_and_broker_behave_as_one() {
         }
     }
     eprintln!("A → B in {:?}", started.elapsed());
+
+    // WhatsApp the same way: a delivery taken by A and Meta's redelivery of it to B are stored
+    // once; replies sent through both nodes' workers go out once each.
+    let v = delivery(
+        json!([text("wamid.2nodes", "16505551234", "hello both")]),
+        json!([]),
+    );
+    let body = serde_json::to_vec(&v).unwrap();
+    for base in [&a.base, &b.base] {
+        let r = whatsapp::post_signed(&client, base, "acme", &wa.app_secret, &body).await;
+        assert_eq!(r.status(), 200);
+    }
+    let stored: (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM messages WHERE org_id = $1 AND provider_message_id = 'wamid.2nodes'",
+    )
+    .bind(&org.id)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(stored.0, 1, "one WhatsApp message, whichever node took it");
+    for base in [&a.base, &b.base] {
+        let r = client
+            .post(format!("{base}/api/v1/messages"))
+            .bearer_auth(&org.key)
+            .json(&json!({"channel": "whatsapp", "to": "+16505551234", "body": format!("from {base}")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+    }
 
     // B's subscriber keeps reading while the bulk runs (its hub would drop a slow reader).
     let collector = tokio::spawn(async move {
@@ -348,6 +381,11 @@ async fn two_nodes_on_one_postgres_and_broker_behave_as_one() {
     .await;
     drained(&db, Duration::from_secs(180)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
+    eventually(Duration::from_secs(30), || async {
+        (graph.received().len() >= 2).then_some(())
+    })
+    .await;
+    assert_eq!(graph.received().len(), 2, "each WhatsApp reply sent once");
     // Each outbound message was sent once, though both nodes' workers claim.
     let sent = twilio.received();
     let tos: HashSet<&String> = sent.iter().map(|r| &r.form["To"]).collect();
