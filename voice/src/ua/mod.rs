@@ -33,6 +33,13 @@
 //! retransmitted INVITE is absorbed by its transaction (kept 64·T1 after the final
 //! response) and never starts a second call.
 //!
+//! On a public address (see the README's voice section): admission refuses untrusted
+//! sources (403), too many calls overall or per source (503); a refused INVITE frees its
+//! slot when its final goes out; RTP starts only after the ACK and only toward the latched
+//! source or the signalling host; REFER needs the route's permission; digest nonces are
+//! bound to the client's IP and each `nc` is good once; failed authentications are
+//! throttled; the server transaction table and REGISTERs in flight are bounded.
+//!
 //! Media: each answered call runs a media session with the route's application
 //! ([`media_leg`]); its Hangup and Transfer actions and media timeouts end or transfer the
 //! call; DTMF by SIP INFO reaches the application like RFC 4733 digits; a transfer
