@@ -75,6 +75,14 @@ pub struct SipConfig {
     pub max_call_secs: u64,
     /// New INVITEs per second from one source address; more get 503 with `Retry-After`.
     pub invites_per_second_per_source: f64,
+    /// Calls in progress from one source address at once; one more gets 503 (0: no cap).
+    pub max_calls_per_source: u32,
+    /// CIDRs (`203.0.113.0/24, 198.51.100.7`) INVITEs are taken from; INVITEs from anywhere
+    /// else get 403. Empty: from anywhere. REGISTER stays open (agents' phones roam).
+    pub trusted_sources: String,
+    /// This node's name on the calls it runs (several nodes on one database must differ);
+    /// empty: the host name and `addr`. At start the node ends the calls it left live.
+    pub node_id: String,
 }
 
 impl Default for SipConfig {
@@ -87,6 +95,9 @@ impl Default for SipConfig {
             max_calls: 2_000,
             max_call_secs: 4 * 3600,
             invites_per_second_per_source: 2_000.0,
+            max_calls_per_source: 0,
+            trusted_sources: String::new(),
+            node_id: String::new(),
         }
     }
 }
@@ -271,6 +282,12 @@ const ENV: &[(&str, &str)] = &[
         "DARTWING_SIP_INVITES_PER_SECOND_PER_SOURCE",
         "sip.invites_per_second_per_source",
     ),
+    (
+        "DARTWING_SIP_MAX_CALLS_PER_SOURCE",
+        "sip.max_calls_per_source",
+    ),
+    ("DARTWING_SIP_TRUSTED_SOURCES", "sip.trusted_sources"),
+    ("DARTWING_SIP_NODE_ID", "sip.node_id"),
 ];
 
 /// Every problem found in a configuration.
@@ -407,6 +424,11 @@ impl Config {
         }
         if sip.invites_per_second_per_source.is_nan() || sip.invites_per_second_per_source <= 0.0 {
             e.push("sip.invites_per_second_per_source must be greater than 0".into());
+        }
+        if let Err(bad) = voice::ua::Cidr::parse_list(&sip.trusted_sources) {
+            e.push(format!(
+                "sip.trusted_sources: `{bad}` is not an IP or CIDR (like 203.0.113.0/24)"
+            ));
         }
         if self.delivery.retry_max_ms < self.delivery.retry_base_ms {
             e.push("delivery.retry_max_ms must be at least delivery.retry_base_ms".into());

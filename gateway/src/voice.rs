@@ -3,28 +3,30 @@
 //! ```text
 //!  SIP INVITE ─▶ voice::ua ─▶ CallRouter ─▶ voice_routes (DID → org, app)
 //!                    │
-//!                    └─▶ CallStore ─▶ committer: WriteOp::CallTransition
-//!                                     (state_machines::call::step, calls + call_history
-//!                                      + dartwing.call.state_changed.v1, one transaction)
-//!                         ◀── acknowledged after COMMIT; only then does the UA send 200
+//!                    └─▶ CallStore ─▶ committer: WriteOp::CallTransition (the UA's machine
+//!                                     event, re-stepped on the stored state: calls +
+//!                                     call_history + dartwing.call.state_changed.v1, one
+//!                                     transaction)
+//!                         ◀── acknowledged after COMMIT; only then does the UA act on it
 //!  REGISTER ─▶ Registrar ─▶ sip_agents (HA1) ; bindings in this node's memory
 //! ```
 //!
 //! Registrations live in memory on the node that took them (an agent phone re-registers
 //! every few minutes); sharing them across nodes is future work, noted in the README.
+//!
+//! Every call row carries the node that ran it (`sip.node_id`); at start-up the calls this
+//! node left live (it crashed) are ended with the `interrupt` event, cause `interrupted`.
 
 use crate::commit::{Committer, WriteOp, WriteResult};
 use crate::config::SipConfig;
 use crate::db::{calls, Db};
 use state_machines::call::CallEvent;
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use voice::ua::{
-    self, AdmissionConfig, Binding, BoxFuture, CallRouter, CallState, CallStore, EndCause,
-    InMemoryRegistrar, Registrar, RegistrarError, Route, RouteError, SipServer, StoreError,
-    UaConfig, UaPorts,
+    self, AdmissionConfig, Binding, BoxFuture, CallRouter, CallStore, InMemoryRegistrar, Registrar,
+    RegistrarError, Route, RouteError, SipServer, StoreError, UaConfig, UaPorts,
 };
 
 /// Dialled number → org and application, from `voice_routes`.
@@ -43,83 +45,47 @@ impl CallRouter for DbRouter {
             Ok(found.map(|r| Route {
                 org: r.org_id,
                 app: r.app,
+                agent: r.agent,
+                allow_refer: r.allow_refer,
             }))
         })
     }
 }
 
-/// Call transitions through the committer (acknowledged after COMMIT).
+/// Call steps through the committer (acknowledged after COMMIT). The user agent's machine
+/// and the stored one must agree: a step the stored state refuses is an error the call
+/// acts on (it ends), never a live call whose stored state silently differs.
 pub struct DbCallStore {
     committer: Committer,
-    /// The last state the user agent reported per live call: an `Answered` after
-    /// `Transferring` is the transfer failing, not a second answer.
-    last: Mutex<HashMap<String, CallState>>,
-}
-
-/// The call machine's event for what the user agent reported, and its detail.
-pub fn event_for(
-    previous: Option<CallState>,
-    state: CallState,
-    cause: Option<EndCause>,
-) -> (Option<CallEvent>, Option<String>) {
-    match (state, cause) {
-        (CallState::Ringing, _) => (None, None),
-        (CallState::Answered, _) if previous == Some(CallState::Transferring) => {
-            (Some(CallEvent::TransferFailed), None)
-        }
-        (CallState::Answered, _) => (Some(CallEvent::Answer), None),
-        (CallState::Transferring, _) => (Some(CallEvent::Transfer), None),
-        (CallState::Bridged, _) => (Some(CallEvent::TransferAnswered), None),
-        (CallState::Ended, cause) => match cause {
-            Some(EndCause::RemoteHangup) => (Some(CallEvent::CallerHangup), None),
-            Some(EndCause::LocalHangup) => (Some(CallEvent::CalleeHangup), None),
-            Some(EndCause::AgentHangup) => {
-                (Some(CallEvent::CalleeHangup), Some("agent hung up".into()))
-            }
-            Some(EndCause::Cancelled) => (Some(CallEvent::Cancel), None),
-            Some(EndCause::MaxDuration) => (Some(CallEvent::MaxDuration), None),
-            Some(EndCause::MediaTimeout) => (Some(CallEvent::MediaTimeout), None),
-            Some(EndCause::Rejected { status }) if status == 486 || status == 503 => {
-                (Some(CallEvent::Busy), Some(format!("status {status}")))
-            }
-            Some(EndCause::Rejected { status }) => (
-                Some(CallEvent::Reject { status }),
-                Some(format!("status {status}")),
-            ),
-            Some(EndCause::NoAck) => (Some(CallEvent::Fail), Some("no ACK for our 200".into())),
-            Some(EndCause::StoreFailed) => (
-                Some(CallEvent::Fail),
-                Some("store did not acknowledge".into()),
-            ),
-            Some(EndCause::Shutdown) => (Some(CallEvent::Fail), Some("gateway shut down".into())),
-            None => (Some(CallEvent::Fail), None),
-        },
-    }
+    /// This node, written on every call it starts (see [`end_interrupted`]).
+    node: String,
 }
 
 impl CallStore for DbCallStore {
     fn record(&self, t: ua::CallTransition) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            let previous = {
-                let mut last = self.last.lock().expect("not poisoned");
-                if t.state == CallState::Ended {
-                    last.remove(&t.call_id)
-                } else {
-                    last.insert(t.call_id.clone(), t.state)
-                }
-            };
-            let (event, detail) = event_for(previous, t.state, t.cause);
             let op = WriteOp::CallTransition(calls::CallTransition {
                 call_id: t.call_id,
                 org_id: t.org,
                 sip_call_id: t.sip_call_id,
                 from: t.from,
                 to: t.to,
-                event,
-                detail,
+                event: t.event,
+                detail: t.detail,
+                node: Some(self.node.clone()),
             });
             match self.committer.submit_wait(op).await {
-                Ok(WriteResult::Call(_)) => Ok(()),
+                Ok(WriteResult::Call(calls::CallRecorded::Stored { state }))
+                    if state == t.state =>
+                {
+                    Ok(())
+                }
+                Ok(WriteResult::Call(
+                    calls::CallRecorded::Stored { state } | calls::CallRecorded::Refused { state },
+                )) => Err(StoreError::Diverged {
+                    stored: state,
+                    stepped: t.state,
+                }),
                 Ok(_) => unreachable!("CallTransition answers Call"),
                 Err(e) => Err(StoreError::Unavailable {
                     source: Box::new(e),
@@ -127,6 +93,43 @@ impl CallStore for DbCallStore {
             }
         })
     }
+}
+
+/// Ends, with the `interrupt` event (cause `interrupted`), every call this node left live:
+/// it stopped without ending them (a crash, a kill). Returns how many.
+pub async fn end_interrupted(
+    db: &Db,
+    committer: &Committer,
+    node: &str,
+) -> Result<usize, crate::commit::CommitError> {
+    let live = calls::live_on_node(&db.pool, node)
+        .await
+        .map_err(crate::commit::CommitError::from)?;
+    let n = live.len();
+    for mut t in live {
+        t.event = Some(CallEvent::Interrupt);
+        t.detail = Some("left live by a gateway that stopped; ended at start-up".into());
+        committer.submit_wait(WriteOp::CallTransition(t)).await?;
+    }
+    if n > 0 {
+        tracing::warn!(
+            calls = n,
+            node,
+            "ended calls left live by the last run (interrupted)"
+        );
+    }
+    Ok(n)
+}
+
+/// This node's name in `calls.node`: `sip.node_id`, or the host name and SIP address.
+pub fn node_id(sip: &SipConfig) -> String {
+    if !sip.node_id.trim().is_empty() {
+        return sip.node_id.trim().to_owned();
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_default();
+    format!("{}/{}", host.trim(), sip.addr)
 }
 
 /// Agent credentials (HA1) from `sip_agents`; registrations in memory.
@@ -167,6 +170,61 @@ impl Registrar for DbRegistrar {
     }
 }
 
+/// File descriptors one call may hold: RTP and RTCP sockets of the caller's leg and of an
+/// agent leg, and a SIP TCP connection.
+const FDS_PER_CALL: u64 = 5;
+/// Descriptors kept for everything else: HTTP clients, the database, Kafka, files.
+const FDS_RESERVED: u64 = 1024;
+
+/// The open-file limit `max_calls` needs (see [`FDS_PER_CALL`]).
+pub fn fds_needed(max_calls: u64) -> u64 {
+    max_calls * FDS_PER_CALL + FDS_RESERVED
+}
+
+/// The most calls a limit of `fds` descriptors carries.
+pub fn calls_that_fit(fds: u64) -> u64 {
+    fds.saturating_sub(FDS_RESERVED) / FDS_PER_CALL
+}
+
+/// Raises the soft open-file limit to the hard one and checks it against `max_calls`: too
+/// low, and a warning says how many calls fit. Returns the limit in force.
+pub fn raise_fd_limit(max_calls: u64) -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read or write the struct passed by pointer.
+    let got = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    if got != 0 {
+        tracing::warn!("cannot read the open-file limit");
+        return 0;
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim.rlim_cur = lim.rlim_max;
+        }
+    }
+    let limit: u64 = lim.rlim_cur;
+    let needed = fds_needed(max_calls);
+    if limit < needed {
+        tracing::warn!(
+            limit,
+            needed,
+            calls_that_fit = calls_that_fit(limit),
+            "the open-file limit is too low for sip.max_calls: raise it (ulimit -n, LimitNOFILE=) \
+             or set sip.max_calls to what fits"
+        );
+    } else {
+        tracing::info!(limit, max_calls, "open-file limit checked");
+    }
+    limit
+}
+
 /// Why voice did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum VoiceStartError {
@@ -188,6 +246,9 @@ pub fn ua_config(sip: &SipConfig, bind: SocketAddr) -> UaConfig {
         admission: AdmissionConfig {
             max_calls: sip.max_calls as usize,
             per_source_rate: sip.invites_per_second_per_source,
+            max_calls_per_source: sip.max_calls_per_source as usize,
+            // Checked by the config's validation.
+            trusted: ua::Cidr::parse_list(&sip.trusted_sources).unwrap_or_default(),
             ..AdmissionConfig::default()
         },
         ..UaConfig::default()
@@ -208,11 +269,16 @@ pub async fn start(
         .addr
         .parse()
         .map_err(|_| VoiceStartError::Addr(sip.addr.clone()))?;
+    raise_fd_limit(u64::from(sip.max_calls));
+    let node = node_id(sip);
+    if let Err(e) = end_interrupted(db, committer, &node).await {
+        tracing::warn!(error = %e, "could not end the calls left live by the last run");
+    }
     let ports = UaPorts {
         router: Arc::new(DbRouter { db: db.clone() }),
         store: Arc::new(DbCallStore {
             committer: committer.clone(),
-            last: Mutex::default(),
+            node,
         }),
         registrar: Some(Arc::new(DbRegistrar {
             db: db.clone(),
@@ -229,38 +295,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_report_maps_to_a_machine_event() {
-        use CallEvent as E;
-        assert_eq!(event_for(None, CallState::Ringing, None).0, None);
+    fn the_fd_limit_is_raised_to_the_hard_limit_and_sized_for_the_calls() {
+        assert_eq!(calls_that_fit(fds_needed(2_000)), 2_000);
+        assert_eq!(calls_that_fit(100), 0);
+        let limit = raise_fd_limit(1);
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: reads the limit into the struct.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
         assert_eq!(
-            event_for(Some(CallState::Ringing), CallState::Answered, None).0,
-            Some(E::Answer)
+            lim.rlim_cur, lim.rlim_max,
+            "soft limit raised to the hard one"
         );
-        assert_eq!(
-            event_for(Some(CallState::Transferring), CallState::Answered, None).0,
-            Some(E::TransferFailed)
-        );
-        assert_eq!(
-            event_for(None, CallState::Ended, Some(EndCause::RemoteHangup)).0,
-            Some(E::CallerHangup)
-        );
-        assert_eq!(
-            event_for(
-                None,
-                CallState::Ended,
-                Some(EndCause::Rejected { status: 404 })
-            )
-            .0,
-            Some(E::Reject { status: 404 })
-        );
-        assert_eq!(
-            event_for(
-                None,
-                CallState::Ended,
-                Some(EndCause::Rejected { status: 503 })
-            )
-            .0,
-            Some(E::Busy)
-        );
+        assert_eq!(limit, lim.rlim_cur);
     }
 }

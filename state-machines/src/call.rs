@@ -11,6 +11,7 @@
 //!    └─ Cancel / Busy / NoAnswer / Reject / Fail ─▶ ended{cause}
 //!  any answered state ─ CallerHangup / CalleeHangup / MediaTimeout / MaxDuration / Fail /
 //!                      Shutdown (any state), NoAck (answered), AgentHangup (bridged) ─▶ ended{cause}
+//!  any live state ─ Interrupt (at start-up, after a crash) ─▶ ended{interrupted}, no effects
 //! ```
 //!
 //! [`start`] gives the first state and its effects (the no-answer timer). Timers, media, the
@@ -54,11 +55,14 @@ pub enum EndCause {
     Shutdown,
     /// An internal, storage or transport failure.
     Failed,
+    /// The gateway that ran the call stopped without ending it (a crash); found live at
+    /// the next start-up and ended then.
+    Interrupted,
 }
 
 impl EndCause {
     /// Every cause.
-    pub const ALL: [EndCause; 12] = [
+    pub const ALL: [EndCause; 13] = [
         EndCause::CallerHangup,
         EndCause::CalleeHangup,
         EndCause::AgentHangup,
@@ -71,6 +75,7 @@ impl EndCause {
         EndCause::NoAck,
         EndCause::Shutdown,
         EndCause::Failed,
+        EndCause::Interrupted,
     ];
 
     /// The stable name.
@@ -88,6 +93,7 @@ impl EndCause {
             EndCause::NoAck => "no_ack",
             EndCause::Shutdown => "shutdown",
             EndCause::Failed => "failed",
+            EndCause::Interrupted => "interrupted",
         }
     }
 
@@ -225,6 +231,9 @@ pub enum CallEvent {
     MaxDuration,
     /// A failure we cannot recover from.
     Fail,
+    /// At start-up: the call was left live by a gateway that stopped without ending it.
+    /// Nothing of the call runs any more, so this ends it with no effect but the change.
+    Interrupt,
 }
 
 impl CallEvent {
@@ -249,6 +258,7 @@ impl CallEvent {
             CallEvent::MediaTimeout => "media_timeout",
             CallEvent::MaxDuration => "max_duration",
             CallEvent::Fail => "fail",
+            CallEvent::Interrupt => "interrupt",
         }
     }
 }
@@ -357,6 +367,10 @@ pub fn step(
     let mut effects = Vec::new();
     let next = match (state, event) {
         (Ended { .. }, _) => return Err(invalid()),
+        // The runtime that held the call's timers, media and legs is gone: nothing to undo.
+        (_, E::Interrupt) => Ended {
+            cause: EndCause::Interrupted,
+        },
         (Ringing, E::Answer) => {
             effects.extend([
                 CancelTimer(CallTimer::NoAnswer),

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use stt_tts::g711::G711Law;
+use audio::g711::G711Law;
 use stt_tts::models::{ensure_model, WhisperModel};
 use stt_tts::stt::{StreamConfig, StreamEvent, StreamingTranscriber, WhisperConfig, WhisperStt};
 use stt_tts::tts::{synthesize_to_vec, EspeakConfig, EspeakTts};
@@ -76,7 +76,7 @@ fn utterances(tts: &EspeakTts, quick: bool) -> Result<Vec<(&'static str, Vec<i16
 }
 
 fn to_16k(pcm: &[i16]) -> Vec<f32> {
-    stt_tts::resample::resample(&stt_tts::pcm::to_f32(pcm), 8_000, 16_000).expect("resample")
+    audio::resample::resample(&audio::pcm::to_f32(pcm), 8_000, 16_000).expect("resample")
 }
 
 fn load(model: WhisperModel, a: &Args, reduced: bool) -> Result<Arc<WhisperStt>, SpeechError> {

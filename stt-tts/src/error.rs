@@ -57,23 +57,13 @@ pub enum SpeechError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// A WAV file could not be parsed or written.
+    /// A WAV file could not be parsed.
     #[error("{path}: WAV error: {source}")]
     Wav {
         /// The file.
         path: PathBuf,
-        /// hound's error.
-        source: hound::Error,
-    },
-    /// A WAV file hound could not read and the G.711 fallback did not recognise.
-    #[error("{path}: unsupported WAV encoding (format tag {format_tag}, {bits} bits)")]
-    WavEncoding {
-        /// The file.
-        path: PathBuf,
-        /// WAVE format tag.
-        format_tag: u16,
-        /// Bits per sample.
-        bits: u16,
+        /// What the parser found.
+        source: audio::WavError,
     },
     /// No model file where one was expected.
     #[error("model not found at {path}; run `dartwing-gateway speech models install`")]
@@ -172,5 +162,11 @@ impl SpeechError {
             self,
             SpeechError::Whisper(_) | SpeechError::InstallerFailed { .. } | SpeechError::Io { .. }
         )
+    }
+}
+
+impl From<audio::RateError> for SpeechError {
+    fn from(e: audio::RateError) -> Self {
+        SpeechError::UnsupportedRate { rate: e.rate }
     }
 }

@@ -126,7 +126,7 @@ unsafe impl Send for Fvad {}
 pub struct Vad {
     cfg: VadConfig,
     fvad: Fvad,
-    framer: crate::pcm::Framer,
+    framer: audio::pcm::Framer,
     frame_ms: u64,
     /// Stream time of the next frame's start, ms.
     now_ms: u64,
@@ -174,7 +174,7 @@ impl Vad {
         let frame = (cfg.rate / 100) as usize;
         Ok(Self {
             fvad: Fvad(webrtc_vad::Vad::new_with_rate_and_mode(rate, mode)),
-            framer: crate::pcm::Framer::new(frame),
+            framer: audio::pcm::Framer::new(frame),
             frame_ms: 10,
             now_ms: 0,
             in_speech: false,
@@ -220,7 +220,7 @@ impl Vad {
     /// Feeds samples at the configured rate; returns the events they caused, in order.
     pub fn push(&mut self, samples: &[i16]) -> Vec<VadEvent> {
         let mut events = Vec::new();
-        let mut framer = std::mem::replace(&mut self.framer, crate::pcm::Framer::new(1));
+        let mut framer = std::mem::replace(&mut self.framer, audio::pcm::Framer::new(1));
         framer.push(samples, |frame| self.frame(frame, &mut events));
         self.framer = framer;
         events
@@ -229,7 +229,7 @@ impl Vad {
     /// Ends the stream: a turn still open ends at its last voiced audio.
     pub fn finish(&mut self) -> Vec<VadEvent> {
         let mut events = Vec::new();
-        let mut framer = std::mem::replace(&mut self.framer, crate::pcm::Framer::new(1));
+        let mut framer = std::mem::replace(&mut self.framer, audio::pcm::Framer::new(1));
         framer.flush(|frame| self.frame(frame, &mut events));
         self.framer = framer;
         if self.in_speech {
@@ -245,7 +245,7 @@ impl Vad {
     fn frame(&mut self, frame: &[i16], events: &mut Vec<VadEvent>) {
         let start = self.now_ms;
         self.now_ms += self.frame_ms;
-        let energy = crate::pcm::rms_dbfs(frame);
+        let energy = audio::pcm::rms_dbfs(frame);
         // libfvad only fails on a bad frame length, which the framer rules out.
         let gmm = self.fvad.0.is_voice_segment(frame).unwrap_or(false);
         let floor = self.track_noise(energy);

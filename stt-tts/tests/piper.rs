@@ -8,7 +8,7 @@ mod common;
 use std::ops::ControlFlow;
 use std::time::Instant;
 
-use stt_tts::g711::G711Law;
+use audio::g711::G711Law;
 use stt_tts::models::{install_models, models_dir};
 use stt_tts::tts::{synthesize_to_vec, PiperConfig, PiperTts, SynthOutcome};
 use stt_tts::{SpeechToText, TextToSpeech};

@@ -11,7 +11,7 @@ mod sentences;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use stt_tts::g711::G711Law;
+use audio::g711::G711Law;
 use stt_tts::stt::{StreamConfig, StreamEvent, StreamingTranscriber, WhisperConfig, WhisperStt};
 use stt_tts::tts::{synthesize_to_vec, EspeakConfig, EspeakTts};
 use stt_tts::{ModelProblem, SpeechError, SpeechToText};

@@ -21,7 +21,7 @@ fn frames_are_20_ms_at_8_khz_and_carry_speech() {
         .synthesize(SENTENCE, &mut |f| {
             assert_eq!(f.len(), 160);
             frames += 1;
-            if stt_tts::pcm::rms_dbfs(f) > -40.0 {
+            if audio::pcm::rms_dbfs(f) > -40.0 {
                 loud += 1;
             }
             ControlFlow::Continue(())

@@ -23,7 +23,7 @@ fn truth(clip: &[i16], noise_dbfs: Option<f32>) -> (usize, usize) {
     let threshold = noise_dbfs.map_or(-50.0, |n| (n + 3.0).max(-50.0));
     let loud: Vec<bool> = clip
         .chunks(80)
-        .map(|w| stt_tts::pcm::rms_dbfs(w) > threshold)
+        .map(|w| audio::pcm::rms_dbfs(w) > threshold)
         .collect();
     let first = loud.iter().position(|&l| l).unwrap();
     let last = loud.iter().rposition(|&l| l).unwrap();
@@ -160,8 +160,7 @@ fn line_noise_alone_never_starts_speech() {
         let mut audio = vec![0i16; 8 * 6_000];
         common::add_noise(&mut audio, level, seed);
         // Through the codec, as on a real line.
-        let line =
-            stt_tts::g711::G711Law::Ulaw.decode(&stt_tts::g711::G711Law::Ulaw.encode(&audio));
+        let line = audio::g711::G711Law::Ulaw.decode(&audio::g711::G711Law::Ulaw.encode(&audio));
         let runs = run_vad(VadConfig::default(), &line);
         assert!(
             runs.is_empty(),

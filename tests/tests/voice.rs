@@ -7,6 +7,7 @@ use integration_tests::both_backends;
 use integration_tests::env::{count, create_org, Backend, World};
 use serde_json::Value;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 /// Runs SIPp's built-in `uac` scenario (INVITE → 200 → ACK → pause → BYE) against `sip`,
 /// dialling `number`; returns whether every call succeeded.
@@ -87,15 +88,28 @@ async fn invite_status(sip: SocketAddr, number: &str) -> u16 {
     }
 }
 
+/// A route of the world's org.
+fn route(w: &World, number: &str, app: &str, agent: Option<&str>) -> gateway::db::calls::Route {
+    gateway::db::calls::Route {
+        number: number.to_owned(),
+        org_id: w.org.id.clone(),
+        app: app.to_owned(),
+        agent: agent.map(str::to_owned),
+        allow_refer: false,
+    }
+}
+
 async fn calls_are_persisted_with_their_history(backend: Backend) {
     let w = World::new(backend).await;
     let sip = w.gw.running.sip.as_ref().expect("SIP is on").local_addr();
     let sip = SocketAddr::from(([127, 0, 0, 1], sip.port()));
-    assert!(
-        gateway::db::calls::add_route(&w.db.pool, &w.org.id, "+1 555 010 0000", "echo", 0)
-            .await
-            .unwrap()
-    );
+    assert!(gateway::db::calls::add_route(
+        &w.db.pool,
+        &route(&w, "+1 555 010 0000", "echo", None),
+        0
+    )
+    .await
+    .unwrap());
     assert!(sipp_uac(sip, "15550100000", 10).await, "10 calls, 0 failed");
     let calls: Value =
         integration_tests::env::eventually(std::time::Duration::from_secs(10), || async {
@@ -329,9 +343,10 @@ fn assert_heard(dumps: &std::path::Path, want: f64, not: f64, log: &str) {
         .map(|e| e.path())
         .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
         .unwrap_or_else(|| panic!("baresip dumped no received audio; log:\n{log}"));
-    let got = voice::media::wav::parse_wav(&std::fs::read(&received).unwrap())
+    let got = audio::wav::parse_wav(&std::fs::read(&received).unwrap())
         .unwrap()
-        .to_mono_8k();
+        .to_mono_at(8_000)
+        .unwrap();
     assert!(
         got.len() >= 8_000,
         "at least 1 s received, got {} samples",
@@ -371,7 +386,7 @@ async fn ended_call(w: &World) -> (Value, Vec<(String, String)>) {
 /// the clip's end, and the persisted history shows every step.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn baresip_hears_the_played_wav_and_the_call_is_persisted() {
-    use voice::media::wav::encode_wav;
+    use audio::wav::encode_wav;
     let w = World::new(Backend::Sqlite).await;
     let sip = w.gw.running.sip.as_ref().expect("SIP is on").local_addr();
     let dir = integration_tests::env::TempDir::new();
@@ -389,7 +404,7 @@ async fn baresip_hears_the_played_wav_and_the_call_is_persisted() {
     std::fs::write(&caller_wav, encode_wav(8000, 1, &said)).unwrap();
     let app = format!("play:{}", clip.display());
     assert!(
-        gateway::db::calls::add_route(&w.db.pool, &w.org.id, "15550100000", &app, 0)
+        gateway::db::calls::add_route(&w.db.pool, &route(&w, "15550100000", &app, None), 0)
             .await
             .unwrap()
     );
@@ -509,11 +524,13 @@ async fn baresip_presses_1_and_is_transferred_to_a_registered_baresip_agent() {
     let w = World::new(Backend::Sqlite).await;
     let sip = w.gw.running.sip.as_ref().expect("SIP is on").local_addr();
     let dir = integration_tests::env::TempDir::new();
-    assert!(
-        gateway::db::calls::add_route(&w.db.pool, &w.org.id, "15550100000", "menu", 0)
-            .await
-            .unwrap()
-    );
+    assert!(gateway::db::calls::add_route(
+        &w.db.pool,
+        &route(&w, "15550100000", "menu", Some("agent")),
+        0
+    )
+    .await
+    .unwrap());
     assert!(gateway::db::calls::upsert_agent(
         &w.db.pool,
         &w.org.id,
@@ -532,13 +549,13 @@ async fn baresip_presses_1_and_is_transferred_to_a_registered_baresip_agent() {
     let caller_voice = dir.0.join("caller.wav");
     std::fs::write(
         &caller_voice,
-        voice::media::wav::encode_wav(8000, 1, &tone(400.0, 10)),
+        audio::wav::encode_wav(8000, 1, &tone(400.0, 10)),
     )
     .unwrap();
     let agent_voice = dir.0.join("agent.wav");
     std::fs::write(
         &agent_voice,
-        voice::media::wav::encode_wav(8000, 1, &tone(700.0, 4)),
+        audio::wav::encode_wav(8000, 1, &tone(700.0, 4)),
     )
     .unwrap();
 
@@ -617,3 +634,117 @@ async fn baresip_presses_1_and_is_transferred_to_a_registered_baresip_agent() {
     assert_eq!(steps[4].0, "ended");
     w.gw.stop().await;
 }
+
+/// INVITE (with an SDP offer), 200, ACK over a plain UDP socket: a call left answered.
+async fn answer_call(sip: SocketAddr, number: &str, call_id: &str) -> tokio::net::UdpSocket {
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let me = sock.local_addr().unwrap();
+    let sdp = format!(
+        "v=0\r\no=t 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
+        me.port() + 2
+    );
+    let invite = format!(
+        "INVITE sip:{number}@{sip} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{call_id}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:tester@{me}>;tag=t1\r\nTo: <sip:{number}@{sip}>\r\n\
+         Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:tester@{me}>\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    sock.send_to(invite.as_bytes(), sip).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let to = loop {
+        let (n, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
+            .await
+            .expect("a 200 within 5 s")
+            .unwrap();
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if text.starts_with("SIP/2.0 200") {
+            let to = text.lines().find(|l| l.starts_with("To:")).unwrap();
+            break to.trim_start_matches("To:").trim().to_owned();
+        }
+        assert!(
+            !text.starts_with("SIP/2.0 4") && !text.starts_with("SIP/2.0 5"),
+            "{text}"
+        );
+    };
+    let ack = format!(
+        "ACK sip:{number}@{sip} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-ack-{call_id}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:tester@{me}>;tag=t1\r\nTo: {to}\r\nCall-ID: {call_id}\r\n\
+         CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
+    );
+    sock.send_to(ack.as_bytes(), sip).await.unwrap();
+    sock
+}
+
+/// The stored (state, cause) of the call with this SIP Call-ID, once it has one.
+async fn stored_call(db: &gateway::db::Db, sip_call_id: &str) -> Option<(String, Option<String>)> {
+    sqlx::query_as::<_, (String, Option<String>)>(
+        "SELECT state, cause FROM calls WHERE sip_call_id = $1",
+    )
+    .bind(sip_call_id)
+    .fetch_optional(&db.pool)
+    .await
+    .unwrap()
+}
+
+/// SIGKILL with two calls answered: at restart the node ends the call it ran with cause
+/// `interrupted` (and an `interrupt` step in its history), and leaves alone a call that
+/// another node (here: a row moved to node `b`) is running.
+async fn calls_left_live_by_a_crash_are_interrupted_at_start_up(backend: Backend) {
+    use integration_tests::env::{free_port, ChildGateway, TestDb};
+    let tdb = TestDb::new(backend).await;
+    let db = tdb.connect().await;
+    let org = create_org(&db, "acme", "http://127.0.0.1:9", 10.0).await;
+    let sip_port = free_port();
+    let sip = SocketAddr::from(([127, 0, 0, 1], sip_port));
+    let env = [
+        ("DARTWING_SIP_ADDR", format!("127.0.0.1:{sip_port}")),
+        ("DARTWING_SIP_NODE_ID", "node-a".to_owned()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let http = free_port();
+    let mut gw = ChildGateway::spawn_with(&tdb.url, http, &env).await;
+    let route = gateway::db::calls::Route {
+        number: "15550100000".into(),
+        org_id: org.id.clone(),
+        app: "echo".into(),
+        agent: None,
+        allow_refer: false,
+    };
+    assert!(gateway::db::calls::add_route(&db.pool, &route, 0)
+        .await
+        .unwrap());
+    let _a = answer_call(sip, "15550100000", "crash-a").await;
+    let _b = answer_call(sip, "15550100000", "crash-b").await;
+    let answered = Some(("answered".to_owned(), None));
+    assert_eq!(stored_call(&db, "crash-a").await, answered);
+    assert_eq!(stored_call(&db, "crash-b").await, answered);
+    gw.kill();
+    sqlx::query("UPDATE calls SET node = 'node-b' WHERE sip_call_id = 'crash-b'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let _gw = ChildGateway::spawn_with(&tdb.url, http, &env).await;
+    let interrupted = Some(("ended".to_owned(), Some("interrupted".to_owned())));
+    integration_tests::env::eventually(Duration::from_secs(10), || async {
+        (stored_call(&db, "crash-a").await == interrupted).then_some(())
+    })
+    .await;
+    assert_eq!(
+        stored_call(&db, "crash-b").await,
+        answered,
+        "another node's call"
+    );
+    let steps: Vec<(String,)> = sqlx::query_as(
+        "SELECT h.event FROM call_history h JOIN calls c ON c.id = h.call_id \
+         WHERE c.sip_call_id = 'crash-a' ORDER BY h.id",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    let steps: Vec<&str> = steps.iter().map(|s| s.0.as_str()).collect();
+    assert_eq!(steps, ["invite", "answer", "interrupt"]);
+}
+
+both_backends!(calls_left_live_by_a_crash_are_interrupted_at_start_up);

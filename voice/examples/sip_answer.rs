@@ -33,7 +33,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "active {} answered {} ended {}",
                 server.active_calls(),
                 store.count(CallState::Answered),
-                store.count(CallState::Ended)
+                store.ended()
             ),
             _ = tokio::signal::ctrl_c() => return Ok(()),
         }

@@ -4,13 +4,13 @@
 
 mod common;
 
+use audio::g711::{encode_alaw, encode_ulaw};
+use audio::wav::encode_wav;
 use common::{code, quiet, start, wait_for, Phone, LOCAL};
 use std::time::Duration;
 use tokio::time::Instant;
 use voice::app::{parse_app_spec, Action, CallContext};
 use voice::media::dtmf::EventPayload;
-use voice::media::g711::{encode_alaw, encode_ulaw};
-use voice::media::wav::encode_wav;
 use voice::media::{MediaEvent, MediaSession, PortPool};
 use voice::sdp::{answer, Codec, LocalMedia, SessionDescription};
 
@@ -41,12 +41,22 @@ async fn play_sends_the_whole_clip_then_asks_to_hang_up() {
         hangup >= Duration::from_millis(480) && hangup < Duration::from_millis(800),
         "{hangup:?}"
     );
+    // The band-limited resampler (16 kHz -> 8 kHz) rings for a few samples at the clip's
+    // start and end: 25 packets carry the clip, all but the first and last at its level.
     let level = encode_ulaw(1000);
+    let audible = received
+        .iter()
+        .filter(|r| r.4.iter().any(|&b| b != 0xFF))
+        .count();
+    assert_eq!(audible, 25);
     let clip_packets = received
         .iter()
         .filter(|r| r.4.iter().all(|&b| b == level))
         .count();
-    assert_eq!(clip_packets, 25);
+    assert!(
+        clip_packets >= 23,
+        "{clip_packets} packets at the clip's level"
+    );
     handle.stop().await;
 }
 

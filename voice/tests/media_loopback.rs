@@ -4,13 +4,13 @@
 
 mod common;
 
+use audio::wav::parse_wav;
+use audio::G711Law;
 use common::{code, quiet, start, Phone};
 use std::time::Duration;
 use tokio::time::{sleep, timeout, Instant};
 use voice::app::Action;
 use voice::media::dtmf::EventPayload;
-use voice::media::g711;
-use voice::media::wav::parse_wav;
 use voice::media::{MediaConfig, MediaEvent};
 
 #[tokio::test]
@@ -225,7 +225,7 @@ async fn recording_writes_both_directions_to_a_stereo_wav() {
     assert!((saved.1 - clip.samples.len() as f64 / 16_000.0).abs() < 1e-9);
     let left: Vec<i16> = clip.samples.iter().step_by(2).copied().collect();
     let right: Vec<i16> = clip.samples.iter().skip(1).step_by(2).copied().collect();
-    let heard = g711::decode_ulaw(code(10));
+    let heard = G711Law::Ulaw.decode(&[code(10)])[0];
     let first_heard = left
         .iter()
         .position(|&s| s == heard)

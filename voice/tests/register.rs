@@ -86,20 +86,25 @@ fn nonce_of(challenge: &str) -> String {
 }
 
 fn authorization(user: &str, password: &str, nonce: &str) -> String {
+    authorization_nc(user, password, nonce, 1)
+}
+
+fn authorization_nc(user: &str, password: &str, nonce: &str, nc: u32) -> String {
+    let nc = format!("{nc:08x}");
     let c = Credentials {
         username: user.into(),
         realm: "dartwing".into(),
         nonce: nonce.into(),
         uri: "sip:127.0.0.1".into(),
         qop: Some("auth".into()),
-        nc: Some("00000001".into()),
+        nc: Some(nc.clone()),
         cnonce: Some("abc".into()),
         ..Credentials::default()
     };
     let response = expected_response(&ha1(user, "dartwing", password), "REGISTER", &c);
     format!(
         "Digest username=\"{user}\", realm=\"dartwing\", nonce=\"{nonce}\", uri=\"sip:127.0.0.1\", \
-         response=\"{response}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"abc\""
+         response=\"{response}\", algorithm=MD5, qop=auth, nc={nc}, cnonce=\"abc\""
     )
 }
 
@@ -133,7 +138,8 @@ async fn wrong_password_other_address_and_forged_nonce_are_refused() {
     c.expect_status(401, WAIT).await;
     assert!(registrar.bindings("agent1").await.unwrap().is_empty());
 
-    c.send(register(p, "agent1", 5, Some(&good)).as_bytes())
+    let next = authorization_nc("agent1", "s3cret", &nonce, 2);
+    c.send(register(p, "agent1", 5, Some(&next)).as_bytes())
         .await;
     let ok = c.expect_status(200, WAIT).await;
     assert!(header(&ok, "Contact")
@@ -160,4 +166,87 @@ async fn without_a_registrar_register_is_405() {
         .await;
     let reply = c.recv(WAIT).await.expect("reply");
     assert_eq!(status_of(&reply), Some(405), "{reply}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_authorization_and_a_nonce_from_elsewhere_are_challenged_again() {
+    let (server, registrar) = start_registrar().await;
+    let c = Client::new(server.local_addr()).await;
+    let p = c.port();
+    c.send(register(p, "agent1", 1, None).as_bytes()).await;
+    let nonce = nonce_of(&c.expect_status(401, WAIT).await);
+    let good = authorization("agent1", "s3cret", &nonce);
+    c.send(register(p, "agent1", 2, Some(&good)).as_bytes())
+        .await;
+    c.expect_status(200, WAIT).await;
+    registrar.unbind_all("agent1").await.unwrap();
+    // The same Authorization again (what a listener on the path would send): refused.
+    c.send(register(p, "agent1", 3, Some(&good)).as_bytes())
+        .await;
+    c.expect_status(401, WAIT).await;
+    assert!(registrar.bindings("agent1").await.unwrap().is_empty());
+    // The nonce issued to 127.0.0.1, used from 127.0.0.2 with a fresh count: not good there.
+    let socket = tokio::net::UdpSocket::bind("127.0.0.2:0").await.unwrap();
+    let elsewhere = Client {
+        socket,
+        server: server.local_addr(),
+    };
+    let moved = authorization_nc("agent1", "s3cret", &nonce, 7);
+    let msg =
+        register(elsewhere.port(), "agent1", 4, Some(&moved)).replace("127.0.0.1:", "127.0.0.2:");
+    elsewhere.send(msg.as_bytes()).await;
+    elsewhere.expect_status(401, WAIT).await;
+    assert!(registrar.bindings("agent1").await.unwrap().is_empty());
+    // The agent itself goes on: the next count of its nonce registers it.
+    let next = authorization_nc("agent1", "s3cret", &nonce, 2);
+    c.send(register(p, "agent1", 5, Some(&next)).as_bytes())
+        .await;
+    c.expect_status(200, WAIT).await;
+    assert_eq!(registrar.bindings("agent1").await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guessing_passwords_is_throttled_per_source() {
+    let (server, registrar) = start_registrar().await;
+    registrar.add_agent("dartwing", "agent2", "other-s3cret");
+    let guesser = Client::new(server.local_addr()).await;
+    let p = guesser.port();
+    guesser
+        .send(register(p, "agent1", 1, None).as_bytes())
+        .await;
+    let nonce = nonce_of(&guesser.expect_status(401, WAIT).await);
+    for i in 0..10u32 {
+        let guess = authorization_nc("agent1", &format!("guess{i}"), &nonce, i + 1);
+        guesser
+            .send(register(p, "agent1", i + 2, Some(&guess)).as_bytes())
+            .await;
+        let refused = guesser.expect_status(403, WAIT).await;
+        assert!(!refused.contains("too many"), "{refused}");
+    }
+    // The right password now gets the same refusal, unchecked: the source is throttled.
+    let right = authorization_nc("agent1", "s3cret", &nonce, 20);
+    guesser
+        .send(register(p, "agent1", 30, Some(&right)).as_bytes())
+        .await;
+    let throttled = guesser.expect_status(403, WAIT).await;
+    assert!(
+        throttled.contains("too many failed attempts"),
+        "{throttled}"
+    );
+    assert!(registrar.bindings("agent1").await.unwrap().is_empty());
+    // Another agent on another address still registers.
+    let socket = tokio::net::UdpSocket::bind("127.0.0.3:0").await.unwrap();
+    let other = Client {
+        socket,
+        server: server.local_addr(),
+    };
+    let q = other.port();
+    let reg = |cseq, auth: Option<&str>| {
+        register(q, "agent2", cseq, auth).replace("127.0.0.1:", "127.0.0.3:")
+    };
+    other.send(reg(1, None).as_bytes()).await;
+    let nonce = nonce_of(&other.expect_status(401, WAIT).await);
+    let good = authorization("agent2", "other-s3cret", &nonce);
+    other.send(reg(2, Some(&good)).as_bytes()).await;
+    other.expect_status(200, WAIT).await;
 }

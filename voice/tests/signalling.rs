@@ -59,7 +59,7 @@ async fn retransmitted_invite_creates_one_call() {
     c.send(in_dialog(c.port(), "retx-1", "BYE", 2, &tag, ("", "")).as_bytes())
         .await;
     c.expect_status(200, WAIT).await;
-    assert!(common::eventually(WAIT, || ua.store.ended_with(EndCause::RemoteHangup) == 1).await);
+    assert!(common::eventually(WAIT, || ua.store.ended_with(EndCause::CallerHangup) == 1).await);
     assert!(common::eventually(WAIT, || ua.server.active_calls() == 0).await);
 }
 
@@ -281,6 +281,7 @@ async fn concurrent_and_per_source_limits_answer_503_with_retry_after() {
             max_calls: 100,
             per_source_rate: 1.0,
             per_source_burst: 1.0,
+            ..AdmissionConfig::default()
         },
         ..UaConfig::default()
     };
@@ -311,7 +312,7 @@ async fn application_hangup_sends_bye_and_records_local_hangup() {
         header(&bye, "CSeq").unwrap()
     );
     c.send(reply.as_bytes()).await;
-    assert!(common::eventually(WAIT, || ua.store.ended_with(EndCause::LocalHangup) == 1).await);
+    assert!(common::eventually(WAIT, || ua.store.ended_with(EndCause::CalleeHangup) == 1).await);
     // Answered: no retransmission of that BYE.
     assert_eq!(c.recv(Duration::from_millis(1200)).await, None);
 }
@@ -327,7 +328,7 @@ async fn bye_before_the_ack_ends_the_call() {
     c.send(bye.as_bytes()).await;
     let reply = c.expect_status(200, WAIT).await;
     assert_eq!(header(&reply, "CSeq"), Some("2 BYE"));
-    assert!(common::eventually(WAIT, || ua.store.ended_with(EndCause::RemoteHangup) == 1).await);
+    assert!(common::eventually(WAIT, || ua.store.ended_with(EndCause::CallerHangup) == 1).await);
     assert!(common::eventually(WAIT, || ua.server.active_calls() == 0).await);
 }
 
@@ -352,7 +353,7 @@ async fn retransmitted_bye_gets_the_same_200_not_481() {
     c.send(options.as_bytes()).await;
     let b = c.expect_status(200, WAIT).await;
     assert_eq!(a, b);
-    assert_eq!(ua.store.ended_with(EndCause::RemoteHangup), 1);
+    assert_eq!(ua.store.ended_with(EndCause::CallerHangup), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -37,15 +37,15 @@ async fn sipp_uac_over_udp_50_calls_all_answered_and_recorded() {
     let store = &ua.store;
     assert!(
         eventually(Duration::from_secs(5), || store
-            .ended_with(EndCause::RemoteHangup)
+            .ended_with(EndCause::CallerHangup)
             == 50)
         .await,
         "ended: {}",
-        store.ended_with(EndCause::RemoteHangup)
+        store.ended_with(EndCause::CallerHangup)
     );
     assert_eq!(store.count(CallState::Ringing), 50);
     assert_eq!(store.count(CallState::Answered), 50);
-    assert_eq!(store.count(CallState::Ended), 50);
+    assert_eq!(store.ended(), 50);
     assert!(store
         .transitions()
         .iter()
@@ -84,7 +84,7 @@ async fn sipp_uac_over_tcp_20_calls_all_answered() {
     let store = &ua.store;
     assert!(
         eventually(Duration::from_secs(5), || store
-            .ended_with(EndCause::RemoteHangup)
+            .ended_with(EndCause::CallerHangup)
             == 20)
         .await
     );
@@ -134,7 +134,7 @@ async fn sipp_info_dtmf_in_10_calls_all_answered_200() {
     let store = &ua.store;
     assert!(
         eventually(Duration::from_secs(5), || store
-            .ended_with(EndCause::RemoteHangup)
+            .ended_with(EndCause::CallerHangup)
             == 10)
         .await
     );

@@ -9,8 +9,8 @@ use common::{free_udp_port, header, in_dialog, invite, next_request, reply_to, s
 use std::sync::Arc;
 use std::time::Duration;
 use voice::ua::{
-    start_with, CallState, EndCause, InMemoryCallStore, InMemoryRegistrar, Registrar, StaticRouter,
-    UaConfig, UaPorts,
+    start_with, CallState, EndCause, InMemoryCallStore, InMemoryRegistrar, Registrar, Route,
+    StaticRouter, UaConfig, UaPorts,
 };
 
 const WAIT: Duration = Duration::from_secs(3);
@@ -20,7 +20,14 @@ async fn start_ua() -> (voice::ua::SipServer, Arc<InMemoryCallStore>) {
     registrar.add_agent("dartwing", "agent1", "s3cret");
     let store = Arc::new(InMemoryCallStore::new());
     let ports = UaPorts {
-        router: Arc::new(StaticRouter::new().with("100", "acme", "menu")),
+        router: Arc::new(
+            StaticRouter::new().with_route(
+                "100",
+                Route::new("acme", "menu")
+                    .with_agent("agent")
+                    .allowing_refer(),
+            ),
+        ),
         store: Arc::clone(&store) as _,
         registrar: Some(registrar as _),
     };
@@ -142,7 +149,7 @@ async fn refer_bridges_the_caller_to_a_registered_sipp_agent() {
         "the agent's uas scenario failed: {}",
         out.status
     );
-    assert!(common::eventually(WAIT, || store.ended_with(EndCause::RemoteHangup) == 1).await);
+    assert!(common::eventually(WAIT, || store.ended_with(EndCause::CallerHangup) == 1).await);
     let states: Vec<CallState> = store.transitions().iter().map(|t| t.state).collect();
     assert_eq!(
         states,
@@ -151,7 +158,9 @@ async fn refer_bridges_the_caller_to_a_registered_sipp_agent() {
             CallState::Answered,
             CallState::Transferring,
             CallState::Bridged,
-            CallState::Ended
+            CallState::Ended {
+                cause: EndCause::CallerHangup
+            }
         ]
     );
 }
@@ -171,7 +180,7 @@ async fn refer_to_an_unregistered_agent_reports_480_and_the_call_goes_on() {
     let bye = in_dialog(c.port(), "xfer-2", "BYE", 3, &tag, ("", ""));
     c.send(bye.as_bytes()).await;
     c.expect_status(200, WAIT).await;
-    assert!(common::eventually(WAIT, || store.ended_with(EndCause::RemoteHangup) == 1).await);
+    assert!(common::eventually(WAIT, || store.ended_with(EndCause::CallerHangup) == 1).await);
     let states: Vec<CallState> = store.transitions().iter().map(|t| t.state).collect();
     assert_eq!(
         states,
@@ -180,7 +189,9 @@ async fn refer_to_an_unregistered_agent_reports_480_and_the_call_goes_on() {
             CallState::Answered,
             CallState::Transferring,
             CallState::Answered,
-            CallState::Ended
+            CallState::Ended {
+                cause: EndCause::CallerHangup
+            }
         ]
     );
 }
@@ -191,7 +202,14 @@ async fn menu_key_1_pressed_by_rtp_transfers_to_the_registered_agent() {
     registrar.add_agent("dartwing", "agent", "pw");
     let store = Arc::new(InMemoryCallStore::new());
     let ports = UaPorts {
-        router: Arc::new(StaticRouter::new().with("100", "acme", "menu")),
+        router: Arc::new(
+            StaticRouter::new().with_route(
+                "100",
+                Route::new("acme", "menu")
+                    .with_agent("agent")
+                    .allowing_refer(),
+            ),
+        ),
         store: Arc::clone(&store) as _,
         registrar: Some(registrar as _),
     };
@@ -285,7 +303,7 @@ async fn menu_key_1_pressed_by_rtp_transfers_to_the_registered_agent() {
         "agent was not called and hung up: {}",
         agent.status
     );
-    assert!(common::eventually(WAIT, || store.count(CallState::Ended) == 1).await);
+    assert!(common::eventually(WAIT, || store.ended() == 1).await);
     let states: Vec<CallState> = store.transitions().iter().map(|t| t.state).collect();
     assert_eq!(
         states,
@@ -294,10 +312,12 @@ async fn menu_key_1_pressed_by_rtp_transfers_to_the_registered_agent() {
             CallState::Answered,
             CallState::Transferring,
             CallState::Bridged,
-            CallState::Ended
+            CallState::Ended {
+                cause: EndCause::CallerHangup
+            }
         ]
     );
-    assert_eq!(store.ended_with(EndCause::RemoteHangup), 1);
+    assert_eq!(store.ended_with(EndCause::CallerHangup), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -338,7 +358,7 @@ async fn info_digit_reaches_the_application_like_an_rtp_digit() {
     let bye = in_dialog(c.port(), "info-menu", "BYE", 3, &tag, ("", ""));
     c.send(bye.as_bytes()).await;
     c.expect_status(200, WAIT).await;
-    assert!(common::eventually(WAIT, || store.ended_with(EndCause::RemoteHangup) == 1).await);
+    assert!(common::eventually(WAIT, || store.ended_with(EndCause::CallerHangup) == 1).await);
 }
 
 /// An RTP packet of PCMU with every sample byte `byte` (0xFF is silence).
@@ -363,7 +383,14 @@ async fn a_bridged_agent_hears_the_caller() {
     let registrar = Arc::new(InMemoryRegistrar::new());
     let store = Arc::new(InMemoryCallStore::new());
     let ports = UaPorts {
-        router: Arc::new(StaticRouter::new().with("100", "acme", "echo")),
+        router: Arc::new(
+            StaticRouter::new().with_route(
+                "100",
+                Route::new("acme", "echo")
+                    .with_agent("agent")
+                    .allowing_refer(),
+            ),
+        ),
         store: Arc::clone(&store) as _,
         registrar: Some(Arc::clone(&registrar) as _),
     };

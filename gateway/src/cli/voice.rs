@@ -39,6 +39,13 @@ pub enum RouteAction {
         /// `echo` (says back what it hears), `menu` (a DTMF menu) or `play:FILE.wav`.
         #[arg(long)]
         app: String,
+        /// The agent (a username of the same org) the application's transfer reaches
+        /// (`menu` key 1); without it the application cannot transfer.
+        #[arg(long)]
+        agent: Option<String>,
+        /// Let the caller transfer itself with REFER (refused with 403 otherwise).
+        #[arg(long)]
+        allow_refer: bool,
     },
     /// An organization's routes.
     List {
@@ -77,7 +84,14 @@ pub fn check_app(spec: &str) -> anyhow::Result<()> {
 pub async fn run(config: &Config, db: &Db, action: VoiceAction) -> anyhow::Result<()> {
     match action {
         VoiceAction::Route {
-            action: RouteAction::Add { org, number, app },
+            action:
+                RouteAction::Add {
+                    org,
+                    number,
+                    app,
+                    agent,
+                    allow_refer,
+                },
         } => {
             check_app(&app)?;
             let org = find_org(db, &org).await?;
@@ -85,7 +99,25 @@ pub async fn run(config: &Config, db: &Db, action: VoiceAction) -> anyhow::Resul
             if normalized.is_empty() {
                 bail!("empty number");
             }
-            if !calls::add_route(&db.pool, &org.id, &number, &app, now_ms()).await? {
+            if let Some(agent) = &agent {
+                let owner = calls::agent(&db.pool, agent)
+                    .await?
+                    .map(|(org_id, ..)| org_id);
+                if owner.as_deref() != Some(org.id.as_str()) {
+                    bail!(
+                        "no agent `{agent}` in {} (add it with `voice agent add`)",
+                        org.slug
+                    );
+                }
+            }
+            let route = calls::Route {
+                number,
+                org_id: org.id.clone(),
+                app: app.clone(),
+                agent,
+                allow_refer,
+            };
+            if !calls::add_route(&db.pool, &route, now_ms()).await? {
                 bail!("number {normalized} is routed to another organization");
             }
             println!("{normalized} → {app} for {}", org.slug);
@@ -148,7 +180,7 @@ mod tests {
         std::fs::write(&not_wav, b"hello world, not a wav").unwrap();
         assert!(check_app(&format!("play:{}", not_wav.display())).is_err());
         let wav = dir.join("y.wav");
-        std::fs::write(&wav, voice::media::wav::encode_wav(8000, 1, &[0; 800])).unwrap();
+        std::fs::write(&wav, audio::wav::encode_wav(8000, 1, &[0; 800])).unwrap();
         assert!(check_app(&format!("play:{}", wav.display())).is_ok());
         std::fs::remove_dir_all(dir).unwrap();
     }

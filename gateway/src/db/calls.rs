@@ -36,6 +36,8 @@ pub struct CallTransition {
     pub event: Option<CallEvent>,
     /// Free detail (the rejecting status, a transfer target).
     pub detail: Option<String>,
+    /// The node running the call, written when the call starts (`None`: unknown).
+    pub node: Option<String>,
 }
 
 /// What storing a transition did.
@@ -161,9 +163,9 @@ pub async fn record(
             .await?;
             sqlx::query(
                 "INSERT INTO calls (id, org_id, conversation_id, sip_call_id, from_uri, to_number, app, \
-                 state, cause, started_at, answered_at, ended_at, updated_at) \
+                 state, cause, started_at, answered_at, ended_at, updated_at, node) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, \
-                 CASE WHEN $8 = 'ended' THEN $10 END, $10)",
+                 CASE WHEN $8 = 'ended' THEN $10 END, $10, $11)",
             )
             .bind(&t.call_id)
             .bind(&t.org_id)
@@ -175,6 +177,7 @@ pub async fn record(
             .bind(state.as_str())
             .bind(state.cause().map(EndCause::as_str))
             .bind(now)
+            .bind(&t.node)
             .execute(&mut *conn)
             .await?;
             (None, state, thread.conversation_id, app)
@@ -213,6 +216,32 @@ pub async fn record(
     )
     .await?;
     Ok(CallRecorded::Stored { state })
+}
+
+/// The calls `node` started and never ended (it stopped without ending them), as
+/// transitions with no event yet: the caller sets the event (`interrupt`).
+pub async fn live_on_node(pool: &AnyPool, node: &str) -> Result<Vec<CallTransition>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT id, org_id, sip_call_id, from_uri, to_number FROM calls \
+         WHERE node = $1 AND state <> 'ended'",
+    )
+    .bind(node)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(CallTransition {
+                call_id: row.try_get(0)?,
+                org_id: row.try_get(1)?,
+                sip_call_id: row.try_get(2)?,
+                from: row.try_get(3)?,
+                to: row.try_get(4)?,
+                event: None,
+                detail: None,
+                node: Some(node.to_owned()),
+            })
+        })
+        .collect()
 }
 
 /// A call as the API shows it.
@@ -346,27 +375,43 @@ pub struct Route {
     pub org_id: String,
     /// The application spec.
     pub app: String,
+    /// The agent the application's transfer reaches (`--agent`).
+    pub agent: Option<String>,
+    /// Whether the caller may transfer itself with REFER (`--allow-refer`).
+    pub allow_refer: bool,
 }
 
-/// Maps `number` to `app` for `org_id`. A number already routed to another org is refused
-/// (`Ok(false)`); re-adding it for the same org replaces the application.
-pub async fn add_route(
-    pool: &AnyPool,
-    org_id: &str,
-    number: &str,
-    app: &str,
-    now: i64,
-) -> Result<bool, StoreError> {
-    let number = normalize_number(number);
+impl Route {
+    fn from_row(r: &sqlx::any::AnyRow) -> Result<Route, StoreError> {
+        Ok(Route {
+            number: r.try_get(0)?,
+            org_id: r.try_get(1)?,
+            app: r.try_get(2)?,
+            agent: r.try_get(3)?,
+            allow_refer: r.try_get::<i64, _>(4)? != 0,
+        })
+    }
+}
+
+const ROUTE_COLUMNS: &str = "number, org_id, app, agent, allow_refer";
+
+/// Maps the route's number to its application, agent and REFER policy for its org. A
+/// number already routed to another org is refused (`Ok(false)`); re-adding it for the same
+/// org replaces the rest.
+pub async fn add_route(pool: &AnyPool, route: &Route, now: i64) -> Result<bool, StoreError> {
+    let number = normalize_number(&route.number);
     let done = sqlx::query(
-        "INSERT INTO voice_routes (number, org_id, app, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $4) \
-         ON CONFLICT (number) DO UPDATE SET app = excluded.app, updated_at = excluded.updated_at \
+        "INSERT INTO voice_routes (number, org_id, app, agent, allow_refer, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $6) \
+         ON CONFLICT (number) DO UPDATE SET app = excluded.app, agent = excluded.agent, \
+         allow_refer = excluded.allow_refer, updated_at = excluded.updated_at \
          WHERE voice_routes.org_id = excluded.org_id",
     )
     .bind(&number)
-    .bind(org_id)
-    .bind(app)
+    .bind(&route.org_id)
+    .bind(&route.app)
+    .bind(&route.agent)
+    .bind(i64::from(route.allow_refer))
     .bind(now)
     .execute(pool)
     .await?;
@@ -375,37 +420,24 @@ pub async fn add_route(
 
 /// The route of a dialled number, if any.
 pub async fn find_route(pool: &AnyPool, number: &str) -> Result<Option<Route>, StoreError> {
-    let row = sqlx::query("SELECT number, org_id, app FROM voice_routes WHERE number = $1")
-        .bind(normalize_number(number))
-        .fetch_optional(pool)
-        .await?;
-    row.map(|r| {
-        Ok(Route {
-            number: r.try_get(0)?,
-            org_id: r.try_get(1)?,
-            app: r.try_get(2)?,
-        })
-    })
-    .transpose()
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {ROUTE_COLUMNS} FROM voice_routes WHERE number = $1"
+    )))
+    .bind(normalize_number(number))
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref().map(Route::from_row).transpose()
 }
 
 /// An org's routes.
 pub async fn list_routes(pool: &AnyPool, org_id: &str) -> Result<Vec<Route>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT number, org_id, app FROM voice_routes WHERE org_id = $1 ORDER BY number",
-    )
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {ROUTE_COLUMNS} FROM voice_routes WHERE org_id = $1 ORDER BY number"
+    )))
     .bind(org_id)
     .fetch_all(pool)
     .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Route {
-                number: r.try_get(0)?,
-                org_id: r.try_get(1)?,
-                app: r.try_get(2)?,
-            })
-        })
-        .collect()
+    rows.iter().map(Route::from_row).collect()
 }
 
 /// Creates (or resets) an agent phone's SIP credentials; a username of another org is

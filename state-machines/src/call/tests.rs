@@ -85,7 +85,24 @@ fn every_state_event_pair_matches_the_table() {
             checked += 1;
         }
     }
-    assert_eq!(checked, (6 + 12) * 18);
+    assert_eq!(checked, (6 + 13) * 18);
+}
+
+#[test]
+fn interrupt_ends_every_live_state_with_no_effect_but_the_change() {
+    for state in CallState::all() {
+        match step(state, E::Interrupt) {
+            Ok((next, effects)) => {
+                assert!(!state.is_terminal(), "{state:?}");
+                let to = CallState::Ended {
+                    cause: EndCause::Interrupted,
+                };
+                assert_eq!(next, to);
+                assert_eq!(effects, vec![CallEffect::Changed { from: state, to }]);
+            }
+            Err(_) => assert!(state.is_terminal(), "{state:?} refused interrupt"),
+        }
+    }
 }
 
 #[test]
@@ -217,7 +234,8 @@ impl Model {
 }
 
 proptest! {
-    /// Random event sequences against a model of the runtime's resources: every timer started
+    /// Random event sequences (without `Interrupt`, which happens to a call whose runtime is
+    /// gone, so it releases nothing) against a model of the runtime's resources: every timer started
     /// is cancelled or fires exactly once, media starts once and stops once, the agent leg is
     /// always ended, and an ended call holds nothing.
     #[test]

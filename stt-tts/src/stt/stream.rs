@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 
 use super::{SpeechToText, Transcript, STT_RATE};
 use crate::error::SpeechError;
-use crate::resample::Resampler;
 use crate::vad::{BargeIn, Vad, VadConfig, VadEvent};
+use audio::resample::Resampler;
 
 /// Settings of a [`StreamingTranscriber`].
 #[derive(Debug, Clone, PartialEq)]
@@ -219,10 +219,10 @@ impl StreamingTranscriber {
     pub fn push(&mut self, samples: &[i16]) -> Vec<StreamEvent> {
         self.scratch.clear();
         match &mut self.to_16k {
-            Some(r) => r.process(&crate::pcm::to_f32(samples), &mut self.scratch),
+            Some(r) => r.process(&audio::pcm::to_f32(samples), &mut self.scratch),
             None => self
                 .scratch
-                .extend(samples.iter().map(|&s| crate::pcm::i16_to_f32(s))),
+                .extend(samples.iter().map(|&s| audio::pcm::i16_to_f32(s))),
         }
         self.audio.extend(self.scratch.iter().copied());
         let events = self.vad.push(samples);

@@ -283,7 +283,7 @@ fn peak_window_dbfs(audio: &[f32]) -> f32 {
 impl SpeechToText for WhisperStt {
     fn transcribe(&self, audio: &[f32]) -> Result<Transcript, SpeechError> {
         let started = Instant::now();
-        let audio_ms = crate::pcm::duration_ms(audio.len(), STT_RATE);
+        let audio_ms = audio::pcm::duration_ms(audio.len(), STT_RATE);
         if audio.is_empty() || peak_window_dbfs(audio) < self.cfg.silence_dbfs {
             return Ok(Transcript {
                 segments: Vec::new(),

@@ -15,8 +15,8 @@ use std::sync::{Mutex, OnceLock};
 
 use super::{SynthOutcome, TextToSpeech};
 use crate::error::SpeechError;
-use crate::pcm::{frame_len, Framer};
-use crate::resample::Resampler;
+use audio::pcm::{frame_len, Framer};
+use audio::resample::Resampler;
 
 /// `espeak_EVENT` from `speak_lib.h`; only `user_data` is read.
 #[repr(C)]
@@ -147,12 +147,12 @@ impl SynthCtx<'_> {
         match &mut self.resampler {
             Some(r) => {
                 self.scratch.clear();
-                r.process(&crate::pcm::to_f32(samples), &mut self.scratch);
+                r.process(&audio::pcm::to_f32(samples), &mut self.scratch);
                 if flush {
                     r.flush(&mut self.scratch);
                 }
                 self.pcm
-                    .extend(self.scratch.iter().map(|&s| crate::pcm::f32_to_i16(s)));
+                    .extend(self.scratch.iter().map(|&s| audio::pcm::f32_to_i16(s)));
             }
             None => self.pcm.extend_from_slice(samples),
         }

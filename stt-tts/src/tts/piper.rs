@@ -21,8 +21,8 @@ use ort::value::Tensor;
 
 use super::{SynthOutcome, TextToSpeech};
 use crate::error::SpeechError;
-use crate::pcm::{frame_len, Framer};
-use crate::resample::Resampler;
+use audio::pcm::{frame_len, Framer};
+use audio::resample::Resampler;
 
 /// Settings of a Piper voice.
 #[derive(Debug, Clone, PartialEq)]
@@ -231,7 +231,7 @@ impl TextToSpeech for PiperTts {
                 Some(r) => r.process(&audio, &mut scratch),
                 None => scratch.extend_from_slice(&audio),
             }
-            framer.push(&crate::pcm::to_i16(&scratch), &mut emit);
+            framer.push(&audio::pcm::to_i16(&scratch), &mut emit);
             if stopped.get() {
                 return Ok(SynthOutcome::Stopped {
                     frames: frames.get(),
@@ -242,7 +242,7 @@ impl TextToSpeech for PiperTts {
         if let Some(r) = &mut resampler {
             r.flush(&mut scratch);
         }
-        framer.push(&crate::pcm::to_i16(&scratch), &mut emit);
+        framer.push(&audio::pcm::to_i16(&scratch), &mut emit);
         framer.flush(&mut emit);
         let frames = frames.get();
         Ok(if stopped.get() {

@@ -64,7 +64,7 @@ pub fn tiny() -> Arc<WhisperStt> {
 
 /// 8 kHz PCM16 to the 16 kHz f32 whisper takes.
 pub fn to_16k(samples: &[i16]) -> Vec<f32> {
-    stt_tts::resample::resample(&stt_tts::pcm::to_f32(samples), 8_000, 16_000).unwrap()
+    audio::resample::resample(&audio::pcm::to_f32(samples), 8_000, 16_000).unwrap()
 }
 
 /// Ordinals as whisper writes them.

@@ -26,12 +26,12 @@ pub use echo::Echo;
 pub use menu::Menu;
 pub use play::Play;
 
-use crate::media::wav::{parse_wav, WavError};
+use audio::wav::{parse_wav, WavError};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Samples in one 20 ms frame at 8 kHz.
-pub const FRAME_SAMPLES: usize = 160;
+pub const FRAME_SAMPLES: usize = audio::pcm::frame_len(8_000);
 
 /// 8 kHz mono PCM16 audio, shared without copying.
 pub type Audio = Arc<[i16]>;
@@ -120,8 +120,15 @@ pub fn load_wav(path: &str) -> Result<Audio, AppSpecError> {
         path: path.clone(),
         source,
     })?;
-    let clip = parse_wav(&bytes).map_err(|source| AppSpecError::Wav { path, source })?;
-    Ok(clip.to_mono_8k().into())
+    let clip = parse_wav(&bytes).map_err(|source| AppSpecError::Wav {
+        path: path.clone(),
+        source,
+    })?;
+    let mono = clip.to_mono_at(8_000).map_err(|e| AppSpecError::Wav {
+        path,
+        source: e.into(),
+    })?;
+    Ok(mono.into())
 }
 
 /// A parsed application spec with its audio loaded: cheap to turn into a fresh app per call

@@ -1,5 +1,5 @@
 use super::*;
-use crate::media::wav::encode_wav;
+use audio::wav::encode_wav;
 
 fn ctx() -> CallContext {
     CallContext::default()

@@ -8,7 +8,6 @@
 //! phase needs anyway. Sends are non-blocking: a full socket buffer drops the packet.
 
 use super::dtmf::{DtmfReceiver, DtmfSender};
-use super::g711;
 use super::jitter::{JitterBuffer, Playout};
 use super::playback::Playback;
 use super::port_pool::{PortLease, RtpSockets};
@@ -49,6 +48,8 @@ pub(crate) struct Leg {
     negotiated: Negotiated,
     remote: Option<SocketAddr>,
     latched: Option<SocketAddr>,
+    /// False while muted until released (before the caller's ACK).
+    sending: bool,
     app: Box<dyn CallApp>,
     events: mpsc::Sender<MediaEvent>,
     jitter: JitterBuffer,
@@ -90,6 +91,7 @@ impl Leg {
         events: mpsc::Sender<MediaEvent>,
     ) -> Leg {
         let now = Instant::now();
+        let sending = !config.muted_until_released;
         Leg {
             socket: sockets.rtp,
             rtcp: sockets.rtcp,
@@ -105,6 +107,7 @@ impl Leg {
             negotiated: negotiated.clone(),
             remote: negotiated.remote_rtp,
             latched: None,
+            sending,
             app,
             events,
             playback: Playback::default(),
@@ -188,6 +191,7 @@ impl Leg {
                 self.latched = None;
                 self.rtcp_remote = None;
             }
+            Command::ReleaseSending => self.sending = true,
             Command::Act(a) => self.apply(vec![a]),
             Command::Dtmf(digit) => {
                 let actions = self.app.on_dtmf(digit);
@@ -261,8 +265,13 @@ impl Leg {
                 self.stats.malformed += 1;
                 continue;
             };
-            // Symmetric RTCP, like RTP: answer where it comes from, from the RTP source's host.
-            if self.latched.is_none_or(|rtp| rtp.ip() == from.ip()) {
+            // Symmetric RTCP, like RTP: answer where it comes from, from the RTP source's host
+            // (before latching: only from the signalling host, when that is restricted).
+            let host = self
+                .latched
+                .map(|rtp| rtp.ip())
+                .or(self.config.signalling_ip);
+            if host.is_none_or(|ip| ip == from.ip()) {
                 self.rtcp_remote = Some(from);
             }
             self.stats.rtcp_received += 1;
@@ -292,10 +301,12 @@ impl Leg {
         };
         self.rtcp_due = Some(now + randomised(interval));
         let target = self.rtcp_remote.or_else(|| {
-            self.remote
+            self.target()
                 .map(|r| SocketAddr::new(r.ip(), r.port().wrapping_add(1)))
         });
-        let Some(target) = target else { return };
+        let Some(target) = target.filter(|_| self.sending) else {
+            return;
+        };
         let j = self.jitter.stats();
         let block = j.ssrc.map(|ssrc| {
             let (prev_expected, prev_received) = self.reported;
@@ -390,7 +401,7 @@ impl Leg {
         self.heard.clear();
         match self.jitter.pop() {
             Playout::Packet(p) => {
-                g711::decode(self.negotiated.codec, &p, &mut self.heard);
+                self.negotiated.codec.law().decode_into(&p, &mut self.heard);
                 self.jitter.recycle(p);
             }
             Playout::Lost | Playout::Waiting => self.heard.resize(FRAME_SAMPLES, 0),
@@ -414,8 +425,24 @@ impl Leg {
         }
     }
 
+    /// Where our RTP may go now: nowhere while muted; the latched source; else the SDP
+    /// address when it is the signalling host (or no host is set).
+    fn target(&self) -> Option<SocketAddr> {
+        if !self.sending {
+            return None;
+        }
+        if self.latched.is_some() {
+            return self.latched;
+        }
+        let remote = self.remote?;
+        match self.config.signalling_ip {
+            Some(ip) if ip != remote.ip() => None,
+            _ => Some(remote),
+        }
+    }
+
     fn send_tick(&mut self) {
-        let Some(remote) = self.remote else { return };
+        let Some(remote) = self.target() else { return };
         if !self.negotiated.direction.sends() {
             return;
         }
@@ -459,7 +486,10 @@ impl Leg {
     }
 
     fn audio_payload(&mut self) -> (u8, bool, u32) {
-        g711::encode(self.negotiated.codec, &self.out_pcm, &mut self.payload);
+        self.negotiated
+            .codec
+            .law()
+            .encode_into(&self.out_pcm, &mut self.payload);
         let marker = std::mem::take(&mut self.marker);
         (self.negotiated.payload_type, marker, self.timestamp)
     }

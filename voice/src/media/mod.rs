@@ -4,11 +4,12 @@
 //!            UDP (port from the PortPool)                         bounded, try_send
 //!  caller ──RTP──▶ latch source ─▶ telephone-event? ─▶ DtmfReceiver ─▶ app.on_dtmf ─▶ events
 //!                                └▶ audio ─▶ JitterBuffer
-//!  every 20 ms tick: JitterBuffer.pop ─▶ G.711 decode ─▶ app.on_audio ─▶ actions
-//!                    Playback.read (or DTMF out) ─▶ G.711 encode ─▶ RTP ─▶ caller
+//!  every 20 ms tick: JitterBuffer.pop ─▶ audio::G711Law decode ─▶ app.on_audio ─▶ actions
+//!                    Playback.read (or DTMF out) ─▶ audio::G711Law encode ─▶ RTP ─▶ caller
 //! ```
 //!
-//! Pure parts: [`rtp`], [`g711`], [`dtmf`], [`jitter`], [`wav`], [`playback`]. Effects live in
+//! Pure parts: [`rtp`], [`dtmf`], [`jitter`], [`playback`] (G.711 and WAV come from the
+//! `audio` crate, shared with `stt-tts`). Effects live in
 //! [`session`] (handles and workers), `leg` (one leg's state, driven per tick), `worker` (the
 //! 20 ms loop over many legs), [`port_pool`] (sockets) and [`recorder`] (a writer thread). A
 //! worker never awaits anything but its timer and its intake: the app is called
@@ -62,7 +63,6 @@
 //! ```
 
 pub mod dtmf;
-pub mod g711;
 pub mod jitter;
 mod leg;
 pub mod playback;
@@ -71,7 +71,6 @@ pub mod recorder;
 pub mod rtcp;
 pub mod rtp;
 pub mod session;
-pub mod wav;
 mod worker;
 
 pub use jitter::{JitterConfig, JitterStats};

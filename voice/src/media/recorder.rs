@@ -6,8 +6,8 @@
 //! waits. Dropped frames are replaced by nothing, so a recording with drops is shorter than the
 //! call; the count is reported in [`super::MediaStats::recording_dropped`].
 
-use super::wav::header;
 use super::MediaEvent;
+use audio::wav::header;
 use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::PathBuf;

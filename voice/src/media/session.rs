@@ -21,7 +21,7 @@ use super::leg::Leg;
 use super::port_pool::{PortLease, PortPool, PortPoolError, RtpSockets};
 use crate::app::{Action, CallApp, CallContext};
 use crate::sdp::Negotiated;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -49,6 +49,14 @@ pub struct MediaConfig {
     pub rtcp_interval: Option<Duration>,
     /// The CNAME in our RTCP SDES. Default `dartwing`.
     pub cname: String,
+    /// The IP the call's signalling came from. `Some`: RTP and RTCP go to the SDP address
+    /// only when it is this IP; anywhere else only once RTP came from there (latching), so
+    /// an SDP naming a third party cannot aim our stream at it. `None`: the SDP address as
+    /// given (a leg we called out on ourselves). Default `None`.
+    pub signalling_ip: Option<IpAddr>,
+    /// Start muted: nothing is sent (RTP or RTCP) until [`MediaHandle::release_sending`]
+    /// (the user agent releases on the caller's ACK). Default `false`.
+    pub muted_until_released: bool,
 }
 
 impl Default for MediaConfig {
@@ -62,6 +70,8 @@ impl Default for MediaConfig {
             dtmf_frames: 5,
             rtcp_interval: Some(Duration::from_secs(5)),
             cname: "dartwing".to_string(),
+            signalling_ip: None,
+            muted_until_released: false,
         }
     }
 }
@@ -180,6 +190,7 @@ impl MediaError {
 pub(crate) enum Command {
     Update(Box<Negotiated>),
     SetRemote(Option<SocketAddr>),
+    ReleaseSending,
     Act(Action),
     Dtmf(char),
     SetApp(Box<dyn CallApp>, CallContext),
@@ -360,6 +371,11 @@ impl MediaHandle {
     /// again onto the first packet that arrives.
     pub fn set_remote(&self, addr: Option<SocketAddr>) -> Result<(), MediaError> {
         self.send(Command::SetRemote(addr))
+    }
+
+    /// Lets a session started with `muted_until_released` send (the caller's ACK came).
+    pub fn release_sending(&self) -> Result<(), MediaError> {
+        self.send(Command::ReleaseSending)
     }
 
     /// A new offer/answer completed: codec, payload types, remote and direction all change.

@@ -35,6 +35,14 @@ impl Codec {
         }
     }
 
+    /// The G.711 law that encodes this codec's payload.
+    pub fn law(self) -> audio::G711Law {
+        match self {
+            Codec::Pcmu => audio::G711Law::Ulaw,
+            Codec::Pcma => audio::G711Law::Alaw,
+        }
+    }
+
     /// The encoding name as it appears in `a=rtpmap`.
     pub fn name(self) -> &'static str {
         match self {

@@ -1,9 +1,14 @@
 //! HTTP Digest authentication for SIP (RFC 2617 with MD5, as RFC 8760 keeps for SIP):
 //! parsing `Authorization`, computing and checking responses from a stored HA1 (a
-//! password is never stored), and stateless nonces that carry their issue time and an MD5
-//! signature with a server secret, so that no nonce table is needed. Pure.
+//! password is never stored), and nonces that carry their issue time and an MD5 signature
+//! over (secret, issue time, the client's IP), so a nonce is short-lived and only good from
+//! the address it was issued to. Replays are refused by [`NonceCounts`]: with `qop=auth`
+//! every use of a nonce carries a higher `nc`. Every comparison of secrets runs in
+//! constant time. Pure: the caller passes the time and the secret (from the OS's CSPRNG).
 
 use md5::{Digest, Md5};
+use std::collections::HashMap;
+use std::net::IpAddr;
 
 /// MD5 of `parts` joined by `:`, as lowercase hex.
 fn md5_hex(parts: &[&str]) -> String {
@@ -139,14 +144,15 @@ pub fn expected_response(ha1: &str, method: &str, c: &Credentials) -> String {
 /// Whether the credentials prove knowledge of the password behind `ha1`.
 pub fn verify(ha1: &str, method: &str, c: &Credentials) -> bool {
     let expected = expected_response(ha1, method, c);
-    let given = c.response.to_ascii_lowercase();
-    // Compare every byte, so the time taken does not say where they differ.
-    expected.len() == given.len()
-        && expected
-            .bytes()
-            .zip(given.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+    constant_time_eq(
+        expected.as_bytes(),
+        c.response.to_ascii_lowercase().as_bytes(),
+    )
+}
+
+/// Compares every byte, so the time taken does not say where two secrets differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// What a nonce check found.
@@ -159,7 +165,7 @@ pub enum NonceCheck {
     Invalid,
 }
 
-/// Issues and checks stateless nonces: `<issued at, hex seconds>.<MD5(secret:issued)>`.
+/// Issues and checks nonces: `<issued at, hex seconds>.<MD5(secret:issued:client IP)>`.
 #[derive(Debug, Clone)]
 pub struct Nonces {
     secret: String,
@@ -174,17 +180,25 @@ impl Nonces {
         }
     }
 
-    pub fn issue(&self, now_secs: u64) -> String {
+    /// How long a nonce is good for.
+    pub fn max_age_secs(&self) -> u64 {
+        self.max_age_secs
+    }
+
+    /// A nonce for a client at `client`.
+    pub fn issue(&self, now_secs: u64, client: IpAddr) -> String {
         let issued = format!("{now_secs:x}");
-        let signature = md5_hex(&[&self.secret, &issued]);
+        let signature = md5_hex(&[&self.secret, &issued, &client.to_string()]);
         format!("{issued}.{signature}")
     }
 
-    pub fn check(&self, nonce: &str, now_secs: u64) -> NonceCheck {
+    /// Whether `nonce` is ours, issued to `client`, and young enough.
+    pub fn check(&self, nonce: &str, now_secs: u64, client: IpAddr) -> NonceCheck {
         let Some((issued, signature)) = nonce.split_once('.') else {
             return NonceCheck::Invalid;
         };
-        if md5_hex(&[&self.secret, issued]) != signature {
+        let expected = md5_hex(&[&self.secret, issued, &client.to_string()]);
+        if !constant_time_eq(expected.as_bytes(), signature.as_bytes()) {
             return NonceCheck::Invalid;
         }
         match u64::from_str_radix(issued, 16) {
@@ -195,6 +209,108 @@ impl Nonces {
             Err(_) => NonceCheck::Invalid,
         }
     }
+}
+
+/// The highest `nc` used with each live nonce: a second use of a count (a replayed
+/// Authorization) is refused. Bounded: entries older than the nonce lifetime are dropped,
+/// and when `capacity` live nonces are tracked a new one is refused (the client is
+/// challenged again later) rather than the table growing.
+#[derive(Debug)]
+pub struct NonceCounts {
+    seen: HashMap<String, (u64, u32)>,
+    capacity: usize,
+}
+
+impl NonceCounts {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            seen: HashMap::new(),
+            capacity,
+        }
+    }
+
+    /// Records a use of `nonce` (valid, issued at most `max_age_secs` ago) with count `nc`
+    /// (hex, as sent); false when that count (or a higher one) was used already.
+    pub fn fresh(&mut self, nonce: &str, nc: &str, now_secs: u64, max_age_secs: u64) -> bool {
+        let Ok(nc) = u32::from_str_radix(nc, 16) else {
+            return false;
+        };
+        if let Some((_, last)) = self.seen.get_mut(nonce) {
+            if nc <= *last {
+                return false;
+            }
+            *last = nc;
+            return true;
+        }
+        if self.seen.len() >= self.capacity {
+            self.seen
+                .retain(|_, (at, _)| now_secs.saturating_sub(*at) <= max_age_secs);
+            if self.seen.len() >= self.capacity {
+                return false;
+            }
+        }
+        self.seen.insert(nonce.to_owned(), (now_secs, nc));
+        true
+    }
+}
+
+/// Failed authentications per source IP and per user over a sliding minute: past the
+/// limit, further attempts are refused without checking, so guessing a password costs the
+/// guesser a minute per few tries. Bounded like [`NonceCounts`].
+#[derive(Debug)]
+pub struct AuthThrottle {
+    per_key: HashMap<String, (u64, u32)>,
+    limit: u32,
+    capacity: usize,
+}
+
+impl AuthThrottle {
+    /// At most `limit` failures a minute per source and per user.
+    pub fn new(limit: u32, capacity: usize) -> Self {
+        Self {
+            per_key: HashMap::new(),
+            limit,
+            capacity,
+        }
+    }
+
+    fn count(&self, key: &str, now_secs: u64) -> u32 {
+        match self.per_key.get(key) {
+            Some((since, n)) if now_secs.saturating_sub(*since) < 60 => *n,
+            _ => 0,
+        }
+    }
+
+    /// Whether `source` and `user` may try again now.
+    pub fn allowed(&self, source: IpAddr, user: &str, now_secs: u64) -> bool {
+        self.count(&format!("ip:{source}"), now_secs) < self.limit
+            && self.count(&format!("user:{user}"), now_secs) < self.limit
+    }
+
+    /// Counts a failed attempt.
+    pub fn failed(&mut self, source: IpAddr, user: &str, now_secs: u64) {
+        if self.per_key.len() >= self.capacity {
+            self.per_key
+                .retain(|_, (since, _)| now_secs.saturating_sub(*since) < 60);
+        }
+        for key in [format!("ip:{source}"), format!("user:{user}")] {
+            if self.per_key.len() >= self.capacity && !self.per_key.contains_key(&key) {
+                continue;
+            }
+            let entry = self.per_key.entry(key).or_insert((now_secs, 0));
+            if now_secs.saturating_sub(entry.0) >= 60 {
+                *entry = (now_secs, 0);
+            }
+            entry.1 += 1;
+        }
+    }
+}
+
+/// A secret for signing nonces, from the operating system's CSPRNG.
+pub fn random_secret() -> Result<String, getrandom::Error> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// The `WWW-Authenticate` value of a challenge.
@@ -242,18 +358,58 @@ mod tests {
         ));
     }
 
+    const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
+
     #[test]
-    fn nonces_are_signed_and_expire() {
+    fn nonces_are_signed_bound_to_the_client_and_expire() {
         let n = Nonces::new("secret".into(), 300);
-        let nonce = n.issue(1_000);
-        assert_eq!(n.check(&nonce, 1_100), NonceCheck::Valid);
-        assert_eq!(n.check(&nonce, 1_301), NonceCheck::Stale);
+        let nonce = n.issue(1_000, IP);
+        assert_eq!(n.check(&nonce, 1_100, IP), NonceCheck::Valid);
+        assert_eq!(n.check(&nonce, 1_301, IP), NonceCheck::Stale);
+        let elsewhere: IpAddr = "192.0.2.2".parse().unwrap();
+        assert_eq!(n.check(&nonce, 1_100, elsewhere), NonceCheck::Invalid);
         let forged = nonce.replace(&nonce[..3], "3e9");
-        assert_eq!(n.check(&forged, 1_000), NonceCheck::Invalid);
+        assert_eq!(n.check(&forged, 1_000, IP), NonceCheck::Invalid);
         assert_eq!(
-            Nonces::new("other".into(), 300).check(&nonce, 1_000),
+            Nonces::new("other".into(), 300).check(&nonce, 1_000, IP),
             NonceCheck::Invalid
         );
-        assert_eq!(n.check("garbage", 1_000), NonceCheck::Invalid);
+        assert_eq!(n.check("garbage", 1_000, IP), NonceCheck::Invalid);
+    }
+
+    #[test]
+    fn a_nonce_count_is_good_once_and_the_table_is_bounded() {
+        let mut counts = NonceCounts::new(2);
+        assert!(counts.fresh("n1", "00000001", 0, 60));
+        assert!(!counts.fresh("n1", "00000001", 1, 60), "replayed nc");
+        assert!(counts.fresh("n1", "00000002", 1, 60));
+        assert!(!counts.fresh("n1", "zz", 1, 60));
+        assert!(counts.fresh("n2", "00000001", 1, 60));
+        assert!(
+            !counts.fresh("n3", "00000001", 1, 60),
+            "full of live nonces"
+        );
+        assert!(counts.fresh("n3", "00000001", 100, 60), "old ones dropped");
+    }
+
+    #[test]
+    fn failures_are_throttled_per_source_and_per_user() {
+        let mut t = AuthThrottle::new(3, 100);
+        let other: IpAddr = "192.0.2.9".parse().unwrap();
+        for _ in 0..3 {
+            assert!(t.allowed(IP, "alice", 0));
+            t.failed(IP, "alice", 0);
+        }
+        assert!(!t.allowed(IP, "bob", 10), "the source is throttled");
+        assert!(!t.allowed(other, "alice", 10), "the user is throttled");
+        assert!(t.allowed(other, "bob", 10));
+        assert!(t.allowed(IP, "alice", 61), "a minute later");
+    }
+
+    #[test]
+    fn secrets_come_from_the_os_and_differ() {
+        let (a, b) = (random_secret().unwrap(), random_secret().unwrap());
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, b);
     }
 }

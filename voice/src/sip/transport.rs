@@ -63,6 +63,8 @@ pub struct TransportConfig {
     pub max_vias: usize,
     /// Open TCP connections at most; more are closed on accept.
     pub max_tcp_connections: usize,
+    /// Open TCP connections from one source IP at most; more are closed on accept.
+    pub max_tcp_per_source: usize,
     /// A TCP connection that sends nothing for this long is closed (keep-alive CRLFs count).
     pub tcp_idle_timeout: std::time::Duration,
 }
@@ -73,6 +75,7 @@ impl Default for TransportConfig {
             limits: FrameLimits::default(),
             max_vias: 70,
             max_tcp_connections: 1024,
+            max_tcp_per_source: 32,
             tcp_idle_timeout: std::time::Duration::from_secs(300),
         }
     }
@@ -283,21 +286,44 @@ async fn tcp_accept_loop(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let slots = Arc::new(Semaphore::new(checker.config.max_tcp_connections));
+    let per_source = Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
     let mut next_id = 0u64;
+    let mut backoff = std::time::Duration::ZERO;
     loop {
         let (stream, addr) = tokio::select! {
             r = listener.accept() => match r {
-                Ok(r) => r,
-                Err(_) => continue,
+                Ok(r) => {
+                    backoff = std::time::Duration::ZERO;
+                    r
+                }
+                Err(e) => {
+                    // Out of file descriptors, typically: retrying at once would spin a
+                    // core. Back off (up to a second) and let connections close.
+                    backoff = (backoff * 2).clamp(std::time::Duration::from_millis(10), std::time::Duration::from_secs(1));
+                    tracing::warn!(error = %e, ?backoff, "SIP TCP accept failed");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => continue,
+                        _ = shutdown.changed() => return,
+                    }
+                }
             },
             _ = shutdown.changed() => return,
         };
-        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+        let dropped = || {
             checker
                 .transport
                 .stats
                 .dropped
-                .fetch_add(1, Ordering::Relaxed);
+                .fetch_add(1, Ordering::Relaxed)
+        };
+        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+            dropped();
+            continue;
+        };
+        let Some(source) =
+            SourceSlot::take(&per_source, addr.ip(), checker.config.max_tcp_per_source)
+        else {
+            dropped();
             continue;
         };
         next_id += 1;
@@ -307,7 +333,48 @@ async fn tcp_accept_loop(
         tokio::spawn(async move {
             tcp_connection(stream, addr, id, checker, shutdown).await;
             drop(permit);
+            drop(source);
         });
+    }
+}
+
+type SourceCounts = Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>;
+
+/// One TCP connection's place in its source's count; given back on drop.
+struct SourceSlot {
+    counts: SourceCounts,
+    ip: std::net::IpAddr,
+}
+
+impl SourceSlot {
+    fn take(counts: &SourceCounts, ip: std::net::IpAddr, cap: usize) -> Option<SourceSlot> {
+        let mut map = counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = map.entry(ip).or_insert(0);
+        if *n >= cap {
+            return None;
+        }
+        *n += 1;
+        Some(SourceSlot {
+            counts: Arc::clone(counts),
+            ip,
+        })
+    }
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        let mut map = self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 //! non-2xx (same branch), and the dialog it forms. Agents are reached over UDP at the
 //! address their REGISTER came from (they are often behind NAT).
 
-use super::call::CallEvent;
+use super::call::CallInput;
 use super::dialog::Dialog;
 use super::dispatcher::{random_token, Command, CoreHandle, DialogKey};
 use super::Shared;
@@ -65,15 +65,15 @@ pub struct LegContext<'a> {
     pub core: &'a CoreHandle,
     pub shared: &'a Shared,
     /// The call's own event queue, where the agent's in-dialog requests will be routed.
-    pub call_events: &'a mpsc::Sender<CallEvent>,
+    pub call_events: &'a mpsc::Sender<CallInput>,
 }
 
 /// Calls the agent and waits for its answer. `events` is the call's queue: a BYE from the
 /// caller meanwhile cancels the agent leg.
 pub async fn call_agent(
     cx: &LegContext<'_>,
-    events: &mut mpsc::Receiver<CallEvent>,
-    deferred: &mut std::collections::VecDeque<CallEvent>,
+    events: &mut mpsc::Receiver<CallInput>,
+    deferred: &mut std::collections::VecDeque<CallInput>,
 ) -> Result<AgentLeg, LegError> {
     let registrar = cx.shared.registrar.as_ref().ok_or(LegError::Registrar)?;
     let bindings = registrar
@@ -174,9 +174,9 @@ async fn wait_answer(
     cx: &LegContext<'_>,
     peer: &Peer,
     invite: &[u8],
-    events: &mut mpsc::Receiver<CallEvent>,
-    responses: &mut mpsc::Receiver<CallEvent>,
-    deferred: &mut std::collections::VecDeque<CallEvent>,
+    events: &mut mpsc::Receiver<CallInput>,
+    responses: &mut mpsc::Receiver<CallInput>,
+    deferred: &mut std::collections::VecDeque<CallInput>,
 ) -> Result<Inbound, LegError> {
     let timers = cx.shared.config.timers;
     let give_up = Instant::now() + timers.give_up();
@@ -190,7 +190,7 @@ async fn wait_answer(
                 cx.core.transport.send(peer, invite.to_vec());
                 interval = interval.saturating_mul(2);
             }
-            Some(CallEvent::Response(response)) = responses.recv() => {
+            Some(CallInput::Response(response)) = responses.recv() => {
                 let Kind::Response { status } = response.kind else { continue };
                 match status {
                     100..=199 => provisional = true,
@@ -202,19 +202,13 @@ async fn wait_answer(
                 }
             }
             event = events.recv() => match event {
-                Some(CallEvent::Request { message, peer: from, tx })
-                    if message.method() == Some(&rsip::Method::Bye) =>
-                {
-                    let bytes = crate::sip::response::build_response(
-                        &message.head,
-                        from.addr,
-                        &crate::sip::response::ResponseParts::new(200, "OK"),
-                    );
-                    cx.core.respond(&tx, bytes, true).await;
+                Some(bye @ CallInput::Request { .. }) if is_bye(&bye) => {
+                    // The call answers the BYE once the caller's hangup is committed.
+                    deferred.push_front(bye);
                     cancel(invite, peer, cx);
                     // Give the agent a moment to answer the CANCEL; its 487 is ACKed.
                     let until = Instant::now() + Duration::from_secs(2);
-                    while let Ok(Some(CallEvent::Response(r))) =
+                    while let Ok(Some(CallInput::Response(r))) =
                         tokio::time::timeout_at(until, responses.recv()).await
                     {
                         if let Kind::Response { status: 200..=299 } = r.kind {
@@ -306,6 +300,11 @@ fn rewrite_invite(invite: &[u8], method: &str, to: Option<&str>) -> Option<Vec<u
     }
     out.push_str("Content-Length: 0\r\n\r\n");
     Some(out.into_bytes())
+}
+
+/// Whether a call input is a BYE request.
+pub fn is_bye(input: &CallInput) -> bool {
+    matches!(input, CallInput::Request { message, .. } if message.method() == Some(&rsip::Method::Bye))
 }
 
 #[cfg(test)]

@@ -1,24 +1,27 @@
-//! One task per call, owning its dialog from the INVITE to the end. Its life, in order:
+//! One task per call, owning its dialog from the INVITE to the end. The call's state is
+//! its [`Lifecycle`] (the `state_machines::call` machine, each step committed by the store
+//! before the task acts on it); the task holds the SIP and media around it. Its life:
 //!
 //! ```text
 //! route the dialled number ──none──► 404        (no call recorded)
-//! record Ringing ──► 180 Ringing ──► [ring for answer_delay; CANCEL ─► 487]
-//! record Answered (the store acknowledges) ──► 200 OK with SDP
-//! retransmit 200 (Timer G, T1 doubling to T2) until ACK; Timer H ─► BYE, NoAck
-//! confirmed: BYE ─► 200, RemoteHangup · INFO ─► DTMF · re-INVITE ─► 200
-//!            max duration / application hangup ─► BYE (Timers E/F)
-//! record Ended with its cause ──► tell the dispatcher
+//! begin (ringing, committed) ──► 180 Ringing ──► [ring for answer_delay; CANCEL ─► cancel ─► 487]
+//! step answer (committed) ──► 200 OK with SDP    (refused by the store ─► 500, failed)
+//! retransmit 200 (Timer G, T1 doubling to T2) until ACK; Timer H ─► BYE, no_ack
+//! confirmed: BYE ─► caller_hangup committed ─► 200 · INFO ─► DTMF
+//!            re-INVITE ─► hold/resume committed ─► 200
+//!            max duration / application hangup / media timeout ─► BYE (Timers E/F), its cause
+//! the end committed ──► tell the dispatcher
 //! ```
 //!
-//! Non-2xx finals to the INVITE (404, 487, 488, 500) are retransmitted over UDP with
-//! Timer G until the ACK or Timer H, then the task ends.
+//! A non-2xx final to the INVITE (404, 487, 488, 500) ends the task at once: the
+//! dispatcher's transaction answers the INVITE's retransmissions and absorbs the ACK.
 
 use super::client::{send_request, Outcome};
 use super::dialog::Dialog;
 use super::dispatcher::{random_token, Command, CoreHandle, DialogKey, TxKey, ALLOW};
-use super::dtmf_info;
+use super::lifecycle::{reject_status, Identity, Lifecycle};
 use super::media_leg::CallMedia;
-use super::ports::{CallState, CallTransition, EndCause, Route};
+use super::ports::{CallEvent as E, Route};
 use super::Shared;
 use crate::app::{Action, CallContext};
 use crate::media::MediaEvent;
@@ -26,13 +29,12 @@ use crate::sip::message::Inbound;
 use crate::sip::response::{build_response, ResponseParts};
 use crate::sip::transport::Peer;
 use std::sync::Arc;
-use std::time::SystemTime;
 use tokio::sync::mpsc;
 use tokio::time::{sleep, sleep_until, Instant};
 
 /// What the dispatcher (or, later, the media side) tells a call.
 #[derive(Debug)]
-pub enum CallEvent {
+pub enum CallInput {
     /// An ACK: to our 2xx (matched by dialog) or to our non-2xx final (matched by transaction).
     Ack {
         /// The SDP answer when our 2xx carried the offer (late offer); empty otherwise.
@@ -48,13 +50,10 @@ pub enum CallEvent {
     },
     /// A response to a request this call sent.
     Response(Box<Inbound>),
-    /// End the call from our side (application hangup, media timeout).
-    Hangup(EndCause),
+    /// End the call from our side with this event (`callee_hangup`, `shutdown`).
+    Hangup(E),
     /// Transfer the caller to this registered agent (application action).
     Transfer { agent: String },
-    /// The caller's BYE arrived while the call waited on a request of its own, and was
-    /// answered then.
-    RemoteBye,
 }
 
 /// Everything a new call task starts from.
@@ -63,19 +62,11 @@ pub struct CallSetup {
     pub peer: Peer,
     pub tx: TxKey,
     pub local_tag: String,
-    pub events: mpsc::Receiver<CallEvent>,
+    pub events: mpsc::Receiver<CallInput>,
     /// The sending side of `events`, for legs this call opens (the agent's dialog).
-    pub control: mpsc::Sender<CallEvent>,
+    pub control: mpsc::Sender<CallInput>,
     pub core: CoreHandle,
     pub shared: Arc<Shared>,
-}
-
-/// The identity of a routed call, as reported to the store.
-struct Record {
-    id: String,
-    org: String,
-    from: String,
-    to: String,
 }
 
 pub(super) struct Call {
@@ -83,15 +74,18 @@ pub(super) struct Call {
     pub(super) peer: Peer,
     tx: TxKey,
     local_tag: String,
-    pub(super) events: mpsc::Receiver<CallEvent>,
-    pub(super) control: mpsc::Sender<CallEvent>,
+    pub(super) events: mpsc::Receiver<CallInput>,
+    pub(super) control: mpsc::Sender<CallInput>,
     pub(super) core: CoreHandle,
     pub(super) shared: Arc<Shared>,
-    record: Option<Record>,
+    /// The call's one state, committed step by step.
+    pub(super) life: Lifecycle,
+    /// The dialled number's route, once routed (its agent and REFER policy).
+    pub(super) route: Option<Route>,
     /// A hangup asked for before the ACK: sent once the dialog is confirmed (§15).
-    pending_hangup: Option<EndCause>,
+    pending_hangup: Option<E>,
     /// Events that arrived while a client transaction was waiting; handled first.
-    pub(super) deferred: std::collections::VecDeque<CallEvent>,
+    pub(super) deferred: std::collections::VecDeque<CallInput>,
 }
 
 /// How the wait for the ACK of our 2xx ended.
@@ -101,8 +95,8 @@ enum AckWait {
     },
     /// Timer H fired, or the user agent is shutting down.
     NoAck,
-    /// The caller sent BYE before its ACK (answered already).
-    RemoteBye,
+    /// The caller sent BYE before its ACK (its end committed, the BYE answered).
+    CallerBye,
 }
 
 /// Runs one call to its end.
@@ -112,6 +106,7 @@ pub async fn run(setup: CallSetup) {
         local_tag: setup.local_tag.clone(),
     };
     let commands = setup.core.commands.clone();
+    let life = Lifecycle::new(Arc::clone(&setup.shared.store));
     let mut call = Call {
         invite: setup.invite,
         peer: setup.peer,
@@ -121,19 +116,25 @@ pub async fn run(setup: CallSetup) {
         control: setup.control,
         core: setup.core,
         shared: setup.shared,
-        record: None,
+        life,
+        route: None,
         pending_hangup: None,
         deferred: Default::default(),
     };
-    if let Some(cause) = call.drive().await {
-        call.report(CallState::Ended, Some(cause)).await.ok();
+    if let Some(event) = call.drive().await {
+        let detail = match event {
+            E::Reject { status } => Some(format!("status {status}")),
+            _ => None,
+        };
+        call.life.end(event, detail).await;
     }
+    call.answer_leftover_byes().await;
     let _ = commands.send(Command::Ended { dialog }).await;
 }
 
 impl Call {
-    /// Returns the end cause of a call that was recorded (None when it never rang).
-    async fn drive(&mut self) -> Option<EndCause> {
+    /// Returns the event that ended a recorded call (None when it never rang).
+    async fn drive(&mut self) -> Option<E> {
         let number = self.invite.request_user().unwrap_or_default().to_owned();
         let route = match self.shared.router.route(&number).await {
             Ok(Some(route)) => route,
@@ -154,29 +155,44 @@ impl Call {
                 return None;
             }
         };
-        self.record = Some(self.record_for(&route, number));
-        if self.report(CallState::Ringing, None).await.is_err() {
+        let identity = self.identity_for(&route, number);
+        self.route = Some(route.clone());
+        if self.life.begin(identity).await.is_err() {
             self.reject(500, "Server Internal Error").await;
-            return Some(EndCause::StoreFailed);
+            return Some(E::Fail);
         }
         let ip = self.shared.advertised_ip(self.peer.addr);
         let ctx = self.context();
+        // No RTP before the ACK, and only to the signalling host or a latched source: an
+        // INVITE whose SDP names a third party cannot aim a stream at it.
+        let mut media_config = self.shared.config.media.clone();
+        media_config.signalling_ip = Some(self.peer.addr.ip());
+        media_config.muted_until_released = true;
+        let app = match self.shared.apps.get(&route.app).await {
+            Ok(app) => app,
+            Err(e) => {
+                tracing::warn!(error = %e, app = %route.app, "the route's application cannot start");
+                return Some(
+                    self.refuse(E::Reject { status: 500 }, "Server Internal Error")
+                        .await,
+                );
+            }
+        };
         let started = CallMedia::start(
             &self.invite.body,
             &self.shared.rtp_pool,
             &self.shared.media_workers,
             ip,
-            &route.app,
+            &app,
             ctx,
-            self.shared.config.media.clone(),
+            media_config,
         );
         let mut media = match started {
             Ok(media) => media,
             Err(e) => {
                 tracing::info!(error = %e, "no media for the call");
                 let (status, reason) = e.status();
-                self.reject(status, reason).await;
-                return Some(EndCause::Rejected { status });
+                return Some(self.refuse(E::Reject { status }, reason).await);
             }
         };
         let cause = self.answer(&mut dialog, &mut media).await;
@@ -185,27 +201,53 @@ impl Call {
     }
 
     fn context(&self) -> CallContext {
-        let record = self.record.as_ref();
+        let who = self.life.identity();
         CallContext {
-            call_id: record.map(|r| r.id.clone()).unwrap_or_default(),
-            from: record.map(|r| r.from.clone()).unwrap_or_default(),
-            to: record.map(|r| r.to.clone()).unwrap_or_default(),
+            call_id: who.map(|r| r.id.clone()).unwrap_or_default(),
+            from: who.map(|r| r.from.clone()).unwrap_or_default(),
+            to: who.map(|r| r.to.clone()).unwrap_or_default(),
         }
     }
 
-    /// From ringing to the end of an answered call, with its media running.
-    async fn answer(&mut self, dialog: &mut Dialog, media: &mut CallMedia) -> EndCause {
-        self.respond_invite(180, "Ringing", None).await;
-        if let Some(cause) = self.ring().await {
-            return cause;
+    /// Ends a ringing call with a refusing event: committed first, then the INVITE gets the
+    /// status the machine's `RejectInvite` effect names.
+    async fn refuse(&mut self, event: E, reason: &str) -> E {
+        let status = match self.life.step(event, None).await {
+            Ok(effects) => reject_status(&effects),
+            Err(e) => {
+                tracing::warn!(error = %e, ?event, "refusing the call as failed");
+                self.life.end(E::Fail, Some(e.to_string())).await;
+                None
+            }
+        };
+        match status {
+            Some(status) => self.reject(status, reason).await,
+            None => self.reject(500, "Server Internal Error").await,
         }
-        if self.report(CallState::Answered, None).await.is_err() {
-            self.reject(500, "Server Internal Error").await;
-            return EndCause::StoreFailed;
+        event
+    }
+
+    /// From ringing to the end of an answered call, with its media running.
+    async fn answer(&mut self, dialog: &mut Dialog, media: &mut CallMedia) -> E {
+        self.respond_invite(180, "Ringing", None).await;
+        if let Some(event) = self.ring().await {
+            return event;
         }
         if self.cancel_pending() {
+            return self.refuse(E::Cancel, "Request Terminated").await;
+        }
+        if let Err(e) = self.life.step(E::Answer, None).await {
+            self.life.end(E::Fail, Some(e.to_string())).await;
+            self.reject(500, "Server Internal Error").await;
+            return E::Fail;
+        }
+        if self.cancel_pending() {
+            // The answer is committed but its 200 not sent: the caller left before it heard
+            // us, which the machine (answered) records as the caller hanging up.
+            let detail = Some("cancelled while the answer was being committed".to_owned());
+            self.life.end(E::CallerHangup, detail).await;
             self.reject(487, "Request Terminated").await;
-            return EndCause::Cancelled;
+            return E::CallerHangup;
         }
         let answer = media.answer.clone();
         let ok = self.respond_invite(200, "OK", Some(&answer)).await;
@@ -213,82 +255,55 @@ impl Call {
             AckWait::Acked { body } => {
                 if let Err(e) = media.complete_late_offer(&body, &self.shared.media_workers) {
                     tracing::info!(error = %e, "late offer: unusable answer in the ACK");
+                    let detail = Some(format!("unusable SDP answer in the ACK: {e}"));
+                    self.life.end(E::Fail, detail).await;
                     self.hangup(dialog).await;
-                    return EndCause::Rejected { status: 488 };
+                    return E::Fail;
                 }
             }
-            AckWait::NoAck => {
-                self.hangup(dialog).await;
-                return EndCause::NoAck;
-            }
-            AckWait::RemoteBye => return EndCause::RemoteHangup,
+            AckWait::NoAck => return self.end_ours(E::NoAck, dialog).await,
+            AckWait::CallerBye => return E::CallerHangup,
         }
-        if let Some(cause) = self.pending_hangup.take() {
-            self.hangup(dialog).await;
-            return cause;
+        media.release_sending();
+        if let Some(event) = self.pending_hangup.take() {
+            return self.end_ours(event, dialog).await;
         }
         self.confirmed(dialog, media).await
     }
 
-    fn record_for(&self, route: &Route, number: String) -> Record {
+    fn identity_for(&self, route: &Route, number: String) -> Identity {
         let from = self
             .invite
             .head
             .get("From")
             .map(super::dialog::uri_of)
             .unwrap_or_default();
-        Record {
+        Identity {
             id: format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..)),
+            sip_call_id: self.invite.call_id.clone(),
             org: route.org.clone(),
             from,
             to: number,
         }
     }
 
-    /// Reports a transition of a routed call and waits for the store.
-    pub(super) async fn report(
-        &self,
-        state: CallState,
-        cause: Option<EndCause>,
-    ) -> Result<(), super::ports::StoreError> {
-        let Some(record) = &self.record else {
-            return Ok(());
-        };
-        let transition = CallTransition {
-            call_id: record.id.clone(),
-            sip_call_id: self.invite.call_id.clone(),
-            org: record.org.clone(),
-            from: record.from.clone(),
-            to: record.to.clone(),
-            state,
-            cause,
-            at: SystemTime::now(),
-        };
-        let result = self.shared.store.record(transition).await;
-        if let Err(e) = &result {
-            tracing::warn!(error = %e, ?state, "call store refused a transition");
-        }
-        result
-    }
-
     /// Rings for the configured delay; a CANCEL or hangup in that time ends the call.
-    async fn ring(&mut self) -> Option<EndCause> {
+    async fn ring(&mut self) -> Option<E> {
         let until = Instant::now() + self.shared.config.answer_delay;
         loop {
             tokio::select! {
                 _ = sleep_until(until) => return None,
                 event = self.next_event() => match event {
-                    Some(CallEvent::Cancel) => {
-                        self.reject(487, "Request Terminated").await;
-                        return Some(EndCause::Cancelled);
+                    Some(CallInput::Cancel) => {
+                        return Some(self.refuse(E::Cancel, "Request Terminated").await);
                     }
-                    Some(CallEvent::Hangup(cause)) => {
-                        self.reject(480, "Temporarily Unavailable").await;
-                        return Some(cause);
+                    Some(CallInput::Hangup(E::Shutdown)) | None => {
+                        return Some(self.refuse(E::Shutdown, "Service Unavailable").await);
                     }
-                    None => {
-                        self.reject(503, "Service Unavailable").await;
-                        return Some(EndCause::Shutdown);
+                    Some(CallInput::Hangup(_)) => {
+                        // Our side hangs up a call it has not answered: 480, recorded as such.
+                        let event = E::Reject { status: 480 };
+                        return Some(self.refuse(event, "Temporarily Unavailable").await);
                     }
                     Some(_) => {}
                 },
@@ -301,9 +316,9 @@ impl Call {
     fn cancel_pending(&mut self) -> bool {
         while let Ok(event) = self.events.try_recv() {
             match event {
-                CallEvent::Cancel => return true,
-                CallEvent::Hangup(cause) => self.pending_hangup = Some(cause),
-                transfer @ CallEvent::Transfer { .. } => self.deferred.push_back(transfer),
+                CallInput::Cancel => return true,
+                CallInput::Hangup(event) => self.pending_hangup = Some(event),
+                transfer @ CallInput::Transfer { .. } => self.deferred.push_back(transfer),
                 _ => {}
             }
         }
@@ -334,7 +349,7 @@ impl Call {
         bytes
     }
 
-    fn contact(&self) -> String {
+    pub(super) fn contact(&self) -> String {
         let via = self.shared.via_addr(self.peer.addr);
         match self.peer.is_reliable() {
             true => format!("<sip:{via};transport=tcp>"),
@@ -342,29 +357,13 @@ impl Call {
         }
     }
 
-    /// Sends a non-2xx final response to the INVITE and, over UDP, retransmits it (Timer G)
-    /// until the ACK or Timer H.
+    /// Sends a non-2xx final response to the INVITE. The call then ends at once and frees
+    /// its admission slot: the dispatcher's transaction keeps the response (64·T1) and
+    /// sends it again to every retransmission of the INVITE, which is how a lost final
+    /// reaches the caller; its ACK is absorbed there. A flood of refused INVITEs holds no
+    /// call task and no slot.
     async fn reject(&mut self, status: u16, reason: &str) {
-        let bytes = self.respond_invite(status, reason, None).await;
-        if self.peer.is_reliable() {
-            return;
-        }
-        let timers = self.shared.config.timers;
-        let give_up = Instant::now() + timers.give_up();
-        let mut n = 0;
-        loop {
-            tokio::select! {
-                _ = sleep_until(give_up) => return,
-                _ = sleep(timers.retransmit_interval(n)) => {
-                    self.core.transport.send(&self.peer, bytes.clone());
-                    n += 1;
-                }
-                event = self.next_event() => match event {
-                    Some(CallEvent::Ack { .. }) | None => return,
-                    Some(_) => {}
-                },
-            }
-        }
+        self.respond_invite(status, reason, None).await;
     }
 
     /// Retransmits the 2xx (§13.3.1.4, over every transport) until the ACK or Timer H. A
@@ -381,17 +380,16 @@ impl Call {
                     n += 1;
                 }
                 event = self.events.recv() => match event {
-                    Some(CallEvent::Ack { body }) => return AckWait::Acked { body },
-                    Some(CallEvent::Request { message, peer, tx }) => {
+                    Some(CallInput::Ack { body }) => return AckWait::Acked { body },
+                    Some(CallInput::Request { message, peer, tx }) => {
                         // Requests before the ACK (a BYE racing it) are handled as confirmed.
                         if self.in_dialog(&message, &peer, &tx, dialog, None).await.is_some() {
-                            return AckWait::RemoteBye;
+                            return AckWait::CallerBye;
                         }
                     }
-                    Some(CallEvent::Hangup(cause)) => self.pending_hangup = Some(cause),
-                    Some(CallEvent::RemoteBye) => return AckWait::RemoteBye,
+                    Some(CallInput::Hangup(event)) => self.pending_hangup = Some(event),
                     // A transfer asked before the ACK runs once the dialog is confirmed.
-                    Some(transfer @ CallEvent::Transfer { .. }) => self.deferred.push_back(transfer),
+                    Some(transfer @ CallInput::Transfer { .. }) => self.deferred.push_back(transfer),
                     None => return AckWait::NoAck,
                     Some(_) => {}
                 },
@@ -400,138 +398,63 @@ impl Call {
     }
 
     /// The confirmed dialog, until someone hangs up.
-    async fn confirmed(&mut self, dialog: &mut Dialog, media: &mut CallMedia) -> EndCause {
+    async fn confirmed(&mut self, dialog: &mut Dialog, media: &mut CallMedia) -> E {
         let deadline = Instant::now() + self.shared.config.max_call_duration;
         loop {
             tokio::select! {
-                _ = sleep_until(deadline) => {
-                    self.hangup(dialog).await;
-                    return EndCause::MaxDuration;
-                }
+                _ = sleep_until(deadline) => return self.end_ours(E::MaxDuration, dialog).await,
                 Some(event) = media.events.recv() => match event {
-                    MediaEvent::MediaTimeout => {
-                        self.hangup(dialog).await;
-                        return EndCause::MediaTimeout;
-                    }
+                    MediaEvent::MediaTimeout => return self.end_ours(E::MediaTimeout, dialog).await,
                     MediaEvent::AppAction(Action::Hangup) => {
-                        self.hangup(dialog).await;
-                        return EndCause::LocalHangup;
+                        return self.end_ours(E::CalleeHangup, dialog).await;
                     }
                     MediaEvent::AppAction(Action::Transfer { target }) => {
-                        if let Some(cause) =
-                            self.transfer(&target, dialog, media, deadline, false).await
-                        {
-                            return cause;
+                        // The application's transfer goes to the route's agent, or nowhere.
+                        match self.route.as_ref().and_then(|r| r.agent.clone()) {
+                            None => tracing::info!(%target, "the route names no agent: no transfer"),
+                            Some(agent) => {
+                                let ended = self.transfer(&agent, dialog, media, deadline, false);
+                                if let Some(event) = ended.await {
+                                    return event;
+                                }
+                            }
                         }
                     }
                     _ => {}
                 },
                 event = self.next_event() => match event {
-                    Some(CallEvent::Request { message, peer, tx })
+                    Some(CallInput::Request { message, peer, tx })
                         if message.method() == Some(&rsip::Method::Refer) =>
                     {
                         let ended = self.on_refer(&message, &peer, &tx, dialog, media, deadline);
-                        if let Some(cause) = ended.await {
-                            return cause;
+                        if let Some(event) = ended.await {
+                            return event;
                         }
                     }
-                    Some(CallEvent::Request { message, peer, tx }) => {
-                        if let Some(cause) =
+                    Some(CallInput::Request { message, peer, tx }) => {
+                        if let Some(event) =
                             self.in_dialog(&message, &peer, &tx, dialog, Some(media)).await
                         {
-                            return cause;
+                            return event;
                         }
                     }
-                    Some(CallEvent::Transfer { agent }) => {
-                        if let Some(cause) =
+                    Some(CallInput::Transfer { agent }) => {
+                        if let Some(event) =
                             self.transfer(&agent, dialog, media, deadline, false).await
                         {
-                            return cause;
+                            return event;
                         }
                     }
-                    Some(CallEvent::Hangup(cause)) => {
-                        self.hangup(dialog).await;
-                        return cause;
-                    }
-                    Some(CallEvent::RemoteBye) => return EndCause::RemoteHangup,
-                    None => {
-                        self.hangup(dialog).await;
-                        return EndCause::Shutdown;
-                    }
+                    Some(CallInput::Hangup(event)) => return self.end_ours(event, dialog).await,
+                    None => return self.end_ours(E::Shutdown, dialog).await,
                     Some(_) => {}
                 },
             }
         }
     }
 
-    /// Answers one in-dialog request; returns the end cause when it ends the call.
-    async fn in_dialog(
-        &mut self,
-        message: &Inbound,
-        peer: &Peer,
-        tx: &TxKey,
-        dialog: &mut Dialog,
-        media: Option<&mut CallMedia>,
-    ) -> Option<EndCause> {
-        let reply = |parts: ResponseParts<'_>| build_response(&message.head, peer.addr, &parts);
-        if !dialog.accept_remote_cseq(message.cseq) {
-            let bytes = reply(ResponseParts::new(
-                500,
-                "Server Internal Error (CSeq out of order)",
-            ));
-            self.core.respond(tx, bytes, true).await;
-            return None;
-        }
-        let (bytes, ended) = match message.method() {
-            Some(rsip::Method::Bye) => (reply(ResponseParts::new(200, "OK")), true),
-            Some(rsip::Method::Info) => {
-                let content_type = message.head.get("Content-Type").unwrap_or_default();
-                match dtmf_info::digit(content_type, &message.body) {
-                    Some(digit) => {
-                        if let Some(media) = media {
-                            media.info_dtmf(digit);
-                        }
-                        (reply(ResponseParts::new(200, "OK")), false)
-                    }
-                    None => {
-                        let parts = ResponseParts::new(415, "Unsupported Media Type")
-                            .header("Accept", "application/dtmf-relay, application/dtmf");
-                        (reply(parts), false)
-                    }
-                }
-            }
-            Some(rsip::Method::Invite) => {
-                // Re-INVITE (hold, resume, refresh): a new offer/answer on the same session.
-                let answered = match media {
-                    Some(media) => media.reoffer(&message.body),
-                    None => Err(super::media_leg::MediaSetupError::NoOffer),
-                };
-                match answered {
-                    Ok(answer) => {
-                        let parts = ResponseParts::new(200, "OK")
-                            .header("Contact", self.contact())
-                            .header("Allow", ALLOW)
-                            .body("application/sdp", &answer);
-                        (reply(parts), false)
-                    }
-                    Err(e) => {
-                        let (status, reason) = e.status();
-                        (reply(ResponseParts::new(status, reason)), false)
-                    }
-                }
-            }
-            Some(rsip::Method::Options) => (
-                reply(ResponseParts::new(200, "OK").header("Allow", ALLOW)),
-                false,
-            ),
-            _ => (reply(ResponseParts::new(501, "Not Implemented")), false),
-        };
-        self.core.respond(tx, bytes, true).await;
-        ended.then_some(EndCause::RemoteHangup)
-    }
-
     /// The next event: deferred ones first, then the queue.
-    pub(super) async fn next_event(&mut self) -> Option<CallEvent> {
+    pub(super) async fn next_event(&mut self) -> Option<CallInput> {
         match self.deferred.pop_front() {
             Some(event) => Some(event),
             None => self.events.recv().await,

@@ -3,12 +3,11 @@
 //! one), is retransmitted over UDP with Timer E (T1 doubling to T2, T2 once a provisional
 //! arrived) and given up at Timer F (64·T1).
 
-use super::call::CallEvent;
+use super::call::CallInput;
 use super::dialog::Dialog;
 use super::dispatcher::{Command, CoreHandle};
 use super::Shared;
 use crate::sip::message::Kind;
-use crate::sip::response::{build_response, ResponseParts};
 use crate::sip::transport::{Conn, Peer};
 use tokio::sync::mpsc;
 use tokio::time::{sleep, sleep_until, Instant};
@@ -21,12 +20,11 @@ pub enum Outcome {
 }
 
 /// A client transaction's outcome and the call events that arrived meanwhile, for the call
-/// to handle next (a BYE from the other side is answered at once and left here as
-/// [`CallEvent::RemoteBye`]).
+/// to handle next (a BYE from the other side included: it is answered after its commit).
 #[derive(Debug)]
 pub struct Sent {
     pub outcome: Outcome,
-    pub deferred: Vec<CallEvent>,
+    pub deferred: Vec<CallInput>,
 }
 
 /// Where a dialog's requests go: over the call's TCP connection when it came on one, to
@@ -49,7 +47,7 @@ pub async fn send_request(
     invite_peer: &Peer,
     core: &CoreHandle,
     shared: &Shared,
-    events: &mut mpsc::Receiver<CallEvent>,
+    events: &mut mpsc::Receiver<CallInput>,
 ) -> Sent {
     let peer = next_hop_peer(dialog, invite_peer);
     let sent_by = shared.via_addr(peer.addr);
@@ -65,7 +63,7 @@ pub async fn send_bytes(
     peer: &Peer,
     core: &CoreHandle,
     shared: &Shared,
-    events: &mut mpsc::Receiver<CallEvent>,
+    events: &mut mpsc::Receiver<CallInput>,
 ) -> Sent {
     let (tx, mut responses) = mpsc::channel(8);
     let _ = core
@@ -102,9 +100,9 @@ async fn wait(
     bytes: &[u8],
     core: &CoreHandle,
     shared: &Shared,
-    events: &mut mpsc::Receiver<CallEvent>,
-    responses: &mut mpsc::Receiver<CallEvent>,
-    deferred: &mut Vec<CallEvent>,
+    events: &mut mpsc::Receiver<CallInput>,
+    responses: &mut mpsc::Receiver<CallInput>,
+    deferred: &mut Vec<CallInput>,
 ) -> Outcome {
     let timers = shared.config.timers;
     let give_up = Instant::now() + timers.give_up();
@@ -122,7 +120,7 @@ async fn wait(
                 core.transport.send(peer, bytes.to_vec());
                 n += 1;
             }
-            Some(CallEvent::Response(response)) = responses.recv() => {
+            Some(CallInput::Response(response)) = responses.recv() => {
                 if let Kind::Response { status } = response.kind {
                     if status >= 200 {
                         return Outcome::Final(status);
@@ -131,15 +129,8 @@ async fn wait(
                 }
             }
             event = events.recv() => match event {
-                // The other side hung up meanwhile: answer its BYE now, tell the call.
-                Some(CallEvent::Request { message, peer, tx })
-                    if message.method() == Some(&rsip::Method::Bye) =>
-                {
-                    let parts = ResponseParts::new(200, "OK");
-                    let bytes = build_response(&message.head, peer.addr, &parts);
-                    core.respond(&tx, bytes, true).await;
-                    deferred.push(CallEvent::RemoteBye);
-                }
+                // The other side may hang up meanwhile: its BYE waits for the call, which
+                // answers it once the end is committed.
                 Some(other) => deferred.push(other),
                 None => return Outcome::TimedOut,
             },

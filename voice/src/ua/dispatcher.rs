@@ -15,9 +15,9 @@
 //! response ─► client transaction branch ─► call task
 //! ```
 
-use super::call::{self, CallEvent, CallSetup};
+use super::call::{self, CallInput, CallSetup};
 use super::limits::Admission;
-use super::ports::EndCause;
+use super::ports::CallEvent;
 use super::register;
 use super::Shared;
 use crate::sip::message::{Inbound, Kind};
@@ -29,6 +29,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
+
+/// Server transactions kept at most (each lives 64·T1 = 32 s after its final response): a
+/// flood beyond this is dropped unanswered rather than growing the table without bound.
+pub const MAX_SERVER_TRANSACTIONS: usize = 200_000;
+/// REGISTERs being answered at once (each may wait on the credential store); more get 503.
+pub const MAX_REGISTERS_IN_FLIGHT: usize = 64;
 
 /// Methods this user agent answers, for Allow.
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER, REFER, NOTIFY";
@@ -68,7 +74,7 @@ struct ServerTx {
     completed_at: Option<Instant>,
     created_at: Instant,
     /// The call that answers this transaction, if any.
-    call: Option<mpsc::Sender<CallEvent>>,
+    call: Option<mpsc::Sender<CallInput>>,
     /// Our To tag on this transaction's responses (for the 200 to a CANCEL).
     local_tag: Option<String>,
 }
@@ -85,21 +91,22 @@ pub enum Command {
     /// Route responses with this branch to the call (None: stop).
     ClientTx {
         branch: String,
-        call: Option<mpsc::Sender<CallEvent>>,
+        call: Option<mpsc::Sender<CallInput>>,
     },
     /// The call is over: forget its dialog and free its admission slot.
     Ended { dialog: DialogKey },
     /// End the calls with this SIP Call-ID from our side (BYE, or 480 while ringing).
     HangUp {
         sip_call_id: String,
-        cause: EndCause,
+        /// The ending event (`callee_hangup`).
+        event: CallEvent,
     },
     /// Transfer the calls with this SIP Call-ID to a registered agent.
     Transfer { sip_call_id: String, agent: String },
     /// Route in-dialog requests of another dialog (a B2BUA leg) to a call.
     AddDialog {
         key: DialogKey,
-        call: mpsc::Sender<CallEvent>,
+        call: mpsc::Sender<CallInput>,
     },
     /// Forget a dialog added with `AddDialog`.
     DropDialog { key: DialogKey },
@@ -128,13 +135,17 @@ pub(crate) struct Dispatcher {
     transport: Transport,
     commands_tx: mpsc::Sender<Command>,
     server: HashMap<TxKey, ServerTx>,
-    dialogs: HashMap<DialogKey, mpsc::Sender<CallEvent>>,
+    dialogs: HashMap<DialogKey, mpsc::Sender<CallInput>>,
     /// Dialogs of B2BUA legs, routed to the call that opened them (no admission slot).
-    legs: HashMap<DialogKey, mpsc::Sender<CallEvent>>,
+    legs: HashMap<DialogKey, mpsc::Sender<CallInput>>,
     /// Shutting down: no new calls.
     draining: bool,
-    clients: HashMap<String, mpsc::Sender<CallEvent>>,
+    clients: HashMap<String, mpsc::Sender<CallInput>>,
     admission: Admission,
+    /// The source IP of each admitted call, for its per-source slot.
+    sources: HashMap<DialogKey, std::net::IpAddr>,
+    /// Permits of REGISTERs being answered.
+    registers: Arc<tokio::sync::Semaphore>,
 }
 
 impl Dispatcher {
@@ -143,7 +154,7 @@ impl Dispatcher {
         transport: Transport,
         commands_tx: mpsc::Sender<Command>,
     ) -> Self {
-        let admission = Admission::new(shared.config.admission);
+        let admission = Admission::new(shared.config.admission.clone());
         Self {
             shared,
             transport,
@@ -154,6 +165,8 @@ impl Dispatcher {
             draining: false,
             clients: HashMap::new(),
             admission,
+            sources: HashMap::new(),
+            registers: Arc::new(tokio::sync::Semaphore::new(MAX_REGISTERS_IN_FLIGHT)),
         }
     }
 
@@ -184,7 +197,7 @@ impl Dispatcher {
                     deadline = Some(Instant::now() + drain);
                     self.draining = true;
                     for call in self.dialogs.values() {
-                        let _ = call.try_send(CallEvent::Hangup(EndCause::Shutdown));
+                        let _ = call.try_send(CallInput::Hangup(CallEvent::Shutdown));
                     }
                 }
             }
@@ -217,16 +230,18 @@ impl Dispatcher {
             },
             Command::Ended { dialog } => {
                 if self.dialogs.remove(&dialog).is_some() {
-                    self.admission.release();
+                    if let Some(source) = self.sources.remove(&dialog) {
+                        self.admission.release(source);
+                    }
                     self.shared
                         .active_calls
                         .store(self.admission.active(), Ordering::Relaxed);
                 }
             }
-            Command::HangUp { sip_call_id, cause } => {
+            Command::HangUp { sip_call_id, event } => {
                 for (key, call) in &self.dialogs {
                     if key.call_id == sip_call_id {
-                        let _ = call.try_send(CallEvent::Hangup(cause));
+                        let _ = call.try_send(CallInput::Hangup(event));
                     }
                 }
             }
@@ -234,7 +249,7 @@ impl Dispatcher {
                 for (key, call) in &self.dialogs {
                     if key.call_id == sip_call_id {
                         let agent = agent.clone();
-                        let _ = call.try_send(CallEvent::Transfer { agent });
+                        let _ = call.try_send(CallInput::Transfer { agent });
                     }
                 }
             }
@@ -264,7 +279,7 @@ impl Dispatcher {
         let method = match &message.kind {
             Kind::Response { .. } => {
                 if let Some(call) = self.clients.get(&message.via.branch) {
-                    let _ = call.try_send(CallEvent::Response(Box::new(message)));
+                    let _ = call.try_send(CallInput::Response(Box::new(message)));
                 }
                 return;
             }
@@ -284,7 +299,7 @@ impl Dispatcher {
             None => self.dialog_of(&message),
         };
         if let Some(call) = call {
-            let _ = call.try_send(CallEvent::Ack { body: message.body });
+            let _ = call.try_send(CallInput::Ack { body: message.body });
         }
     }
 
@@ -307,7 +322,7 @@ impl Dispatcher {
         let tag = invite.local_tag.clone();
         if invite.completed_at.is_none() {
             if let Some(call) = &invite.call {
-                let _ = call.try_send(CallEvent::Cancel);
+                let _ = call.try_send(CallInput::Cancel);
             }
         }
         let mut parts = ResponseParts::new(200, "OK");
@@ -321,13 +336,17 @@ impl Dispatcher {
         if self.resend(&key, &peer) {
             return;
         }
+        if self.server.len() >= MAX_SERVER_TRANSACTIONS {
+            self.transport.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         if message.to_tag.is_some() {
             let Some(call) = self.dialog_of(&message).cloned() else {
                 self.answer(&message, &peer, key, 481, "Call/Transaction Does Not Exist");
                 return;
             };
             self.open(key.clone(), &peer, Some(call.clone()), None);
-            let event = CallEvent::Request {
+            let event = CallInput::Request {
                 message: Box::new(message),
                 peer,
                 tx: key,
@@ -355,15 +374,23 @@ impl Dispatcher {
                     self.record_answer(key, &peer, bytes);
                     return;
                 };
+                let Ok(permit) = Arc::clone(&self.registers).try_acquire_owned() else {
+                    let parts =
+                        ResponseParts::new(503, "Service Unavailable").header("Retry-After", "5");
+                    let bytes = build_response(&message.head, peer.addr, &parts);
+                    self.record_answer(key, &peer, bytes);
+                    return;
+                };
                 self.open(key.clone(), &peer, None, None);
                 let core = CoreHandle {
                     commands: self.commands_tx.clone(),
                     transport: self.transport.clone(),
                 };
                 let shared = Arc::clone(&self.shared);
-                tokio::spawn(register::handle(
-                    message, peer, key, core, shared, registrar,
-                ));
+                tokio::spawn(async move {
+                    register::handle(message, peer, key, core, shared, registrar).await;
+                    drop(permit);
+                });
             }
             rsip::Method::Bye | rsip::Method::Info => {
                 self.answer(&message, &peer, key, 481, "Call/Transaction Does Not Exist");
@@ -388,8 +415,11 @@ impl Dispatcher {
             .admission
             .admit(peer.addr.ip(), Instant::now().into_std())
         {
-            let retry = refused.retry_after_secs().to_string();
-            let parts = ResponseParts::new(503, "Service Unavailable").header("Retry-After", retry);
+            let (status, reason) = refused.status();
+            let mut parts = ResponseParts::new(status, reason);
+            if status == 503 {
+                parts = parts.header("Retry-After", refused.retry_after_secs().to_string());
+            }
             let bytes = build_response(&message.head, peer.addr, &parts);
             self.record_answer(key, &peer, bytes);
             return;
@@ -403,6 +433,7 @@ impl Dispatcher {
             call_id: message.call_id.clone(),
             local_tag: local_tag.clone(),
         };
+        self.sources.insert(dialog.clone(), peer.addr.ip());
         self.dialogs.insert(dialog, events_tx.clone());
         let events_tx_for_call = events_tx.clone();
         self.open(key.clone(), &peer, Some(events_tx), Some(local_tag.clone()));
@@ -427,7 +458,7 @@ impl Dispatcher {
         tokio::spawn(call::run(setup));
     }
 
-    fn dialog_of(&self, message: &Inbound) -> Option<&mpsc::Sender<CallEvent>> {
+    fn dialog_of(&self, message: &Inbound) -> Option<&mpsc::Sender<CallInput>> {
         let key = DialogKey {
             call_id: message.call_id.clone(),
             local_tag: message.to_tag.clone()?,
@@ -452,7 +483,7 @@ impl Dispatcher {
         &mut self,
         key: TxKey,
         peer: &Peer,
-        call: Option<mpsc::Sender<CallEvent>>,
+        call: Option<mpsc::Sender<CallInput>>,
         local_tag: Option<String>,
     ) {
         let now = Instant::now();

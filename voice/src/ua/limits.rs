@@ -1,12 +1,67 @@
-//! Admission of new calls: a cap on concurrent calls and a token bucket per source IP.
-//! Pure: the caller passes the time, so the rules are tested without a clock.
+//! Admission of new calls: trusted source networks, a cap on concurrent calls (overall and
+//! per source IP) and a token bucket per source IP. Pure: the caller passes the time, so
+//! the rules are tested without a clock.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+/// An IP network (`203.0.113.0/24`, or one address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// Parses `IP` or `IP/PREFIX`.
+    pub fn parse(text: &str) -> Option<Cidr> {
+        let text = text.trim();
+        let (ip, prefix) = match text.split_once('/') {
+            Some((ip, p)) => (ip, Some(p.parse::<u8>().ok()?)),
+            None => (text, None),
+        };
+        let addr: IpAddr = ip.parse().ok()?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        (prefix <= max).then_some(Cidr { addr, prefix })
+    }
+
+    /// Parses a comma-separated list (empty: none); the first bad entry is the error.
+    pub fn parse_list(text: &str) -> Result<Vec<Cidr>, String> {
+        text.split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(|t| Cidr::parse(t).ok_or_else(|| t.to_owned()))
+            .collect()
+    }
+
+    /// Whether `ip` is inside (an IPv4-mapped IPv6 address counts as its IPv4 one).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Admission limits.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AdmissionConfig {
     /// Calls in progress at most; more get 503.
     pub max_calls: usize,
@@ -14,6 +69,10 @@ pub struct AdmissionConfig {
     pub per_source_rate: f64,
     /// How many new calls one source may start at once before the rate applies.
     pub per_source_burst: f64,
+    /// Calls in progress from one source IP at most (0: no cap); more get 503.
+    pub max_calls_per_source: usize,
+    /// Networks INVITEs are taken from; others get 403. Empty: everywhere.
+    pub trusted: Vec<Cidr>,
 }
 
 impl Default for AdmissionConfig {
@@ -22,15 +81,22 @@ impl Default for AdmissionConfig {
             max_calls: 4096,
             per_source_rate: 0.0,
             per_source_burst: 50.0,
+            max_calls_per_source: 0,
+            trusted: Vec::new(),
         }
     }
 }
 
-/// Why a new call was refused; both are answered 503 with `Retry-After`.
+/// Why a new call was refused: 403 for an untrusted source, 503 with `Retry-After` for
+/// the limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Refused {
+    #[error("source outside the trusted networks")]
+    Untrusted,
     #[error("{limit} calls in progress")]
     TooManyCalls { limit: usize },
+    #[error("{limit} calls in progress from this source")]
+    SourceCalls { limit: usize },
     #[error("source over its call rate")]
     SourceRate { retry_after_secs: u64 },
 }
@@ -38,8 +104,17 @@ pub enum Refused {
 impl Refused {
     pub fn retry_after_secs(&self) -> u64 {
         match self {
-            Self::TooManyCalls { .. } => 5,
+            Self::Untrusted => 0,
+            Self::TooManyCalls { .. } | Self::SourceCalls { .. } => 5,
             Self::SourceRate { retry_after_secs } => *retry_after_secs,
+        }
+    }
+
+    /// The SIP status and reason the INVITE gets.
+    pub fn status(&self) -> (u16, &'static str) {
+        match self {
+            Self::Untrusted => (403, "Forbidden"),
+            _ => (503, "Service Unavailable"),
         }
     }
 }
@@ -55,6 +130,8 @@ struct Bucket {
 pub struct Admission {
     config: AdmissionConfig,
     active: usize,
+    /// Calls in progress per source (only sources with at least one).
+    per_source: HashMap<IpAddr, usize>,
     buckets: HashMap<IpAddr, Bucket>,
 }
 
@@ -63,6 +140,7 @@ impl Admission {
         Self {
             config,
             active: 0,
+            per_source: HashMap::new(),
             buckets: HashMap::new(),
         }
     }
@@ -73,6 +151,14 @@ impl Admission {
 
     /// Admits a new call from `source` at `now`, or says why not.
     pub fn admit(&mut self, source: IpAddr, now: Instant) -> Result<(), Refused> {
+        let trusted = &self.config.trusted;
+        if !trusted.is_empty() && !trusted.iter().any(|net| net.contains(source)) {
+            return Err(Refused::Untrusted);
+        }
+        let cap = self.config.max_calls_per_source;
+        if cap > 0 && self.per_source.get(&source).copied().unwrap_or(0) >= cap {
+            return Err(Refused::SourceCalls { limit: cap });
+        }
         if self.active >= self.config.max_calls {
             return Err(Refused::TooManyCalls {
                 limit: self.config.max_calls,
@@ -97,12 +183,20 @@ impl Admission {
             bucket.tokens -= 1.0;
         }
         self.active += 1;
+        *self.per_source.entry(source).or_default() += 1;
         Ok(())
     }
 
-    /// A call admitted earlier has ended.
-    pub fn release(&mut self) {
+    /// A call admitted earlier from `source` has ended (or was refused: its slot is free
+    /// once its final response is sent).
+    pub fn release(&mut self, source: IpAddr) {
         self.active = self.active.saturating_sub(1);
+        if let Some(n) = self.per_source.get_mut(&source) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_source.remove(&source);
+            }
+        }
     }
 
     /// Forgets buckets that have been full for a while (bounded memory under many sources).
@@ -134,8 +228,48 @@ mod tests {
         assert_eq!(a.admit(A, now), Ok(()));
         assert_eq!(a.admit(B, now), Ok(()));
         assert_eq!(a.admit(A, now), Err(Refused::TooManyCalls { limit: 2 }));
-        a.release();
+        a.release(A);
         assert_eq!(a.admit(A, now), Ok(()));
+    }
+
+    #[test]
+    fn per_source_cap_counts_each_source_apart() {
+        let mut a = Admission::new(AdmissionConfig {
+            max_calls_per_source: 2,
+            ..AdmissionConfig::default()
+        });
+        let now = Instant::now();
+        assert_eq!(a.admit(A, now), Ok(()));
+        assert_eq!(a.admit(A, now), Ok(()));
+        assert_eq!(a.admit(A, now), Err(Refused::SourceCalls { limit: 2 }));
+        assert_eq!(a.admit(B, now), Ok(()), "another source has its own cap");
+        a.release(A);
+        assert_eq!(a.admit(A, now), Ok(()));
+        assert_eq!(a.active(), 3);
+    }
+
+    #[test]
+    fn only_trusted_networks_may_call() {
+        let trusted = Cidr::parse_list("127.0.0.0/31, ::1").unwrap();
+        let mut a = Admission::new(AdmissionConfig {
+            trusted,
+            ..AdmissionConfig::default()
+        });
+        let now = Instant::now();
+        assert_eq!(a.admit(A, now), Ok(()));
+        assert_eq!(a.admit(B, now), Err(Refused::Untrusted));
+        assert_eq!(a.admit("::1".parse().unwrap(), now), Ok(()));
+        assert_eq!(a.admit("::ffff:127.0.0.1".parse().unwrap(), now), Ok(()));
+        assert_eq!(
+            Cidr::parse_list("10.0.0.0/33"),
+            Err("10.0.0.0/33".to_owned())
+        );
+        assert_eq!(
+            Cidr::parse_list("nonsense, 10.0.0.1"),
+            Err("nonsense".to_owned())
+        );
+        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains(B));
+        assert_eq!(Cidr::parse_list(""), Ok(vec![]));
     }
 
     #[test]
@@ -144,6 +278,7 @@ mod tests {
             max_calls: 100,
             per_source_rate: 2.0,
             per_source_burst: 3.0,
+            ..AdmissionConfig::default()
         });
         let t0 = Instant::now();
         for _ in 0..3 {

@@ -1,6 +1,6 @@
 //! A call's media, through the media side's API: the INVITE's offer is answered with
 //! [`crate::sdp::answer`], an RTP session from the port pool runs the route's application
-//! ([`crate::app::parse_app_spec`]), and what the session reports (media timeout, the
+//! (an [`AppSpec`] parsed once per route, see `ua::apps`), and what the session reports (media timeout, the
 //! application's Hangup and Transfer) comes back to the call as [`MediaEvent`]s.
 //!
 //! A re-INVITE is answered from the same local media with the session version bumped, and
@@ -8,7 +8,7 @@
 //! application as if it came in RTP. An agent leg of a transfer gets a port and an offer of
 //! its own; once the agent answers, both legs run the two sides of [`crate::app::bridge`].
 
-use crate::app::{bridge, parse_app_spec, AppSpecError, CallContext};
+use crate::app::{bridge, AppSpec, AppSpecError, CallContext};
 use crate::media::{
     BoundMedia, MediaConfig, MediaError, MediaEvent, MediaHandle, MediaSession, MediaWorkers,
     PortPool,
@@ -99,17 +99,17 @@ fn parse_offer(offer: &[u8]) -> Result<SessionDescription, MediaSetupError> {
 }
 
 impl CallMedia {
-    /// Answers the offer and starts the session running `app_spec`.
+    /// Answers the offer and starts the session running a fresh `app`.
     pub fn start(
         offer_sdp: &[u8],
         pool: &PortPool,
         workers: &MediaWorkers,
         advertised: IpAddr,
-        app_spec: &str,
+        app: &AppSpec,
         ctx: CallContext,
         config: MediaConfig,
     ) -> Result<Self, MediaSetupError> {
-        let app = parse_app_spec(app_spec)?;
+        let app = app.build();
         let bound = MediaSession::bind(pool)?;
         let local = LocalMedia::new(advertised, bound.port(), u64::from(fastrand::u32(..)));
         if offer_sdp.is_empty() {
@@ -167,19 +167,39 @@ impl CallMedia {
     }
 
     /// Answers a re-INVITE's offer and moves the session to what it agreed (hold, resume,
-    /// a new remote). An empty offer gets the current SDP back.
-    pub fn reoffer(&mut self, offer_sdp: &[u8]) -> Result<Vec<u8>, MediaSetupError> {
+    /// a new remote). Returns our answer and whether the offer puts the call on hold
+    /// (`sendonly`, `inactive` or no address), `None` for an empty offer (the current SDP
+    /// is sent back, nothing changes).
+    pub fn reoffer(
+        &mut self,
+        offer_sdp: &[u8],
+    ) -> Result<(Vec<u8>, Option<bool>), MediaSetupError> {
         if offer_sdp.is_empty() {
-            return Ok(self.answer.clone());
+            return Ok((self.answer.clone(), None));
         }
         let offered = parse_offer(offer_sdp)?;
         self.local.session_version += 1;
         let (answer_sdp, negotiated) = answer(&offered, &self.local)?;
+        let hold = negotiated.remote_rtp.is_none()
+            || matches!(
+                negotiated.remote_direction,
+                Direction::SendOnly | Direction::Inactive
+            );
         if let Some(handle) = &self.handle {
             handle.update(negotiated)?;
         }
         self.answer = answer_sdp.to_string().into_bytes();
-        Ok(self.answer.clone())
+        Ok((self.answer.clone(), Some(hold)))
+    }
+
+    /// The caller's ACK came: the session (started muted) may send, to the latched source
+    /// or the signalling host only (see `MediaConfig::signalling_ip`).
+    pub fn release_sending(&self) {
+        if let Some(handle) = &self.handle {
+            if let Err(e) = handle.release_sending() {
+                tracing::debug!(error = %e, "media gone before it was released");
+            }
+        }
     }
 
     /// A DTMF digit received by SIP INFO: to the application, as if it came in RTP.

@@ -25,9 +25,20 @@
 //! The running [`SipServer`] also takes call control from outside: [`SipServer::hang_up`]
 //! and [`SipServer::transfer`] by SIP Call-ID.
 //!
-//! Invariant: a caller gets 200 OK only after the store acknowledged `Answered`; a
+//! The call's state is `state_machines::call`, stepped by the call task's [`lifecycle`]
+//! and committed through [`CallStore`] before the task acts on a step.
+//!
+//! Invariant: a caller gets 200 OK only after the store committed `answer`, a BYE its 200
+//! only after the end is committed, a REFER its 202 only after the transfer is; a
 //! retransmitted INVITE is absorbed by its transaction (kept 64·T1 after the final
 //! response) and never starts a second call.
+//!
+//! On a public address (see the README's voice section): admission refuses untrusted
+//! sources (403), too many calls overall or per source (503); a refused INVITE frees its
+//! slot when its final goes out; RTP starts only after the ACK and only toward the latched
+//! source or the signalling host; REFER needs the route's permission; digest nonces are
+//! bound to the client's IP and each `nc` is good once; failed authentications are
+//! throttled; the server transaction table and REGISTERs in flight are bounded.
 //!
 //! Media: each answered call runs a media session with the route's application
 //! ([`media_leg`]); its Hangup and Transfer actions and media timeouts end or transfer the
@@ -37,11 +48,14 @@
 //! agents are reached over UDP only.
 
 pub mod agent_leg;
+pub mod apps;
 pub mod call;
 pub mod client;
 pub mod dialog;
 pub mod dispatcher;
 pub mod dtmf_info;
+mod in_dialog;
+pub mod lifecycle;
 pub mod limits;
 pub mod media_leg;
 pub mod ports;
@@ -49,10 +63,10 @@ pub mod register;
 pub mod registrar;
 pub mod transfer;
 
-pub use limits::AdmissionConfig;
+pub use limits::{AdmissionConfig, Cidr};
 pub use ports::{
-    BoxFuture, CallRouter, CallState, CallStore, CallTransition, EndCause, InMemoryCallStore,
-    Route, RouteError, StaticRouter, StoreError,
+    BoxFuture, CallEvent, CallRouter, CallState, CallStore, CallTransition, EndCause,
+    InMemoryCallStore, Route, RouteError, StaticRouter, StoreError,
 };
 pub use registrar::{Binding, InMemoryRegistrar, Registrar, RegistrarError};
 
@@ -124,6 +138,21 @@ pub enum StartError {
     RtpPorts(#[source] crate::media::PortPoolError),
     #[error("cannot start the media workers")]
     MediaWorkers(#[source] crate::media::MediaError),
+    #[error("no randomness from the OS for the digest secret")]
+    Secret(#[source] getrandom::Error),
+}
+
+/// How long a digest nonce is good for (a phone answers a challenge at once).
+const NONCE_SECS: u64 = 60;
+/// Failed authentications a minute per source IP and per user before refusing outright.
+const AUTH_FAILURES_PER_MINUTE: u32 = 10;
+
+/// Replay and guessing defences of digest authentication.
+pub struct AuthGuard {
+    /// The `nc` last used with each live nonce.
+    pub counts: crate::sip::digest::NonceCounts,
+    /// Failures per source and per user.
+    pub throttle: crate::sip::digest::AuthThrottle,
 }
 
 /// What the dispatcher and every call share.
@@ -136,8 +165,11 @@ pub struct Shared {
     /// RTP ports for the calls' media sessions.
     pub rtp_pool: crate::media::PortPool,
     pub media_workers: crate::media::MediaWorkers,
-    /// Digest nonces, signed with a secret drawn at start.
+    /// The routes' applications, each parsed (its WAV read) once.
+    pub apps: apps::AppCache,
+    /// Digest nonces, signed with a secret drawn from the OS's CSPRNG at start.
     pub nonces: crate::sip::digest::Nonces,
+    pub auth: std::sync::Mutex<AuthGuard>,
     /// The bound address (with the chosen port).
     pub local: SocketAddr,
     pub active_calls: AtomicUsize,
@@ -201,7 +233,7 @@ impl SipServer {
     pub async fn hang_up(&self, sip_call_id: &str) {
         let command = dispatcher::Command::HangUp {
             sip_call_id: sip_call_id.to_owned(),
-            cause: EndCause::LocalHangup,
+            event: CallEvent::CalleeHangup,
         };
         let _ = self.commands.send(command).await;
     }
@@ -276,7 +308,7 @@ pub async fn start_with(config: UaConfig, ports: UaPorts) -> Result<SipServer, S
         .map_err(StartError::RtpPorts)?;
     let media_workers = crate::media::MediaWorkers::new(config.media_workers.max(1))
         .map_err(StartError::MediaWorkers)?;
-    let secret = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+    let secret = crate::sip::digest::random_secret().map_err(StartError::Secret)?;
     let shared = Arc::new(Shared {
         config,
         router: ports.router,
@@ -284,7 +316,12 @@ pub async fn start_with(config: UaConfig, ports: UaPorts) -> Result<SipServer, S
         registrar: ports.registrar,
         rtp_pool,
         media_workers,
-        nonces: crate::sip::digest::Nonces::new(secret, 300),
+        apps: apps::AppCache::default(),
+        nonces: crate::sip::digest::Nonces::new(secret, NONCE_SECS),
+        auth: std::sync::Mutex::new(AuthGuard {
+            counts: crate::sip::digest::NonceCounts::new(100_000),
+            throttle: crate::sip::digest::AuthThrottle::new(AUTH_FAILURES_PER_MINUTE, 100_000),
+        }),
         local,
         active_calls: AtomicUsize::new(0),
     });

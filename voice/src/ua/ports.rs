@@ -3,10 +3,11 @@
 //!
 //! - [`CallRouter`]: dialled number (the request URI's user part) → organisation and the
 //!   application that answers it, or `None` (the caller gets 404).
-//! - [`CallStore`]: every call transition, reported in order per call. The user agent waits
-//!   for the store to acknowledge `Answered` before it sends the 200 OK: nothing is
-//!   acknowledged to a caller before it is committed. `gateway` implements it on its
-//!   database (and event log).
+//! - [`CallStore`]: every step of the call machine (`state_machines::call`), reported in
+//!   order per call. The user agent waits for the store before it acts on a step: the 200
+//!   OK after `answer` is committed, the 200 to a BYE after the end is. A step the store
+//!   refuses ends the call (cause `failed`). `gateway` implements it on its database (and
+//!   event log).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -24,6 +25,35 @@ pub struct Route {
     pub org: String,
     /// What answers: `echo`, `menu`, `play:FILE.wav` (interpreted by the call application).
     pub app: String,
+    /// The registered agent the application's transfer (`menu` key 1) reaches; `None`:
+    /// the application cannot transfer on this route.
+    pub agent: Option<String>,
+    /// Whether the caller may transfer the call itself with REFER; otherwise 403.
+    pub allow_refer: bool,
+}
+
+impl Route {
+    /// A route to `app` for `org`, with no agent and no REFER.
+    pub fn new(org: &str, app: &str) -> Route {
+        Route {
+            org: org.to_owned(),
+            app: app.to_owned(),
+            agent: None,
+            allow_refer: false,
+        }
+    }
+
+    /// The agent the application's transfer goes to.
+    pub fn with_agent(mut self, agent: &str) -> Route {
+        self.agent = Some(agent.to_owned());
+        self
+    }
+
+    /// Lets the caller transfer with REFER.
+    pub fn allowing_refer(mut self) -> Route {
+        self.allow_refer = true;
+        self
+    }
 }
 
 /// Why a route could not be looked up (the caller gets 503 and may retry).
@@ -41,46 +71,11 @@ pub trait CallRouter: Send + Sync + 'static {
     fn route<'a>(&'a self, number: &'a str) -> BoxFuture<'a, Result<Option<Route>, RouteError>>;
 }
 
-/// The states a call reports through the store. They map onto the call state machine of
-/// `state-machines` (ringing, answered, transferring, bridged, ended with a cause); on hold
-/// is the media side's to report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CallState {
-    Ringing,
-    Answered,
-    /// Calling an agent to transfer to (the caller is still with us).
-    Transferring,
-    /// Caller and agent are connected through us.
-    Bridged,
-    Ended,
-}
+/// The call machine's vocabulary, the one the user agent steps and the store persists.
+pub use state_machines::call::{CallEvent, CallState, EndCause};
 
-/// Why a call ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EndCause {
-    /// The caller sent BYE.
-    RemoteHangup,
-    /// The application hung up (we sent BYE).
-    LocalHangup,
-    /// The agent the call was bridged to hung up (we sent BYE to the caller).
-    AgentHangup,
-    /// The caller cancelled before the answer (487).
-    Cancelled,
-    /// No ACK for our 200 within Timer H (we sent BYE).
-    NoAck,
-    /// The call reached the configured maximum duration (we sent BYE).
-    MaxDuration,
-    /// No RTP from the caller for the media timeout (we sent BYE).
-    MediaTimeout,
-    /// We refused the call after it rang, with this status.
-    Rejected { status: u16 },
-    /// The store did not acknowledge `Answered`; the caller got 500.
-    StoreFailed,
-    /// The user agent shut down.
-    Shutdown,
-}
-
-/// One transition of one call.
+/// One step of one call's machine, as the user agent took it: the event and the state it
+/// led to. The store commits it (and may re-check it against its own copy of the state).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallTransition {
     /// Our id of the call, unique (the SIP Call-ID is chosen by the caller).
@@ -91,8 +86,12 @@ pub struct CallTransition {
     pub from: String,
     /// The dialled number.
     pub to: String,
+    /// `None`: the call starts (ringing); else the machine's event.
+    pub event: Option<CallEvent>,
+    /// The state after the step.
     pub state: CallState,
-    pub cause: Option<EndCause>,
+    /// Free detail: the rejecting status, the transfer target, why it failed.
+    pub detail: Option<String>,
     pub at: SystemTime,
 }
 
@@ -103,6 +102,15 @@ pub enum StoreError {
     Unavailable {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The stored state does not take the step as the user agent did (another writer, or
+    /// a lost step): the call must end rather than go on with two states.
+    #[error("stored call state {stored:?} differs from the stepped {stepped:?}")]
+    Diverged {
+        /// What the store holds.
+        stored: CallState,
+        /// What the user agent's machine reached.
+        stepped: CallState,
     },
 }
 
@@ -130,21 +138,20 @@ impl StaticRouter {
         Self::default()
     }
 
-    pub fn with(mut self, number: &str, org: &str, app: &str) -> Self {
-        let route = Route {
-            org: org.to_owned(),
-            app: app.to_owned(),
-        };
+    /// `number` to `app` of `org` (no agent, no REFER).
+    pub fn with(self, number: &str, org: &str, app: &str) -> Self {
+        self.with_route(number, Route::new(org, app))
+    }
+
+    /// `number` to a route.
+    pub fn with_route(mut self, number: &str, route: Route) -> Self {
         self.routes.insert(number.to_owned(), route);
         self
     }
 
     /// Every number not in the table goes here.
     pub fn with_fallback(mut self, org: &str, app: &str) -> Self {
-        self.fallback = Some(Route {
-            org: org.to_owned(),
-            app: app.to_owned(),
-        });
+        self.fallback = Some(Route::new(org, app));
         self
     }
 }
@@ -172,17 +179,28 @@ impl InMemoryCallStore {
         self.lock().clone()
     }
 
-    /// How many calls reached this state.
+    /// How many calls reached this (live) state.
     pub fn count(&self, state: CallState) -> usize {
         self.lock().iter().filter(|t| t.state == state).count()
     }
 
+    /// How many calls ended, whatever the cause.
+    pub fn ended(&self) -> usize {
+        self.lock().iter().filter(|t| t.state.is_terminal()).count()
+    }
+
     /// How many calls ended with this cause.
     pub fn ended_with(&self, cause: EndCause) -> usize {
+        self.count(CallState::Ended { cause })
+    }
+
+    /// The states one call went through, in order.
+    pub fn states_of(&self, call_id: &str) -> Vec<CallState> {
         self.lock()
             .iter()
-            .filter(|t| t.state == CallState::Ended && t.cause == Some(cause))
-            .count()
+            .filter(|t| t.call_id == call_id)
+            .map(|t| t.state)
+            .collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<CallTransition>> {

@@ -1,6 +1,11 @@
 //! Answering REGISTER (RFC 3261 §10.3) with digest authentication: no or stale credentials
 //! get a 401 challenge, wrong ones 403, an agent may only register its own address, and a
 //! good REGISTER updates the binding table and lists the current bindings in its 200.
+//!
+//! Defences (see `sip::digest`): a nonce is good for a minute and only from the address it
+//! was issued to; `qop=auth` is required and each `nc` is good once, so a captured
+//! Authorization cannot be replayed; after 10 failures a minute from one source or for one
+//! user, further attempts get 403 unchecked.
 
 use super::dialog::{split_list, uri_of};
 use super::dispatcher::{CoreHandle, TxKey};
@@ -48,8 +53,9 @@ async fn answer(
     registrar: &dyn Registrar,
 ) -> Answer {
     let realm = &shared.config.realm;
+    let source = peer.addr.ip();
     let challenge_with = |stale: bool| -> Answer {
-        let nonce = shared.nonces.issue(now_secs());
+        let nonce = shared.nonces.issue(now_secs(), source);
         let value = challenge(realm, &nonce, stale);
         (
             401,
@@ -67,21 +73,46 @@ async fn answer(
     if &credentials.realm != realm {
         return challenge_with(false);
     }
-    match shared.nonces.check(&credentials.nonce, now_secs()) {
+    let user = credentials.username.as_str();
+    let now = now_secs();
+    if !lock(&shared.auth).throttle.allowed(source, user, now) {
+        return (403, "Forbidden (too many failed attempts)".into(), vec![]);
+    }
+    match shared.nonces.check(&credentials.nonce, now, source) {
         NonceCheck::Valid => {}
         NonceCheck::Stale => return challenge_with(true),
         NonceCheck::Invalid => return challenge_with(false),
     }
-    let ha1 = match registrar.ha1(realm, &credentials.username).await {
+    // Without qop there is no nonce count, and so no replay check: challenge again.
+    let Some(nc) = credentials
+        .nc
+        .as_deref()
+        .filter(|_| credentials.qop.is_some())
+    else {
+        return challenge_with(false);
+    };
+    let failed = |why: &str| -> Answer {
+        lock(&shared.auth).throttle.failed(source, user, now_secs());
+        (403, format!("Forbidden{why}"), vec![])
+    };
+    let ha1 = match registrar.ha1(realm, user).await {
         Ok(Some(ha1)) => ha1,
-        Ok(None) => return (403, "Forbidden".into(), vec![]),
+        Ok(None) => return failed(""),
         Err(e) => {
             tracing::warn!(error = %e, "registrar unavailable");
             return (500, "Server Internal Error".into(), vec![]);
         }
     };
     if !verify(&ha1, "REGISTER", &credentials) {
-        return (403, "Forbidden".into(), vec![]);
+        return failed("");
+    }
+    let max_age = shared.nonces.max_age_secs();
+    if !lock(&shared.auth)
+        .counts
+        .fresh(&credentials.nonce, nc, now, max_age)
+    {
+        // A count used before: a replayed Authorization (or a confused phone).
+        return challenge_with(false);
     }
     let to_user = message
         .head
@@ -96,6 +127,10 @@ async fn answer(
         Ok(headers) => (200, "OK".into(), headers),
         Err(answer) => answer,
     }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Applies the REGISTER's contacts and returns the 200's headers.

@@ -1,26 +1,30 @@
 //! Transfer to a registered agent as a B2BUA: the caller's leg stays with us, a second leg
 //! calls the agent, and the two are bridged. Started by a REFER from the caller (202, then
 //! NOTIFYs carrying the agent leg's progress as `message/sipfrag`, RFC 3515) or by the
-//! application (`CallEvent::Transfer`).
+//! application (`CallInput::Transfer`).
 //!
 //! ```text
-//! REFER ─► 202 ─► NOTIFY 100 ─► record Transferring ─► INVITE agent
-//!    agent 2xx ─► ACK ─► NOTIFY 200 ─► record Bridged ─► bridged until a BYE on either leg
-//!    agent fails ─► NOTIFY <status> ─► record Answered again (the caller stays with us)
-//! bridged: BYE from one leg ─► 200 to it, BYE to the other
+//! REFER ─► transfer committed ─► 202 ─► NOTIFY 100 ─► INVITE agent
+//!    agent 2xx ─► ACK ─► NOTIFY 200 ─► transfer_answered committed ─► bridged until a BYE
+//!    agent fails ─► NOTIFY <status> ─► transfer_failed committed (the caller stays with us)
+//! bridged: BYE from one leg ─► its hangup committed ─► 200 to it, BYE to the other
 //! ```
+//!
+//! A step the store refuses ends the call (`failed`, BYE to every leg that is up).
 //!
 //! Media: the agent leg gets a port and an offer of its own; when the agent answers, its
 //! leg starts and both legs run the two sides of a bridge (`CallMedia::bridge_to`): the
 //! caller hears the agent and the other way round, DTMF included.
 
+use super::agent_leg::is_bye;
 use super::agent_leg::{call_agent, AgentLeg, LegContext};
-use super::call::{Call, CallEvent};
+use super::call::{Call, CallInput};
 use super::client::{next_hop_peer, send_bytes};
 use super::dialog::{uri_of, Dialog};
 use super::dispatcher::{random_token, Command, DialogKey, TxKey};
+use super::lifecycle::StepError;
 use super::media_leg::{AgentMedia, CallMedia};
-use super::ports::{CallState, EndCause};
+use super::ports::CallEvent as E;
 use crate::app::CallContext;
 use crate::media::MediaEvent;
 use crate::sip::message::Inbound;
@@ -29,8 +33,8 @@ use crate::sip::transport::Peer;
 use tokio::time::{sleep_until, Instant};
 
 impl Call {
-    /// Answers a REFER and runs the transfer it asks for. Returns the end cause when the
-    /// call ended, None when it goes on with the caller alone.
+    /// Answers a REFER and runs the transfer it asks for. Returns the event that ended the
+    /// call when it did, None when it goes on with the caller alone.
     pub(super) async fn on_refer(
         &mut self,
         refer: &Inbound,
@@ -39,7 +43,7 @@ impl Call {
         dialog: &mut Dialog,
         media: &mut CallMedia,
         deadline: Instant,
-    ) -> Option<EndCause> {
+    ) -> Option<E> {
         let agent = refer
             .head
             .get("Refer-To")
@@ -53,13 +57,80 @@ impl Call {
             return None;
         };
         dialog.accept_remote_cseq(refer.cseq);
+        if !self.route.as_ref().is_some_and(|r| r.allow_refer) {
+            let refused = ResponseParts::new(403, "Forbidden (transfer not allowed on this route)");
+            self.core
+                .respond(tx, build_response(&refer.head, peer.addr, &refused), true)
+                .await;
+            return None;
+        }
+        // The 202 acknowledges a transfer that is committed.
+        match self.begin_transfer(dialog).await {
+            Ok(()) => {}
+            Err(ended) => {
+                let refused = ResponseParts::new(403, "Forbidden (no transfer now)");
+                self.core
+                    .respond(tx, build_response(&refer.head, peer.addr, &refused), true)
+                    .await;
+                return ended;
+            }
+        }
         let bytes = build_response(&refer.head, peer.addr, &ResponseParts::new(202, "Accepted"));
         self.core.respond(tx, bytes, true).await;
         self.notify(dialog, "SIP/2.0 100 Trying", true).await;
-        self.transfer(&agent, dialog, media, deadline, true).await
+        self.run_transfer(&agent, dialog, media, deadline, true)
+            .await
     }
 
-    /// Calls the agent and bridges; `notify` when a REFER subscription is to be told.
+    /// Commits the start of a transfer. `Err(None)`: the machine takes no transfer now (the
+    /// call goes on); `Err(Some(event))`: the store refused and the call has ended.
+    async fn begin_transfer(&mut self, dialog: &mut Dialog) -> Result<(), Option<E>> {
+        match self.life.step(E::Transfer, None).await {
+            Ok(_) => Ok(()),
+            Err(StepError::Refused(refused)) => {
+                tracing::info!(%refused, "transfer refused in this state");
+                Err(None)
+            }
+            Err(StepError::Store(e)) => {
+                self.life.end(E::Fail, Some(e.to_string())).await;
+                self.hangup(dialog).await;
+                Err(Some(E::Fail))
+            }
+        }
+    }
+
+    /// Commits a step of a transfer in progress; a refusing store ends the call (BYE to the
+    /// caller, and to the agent when its leg is up).
+    async fn transfer_step(
+        &mut self,
+        event: E,
+        dialog: &mut Dialog,
+        agent: Option<&mut AgentLeg>,
+    ) -> Option<E> {
+        match self.life.step(event, None).await {
+            Ok(_) | Err(StepError::Refused(_)) => None,
+            Err(StepError::Store(e)) => {
+                self.life.end(E::Fail, Some(e.to_string())).await;
+                self.hangup(dialog).await;
+                if let Some(agent) = agent {
+                    self.hangup_agent(agent).await;
+                }
+                Some(E::Fail)
+            }
+        }
+    }
+
+    /// A BYE from the caller waiting among the deferred inputs: committed and answered.
+    async fn deferred_caller_bye(&mut self) -> Option<E> {
+        let at = self.deferred.iter().position(is_bye)?;
+        let Some(CallInput::Request { message, peer, tx }) = self.deferred.remove(at) else {
+            return None;
+        };
+        self.answer_bye(&message, &peer, &tx).await;
+        Some(E::CallerHangup)
+    }
+
+    /// A transfer asked by the application or call control: committed, then run.
     pub(super) async fn transfer(
         &mut self,
         agent: &str,
@@ -67,8 +138,24 @@ impl Call {
         caller_media: &mut CallMedia,
         deadline: Instant,
         notify: bool,
-    ) -> Option<EndCause> {
-        let _ = self.report(CallState::Transferring, None).await;
+    ) -> Option<E> {
+        if let Err(ended) = self.begin_transfer(dialog).await {
+            return ended;
+        }
+        self.run_transfer(agent, dialog, caller_media, deadline, notify)
+            .await
+    }
+
+    /// Calls the agent and bridges (the transfer is committed); `notify` when a REFER
+    /// subscription is to be told.
+    async fn run_transfer(
+        &mut self,
+        agent: &str,
+        dialog: &mut Dialog,
+        caller_media: &mut CallMedia,
+        deadline: Instant,
+        notify: bool,
+    ) -> Option<E> {
         let caller_user = self
             .invite
             .head
@@ -82,10 +169,12 @@ impl Call {
             Ok(offer) => offer,
             Err(e) => {
                 tracing::warn!(error = %e, "no port for the agent leg");
-                let _ = self.report(CallState::Answered, None).await;
-                return None;
+                return self.transfer_step(E::TransferFailed, dialog, None).await;
             }
         };
+        if let Some(ended) = self.deferred_caller_bye().await {
+            return Some(ended);
+        }
         let cx = LegContext {
             agent,
             caller_user: &caller_user,
@@ -94,13 +183,6 @@ impl Call {
             shared: &self.shared,
             call_events: &self.control,
         };
-        if self
-            .deferred
-            .iter()
-            .any(|e| matches!(e, CallEvent::RemoteBye))
-        {
-            return Some(EndCause::RemoteHangup);
-        }
         let leg = call_agent(&cx, &mut self.events, &mut self.deferred).await;
         match leg {
             Ok(mut leg) => {
@@ -127,7 +209,12 @@ impl Call {
                         None
                     }
                 };
-                let _ = self.report(CallState::Bridged, None).await;
+                if let Some(ended) = self
+                    .transfer_step(E::TransferAnswered, dialog, Some(&mut leg))
+                    .await
+                {
+                    return Some(ended);
+                }
                 let cause = self
                     .bridged(
                         dialog,
@@ -153,7 +240,10 @@ impl Call {
                     .await;
                 Some(cause)
             }
-            Err(super::agent_leg::LegError::CallerGone) => Some(EndCause::RemoteHangup),
+            Err(super::agent_leg::LegError::CallerGone) => match self.deferred_caller_bye().await {
+                Some(ended) => Some(ended),
+                None => Some(self.end_ours(E::Shutdown, dialog).await),
+            },
             Err(e) => {
                 tracing::info!(error = %e, agent, "transfer failed");
                 if notify {
@@ -161,8 +251,7 @@ impl Call {
                     self.notify(dialog, &format!("SIP/2.0 {status} {reason}"), false)
                         .await;
                 }
-                let _ = self.report(CallState::Answered, None).await;
-                None
+                self.transfer_step(E::TransferFailed, dialog, None).await
             }
         }
     }
@@ -175,7 +264,7 @@ impl Call {
         caller_media: &mut CallMedia,
         mut agent_media: Option<&mut AgentMedia>,
         deadline: Instant,
-    ) -> EndCause {
+    ) -> E {
         loop {
             let agent_events = async {
                 match agent_media.as_mut() {
@@ -184,61 +273,53 @@ impl Call {
                 }
             };
             tokio::select! {
-                _ = sleep_until(deadline) => {
-                    self.hangup(caller).await;
-                    self.hangup_agent(agent).await;
-                    return EndCause::MaxDuration;
-                }
+                _ = sleep_until(deadline) => return self.end_both(E::MaxDuration, caller, agent).await,
                 Some(MediaEvent::MediaTimeout) = caller_media.events.recv() => {
-                    self.hangup(caller).await;
-                    self.hangup_agent(agent).await;
-                    return EndCause::MediaTimeout;
+                    return self.end_both(E::MediaTimeout, caller, agent).await;
                 }
                 Some(MediaEvent::MediaTimeout) = agent_events => {
-                    self.hangup(caller).await;
-                    self.hangup_agent(agent).await;
-                    return EndCause::MediaTimeout;
+                    return self.end_both(E::MediaTimeout, caller, agent).await;
                 }
                 event = self.next_event() => match event {
-                    Some(CallEvent::Request { message, peer, tx }) => {
+                    Some(CallInput::Request { message, peer, tx }) => {
                         let from_agent = message.call_id == agent.dialog.call_id;
                         let is_bye = message.method() == Some(&rsip::Method::Bye);
+                        if is_bye && !from_agent {
+                            self.answer_bye(&message, &peer, &tx).await;
+                            self.hangup_agent(agent).await;
+                            return E::CallerHangup;
+                        }
+                        if is_bye {
+                            self.life.end(E::AgentHangup, None).await;
+                        }
                         // BYE, and whatever else arrives on a bridged leg (INFO, OPTIONS): 200.
                         let bytes =
                             build_response(&message.head, peer.addr, &ResponseParts::new(200, "OK"));
                         self.core.respond(&tx, bytes, true).await;
-                        if is_bye && from_agent {
-                            self.hangup(caller).await;
-                            return EndCause::AgentHangup;
-                        }
                         if is_bye {
-                            self.hangup_agent(agent).await;
-                            return EndCause::RemoteHangup;
+                            self.hangup(caller).await;
+                            return E::AgentHangup;
                         }
                     }
                     // The agent retransmits its 2xx: our ACK was lost.
-                    Some(CallEvent::Response(_)) => {
+                    Some(CallInput::Response(_)) => {
                         let to = Peer { addr: agent.dialog.next_hop(agent.peer.addr), conn: agent.peer.conn.clone() };
                         self.core.transport.send(&to, agent.ack.clone());
                     }
-                    Some(CallEvent::Hangup(cause)) => {
-                        self.hangup(caller).await;
-                        self.hangup_agent(agent).await;
-                        return cause;
-                    }
-                    Some(CallEvent::RemoteBye) => {
-                        self.hangup_agent(agent).await;
-                        return EndCause::RemoteHangup;
-                    }
-                    None => {
-                        self.hangup(caller).await;
-                        self.hangup_agent(agent).await;
-                        return EndCause::Shutdown;
-                    }
+                    Some(CallInput::Hangup(event)) => return self.end_both(event, caller, agent).await,
+                    None => return self.end_both(E::Shutdown, caller, agent).await,
                     Some(_) => {}
                 },
             }
         }
+    }
+
+    /// Ends a bridged call from our side: committed, then BYE to both legs.
+    async fn end_both(&mut self, event: E, caller: &mut Dialog, agent: &mut AgentLeg) -> E {
+        self.life.end(event, None).await;
+        self.hangup(caller).await;
+        self.hangup_agent(agent).await;
+        event
     }
 
     async fn hangup_agent(&mut self, agent: &mut AgentLeg) {

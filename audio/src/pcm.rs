@@ -48,6 +48,15 @@ pub fn duration_ms(samples: usize, rate: u32) -> u64 {
     samples as u64 * 1000 / u64::from(rate)
 }
 
+/// Averages interleaved frames of `channels` samples to mono (1 channel: a copy).
+pub fn downmix(interleaved: &[i16], channels: usize) -> Vec<i16> {
+    let ch = channels.max(1);
+    interleaved
+        .chunks_exact(ch)
+        .map(|f| (f.iter().map(|&s| i32::from(s)).sum::<i32>() / ch as i32) as i16)
+        .collect()
+}
+
 /// Cuts a stream of arbitrarily sized chunks into fixed-size frames.
 ///
 /// Holds back at most one partial frame; `flush` pads it with silence.
@@ -110,6 +119,12 @@ impl Framer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn downmix_averages_channels() {
+        assert_eq!(downmix(&[1_000, 3_000, -2, 4], 2), vec![2_000, 1]);
+        assert_eq!(downmix(&[5, 6, 7], 1), vec![5, 6, 7]);
+    }
 
     #[test]
     fn frame_lengths() {

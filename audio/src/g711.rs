@@ -1,11 +1,10 @@
-//! G.711 (ITU-T) µ-law and A-law companding: 8-bit codes ⇄ 16-bit linear samples.
+//! G.711 (ITU-T) µ-law (PCMU, RTP payload 0) and A-law (PCMA, RTP payload 8) companding:
+//! 8-bit codes ⇄ 16-bit linear samples at 8 kHz.
 //!
 //! Decoding goes through 256-entry tables built at compile time; encoding through 64 KiB
-//! tables built on first use from the reference functions. `stt-tts` has its own G.711 for its pipeline; `voice` does not
-//! depend on `stt-tts` (its whisper.cpp build is slow), so the two are duplicated for now —
-//! follow-up: move both into a tiny shared codec crate.
+//! tables built on first use from the reference functions below, so the media path does
+//! one load per sample instead of a segment search.
 
-use crate::sdp::Codec;
 use std::sync::OnceLock;
 
 /// Encodes one linear sample to µ-law.
@@ -83,55 +82,83 @@ const fn table(alaw: bool) -> [i16; 256] {
     t
 }
 
-static ULAW: [i16; 256] = table(false);
-static ALAW: [i16; 256] = table(true);
+static ULAW_DEC: [i16; 256] = table(false);
+static ALAW_DEC: [i16; 256] = table(true);
 
 /// Decodes one µ-law byte.
 pub fn decode_ulaw(code: u8) -> i16 {
-    ULAW[usize::from(code)]
+    ULAW_DEC[usize::from(code)]
 }
 
 /// Decodes one A-law byte.
 pub fn decode_alaw(code: u8) -> i16 {
-    ALAW[usize::from(code)]
+    ALAW_DEC[usize::from(code)]
 }
 
-/// Decodes a payload, appending to `out`.
-pub fn decode(codec: Codec, payload: &[u8], out: &mut Vec<i16>) {
-    let t = match codec {
-        Codec::Pcmu => &ULAW,
-        Codec::Pcma => &ALAW,
-    };
-    out.extend(payload.iter().map(|&b| t[usize::from(b)]));
+/// Which G.711 law a byte stream uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum G711Law {
+    /// PCMU, RTP payload type 0 (North America, Japan).
+    Ulaw,
+    /// PCMA, RTP payload type 8 (elsewhere).
+    Alaw,
 }
 
-/// Full 16-bit → code tables (64 KiB each), built on first use: one load per sample on the
-/// media path instead of the segment search.
-fn encode_table(codec: Codec) -> &'static [u8] {
-    static ULAW_ENC: OnceLock<Box<[u8]>> = OnceLock::new();
-    static ALAW_ENC: OnceLock<Box<[u8]>> = OnceLock::new();
-    let (cell, f): (_, fn(i16) -> u8) = match codec {
-        Codec::Pcmu => (&ULAW_ENC, encode_ulaw),
-        Codec::Pcma => (&ALAW_ENC, encode_alaw),
-    };
-    cell.get_or_init(|| (i16::MIN..=i16::MAX).map(f).collect())
-}
+impl G711Law {
+    fn decode_table(self) -> &'static [i16; 256] {
+        match self {
+            G711Law::Ulaw => &ULAW_DEC,
+            G711Law::Alaw => &ALAW_DEC,
+        }
+    }
 
-/// Encodes samples, appending to `out`.
-pub fn encode(codec: Codec, samples: &[i16], out: &mut Vec<u8>) {
-    let table = encode_table(codec);
-    out.extend(
-        samples
-            .iter()
-            .map(|&s| table[(i32::from(s) - i32::from(i16::MIN)) as usize]),
-    );
-}
+    /// Full 16-bit → code table (64 KiB), built on first use.
+    fn encode_table(self) -> &'static [u8] {
+        static ULAW_ENC: OnceLock<Box<[u8]>> = OnceLock::new();
+        static ALAW_ENC: OnceLock<Box<[u8]>> = OnceLock::new();
+        let (cell, f): (_, fn(i16) -> u8) = match self {
+            G711Law::Ulaw => (&ULAW_ENC, encode_ulaw),
+            G711Law::Alaw => (&ALAW_ENC, encode_alaw),
+        };
+        cell.get_or_init(|| (i16::MIN..=i16::MAX).map(f).collect())
+    }
 
-/// The code for digital silence.
-pub fn silence(codec: Codec) -> u8 {
-    match codec {
-        Codec::Pcmu => 0xFF,
-        Codec::Pcma => 0xD5,
+    /// Decodes bytes, appending one linear sample per byte to `out`.
+    pub fn decode_into(self, codes: &[u8], out: &mut Vec<i16>) {
+        let t = self.decode_table();
+        out.extend(codes.iter().map(|&b| t[usize::from(b)]));
+    }
+
+    /// Encodes linear samples, appending one byte per sample to `out`.
+    pub fn encode_into(self, samples: &[i16], out: &mut Vec<u8>) {
+        let table = self.encode_table();
+        out.extend(
+            samples
+                .iter()
+                .map(|&s| table[(i32::from(s) - i32::from(i16::MIN)) as usize]),
+        );
+    }
+
+    /// Decodes bytes to a new buffer.
+    pub fn decode(self, codes: &[u8]) -> Vec<i16> {
+        let mut out = Vec::with_capacity(codes.len());
+        self.decode_into(codes, &mut out);
+        out
+    }
+
+    /// Encodes linear samples to a new buffer.
+    pub fn encode(self, samples: &[i16]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(samples.len());
+        self.encode_into(samples, &mut out);
+        out
+    }
+
+    /// The code for digital silence.
+    pub fn silence(self) -> u8 {
+        match self {
+            G711Law::Ulaw => 0xFF,
+            G711Law::Alaw => 0xD5,
+        }
     }
 }
 
@@ -150,25 +177,23 @@ mod tests {
         assert_eq!(decode_alaw(0xD5), 8);
         assert_eq!(decode_alaw(0x2A), -32_256);
         assert_eq!(decode_alaw(0xAA), 32_256);
-        assert_eq!(silence(Codec::Pcmu), encode_ulaw(0));
-        assert_eq!(silence(Codec::Pcma), encode_alaw(0));
+        assert_eq!(G711Law::Ulaw.silence(), encode_ulaw(0));
+        assert_eq!(G711Law::Alaw.silence(), encode_alaw(0));
     }
 
     #[test]
     fn tables_match_the_arithmetic_for_every_sample() {
         let all: Vec<i16> = (i16::MIN..=i16::MAX).collect();
-        for codec in [Codec::Pcmu, Codec::Pcma] {
-            let mut out = Vec::new();
-            encode(codec, &all, &mut out);
-            let f = if codec == Codec::Pcmu {
+        for law in [G711Law::Ulaw, G711Law::Alaw] {
+            let out = law.encode(&all);
+            let f = if law == G711Law::Ulaw {
                 encode_ulaw
             } else {
                 encode_alaw
             };
-            assert!(all.iter().zip(&out).all(|(&s, &c)| f(s) == c), "{codec:?}");
-            let mut back = Vec::new();
-            decode(codec, &out, &mut back);
-            let g = if codec == Codec::Pcmu {
+            assert!(all.iter().zip(&out).all(|(&s, &c)| f(s) == c), "{law:?}");
+            let back = law.decode(&out);
+            let g = if law == G711Law::Ulaw {
                 decode_ulaw
             } else {
                 decode_alaw
@@ -202,6 +227,32 @@ mod tests {
             assert!(u >= last_u && a >= last_a, "monotonic at {s}");
             last_u = u;
             last_a = a;
+        }
+    }
+
+    fn snr_db(law: G711Law, amplitude: f64) -> f64 {
+        let samples: Vec<i16> = (0..8000)
+            .map(|n| {
+                (amplitude * (2.0 * std::f64::consts::PI * 440.0 * n as f64 / 8000.0).sin()) as i16
+            })
+            .collect();
+        let back = law.decode(&law.encode(&samples));
+        let (mut sig, mut err) = (0.0, 0.0);
+        for (&a, &b) in samples.iter().zip(&back) {
+            sig += f64::from(a).powi(2);
+            err += (f64::from(a) - f64::from(b)).powi(2);
+        }
+        10.0 * (sig / err).log10()
+    }
+
+    #[test]
+    fn sine_round_trip_keeps_telephone_snr() {
+        // G.711 gives roughly 38 dB SNR over a wide range of levels.
+        for law in [G711Law::Ulaw, G711Law::Alaw] {
+            for amp in [1_000.0, 8_000.0, 30_000.0] {
+                let snr = snr_db(law, amp);
+                assert!(snr > 33.0, "{law:?} at {amp}: {snr:.1} dB");
+            }
         }
     }
 }

@@ -10,7 +10,13 @@
 //! `n * in_rate / out_rate`. Centring needs `half` input samples of look-ahead, which is
 //! why output lags input by a few milliseconds until [`Resampler::flush`].
 
-use crate::error::SpeechError;
+/// A rate the resampler refuses (zero, or above 384 kHz).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("unsupported sample rate {rate} Hz")]
+pub struct RateError {
+    /// The rejected rate.
+    pub rate: u32,
+}
 
 /// Zero crossings of the sinc on each side of the centre (quality knob).
 const ZERO_CROSSINGS: f64 = 16.0;
@@ -66,14 +72,14 @@ fn bessel_i0(x: f64) -> f64 {
 
 impl Resampler {
     /// A resampler from `in_rate` to `out_rate` Hz.
-    pub fn new(in_rate: u32, out_rate: u32) -> Result<Self, SpeechError> {
+    pub fn new(in_rate: u32, out_rate: u32) -> Result<Self, RateError> {
         if in_rate == 0 || out_rate == 0 || in_rate > 384_000 || out_rate > 384_000 {
             let rate = if in_rate == 0 || in_rate > 384_000 {
                 in_rate
             } else {
                 out_rate
             };
-            return Err(SpeechError::UnsupportedRate { rate });
+            return Err(RateError { rate });
         }
         let g = gcd(u64::from(in_rate), u64::from(out_rate));
         let (up, down) = (u64::from(out_rate) / g, u64::from(in_rate) / g);
@@ -194,7 +200,7 @@ impl Resampler {
 }
 
 /// Resamples a whole clip at once.
-pub fn resample(input: &[f32], in_rate: u32, out_rate: u32) -> Result<Vec<f32>, SpeechError> {
+pub fn resample(input: &[f32], in_rate: u32, out_rate: u32) -> Result<Vec<f32>, RateError> {
     if in_rate == out_rate {
         return Ok(input.to_vec());
     }
@@ -206,7 +212,7 @@ pub fn resample(input: &[f32], in_rate: u32, out_rate: u32) -> Result<Vec<f32>, 
 }
 
 /// Resamples a whole 16-bit clip at once.
-pub fn resample_i16(input: &[i16], in_rate: u32, out_rate: u32) -> Result<Vec<i16>, SpeechError> {
+pub fn resample_i16(input: &[i16], in_rate: u32, out_rate: u32) -> Result<Vec<i16>, RateError> {
     let out = resample(&crate::pcm::to_f32(input), in_rate, out_rate)?;
     Ok(crate::pcm::to_i16(&out))
 }
