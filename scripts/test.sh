@@ -16,6 +16,7 @@ scripts/ensure-kafka.sh install
 DARTWING_TANSU_ROOT=${DARTWING_TANSU_ROOT:-$HOME/.cache/dartwing/tansu-0.6.0-libsql}
 export DARTWING_TANSU_ROOT
 scripts/ensure-voice-peers.sh
+scripts/ensure-browser.sh
 command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
 # The crash suites run the real binary: build it with the same profile first.
 cargo build --workspace --bins

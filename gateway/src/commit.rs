@@ -133,6 +133,8 @@ pub enum WriteOp {
         /// How many at most in this transaction.
         limit: i64,
     },
+    /// An inbox write: an agent's command, an assignment round, a contact merge.
+    Inbox(crate::db::inbox::InboxOp),
     /// Replay a dead letter.
     Replay {
         /// The org.
@@ -165,6 +167,8 @@ pub enum WriteResult {
     Sequenced(Vec<crate::db::outbox::StoredEvent>),
     /// For [`WriteOp::CallTransition`].
     Call(crate::db::calls::CallRecorded),
+    /// For [`WriteOp::Inbox`].
+    Inbox(crate::db::inbox::InboxResult),
     /// For [`WriteOp::PruneOutbox`]: how many rows went.
     Pruned(u64),
     /// For [`WriteOp::Retry`], [`WriteOp::Defer`] and [`WriteOp::MarkPublished`].
@@ -524,5 +528,6 @@ async fn execute(conn: &mut AnyConnection, op: &WriteOp) -> Result<WriteResult, 
         WriteOp::Replay { org_id, id } => {
             WriteResult::Replay(dead_letters::replay(conn, org_id, id, now).await?)
         }
+        WriteOp::Inbox(op) => WriteResult::Inbox(crate::db::inbox::execute(conn, op, now).await?),
     })
 }

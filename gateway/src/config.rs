@@ -19,6 +19,7 @@
 //! | `DARTWING_KAFKA_TOPIC_PREFIX` | `kafka.topic_prefix` (default `dartwing.`) |
 //! | `DARTWING_KAFKA_DELIVERY_TIMEOUT_MS` | `kafka.delivery_timeout_ms` |
 //! | `DARTWING_SIP_ADDR` | `sip.addr` (UDP and TCP; default `0.0.0.0:5060`; empty: no SIP) |
+//! | `DARTWING_INBOX_SESSION_SECS`, `_WS_QUEUE_FRAMES`, `_WS_SLOW_MS`, `_WS_IDLE_SECS`, `_WS_PING_SECS` | `inbox.*` |
 //! | `DARTWING_SIP_REALM`, `_RTP_PORT_MIN`, `_RTP_PORT_MAX`, `_MAX_CALLS`, `_MAX_CALL_SECS`, `_INVITES_PER_SECOND_PER_SOURCE` | `sip.*` |
 
 use serde::{Deserialize, Serialize};
@@ -51,6 +52,8 @@ pub struct Config {
     pub kafka: KafkaConfig,
     /// Voice: the SIP listener and RTP media.
     pub sip: SipConfig,
+    /// The agent inbox: sessions, sockets, assignment.
+    pub inbox: crate::inbox::InboxConfig,
 }
 
 /// Voice: the SIP user agent that answers routed numbers (`voice route add`) and its media.
@@ -174,6 +177,7 @@ impl Default for Config {
             relay: RelayConfig::default(),
             kafka: KafkaConfig::default(),
             sip: SipConfig::default(),
+            inbox: crate::inbox::InboxConfig::default(),
         }
     }
 }
@@ -265,6 +269,11 @@ const ENV: &[(&str, &str)] = &[
         "DARTWING_SIP_INVITES_PER_SECOND_PER_SOURCE",
         "sip.invites_per_second_per_source",
     ),
+    ("DARTWING_INBOX_SESSION_SECS", "inbox.session_secs"),
+    ("DARTWING_INBOX_WS_QUEUE_FRAMES", "inbox.ws_queue_frames"),
+    ("DARTWING_INBOX_WS_SLOW_MS", "inbox.ws_slow_ms"),
+    ("DARTWING_INBOX_WS_IDLE_SECS", "inbox.ws_idle_secs"),
+    ("DARTWING_INBOX_WS_PING_SECS", "inbox.ws_ping_secs"),
 ];
 
 /// Every problem found in a configuration.
@@ -332,6 +341,7 @@ impl Config {
                 self.public_url
             ));
         }
+        e.extend(self.inbox.problems());
         let positive = [
             ("max_body_bytes", self.max_body_bytes as i64),
             (
