@@ -89,6 +89,7 @@ async fn inbox_page_in_chromium() {
     let seen = expect("seen").await;
     let ms: u64 = seen[5..].parse().unwrap();
     assert!(ms <= 1000, "shown after {ms} ms");
+    eprintln!("inbound SMS shown on the page {ms} ms after the webhook's 200");
 
     expect("replied").await;
     let sid = eventually(Duration::from_secs(10), || async {

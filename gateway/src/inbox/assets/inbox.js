@@ -4,8 +4,9 @@
 // On a drop or a `resync` it reconnects with the last seq it saw: nothing is missed.
 "use strict";
 const $ = (id) => document.getElementById(id);
-const ICONS = { sms: "💬", whatsapp: "🟢", email: "✉️", voice: "📞" };
-const TICKS = { queued: "🕓", sending: "🕓", sent: "✓", delivered: "✓✓", read: "✓✓", failed: "✗" };
+// Channel badges are text: a kiosk or a server without emoji fonts shows them all the same.
+const ICONS = { sms: "SMS", whatsapp: "WA", email: "Mail", voice: "Call" };
+const TICKS = { queued: "○", sending: "○", sent: "✓", delivered: "✓✓", read: "✓✓", failed: "✗" };
 const state = {
   token: sessionStorage.getItem("dw_token"), agent: null, seq: 0, ws: null, retry: 500,
   convs: [], current: null, cmd: 0, pending: {}, reloadTimer: null, typingTimer: null,
@@ -135,7 +136,7 @@ async function openThread(id, markRead) {
   state.current = id;
   document.querySelector(".app").classList.add("reading");
   const c = state.convs.find((x) => x.id === id);
-  $("thread-title").textContent = c ? `${ICONS[c.channel] || ""} ${label(c)}` : id;
+  $("thread-title").textContent = c ? label(c) : id;
   $("thread-assignee").textContent = c && c.assignee_id ? (c.assignee_id === state.agent.id ? "assigned to you" : "assigned") : "in queue";
   $("btn-resolve").textContent = c && c.status === "resolved" ? "Reopen" : "Resolve";
   for (const b of ["btn-assign", "btn-resolve", "reply-body", "reply-send"]) $(b).disabled = false;
@@ -152,7 +153,7 @@ function msgItem(m) {
   li.className = "msg " + m.direction; li.dataset.id = m.id;
   li.textContent = m.body;
   const meta = document.createElement("span"); meta.className = "meta";
-  meta.textContent = new Date(m.created_at).toLocaleTimeString() + " " + (ICONS[m.channel] || "");
+  meta.textContent = new Date(m.created_at).toLocaleTimeString() + " · " + (ICONS[m.channel] || m.channel);
   if (m.direction === "outbound") {
     const t = document.createElement("span"); t.className = "ticks"; t.dataset.status = m.status;
     t.textContent = " " + (TICKS[m.status] || m.status);
