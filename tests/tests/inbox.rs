@@ -683,3 +683,36 @@ async fn cli_creates_agents(backend: Backend) {
     gw.stop().await;
 }
 both_backends!(cli_creates_agents);
+
+async fn revoking_ends_a_live_socket(backend: Backend) {
+    let w = World::with_config(backend, |c| {
+        c.inbox.ws_ping_secs = 1;
+        c.inbox.ws_idle_secs = 30;
+    })
+    .await;
+    create_agent(&w.db, &w.org.id, "ann@acme.test", PASSWORD, "agent").await;
+    let token = login(&w.client, &w.gw.base, "ann@acme.test", PASSWORD).await;
+    let other = login(&w.client, &w.gw.base, "ann@acme.test", PASSWORD).await;
+    let mut s = AgentSocket::connect(&w.gw.base, &token, 0).await;
+    let mut kept = AgentSocket::connect(&w.gw.base, &other, 0).await;
+    s.replay().await;
+    kept.replay().await;
+    let r = w
+        .client
+        .post(format!("{}/api/v1/logout", w.gw.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    // Within a ping interval (and the frame deadline) the revoked socket is told and closed.
+    let (f, _) = s.until(|f| f["type"] == "error").await;
+    assert_eq!(f["code"], "unauthorized");
+    assert_eq!(s.close_code().await, Some(4401));
+    // The agent's other session is untouched: it still answers.
+    kept.send(json!({"type": "ping", "id": "p"})).await;
+    let (pong, _) = kept.until(|f| f["type"] == "pong").await;
+    assert_eq!(pong["id"], "p");
+    w.gw.stop().await;
+}
+both_backends!(revoking_ends_a_live_socket);

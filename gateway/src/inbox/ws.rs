@@ -13,7 +13,9 @@
 //! ```
 //!
 //! A bad token (forged, expired, revoked) is answered `{"type":"error","code":"unauthorized"}`
-//! and the socket is closed with 4401; nothing of any org is sent first.
+//! and the socket is closed with 4401; nothing of any org is sent first. The session is looked
+//! up again at every ping (`ws_ping_secs`): one revoked or expired meanwhile ends the socket
+//! the same way.
 //!
 //! Backpressure: frames go to the socket through a queue of `ws_queue_frames`, written by a
 //! task of its own (so commands are read while a write is slow). When the queue stays full
@@ -86,6 +88,8 @@ enum End {
     Shutdown,
     /// Reading the outbox failed.
     Store,
+    /// The session token was revoked or expired while connected.
+    Revoked,
 }
 
 async fn connection(state: State, socket: WebSocket) {
@@ -143,6 +147,7 @@ async fn connection(state: State, socket: WebSocket) {
     let mut session = Session {
         state: state.clone(),
         agent,
+        token: hello.token,
         out,
         sent: hello.last_seq,
         slow: Duration::from_millis(cfg.ws_slow_ms),
@@ -157,6 +162,11 @@ async fn connection(state: State, socket: WebSocket) {
         End::Idle => close(&session.out, 4408, "idle timeout").await,
         End::Shutdown => close(&session.out, 1001, "gateway stopping").await,
         End::Store => close(&session.out, 1011, "try again").await,
+        End::Revoked => {
+            let frame = json!({"type": "error", "code": "unauthorized", "message": "session revoked or expired"});
+            let _ = session.push_json(&frame).await;
+            close(&session.out, 4401, "session ended").await
+        }
         End::Gone => {}
     }
     drop(session);
@@ -316,6 +326,8 @@ async fn presence(state: &State, agent: &Agent, connected: bool) {
 struct Session {
     state: State,
     agent: Agent,
+    /// Checked again at every ping: a revoked or expired session ends the socket.
+    token: String,
     out: mpsc::Sender<Out>,
     /// The last seq queued for the client.
     sent: i64,
@@ -386,8 +398,14 @@ impl Session {
                     _ => Ok(()),
                 },
                 _ = ping.tick() => {
-                    presence_refresh(&self.state, &self.agent).await;
-                    self.push(Message::Ping(Vec::new().into()), None).await
+                    // The session may have been revoked or have expired since the hello.
+                    match agents::by_token(&self.state.db.pool, &self.token).await {
+                        Ok(None) => Err(End::Revoked),
+                        _ => {
+                            presence_refresh(&self.state, &self.agent).await;
+                            self.push(Message::Ping(Vec::new().into()), None).await
+                        }
+                    }
                 }
                 _ = tokio::time::sleep_until(idle_at) => Err(End::Idle),
                 _ = async { let _ = shutdown.wait_for(|s| *s).await; } => Err(End::Shutdown),
