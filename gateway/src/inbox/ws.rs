@@ -12,6 +12,8 @@
 //!  {"type":"ping"}                         ─▶ ◀─ {"type":"pong"}
 //! ```
 //!
+//! A `last_seq` older than what retention kept in the outbox is answered
+//! `{"type":"error","code":"gone"}` and close 4410: the client reloads its snapshot.
 //! A bad token (forged, expired, revoked) is answered `{"type":"error","code":"unauthorized"}`
 //! and the socket is closed with 4401; nothing of any org is sent first. The session is looked
 //! up again at every ping (`ws_ping_secs`): one revoked or expired meanwhile ends the socket
@@ -90,6 +92,8 @@ enum End {
     Store,
     /// The session token was revoked or expired while connected.
     Revoked,
+    /// The events after the client's seq are no longer in the outbox.
+    Pruned,
 }
 
 async fn connection(state: State, socket: WebSocket) {
@@ -162,6 +166,12 @@ async fn connection(state: State, socket: WebSocket) {
         End::Idle => close(&session.out, 4408, "idle timeout").await,
         End::Shutdown => close(&session.out, 1001, "gateway stopping").await,
         End::Store => close(&session.out, 1011, "try again").await,
+        End::Pruned => {
+            let frame = json!({"type": "error", "code": "gone",
+                "message": "events after your last_seq were pruned; load a fresh snapshot"});
+            let _ = session.push_json(&frame).await;
+            close(&session.out, 4410, "history pruned").await
+        }
         End::Revoked => {
             let frame = json!({"type": "error", "code": "unauthorized", "message": "session revoked or expired"});
             let _ = session.push_json(&frame).await;
@@ -429,8 +439,9 @@ impl Session {
             for ev in page {
                 let Some(seq) = ev.seq else { continue };
                 if seq != self.sent + 1 {
-                    // The outbox was pruned past the client's position: it must reload.
-                    return Err(End::Slow);
+                    // Retention pruned the outbox past the client's position: replaying cannot
+                    // fill the gap, the client must load a fresh snapshot.
+                    return Err(End::Pruned);
                 }
                 self.push_event(seq, &envelope(&ev)).await?;
             }

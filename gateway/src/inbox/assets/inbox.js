@@ -55,6 +55,7 @@ function connect() {
   ws.onclose = (c) => {
     setConn("offline");
     if (c.code === 4401) return logout();
+    if (c.code === 4410) return void setTimeout(() => start().catch(logout), 200); // history pruned: fresh snapshot
     if (!state.token) return;
     setTimeout(connect, state.retry);
     state.retry = Math.min(state.retry * 2, 5000);
