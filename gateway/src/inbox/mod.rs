@@ -22,12 +22,17 @@ pub mod commands;
 pub mod page;
 pub mod ws;
 
+use crate::relay::PublishedEvent;
+use axum::extract::ws::Utf8Bytes;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{broadcast, Notify};
+
+/// Live event frames kept for sockets that are a little behind the others.
+const FRAME_CACHE: usize = 256;
 
 /// Settings of the inbox (`[inbox]` in the file, `DARTWING_INBOX_*` in the environment).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -128,6 +133,8 @@ pub struct Inbox {
     pub assign_wake: Arc<Notify>,
     /// Turns true at shutdown; sockets close with 1001.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// The latest live events as frames: serialised once, shared by every socket.
+    frames: Mutex<VecDeque<(Arc<PublishedEvent>, Utf8Bytes)>>,
 }
 
 impl Inbox {
@@ -144,7 +151,26 @@ impl Inbox {
             connections: AtomicI64::new(0),
             assign_wake: Arc::new(Notify::new()),
             shutdown,
+            frames: Mutex::default(),
         }
+    }
+
+    /// The event frame `{"type":"event","seq":N,"event":{…}}` of a live event, serialised
+    /// once for all of this node's sockets (they take the same events in the same order).
+    pub fn live_frame(&self, ev: &Arc<PublishedEvent>, seq: i64) -> Utf8Bytes {
+        let mut frames = self.frames.lock().expect("not poisoned");
+        if let Some((_, f)) = frames.iter().find(|(e, _)| Arc::ptr_eq(e, ev)) {
+            return f.clone();
+        }
+        let frame: Utf8Bytes =
+            serde_json::json!({"type": "event", "seq": seq, "event": ev.envelope})
+                .to_string()
+                .into();
+        if frames.len() >= FRAME_CACHE {
+            frames.pop_front();
+        }
+        frames.push_back((ev.clone(), frame.clone()));
+        frame
     }
 
     /// How long an agent counts as online after its socket's last ping, ms.

@@ -31,7 +31,7 @@ use crate::api::State;
 use crate::db::agents::{self, Agent};
 use crate::db::outbox;
 use crate::events::envelope;
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State as AxState;
 use axum::response::Response;
 use futures_util::stream::{SplitSink, SplitStream};
@@ -49,11 +49,16 @@ pub const VERSION: i64 = 1;
 const PAGE: i64 = 500;
 /// Largest frame a client may send.
 const MAX_CLIENT_FRAME: usize = 64 * 1024;
+/// The socket's read buffer, bytes.
+const READ_BUFFER: usize = 4 * 1024;
 
 /// `GET /api/v1/ws`: upgrades, then speaks the protocol above.
 pub async fn upgrade(ws: WebSocketUpgrade, AxState(state): AxState<State>) -> Response {
+    // Agents send small frames: a small read buffer keeps an idle socket cheap (the default
+    // is 128 KiB).
     ws.max_message_size(MAX_CLIENT_FRAME)
         .max_frame_size(MAX_CLIENT_FRAME)
+        .read_buffer_size(READ_BUFFER)
         .on_upgrade(move |socket| async move {
             state.inbox.connections.fetch_add(1, Ordering::Relaxed);
             metrics::gauge!("ws_connections").increment(1.0);
@@ -393,7 +398,10 @@ impl Session {
                     Ok(ev) if ev.stored.org_id != self.agent.org_id => Ok(()),
                     Ok(ev) => match ev.stored.seq {
                         Some(seq) if seq <= self.sent => Ok(()),
-                        Some(seq) if seq == self.sent + 1 => self.push_event(seq, &ev.envelope).await,
+                        Some(seq) if seq == self.sent + 1 => {
+                            let frame = self.state.inbox.live_frame(&ev, seq);
+                            self.push_frame(seq, frame).await
+                        }
                         _ => self.catch_up().await,
                     },
                     Err(broadcast::error::RecvError::Lagged(_)) => self.catch_up().await,
@@ -453,8 +461,11 @@ impl Session {
 
     async fn push_event(&mut self, seq: i64, event: &Value) -> Result<(), End> {
         let frame = json!({"type": "event", "seq": seq, "event": event});
-        self.push(Message::Text(frame.to_string().into()), Some(seq))
-            .await?;
+        self.push_frame(seq, frame.to_string().into()).await
+    }
+
+    async fn push_frame(&mut self, seq: i64, frame: Utf8Bytes) -> Result<(), End> {
+        self.push(Message::Text(frame), Some(seq)).await?;
         self.sent = seq;
         Ok(())
     }
