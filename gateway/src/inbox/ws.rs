@@ -310,6 +310,10 @@ async fn goodbye(mut sink: SplitSink<WebSocket, Message>, mut rx: mpsc::Receiver
 
 /// Keeps the agent's presence: online while it has a socket on some node.
 async fn presence(state: &State, agent: &Agent, connected: bool) {
+    if *state.inbox.shutdown.borrow() {
+        // The node is stopping (its pool closes); presence lapses by itself within its TTL.
+        return;
+    }
     let now_online = {
         let mut sockets = state.inbox.sockets.lock().expect("not poisoned");
         let n = sockets.entry(agent.id.clone()).or_insert(0);
