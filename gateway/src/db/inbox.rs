@@ -409,68 +409,65 @@ async fn merge_contacts(
     .await?;
     let kept = match (&from_conv, &into_conv) {
         (Some(f), Some(i)) => {
-            sqlx::query(
+            exec_text(
+                conn,
                 "UPDATE messages SET conversation_id = $1, contact_id = $2 \
                  WHERE org_id = $3 AND conversation_id = $4",
+                &[i, into, org_id, f],
             )
-            .bind(i)
-            .bind(into)
-            .bind(org_id)
-            .bind(f)
-            .execute(&mut *conn)
             .await?;
-            sqlx::query(
+            exec_text(
+                conn,
                 "UPDATE calls SET conversation_id = $1 WHERE org_id = $2 AND conversation_id = $3",
+                &[i, org_id, f],
             )
-            .bind(i)
-            .bind(org_id)
-            .bind(f)
-            .execute(&mut *conn)
             .await?;
-            sqlx::query(
+            exec_text(
+                conn,
                 "DELETE FROM conversation_reads WHERE org_id = $1 AND conversation_id = $2",
+                &[org_id, f],
             )
-            .bind(org_id)
-            .bind(f)
-            .execute(&mut *conn)
             .await?;
-            sqlx::query(
-                "UPDATE conversations SET last_message_at = (SELECT MAX(last_message_at) FROM conversations \
-                 WHERE org_id = $1 AND id IN ($2, $3)), updated_at = $4 WHERE org_id = $1 AND id = $3",
+            exec_text(
+                conn,
+                "UPDATE conversations SET last_message_at = (SELECT MAX(last_message_at) \
+                 FROM conversations WHERE org_id = $1 AND id IN ($2, $3)) WHERE org_id = $1 AND id = $3",
+                &[org_id, f, i],
             )
-            .bind(org_id)
-            .bind(f)
-            .bind(i)
-            .bind(now)
-            .execute(&mut *conn)
             .await?;
-            sqlx::query("DELETE FROM conversations WHERE org_id = $1 AND id = $2")
-                .bind(org_id)
-                .bind(f)
-                .execute(&mut *conn)
-                .await?;
+            exec_text(
+                conn,
+                "DELETE FROM conversations WHERE org_id = $1 AND id = $2",
+                &[org_id, f],
+            )
+            .await?;
             Some(i.clone())
         }
         (Some(f), None) => {
-            sqlx::query("UPDATE conversations SET contact_id = $1, updated_at = $2 WHERE org_id = $3 AND id = $4")
-                .bind(into)
-                .bind(now)
-                .bind(org_id)
-                .bind(f)
-                .execute(&mut *conn)
-                .await?;
-            sqlx::query(
-                "UPDATE messages SET contact_id = $1 WHERE org_id = $2 AND conversation_id = $3",
+            exec_text(
+                conn,
+                "UPDATE conversations SET contact_id = $1 WHERE org_id = $2 AND id = $3",
+                &[into, org_id, f],
             )
-            .bind(into)
-            .bind(org_id)
-            .bind(f)
-            .execute(&mut *conn)
+            .await?;
+            exec_text(
+                conn,
+                "UPDATE messages SET contact_id = $1 WHERE org_id = $2 AND conversation_id = $3",
+                &[into, org_id, f],
+            )
             .await?;
             Some(f.clone())
         }
         (None, i) => i.clone(),
     };
+    if let Some(kept) = &kept {
+        sqlx::query("UPDATE conversations SET updated_at = $1 WHERE org_id = $2 AND id = $3")
+            .bind(now)
+            .bind(org_id)
+            .bind(kept)
+            .execute(&mut *conn)
+            .await?;
+    }
     sqlx::query("UPDATE contacts SET merged_into = $1 WHERE org_id = $2 AND id = $3")
         .bind(into)
         .bind(org_id)
@@ -496,6 +493,20 @@ async fn merge_contacts(
     )
     .await?;
     Ok(InboxResult { ok: true, body })
+}
+
+/// Runs one statement whose parameters are all text.
+async fn exec_text(
+    conn: &mut AnyConnection,
+    sql: &'static str,
+    args: &[&str],
+) -> Result<(), StoreError> {
+    let mut q = sqlx::query(sql);
+    for a in args {
+        q = q.bind(*a);
+    }
+    q.execute(conn).await?;
+    Ok(())
 }
 
 async fn conversation_of(
