@@ -2,7 +2,8 @@
 # The whole test suite, on a fresh Debian machine with Rust: installs and starts what the
 # tests need (PostgreSQL; the speech packages and models; the tansu Kafka-protocol broker,
 # built once into ~/.cache/dartwing — each Kafka test starts its own broker through
-# scripts/ensure-kafka.sh), builds once, runs everything.
+# scripts/ensure-kafka.sh; headless Chromium and playwright-core for the inbox page), builds
+# once, runs everything.
 #
 #   scripts/test.sh [extra nextest args]
 set -euo pipefail
@@ -16,6 +17,7 @@ scripts/ensure-kafka.sh install
 DARTWING_TANSU_ROOT=${DARTWING_TANSU_ROOT:-$HOME/.cache/dartwing/tansu-0.6.0-libsql}
 export DARTWING_TANSU_ROOT
 scripts/ensure-voice-peers.sh
+scripts/ensure-browser.sh
 command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
 # The crash suites run the real binary: build it with the same profile first.
 cargo build --workspace --bins

@@ -149,6 +149,8 @@ pub enum WriteOp {
         /// How.
         outcome: crate::db::media::MediaOutcome,
     },
+    /// An inbox write: an agent's command, an assignment round, a contact merge.
+    Inbox(crate::db::inbox::InboxOp),
     /// Replay a dead letter.
     Replay {
         /// The org.
@@ -183,6 +185,8 @@ pub enum WriteResult {
     Call(crate::db::calls::CallRecorded),
     /// For [`WriteOp::MediaClaim`].
     MediaClaimed(Vec<crate::db::media::MediaJob>),
+    /// For [`WriteOp::Inbox`].
+    Inbox(crate::db::inbox::InboxResult),
     /// For [`WriteOp::PruneOutbox`]: how many rows went.
     Pruned(u64),
     /// For [`WriteOp::Retry`], [`WriteOp::Defer`], [`WriteOp::MarkPublished`] and
@@ -554,5 +558,6 @@ async fn execute(conn: &mut AnyConnection, op: &WriteOp) -> Result<WriteResult, 
         WriteOp::Replay { org_id, id } => {
             WriteResult::Replay(dead_letters::replay(conn, org_id, id, now).await?)
         }
+        WriteOp::Inbox(op) => WriteResult::Inbox(crate::db::inbox::execute(conn, op, now).await?),
     })
 }

@@ -20,6 +20,7 @@
 //! | `DARTWING_KAFKA_TOPIC_PREFIX` | `kafka.topic_prefix` (default `dartwing.`) |
 //! | `DARTWING_KAFKA_DELIVERY_TIMEOUT_MS` | `kafka.delivery_timeout_ms` |
 //! | `DARTWING_SIP_ADDR` | `sip.addr` (UDP and TCP; default `0.0.0.0:5060`; empty: no SIP) |
+//! | `DARTWING_INBOX_SESSION_SECS`, `_WS_QUEUE_FRAMES`, `_WS_SLOW_MS`, `_WS_IDLE_SECS`, `_WS_PING_SECS` | `inbox.*` |
 //! | `DARTWING_SIP_REALM`, `_RTP_PORT_MIN`, `_RTP_PORT_MAX`, `_MAX_CALLS`, `_MAX_CALL_SECS`, `_INVITES_PER_SECOND_PER_SOURCE` | `sip.*` |
 
 use serde::{Deserialize, Serialize};
@@ -55,6 +56,8 @@ pub struct Config {
     pub kafka: KafkaConfig,
     /// Voice: the SIP listener and RTP media.
     pub sip: SipConfig,
+    /// The agent inbox: sessions, sockets, assignment.
+    pub inbox: crate::inbox::InboxConfig,
 }
 
 /// Voice: the SIP user agent that answers routed numbers (`voice route add`) and its media.
@@ -190,6 +193,7 @@ impl Default for Config {
             relay: RelayConfig::default(),
             kafka: KafkaConfig::default(),
             sip: SipConfig::default(),
+            inbox: crate::inbox::InboxConfig::default(),
         }
     }
 }
@@ -288,6 +292,11 @@ const ENV: &[(&str, &str)] = &[
     ),
     ("DARTWING_SIP_TRUSTED_SOURCES", "sip.trusted_sources"),
     ("DARTWING_SIP_NODE_ID", "sip.node_id"),
+    ("DARTWING_INBOX_SESSION_SECS", "inbox.session_secs"),
+    ("DARTWING_INBOX_WS_QUEUE_FRAMES", "inbox.ws_queue_frames"),
+    ("DARTWING_INBOX_WS_SLOW_MS", "inbox.ws_slow_ms"),
+    ("DARTWING_INBOX_WS_IDLE_SECS", "inbox.ws_idle_secs"),
+    ("DARTWING_INBOX_WS_PING_SECS", "inbox.ws_ping_secs"),
 ];
 
 /// Every problem found in a configuration.
@@ -355,6 +364,7 @@ impl Config {
                 self.public_url
             ));
         }
+        e.extend(self.inbox.problems());
         let positive = [
             ("max_body_bytes", self.max_body_bytes as i64),
             ("max_media_bytes", self.max_media_bytes as i64),

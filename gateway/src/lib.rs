@@ -21,6 +21,7 @@ pub mod commit;
 pub mod config;
 pub mod db;
 pub mod events;
+pub mod inbox;
 pub mod kafka;
 pub mod logging;
 pub mod media;

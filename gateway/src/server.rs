@@ -161,6 +161,18 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         shutdown_rx.clone(),
     )));
 
+    let inbox = Arc::new(crate::inbox::Inbox::new(
+        config.inbox.clone(),
+        shutdown_rx.clone(),
+    ));
+    tasks.push(tokio::spawn(crate::inbox::assign::run(
+        db.clone(),
+        committer.clone(),
+        hub.clone(),
+        inbox.assign_wake.clone(),
+        Duration::from_millis(config.inbox.assign_poll_ms),
+        shutdown_rx.clone(),
+    )));
     let sip = crate::voice::start(&config.sip, &db, &committer).await?;
     let state = Arc::new(AppState {
         db: db.clone(),
@@ -174,6 +186,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         media_wake,
         keys: Mutex::default(),
         sip: sip.clone(),
+        inbox,
     });
     let listener = tokio::net::TcpListener::bind(&config.http_addr)
         .await

@@ -2,20 +2,24 @@
 //! PostgreSQL server, the real gateway (in-process or as its binary), and local stand-ins for
 //! Twilio, Meta and Telnyx that speak their documented wire formats, signatures included.
 //!
+//! - [`agent`]: an inbox agent: created, logged in, on a real WebSocket.
 //! - [`env`]: a fresh database per test on either backend, and a running gateway over it.
 //! - [`twilio`]: the Twilio stand-in (Messages REST API) and signed webhook senders.
 //! - [`whatsapp`]: the Graph API stand-in (messages, media) and signed deliveries.
 //! - [`telnyx`]: the Telnyx Messaging v2 stand-in and Ed25519-signed webhooks.
 //! - [`broker`]: a real Kafka-protocol broker (tansu) per test, which can be stopped and
 //!   restarted to make an outage.
+//! - [`proxy`]: a loopback TCP proxy a test cuts and restores (a network outage).
 //! - [`schema`]: the event JSON Schemas of `docs/events/` and a checker for them.
 //!
 //! PostgreSQL comes from `DARTWING_TEST_PG_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`); `scripts/test.sh` installs and starts it.
 //! A test that needs it and cannot reach it fails; it never skips.
 
+pub mod agent;
 pub mod broker;
 pub mod env;
+pub mod proxy;
 pub mod schema;
 pub mod telnyx;
 pub mod twilio;

@@ -1,5 +1,6 @@
 //! The HTTP surface (axum): provider webhooks, API v1 (bearer API keys, one org each), health,
-//! metrics and the OpenAPI document.
+//! metrics and the OpenAPI document, and the agent inbox ([`crate::inbox`]: its page at `/`,
+//! login, the WebSocket, search).
 //!
 //! Errors are JSON `{"error": {"code": "...", "message": "..."}}` with the status that says
 //! what happened: 400 malformed (naming the field), 401 bad key or signature, 404 unknown or
@@ -13,6 +14,7 @@ pub mod webhooks;
 
 use crate::commit::{CommitError, Committer};
 use crate::db::{orgs, Db};
+use crate::inbox;
 use crate::plugins::Plugins;
 use crate::relay::{Hub, RelayStatus};
 use axum::extract::{DefaultBodyLimit, FromRequestParts};
@@ -52,6 +54,8 @@ pub struct AppState {
     pub keys: Mutex<HashMap<String, (Instant, Option<String>)>>,
     /// The SIP user agent, when voice is on (for `sip_calls_active` and `/health`).
     pub sip: Option<Arc<voice::ua::SipServer>>,
+    /// The agent inbox: login throttle, sockets, presence.
+    pub inbox: Arc<crate::inbox::Inbox>,
 }
 
 /// Shared state.
@@ -91,6 +95,26 @@ pub fn router(state: State, max_body_bytes: usize) -> Router {
             "/api/v1/dead-letters/{id}/replay",
             post(dead_letters::replay),
         )
+        .route("/", get(inbox::page::index))
+        .route("/inbox.js", get(inbox::page::script))
+        .route("/inbox.css", get(inbox::page::style))
+        .route("/api/v1/login", post(inbox::api::login))
+        .route("/api/v1/logout", post(inbox::api::logout))
+        .route("/api/v1/ws", get(inbox::ws::upgrade))
+        .route(
+            "/api/v1/agents",
+            get(inbox::api::list_agents).post(inbox::api::create_agent),
+        )
+        .route(
+            "/api/v1/inbox/conversations",
+            get(inbox::api::inbox_conversations),
+        )
+        .route(
+            "/api/v1/inbox/conversations/{id}/messages",
+            get(inbox::api::inbox_messages),
+        )
+        .route("/api/v1/search", get(inbox::api::search))
+        .route("/api/v1/contacts/merge", post(inbox::api::merge_contacts))
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
@@ -181,13 +205,7 @@ impl FromRequestParts<State> for OrgAuth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &State) -> Result<Self, Self::Rejection> {
-        let key = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|k| !k.is_empty())
+        let key = inbox::auth::bearer(&parts.headers)
             .ok_or_else(|| ApiError::unauthorized("missing `Authorization: Bearer KEY`"))?;
         let cached = state
             .keys

@@ -1,7 +1,9 @@
 //! The command line: `serve` (the default), `migrate`, `org create`, `apikey create`,
-//! `channel add twilio-sms|telnyx-sms|whatsapp`, `channel list` ([`channel`]), `events tail` (the example Kafka consumer),
-//! `voice route|agent …` ([`voice`]), `speech …`.
+//! `channel add twilio-sms|telnyx-sms|whatsapp`, `channel list` ([`channel`]), `events tail`
+//! (the example Kafka consumer), `voice route|agent …` ([`voice`]), `agent create|list|revoke`
+//! ([`agent`]), `speech …`.
 
+pub mod agent;
 pub mod channel;
 pub mod voice;
 
@@ -59,6 +61,12 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         action: voice::VoiceAction,
+    },
+    /// Inbox agents: create, list, revoke sessions.
+    Agent {
+        /// What to do.
+        #[command(subcommand)]
+        action: agent::AgentAction,
     },
     /// Speech engines: install models, transcribe a WAV, speak text.
     Speech {
@@ -149,6 +157,10 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Voice { action } => {
             let db = open(&config).await?;
             voice::run(&config, &db, action).await
+        }
+        Command::Agent { action } => {
+            let db = open(&config).await?;
+            agent::run(&db, config.inbox.default_capacity, action).await
         }
         Command::Migrate => {
             open(&config).await?;

@@ -201,34 +201,43 @@ pub async fn list(
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
         let contact_id: String = r.try_get(1)?;
-        let ids = sqlx::query(
-            "SELECT i.channel, i.address, w.closes_at FROM contact_identities i \
-             LEFT JOIN service_windows w ON w.org_id = i.org_id AND w.channel = i.channel AND w.address = i.address \
-             WHERE i.org_id = $1 AND i.contact_id = $2 ORDER BY i.channel, i.address",
-        )
-        .bind(org_id)
-        .bind(&contact_id)
-        .fetch_all(pool)
-        .await?;
         out.push(ConversationView {
             id: r.try_get(0)?,
+            identities: identities(pool, org_id, &contact_id).await?,
             contact_id,
             status: r.try_get(2)?,
             created_at: r.try_get(3)?,
             last_message_at: r.try_get(4)?,
-            identities: ids
-                .iter()
-                .map(|i| {
-                    Ok(Identity {
-                        channel: i.try_get(0)?,
-                        address: i.try_get(1)?,
-                        service_window_closes_at: i.try_get(2)?,
-                    })
-                })
-                .collect::<Result<_, StoreError>>()?,
         });
     }
     Ok(out)
+}
+
+/// A contact's identities, by channel and address.
+pub async fn identities(
+    pool: &AnyPool,
+    org_id: &str,
+    contact_id: &str,
+) -> Result<Vec<Identity>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT i.channel, i.address, w.closes_at FROM contact_identities i \
+         LEFT JOIN service_windows w ON w.org_id = i.org_id AND w.channel = i.channel \
+         AND w.address = i.address \
+         WHERE i.org_id = $1 AND i.contact_id = $2 ORDER BY i.channel, i.address",
+    )
+    .bind(org_id)
+    .bind(contact_id)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|i| {
+            Ok(Identity {
+                channel: i.try_get(0)?,
+                address: i.try_get(1)?,
+                service_window_closes_at: i.try_get(2)?,
+            })
+        })
+        .collect()
 }
 
 /// Whether a conversation exists in this org.

@@ -8,9 +8,12 @@
 //! Writes that answer a provider or a client go through [`crate::commit`] (group commit);
 //! the functions in the submodules that take `&mut AnyConnection` run inside its transaction.
 
+pub mod agents;
 pub mod calls;
 pub mod conversations;
 pub mod dead_letters;
+pub mod inbox;
+pub mod inbox_views;
 pub mod ingest;
 pub mod leader;
 pub mod media;

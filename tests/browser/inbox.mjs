@@ -1,0 +1,94 @@
+// Drives the inbox page in Debian's headless Chromium through playwright-core. Run by
+// tests/tests/inbox_browser.rs, which owns the gateway, the provider stand-in and the network
+// cut; the two talk in lines: this script prints `ready`, `seen MS`, … on stdout and waits for
+// the test's lines on stdin. Every wait has a deadline; a missed one exits non-zero.
+//
+// env: BASE (the page, through the test's cuttable proxy), EMAIL, PASSWORD, SHOT (png path).
+import { chromium } from "playwright-core";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import readline from "node:readline";
+
+const { BASE, EMAIL, PASSWORD, SHOT } = process.env;
+const lines = readline.createInterface({ input: process.stdin });
+const queue = [];
+let waiter = null;
+lines.on("line", (l) => (waiter ? (waiter(l), (waiter = null)) : queue.push(l)));
+const next = () => (queue.length ? Promise.resolve(queue.shift()) : new Promise((r) => (waiter = r)));
+const say = (s) => console.log(s);
+
+async function expectLine(word) {
+  const l = await next();
+  if (!l.startsWith(word)) throw new Error(`expected ${word}, got ${l}`);
+  return l.slice(word.length).trim();
+}
+
+const userDataDir = mkdtempSync(join(tmpdir(), "dw-chromium-"));
+const context = await chromium.launchPersistentContext(userDataDir, {
+  executablePath: "/usr/bin/chromium",
+  headless: true,
+  viewport: { width: 1200, height: 720 },
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+try {
+  const page = context.pages()[0] || (await context.newPage());
+  page.on("pageerror", (e) => console.error("page error:", e.message));
+  await page.goto(BASE + "/");
+  await page.fill("#login-email", EMAIL);
+  await page.fill("#login-password", PASSWORD);
+  await page.click("#login-submit");
+  await page.waitForSelector('#conn-status[data-state="online"]', { timeout: 10000 });
+  say("ready");
+
+  // 1. An inbound SMS appears within a second of the webhook's 200.
+  const body = await expectLine("sent");
+  const t0 = Date.now();
+  const conv = page.locator(".conv", { hasText: body });
+  await conv.first().waitFor({ timeout: 1000 });
+  say(`seen ${Date.now() - t0}`);
+  const unread = await conv.first().locator(".unread").getAttribute("data-count");
+  if (unread !== "1") throw new Error(`unread count ${unread}, want 1`);
+
+  // 2. The agent opens it and replies; the reply shows with its first tick.
+  await conv.first().click();
+  await page.locator(".msg.inbound", { hasText: body }).waitFor({ timeout: 5000 });
+  await page.fill("#reply-body", "Your parcel arrives tomorrow.");
+  await page.click("#reply-send");
+  const reply = page.locator(".msg.outbound", { hasText: "Your parcel arrives tomorrow." });
+  await reply.waitFor({ timeout: 5000 });
+  say("replied");
+
+  // 3. Ticks advance as the provider's status callbacks arrive.
+  for (;;) {
+    const l = await next();
+    if (l === "done") break;
+    const [, status] = l.split(" ");
+    await page.locator(`.msg.outbound .ticks[data-status="${status}"]`).waitFor({ timeout: 5000 });
+    say(`tick ${status}`);
+  }
+
+  // 4. The network is cut (the test closes the proxy's connections and refuses new ones),
+  //    messages arrive meanwhile, the network comes back: all of them show, each once.
+  await expectLine("cut");
+  await page.waitForSelector('#conn-status[data-state="offline"]', { timeout: 10000 });
+  say("offline");
+  const during = (await expectLine("restored")).split("|");
+  await page.waitForSelector('#conn-status[data-state="online"]', { timeout: 15000 });
+  for (const text of during) {
+    const m = page.locator(".msg.inbound", { hasText: text });
+    await m.first().waitFor({ timeout: 5000 });
+    const n = await m.count();
+    if (n !== 1) throw new Error(`"${text}" shown ${n} times`);
+  }
+  say("caught up");
+  await page.screenshot({ path: SHOT });
+  say("shot");
+} catch (e) {
+  console.error("browser test failed:", e.message);
+  process.exitCode = 1;
+} finally {
+  await context.close();
+  lines.close();
+}

@@ -1,0 +1,145 @@
+//! The inbox page in a real browser: Debian's headless Chromium driven by playwright-core
+//! (`tests/browser/inbox.mjs`; `scripts/ensure-browser.sh` installs both). The test owns the
+//! gateway, the Twilio stand-in and a cuttable proxy between the browser and the gateway; the
+//! script owns the page. They talk in lines. It checks that an inbound SMS shows within a
+//! second, that the agent's reply goes out and its ticks advance with status callbacks, that
+//! after a network cut nothing is missing or doubled, and it writes `docs/inbox.png`.
+//!
+//! A machine without Chromium or the npm package fails this test (it never skips).
+
+use integration_tests::agent::create_agent;
+use integration_tests::env::{eventually, Backend, World};
+use integration_tests::proxy::CutProxy;
+use integration_tests::twilio::{inbound_sms, status_callback};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+
+const PASSWORD: &str = "correct horse battery";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbox_page_in_chromium() {
+    let script = repo().join("tests/browser/inbox.mjs");
+    assert!(
+        repo()
+            .join("tests/browser/node_modules/playwright-core")
+            .exists()
+            && std::path::Path::new("/usr/bin/chromium").exists(),
+        "run scripts/ensure-browser.sh first (chromium and playwright-core are required)"
+    );
+    let w = World::new(Backend::Sqlite).await;
+    create_agent(&w.db, &w.org.id, "ann@acme.test", PASSWORD, "agent").await;
+    let proxy = CutProxy::start(w.gw.running.addr).await;
+    let shot = repo().join("docs/inbox.png");
+    let mut child = Command::new("node")
+        .arg(&script)
+        .env("BASE", &proxy.base)
+        .env("EMAIL", "ann@acme.test")
+        .env("PASSWORD", PASSWORD)
+        .env("SHOT", &shot)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut expect = async |prefix: &str| -> String {
+        let line = tokio::time::timeout(Duration::from_secs(30), out.next_line())
+            .await
+            .unwrap_or_else(|_| {
+                panic!("browser script said nothing within 30 s (waiting for {prefix})")
+            })
+            .expect("read")
+            .unwrap_or_else(|| panic!("browser script ended before `{prefix}`"));
+        assert!(
+            line.starts_with(prefix),
+            "expected `{prefix}`, got `{line}`"
+        );
+        line
+    };
+    let customer = "+15557654321";
+    expect("ready").await;
+
+    let first = "Where is my parcel?";
+    let r = w
+        .webhook(
+            &w.org,
+            "sms",
+            &inbound_sms(
+                &w.org,
+                "SM10000000000000000000000000000001",
+                customer,
+                first,
+            ),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    stdin
+        .write_all(format!("sent {first}\n").as_bytes())
+        .await
+        .unwrap();
+    let seen = expect("seen").await;
+    let ms: u64 = seen[5..].parse().unwrap();
+    assert!(ms <= 1000, "shown after {ms} ms");
+    eprintln!("inbound SMS shown on the page {ms} ms after the webhook's 200");
+
+    expect("replied").await;
+    let sid = eventually(Duration::from_secs(10), || async {
+        w.twilio.received().iter().find_map(|r| r.sid.clone())
+    })
+    .await;
+    for status in ["sent", "delivered", "read"] {
+        // The worker records `sent` itself once Twilio accepted; callbacks move it on.
+        if status != "sent" {
+            let r = w
+                .webhook(
+                    &w.org,
+                    "status",
+                    &status_callback(&w.org, &sid, status, None),
+                )
+                .await;
+            assert!(r.status().is_success(), "callback {status}: {}", r.status());
+        }
+        stdin
+            .write_all(format!("tick {status}\n").as_bytes())
+            .await
+            .unwrap();
+        expect(&format!("tick {status}")).await;
+    }
+    stdin.write_all(b"done\n").await.unwrap();
+
+    // The network goes; messages arrive meanwhile; it comes back.
+    proxy.cut();
+    stdin.write_all(b"cut\n").await.unwrap();
+    expect("offline").await;
+    let during = ["Are you there?", "Hello??", "Ok found it, thanks"];
+    for (i, text) in during.iter().enumerate() {
+        let sid = format!("SM2000000000000000000000000000000{i}");
+        let r = w
+            .webhook(&w.org, "sms", &inbound_sms(&w.org, &sid, customer, text))
+            .await;
+        assert_eq!(r.status(), 200);
+    }
+    proxy.restore();
+    stdin
+        .write_all(format!("restored {}\n", during.join("|")).as_bytes())
+        .await
+        .unwrap();
+    expect("caught up").await;
+    expect("shot").await;
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("script ends")
+        .expect("wait");
+    assert!(status.success(), "browser script failed");
+    assert!(shot.exists(), "screenshot written");
+    w.gw.stop().await;
+}
