@@ -204,6 +204,31 @@ impl SendError {
         }
     }
 
+    /// The classification every provider shares: HTTP 429 and 5xx, and codes the provider
+    /// documents as temporary (`transient_code`), are [`SendError::Unavailable`]; any other
+    /// error names a problem with this message or account that a retry cannot fix.
+    pub fn from_status(
+        status: u16,
+        code: Option<String>,
+        message: String,
+        retry_after: Option<Duration>,
+        transient_code: bool,
+    ) -> SendError {
+        if status == 429 || status >= 500 || transient_code {
+            SendError::Unavailable {
+                status,
+                code,
+                retry_after,
+            }
+        } else {
+            SendError::Rejected {
+                status,
+                code,
+                message,
+            }
+        }
+    }
+
     /// The provider's error code, where it gave one.
     pub fn code(&self) -> Option<&str> {
         match self {

@@ -91,22 +91,14 @@ pub fn classify(
     message: String,
     retry_after: Option<Duration>,
 ) -> SendError {
-    let transient =
-        status == 429 || status >= 500 || code.is_some_and(|c| TRANSIENT_CODES.contains(&c));
-    let code = code.map(|c| c.to_string());
-    if transient {
-        SendError::Unavailable {
-            status,
-            code,
-            retry_after,
-        }
-    } else {
-        SendError::Rejected {
-            status,
-            code,
-            message,
-        }
-    }
+    let transient = code.is_some_and(|c| TRANSIENT_CODES.contains(&c));
+    SendError::from_status(
+        status,
+        code.map(|c| c.to_string()),
+        message,
+        retry_after,
+        transient,
+    )
 }
 
 #[derive(Deserialize)]

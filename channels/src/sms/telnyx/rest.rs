@@ -107,19 +107,7 @@ pub fn classify(
     message: String,
     retry_after: Option<Duration>,
 ) -> SendError {
-    if status == 429 || status >= 500 {
-        SendError::Unavailable {
-            status,
-            code,
-            retry_after,
-        }
-    } else {
-        SendError::Rejected {
-            status,
-            code,
-            message,
-        }
-    }
+    SendError::from_status(status, code, message, retry_after, false)
 }
 
 #[cfg(test)]

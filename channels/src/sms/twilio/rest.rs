@@ -93,20 +93,8 @@ pub fn classify(
     message: String,
     retry_after: Option<Duration>,
 ) -> SendError {
-    let throttled = status == 429 || code.as_deref() == Some(TOO_MANY_REQUESTS);
-    if throttled || status >= 500 {
-        SendError::Unavailable {
-            status,
-            code,
-            retry_after,
-        }
-    } else {
-        SendError::Rejected {
-            status,
-            code,
-            message,
-        }
-    }
+    let throttled = code.as_deref() == Some(TOO_MANY_REQUESTS);
+    SendError::from_status(status, code, message, retry_after, throttled)
 }
 
 #[cfg(test)]
