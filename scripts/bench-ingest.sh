@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
-# Ingest benchmark: signed Twilio webhooks at the running gateway over loopback, committed
-# before each 2xx, on SQLite and on PostgreSQL; beside it, in the same run, the raw commit rate
-# of the same database (a batched insert loop for SQLite, pgbench for PostgreSQL) and the
-# gateway's idle RSS. Prints a JSON line per measurement.
+# Ingest benchmark: signed webhooks at the running gateway over loopback, committed before
+# each 2xx, on SQLite and on PostgreSQL — Twilio forms, WhatsApp deliveries of 3 messages each,
+# Telnyx events, one after the other against the same gateway; beside it, in the same run, the
+# raw commit rate of the same database (a batched insert loop for SQLite, pgbench for
+# PostgreSQL) and the gateway's idle RSS. Prints a JSON line per measurement.
 #
 #   scripts/bench-ingest.sh [REQUESTS] [CONCURRENCY]
+#   PROFILE=dev scripts/bench-ingest.sh …     # the dev build (figures not comparable to release)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-20000}
 C=${2:-64}
-T=${CARGO_TARGET_DIR_RELEASE:-$HOME/.cache/dartwing/target-release}
-CARGO_TARGET_DIR=$T cargo build -q --release -p gateway -p integration-tests --bin dartwing-gateway --bin dartwing-loadgen
-GW=$T/release/dartwing-gateway
-LG=$T/release/dartwing-loadgen
+if [ "${PROFILE:-release}" = dev ]; then
+    T=${CARGO_TARGET_DIR:-$HOME/.cache/dartwing/target}; FLAG=""; DIR=debug
+else
+    T=${CARGO_TARGET_DIR_RELEASE:-$HOME/.cache/dartwing/target-release}; FLAG=--release; DIR=release
+fi
+CARGO_TARGET_DIR=$T cargo build -q $FLAG -p gateway -p integration-tests --bin dartwing-gateway --bin dartwing-loadgen
+GW=$T/$DIR/dartwing-gateway
+LG=$T/$DIR/dartwing-loadgen
 PG=$(scripts/ensure-postgres.sh | tail -1)
 W=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$W"' EXIT
 PORT=18080
@@ -23,6 +29,10 @@ run_backend() {
     export DARTWING_DATABASE_URL=$url DARTWING_HTTP_ADDR=127.0.0.1:$PORT DARTWING_LOG=warn
     $GW org create bench >/dev/null
     $GW channel add twilio-sms --org bench --account-sid "$SID" --auth-token benchtoken \
+        --from +15550001111 --api-base http://127.0.0.1:9 >/dev/null
+    $GW channel add whatsapp --org bench --phone-number-id 106540352242922 --access-token t \
+        --app-secret benchsecret --verify-token v --api-base http://127.0.0.1:9 >/dev/null
+    $GW channel add telnyx-sms --org bench --api-key k --public-key "$($LG --base x --org x --print-public-key)" \
         --from +15550001111 --api-base http://127.0.0.1:9 >/dev/null
     $GW serve >"$W/$name.log" 2>&1 &
     local pid=$!
@@ -36,6 +46,12 @@ run_backend() {
     out=$($LG --base "http://127.0.0.1:$PORT" --org bench --account-sid "$SID" --auth-token benchtoken \
         --requests "$N" --concurrency "$C")
     echo "{\"backend\":\"$name\",\"gateway\":$out}"
+    out=$($LG --base "http://127.0.0.1:$PORT" --org bench --provider whatsapp --auth-token benchsecret \
+        --per-delivery 3 --requests $((N / 3)) --concurrency "$C")
+    echo "{\"backend\":\"$name\",\"whatsapp_3_per_delivery\":$out}"
+    out=$($LG --base "http://127.0.0.1:$PORT" --org bench --provider telnyx \
+        --requests "$N" --concurrency "$C")
+    echo "{\"backend\":\"$name\",\"telnyx\":$out}"
     kill $pid; wait $pid 2>/dev/null || true
 }
 

@@ -1,9 +1,12 @@
-//! `dartwing-loadgen`: drives signed Twilio incoming-SMS webhooks at a running gateway over
-//! loopback and reports throughput and latency percentiles of 2xx answers.
+//! `dartwing-loadgen`: drives signed inbound-message webhooks at a running gateway over
+//! loopback — Twilio forms, WhatsApp deliveries (several messages each) or Telnyx events —
+//! and reports throughput and latency percentiles of 2xx answers. Each request is distinct.
 //!
 //! ```text
 //! dartwing-loadgen --base http://127.0.0.1:8080 --org acme --account-sid AC… --auth-token T \
 //!     --requests 20000 --concurrency 64
+//! dartwing-loadgen --provider whatsapp --auth-token APP_SECRET --per-delivery 3 …
+//! dartwing-loadgen --provider telnyx --telnyx-seed 7 …   (`--print-public-key` shows its key)
 //! ```
 
 use clap::Parser;
@@ -19,12 +22,24 @@ struct Args {
     /// Org slug.
     #[arg(long)]
     org: String,
+    /// `twilio`, `whatsapp` or `telnyx`.
+    #[arg(long, default_value = "twilio")]
+    provider: String,
     /// Twilio account SID configured for the org.
-    #[arg(long)]
+    #[arg(long, default_value = "")]
     account_sid: String,
-    /// Its auth token.
-    #[arg(long)]
+    /// Twilio's auth token, or WhatsApp's app secret.
+    #[arg(long, default_value = "")]
     auth_token: String,
+    /// WhatsApp: messages per delivery (each counts as one message; a request is a delivery).
+    #[arg(long, default_value_t = 1)]
+    per_delivery: usize,
+    /// Telnyx: the byte the Ed25519 signing key's seed is filled with.
+    #[arg(long, default_value_t = 7)]
+    telnyx_seed: u8,
+    /// Telnyx: print the public key (base64) for `channel add telnyx-sms` and exit.
+    #[arg(long)]
+    print_public_key: bool,
     /// Webhooks to send.
     #[arg(long, default_value_t = 20_000)]
     requests: usize,
@@ -40,10 +55,24 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Arc::new(Args::parse());
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let telnyx_key = Arc::new(
+        ring::signature::Ed25519KeyPair::from_seed_unchecked(&[args.telnyx_seed; 32])
+            .expect("a 32-byte seed"),
+    );
+    if args.print_public_key {
+        use base64::Engine;
+        use ring::signature::KeyPair;
+        let key = telnyx_key.public_key().as_ref();
+        println!("{}", base64::engine::general_purpose::STANDARD.encode(key));
+        return Ok(());
+    }
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
         .build()?;
-    let url = format!("{}/webhooks/twilio/{}/sms", args.base, args.org);
+    let url = match args.provider.as_str() {
+        "whatsapp" => format!("{}/webhooks/whatsapp/{}", args.base, args.org),
+        p => format!("{}/webhooks/{p}/{}/sms", args.base, args.org),
+    };
     let next = Arc::new(AtomicUsize::new(0));
     let run = format!(
         "{:x}",
@@ -52,12 +81,13 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..args.concurrency {
-        let (client, url, next, args, run) = (
+        let (client, url, next, args, run, key) = (
             client.clone(),
             url.clone(),
             next.clone(),
             args.clone(),
             run.clone(),
+            telnyx_key.clone(),
         );
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
@@ -67,25 +97,8 @@ async fn main() -> anyhow::Result<()> {
                 if i >= args.requests {
                     break;
                 }
-                let params: Vec<(String, String)> = vec![
-                    ("MessageSid".into(), format!("SM{run}{i:020}")),
-                    ("AccountSid".into(), args.account_sid.clone()),
-                    ("From".into(), format!("+1555{:07}", i % args.contacts)),
-                    ("To".into(), "+15550001111".into()),
-                    ("Body".into(), format!("load message {i}")),
-                    ("NumMedia".into(), "0".into()),
-                    ("ApiVersion".into(), "2010-04-01".into()),
-                ];
-                let sig =
-                    channels::sms::twilio::signature::compute(&args.auth_token, &url, &params);
                 let t = Instant::now();
-                let r = client
-                    .post(&url)
-                    .header("X-Twilio-Signature", sig)
-                    .header("content-type", "application/x-www-form-urlencoded")
-                    .body(serde_urlencoded::to_string(&params).expect("form"))
-                    .send()
-                    .await;
+                let r = request(&client, &url, &args, &run, &key, i).send().await;
                 match r {
                     Ok(resp) if resp.status().is_success() => lat.push(t.elapsed()),
                     _ => errors += 1,
@@ -119,4 +132,81 @@ async fn main() -> anyhow::Result<()> {
         lat.last().copied().unwrap_or_default().as_secs_f64() * 1e3
     );
     Ok(())
+}
+
+/// The signed webhook for message (or delivery) `i`.
+fn request(
+    client: &reqwest::Client,
+    url: &str,
+    args: &Args,
+    run: &str,
+    key: &ring::signature::Ed25519KeyPair,
+    i: usize,
+) -> reqwest::RequestBuilder {
+    let from = format!("+1555{:07}", i % args.contacts);
+    match args.provider.as_str() {
+        "whatsapp" => {
+            let messages: Vec<serde_json::Value> = (0..args.per_delivery)
+                .map(|k| {
+                    serde_json::json!({"from": &from[1..], "id": format!("wamid.{run}{i:020}{k:02}"),
+                        "timestamp": "1749416383", "type": "text",
+                        "text": {"body": format!("load message {i}.{k}")}})
+                })
+                .collect();
+            let delivery = serde_json::json!({"object": "whatsapp_business_account",
+                "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
+                    "messaging_product": "whatsapp",
+                    "metadata": {"display_phone_number": "15550001111", "phone_number_id": "106540352242922"},
+                    "contacts": [{"profile": {"name": "Load"}, "wa_id": &from[1..]}],
+                    "messages": messages}}]}]});
+            let body = serde_json::to_vec(&delivery).expect("json");
+            client
+                .post(url)
+                .header(
+                    "X-Hub-Signature-256",
+                    channels::whatsapp::signature::compute(&args.auth_token, &body),
+                )
+                .header("content-type", "application/json")
+                .body(body)
+        }
+        "telnyx" => {
+            use base64::Engine;
+            let event = serde_json::json!({"data": {"event_type": "message.received",
+                "id": format!("ev-{run}{i:020}"), "record_type": "event",
+                "payload": {"id": format!("tx-{run}{i:020}"), "direction": "inbound", "type": "SMS",
+                    "from": {"phone_number": from}, "to": [{"phone_number": "+15550001111"}],
+                    "text": format!("load message {i}"), "media": []}}, "meta": {"attempt": 1}});
+            let body = serde_json::to_vec(&event).expect("json");
+            let ts = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock")
+                .as_secs()
+                .to_string();
+            let signed = [ts.as_bytes(), b"|", &body[..]].concat();
+            let sig = base64::engine::general_purpose::STANDARD.encode(key.sign(&signed));
+            client
+                .post(url)
+                .header("telnyx-signature-ed25519", sig)
+                .header("telnyx-timestamp", ts)
+                .header("content-type", "application/json")
+                .body(body)
+        }
+        _ => {
+            let params: Vec<(String, String)> = vec![
+                ("MessageSid".into(), format!("SM{run}{i:020}")),
+                ("AccountSid".into(), args.account_sid.clone()),
+                ("From".into(), from),
+                ("To".into(), "+15550001111".into()),
+                ("Body".into(), format!("load message {i}")),
+                ("NumMedia".into(), "0".into()),
+                ("ApiVersion".into(), "2010-04-01".into()),
+            ];
+            let sig = channels::sms::twilio::signature::compute(&args.auth_token, url, &params);
+            client
+                .post(url)
+                .header("X-Twilio-Signature", sig)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(serde_urlencoded::to_string(&params).expect("form"))
+        }
+    }
 }
