@@ -11,6 +11,7 @@ use integration_tests::env::{
     World,
 };
 use integration_tests::schema;
+use integration_tests::telnyx::TelnyxStandin;
 use integration_tests::twilio::{inbound_sms, post_signed};
 use integration_tests::whatsapp::{self, delivery, text, GraphStandin};
 use serde_json::{json, Value};
@@ -255,6 +256,14 @@ async fn two_nodes_on_one_postgres_and_broker_behave_as_one() {
     twilio.add_account(&org);
     let graph = GraphStandin::start().await;
     let wa = graph.add_account(&db, &org.id).await;
+    // Telnyx on an org of its own (an org with two SMS accounts sends through one of them,
+    // and the SMS sends below count on Twilio).
+    let telnyx = TelnyxStandin::start().await;
+    let beta = gateway::db::orgs::create(&db.pool, "beta", "beta")
+        .await
+        .unwrap()
+        .unwrap();
+    telnyx.add_account(&db, &beta.id).await;
     let mut config = test_config(&tdb.url);
     config.kafka.brokers = broker.addr.clone();
     let a = TestGateway::start(config.clone()).await;
@@ -311,6 +320,25 @@ async fn two_nodes_on_one_postgres_and_broker_behave_as_one() {
     .await
     .unwrap();
     assert_eq!(stored.0, 1, "one WhatsApp message, whichever node took it");
+    // And Telnyx: one webhook taken by B and retried on A is one message.
+    let body = serde_json::to_vec(&integration_tests::telnyx::received(
+        "tx-2nodes",
+        "+13125550001",
+        "hello both",
+    ))
+    .unwrap();
+    for base in [&b.base, &a.base] {
+        let r = telnyx.post_signed(&client, base, "beta", &body).await;
+        assert_eq!(r.status(), 200);
+    }
+    let stored: (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM messages WHERE org_id = $1 AND provider_message_id = 'tx-2nodes'",
+    )
+    .bind(&beta.id)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(stored.0, 1, "one Telnyx message, whichever node took it");
     for base in [&a.base, &b.base] {
         let r = client
             .post(format!("{base}/api/v1/messages"))
@@ -400,12 +428,25 @@ async fn two_nodes_on_one_postgres_and_broker_behave_as_one() {
     let records = read_all(&broker.addr, &ids).await;
     check_wire_format(&records);
     assert_eq!(check_order_per_key(&records), 0, "each event relayed once");
-    let mut seqs: Vec<i64> = records
-        .iter()
-        .map(|r| r.envelope().unwrap()["dartwingseq"].as_i64().unwrap())
-        .collect();
-    seqs.sort_unstable();
-    assert_eq!(seqs, (1..=ids.len() as i64).collect::<Vec<_>>(), "gap-free");
+    // Gap-free per org (two orgs here: acme and beta).
+    let mut seqs: HashMap<String, Vec<i64>> = HashMap::new();
+    for r in &records {
+        let env = r.envelope().unwrap();
+        let org_id = env["dartwingorgid"].as_str().unwrap().to_string();
+        seqs.entry(org_id)
+            .or_default()
+            .push(env["dartwingseq"].as_i64().unwrap());
+    }
+    assert_eq!(seqs.len(), 2, "events of both orgs");
+    assert_eq!(seqs.values().map(Vec::len).sum::<usize>(), ids.len());
+    for (org_id, mut s) in seqs {
+        s.sort_unstable();
+        assert_eq!(
+            s,
+            (1..=s.len() as i64).collect::<Vec<_>>(),
+            "gap-free for {org_id}"
+        );
+    }
     // B's subscriber saw every event, including those relayed from A's webhooks.
     let seen_on_b = collector.await.unwrap();
     let missed = ids.iter().filter(|id| !seen_on_b.contains(*id)).count();
