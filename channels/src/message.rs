@@ -249,6 +249,27 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
         .map(Duration::from_secs)
 }
 
+/// `POST`s a JSON body with a bearer token and returns the answer's status, `Retry-After`
+/// and body — the request every JSON provider API (Meta's, Telnyx's) sends a message with.
+pub async fn post_json(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    body: &serde_json::Value,
+) -> Result<(u16, Option<Duration>, Vec<u8>), SendError> {
+    let resp = http
+        .post(url)
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .map_err(SendError::Transport)?;
+    let status = resp.status().as_u16();
+    let retry = retry_after(resp.headers());
+    let bytes = resp.bytes().await.map_err(SendError::Transport)?;
+    Ok((status, retry, bytes.to_vec()))
+}
+
 /// The future a send returns.
 pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<SendReceipt, SendError>> + Send + 'a>>;
 

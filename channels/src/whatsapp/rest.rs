@@ -4,7 +4,7 @@
 //! backoff) and permanent (fail now).
 
 use super::{outbound, WhatsAppConfig};
-use crate::message::{read_capped, retry_after};
+use crate::message::{post_json, read_capped};
 use crate::{FetchedMedia, MediaError, OutboundMessage, SendError, SendReceipt};
 use serde::Deserialize;
 use std::time::Duration;
@@ -48,16 +48,7 @@ pub async fn send(
         config.phone_number_id
     );
     let body = outbound::payload(&msg.to, &msg.body, msg.content.as_ref());
-    let resp = http
-        .post(&url)
-        .bearer_auth(config.access_token.expose())
-        .json(&body)
-        .send()
-        .await
-        .map_err(SendError::Transport)?;
-    let status = resp.status().as_u16();
-    let retry = retry_after(resp.headers());
-    let bytes = resp.bytes().await.map_err(SendError::Transport)?;
+    let (status, retry, bytes) = post_json(http, &url, config.access_token.expose(), &body).await?;
     if (200..300).contains(&status) {
         let sent: Sent =
             serde_json::from_slice(&bytes).map_err(|e| SendError::BadResponse(e.to_string()))?;

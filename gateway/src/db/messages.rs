@@ -440,17 +440,16 @@ pub async fn record_accepted(
     .await?;
     // Reports that beat this acceptance to the database were kept: apply them now, in the
     // order they arrived.
-    let mut last = applied;
-    for (channel, update) in super::pending::take(conn, org_id, id, provider_message_id).await? {
-        let state = current_state(conn, org_id, id).await?;
-        let outcome = super::ingest::apply_report(conn, org_id, id, state, &update, now).await?;
-        tracing::debug!(%channel, ?outcome, "pending status applied");
-        last = Applied {
-            from: applied.from,
-            to: outcome.to,
-        };
+    let mut to = applied.to;
+    for update in super::pending::take(conn, org_id, id, provider_message_id).await? {
+        to = super::ingest::apply_report(conn, org_id, id, to, &update, now)
+            .await?
+            .to;
     }
-    Ok(last)
+    Ok(Applied {
+        from: applied.from,
+        to,
+    })
 }
 
 /// A transient failure: try again at `retry_at` (history keeps the error).

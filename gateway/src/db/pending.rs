@@ -46,16 +46,16 @@ pub async fn keep(
     Ok(())
 }
 
-/// Removes and returns the reports kept for the provider id a message was just given, oldest
-/// first, with the message's channel.
+/// Removes and returns the reports kept for the provider id a message was just given (on
+/// that message's channel), oldest first.
 pub async fn take(
     conn: &mut AnyConnection,
     org_id: &str,
     message_id: &str,
     provider_message_id: &str,
-) -> Result<Vec<(String, StatusUpdate)>, StoreError> {
+) -> Result<Vec<StatusUpdate>, StoreError> {
     let rows = sqlx::query(
-        "SELECT p.id, p.channel, p.report FROM pending_statuses p \
+        "SELECT p.id, p.report FROM pending_statuses p \
          JOIN messages m ON m.org_id = p.org_id AND m.channel = p.channel \
          WHERE p.org_id = $1 AND m.id = $2 AND p.provider_message_id = $3 ORDER BY p.id",
     )
@@ -67,8 +67,7 @@ pub async fn take(
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
         let id: i64 = r.try_get(0)?;
-        let channel: String = r.try_get(1)?;
-        let report: String = r.try_get(2)?;
+        let report: String = r.try_get(1)?;
         let v: Value = serde_json::from_str(&report).map_err(|e| StoreError::Corrupt {
             what: "pending_statuses.report",
             detail: e.to_string(),
@@ -93,7 +92,7 @@ pub async fn take(
             .bind(id)
             .execute(&mut *conn)
             .await?;
-        out.push((channel, update));
+        out.push(update);
     }
     Ok(out)
 }

@@ -3,7 +3,7 @@
 //! errors come as `{"errors": [{"code", "title", "detail"}]}` and are classified like Twilio's.
 
 use super::TelnyxSmsConfig;
-use crate::message::retry_after;
+use crate::message::post_json;
 use crate::{OutboundMessage, SendError, SendReceipt};
 use serde::Deserialize;
 use serde_json::json;
@@ -56,16 +56,7 @@ pub async fn send(
         "webhook_url": format!("{}/sms", msg.webhook_base),
         "use_profile_webhooks": false,
     });
-    let resp = http
-        .post(&url)
-        .bearer_auth(config.api_key.expose())
-        .json(&body)
-        .send()
-        .await
-        .map_err(SendError::Transport)?;
-    let status = resp.status().as_u16();
-    let retry = retry_after(resp.headers());
-    let bytes = resp.bytes().await.map_err(SendError::Transport)?;
+    let (status, retry, bytes) = post_json(http, &url, config.api_key.expose(), &body).await?;
     if (200..300).contains(&status) {
         let created: Created =
             serde_json::from_slice(&bytes).map_err(|e| SendError::BadResponse(e.to_string()))?;
