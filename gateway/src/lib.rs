@@ -16,11 +16,13 @@
 //! with backoff, or `failed` + dead letter ─▶ provider callbacks move it to `delivered`/`read`.
 
 pub mod api;
+pub mod cache;
 pub mod cli;
 pub mod commit;
 pub mod config;
 pub mod db;
 pub mod events;
+pub mod http_serve;
 pub mod inbox;
 pub mod kafka;
 pub mod logging;

@@ -15,7 +15,7 @@ use crate::relay::{self, EventSink, Hub, RelaySettings, RelayStatus};
 use crate::sender::{self, SendSettings};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
@@ -179,12 +179,21 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         committer: committer.clone(),
         plugins,
         public_base,
+        ops_token: config.ops_token.clone(),
         hub: hub.clone(),
         relay_status,
         metrics,
         send_wake,
         media_wake,
-        keys: Mutex::default(),
+        keys: crate::cache::TtlCache::new(
+            crate::api::KEY_CACHE_TTL,
+            crate::api::KEY_CACHE_CAPACITY,
+        ),
+        key_uses: crate::cache::TtlCache::new(
+            Duration::from_secs(60),
+            crate::api::KEY_CACHE_CAPACITY,
+        ),
+        api_limits: crate::api::rate::ApiRateLimits::new(config.api.clone()),
         sip: sip.clone(),
         inbox,
     });
@@ -198,20 +207,14 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         addr: config.http_addr.clone(),
         source,
     })?;
-    let app = api::router(state, config.max_body_bytes);
-    let mut stop = shutdown_rx.clone();
+    let app = crate::http_serve::with_request_timeout(
+        api::router(state, config.max_body_bytes),
+        Duration::from_millis(config.http.request_timeout_ms),
+    );
+    let (limits, stop) = (config.http.clone(), shutdown_rx.clone());
     tasks.insert(
         0,
-        tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "HTTP server failed");
-            }
-        }),
+        tokio::spawn(async move { crate::http_serve::serve(listener, app, &limits, stop).await }),
     );
     tracing::info!(%addr, backend = ?db.backend, "dartwing gateway listening");
     Ok(Running {

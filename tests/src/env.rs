@@ -156,6 +156,9 @@ pub async fn create_org(db: &Db, slug: &str, api_base: &str, rate: f64) -> TestO
     }
 }
 
+/// The ops token of [`test_config`]: `/health` shows error texts to it.
+pub const OPS_TOKEN: &str = "test-ops-token";
+
 /// A configuration for tests: fast retries and polls, port 0.
 pub fn test_config(db_url: &str) -> Config {
     let mut c = Config {
@@ -163,6 +166,7 @@ pub fn test_config(db_url: &str) -> Config {
         database_url: db_url.into(),
         ..Config::default()
     };
+    c.ops_token = OPS_TOKEN.into();
     c.delivery.retry_base_ms = 50;
     c.delivery.retry_max_ms = 200;
     c.delivery.poll_ms = 50;

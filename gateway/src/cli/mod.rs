@@ -1,9 +1,11 @@
-//! The command line: `serve` (the default), `migrate`, `org create`, `apikey create`,
+//! The command line: `serve` (the default), `migrate`, `org create`, `apikey create|list|revoke`
+//! ([`apikey`]),
 //! `channel add twilio-sms|telnyx-sms|whatsapp`, `channel list` ([`channel`]), `events tail`
 //! (the example Kafka consumer), `voice route|agent …` ([`voice`]), `agent create|list|revoke`
 //! ([`agent`]), `speech …`.
 
 pub mod agent;
+pub mod apikey;
 pub mod channel;
 pub mod voice;
 
@@ -42,7 +44,7 @@ pub enum Command {
     Apikey {
         /// What to do.
         #[command(subcommand)]
-        action: KeyAction,
+        action: apikey::KeyAction,
     },
     /// Manage provider accounts.
     Channel {
@@ -112,17 +114,6 @@ pub enum OrgAction {
     },
 }
 
-/// API key commands.
-#[derive(Subcommand)]
-pub enum KeyAction {
-    /// Create an API key; it is printed once, alone on the last line.
-    Create {
-        /// The organization's slug.
-        #[arg(long)]
-        org: String,
-    },
-}
-
 /// Parses the command line and runs it.
 pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -180,15 +171,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Apikey {
-            action: KeyAction::Create { org },
-        } => {
+        Command::Apikey { action } => {
             let db = open(&config).await?;
-            let org = find_org(&db, &org).await?;
-            let key = orgs::create_api_key(&db.pool, &org.id).await?;
-            println!("API key for {} (shown once; store it now):", org.slug);
-            println!("{key}");
-            Ok(())
+            apikey::run(&db, action).await
         }
         Command::Channel { action } => {
             let db = open(&config).await?;
