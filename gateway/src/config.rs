@@ -264,7 +264,10 @@ const ENV: &[(&str, &str)] = &[
     ("DARTWING_API_RATE_PER_ORG", "api.rate_per_org"),
     ("DARTWING_HTTP_MAX_CONNECTIONS", "http.max_connections"),
     ("DARTWING_HTTP_HEADER_TIMEOUT_MS", "http.header_timeout_ms"),
-    ("DARTWING_HTTP_REQUEST_TIMEOUT_MS", "http.request_timeout_ms"),
+    (
+        "DARTWING_HTTP_REQUEST_TIMEOUT_MS",
+        "http.request_timeout_ms",
+    ),
     ("DARTWING_INGEST_QUEUE_CAPACITY", "ingest.queue_capacity"),
     ("DARTWING_INGEST_MAX_BATCH", "ingest.max_batch"),
     ("DARTWING_INGEST_WRITERS", "ingest.writers"),

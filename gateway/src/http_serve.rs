@@ -61,14 +61,14 @@ impl HttpLimits {
 /// Wraps `app` so that every request answers within `timeout` (503 with `Retry-After` when it
 /// would not).
 pub fn with_request_timeout(app: Router, timeout: Duration) -> Router {
-    app.layer(axum::middleware::from_fn(move |req: Request, next: Next| {
-        async move {
+    app.layer(axum::middleware::from_fn(
+        move |req: Request, next: Next| async move {
             match tokio::time::timeout(timeout, next.run(req)).await {
                 Ok(resp) => resp,
                 Err(_) => timed_out(timeout),
             }
-        }
-    }))
+        },
+    ))
 }
 
 fn timed_out(timeout: Duration) -> Response {

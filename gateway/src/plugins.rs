@@ -7,8 +7,8 @@
 //! Slugs come from webhook paths anyone can send, so the caches are bounded
 //! ([`crate::cache::TtlCache`]): random slugs cost at most `CACHE_CAPACITY` entries.
 
-use crate::db::orgs::{self, Org};
 use crate::cache::TtlCache;
+use crate::db::orgs::{self, Org};
 use crate::db::{Db, StoreError};
 use channels::{registry, ChannelPlugin};
 use state_machines::Channel;

@@ -105,7 +105,9 @@ async fn sequence_is_gap_free_under_concurrency(backend: Backend) {
     while got < total {
         let ev = tokio::time::timeout(Duration::from_secs(15), sub.recv())
             .await
-            .unwrap_or_else(|_| panic!("subscriber saw {got} of {total} events, then none for 15 s"))
+            .unwrap_or_else(|_| {
+                panic!("subscriber saw {got} of {total} events, then none for 15 s")
+            })
             .expect("subscriber not lagged");
         let seq = ev.stored.seq.unwrap();
         let prev = last.insert(ev.stored.org_id.clone(), seq).unwrap_or(0);
@@ -116,7 +118,10 @@ async fn sequence_is_gap_free_under_concurrency(backend: Backend) {
         );
         got += 1;
     }
-    assert_eq!(last, per_org, "each org's last sequence number seen is its last event");
+    assert_eq!(
+        last, per_org,
+        "each org's last sequence number seen is its last event"
+    );
     w.gw.stop().await;
 }
 both_backends!(sequence_is_gap_free_under_concurrency);
@@ -268,7 +273,10 @@ async fn retention_prunes_only_published_events(backend: Backend) {
             .fetch_one(&w.db.pool)
             .await
             .unwrap();
-    assert_eq!(published.0, 3, "the three kept rows are published after the restart");
+    assert_eq!(
+        published.0, 3,
+        "the three kept rows are published after the restart"
+    );
     // Numbering goes on from where it was.
     let params = inbound_sms(
         &w.org,
@@ -297,7 +305,7 @@ async fn relay_leadership_moves_when_the_leader_is_killed() {
     let db = tdb.connect().await;
     let org = create_org(&db, "acme", "http://127.0.0.1:9", 10.0).await;
     let client = reqwest::Client::new();
-    let mut nodes = vec![
+    let mut nodes = [
         ChildGateway::spawn(&tdb.url, free_port()).await,
         ChildGateway::spawn(&tdb.url, free_port()).await,
     ];
@@ -337,7 +345,7 @@ async fn relay_leadership_moves_when_the_leader_is_killed() {
         assert_eq!(r.status(), 200);
     }
     eventually(Duration::from_secs(30), || async {
-        let leads = leader_of(survivor.base.clone()).await? ;
+        let leads = leader_of(survivor.base.clone()).await?;
         let backlog = gateway::db::outbox::backlog(&db.pool).await.ok()?;
         (leads && backlog == 0).then_some(())
     })
@@ -347,5 +355,8 @@ async fn relay_leadership_moves_when_the_leader_is_killed() {
             .fetch_one(&db.pool)
             .await
             .unwrap();
-    assert_eq!(published.0, 21, "20 messages and their conversation, published");
+    assert_eq!(
+        published.0, 21,
+        "20 messages and their conversation, published"
+    );
 }

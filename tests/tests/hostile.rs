@@ -134,7 +134,10 @@ async fn random_slugs_providers_and_tokens_do_not_grow_memory_or_metrics() {
 }
 
 /// Reads from `sock` until the server closes it (or `within` passes: then `None`).
-async fn closed_within(sock: &mut tokio::net::TcpStream, within: std::time::Duration) -> Option<Vec<u8>> {
+async fn closed_within(
+    sock: &mut tokio::net::TcpStream,
+    within: std::time::Duration,
+) -> Option<Vec<u8>> {
     use tokio::io::AsyncReadExt;
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
@@ -174,13 +177,18 @@ async fn slow_headers_stalled_bodies_and_connection_floods_are_cut_off() {
 
     // Slowloris: half a request line, then nothing.
     let mut slow = TcpStream::connect(&addr).await.unwrap();
-    slow.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
     let started = Instant::now();
     closed_within(&mut slow, Duration::from_secs(5))
         .await
         .expect("a connection that never finishes its headers is closed");
     eprintln!("slow headers closed after {:?}", started.elapsed());
-    assert!(started.elapsed() >= Duration::from_millis(400), "not before the timeout");
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "not before the timeout"
+    );
 
     // A body that stalls: 503 with Retry-After at the request timeout, nothing stored.
     let mut stalled = TcpStream::connect(&addr).await.unwrap();
@@ -196,14 +204,18 @@ async fn slow_headers_stalled_bodies_and_connection_floods_are_cut_off() {
         .expect("answered and closed");
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
-    assert!(answer.to_ascii_lowercase().contains("retry-after: 1"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: 1"),
+        "{answer}"
+    );
 
     drop(gw);
 
     // Eight idle connections take every slot; a ninth is closed at once, unanswered. (A node
     // of its own, with the default header timeout, so the idle ones stay open meanwhile.)
     let port = free_port();
-    let gw = ChildGateway::spawn_with(&tdb.url, port, &[("DARTWING_HTTP_MAX_CONNECTIONS", "8")]).await;
+    let gw =
+        ChildGateway::spawn_with(&tdb.url, port, &[("DARTWING_HTTP_MAX_CONNECTIONS", "8")]).await;
     let addr = format!("127.0.0.1:{port}");
     let mut held = Vec::new();
     for _ in 0..8 {
@@ -211,7 +223,9 @@ async fn slow_headers_stalled_bodies_and_connection_floods_are_cut_off() {
     }
     tokio::time::sleep(Duration::from_millis(100)).await; // the server has accepted them
     let mut ninth = TcpStream::connect(&addr).await.unwrap();
-    let _ = ninth.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let _ = ninth
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
     let refused = closed_within(&mut ninth, Duration::from_millis(300))
         .await
         .expect("the ninth connection is closed at once");
@@ -222,7 +236,9 @@ async fn slow_headers_stalled_bodies_and_connection_floods_are_cut_off() {
         .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .await
         .unwrap();
-    let ok = closed_within(first, Duration::from_secs(5)).await.expect("answered");
+    let ok = closed_within(first, Duration::from_secs(5))
+        .await
+        .expect("answered");
     assert!(String::from_utf8_lossy(&ok).starts_with("HTTP/1.1 200"));
     // Slots come back when connections go.
     drop(held);

@@ -530,12 +530,17 @@ async fn the_twilio_stand_in_is_as_strict_as_twilio() {
     twilio.add_credentials(sid, token);
     let client = reqwest::Client::new();
     let long = "x".repeat(1601);
-    let cases: [(&[(&str, &str)], u16, u32); 5] = [
+    type Form<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(Form, u16, u32); 5] = [
         (&[("From", "+15550001111"), ("Body", "hi")], 400, 21604),
         (&[("To", TO), ("Body", "hi")], 400, 21603),
         (&[("To", TO), ("From", "+15550001111")], 400, 21602),
         (
-            &[("To", TO), ("From", "+15550001111"), ("Body", long.as_str())],
+            &[
+                ("To", TO),
+                ("From", "+15550001111"),
+                ("Body", long.as_str()),
+            ],
             400,
             21617,
         ),
@@ -583,14 +588,20 @@ async fn an_unrecordable_acceptance_fails_visibly_and_is_not_resent(backend: Bac
     ]);
     let first = send(&w, "first").await;
     let m = wait_status(&w, &first, "sent").await;
-    assert_eq!(m["provider_message_id"], sid, "no clash with the inbound id");
+    assert_eq!(
+        m["provider_message_id"], sid,
+        "no clash with the inbound id"
+    );
     let second = send(&w, "second").await;
     wait_status(&w, &second, "failed").await;
     let dls = w.get_json(&w.org, "/api/v1/dead-letters").await;
     assert_eq!(dls.as_array().unwrap().len(), 1);
     assert_eq!(dls[0]["message_id"], second.as_str());
     let reason = dls[0]["error"].as_str().unwrap_or_default();
-    assert!(reason.contains(sid), "the reason names the provider's id: {dls}");
+    assert!(
+        reason.contains(sid),
+        "the reason names the provider's id: {dls}"
+    );
     // The barrier: a third message sent after the failure is recorded; the second was not
     // sent again meanwhile.
     let third = send(&w, "third").await;

@@ -829,24 +829,38 @@ async fn the_database_registrar_refuses_wrong_passwords_and_unknown_users(backen
             .expect("a nonce in the challenge")
             .to_owned()
     };
-    let (status, challenge) = exchange(&sock, sip, &register_request(port, "frontdesk", 1, None)).await;
+    let (status, challenge) =
+        exchange(&sock, sip, &register_request(port, "frontdesk", 1, None)).await;
     assert_eq!(status, 401, "{challenge}");
     let nonce = nonce_of(&challenge);
     let wrong = digest_for("frontdesk", "guess", &nonce, 1);
-    let (status, text) =
-        exchange(&sock, sip, &register_request(port, "frontdesk", 2, Some(&wrong))).await;
+    let (status, text) = exchange(
+        &sock,
+        sip,
+        &register_request(port, "frontdesk", 2, Some(&wrong)),
+    )
+    .await;
     assert_eq!(status, 403, "wrong password: {text}");
     // A user no agent row has, with a well-formed digest.
-    let (status, challenge) = exchange(&sock, sip, &register_request(port, "nobody", 3, None)).await;
+    let (status, challenge) =
+        exchange(&sock, sip, &register_request(port, "nobody", 3, None)).await;
     assert_eq!(status, 401, "{challenge}");
     let stranger = digest_for("nobody", "correcthorse1", &nonce_of(&challenge), 1);
-    let (status, text) =
-        exchange(&sock, sip, &register_request(port, "nobody", 4, Some(&stranger))).await;
+    let (status, text) = exchange(
+        &sock,
+        sip,
+        &register_request(port, "nobody", 4, Some(&stranger)),
+    )
+    .await;
     assert_eq!(status, 403, "unknown user: {text}");
     // The right password binds: the refusals above were about the credentials.
     let right = digest_for("frontdesk", "correcthorse1", &nonce, 2);
-    let (status, text) =
-        exchange(&sock, sip, &register_request(port, "frontdesk", 5, Some(&right))).await;
+    let (status, text) = exchange(
+        &sock,
+        sip,
+        &register_request(port, "frontdesk", 5, Some(&right)),
+    )
+    .await;
     assert_eq!(status, 200, "right password: {text}");
     assert!(text.contains(&format!("127.0.0.1:{port}>")), "{text}");
     w.gw.stop().await;

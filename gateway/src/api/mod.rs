@@ -223,7 +223,10 @@ impl FromRequestParts<State> for OrgAuth {
                 let owner = orgs::org_for_key(&state.db.pool, key).await?;
                 // "Last used" is written at most once a minute per key and node, off the
                 // request's path; a lost update only makes it older.
-                if let Some(o) = owner.as_ref().filter(|o| state.key_uses.get(&o.key_id).is_none()) {
+                if let Some(o) = owner
+                    .as_ref()
+                    .filter(|o| state.key_uses.get(&o.key_id).is_none())
+                {
                     state.key_uses.insert(&o.key_id, ());
                     let (pool, id) = (state.db.pool.clone(), o.key_id.clone());
                     tokio::spawn(async move {
@@ -236,8 +239,7 @@ impl FromRequestParts<State> for OrgAuth {
                 owner
             }
         };
-        let owner =
-            owner.ok_or_else(|| ApiError::unauthorized("unknown or revoked API key"))?;
+        let owner = owner.ok_or_else(|| ApiError::unauthorized("unknown or revoked API key"))?;
         state.api_limits.check(&owner)?;
         Ok(OrgAuth(owner.org_id))
     }

@@ -60,7 +60,9 @@ impl ApiRateLimits {
             if rate <= 0.0 {
                 return Ok(());
             }
-            limiter.reserve_within(key, rate, Duration::ZERO).map(|_| ())
+            limiter
+                .reserve_within(key, rate, Duration::ZERO)
+                .map(|_| ())
         };
         let refused = take(&self.per_key, &owner.key_id, self.limits.rate_per_key)
             .map_err(|wait| ("API key", self.limits.rate_per_key, wait))

@@ -68,7 +68,10 @@ pub async fn run(db: &Db, action: KeyAction) -> anyhow::Result<()> {
         KeyAction::Revoke { org, key } => {
             let org = super::find_org(db, &org).await?;
             if !orgs::revoke_api_key(&db.pool, &org.id, key.trim(), now_ms()).await? {
-                bail!("organization `{}` has no live key with that id or value", org.slug);
+                bail!(
+                    "organization `{}` has no live key with that id or value",
+                    org.slug
+                );
             }
             println!("revoked; refused on every node within a second");
         }

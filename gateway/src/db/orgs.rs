@@ -109,12 +109,11 @@ pub struct KeyOwner {
 
 /// The key id and org of a live API key.
 pub async fn org_for_key(pool: &AnyPool, key: &str) -> Result<Option<KeyOwner>, StoreError> {
-    let row = sqlx::query(
-        "SELECT id, org_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
-    )
-    .bind(hash_key(key))
-    .fetch_optional(pool)
-    .await?;
+    let row =
+        sqlx::query("SELECT id, org_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL")
+            .bind(hash_key(key))
+            .fetch_optional(pool)
+            .await?;
     row.map(|r| {
         Ok(KeyOwner {
             key_id: r.try_get(0)?,
