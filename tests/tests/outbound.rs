@@ -71,6 +71,16 @@ async fn accepted_then_callbacks_in_any_order(backend: Backend) {
         1,
         "only the callback that moved the state (read) produced an event"
     );
+    let metrics = w.get_text("/metrics").await;
+    assert!(
+        metrics.contains("message_delivered_total{channel=\"sms\"} 1"),
+        "a read receipt first counts as delivered, once: {metrics}"
+    );
+    assert!(
+        metrics.contains("message_delivery_duration_seconds_count{channel=\"sms\"} 1")
+            || metrics.contains("message_delivery_duration_seconds{channel=\"sms\",quantile"),
+        "{metrics}"
+    );
     let m = message(&w, &id).await;
     assert_eq!(m["status"], "read", "never backwards, terminal stays");
     let history: Vec<(String, bool)> = m["history"]

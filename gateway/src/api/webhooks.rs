@@ -174,7 +174,10 @@ async fn store(
             }) = state.committer.submit(op).await?
             {
                 if applied.changed() {
-                    if applied.to == state_machines::DeliveryState::Delivered {
+                    // Reached the recipient: `delivered`, or `read` straight from below it
+                    // (a read receipt that came before, or instead of, the delivery report).
+                    use state_machines::DeliveryState::{Delivered as D, Read as R};
+                    if applied.to == D || (applied.to == R && applied.from.rank() < D.rank()) {
                         let ms = (crate::db::now_ms() - created_at).max(0) as u64;
                         Delivered {
                             channel: channel.as_str(),
