@@ -13,6 +13,7 @@
 //! | `DARTWING_MAX_BODY_BYTES` | `max_body_bytes` |
 //! | `DARTWING_HTTP_MAX_CONNECTIONS`, `_HEADER_TIMEOUT_MS`, `_REQUEST_TIMEOUT_MS` | `http.*` |
 //! | `DARTWING_API_RATE_PER_KEY`, `DARTWING_API_RATE_PER_ORG` | `api.*` (requests/s; 0: off) |
+//! | `DARTWING_WEBHOOKS_MAX_ATTEMPTS`, `_RETRY_BASE_MS`, `_RETRY_MAX_MS`, `_TIMEOUT_MS` | `webhooks.*` |
 //! | `DARTWING_MAX_MEDIA_BYTES` | `max_media_bytes` |
 //! | `DARTWING_LOG` | `log` |
 //! | `DARTWING_DATABASE_MAX_CONNECTIONS` | `database_max_connections` |
@@ -55,6 +56,8 @@ pub struct Config {
     pub http: crate::http_serve::HttpLimits,
     /// API request rates per key and per org.
     pub api: crate::api::rate::ApiLimits,
+    /// Signed outbound webhooks: retries, timeouts, secret rotation.
+    pub webhooks: crate::outhooks::WebhookSettings,
     /// Group commit of writes.
     pub ingest: IngestConfig,
     /// Outbound sending.
@@ -200,6 +203,7 @@ impl Default for Config {
             database_max_connections: 8,
             http: crate::http_serve::HttpLimits::default(),
             api: crate::api::rate::ApiLimits::default(),
+            webhooks: crate::outhooks::WebhookSettings::default(),
             ingest: IngestConfig::default(),
             delivery: DeliveryConfig::default(),
             relay: RelayConfig::default(),
@@ -260,6 +264,10 @@ const ENV: &[(&str, &str)] = &[
         "DARTWING_DATABASE_MAX_CONNECTIONS",
         "database_max_connections",
     ),
+    ("DARTWING_WEBHOOKS_MAX_ATTEMPTS", "webhooks.max_attempts"),
+    ("DARTWING_WEBHOOKS_RETRY_BASE_MS", "webhooks.retry_base_ms"),
+    ("DARTWING_WEBHOOKS_RETRY_MAX_MS", "webhooks.retry_max_ms"),
+    ("DARTWING_WEBHOOKS_TIMEOUT_MS", "webhooks.timeout_ms"),
     ("DARTWING_API_RATE_PER_KEY", "api.rate_per_key"),
     ("DARTWING_API_RATE_PER_ORG", "api.rate_per_org"),
     ("DARTWING_HTTP_MAX_CONNECTIONS", "http.max_connections"),
@@ -388,6 +396,7 @@ impl Config {
         e.extend(self.inbox.problems());
         e.extend(self.http.problems());
         e.extend(self.api.problems());
+        e.extend(self.webhooks.problems());
         let positive = [
             ("max_body_bytes", self.max_body_bytes as i64),
             ("max_media_bytes", self.max_media_bytes as i64),

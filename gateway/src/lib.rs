@@ -27,6 +27,7 @@ pub mod inbox;
 pub mod kafka;
 pub mod logging;
 pub mod media;
+pub mod outhooks;
 pub mod plugins;
 pub mod relay;
 pub mod retention;

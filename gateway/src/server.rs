@@ -84,7 +84,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             writers: config.ingest.writers,
         },
     );
-    let plugins = Arc::new(Plugins::new(db.clone(), http));
+    let plugins = Arc::new(Plugins::new(db.clone(), http.clone()));
     let hub = Hub::new(8192);
     let relay_status = Arc::new(RelayStatus::default());
     let send_wake = Arc::new(Notify::new());
@@ -165,6 +165,19 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         config.inbox.clone(),
         shutdown_rx.clone(),
     ));
+    tasks.push(tokio::spawn(crate::outhooks::run(
+        db.clone(),
+        http.clone(),
+        config.webhooks.clone(),
+        // Per process: two nodes on one host must never share a lease.
+        format!(
+            "{}#{}",
+            crate::voice::node_id(&config.sip),
+            crate::db::new_id()
+        ),
+        committer.committed.clone(),
+        shutdown_rx.clone(),
+    )));
     tasks.push(tokio::spawn(crate::inbox::assign::run(
         db.clone(),
         committer.clone(),

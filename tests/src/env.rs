@@ -172,6 +172,9 @@ pub fn test_config(db_url: &str) -> Config {
     c.delivery.poll_ms = 50;
     c.delivery.breaker_cooldown_ms = 200;
     c.relay.poll_ms = 50;
+    c.webhooks.retry_base_ms = 50;
+    c.webhooks.retry_max_ms = 200;
+    c.webhooks.poll_ms = 100;
     // Tests run side by side: SIP on a port of its own (the default 5060 would clash).
     c.sip.addr = "127.0.0.1:0".into();
     c

@@ -2,12 +2,13 @@
 //! ([`apikey`]),
 //! `channel add twilio-sms|telnyx-sms|whatsapp`, `channel list` ([`channel`]), `events tail`
 //! (the example Kafka consumer), `voice route|agent …` ([`voice`]), `agent create|list|revoke`
-//! ([`agent`]), `speech …`.
+//! ([`agent`]), `webhook add|list|rotate|remove|dead-letters|replay` ([`webhook`]), `speech …`.
 
 pub mod agent;
 pub mod apikey;
 pub mod channel;
 pub mod voice;
+pub mod webhook;
 
 use crate::config::Config;
 use crate::db::{orgs, Db};
@@ -63,6 +64,12 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         action: voice::VoiceAction,
+    },
+    /// Signed outbound webhooks: endpoints that receive the org's events.
+    Webhook {
+        /// What to do.
+        #[command(subcommand)]
+        action: webhook::WebhookAction,
     },
     /// Inbox agents: create, list, revoke sessions.
     Agent {
@@ -170,6 +177,10 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 None => bail!("organization `{slug}` already exists"),
             }
             Ok(())
+        }
+        Command::Webhook { action } => {
+            let db = open(&config).await?;
+            webhook::run(&db, &config.webhooks, action).await
         }
         Command::Apikey { action } => {
             let db = open(&config).await?;
