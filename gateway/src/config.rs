@@ -10,6 +10,7 @@
 //! | `DARTWING_DATABASE_URL` | `database_url` |
 //! | `DARTWING_PUBLIC_URL` | `public_url` |
 //! | `DARTWING_OPS_TOKEN` | `ops_token` (unlocks error texts on `/health`) |
+//! | `DARTWING_SECRET_KEYS` | `secret_keys` (seal provider credentials at rest; `ID:BASE64,…`) |
 //! | `DARTWING_MAX_BODY_BYTES` | `max_body_bytes` |
 //! | `DARTWING_HTTP_MAX_CONNECTIONS`, `_HEADER_TIMEOUT_MS`, `_REQUEST_TIMEOUT_MS` | `http.*` |
 //! | `DARTWING_API_RATE_PER_KEY`, `DARTWING_API_RATE_PER_ORG` | `api.*` (requests/s; 0: off) |
@@ -43,6 +44,9 @@ pub struct Config {
     pub public_url: String,
     /// A secret that unlocks error details on `/health` (empty: never shown).
     pub ops_token: String,
+    /// Keys sealing provider credentials at rest, `ID:BASE64[,…]`, the first sealing
+    /// ([`crate::secrets`]); empty: stored unencrypted.
+    pub secret_keys: String,
     /// Largest request body accepted; larger gets 413.
     pub max_body_bytes: usize,
     /// Largest inbound attachment downloaded from a provider (WhatsApp media); larger ones
@@ -197,6 +201,7 @@ impl Default for Config {
             database_url: "sqlite://./data/dartwing.db".into(),
             public_url: String::new(),
             ops_token: String::new(),
+            secret_keys: String::new(),
             max_body_bytes: 64 * 1024,
             max_media_bytes: 16 * 1024 * 1024,
             log: "info".into(),
@@ -257,6 +262,7 @@ const ENV: &[(&str, &str)] = &[
     ("DARTWING_DATABASE_URL", "database_url"),
     ("DARTWING_PUBLIC_URL", "public_url"),
     ("DARTWING_OPS_TOKEN", "ops_token"),
+    ("DARTWING_SECRET_KEYS", "secret_keys"),
     ("DARTWING_MAX_BODY_BYTES", "max_body_bytes"),
     ("DARTWING_MAX_MEDIA_BYTES", "max_media_bytes"),
     ("DARTWING_LOG", "log"),
@@ -395,6 +401,9 @@ impl Config {
         }
         e.extend(self.inbox.problems());
         e.extend(self.http.problems());
+        if let Err(err) = crate::secrets::Keyring::parse(&self.secret_keys) {
+            e.push(err.to_string());
+        }
         e.extend(self.api.problems());
         e.extend(self.webhooks.problems());
         let positive = [

@@ -31,6 +31,7 @@ pub mod outhooks;
 pub mod plugins;
 pub mod relay;
 pub mod retention;
+pub mod secrets;
 pub mod sender;
 pub mod server;
 pub mod telemetry;

@@ -61,12 +61,25 @@ pub struct Plugins {
     orgs_by_slug: TtlCache<Option<Org>>,
     slugs: Mutex<HashMap<String, String>>,
     plugins: TtlCache<OrgPlugins>,
+    /// Per provider, a plugin with secrets nobody knows (see [`Plugins::decoy`]).
+    decoys: HashMap<&'static str, Arc<dyn ChannelPlugin>>,
 }
 
 impl Plugins {
     /// An empty registry over this database.
     pub fn new(db: Db, http: reqwest::Client) -> Plugins {
+        let decoys = registry::PROVIDERS
+            .iter()
+            .filter_map(|spec| {
+                let built = (spec.build)(&(spec.decoy)(), http.clone());
+                if let Err(e) = &built {
+                    tracing::error!(provider = spec.name, error = %e, "the provider's decoy does not build");
+                }
+                Some((spec.name, built.ok()?))
+            })
+            .collect();
         Plugins {
+            decoys,
             db,
             http,
             orgs_by_slug: TtlCache::new(CACHE_TTL, CACHE_CAPACITY),
@@ -166,6 +179,14 @@ impl Plugins {
             }
         };
         Some((slug, plugin))
+    }
+
+    /// The provider's decoy: a plugin built with fresh random secrets at start-up. A webhook
+    /// for an org that does not exist, or has no account with the provider, is verified by
+    /// it, so the stranger gets the answer a real org gives a request that fails
+    /// verification (and learns nothing about which orgs exist).
+    pub fn decoy(&self, provider: &str) -> Option<Arc<dyn ChannelPlugin>> {
+        self.decoys.get(provider).cloned()
     }
 
     /// Drops an org's cached plugins (after its accounts changed).

@@ -67,6 +67,7 @@ pub struct Running {
 /// Opens storage (migrating it), starts every task, binds HTTP.
 pub async fn start(config: &Config) -> Result<Running, StartError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::secrets::install(&config.secret_keys).expect("validated with the configuration");
     let db = Db::connect(&config.database_url, config.database_max_connections).await?;
     db.migrate().await?;
     let metrics = crate::telemetry::install();

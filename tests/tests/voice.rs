@@ -151,19 +151,25 @@ async fn calls_are_persisted_with_their_history(backend: Backend) {
     assert_eq!(health["sip"]["active_calls"], 0, "{health}");
     let metrics = w.get_text("/metrics").await;
     assert!(metrics.contains("sip_calls_active 0"), "{metrics}");
-    // Each step is an event on the org's log, valid against its JSON Schema.
-    let events = w
-        .get_json(&w.org, "/api/v1/events?after_seq=0&limit=1000")
-        .await;
+    // Each step is an event on the org's log, valid against its JSON Schema. The feed lists
+    // numbered events, and the relay numbers the last steps just after they commit: wait
+    // for them (a deadline, then the exact count).
+    let call_events: Vec<Value> = integration_tests::env::eventually(Duration::from_secs(10), || async {
+        let events = w
+            .get_json(&w.org, "/api/v1/events?after_seq=0&limit=1000")
+            .await;
+        let calls: Vec<Value> = events
+            .as_array()?
+            .iter()
+            .filter(|e| e["type"] == "dartwing.call.state_changed.v1")
+            .cloned()
+            .collect();
+        (calls.len() >= 30).then_some(calls)
+    })
+    .await;
     let schemas = integration_tests::schema::load_all();
-    let call_events: Vec<&Value> = events
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["type"] == "dartwing.call.state_changed.v1")
-        .collect();
     assert_eq!(call_events.len(), 30, "one event per step");
-    for ev in call_events {
+    for ev in &call_events {
         if let Err(errors) = integration_tests::schema::validate_event(&schemas, ev) {
             panic!("call event does not match its schema: {errors:?}\n{ev}");
         }

@@ -104,7 +104,19 @@ async fn bad_input_changes_nothing(backend: Backend) {
     let r = w.webhook(&w.org, "sms", &huge).await;
     assert_eq!(r.status(), 413);
 
-    // Unknown org and unknown hook: 404.
+    // An org that does not exist answers as a real org answers a bad signature (and as the
+    // real org answers a malformed body or an unknown hook): strangers cannot tell which
+    // orgs exist.
+    let forged = post_signed(
+        &w.client,
+        &w.gw.base,
+        "/webhooks/twilio/acme/sms",
+        "not-the-token",
+        &good,
+    )
+    .await;
+    assert_eq!(forged.status(), 401);
+    let forged = forged.text().await.unwrap();
     let r = post_signed(
         &w.client,
         &w.gw.base,
@@ -113,7 +125,23 @@ async fn bad_input_changes_nothing(backend: Backend) {
         &good,
     )
     .await;
-    assert_eq!(r.status(), 404);
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.text().await.unwrap(), forged);
+    for (path, body) in [("sms", "%%%not a form"), ("fax", "From=x")] {
+        let mut answers = Vec::new();
+        for org in ["acme", "nobody"] {
+            let r = w
+                .client
+                .post(format!("{}/webhooks/twilio/{org}/{path}", w.gw.base))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            answers.push((r.status().as_u16(), r.text().await.unwrap()));
+        }
+        assert_eq!(answers[0], answers[1], "{path}: {answers:?}");
+    }
     let r = w.webhook(&w.org, "fax", &good).await;
     assert_eq!(r.status(), 404);
 

@@ -65,6 +65,12 @@ pub enum Command {
         #[command(subcommand)]
         action: voice::VoiceAction,
     },
+    /// Provider credentials at rest: make a key, re-seal under the first key.
+    Secrets {
+        /// What to do.
+        #[command(subcommand)]
+        action: SecretsAction,
+    },
     /// Signed outbound webhooks: endpoints that receive the org's events.
     Webhook {
         /// What to do.
@@ -108,6 +114,16 @@ pub enum EventsAction {
     },
 }
 
+/// Commands for the keys that seal provider credentials.
+#[derive(Subcommand)]
+pub enum SecretsAction {
+    /// Print a new key (base64 of 32 random bytes) for `DARTWING_SECRET_KEYS=ID:KEY`.
+    GenerateKey,
+    /// Re-seal every stored provider account under the first key of `DARTWING_SECRET_KEYS`
+    /// (after putting a new key first; older keys still listed open the old rows).
+    Rotate,
+}
+
 /// Organization commands.
 #[derive(Subcommand)]
 pub enum OrgAction {
@@ -132,6 +148,7 @@ pub fn main() -> anyhow::Result<()> {
     }
     let config = Config::load(cli.config.as_deref())?;
     crate::logging::init(&config.log);
+    crate::secrets::install(&config.secret_keys)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -176,6 +193,23 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 Some(org) => println!("created organization {} ({})", org.slug, org.id),
                 None => bail!("organization `{slug}` already exists"),
             }
+            Ok(())
+        }
+        Command::Secrets {
+            action: SecretsAction::GenerateKey,
+        } => {
+            println!("{}", crate::secrets::generate_key());
+            Ok(())
+        }
+        Command::Secrets {
+            action: SecretsAction::Rotate,
+        } => {
+            let Some(ring) = crate::secrets::keyring() else {
+                bail!("set DARTWING_SECRET_KEYS (or secret_keys) first");
+            };
+            let db = open(&config).await?;
+            let n = orgs::reseal_all(&db.pool, ring).await?;
+            println!("re-sealed {n} account(s) under the first key");
             Ok(())
         }
         Command::Webhook { action } => {

@@ -233,7 +233,7 @@ pub async fn upsert_channel_account(
     .bind(org_id)
     .bind(provider)
     .bind(channel)
-    .bind(config_json)
+    .bind(crate::secrets::seal(org_id, provider, config_json))
     .bind(now)
     .execute(pool)
     .await?;
@@ -254,15 +254,58 @@ pub async fn channel_accounts(
     .await?;
     rows.iter()
         .map(|r| {
-            Ok(ChannelAccount {
+            let mut acct = ChannelAccount {
                 id: r.try_get(0)?,
                 org_id: r.try_get(1)?,
                 provider: r.try_get(2)?,
                 channel: r.try_get(3)?,
                 config: r.try_get(4)?,
-            })
+            };
+            acct.config = match crate::secrets::open(&acct.org_id, &acct.provider, &acct.config) {
+                Ok(plain) => plain,
+                Err(e) => {
+                    // Unusable without its key: an empty configuration, which no provider
+                    // accepts, so the account is reported unusable where it is built.
+                    tracing::error!(org_id = %acct.org_id, provider = %acct.provider, error = %e,
+                        "a stored account's configuration cannot be opened");
+                    String::new()
+                }
+            };
+            Ok(acct)
         })
         .collect()
+}
+
+/// Re-seals every stored account configuration under the first configured key (after a key
+/// was added in front); returns how many rows changed. Plaintext rows are sealed too.
+pub async fn reseal_all(pool: &AnyPool, ring: &crate::secrets::Keyring) -> Result<u64, StoreError> {
+    let rows = sqlx::query("SELECT id, org_id, provider, config FROM channel_accounts")
+        .fetch_all(pool)
+        .await?;
+    let mut changed = 0;
+    for r in rows {
+        let (id, org_id, provider, stored): (String, String, String, String) =
+            (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
+        if ring.is_current(&stored) {
+            continue;
+        }
+        let plain = if crate::secrets::is_sealed(&stored) {
+            ring.open(&org_id, &provider, &stored)
+                .map_err(|e| StoreError::Corrupt {
+                    what: "channel_accounts.config",
+                    detail: format!("account {id}: {e}"),
+                })?
+        } else {
+            stored
+        };
+        sqlx::query("UPDATE channel_accounts SET config = $1 WHERE id = $2")
+            .bind(ring.seal(&org_id, &provider, &plain))
+            .bind(&id)
+            .execute(pool)
+            .await?;
+        changed += 1;
+    }
+    Ok(changed)
 }
 
 #[cfg(test)]
