@@ -223,7 +223,9 @@ async fn slow_headers_stalled_bodies_and_connection_floods_are_cut_off() {
     for _ in 0..8 {
         use tokio::io::AsyncReadExt;
         let mut c = TcpStream::connect(&addr).await.unwrap();
-        c.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        c.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
         let mut buf = [0u8; 4096];
         let n = tokio::time::timeout(Duration::from_secs(10), c.read(&mut buf))
             .await
@@ -233,7 +235,9 @@ async fn slow_headers_stalled_bodies_and_connection_floods_are_cut_off() {
         held.push(c);
     }
     let mut ninth = TcpStream::connect(&addr).await.unwrap();
-    let _ = ninth.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let _ = ninth
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
     // Closed without an answer (a served connection would answer, then stay open).
     let refused = closed_within(&mut ninth, Duration::from_secs(5))
         .await

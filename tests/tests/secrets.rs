@@ -100,11 +100,12 @@ async fn credentials_are_sealed_at_rest_and_rotated(backend: Backend) {
         200
     );
     drop(gw);
-    // Without it: the account is unusable, the webhook refused, nothing stored.
+    // Without it: the account is unusable, and the webhook is refused as for an unknown
+    // account (401, like a bad signature); nothing stored.
     let gw = ChildGateway::spawn_with(&tdb.url, free_port(), &[("DARTWING_LOG", "off")]).await;
     assert_eq!(
         webhook_status(&gw, &org, "SM00000000000000000000000000000002").await,
-        404
+        401
     );
     drop(gw);
     assert_eq!(

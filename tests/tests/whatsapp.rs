@@ -133,8 +133,14 @@ async fn bad_signatures_store_nothing(backend: Backend) {
     assert_eq!(forged.status(), 401);
     let forged_text = forged.text().await.unwrap();
     // The same forgery to an org that does not exist: the same answer.
-    let stranger =
-        post_signed(&wa.w.client, &wa.w.gw.base, "nosuchorg", "not-the-secret", &body).await;
+    let stranger = post_signed(
+        &wa.w.client,
+        &wa.w.gw.base,
+        "nosuchorg",
+        "not-the-secret",
+        &body,
+    )
+    .await;
     assert_eq!(stranger.status(), 401);
     assert_eq!(stranger.text().await.unwrap(), forged_text);
     let sig = channels::whatsapp::signature::compute(&wa.acct.app_secret, &body);
