@@ -42,7 +42,19 @@ impl CallRouter for DbRouter {
                 .map_err(|e| RouteError::Unavailable {
                     source: Box::new(e),
                 })?;
-            Ok(found.map(|r| Route {
+            let Some(r) = found else { return Ok(None) };
+            // An org switched out of voice has no numbers: the caller gets what an unrouted
+            // number gets.
+            let settings = crate::db::org_settings::get(&self.db.pool, &r.org_id)
+                .await
+                .map_err(|e| RouteError::Unavailable {
+                    source: Box::new(e),
+                })?;
+            if !settings.enabled("voice") {
+                tracing::info!(org_id = %r.org_id, "call to an org whose voice feature is off");
+                return Ok(None);
+            }
+            Ok(Some(r).map(|r| Route {
                 org: r.org_id,
                 app: r.app,
                 agent: r.agent,

@@ -45,3 +45,15 @@ CREATE TABLE webhook_dead_letters (
     replayed_at BIGINT
 );
 CREATE INDEX webhook_dead_letters_endpoint ON webhook_dead_letters (endpoint_id, replay_requested_at);
+
+-- Per-org features and caps, set by the operator. `features` is a JSON object of switches
+-- (absent: on); a NULL cap is no cap.
+CREATE TABLE org_settings (
+    org_id TEXT PRIMARY KEY REFERENCES orgs(id),
+    features TEXT NOT NULL,
+    messages_per_day BIGINT,
+    ai_turns_per_hour BIGINT,
+    updated_at BIGINT NOT NULL
+);
+-- Outbound messages of an org by creation time: the daily cap counts them.
+CREATE INDEX messages_org_direction_created ON messages (org_id, direction, created_at);

@@ -879,3 +879,33 @@ async fn the_database_registrar_refuses_wrong_passwords_and_unknown_users(backen
     w.gw.stop().await;
 }
 both_backends!(the_database_registrar_refuses_wrong_passwords_and_unknown_users);
+
+/// An org switched out of voice (`org set --disable voice`) has no numbers: its callers get
+/// what an unrouted number gets; switched back on, the same number answers.
+async fn an_org_without_the_voice_feature_takes_no_calls(backend: Backend) {
+    let w = World::new(backend).await;
+    let sip = w.gw.running.sip.as_ref().expect("SIP is on").local_addr();
+    assert!(
+        gateway::db::calls::add_route(&w.db.pool, &route(&w, "15550109999", "echo", None), 0)
+            .await
+            .unwrap()
+    );
+    let mut settings = gateway::db::org_settings::OrgSettings::default();
+    settings.features.insert("voice".into(), false);
+    gateway::db::org_settings::put(&w.db.pool, &w.org.id, &settings, 0)
+        .await
+        .unwrap();
+    assert_eq!(invite_status(sip, "15550109999").await, 404);
+    assert_eq!(
+        count(&w.db, "calls", &w.org.id).await,
+        0,
+        "no call recorded"
+    );
+    settings.features.insert("voice".into(), true);
+    gateway::db::org_settings::put(&w.db.pool, &w.org.id, &settings, 0)
+        .await
+        .unwrap();
+    assert_eq!(invite_status(sip, "15550109999").await, 200);
+    w.gw.stop().await;
+}
+both_backends!(an_org_without_the_voice_feature_takes_no_calls);

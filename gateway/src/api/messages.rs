@@ -60,6 +60,13 @@ pub async fn send(
             )
         }
     };
+    crate::db::org_settings::check_send(
+        &state.db.pool,
+        &org_id,
+        channel.as_str(),
+        crate::db::now_ms(),
+    )
+    .await??;
     let Some((_, plugin)) = state.plugins.for_channel(&org_id, channel).await else {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -11,6 +11,7 @@ pub mod dead_letters;
 pub mod health;
 pub mod messages;
 pub mod rate;
+pub mod settings;
 pub mod webhooks;
 
 use crate::commit::{CommitError, Committer};
@@ -22,7 +23,7 @@ use axum::extract::{DefaultBodyLimit, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
@@ -96,6 +97,8 @@ pub fn router(state: State, max_body_bytes: usize) -> Router {
         .route("/api/v1/media/{id}", get(messages::media))
         .route("/api/v1/calls", get(calls::list))
         .route("/api/v1/calls/{id}", get(calls::get_call))
+        .route("/api/v1/settings", get(settings::get_own))
+        .route("/api/v1/orgs/{slug}/settings", put(settings::put))
         .route("/api/v1/dead-letters", get(dead_letters::list))
         .route(
             "/api/v1/dead-letters/{id}/replay",
@@ -136,6 +139,16 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// Its machine-readable code (`feature_disabled`, …).
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// Its message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     /// Any status, code and message.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError {
@@ -180,6 +193,32 @@ impl From<CommitError> for ApiError {
                 ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", e.to_string())
             },
             CommitError::Store(s) => ApiError::internal(s),
+        }
+    }
+}
+
+impl From<crate::db::org_settings::Refusal> for ApiError {
+    fn from(r: crate::db::org_settings::Refusal) -> ApiError {
+        use crate::db::org_settings::Refusal;
+        match r {
+            Refusal::FeatureDisabled(f) => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "feature_disabled",
+                format!("`{f}` is not enabled for this organization"),
+            ),
+            Refusal::LimitReached {
+                cap,
+                retry_after_secs,
+            } => ApiError {
+                retry_after: Some(retry_after_secs),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "org_limit_reached",
+                    format!(
+                        "this organization's limit of {cap} outbound messages per day is reached"
+                    ),
+                )
+            },
         }
     }
 }

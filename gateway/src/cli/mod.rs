@@ -135,6 +135,40 @@ pub enum OrgAction {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Switch an organization's features and set its caps (what is not named is kept).
+    Set {
+        /// The organization's slug.
+        slug: String,
+        /// A feature to switch on (repeatable): voice, receptionist, broadcast, sms, whatsapp, email.
+        #[arg(long)]
+        enable: Vec<String>,
+        /// A feature to switch off (repeatable).
+        #[arg(long)]
+        disable: Vec<String>,
+        /// Outbound messages per UTC day, or `off`.
+        #[arg(long)]
+        messages_per_day: Option<String>,
+        /// Receptionist turns per hour, or `off`.
+        #[arg(long)]
+        ai_turns_per_hour: Option<String>,
+    },
+    /// Print an organization's features and caps (JSON).
+    Show {
+        /// The organization's slug.
+        slug: String,
+    },
+}
+
+/// `N` or `off`.
+fn cap(name: &str, v: Option<String>, old: Option<i64>) -> anyhow::Result<Option<i64>> {
+    match v.as_deref() {
+        None => Ok(old),
+        Some("off") => Ok(None),
+        Some(n) => match n.parse::<i64>() {
+            Ok(n) if n >= 0 => Ok(Some(n)),
+            _ => bail!("--{name}: a number of 0 or more, or `off`"),
+        },
+    }
 }
 
 /// Parses the command line and runs it.
@@ -180,6 +214,45 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Migrate => {
             open(&config).await?;
             println!("migrations applied to {}", redact(&config.database_url));
+            Ok(())
+        }
+        Command::Org {
+            action:
+                OrgAction::Set {
+                    slug,
+                    enable,
+                    disable,
+                    messages_per_day,
+                    ai_turns_per_hour,
+                },
+        } => {
+            use crate::db::org_settings;
+            let db = open(&config).await?;
+            let org = find_org(&db, &slug).await?;
+            let mut s = org_settings::get(&db.pool, &org.id).await?;
+            for f in &enable {
+                s.features.insert(f.clone(), true);
+            }
+            for f in &disable {
+                s.features.insert(f.clone(), false);
+            }
+            s.messages_per_day = cap("messages-per-day", messages_per_day, s.messages_per_day)?;
+            s.ai_turns_per_hour = cap("ai-turns-per-hour", ai_turns_per_hour, s.ai_turns_per_hour)?;
+            let problems = s.problems();
+            if !problems.is_empty() {
+                bail!("{}", problems.join("; "));
+            }
+            org_settings::put(&db.pool, &org.id, &s, crate::db::now_ms()).await?;
+            println!("{}", serde_json::to_string(&s)?);
+            Ok(())
+        }
+        Command::Org {
+            action: OrgAction::Show { slug },
+        } => {
+            let db = open(&config).await?;
+            let org = find_org(&db, &slug).await?;
+            let s = crate::db::org_settings::get(&db.pool, &org.id).await?;
+            println!("{}", serde_json::to_string(&s)?);
             Ok(())
         }
         Command::Org {

@@ -19,6 +19,7 @@ pub mod leader;
 pub mod media;
 pub mod message_views;
 pub mod messages;
+pub mod org_settings;
 pub mod orgs;
 pub mod outbox;
 pub mod pending;

@@ -253,6 +253,24 @@ async fn reply(
             return error(Some(id), "internal", "nothing was done");
         }
     };
+    match crate::db::org_settings::check_send(
+        &state.db.pool,
+        &agent.org_id,
+        channel.as_str(),
+        crate::db::now_ms(),
+    )
+    .await
+    {
+        Ok(Ok(())) => {}
+        Ok(Err(refusal)) => {
+            let e = crate::api::ApiError::from(refusal);
+            return error(Some(id), e.code(), e.message());
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "reading the org's settings failed");
+            return error(Some(id), "internal", "nothing was done");
+        }
+    }
     let Some((_, plugin)) = state.plugins.for_channel(&agent.org_id, channel).await else {
         return error(
             Some(id),

@@ -1,0 +1,158 @@
+//! Per-org features and caps, set by the operator (`dartwing-gateway org set`, or
+//! `PUT /api/v1/orgs/{slug}/settings` with the ops token): which products an org may use
+//! (`voice`, `receptionist`, `broadcast`, `sms`, `whatsapp`, `email`; all on unless switched
+//! off) and how much (`messages_per_day`: outbound messages created per UTC day;
+//! `ai_turns_per_hour`: receptionist turns). Refusals are 403 `feature_disabled` and 429
+//! `org_limit_reached`.
+
+use super::StoreError;
+use serde::{Deserialize, Serialize};
+use sqlx::{AnyPool, Row};
+use std::collections::BTreeMap;
+
+/// Every feature an org can be switched out of.
+pub const FEATURES: [&str; 6] = [
+    "voice",
+    "receptionist",
+    "broadcast",
+    "sms",
+    "whatsapp",
+    "email",
+];
+
+/// An org's settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrgSettings {
+    /// Switched features (absent: on).
+    #[serde(default)]
+    pub features: BTreeMap<String, bool>,
+    /// Outbound messages per UTC day (none: no cap).
+    #[serde(default)]
+    pub messages_per_day: Option<i64>,
+    /// Receptionist turns per hour (none: no cap).
+    #[serde(default)]
+    pub ai_turns_per_hour: Option<i64>,
+}
+
+impl OrgSettings {
+    /// Whether `feature` is on.
+    pub fn enabled(&self, feature: &str) -> bool {
+        self.features.get(feature).copied().unwrap_or(true)
+    }
+
+    /// Every problem with these settings.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .features
+            .keys()
+            .filter(|f| !FEATURES.contains(&f.as_str()))
+            .map(|f| format!("unknown feature `{f}` (known: {})", FEATURES.join(", ")))
+            .collect();
+        for (name, v) in [
+            ("messages_per_day", self.messages_per_day),
+            ("ai_turns_per_hour", self.ai_turns_per_hour),
+        ] {
+            if v.is_some_and(|n| n < 0) {
+                out.push(format!("{name} must be 0 or more"));
+            }
+        }
+        out
+    }
+}
+
+/// An org's settings (the defaults when none were set).
+pub async fn get(pool: &AnyPool, org_id: &str) -> Result<OrgSettings, StoreError> {
+    let row = sqlx::query(
+        "SELECT features, messages_per_day, ai_turns_per_hour FROM org_settings WHERE org_id = $1",
+    )
+    .bind(org_id)
+    .fetch_optional(pool)
+    .await?;
+    let Some(r) = row else {
+        return Ok(OrgSettings::default());
+    };
+    let features: String = r.try_get(0)?;
+    Ok(OrgSettings {
+        features: serde_json::from_str(&features).map_err(|e| StoreError::Corrupt {
+            what: "org_settings.features",
+            detail: e.to_string(),
+        })?,
+        messages_per_day: r.try_get(1)?,
+        ai_turns_per_hour: r.try_get(2)?,
+    })
+}
+
+/// Replaces an org's settings.
+pub async fn put(
+    pool: &AnyPool,
+    org_id: &str,
+    settings: &OrgSettings,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO org_settings (org_id, features, messages_per_day, ai_turns_per_hour, updated_at) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (org_id) DO UPDATE SET \
+         features = excluded.features, messages_per_day = excluded.messages_per_day, \
+         ai_turns_per_hour = excluded.ai_turns_per_hour, updated_at = excluded.updated_at",
+    )
+    .bind(org_id)
+    .bind(serde_json::to_string(&settings.features).expect("a map serializes"))
+    .bind(settings.messages_per_day)
+    .bind(settings.ai_turns_per_hour)
+    .bind(now)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Outbound messages the org created since `since` (Unix ms).
+pub async fn outbound_since(pool: &AnyPool, org_id: &str, since: i64) -> Result<i64, StoreError> {
+    Ok(sqlx::query(
+        "SELECT COUNT(*) FROM messages WHERE org_id = $1 AND direction = 'outbound' \
+         AND created_at >= $2",
+    )
+    .bind(org_id)
+    .bind(since)
+    .fetch_one(pool)
+    .await?
+    .try_get(0)?)
+}
+
+/// Why a send is refused by the org's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The channel's feature is off.
+    FeatureDisabled(String),
+    /// The daily message cap is reached.
+    LimitReached {
+        /// The cap.
+        cap: i64,
+        /// Seconds until the next UTC day.
+        retry_after_secs: u64,
+    },
+}
+
+/// Whether the org may create one more outbound message on `channel` now.
+pub async fn check_send(
+    pool: &AnyPool,
+    org_id: &str,
+    channel: &str,
+    now: i64,
+) -> Result<Result<(), Refusal>, StoreError> {
+    let s = get(pool, org_id).await?;
+    if !s.enabled(channel) {
+        return Ok(Err(Refusal::FeatureDisabled(channel.to_string())));
+    }
+    if let Some(cap) = s.messages_per_day {
+        let day_start = now - now.rem_euclid(86_400_000);
+        if outbound_since(pool, org_id, day_start).await? >= cap {
+            let retry_after_secs = ((day_start + 86_400_000 - now) / 1000).max(1) as u64;
+            return Ok(Err(Refusal::LimitReached {
+                cap,
+                retry_after_secs,
+            }));
+        }
+    }
+    Ok(Ok(()))
+}

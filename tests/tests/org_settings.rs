@@ -1,0 +1,125 @@
+//! Per-org features and caps: set by the operator (the real binary's `org set`, or the API
+//! with the ops token — never with the org's own key), enforced on sends through the API
+//! (403 `feature_disabled`, 429 `org_limit_reached` with `Retry-After`). Both backends.
+
+use integration_tests::both_backends;
+use integration_tests::env::{count, Backend, World, OPS_TOKEN};
+use serde_json::{json, Value};
+
+fn cli(url: &str, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(integration_tests::env::gateway_binary())
+        .args(args)
+        .env("DARTWING_DATABASE_URL", url)
+        .env("DARTWING_LOG", "error")
+        .output()
+        .expect("run the gateway binary");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn send(w: &World, channel: &str, to: &str) -> (u16, Option<String>, Value) {
+    let r = w
+        .client
+        .post(format!("{}/api/v1/messages", w.gw.base))
+        .bearer_auth(&w.org.key)
+        .json(&json!({"channel": channel, "to": to, "body": "hello"}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let retry = r
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_string());
+    (status, retry, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn features_and_caps_are_enforced(backend: Backend) {
+    let w = World::new(backend).await;
+    let (ok, out, err) = cli(
+        &w.tdb.url,
+        &[
+            "org",
+            "set",
+            "acme",
+            "--disable",
+            "whatsapp",
+            "--messages-per-day",
+            "2",
+        ],
+    );
+    assert!(ok, "{err}");
+    let shown: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(shown["features"]["whatsapp"], false);
+    assert_eq!(shown["messages_per_day"], 2);
+    let (ok, _, err) = cli(&w.tdb.url, &["org", "set", "acme", "--disable", "teleport"]);
+    assert!(!ok && err.contains("unknown feature"), "{err}");
+
+    // A disabled channel: 403, nothing created.
+    let (status, _, body) = send(&w, "whatsapp", "+16505551234").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("feature_disabled"))
+    );
+    // The daily cap: two sends, then 429 with the wait until the next UTC day.
+    for i in 0..2 {
+        let (status, _, body) = send(&w, "sms", &format!("+1555765000{i}")).await;
+        assert_eq!(status, 202, "{body}");
+    }
+    let (status, retry, body) = send(&w, "sms", "+15557650009").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (429, Some("org_limit_reached"))
+    );
+    let retry: u64 = retry.expect("Retry-After").parse().unwrap();
+    assert!((1..=86_400).contains(&retry), "{retry}");
+    let outbound: (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM messages WHERE org_id = $1 AND direction = 'outbound'",
+    )
+    .bind(&w.org.id)
+    .fetch_one(&w.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(outbound.0, 2, "refused sends created nothing");
+
+    // The org reads its settings with its key, but cannot change them with it.
+    let own: Value = w.get_json(&w.org, "/api/v1/settings").await;
+    assert_eq!(own["messages_per_day"], 2);
+    let url = format!("{}/api/v1/orgs/acme/settings", w.gw.base);
+    let lift = json!({"features": {}, "messages_per_day": null});
+    let r = w
+        .client
+        .put(&url)
+        .bearer_auth(&w.org.key)
+        .json(&lift)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = w
+        .client
+        .put(&url)
+        .bearer_auth(OPS_TOKEN)
+        .json(&json!({"features": {"fax": true}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let r = w
+        .client
+        .put(&url)
+        .bearer_auth(OPS_TOKEN)
+        .json(&lift)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (status, _, body) = send(&w, "sms", "+15557650009").await;
+    assert_eq!(status, 202, "the operator lifted the cap: {body}");
+    assert_eq!(count(&w.db, "org_settings", &w.org.id).await, 1);
+    w.gw.stop().await;
+}
+both_backends!(features_and_caps_are_enforced);
