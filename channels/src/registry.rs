@@ -105,6 +105,7 @@ mod tests {
 
     #[test]
     fn every_decoy_builds_with_its_own_secrets() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
         for p in PROVIDERS {
             let (a, b) = ((p.decoy)(), (p.decoy)());
             assert_ne!(a, b, "{}: fresh secrets each time", p.name);
