@@ -118,6 +118,9 @@ pub async fn serve(
         let (http, app, mut stop) = (http.clone(), app.clone(), shutdown.clone());
         tokio::spawn(async move {
             let _permit = permit;
+            // Handlers see the client's address (the audit log's source) as axum's
+            // `ConnectInfo`, as `into_make_service_with_connect_info` would provide it.
+            let app = app.layer(axum::Extension(axum::extract::ConnectInfo(peer)));
             let conn = http
                 .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app))
                 .with_upgrades();

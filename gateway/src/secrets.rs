@@ -134,9 +134,6 @@ static KEYRING: OnceLock<Option<Keyring>> = OnceLock::new();
 /// it with the configuration's `secret_keys`.
 pub fn install(spec: &str) -> Result<(), SecretError> {
     let ring = Keyring::parse(spec)?;
-    if ring.is_none() {
-        tracing::warn!("no secret_keys configured: provider credentials are stored unencrypted");
-    }
     let _ = KEYRING.set(ring);
     Ok(())
 }

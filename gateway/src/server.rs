@@ -68,6 +68,9 @@ pub struct Running {
 pub async fn start(config: &Config) -> Result<Running, StartError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     crate::secrets::install(&config.secret_keys).expect("validated with the configuration");
+    if crate::secrets::keyring().is_none() {
+        tracing::warn!("no secret_keys configured: provider credentials are stored unencrypted");
+    }
     let db = Db::connect(&config.database_url, config.database_max_connections).await?;
     db.migrate().await?;
     let metrics = crate::telemetry::install();

@@ -57,3 +57,21 @@ CREATE TABLE org_settings (
 );
 -- Outbound messages of an org by creation time: the daily cap counts them.
 CREATE INDEX messages_org_direction_created ON messages (org_id, direction, created_at);
+
+-- Who did what, when, from where: every admin and agent action, append-only (the triggers
+-- refuse UPDATE and DELETE).
+CREATE TABLE audit_log (
+    id TEXT PRIMARY KEY,
+    org_id TEXT,
+    at BIGINT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT,
+    detail TEXT NOT NULL,
+    source TEXT
+);
+CREATE INDEX audit_log_org_at ON audit_log (org_id, at);
+CREATE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'audit_log is append-only'; END $$;
+CREATE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON audit_log
+FOR EACH ROW EXECUTE FUNCTION audit_log_append_only();

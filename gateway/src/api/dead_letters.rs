@@ -21,8 +21,18 @@ pub async fn list(
 pub async fn replay(
     AxState(state): AxState<State>,
     OrgAuth(org_id): OrgAuth,
+    ext: axum::http::Extensions,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    super::audit(
+        &state,
+        &ext,
+        &org_id,
+        None,
+        "dead_letter.replay",
+        Some(&id),
+        json!({}),
+    );
     let WriteResult::Replay(r) = state
         .committer
         .submit(WriteOp::Replay { org_id, id })

@@ -6,6 +6,7 @@
 //! what happened: 400 malformed (naming the field), 401 bad key or signature, 404 unknown or
 //! another org's object, 409/422 refused, 413 too large, 503 overloaded with `Retry-After`.
 
+pub mod audit;
 pub mod calls;
 pub mod dead_letters;
 pub mod health;
@@ -97,6 +98,7 @@ pub fn router(state: State, max_body_bytes: usize) -> Router {
         .route("/api/v1/media/{id}", get(messages::media))
         .route("/api/v1/calls", get(calls::list))
         .route("/api/v1/calls/{id}", get(calls::get_call))
+        .route("/api/v1/audit", get(audit::list))
         .route("/api/v1/settings", get(settings::get_own))
         .route("/api/v1/orgs/{slug}/settings", put(settings::put))
         .route("/api/v1/dead-letters", get(dead_letters::list))
@@ -241,6 +243,43 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The id of the API key a request was authenticated with (set by [`OrgAuth`]).
+#[derive(Debug, Clone)]
+pub struct AuthedKey(pub String);
+
+/// Records an HTTP action in the audit log (off the request's path): the actor is the agent
+/// if one is given, else the API key the request carried, else the operator; the source is
+/// the client's address.
+pub fn audit(
+    state: &State,
+    ext: &axum::http::Extensions,
+    org_id: &str,
+    agent: Option<&str>,
+    action: &str,
+    target: Option<&str>,
+    detail: serde_json::Value,
+) {
+    let actor = match (agent, ext.get::<AuthedKey>()) {
+        (Some(email), _) => format!("agent:{email}"),
+        (None, Some(AuthedKey(id))) => format!("apikey:{id}"),
+        (None, None) => "operator".to_string(),
+    };
+    let source = ext
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip().to_string());
+    crate::db::audit::record_later(
+        &state.db.pool,
+        crate::db::audit::Entry {
+            org_id: Some(org_id),
+            actor: &actor,
+            action,
+            target,
+            detail,
+            source,
+        },
+    );
+}
+
 /// The org an API request acts for, from `Authorization: Bearer KEY`.
 pub struct OrgAuth(pub String);
 
@@ -280,6 +319,7 @@ impl FromRequestParts<State> for OrgAuth {
         };
         let owner = owner.ok_or_else(|| ApiError::unauthorized("unknown or revoked API key"))?;
         state.api_limits.check(&owner)?;
+        parts.extensions.insert(AuthedKey(owner.key_id.clone()));
         Ok(OrgAuth(owner.org_id))
     }
 }

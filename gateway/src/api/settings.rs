@@ -22,6 +22,7 @@ pub async fn put(
     AxState(state): AxState<State>,
     Path(slug): Path<String>,
     headers: HeaderMap,
+    ext: axum::http::Extensions,
     body: Bytes,
 ) -> Result<Json<OrgSettings>, ApiError> {
     let operator = !state.ops_token.is_empty()
@@ -49,5 +50,14 @@ pub async fn put(
         .await?
         .ok_or_else(|| ApiError::not_found("no such organization"))?;
     org_settings::put(&state.db.pool, &org.id, &settings, crate::db::now_ms()).await?;
+    super::audit(
+        &state,
+        &ext,
+        &org.id,
+        None,
+        "org.settings",
+        None,
+        serde_json::to_value(&settings).unwrap_or_default(),
+    );
     Ok(Json(settings))
 }

@@ -187,7 +187,81 @@ pub fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(run(command, config))
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    runtime.block_on(async {
+        let audited = audited_action(&argv);
+        let audit_config = config.clone();
+        run(command, config).await?;
+        if let Some((action, slug, detail)) = audited {
+            let db = open(&audit_config).await?;
+            let org_id = match &slug {
+                Some(s) => orgs::by_slug(&db.pool, s).await?.map(|o| o.id),
+                None => None,
+            };
+            crate::db::audit::record(
+                &db.pool,
+                crate::db::audit::Entry {
+                    org_id: org_id.as_deref(),
+                    actor: &crate::db::audit::cli_actor(),
+                    action: &action,
+                    target: None,
+                    detail,
+                    source: None,
+                },
+            )
+            .await?;
+        }
+        Ok(())
+    })
+}
+
+/// What a successful command changed, for the audit log: (`group.verb`, the org's slug,
+/// the arguments with secret values redacted). `None` for commands that only read or serve.
+fn audited_action(argv: &[String]) -> Option<(String, Option<String>, serde_json::Value)> {
+    let words: Vec<&str> = argv
+        .iter()
+        .map(String::as_str)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let (group, verb) = (*words.first()?, words.get(1).copied().unwrap_or(""));
+    let read_only = matches!(group, "serve" | "migrate" | "speech" | "events")
+        || matches!(verb, "list" | "show" | "dead-letters" | "generate-key" | "");
+    if read_only {
+        return None;
+    }
+    let mut redacted = Vec::new();
+    let mut slug = None;
+    let mut hide_next = false;
+    for (i, a) in argv.iter().enumerate() {
+        if hide_next {
+            redacted.push("<redacted>".to_string());
+            hide_next = false;
+            continue;
+        }
+        let flag = a.split('=').next().unwrap_or("");
+        let secret = ["token", "secret", "password", "key"]
+            .iter()
+            .any(|s| flag.starts_with("--") && flag.contains(s));
+        if secret && !a.contains('=') {
+            hide_next = true;
+        }
+        redacted.push(if secret && a.contains('=') {
+            format!("{flag}=<redacted>")
+        } else {
+            a.clone()
+        });
+        if a == "--org" {
+            slug = argv.get(i + 1).cloned();
+        }
+    }
+    if group == "org" {
+        slug = words.get(2).map(|s| s.to_string());
+    }
+    Some((
+        format!("{group}.{verb}"),
+        slug,
+        serde_json::json!({ "argv": redacted }),
+    ))
 }
 
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {

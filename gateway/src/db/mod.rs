@@ -9,6 +9,7 @@
 //! the functions in the submodules that take `&mut AnyConnection` run inside its transaction.
 
 pub mod agents;
+pub mod audit;
 pub mod calls;
 pub mod conversations;
 pub mod dead_letters;

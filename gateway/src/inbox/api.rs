@@ -116,10 +116,20 @@ pub fn validate_agent(email: &str, password: &str, role: Option<&str>) -> Result
 pub async fn create_agent(
     AxState(state): AxState<State>,
     who: AgentOrKey,
+    ext: axum::http::Extensions,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     who.require_admin()?;
     let req: NewAgent = parse(&body)?;
+    crate::api::audit(
+        &state,
+        &ext,
+        &who.org_id,
+        who.agent.as_ref().map(|a| a.email.as_str()),
+        "agent.create",
+        Some(&req.email),
+        serde_json::json!({"role": req.role, "capacity": req.capacity}),
+    );
     let role = validate_agent(&req.email, &req.password, req.role.as_deref())
         .map_err(ApiError::bad_request)?;
     let capacity = req.capacity.unwrap_or(state.inbox.config.default_capacity);
@@ -223,10 +233,20 @@ struct Merge {
 pub async fn merge_contacts(
     AxState(state): AxState<State>,
     who: AgentOrKey,
+    ext: axum::http::Extensions,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     who.require_admin()?;
     let req: Merge = parse(&body)?;
+    crate::api::audit(
+        &state,
+        &ext,
+        &who.org_id,
+        who.agent.as_ref().map(|a| a.email.as_str()),
+        "contact.merge",
+        Some(&req.into),
+        serde_json::json!({"from": req.from, "into": req.into}),
+    );
     let op = WriteOp::Inbox(InboxOp::MergeContacts {
         org_id: who.org_id,
         from: req.from,

@@ -162,6 +162,32 @@ pub async fn handle(state: &State, agent: &Agent, text: &str) -> Option<Value> {
             conversation_id,
         } => (id, conversation_id, CommandKind::Read),
     };
+    let action = match &kind {
+        CommandKind::Assign { .. } => "inbox.assign",
+        CommandKind::Unassign => "inbox.unassign",
+        CommandKind::Status(ConversationEvent::Resolve) => "inbox.resolve",
+        CommandKind::Status(_) => "inbox.reopen",
+        CommandKind::Read => "",
+    };
+    // Every agent action but marking as read goes to the audit log (read receipts are state
+    // the conversation keeps itself).
+    if !action.is_empty() {
+        let detail = match &kind {
+            CommandKind::Assign { agent_id } => json!({"agent_id": agent_id}),
+            _ => json!({}),
+        };
+        crate::db::audit::record_later(
+            &state.db.pool,
+            crate::db::audit::Entry {
+                org_id: Some(&agent.org_id),
+                actor: &format!("agent:{}", agent.email),
+                action,
+                target: Some(&conversation_id),
+                detail,
+                source: None,
+            },
+        );
+    }
     let op = WriteOp::Inbox(InboxOp::Command {
         org_id: agent.org_id.clone(),
         agent_id: agent.id.clone(),
@@ -212,6 +238,17 @@ async fn reply(
     if body.trim().is_empty() {
         return error(Some(id), "malformed", "`body` must not be empty");
     }
+    crate::db::audit::record_later(
+        &state.db.pool,
+        crate::db::audit::Entry {
+            org_id: Some(&agent.org_id),
+            actor: &format!("agent:{}", agent.email),
+            action: "inbox.reply",
+            target: Some(conversation_id),
+            detail: json!({"channel": channel, "chars": body.chars().count()}),
+            source: None,
+        },
+    );
     if body.chars().count() > MAX_BODY_CHARS {
         return error(
             Some(id),
