@@ -61,6 +61,7 @@ pub const PROVIDERS: &[ProviderSpec] = &[
     crate::sms::twilio::SPEC,
     crate::sms::telnyx::SPEC,
     crate::whatsapp::SPEC,
+    crate::email::SPEC,
 ];
 
 /// A provider by its path/database name.

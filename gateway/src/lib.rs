@@ -20,6 +20,7 @@ pub mod cli;
 pub mod commit;
 pub mod config;
 pub mod db;
+pub mod email;
 pub mod events;
 pub mod inbox;
 pub mod kafka;

@@ -1,5 +1,5 @@
 //! The command line: `serve` (the default), `migrate`, `org create`, `apikey create`,
-//! `channel add twilio-sms|telnyx-sms|whatsapp`, `channel list` ([`channel`]), `events tail`
+//! `channel add twilio-sms|telnyx-sms|whatsapp|email`, `channel list` ([`channel`]), `events tail`
 //! (the example Kafka consumer), `voice route|agent …` ([`voice`]), `agent create|list|revoke`
 //! ([`agent`]), `speech …`.
 
