@@ -4,7 +4,7 @@
 //! the original's headers quoted in the text), reduced to the Message-ID of the message that
 //! bounced, what happened to it and why. Pure functions over a parsed message.
 
-use mail_parser::{Message, MessagePart, PartType};
+use mail_parser::{Message, MessagePart, MimeHeaders, PartType};
 
 /// What a report says happened to the message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -328,7 +328,7 @@ Final-Recipient: rfc822; nobody@example.net\r\n\
 Action: failed\r\n\
 Status: 5.1.1\r\n\
 Diagnostic-Code: smtp; 550 5.1.1 <nobody@example.net>: Recipient address\r\n\
-  rejected: User unknown\r\n\
+\x20 rejected: User unknown\r\n\
 \r\n\
 --B\r\n\
 Content-Type: text/rfc822-headers\r\n\

@@ -312,6 +312,7 @@ mod tests {
         assert!(cfg.validate().is_ok(), "{:?}", cfg.validate());
         let dbg = format!("{cfg:?}");
         assert!(!dbg.contains("imap-secret") && !dbg.contains("smtp-secret"));
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let plugin = cfg.build(reqwest::Client::new()).unwrap();
         assert_eq!(plugin.sender_address(), "support@example.com");
         assert!(plugin

@@ -95,7 +95,7 @@ fn parse_inner(raw: &[u8], to: &str, max_attachment_bytes: u64) -> Parsed {
         references.extend(tail);
     }
     let (body, truncated) = text_body(&msg);
-    let auto_reply = thread::auto_reply_reason(|name| msg.header_raw(name));
+    let auto_reply = thread::auto_reply_reason(|name| msg.header_raw(name.to_string()));
     let (media, attachments) = attachments(&msg, max_attachment_bytes);
     let content = json!({
         "type": "email",

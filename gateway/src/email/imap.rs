@@ -51,7 +51,7 @@ pub async fn connect(s: &ImapSettings, timeout: Duration) -> Result<Session, Ima
         reason,
     };
     let opened = tokio::time::timeout(timeout, open(s)).await;
-    let mut client = opened.map_err(|_| fail(format!("no answer within {timeout:?}")))??;
+    let client = opened.map_err(|_| fail(format!("no answer within {timeout:?}")))??;
     let login = client.login(&s.username, s.password.expose());
     match tokio::time::timeout(timeout, login).await {
         Err(_) => Err(fail(format!("no login answer within {timeout:?}"))),

@@ -251,7 +251,9 @@ impl Reader<'_> {
         })
         .await
         .map_err(|e| ImapError::Commit(format!("parser task: {e}")))?;
-        let commits = parsed.iter().map(|(_, p)| self.commit(p));
+        let commits = parsed
+            .iter()
+            .map(|(_, p)| commit(self.shared, self.org_id, p));
         let results = futures_util::future::join_all(commits).await;
         let mut done = Vec::new();
         let mut seen = Vec::new();
@@ -289,54 +291,55 @@ impl Reader<'_> {
         Ok(done)
     }
 
-    /// Commits one parsed message.
-    async fn commit(&self, parsed: &Parsed) -> Done {
-        let org_id = self.org_id.to_string();
-        let op = match parsed {
-            Parsed::Message(m) => WriteOp::Inbound {
-                org_id,
-                provider: "email",
-                msg: (**m).clone(),
-            },
-            Parsed::Status(update) => WriteOp::Status {
-                org_id,
-                channel: Channel::Email,
-                update: update.clone(),
-            },
-            Parsed::Ignored(_) => {
-                MailCounted { outcome: "ignored" }.emit();
-                return Done::Committed;
-            }
-            Parsed::Rejected(reason) => return Done::Rejected(reason.clone()),
-        };
-        match self.shared.committer.submit_wait(op).await {
-            Ok(WriteResult::Inbound(ingested)) => {
-                let outcome = if ingested.duplicate {
-                    "duplicate"
-                } else {
-                    crate::telemetry::MessageCounted {
-                        channel: "email",
-                        direction: "inbound",
-                        status: "received",
-                    }
-                    .emit();
-                    "stored"
-                };
-                MailCounted { outcome }.emit();
-                if ingested.media_pending {
-                    self.shared.media_wake.notify_one();
-                }
-                Done::Committed
-            }
-            Ok(_) => {
-                MailCounted { outcome: "status" }.emit();
-                Done::Committed
-            }
-            Err(CommitError::Store(e)) if !e.is_transient() => {
-                Done::Rejected(format!("the database refused it: {e}"))
-            }
-            Err(e) => Done::Retry(e.to_string()),
+}
+
+/// Commits one parsed message.
+async fn commit(shared: &Shared, org_id: &str, parsed: &Parsed) -> Done {
+    let org_id = org_id.to_string();
+    let op = match parsed {
+        Parsed::Message(m) => WriteOp::Inbound {
+            org_id,
+            provider: "email",
+            msg: (**m).clone(),
+        },
+        Parsed::Status(update) => WriteOp::Status {
+            org_id,
+            channel: Channel::Email,
+            update: update.clone(),
+        },
+        Parsed::Ignored(_) => {
+            MailCounted { outcome: "ignored" }.emit();
+            return Done::Committed;
         }
+        Parsed::Rejected(reason) => return Done::Rejected(reason.clone()),
+    };
+    match shared.committer.submit_wait(op).await {
+        Ok(WriteResult::Inbound(ingested)) => {
+            let outcome = if ingested.duplicate {
+                "duplicate"
+            } else {
+                crate::telemetry::MessageCounted {
+                    channel: "email",
+                    direction: "inbound",
+                    status: "received",
+                }
+                .emit();
+                "stored"
+            };
+            MailCounted { outcome }.emit();
+            if ingested.media_pending {
+                shared.media_wake.notify_one();
+            }
+            Done::Committed
+        }
+        Ok(_) => {
+            MailCounted { outcome: "status" }.emit();
+            Done::Committed
+        }
+        Err(CommitError::Store(e)) if !e.is_transient() => {
+            Done::Rejected(format!("the database refused it: {e}"))
+        }
+        Err(e) => Done::Retry(e.to_string()),
     }
 }
 
