@@ -119,7 +119,6 @@ impl Dovecot {
 }
 
 impl ImapLogin {
-
     /// A logged-in session with INBOX selected.
     pub async fn session(&self) -> Imap {
         let tcp = TcpStream::connect(("127.0.0.1", self.port))

@@ -121,11 +121,20 @@ fn dsn(msg: &Message<'_>) -> Bounce {
         Some(b) => (
             action_of(b),
             field(b, "status").map(|s| s.split_whitespace().next().unwrap_or("").to_string()),
-            field(b, "diagnostic-code")
-                .map(|d| d.split_once(';').map_or(d, |(_, rest)| rest).trim().to_string()),
+            field(b, "diagnostic-code").map(|d| {
+                d.split_once(';')
+                    .map_or(d, |(_, rest)| rest)
+                    .trim()
+                    .to_string()
+            }),
             field(b, "final-recipient")
                 .or_else(|| field(b, "original-recipient"))
-                .map(|r| r.split_once(';').map_or(r, |(_, rest)| rest).trim().to_string()),
+                .map(|r| {
+                    r.split_once(';')
+                        .map_or(r, |(_, rest)| rest)
+                        .trim()
+                        .to_string()
+                }),
         ),
         None => (Action::Failed, None, None, None),
     };
@@ -152,7 +161,10 @@ fn field<'a>(block: &'a Fields, name: &str) -> Option<&'a str> {
 }
 
 fn action_of(block: &Fields) -> Action {
-    let action = field(block, "action").unwrap_or("").trim().to_ascii_lowercase();
+    let action = field(block, "action")
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     let status = field(block, "status").unwrap_or("").trim().to_string();
     match action.as_str() {
         "delayed" => Action::Delayed,
@@ -280,8 +292,18 @@ fn find_status_code(text: &str) -> Option<String> {
 /// The line of a human-readable bounce that says what went wrong.
 fn diagnostic_line(text: &str) -> Option<String> {
     let keys = [
-        "550", "551", "552", "553", "554", "user unknown", "does not exist", "no such user",
-        "rejected", "mailbox unavailable", "mailbox full", "quota",
+        "550",
+        "551",
+        "552",
+        "553",
+        "554",
+        "user unknown",
+        "does not exist",
+        "no such user",
+        "rejected",
+        "mailbox unavailable",
+        "mailbox full",
+        "quota",
     ];
     text.lines()
         .map(str::trim)
@@ -392,7 +414,10 @@ From: support@acme.test\r\n";
 
     #[test]
     fn status_codes() {
-        assert_eq!(find_status_code("said 550 5.7.1 blocked").as_deref(), Some("5.7.1"));
+        assert_eq!(
+            find_status_code("said 550 5.7.1 blocked").as_deref(),
+            Some("5.7.1")
+        );
         assert_eq!(find_status_code("version 1.2.3"), None);
         assert_eq!(find_status_code("nothing"), None);
     }

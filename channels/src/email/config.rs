@@ -117,9 +117,9 @@ pub fn normalize_address(s: &str) -> Result<String, String> {
                 && !domain.starts_with('.')
                 && !domain.ends_with('.')
         })
-        && !s
-            .chars()
-            .any(|c| c.is_control() || c.is_whitespace() || matches!(c, '<' | '>' | ',' | ';' | '"'));
+        && !s.chars().any(|c| {
+            c.is_control() || c.is_whitespace() || matches!(c, '<' | '>' | ',' | ';' | '"')
+        });
     if ok {
         Ok(s.to_lowercase())
     } else {
@@ -262,8 +262,8 @@ impl ChannelPlugin for Email {
     /// which this decodes for the media worker to store with their hash.
     fn fetch_media<'a>(&'a self, reference: &'a str, max_bytes: u64) -> MediaFuture<'a> {
         Box::pin(async move {
-            let (content_type, bytes) = super::parse::decode_data_url(reference)
-                .ok_or_else(|| MediaError::Refused {
+            let (content_type, bytes) =
+                super::parse::decode_data_url(reference).ok_or_else(|| MediaError::Refused {
                     status: 0,
                     message: "not an inline attachment".into(),
                 })?;
@@ -346,7 +346,16 @@ mod tests {
     fn addresses() {
         assert_eq!(normalize_address(" A@B.org ").unwrap(), "a@b.org");
         assert_eq!(normalize_address("x@localhost").unwrap(), "x@localhost");
-        for bad in ["", "a", "@b.org", "a@", "a b@c.org", "a@b@c.org", "<a@b.org>", "a@b"] {
+        for bad in [
+            "",
+            "a",
+            "@b.org",
+            "a@",
+            "a b@c.org",
+            "a@b@c.org",
+            "<a@b.org>",
+            "a@b",
+        ] {
             assert!(normalize_address(bad).is_err(), "{bad}");
         }
     }

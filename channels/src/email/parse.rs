@@ -117,7 +117,12 @@ fn parse_inner(raw: &[u8], to: &str, max_attachment_bytes: u64) -> Parsed {
         from,
         to: to.to_string(),
         body,
-        kind: if auto_reply.is_some() { "auto_reply" } else { "email" }.into(),
+        kind: if auto_reply.is_some() {
+            "auto_reply"
+        } else {
+            "email"
+        }
+        .into(),
         content: Some(content),
         media,
         reply_to: in_reply_to.first().cloned(),
@@ -222,7 +227,9 @@ fn attachments(msg: &Message<'_>, max_bytes: u64) -> (Vec<InboundMedia>, Vec<ser
 pub fn decode_data_url(reference: &str) -> Option<(String, Vec<u8>)> {
     let rest = reference.strip_prefix("data:")?;
     let (content_type, data) = rest.split_once(";base64,")?;
-    let bytes = base64::engine::general_purpose::STANDARD.decode(data).ok()?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .ok()?;
     Some((content_type.to_string(), bytes))
 }
 
@@ -301,7 +308,10 @@ mod tests {
         let c = m.content.unwrap();
         assert_eq!(c["subject"], "Re: Order Über");
         assert_eq!(c["subject_key"], "order über");
-        assert_eq!(c["thread_keys"], json!(["q1@acme.test", "root@example.com"]));
+        assert_eq!(
+            c["thread_keys"],
+            json!(["q1@acme.test", "root@example.com"])
+        );
         assert_eq!(c["display"], "Thanks!");
         assert!(m.body.contains("> Hello"));
     }
@@ -328,7 +338,10 @@ mod tests {
         assert_eq!(m.media.len(), 1);
         assert_eq!(m.media[0].filename.as_deref(), Some("a.pdf"));
         let (ct, bytes) = decode_data_url(&m.media[0].reference).unwrap();
-        assert_eq!((ct.as_str(), bytes.as_slice()), ("application/pdf", &b"%PDF-1.4\n"[..]));
+        assert_eq!(
+            (ct.as_str(), bytes.as_slice()),
+            ("application/pdf", &b"%PDF-1.4\n"[..])
+        );
         assert_eq!(m.content.unwrap()["attachments"][0]["size"], 9);
     }
 

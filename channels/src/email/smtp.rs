@@ -100,9 +100,7 @@ pub async fn send(
         .parse()
         .map_err(|e| reject(format!("our address: {e}")))?;
     let to = normalize_address(&msg.to).map_err(|e| reject(format!("recipient: {e}")))?;
-    let to_addr = to
-        .parse()
-        .map_err(|e| reject(format!("recipient: {e}")))?;
+    let to_addr = to.parse().map_err(|e| reject(format!("recipient: {e}")))?;
     let content = msg.content.as_ref();
     let text = |k: &str| content.and_then(|c| c.get(k)).and_then(|v| v.as_str());
     let subject = text("subject").unwrap_or("").trim();
@@ -110,7 +108,11 @@ pub async fn send(
     let mut builder = lettre::Message::builder()
         .from(Mailbox::new(config.display_name.clone(), from_addr))
         .to(Mailbox::new(None, to_addr))
-        .subject(if subject.is_empty() { "(no subject)" } else { subject })
+        .subject(if subject.is_empty() {
+            "(no subject)"
+        } else {
+            subject
+        })
         .message_id(Some(format!("<{id}>")))
         .date_now();
     if let Some(parent) = text("in_reply_to").and_then(normalize_id) {
@@ -175,15 +177,19 @@ mod tests {
         assert!(check_outbound(" ", None).is_err());
         assert!(check_outbound("hi", Some(&json!({"type": "email", "subject": "x"}))).is_ok());
         assert!(check_outbound("hi", Some(&json!({"type": "template"}))).is_err());
-        assert!(
-            check_outbound("hi", Some(&json!({"type": "email", "subject": "a\r\nBcc: x"})))
-                .is_err()
-        );
+        assert!(check_outbound(
+            "hi",
+            Some(&json!({"type": "email", "subject": "a\r\nBcc: x"}))
+        )
+        .is_err());
     }
 
     #[test]
     fn our_message_ids_are_stable_per_message() {
-        assert_eq!(message_id("0190-ab", "support@acme.test"), "0190-ab@acme.test");
+        assert_eq!(
+            message_id("0190-ab", "support@acme.test"),
+            "0190-ab@acme.test"
+        );
         assert_eq!(
             message_id("0190-ab", "support@acme.test"),
             message_id("0190-ab", "support@acme.test")

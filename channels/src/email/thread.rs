@@ -15,7 +15,11 @@ pub const MAX_REFERENCES: usize = 20;
 /// A Message-ID without its angle brackets and whitespace, or `None` when it is empty,
 /// too long, or holds characters no id has.
 pub fn normalize_id(raw: &str) -> Option<String> {
-    let id = raw.trim().trim_start_matches('<').trim_end_matches('>').trim();
+    let id = raw
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .trim();
     let ok = !id.is_empty()
         && id.len() <= MAX_ID_LEN
         && !id
@@ -57,8 +61,8 @@ pub fn references_for_reply(parent_references: &[String], parent_id: &str) -> Ve
 
 /// Reply and forward prefixes of the common clients and languages (`Re`, `Fwd`, `AW`, `SV`…).
 const PREFIXES: &[&str] = &[
-    "re", "fw", "fwd", "aw", "wg", "sv", "vs", "antw", "doorst", "tr", "rif", "ref", "odp",
-    "r", "enc", "res",
+    "re", "fw", "fwd", "aw", "wg", "sv", "vs", "antw", "doorst", "tr", "rif", "ref", "odp", "r",
+    "enc", "res",
 ];
 
 /// The subject with reply/forward prefixes (`Re:`, `RE[2]:`, `Fwd:`, `AW:`), list tags
@@ -157,7 +161,12 @@ mod tests {
     fn chains_nearest_parent_first() {
         let chain = reference_chain(
             &["<p@x>".into()],
-            &["<root@x>".into(), "<mid@x>".into(), "<p@x>".into(), "bad id".into()],
+            &[
+                "<root@x>".into(),
+                "<mid@x>".into(),
+                "<p@x>".into(),
+                "bad id".into(),
+            ],
         );
         assert_eq!(chain, vec!["p@x", "mid@x", "root@x"]);
     }

@@ -187,15 +187,10 @@ async fn email_content(
     }
     let conversation = req.conversation_id.as_deref();
     let subject = req.subject.as_deref();
-    let made = crate::db::email_threads::reply_content(
-        &state.db.pool,
-        org_id,
-        to,
-        conversation,
-        subject,
-    )
-    .await?
-    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let made =
+        crate::db::email_threads::reply_content(&state.db.pool, org_id, to, conversation, subject)
+            .await?
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
     if made["subject"].as_str().is_none_or(str::is_empty) {
         return Err(ApiError::bad_request(
             "field `subject`: required for a new email thread",

@@ -165,15 +165,17 @@ pub async fn reply_content(
         None => own,
     };
     let parent = match &conversation {
-        Some(c) => sqlx::query(
-            "SELECT provider_message_id, content FROM messages WHERE org_id = $1 \
+        Some(c) => {
+            sqlx::query(
+                "SELECT provider_message_id, content FROM messages WHERE org_id = $1 \
              AND conversation_id = $2 AND channel = 'email' AND direction = 'inbound' \
              AND kind = 'email' ORDER BY created_at DESC, id DESC LIMIT 1",
-        )
-        .bind(org_id)
-        .bind(c)
-        .fetch_optional(pool)
-        .await?,
+            )
+            .bind(org_id)
+            .bind(c)
+            .fetch_optional(pool)
+            .await?
+        }
         None => None,
     };
     let given = subject.map(str::trim).filter(|s| !s.is_empty());

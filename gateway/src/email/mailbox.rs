@@ -290,7 +290,6 @@ impl Reader<'_> {
         }
         Ok(done)
     }
-
 }
 
 /// Commits one parsed message.
