@@ -626,3 +626,62 @@ async fn sigkill_mid_ingest_stores_each_mail_once(backend: Backend) {
     eprintln!("killed with {at_kill} of {CRASH_N} stored; all {CRASH_N} stored once after restart");
 }
 both_backends!(sigkill_mid_ingest_stores_each_mail_once);
+
+/// Two nodes on one PostgreSQL: one reads the mailbox (one advisory lock holder, the other
+/// waits), and when the reader is SIGKILLed the other takes the mailbox over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_one_reader_taken_over_when_it_dies() {
+    let tdb = TestDb::new(Backend::Postgres).await;
+    let db = tdb.connect().await;
+    let org = create_org(&db, "acme", "http://127.0.0.1:9", 10.0).await;
+    let imap = Dovecot::start();
+    let smtp = SmtpReceiver::start();
+    mail::add_account(&db, &org.id, &imap, &smtp).await;
+    let key = gateway::db::mailboxes::lock_key(
+        &org.id,
+        &format!("{}@127.0.0.1:{}/INBOX", imap.user, imap.port),
+    );
+    let holders = || {
+        let db = db.clone();
+        async move {
+            let row: (i64,) = sqlx::query_as(
+                "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+                 AND classid::bigint = $1 AND objid::bigint = $2",
+            )
+            .bind((key >> 32) & 0xffff_ffff)
+            .bind(key & 0xffff_ffff)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+            row.0
+        }
+    };
+    let env = [("DARTWING_EMAIL_SCAN_MS", "100")];
+    let mut a = ChildGateway::spawn_with(&tdb.url, free_port(), &env).await;
+    let batch = |from: usize| -> Vec<Vec<u8>> {
+        (from..from + 10)
+            .map(|i| mail("jane@example.com", &format!("n{i}@example.com"), "x", "y", None, &[]))
+            .collect()
+    };
+    imap.append(&batch(0)).await;
+    eventually(WAIT, || async {
+        (count(&db, "messages", &org.id).await == 10).then_some(())
+    })
+    .await;
+    assert_eq!(holders().await, 1, "node A reads the mailbox");
+    let _b = ChildGateway::spawn_with(&tdb.url, free_port(), &env).await;
+    imap.append(&batch(10)).await;
+    eventually(WAIT, || async {
+        (count(&db, "messages", &org.id).await == 20).then_some(())
+    })
+    .await;
+    assert_eq!(holders().await, 1, "one reader with two nodes up");
+    a.kill();
+    imap.append(&batch(20)).await;
+    eventually(WAIT, || async {
+        (count(&db, "messages", &org.id).await == 30).then_some(())
+    })
+    .await;
+    assert_eq!(holders().await, 1, "node B took the mailbox over");
+    eventually(WAIT, || async { imap.unseen().await.is_empty().then_some(()) }).await;
+}
