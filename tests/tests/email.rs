@@ -660,7 +660,16 @@ async fn two_nodes_one_reader_taken_over_when_it_dies() {
     let mut a = ChildGateway::spawn_with(&tdb.url, free_port(), &env).await;
     let batch = |from: usize| -> Vec<Vec<u8>> {
         (from..from + 10)
-            .map(|i| mail("jane@example.com", &format!("n{i}@example.com"), "x", "y", None, &[]))
+            .map(|i| {
+                mail(
+                    "jane@example.com",
+                    &format!("n{i}@example.com"),
+                    "x",
+                    "y",
+                    None,
+                    &[],
+                )
+            })
             .collect()
     };
     imap.append(&batch(0)).await;
@@ -683,5 +692,79 @@ async fn two_nodes_one_reader_taken_over_when_it_dies() {
     })
     .await;
     assert_eq!(holders().await, 1, "node B took the mailbox over");
-    eventually(WAIT, || async { imap.unseen().await.is_empty().then_some(()) }).await;
+    eventually(WAIT, || async {
+        imap.unseen().await.is_empty().then_some(())
+    })
+    .await;
+}
+
+/// 1,000 messages waiting in the folder when the gateway starts: every one stored once, and
+/// the figures printed — messages/s end to end (committed and `\Seen`), and the parse step
+/// (ours, and mail-parser alone) over the same messages.
+async fn a_full_mailbox_is_read_once_and_measured(backend: Backend) {
+    const N: usize = 1000;
+    let tdb = TestDb::new(backend).await;
+    let db = tdb.connect().await;
+    let org = create_org(&db, "acme", "http://127.0.0.1:9", 10.0).await;
+    let imap = Dovecot::start();
+    let smtp = SmtpReceiver::start();
+    let corpus: Vec<Vec<u8>> = (0..N)
+        .map(|i| {
+            let from = format!("c{}@example.com", i % 50);
+            let body = format!(
+                "message {i}\r\n\r\n{}",
+                "Some text of a usual length. ".repeat(20)
+            );
+            mail(
+                &from,
+                &format!("bulk-{i}@example.com"),
+                &format!("Subject {}", i % 50),
+                &body,
+                None,
+                &[],
+            )
+        })
+        .collect();
+    imap.append(&corpus).await;
+    let started = std::time::Instant::now();
+    for m in &corpus {
+        std::hint::black_box(channels::email::parse::parse(m, ADDRESS, 1 << 20));
+    }
+    let ours = started.elapsed();
+    let started = std::time::Instant::now();
+    for m in &corpus {
+        std::hint::black_box(mail_parser_alone(m));
+    }
+    let alone = started.elapsed();
+    mail::add_account(&db, &org.id, &imap, &smtp).await;
+    let mut config = test_config(&tdb.url);
+    config.email.scan_ms = 50;
+    let started = std::time::Instant::now();
+    let gw = TestGateway::start(config).await;
+    eventually(Duration::from_secs(300), || async {
+        (count(&db, "messages", &org.id).await as usize >= N).then_some(())
+    })
+    .await;
+    let committed = started.elapsed();
+    eventually(WAIT, || async {
+        imap.unseen().await.is_empty().then_some(())
+    })
+    .await;
+    assert_eq!(count(&db, "messages", &org.id).await as usize, N);
+    assert_eq!(count(&db, "conversations", &org.id).await, 50);
+    eprintln!(
+        "email ingest {backend:?}: {N} messages committed in {committed:.2?} ({:.0}/s end to end); \
+         parse {:.1} µs/message (mail-parser alone {:.1} µs, ratio {:.2})",
+        N as f64 / committed.as_secs_f64(),
+        ours.as_secs_f64() * 1e6 / N as f64,
+        alone.as_secs_f64() * 1e6 / N as f64,
+        ours.as_secs_f64() / alone.as_secs_f64(),
+    );
+    gw.stop().await;
+}
+both_backends!(a_full_mailbox_is_read_once_and_measured);
+
+fn mail_parser_alone(raw: &[u8]) -> Option<String> {
+    let msg = mail_parser::MessageParser::default().parse(raw)?;
+    Some(msg.body_text(0).map(|t| t.into_owned()).unwrap_or_default())
 }
