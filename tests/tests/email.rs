@@ -768,3 +768,46 @@ fn mail_parser_alone(raw: &[u8]) -> Option<String> {
     let msg = mail_parser::MessageParser::default().parse(raw)?;
     Some(msg.body_text(0).map(|t| t.into_owned()).unwrap_or_default())
 }
+
+/// An agent answering an email conversation in the inbox (WebSocket `reply`) sends a
+/// threaded email, like the API does.
+async fn an_inbox_reply_is_threaded(backend: Backend) {
+    use integration_tests::agent::{create_agent, login, AgentSocket};
+    let w = EmailWorld::new(backend).await;
+    create_agent(&w.db, &w.org.id, "ann@acme.test", "a long secret", "agent").await;
+    let token = login(&w.client, &w.gw.base, "ann@acme.test", "a long secret").await;
+    w.imap
+        .append(&[mail(
+            "jane@example.com",
+            "q1@example.com",
+            "Refund",
+            "Where is it?",
+            None,
+            &[],
+        )])
+        .await;
+    let (conv, _) = w.conversation_of("jane@example.com", 1).await;
+    let mut a = AgentSocket::connect(&w.gw.base, &token, 0).await;
+    a.replay().await;
+    let reply = serde_json::json!({"type": "reply", "id": "r-1", "conversation_id": conv, "body": "Sent today"});
+    let (ack, _) = a.command(reply).await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    let id = ack["message_id"].as_str().unwrap().to_string();
+    let m = eventually(WAIT, || async {
+        let m = w.message(&id).await;
+        (m["status"] != "queued" && m["status"] != "sending").then_some(m)
+    })
+    .await;
+    assert_eq!(m["status"], "sent", "{m}");
+    let raw = eventually(WAIT, || async { w.smtp.messages().into_iter().next() }).await;
+    assert_eq!(
+        header(&raw, "In-Reply-To").as_deref(),
+        Some("<q1@example.com>")
+    );
+    assert_eq!(
+        header(&raw, "References").as_deref(),
+        Some("<q1@example.com>")
+    );
+    assert_eq!(header(&raw, "Subject").as_deref(), Some("Re: Refund"));
+}
+both_backends!(an_inbox_reply_is_threaded);

@@ -13,6 +13,7 @@ use crate::commit::{CommitError, WriteOp, WriteResult};
 use crate::db::mailboxes::{self, Cursor, MailboxLock};
 use crate::db::now_ms;
 use crate::sender::limits::backoff;
+use async_imap::types::UnsolicitedResponse;
 use channels::email::parse::{self, Parsed};
 use channels::email::EmailConfig;
 use futures_util::StreamExt;
@@ -119,20 +120,32 @@ impl Reader<'_> {
             .await
             .map_err(ImapError::from)?
             .has_str("IDLE");
+        // An EXISTS the server sends with the answer to another command (a FETCH, the STORE,
+        // the IDLE request itself) is not repeated during IDLE: it is kept from this channel
+        // and checked before waiting, or new mail would wait for the next IDLE timeout.
+        let unsolicited = session.unsolicited_responses.clone();
         loop {
             if !self.lock.still_held().await {
                 tracing::warn!(org_id = %self.org_id, mailbox = %self.key, "lost the mailbox lock");
                 return Err(None);
             }
+            news(|| unsolicited.try_recv().ok());
             self.sync(&mut session, &mut cursor).await?;
             *failures = 0;
             if *stop.borrow() {
                 let _ = session.logout().await;
                 return Ok(());
             }
+            if news(|| unsolicited.try_recv().ok()) {
+                continue;
+            }
             if idle {
                 let mut handle = session.idle();
                 handle.init().await.map_err(ImapError::from)?;
+                if news(|| unsolicited.try_recv().ok()) {
+                    session = handle.done().await.map_err(ImapError::from)?;
+                    continue;
+                }
                 let (wait, _interrupt) =
                     handle.wait_with_timeout(Duration::from_secs(s.idle_secs.max(1)));
                 let stopped = tokio::select! {
@@ -340,6 +353,18 @@ async fn commit(shared: &Shared, org_id: &str, parsed: &Parsed) -> Done {
         }
         Err(e) => Done::Retry(e.to_string()),
     }
+}
+
+/// Drains what the server said on its own; whether it announced new mail.
+fn news(mut next: impl FnMut() -> Option<UnsolicitedResponse>) -> bool {
+    let mut fresh = false;
+    while let Some(r) = next() {
+        fresh |= matches!(
+            r,
+            UnsolicitedResponse::Exists(_) | UnsolicitedResponse::Recent(_)
+        );
+    }
+    fresh
 }
 
 enum Done {
