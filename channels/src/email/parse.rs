@@ -374,6 +374,46 @@ mod tests {
         assert!(m.provider_message_id.starts_with("sha256:"));
     }
 
+    const SAMPLE: &str = "From: Jane <jane@example.com>\r\nSubject: =?UTF-8?Q?R=C3=A9:?= x\r\n\
+Message-ID: <s1@example.com>\r\nIn-Reply-To: <p@x>\r\nReferences: <r@x> <p@x>\r\n\
+Content-Type: multipart/mixed; boundary=\"M\"\r\n\r\n--M\r\n\
+Content-Type: multipart/alternative; boundary=A\r\n\r\n--A\r\n\
+Content-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n\
+caf=E9\r\n--A\r\nContent-Type: text/html\r\n\r\n<b>caf&eacute;</b>\r\n--A--\r\n--M\r\n\
+Content-Type: application/octet-stream; name=a.bin\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+AAECAwQF\r\n--M\r\nContent-Type: message/delivery-status\r\n\r\nAction: failed\r\n--M--\r\n";
+
+    #[test]
+    fn every_truncation_of_a_rich_message_parses_without_panic() {
+        let raw = SAMPLE.as_bytes();
+        // `parse_inner`: the parser itself must not panic (`parse` also catches, as a net).
+        for end in 0..=raw.len() {
+            let _ = parse_inner(&raw[..end], "s@acme.test", 1024);
+        }
+        assert!(matches!(
+            parse(raw, "s@acme.test", 1024),
+            Parsed::Message(_)
+        ));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..2048)) {
+            let _ = parse_inner(&bytes, "s@acme.test", 64);
+        }
+
+        #[test]
+        fn a_corrupted_message_never_panics(at in 0usize..700, byte in proptest::num::u8::ANY, cut in 0usize..700) {
+            let mut raw = SAMPLE.as_bytes().to_vec();
+            let i = at % raw.len();
+            raw[i] = byte;
+            raw.truncate(raw.len() - cut % raw.len());
+            if let Parsed::Message(m) = parse_inner(&raw, "s@acme.test", 64) {
+                proptest::prop_assert!(!m.body.contains('\0'));
+            }
+        }
+    }
+
     #[test]
     fn display_trims_quotes_and_signature() {
         assert_eq!(display_text("Hi\n\n-- \nJane"), "Hi");
