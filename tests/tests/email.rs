@@ -811,3 +811,72 @@ async fn an_inbox_reply_is_threaded(backend: Backend) {
     assert_eq!(header(&raw, "Subject").as_deref(), Some("Re: Refund"));
 }
 both_backends!(an_inbox_reply_is_threaded);
+
+/// Jane writes from two addresses; once the contacts are merged, her reply from the second
+/// address to a mail of the first stays in that thread, in her one conversation.
+async fn a_reply_from_another_address_of_the_contact_stays_in_the_thread(backend: Backend) {
+    let w = EmailWorld::new(backend).await;
+    w.imap
+        .append(&[
+            mail(
+                "jane@work.example",
+                "w1@work.example",
+                "Contract",
+                "Draft attached",
+                None,
+                &[],
+            ),
+            mail(
+                "jane@home.example",
+                "h0@home.example",
+                "Hello",
+                "from home",
+                None,
+                &[],
+            ),
+        ])
+        .await;
+    let contact = |m: &Value| m["contact_id"].as_str().unwrap_or("").to_string();
+    let convs = eventually(WAIT, || async {
+        let c = w.get("/api/v1/conversations").await;
+        (c.as_array()?.len() == 2).then_some(c)
+    })
+    .await;
+    let of = |addr: &str| {
+        convs
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["identities"][0]["address"] == addr)
+            .map(contact)
+            .unwrap()
+    };
+    let (work, home) = (of("jane@work.example"), of("jane@home.example"));
+    let r = w
+        .client
+        .post(format!("{}/api/v1/contacts/merge", w.gw.base))
+        .bearer_auth(&w.org.key)
+        .json(&serde_json::json!({"from": home, "into": work}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    w.imap
+        .append(&[mail(
+            "jane@home.example",
+            "h1@home.example",
+            "Re: Contract",
+            "Signed",
+            Some("w1@work.example"),
+            &["w1@work.example"],
+        )])
+        .await;
+    let (_, msgs) = w.conversation_of("jane@work.example", 3).await;
+    let reply = msgs
+        .iter()
+        .find(|m| m["provider_message_id"] == "h1@home.example")
+        .expect("the reply is in the merged conversation");
+    assert_eq!(reply["content"]["thread_id"], "w1@work.example");
+    assert_eq!(reply["content"]["threaded_by"], "references");
+}
+both_backends!(a_reply_from_another_address_of_the_contact_stays_in_the_thread);
