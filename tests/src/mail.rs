@@ -91,8 +91,10 @@ impl Dovecot {
             .arg("-F")
             .arg("-c")
             .arg(dir.0.join("dovecot.conf"))
+            // Its own log file has everything ([`Dovecot::log`]); its child processes must not
+            // hold the test's output open after it stops.
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::null())
             .spawn()
             .expect("dovecot is installed (scripts/ensure-mail-peers.sh)");
         wait_for_port(port, "dovecot", &mut child);
@@ -190,6 +192,17 @@ impl ImapLogin {
 
 impl Drop for Dovecot {
     fn drop(&mut self) {
+        // SIGTERM: the master stops its login, auth and imap processes; SIGKILL if it hangs.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
