@@ -880,3 +880,49 @@ async fn a_reply_from_another_address_of_the_contact_stays_in_the_thread(backend
     assert_eq!(reply["content"]["threaded_by"], "references");
 }
 both_backends!(a_reply_from_another_address_of_the_contact_stays_in_the_thread);
+
+/// An attachment is stored by the media worker with its hash, name and type, and served.
+async fn attachments_are_stored_with_their_hash(backend: Backend) {
+    let w = EmailWorld::new(backend).await;
+    let raw = format!(
+        "From: jane@example.com\r\nTo: {ADDRESS}\r\nSubject: Scan\r\nMessage-ID: <a1@example.com>\r\n\
+MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=Z\r\n\r\n--Z\r\n\
+Content-Type: text/plain\r\n\r\nSee the scan.\r\n--Z\r\n\
+Content-Type: application/pdf; name=\"scan.pdf\"\r\nContent-Disposition: attachment; filename=\"scan.pdf\"\r\n\
+Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQKJcfsj6IK\r\n--Z--\r\n"
+    );
+    w.imap.append(&[raw.into_bytes()]).await;
+    let (_, msgs) = w.conversation_of("jane@example.com", 1).await;
+    let id = msgs[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(msgs[0]["body"].as_str().unwrap().trim(), "See the scan.");
+    let att = eventually(WAIT, || async {
+        let m = w.message(&id).await;
+        let a = m["attachments"][0].clone();
+        (a["status"] == "stored").then_some(a)
+    })
+    .await;
+    let bytes = b"%PDF-1.4\n%\xc7\xec\x8f\xa2\n";
+    assert_eq!(att["filename"], "scan.pdf");
+    assert_eq!(att["content_type"], "application/pdf");
+    assert_eq!(att["size"], bytes.len());
+    use sha2::Digest;
+    assert_eq!(att["sha256"], hex_lower(&sha2::Sha256::digest(bytes)));
+    let served = w
+        .client
+        .get(format!(
+            "{}/api/v1/media/{}",
+            w.gw.base,
+            att["id"].as_str().unwrap()
+        ))
+        .bearer_auth(&w.org.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(served.status(), 200);
+    assert_eq!(served.bytes().await.unwrap().as_ref(), bytes);
+}
+both_backends!(attachments_are_stored_with_their_hash);
+
+fn hex_lower(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
