@@ -266,8 +266,20 @@ pub async fn post_json(
         .map_err(SendError::Transport)?;
     let status = resp.status().as_u16();
     let retry = retry_after(resp.headers());
-    let bytes = resp.bytes().await.map_err(SendError::Transport)?;
-    Ok((status, retry, bytes.to_vec()))
+    let bytes = read_send_response(resp).await?;
+    Ok((status, retry, bytes))
+}
+
+/// The most a provider's answer to a send may hold. Real answers are a few hundred bytes; a
+/// broken or hostile endpoint must not make us buffer without bound.
+pub const MAX_PROVIDER_RESPONSE_BYTES: u64 = 1024 * 1024;
+
+/// Reads a provider's answer to a send, up to [`MAX_PROVIDER_RESPONSE_BYTES`] (more is a
+/// [`SendError::BadResponse`], which is retried: the provider may have accepted).
+pub async fn read_send_response(resp: reqwest::Response) -> Result<Vec<u8>, SendError> {
+    read_capped(resp, MAX_PROVIDER_RESPONSE_BYTES)
+        .await
+        .map_err(|e| SendError::BadResponse(format!("reading the answer: {e}")))
 }
 
 /// The future a send returns.

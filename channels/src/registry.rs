@@ -40,6 +40,19 @@ pub struct ProviderSpec {
     pub hooks: &'static [&'static str],
     /// Builds an account.
     pub build: BuildFn,
+    /// A configuration with fresh random secrets nobody knows. The gateway answers a webhook
+    /// for an org that does not exist (or has no account with this provider) with this
+    /// decoy, so a stranger gets exactly what a real org gives a request that fails
+    /// verification, and learns nothing about which orgs exist.
+    pub decoy: fn() -> String,
+}
+
+/// `n` random bytes as lowercase hex, for decoy secrets.
+pub fn random_hex(n: usize) -> String {
+    let mut raw = vec![0u8; n];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut raw)
+        .expect("the operating system's random source works");
+    hex::encode(raw)
 }
 
 /// Parses a stored configuration and builds it with `build`; for the providers' `SPEC`s.
@@ -90,6 +103,19 @@ pub fn check() -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_decoy_builds_with_its_own_secrets() {
+        for p in PROVIDERS {
+            let (a, b) = ((p.decoy)(), (p.decoy)());
+            assert_ne!(a, b, "{}: fresh secrets each time", p.name);
+            assert!(
+                (p.build)(&a, reqwest::Client::new()).is_ok(),
+                "{}: {a}",
+                p.name
+            );
+        }
+    }
 
     #[test]
     fn the_table_is_consistent() {

@@ -419,7 +419,15 @@ async fn attempt(
     savepoints: bool,
 ) -> Result<Vec<Result<WriteResult, CommitError>>, StoreError> {
     let mut conn = db.pool.acquire().await?;
-    let mut tx = conn.begin().await?;
+    // On SQLite the write lock is taken up front: a deferred transaction that reads first
+    // fails at once (SQLITE_BUSY, no busy wait) if another connection wrote in between, and
+    // the committer is not the only writer (the CLI while the gateway runs, the webhook
+    // worker's and API keys' bookkeeping). IMMEDIATE waits for the lock instead.
+    let mut tx = if db.backend == crate::db::Backend::Sqlite {
+        sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?
+    } else {
+        conn.begin().await?
+    };
     let mut results = Vec::with_capacity(batch.len());
     for job in batch {
         if !savepoints {

@@ -9,7 +9,12 @@
 //! | `DARTWING_HTTP_ADDR` | `http_addr` |
 //! | `DARTWING_DATABASE_URL` | `database_url` |
 //! | `DARTWING_PUBLIC_URL` | `public_url` |
+//! | `DARTWING_OPS_TOKEN` | `ops_token` (unlocks error texts on `/health`) |
+//! | `DARTWING_SECRET_KEYS` | `secret_keys` (seal provider credentials at rest; `ID:BASE64,…`) |
 //! | `DARTWING_MAX_BODY_BYTES` | `max_body_bytes` |
+//! | `DARTWING_HTTP_MAX_CONNECTIONS`, `_HEADER_TIMEOUT_MS`, `_REQUEST_TIMEOUT_MS` | `http.*` |
+//! | `DARTWING_API_RATE_PER_KEY`, `DARTWING_API_RATE_PER_ORG` | `api.*` (requests/s; 0: off) |
+//! | `DARTWING_WEBHOOKS_MAX_ATTEMPTS`, `_RETRY_BASE_MS`, `_RETRY_MAX_MS`, `_TIMEOUT_MS` | `webhooks.*` |
 //! | `DARTWING_MAX_MEDIA_BYTES` | `max_media_bytes` |
 //! | `DARTWING_LOG` | `log` |
 //! | `DARTWING_DATABASE_MAX_CONNECTIONS` | `database_max_connections` |
@@ -38,6 +43,11 @@ pub struct Config {
     pub database_url: String,
     /// The base URL providers call and sign (empty: `http://` + `http_addr`).
     pub public_url: String,
+    /// A secret that unlocks error details on `/health` (empty: never shown).
+    pub ops_token: String,
+    /// Keys sealing provider credentials at rest, `ID:BASE64[,…]`, the first sealing
+    /// ([`crate::secrets`]); empty: stored unencrypted.
+    pub secret_keys: String,
     /// Largest request body accepted; larger gets 413.
     pub max_body_bytes: usize,
     /// Largest inbound attachment downloaded from a provider (WhatsApp media); larger ones
@@ -47,6 +57,12 @@ pub struct Config {
     pub log: String,
     /// Database pool size.
     pub database_max_connections: u32,
+    /// HTTP server limits: connections, header and request timeouts.
+    pub http: crate::http_serve::HttpLimits,
+    /// API request rates per key and per org.
+    pub api: crate::api::rate::ApiLimits,
+    /// Signed outbound webhooks: retries, timeouts, secret rotation.
+    pub webhooks: crate::outhooks::WebhookSettings,
     /// Group commit of writes.
     pub ingest: IngestConfig,
     /// Outbound sending.
@@ -187,10 +203,15 @@ impl Default for Config {
             http_addr: "127.0.0.1:8080".into(),
             database_url: "sqlite://./data/dartwing.db".into(),
             public_url: String::new(),
+            ops_token: String::new(),
+            secret_keys: String::new(),
             max_body_bytes: 64 * 1024,
             max_media_bytes: 16 * 1024 * 1024,
             log: "info".into(),
             database_max_connections: 8,
+            http: crate::http_serve::HttpLimits::default(),
+            api: crate::api::rate::ApiLimits::default(),
+            webhooks: crate::outhooks::WebhookSettings::default(),
             ingest: IngestConfig::default(),
             delivery: DeliveryConfig::default(),
             relay: RelayConfig::default(),
@@ -244,12 +265,26 @@ const ENV: &[(&str, &str)] = &[
     ("DARTWING_HTTP_ADDR", "http_addr"),
     ("DARTWING_DATABASE_URL", "database_url"),
     ("DARTWING_PUBLIC_URL", "public_url"),
+    ("DARTWING_OPS_TOKEN", "ops_token"),
+    ("DARTWING_SECRET_KEYS", "secret_keys"),
     ("DARTWING_MAX_BODY_BYTES", "max_body_bytes"),
     ("DARTWING_MAX_MEDIA_BYTES", "max_media_bytes"),
     ("DARTWING_LOG", "log"),
     (
         "DARTWING_DATABASE_MAX_CONNECTIONS",
         "database_max_connections",
+    ),
+    ("DARTWING_WEBHOOKS_MAX_ATTEMPTS", "webhooks.max_attempts"),
+    ("DARTWING_WEBHOOKS_RETRY_BASE_MS", "webhooks.retry_base_ms"),
+    ("DARTWING_WEBHOOKS_RETRY_MAX_MS", "webhooks.retry_max_ms"),
+    ("DARTWING_WEBHOOKS_TIMEOUT_MS", "webhooks.timeout_ms"),
+    ("DARTWING_API_RATE_PER_KEY", "api.rate_per_key"),
+    ("DARTWING_API_RATE_PER_ORG", "api.rate_per_org"),
+    ("DARTWING_HTTP_MAX_CONNECTIONS", "http.max_connections"),
+    ("DARTWING_HTTP_HEADER_TIMEOUT_MS", "http.header_timeout_ms"),
+    (
+        "DARTWING_HTTP_REQUEST_TIMEOUT_MS",
+        "http.request_timeout_ms",
     ),
     ("DARTWING_INGEST_QUEUE_CAPACITY", "ingest.queue_capacity"),
     ("DARTWING_INGEST_MAX_BATCH", "ingest.max_batch"),
@@ -372,6 +407,12 @@ impl Config {
             ));
         }
         e.extend(self.inbox.problems());
+        e.extend(self.http.problems());
+        if let Err(err) = crate::secrets::Keyring::parse(&self.secret_keys) {
+            e.push(err.to_string());
+        }
+        e.extend(self.api.problems());
+        e.extend(self.webhooks.problems());
         let positive = [
             ("max_body_bytes", self.max_body_bytes as i64),
             ("max_media_bytes", self.max_media_bytes as i64),

@@ -16,19 +16,23 @@
 //! with backoff, or `failed` + dead letter ─▶ provider callbacks move it to `delivered`/`read`.
 
 pub mod api;
+pub mod cache;
 pub mod cli;
 pub mod commit;
 pub mod config;
 pub mod db;
 pub mod email;
 pub mod events;
+pub mod http_serve;
 pub mod inbox;
 pub mod kafka;
 pub mod logging;
 pub mod media;
+pub mod outhooks;
 pub mod plugins;
 pub mod relay;
 pub mod retention;
+pub mod secrets;
 pub mod sender;
 pub mod server;
 pub mod telemetry;

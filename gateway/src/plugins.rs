@@ -4,16 +4,21 @@
 //!
 //! The cache lives `CACHE_TTL`: an account changed by the CLI while the gateway runs is picked
 //! up within that time; one changed through the API is picked up at once ([`Plugins::forget`]).
+//! Slugs come from webhook paths anyone can send, so the caches are bounded
+//! ([`crate::cache::TtlCache`]): random slugs cost at most `CACHE_CAPACITY` entries.
 
+use crate::cache::TtlCache;
 use crate::db::orgs::{self, Org};
 use crate::db::{Db, StoreError};
 use channels::{registry, ChannelPlugin};
 use state_machines::Channel;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const CACHE_TTL: Duration = Duration::from_secs(5);
+/// Most orgs (and, separately, most orgs' plugin lists) cached at once.
+const CACHE_CAPACITY: usize = 10_000;
 
 /// Why an account could not be turned into a plugin.
 #[derive(Debug, thiserror::Error)]
@@ -46,7 +51,6 @@ pub fn build(
     })
 }
 
-type Entry<T> = (Instant, T);
 /// An org's plugins as (provider, plugin).
 type OrgPlugins = Vec<(String, Arc<dyn ChannelPlugin>)>;
 
@@ -54,20 +58,33 @@ type OrgPlugins = Vec<(String, Arc<dyn ChannelPlugin>)>;
 pub struct Plugins {
     db: Db,
     http: reqwest::Client,
-    orgs_by_slug: Mutex<HashMap<String, Entry<Option<Org>>>>,
+    orgs_by_slug: TtlCache<Option<Org>>,
     slugs: Mutex<HashMap<String, String>>,
-    plugins: Mutex<HashMap<String, Entry<OrgPlugins>>>,
+    plugins: TtlCache<OrgPlugins>,
+    /// Per provider, a plugin with secrets nobody knows (see [`Plugins::decoy`]).
+    decoys: HashMap<&'static str, Arc<dyn ChannelPlugin>>,
 }
 
 impl Plugins {
     /// An empty registry over this database.
     pub fn new(db: Db, http: reqwest::Client) -> Plugins {
+        let decoys = registry::PROVIDERS
+            .iter()
+            .filter_map(|spec| {
+                let built = (spec.build)(&(spec.decoy)(), http.clone());
+                if let Err(e) = &built {
+                    tracing::error!(provider = spec.name, error = %e, "the provider's decoy does not build");
+                }
+                Some((spec.name, built.ok()?))
+            })
+            .collect();
         Plugins {
+            decoys,
             db,
             http,
-            orgs_by_slug: Mutex::default(),
+            orgs_by_slug: TtlCache::new(CACHE_TTL, CACHE_CAPACITY),
             slugs: Mutex::default(),
-            plugins: Mutex::default(),
+            plugins: TtlCache::new(CACHE_TTL, CACHE_CAPACITY),
         }
     }
 
@@ -78,10 +95,8 @@ impl Plugins {
 
     /// An org by slug.
     pub async fn org(&self, slug: &str) -> Result<Option<Org>, StoreError> {
-        if let Some((at, org)) = self.orgs_by_slug.lock().expect("not poisoned").get(slug) {
-            if at.elapsed() < CACHE_TTL {
-                return Ok(org.clone());
-            }
+        if let Some(org) = self.orgs_by_slug.get(slug) {
+            return Ok(org);
         }
         let org = orgs::by_slug(&self.db.pool, slug).await?;
         if let Some(o) = &org {
@@ -90,10 +105,7 @@ impl Plugins {
                 .expect("not poisoned")
                 .insert(o.id.clone(), o.slug.clone());
         }
-        self.orgs_by_slug
-            .lock()
-            .expect("not poisoned")
-            .insert(slug.to_string(), (Instant::now(), org.clone()));
+        self.orgs_by_slug.insert(slug, org.clone());
         Ok(org)
     }
 
@@ -102,10 +114,8 @@ impl Plugins {
         &self,
         org_id: &str,
     ) -> Result<Vec<(String, Arc<dyn ChannelPlugin>)>, StoreError> {
-        if let Some((at, list)) = self.plugins.lock().expect("not poisoned").get(org_id) {
-            if at.elapsed() < CACHE_TTL {
-                return Ok(list.clone());
-            }
+        if let Some(list) = self.plugins.get(org_id) {
+            return Ok(list);
         }
         let mut list = Vec::new();
         for acct in orgs::channel_accounts(&self.db.pool, org_id).await? {
@@ -116,10 +126,7 @@ impl Plugins {
                 }
             }
         }
-        self.plugins
-            .lock()
-            .expect("not poisoned")
-            .insert(org_id.to_string(), (Instant::now(), list.clone()));
+        self.plugins.insert(org_id, list.clone());
         Ok(list)
     }
 
@@ -174,8 +181,16 @@ impl Plugins {
         Some((slug, plugin))
     }
 
+    /// The provider's decoy: a plugin built with fresh random secrets at start-up. A webhook
+    /// for an org that does not exist, or has no account with the provider, is verified by
+    /// it, so the stranger gets the answer a real org gives a request that fails
+    /// verification (and learns nothing about which orgs exist).
+    pub fn decoy(&self, provider: &str) -> Option<Arc<dyn ChannelPlugin>> {
+        self.decoys.get(provider).cloned()
+    }
+
     /// Drops an org's cached plugins (after its accounts changed).
     pub fn forget(&self, org_id: &str) {
-        self.plugins.lock().expect("not poisoned").remove(org_id);
+        self.plugins.remove(org_id);
     }
 }

@@ -15,7 +15,7 @@ use crate::relay::{self, EventSink, Hub, RelaySettings, RelayStatus};
 use crate::sender::{self, SendSettings};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
@@ -67,6 +67,7 @@ pub struct Running {
 /// Opens storage (migrating it), starts every task, binds HTTP.
 pub async fn start(config: &Config) -> Result<Running, StartError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::secrets::install(&config.secret_keys).expect("validated with the configuration");
     let db = Db::connect(&config.database_url, config.database_max_connections).await?;
     db.migrate().await?;
     let metrics = crate::telemetry::install();
@@ -84,7 +85,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             writers: config.ingest.writers,
         },
     );
-    let plugins = Arc::new(Plugins::new(db.clone(), http));
+    let plugins = Arc::new(Plugins::new(db.clone(), http.clone()));
     let hub = Hub::new(8192);
     let relay_status = Arc::new(RelayStatus::default());
     let send_wake = Arc::new(Notify::new());
@@ -175,6 +176,19 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         config.inbox.clone(),
         shutdown_rx.clone(),
     ));
+    tasks.push(tokio::spawn(crate::outhooks::run(
+        db.clone(),
+        http.clone(),
+        config.webhooks.clone(),
+        // Per process: two nodes on one host must never share a lease.
+        format!(
+            "{}#{}",
+            crate::voice::node_id(&config.sip),
+            crate::db::new_id()
+        ),
+        committer.committed.clone(),
+        shutdown_rx.clone(),
+    )));
     tasks.push(tokio::spawn(crate::inbox::assign::run(
         db.clone(),
         committer.clone(),
@@ -189,12 +203,21 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         committer: committer.clone(),
         plugins,
         public_base,
+        ops_token: config.ops_token.clone(),
         hub: hub.clone(),
         relay_status,
         metrics,
         send_wake,
         media_wake,
-        keys: Mutex::default(),
+        keys: crate::cache::TtlCache::new(
+            crate::api::KEY_CACHE_TTL,
+            crate::api::KEY_CACHE_CAPACITY,
+        ),
+        key_uses: crate::cache::TtlCache::new(
+            Duration::from_secs(60),
+            crate::api::KEY_CACHE_CAPACITY,
+        ),
+        api_limits: crate::api::rate::ApiRateLimits::new(config.api.clone()),
         sip: sip.clone(),
         inbox,
     });
@@ -208,20 +231,14 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         addr: config.http_addr.clone(),
         source,
     })?;
-    let app = api::router(state, config.max_body_bytes);
-    let mut stop = shutdown_rx.clone();
+    let app = crate::http_serve::with_request_timeout(
+        api::router(state, config.max_body_bytes),
+        Duration::from_millis(config.http.request_timeout_ms),
+    );
+    let (limits, stop) = (config.http.clone(), shutdown_rx.clone());
     tasks.insert(
         0,
-        tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "HTTP server failed");
-            }
-        }),
+        tokio::spawn(async move { crate::http_serve::serve(listener, app, &limits, stop).await }),
     );
     tracing::info!(%addr, backend = ?db.backend, "dartwing gateway listening");
     Ok(Running {

@@ -67,7 +67,9 @@ impl MessageCounted<'_> {
     }
 }
 
-/// An outbound message was reported delivered; how long since it was queued.
+/// An outbound message was reported delivered (`message_delivered_total{channel}`); how long
+/// since it was queued (`message_delivery_duration_seconds{channel}`, the histogram the
+/// platform's delivery alerts read: p95 email < 30 s, sms < 10 s, whatsapp < 5 s).
 pub struct Delivered<'a> {
     /// Its channel.
     pub channel: &'a str,
@@ -78,6 +80,8 @@ pub struct Delivered<'a> {
 impl Delivered<'_> {
     /// Records it.
     pub fn emit(self) {
+        metrics::counter!("message_delivered_total", "channel" => self.channel.to_string())
+            .increment(1);
         metrics::histogram!("message_delivery_duration_seconds", "channel" => self.channel.to_string())
             .record(self.elapsed.as_secs_f64());
     }

@@ -237,11 +237,18 @@ fn streaming_gives_one_transcript_per_turn_without_blocking() {
         );
     }
 
-    for want in [first, second] {
+    for (i, want) in [first, second].into_iter().enumerate() {
         let turn = stream
             .next_timeout(Duration::from_secs(30))
             .expect("transcript in time")
             .unwrap();
+        // The push that ended the turn returned before whisper had its transcript: the
+        // push did not wait for the transcription.
+        assert!(
+            returned[i] < turn.ready_at,
+            "turn {i}: push returned {:?} after the transcript was ready",
+            returned[i].saturating_duration_since(turn.ready_at)
+        );
         let (e, n) = common::word_errors(want, &turn.transcript.text());
         println!(
             "turn {} {:?} latency {:?}",

@@ -156,6 +156,9 @@ pub async fn create_org(db: &Db, slug: &str, api_base: &str, rate: f64) -> TestO
     }
 }
 
+/// The ops token of [`test_config`]: `/health` shows error texts to it.
+pub const OPS_TOKEN: &str = "test-ops-token";
+
 /// A configuration for tests: fast retries and polls, port 0.
 pub fn test_config(db_url: &str) -> Config {
     let mut c = Config {
@@ -163,11 +166,15 @@ pub fn test_config(db_url: &str) -> Config {
         database_url: db_url.into(),
         ..Config::default()
     };
+    c.ops_token = OPS_TOKEN.into();
     c.delivery.retry_base_ms = 50;
     c.delivery.retry_max_ms = 200;
     c.delivery.poll_ms = 50;
     c.delivery.breaker_cooldown_ms = 200;
     c.relay.poll_ms = 50;
+    c.webhooks.retry_base_ms = 50;
+    c.webhooks.retry_max_ms = 200;
+    c.webhooks.poll_ms = 100;
     // Tests run side by side: SIP on a port of its own (the default 5060 would clash).
     c.sip.addr = "127.0.0.1:0".into();
     c

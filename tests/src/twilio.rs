@@ -2,6 +2,12 @@
 //! (`POST /2010-04-01/Accounts/{AccountSid}/Messages.json`, HTTP basic auth, form body, 201
 //! with Twilio's JSON, Twilio's error JSON) with scriptable failures, plus signed webhooks as
 //! Twilio sends them (`X-Twilio-Signature` over the URL and sorted form parameters).
+//!
+//! It validates as strictly as the documented API: `To` required (21604), `From` or
+//! `MessagingServiceSid` required (21603), a `Body` (or `MediaUrl`) required (21602), bodies
+//! over 1,600 characters refused (21617). Besides Twilio's own errors it can script what the
+//! network and proxies do: 429 with `Retry-After`, an HTML 5xx page, a request held past the
+//! sender's timeout, a connection closed without an answer.
 
 use crate::env::TestOrg;
 use axum::extract::{Path, State};
@@ -19,6 +25,8 @@ use std::sync::{Arc, Mutex};
 pub enum Scripted {
     /// 201 Created.
     Accept,
+    /// 201 Created with this `sid` (a provider that reuses an id).
+    AcceptAs(String),
     /// An error with Twilio's error body.
     Fail {
         /// HTTP status.
@@ -26,6 +34,24 @@ pub enum Scripted {
         /// Twilio error code.
         code: u32,
     },
+    /// 429 with Twilio's error 20429 and a `Retry-After` header.
+    RateLimited {
+        /// The header's value, in seconds.
+        retry_after_secs: u64,
+    },
+    /// A 5xx whose body is an HTML error page (a proxy's), not Twilio's JSON.
+    HtmlError {
+        /// HTTP status.
+        status: u16,
+    },
+    /// Holds the request this long before answering 201 — past the sender's timeout, the
+    /// answer goes nowhere (the message was not created: no sid is recorded).
+    Hang {
+        /// How long, ms.
+        ms: u64,
+    },
+    /// Closes the connection without an answer.
+    Reset,
 }
 
 /// A send request the stand-in received.
@@ -39,6 +65,8 @@ pub struct Received {
     pub form: HashMap<String, String>,
     /// The `sid` it answered with, if it accepted.
     pub sid: Option<String>,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 #[derive(Default)]
@@ -76,11 +104,16 @@ impl TwilioStandin {
 
     /// Registers an account's credentials.
     pub fn add_account(&self, org: &TestOrg) {
+        self.add_credentials(&org.account_sid, &org.auth_token);
+    }
+
+    /// Registers an account SID and its auth token.
+    pub fn add_credentials(&self, account_sid: &str, auth_token: &str) {
         self.inner
             .lock()
             .unwrap()
             .accounts
-            .insert(org.account_sid.clone(), org.auth_token.clone());
+            .insert(account_sid.to_string(), auth_token.to_string());
     }
 
     /// Queues answers for the next sends (after them: accept).
@@ -100,47 +133,105 @@ async fn create_message(
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let mut inner = inner.lock().unwrap();
-    let authorized = match (inner.accounts.get(&sid), basic_auth(&headers)) {
-        (Some(token), Some((user, pass))) => user == sid && &pass == token,
-        _ => false,
-    };
-    let mut rec = Received {
-        account_sid: sid.clone(),
-        authorized,
-        form: form.clone(),
-        sid: None,
-    };
-    if !authorized {
-        inner.received.push(rec);
-        return error(401, 20003, "Authenticate");
-    }
-    for field in ["To", "Body"] {
-        if form.get(field).is_none_or(|v| v.is_empty()) {
+    // Decide under the lock, act (sleep, close) after releasing it.
+    let answer = {
+        let mut inner = inner.lock().unwrap();
+        let authorized = match (inner.accounts.get(&sid), basic_auth(&headers)) {
+            (Some(token), Some((user, pass))) => user == sid && &pass == token,
+            _ => false,
+        };
+        let mut rec = Received {
+            account_sid: sid.clone(),
+            authorized,
+            form: form.clone(),
+            sid: None,
+            at: std::time::Instant::now(),
+        };
+        let refusal = if !authorized {
+            Some(error(401, 20003, "Authenticate"))
+        } else {
+            validate(&form)
+        };
+        if let Some(refusal) = refusal {
             inner.received.push(rec);
-            return error(400, 21604, &format!("A '{field}' parameter is required."));
+            return refusal;
         }
-    }
-    match inner.script.pop_front().unwrap_or(Scripted::Accept) {
-        Scripted::Fail { status, code } => {
-            inner.received.push(rec);
-            error(status, code, "scripted failure")
-        }
-        Scripted::Accept => {
-            let msid = format!("SM{}", uuid::Uuid::new_v4().simple());
+        let scripted = inner.script.pop_front().unwrap_or(Scripted::Accept);
+        if let Scripted::Accept | Scripted::AcceptAs(_) = scripted {
+            let msid = match scripted {
+                Scripted::AcceptAs(sid) => sid,
+                _ => format!("SM{}", uuid::Uuid::new_v4().simple()),
+            };
             rec.sid = Some(msid.clone());
             inner.received.push(rec);
-            let body = json!({
-                "account_sid": sid, "api_version": "2010-04-01", "body": form.get("Body"),
-                "date_created": "Wed, 25 Nov 2026 19:00:00 +0000", "direction": "outbound-api",
-                "error_code": null, "error_message": null, "from": form.get("From"),
-                "messaging_service_sid": null, "num_media": "0", "num_segments": "1",
-                "price": null, "price_unit": "USD", "sid": msid, "status": "queued",
-                "to": form.get("To"), "uri": format!("/2010-04-01/Accounts/{sid}/Messages/{msid}.json"),
-            });
-            (StatusCode::CREATED, Json(body)).into_response()
+            return created(&sid, &msid, &form);
         }
+        inner.received.push(rec);
+        scripted
+    };
+    match answer {
+        Scripted::Accept | Scripted::AcceptAs(_) => unreachable!("answered above"),
+        Scripted::Fail { status, code } => error(status, code, "scripted failure"),
+        Scripted::RateLimited { retry_after_secs } => {
+            let mut r = error(429, 20429, "Too Many Requests");
+            r.headers_mut().insert(
+                "retry-after",
+                retry_after_secs.to_string().parse().expect("header value"),
+            );
+            r
+        }
+        Scripted::HtmlError { status } => (
+            StatusCode::from_u16(status).expect("valid status"),
+            [("content-type", "text/html")],
+            "<html><body><h1>502 Bad Gateway</h1></body></html>",
+        )
+            .into_response(),
+        Scripted::Hang { ms } => {
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            error(500, 20500, "answered too late")
+        }
+        // Unwinding the connection's task drops its socket without a response; resume_unwind
+        // skips the panic hook, so nothing is printed.
+        Scripted::Reset => std::panic::resume_unwind(Box::new("scripted connection reset")),
     }
+}
+
+/// Twilio's own checks of a create request, in its order; `None` when it is acceptable.
+fn validate(form: &HashMap<String, String>) -> Option<Response> {
+    let has = |f: &str| form.get(f).is_some_and(|v| !v.is_empty());
+    if !has("To") {
+        return Some(error(400, 21604, "A 'To' phone number is required."));
+    }
+    if !has("From") && !has("MessagingServiceSid") {
+        return Some(error(400, 21603, "A 'From' phone number is required."));
+    }
+    if !has("Body") && !has("MediaUrl") {
+        return Some(error(400, 21602, "Message body is required."));
+    }
+    if form.get("Body").map_or(0, |b| b.chars().count()) > 1600 {
+        return Some(error(
+            400,
+            21617,
+            "The concatenated message body exceeds the 1600 character limit.",
+        ));
+    }
+    None
+}
+
+/// 201 with the Message resource as Twilio returns it (`from` null and status `accepted`
+/// when sent through a Messaging Service).
+fn created(account: &str, msid: &str, form: &HashMap<String, String>) -> Response {
+    let service = form.get("MessagingServiceSid");
+    let body = json!({
+        "account_sid": account, "api_version": "2010-04-01", "body": form.get("Body"),
+        "date_created": "Wed, 25 Nov 2026 19:00:00 +0000", "direction": "outbound-api",
+        "error_code": null, "error_message": null, "from": form.get("From"),
+        "messaging_service_sid": service, "num_media": "0", "num_segments": "1",
+        "price": null, "price_unit": "USD", "sid": msid,
+        "status": if service.is_some() { "accepted" } else { "queued" },
+        "to": form.get("To"), "uri": format!("/2010-04-01/Accounts/{account}/Messages/{msid}.json"),
+    });
+    (StatusCode::CREATED, Json(body)).into_response()
 }
 
 fn error(status: u16, code: u32, message: &str) -> Response {

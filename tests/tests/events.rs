@@ -93,10 +93,22 @@ async fn sequence_is_gap_free_under_concurrency(backend: Backend) {
             assert_eq!(types[0], "dartwing.conversation.created.v1");
         }
     }
-    // The in-process subscriber got every event once, each org's in sequence order.
+    // The in-process subscriber got every event once, each org's in sequence order: it reads
+    // until it has them all, fails on lag, and fails at a deadline.
+    let mut per_org = HashMap::new();
+    for org in [&w.org, &globex] {
+        per_org.insert(org.id.clone(), all_events(&w, org).await.len() as i64);
+    }
+    let total: i64 = per_org.values().sum();
     let mut last: HashMap<String, i64> = HashMap::new();
     let mut got = 0;
-    while let Ok(Ok(ev)) = tokio::time::timeout(Duration::from_millis(500), sub.recv()).await {
+    while got < total {
+        let ev = tokio::time::timeout(Duration::from_secs(15), sub.recv())
+            .await
+            .unwrap_or_else(|_| {
+                panic!("subscriber saw {got} of {total} events, then none for 15 s")
+            })
+            .expect("subscriber not lagged");
         let seq = ev.stored.seq.unwrap();
         let prev = last.insert(ev.stored.org_id.clone(), seq).unwrap_or(0);
         assert_eq!(
@@ -106,7 +118,10 @@ async fn sequence_is_gap_free_under_concurrency(backend: Backend) {
         );
         got += 1;
     }
-    assert!(got >= n, "subscriber saw {got} events");
+    assert_eq!(
+        last, per_org,
+        "each org's last sequence number seen is its last event"
+    );
     w.gw.stop().await;
 }
 both_backends!(sequence_is_gap_free_under_concurrency);
@@ -194,33 +209,73 @@ async fn retention_prunes_only_published_events(backend: Backend) {
             .then_some(())
     })
     .await;
-    // Pretend the broker never took the last three (as after an outage).
+    // Stop the node (its relay with it) and pretend the broker never took the last three (as
+    // after an outage). With no relay running, nothing can publish them behind the test's back.
+    let World {
+        tdb,
+        db,
+        twilio,
+        org,
+        gw,
+        client,
+    } = w;
+    gw.stop().await;
     sqlx::query("UPDATE outbox SET published_at = NULL WHERE seq IN (19, 20, 21) AND org_id = $1")
-        .bind(&w.org.id)
-        .execute(&w.db.pool)
+        .bind(&org.id)
+        .execute(&db.pool)
         .await
         .unwrap();
-    let committer = &w.gw.running.committer;
+    // A committer of its own, as the retention job uses, without a relay.
+    let committer = gateway::commit::Committer::start(
+        db.clone(),
+        gateway::commit::CommitSettings {
+            queue_capacity: 16,
+            max_batch: 16,
+            writers: 1,
+        },
+    );
     // A retention window no row is older than deletes nothing.
-    let kept = gateway::retention::prune_published(committer, Duration::from_secs(3600))
+    let kept = gateway::retention::prune_published(&committer, Duration::from_secs(3600))
         .await
         .unwrap();
     assert_eq!(kept, 0);
     // Zero retention deletes every published row, and only those.
-    let pruned = gateway::retention::prune_published(committer, Duration::ZERO)
+    let pruned = gateway::retention::prune_published(&committer, Duration::ZERO)
         .await
         .unwrap();
-    // The relay may re-publish the three before the prune: then they may go too.
-    assert!((18..=21).contains(&pruned), "pruned {pruned}");
+    assert_eq!(pruned, 18, "exactly the 18 published rows");
     let left: Vec<(i64, Option<i64>)> =
         sqlx::query_as("SELECT seq, published_at FROM outbox ORDER BY seq")
-            .fetch_all(&w.db.pool)
+            .fetch_all(&db.pool)
             .await
             .unwrap();
-    assert_eq!(left.len() as u64, 21 - pruned);
-    assert!(
-        left.iter().all(|(seq, _)| (19..=21).contains(seq)),
-        "{left:?}"
+    assert_eq!(
+        left,
+        vec![(19, None), (20, None), (21, None)],
+        "the unpublished rows remain"
+    );
+    // The relay resumes with the node and publishes them.
+    let gw = TestGateway::start(test_config(&tdb.url)).await;
+    let w = World {
+        tdb,
+        db,
+        twilio,
+        org,
+        gw,
+        client,
+    };
+    integration_tests::env::eventually(Duration::from_secs(15), || async {
+        (gateway::db::outbox::backlog(&w.db.pool).await.ok()? == 0).then_some(())
+    })
+    .await;
+    let published: (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM outbox WHERE published_at IS NOT NULL")
+            .fetch_one(&w.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        published.0, 3,
+        "the three kept rows are published after the restart"
     );
     // Numbering goes on from where it was.
     let params = inbound_sms(
@@ -239,3 +294,69 @@ async fn retention_prunes_only_published_events(backend: Backend) {
     w.gw.stop().await;
 }
 both_backends!(retention_prunes_only_published_events);
+
+/// Two nodes on one PostgreSQL: one relays. SIGKILL it, and the survivor takes the relay over
+/// (the dead session's advisory lock is released with its connection) and publishes what is
+/// written after the kill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_leadership_moves_when_the_leader_is_killed() {
+    use integration_tests::env::{eventually, free_port, ChildGateway, TestDb};
+    let tdb = TestDb::new(Backend::Postgres).await;
+    let db = tdb.connect().await;
+    let org = create_org(&db, "acme", "http://127.0.0.1:9", 10.0).await;
+    let client = reqwest::Client::new();
+    let mut nodes = [
+        ChildGateway::spawn(&tdb.url, free_port()).await,
+        ChildGateway::spawn(&tdb.url, free_port()).await,
+    ];
+    let leader_of = |base: String| {
+        let client = client.clone();
+        async move {
+            let h: Value = client
+                .get(format!("{base}/health"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            h["relay"]["leader"].as_bool()
+        }
+    };
+    let leader = eventually(Duration::from_secs(15), || async {
+        let a = leader_of(nodes[0].base.clone()).await?;
+        let b = leader_of(nodes[1].base.clone()).await?;
+        (a != b).then_some(if a { 0 } else { 1 })
+    })
+    .await;
+    nodes[leader].kill();
+    let survivor = &nodes[1 - leader];
+    for i in 0..20 {
+        let params = inbound_sms(&org, &format!("SM{i:032}"), "+15557650000", "after");
+        let path = format!("/webhooks/twilio/{}/sms", org.slug);
+        let r = integration_tests::twilio::post_signed(
+            &client,
+            &survivor.base,
+            &path,
+            &org.auth_token,
+            &params,
+        )
+        .await;
+        assert_eq!(r.status(), 200);
+    }
+    eventually(Duration::from_secs(30), || async {
+        let leads = leader_of(survivor.base.clone()).await?;
+        let backlog = gateway::db::outbox::backlog(&db.pool).await.ok()?;
+        (leads && backlog == 0).then_some(())
+    })
+    .await;
+    let published: (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM outbox WHERE published_at IS NOT NULL")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        published.0, 21,
+        "20 messages and their conversation, published"
+    );
+}

@@ -5,6 +5,7 @@
 
 use gateway::kafka::consume::{EventReader, Record, StartAt};
 use gateway::kafka::{all_topics, topic_for};
+use integration_tests::both_backends;
 use integration_tests::broker::Broker;
 use integration_tests::env::{
     create_org, eventually, free_port, test_config, Backend, ChildGateway, TestDb, TestGateway,
@@ -36,6 +37,7 @@ fn size(var: &str, default: usize) -> usize {
 async fn health(client: &reqwest::Client, base: &str) -> Value {
     client
         .get(format!("{base}/health"))
+        .bearer_auth(integration_tests::env::OPS_TOKEN)
         .send()
         .await
         .expect("health")
@@ -184,10 +186,9 @@ async fn send_webhook(
         .as_u16()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn round_trip_keeps_each_conversation_in_order() {
+async fn round_trip_keeps_each_conversation_in_order(backend: Backend) {
     let broker = Broker::start();
-    let w = World::with_config(Backend::Sqlite, |c| c.kafka.brokers = broker.addr.clone()).await;
+    let w = World::with_config(backend, |c| c.kafka.brokers = broker.addr.clone()).await;
     reader_ready(&w.client, &w.gw.base).await;
     let mut hub = w.gw.running.hub.subscribe();
     // 8 contacts, each sending 25 messages one after another: a defined order per conversation.
@@ -245,6 +246,7 @@ async fn round_trip_keeps_each_conversation_in_order() {
     assert_eq!(got, ids);
     w.gw.stop().await;
 }
+both_backends!(round_trip_keeps_each_conversation_in_order);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_on_one_postgres_and_broker_behave_as_one() {
@@ -279,7 +281,10 @@ async fn two_nodes_on_one_postgres_and_broker_behave_as_one() {
     })
     .await;
 
-    // A message ingested on A reaches a subscriber on B within a second.
+    // A message ingested on A reaches a subscriber on B. The bound is 5 s, not the ~100 ms it
+    // takes: two gateways and a broker share two cores here, and the feed's fetch wait is
+    // 20 ms, so seconds mean a stuck path rather than a slow one (latency is benchmarked in
+    // BENCHMARKS.md, not asserted here).
     let mut on_b = b.running.hub.subscribe();
     let started = Instant::now();
     let sid = "SM0000000000000000000000000000AB01";
@@ -289,10 +294,10 @@ async fn two_nodes_on_one_postgres_and_broker_behave_as_one() {
     );
     let mut seen_on_b = HashSet::new();
     loop {
-        let left = Duration::from_secs(1).saturating_sub(started.elapsed());
+        let left = Duration::from_secs(5).saturating_sub(started.elapsed());
         let ev = tokio::time::timeout(left, on_b.recv())
             .await
-            .expect("node B's subscriber got A's message within 1 s")
+            .expect("node B's subscriber got A's message within 5 s")
             .expect("not lagged");
         seen_on_b.insert(ev.stored.event_id.clone());
         if ev.stored.data["provider_message_id"] == sid {
@@ -350,19 +355,23 @@ async fn two_nodes_on_one_postgres_and_broker_behave_as_one() {
         assert_eq!(r.status(), 202);
     }
 
-    // B's subscriber keeps reading while the bulk runs (its hub would drop a slow reader).
-    let collector = tokio::spawn(async move {
-        loop {
-            match tokio::time::timeout(Duration::from_secs(20), on_b.recv()).await {
-                Ok(Ok(ev)) => {
-                    seen_on_b.insert(ev.stored.event_id.clone());
+    // B's subscriber keeps reading while the bulk runs (its hub would drop a slow reader);
+    // what it saw is checked against the outbox at the end, with a deadline rather than a
+    // quiet gap (a pause in the relay must not end the reading early).
+    let seen_on_b = Arc::new(std::sync::Mutex::new(seen_on_b));
+    let collector = {
+        let seen = seen_on_b.clone();
+        tokio::spawn(async move {
+            loop {
+                match on_b.recv().await {
+                    Ok(ev) => {
+                        seen.lock().unwrap().insert(ev.stored.event_id.clone());
+                    }
+                    Err(e) => panic!("node B's subscriber: {e}"),
                 }
-                Ok(Err(e)) => panic!("node B's subscriber: {e}"),
-                // Quiet for 20 s: everything has arrived or never will.
-                Err(_) => return seen_on_b,
             }
-        }
-    });
+        })
+    };
 
     // Webhooks spread over both nodes (10,000 at full size), and sends through both nodes'
     // workers.
@@ -408,9 +417,16 @@ async fn two_nodes_on_one_postgres_and_broker_behave_as_one() {
     })
     .await;
     drained(&db, Duration::from_secs(180)).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The barrier: all 42 outbound messages (40 SMS, 2 WhatsApp) are recorded as accepted, so
+    // no worker on either node claims any of them again; what the stand-ins hold now is final.
     eventually(Duration::from_secs(30), || async {
-        (graph.received().len() >= 2).then_some(())
+        let sent: (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM messages WHERE direction = 'outbound' AND status NOT IN ('queued', 'sending')",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .ok()?;
+        (sent.0 == 42).then_some(())
     })
     .await;
     assert_eq!(graph.received().len(), 2, "each WhatsApp reply sent once");
@@ -447,13 +463,26 @@ async fn two_nodes_on_one_postgres_and_broker_behave_as_one() {
             "gap-free for {org_id}"
         );
     }
-    // B's subscriber saw every event, including those relayed from A's webhooks.
-    let seen_on_b = collector.await.unwrap();
-    let missed = ids.iter().filter(|id| !seen_on_b.contains(*id)).count();
+    // B's subscriber saw every event, including those relayed from A's webhooks: every one of
+    // them is on the broker (read back above), so each reaches B's feed or the test fails.
+    let missing = || {
+        let seen = seen_on_b.lock().unwrap();
+        ids.iter().filter(|id| !seen.contains(*id)).count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while missing() > 0 && Instant::now() < deadline && !collector.is_finished() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if collector.is_finished() {
+        collector.await.expect("node B's subscriber");
+    } else {
+        collector.abort();
+    }
+    let missed = missing();
     assert_eq!(
         missed,
         0,
-        "node B's subscriber missed {missed} of {}",
+        "node B's subscriber missed {missed} of {} within 60 s of the outbox draining",
         ids.len()
     );
     a.stop().await;
@@ -463,11 +492,10 @@ async fn two_nodes_on_one_postgres_and_broker_behave_as_one() {
 /// The real binary, SIGKILLed while its relay is publishing (some events acknowledged by the
 /// broker, some not yet): after a restart every event of every acknowledged webhook is on
 /// Kafka, each key's first copies in order, redeliveries only with the same `ce_id`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_mid_relay_loses_nothing() {
+async fn sigkill_mid_relay_loses_nothing(backend: Backend) {
     const N: usize = 2000;
     let broker = Broker::start();
-    let tdb = TestDb::new(Backend::Sqlite).await;
+    let tdb = TestDb::new(backend).await;
     let db = tdb.connect().await;
     let org = create_org(&db, "acme", "http://127.0.0.1:9", 10.0).await;
     let port = free_port();
@@ -559,12 +587,12 @@ async fn sigkill_mid_relay_loses_nothing() {
     );
     drop(gw);
 }
+both_backends!(sigkill_mid_relay_loses_nothing);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn broker_outage_loses_nothing_and_keeps_order() {
+async fn broker_outage_loses_nothing_and_keeps_order(backend: Backend) {
     let n = size("DARTWING_KAFKA_OUTAGE_WEBHOOKS", 2_000);
     let mut broker = Broker::start();
-    let w = World::with_config(Backend::Sqlite, |c| {
+    let w = World::with_config(backend, |c| {
         c.kafka.brokers = broker.addr.clone();
         c.kafka.delivery_timeout_ms = 5_000;
     })
@@ -605,6 +633,18 @@ async fn broker_outage_loses_nothing_and_keeps_order() {
     })
     .await;
     assert!(h["relay"]["error"].is_string(), "{h}");
+    // Without the ops token, /health says that the relay fails but not the broker's error text.
+    let public: Value = w
+        .client
+        .get(format!("{}/health", w.gw.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(public["relay"]["ok"], false, "{public}");
+    assert!(public["relay"].get("error").is_none(), "{public}");
     let metrics = w.get_text("/metrics").await;
     assert!(
         metrics.contains("outbox_backlog"),
@@ -640,3 +680,4 @@ async fn broker_outage_loses_nothing_and_keeps_order() {
     );
     w.gw.stop().await;
 }
+both_backends!(broker_outage_loses_nothing_and_keeps_order);

@@ -48,7 +48,9 @@ async fn accepted_then_callbacks_in_any_order(backend: Backend) {
     let sid = got[0].sid.clone().unwrap();
     assert_eq!(m["provider_message_id"], sid.as_str());
 
-    // Late, duplicate and out of order: read, sent, delivered, read, sent.
+    // Late, duplicate and out of order: read, sent, delivered, read, sent. Each callback is
+    // answered after its commit, so the outbox counted afterwards holds whatever it produced.
+    let events_before = count(&w.db, "outbox", &w.org.id).await;
     for status in ["read", "sent", "delivered", "read", "sent", "undelivered"] {
         let r = w
             .webhook(
@@ -64,6 +66,21 @@ async fn accepted_then_callbacks_in_any_order(backend: Backend) {
             .await;
         assert_eq!(r.status(), 200, "{status}");
     }
+    assert_eq!(
+        count(&w.db, "outbox", &w.org.id).await - events_before,
+        1,
+        "only the callback that moved the state (read) produced an event"
+    );
+    let metrics = w.get_text("/metrics").await;
+    assert!(
+        metrics.contains("message_delivered_total{channel=\"sms\"} 1"),
+        "a read receipt first counts as delivered, once: {metrics}"
+    );
+    assert!(
+        metrics.contains("message_delivery_duration_seconds_count{channel=\"sms\"} 1")
+            || metrics.contains("message_delivery_duration_seconds{channel=\"sms\",quantile"),
+        "{metrics}"
+    );
     let m = message(&w, &id).await;
     assert_eq!(m["status"], "read", "never backwards, terminal stays");
     let history: Vec<(String, bool)> = m["history"]
@@ -148,17 +165,33 @@ both_backends!(transient_500_then_200_is_sent_once);
 
 async fn permanent_error_fails_at_once_and_replays(backend: Backend) {
     let w = World::new(backend).await;
-    w.twilio.script([Scripted::Fail {
-        status: 400,
-        code: 21211,
-    }]);
+    // The first send fails permanently; a second message fails once transiently and is
+    // retried. Its retry is the barrier: a retry of the first message, had one been
+    // scheduled, would have been due before it.
+    w.twilio.script([
+        Scripted::Fail {
+            status: 400,
+            code: 21211,
+        },
+        Scripted::Fail {
+            status: 500,
+            code: 20500,
+        },
+    ]);
     let id = send(&w, "to a bad number").await;
     let m = wait_status(&w, &id, "failed").await;
     assert_eq!(m["error_code"], "21211");
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    let barrier = send(&w, "retried once").await;
+    wait_status(&w, &barrier, "sent").await;
+    let bodies: Vec<String> = w
+        .twilio
+        .received()
+        .iter()
+        .map(|r| r.form["Body"].clone())
+        .collect();
     assert_eq!(
-        w.twilio.received().len(),
-        1,
+        bodies,
+        ["to a bad number", "retried once", "retried once"],
         "a permanent error is never retried"
     );
     let dls = w.get_json(&w.org, "/api/v1/dead-letters").await;
@@ -412,3 +445,189 @@ async fn stop_after_queueing_stops_the_retry(backend: Backend) {
     w.gw.stop().await;
 }
 both_backends!(stop_after_queueing_stops_the_retry);
+
+/// What networks and proxies do to a send: 429 with `Retry-After` (honoured), an HTML 502
+/// page, a request held past the send timeout, a connection closed without an answer. Each
+/// is retried; the message is accepted exactly once.
+async fn provider_faults_are_retried_and_sent_once(backend: Backend) {
+    let w = World::with_config(backend, |c| c.delivery.send_timeout_ms = 500).await;
+    w.twilio.script([
+        Scripted::RateLimited {
+            retry_after_secs: 1,
+        },
+        Scripted::HtmlError { status: 502 },
+        Scripted::Hang { ms: 1_500 },
+        Scripted::Reset,
+    ]);
+    let id = send(&w, "through the storm").await;
+    let m = wait_status(&w, &id, "sent").await;
+    let got = w.twilio.received();
+    assert_eq!(got.len(), 5, "four faults, then the acceptance");
+    assert_eq!(
+        got.iter().filter(|r| r.sid.is_some()).count(),
+        1,
+        "accepted exactly once"
+    );
+    assert_eq!(got[4].sid.as_deref(), m["provider_message_id"].as_str());
+    let gap = got[1].at.duration_since(got[0].at);
+    assert!(
+        gap >= Duration::from_secs(1),
+        "retried {gap:?} after a 429 with Retry-After: 1"
+    );
+    assert_eq!(m["attempts"], 5);
+    let events: Vec<&str> = m["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "create",
+            "dispatch",
+            "retry_scheduled",
+            "retry_scheduled",
+            "retry_scheduled",
+            "retry_scheduled",
+            "accepted"
+        ]
+    );
+    w.gw.stop().await;
+}
+both_backends!(provider_faults_are_retried_and_sent_once);
+
+/// An account whose sender is a Messaging Service (`MG…`) sends with `MessagingServiceSid`
+/// and no `From` (Twilio requires exactly one of the two).
+async fn messaging_service_sender(backend: Backend) {
+    let w = World::new(backend).await;
+    // Replaced before the first send, so no node has built the org's plugin yet.
+    let cfg = serde_json::json!({
+        "account_sid": w.org.account_sid, "auth_token": w.org.auth_token,
+        "from": "MG00000000000000000000000000000001",
+        "api_base": w.twilio.base, "messages_per_second": 1000.0,
+    });
+    gateway::db::orgs::upsert_channel_account(
+        &w.db.pool,
+        &w.org.id,
+        "twilio",
+        "sms",
+        &cfg.to_string(),
+    )
+    .await
+    .unwrap();
+    let id = send(&w, "from the service").await;
+    let m = wait_status(&w, &id, "sent").await;
+    let got = w.twilio.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0].form.get("MessagingServiceSid").map(String::as_str),
+        Some("MG00000000000000000000000000000001")
+    );
+    assert!(!got[0].form.contains_key("From"), "{:?}", got[0].form);
+    assert_eq!(got[0].sid.as_deref(), m["provider_message_id"].as_str());
+    w.gw.stop().await;
+}
+both_backends!(messaging_service_sender);
+
+/// The stand-in refuses what Twilio refuses, with Twilio's codes, so a gateway that sent such
+/// a request would see the real answer.
+#[tokio::test]
+async fn the_twilio_stand_in_is_as_strict_as_twilio() {
+    integration_tests::env::init();
+    let twilio = integration_tests::twilio::TwilioStandin::start().await;
+    let (sid, token) = ("AC00000000000000000000000000000001", "secret");
+    twilio.add_credentials(sid, token);
+    let client = reqwest::Client::new();
+    let long = "x".repeat(1601);
+    type Form<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(Form, u16, u32); 5] = [
+        (&[("From", "+15550001111"), ("Body", "hi")], 400, 21604),
+        (&[("To", TO), ("Body", "hi")], 400, 21603),
+        (&[("To", TO), ("From", "+15550001111")], 400, 21602),
+        (
+            &[
+                ("To", TO),
+                ("From", "+15550001111"),
+                ("Body", long.as_str()),
+            ],
+            400,
+            21617,
+        ),
+        (
+            &[("To", TO), ("MessagingServiceSid", "MG1"), ("Body", "hi")],
+            201,
+            0,
+        ),
+    ];
+    for (form, status, code) in cases {
+        let r = client
+            .post(format!(
+                "{}/2010-04-01/Accounts/{sid}/Messages.json",
+                twilio.base
+            ))
+            .basic_auth(sid, Some(token))
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), status, "{form:?}");
+        let body: Value = r.json().await.unwrap();
+        if status == 201 {
+            assert_eq!(body["status"], "accepted");
+            assert_eq!(body["from"], Value::Null);
+        } else {
+            assert_eq!(body["code"], code, "{form:?}");
+        }
+    }
+}
+
+/// Provider ids of inbound and outbound messages are separate namespaces; and when a send's
+/// acceptance cannot be recorded (a provider reusing an id it already gave another of our
+/// sends), the message ends `failed` with the provider's id in the reason and a dead letter —
+/// never stuck in `sending`, never sent again.
+async fn an_unrecordable_acceptance_fails_visibly_and_is_not_resent(backend: Backend) {
+    let w = World::new(backend).await;
+    let sid = "SM0000000000000000000000000000C0DE";
+    // An inbound message that already has the id.
+    let params = integration_tests::twilio::inbound_sms(&w.org, sid, TO, "inbound first");
+    assert_eq!(w.webhook(&w.org, "sms", &params).await.status(), 200);
+    w.twilio.script([
+        Scripted::AcceptAs(sid.into()),
+        Scripted::AcceptAs(sid.into()),
+    ]);
+    let first = send(&w, "first").await;
+    let m = wait_status(&w, &first, "sent").await;
+    assert_eq!(
+        m["provider_message_id"], sid,
+        "no clash with the inbound id"
+    );
+    let second = send(&w, "second").await;
+    wait_status(&w, &second, "failed").await;
+    let dls = w.get_json(&w.org, "/api/v1/dead-letters").await;
+    assert_eq!(dls.as_array().unwrap().len(), 1);
+    assert_eq!(dls[0]["message_id"], second.as_str());
+    let reason = dls[0]["error"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(sid),
+        "the reason names the provider's id: {dls}"
+    );
+    // The barrier: a third message sent after the failure is recorded; the second was not
+    // sent again meanwhile.
+    let third = send(&w, "third").await;
+    wait_status(&w, &third, "sent").await;
+    let bodies: Vec<String> = w
+        .twilio
+        .received()
+        .iter()
+        .map(|r| r.form["Body"].clone())
+        .collect();
+    assert_eq!(bodies, ["first", "second", "third"]);
+    let metrics = w.get_text("/metrics").await;
+    assert!(
+        metrics.contains("send_outcome_unrecorded_total{channel=\"sms\"} 1"),
+        "{metrics}"
+    );
+    w.gw.stop().await;
+}
+both_backends!(an_unrecordable_acceptance_fails_visibly_and_is_not_resent);

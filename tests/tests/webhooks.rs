@@ -104,7 +104,19 @@ async fn bad_input_changes_nothing(backend: Backend) {
     let r = w.webhook(&w.org, "sms", &huge).await;
     assert_eq!(r.status(), 413);
 
-    // Unknown org and unknown hook: 404.
+    // An org that does not exist answers as a real org answers a bad signature (and as the
+    // real org answers a malformed body or an unknown hook): strangers cannot tell which
+    // orgs exist.
+    let forged = post_signed(
+        &w.client,
+        &w.gw.base,
+        "/webhooks/twilio/acme/sms",
+        "not-the-token",
+        &good,
+    )
+    .await;
+    assert_eq!(forged.status(), 401);
+    let forged = forged.text().await.unwrap();
     let r = post_signed(
         &w.client,
         &w.gw.base,
@@ -113,7 +125,23 @@ async fn bad_input_changes_nothing(backend: Backend) {
         &good,
     )
     .await;
-    assert_eq!(r.status(), 404);
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.text().await.unwrap(), forged);
+    for (path, body) in [("sms", "%%%not a form"), ("fax", "From=x")] {
+        let mut answers = Vec::new();
+        for org in ["acme", "nobody"] {
+            let r = w
+                .client
+                .post(format!("{}/webhooks/twilio/{org}/{path}", w.gw.base))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            answers.push((r.status().as_u16(), r.text().await.unwrap()));
+        }
+        assert_eq!(answers[0], answers[1], "{path}: {answers:?}");
+    }
     let r = w.webhook(&w.org, "fax", &good).await;
     assert_eq!(r.status(), 404);
 
@@ -255,3 +283,85 @@ async fn conversation_lifecycle_through_the_api(backend: Backend) {
     w.gw.stop().await;
 }
 both_backends!(conversation_lifecycle_through_the_api);
+
+/// A full write queue refuses with 503 and `Retry-After` (the provider retries), and a refused
+/// webhook stores nothing; the retries then complete the set, each once.
+async fn full_write_queue_answers_503_with_retry_after(backend: Backend) {
+    let w = World::with_config(backend, |c| {
+        c.ingest.queue_capacity = 1;
+        c.ingest.max_batch = 1;
+        c.ingest.writers = 1;
+    })
+    .await;
+    let n = 300;
+    let sids: Vec<String> = (0..n).map(|i| format!("SM{i:032}")).collect();
+    let mut tasks = Vec::new();
+    for sid in &sids {
+        let params = inbound_sms(&w.org, sid, "+15557650000", "burst");
+        let (client, base, org) = (w.client.clone(), w.gw.base.clone(), w.org.clone());
+        tasks.push(tokio::spawn(async move {
+            let path = format!("/webhooks/twilio/{}/sms", org.slug);
+            let r = post_signed(&client, &base, &path, &org.auth_token, &params).await;
+            let retry_after = r
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_string());
+            let status = r.status().as_u16();
+            let body = r.text().await.unwrap();
+            (status, retry_after, body)
+        }));
+    }
+    let mut refused = Vec::new();
+    let mut accepted = Vec::new();
+    for (sid, t) in sids.iter().zip(tasks) {
+        let (status, retry_after, body) = t.await.unwrap();
+        match status {
+            200 => accepted.push(sid.clone()),
+            503 => {
+                assert_eq!(retry_after.as_deref(), Some("1"), "503 carries Retry-After");
+                assert!(body.contains("overloaded"), "{body}");
+                refused.push(sid.clone());
+            }
+            other => panic!("unexpected status {other}: {body}"),
+        }
+    }
+    eprintln!(
+        "queue of 1: {} accepted, {} refused with 503",
+        accepted.len(),
+        refused.len()
+    );
+    assert!(!refused.is_empty(), "a burst of {n} overflows a queue of 1");
+    // Exactly the accepted ones are stored: a refusal changes nothing.
+    let stored: std::collections::HashSet<String> =
+        sqlx::query_as::<_, (String,)>("SELECT provider_message_id FROM messages")
+            .fetch_all(&w.db.pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.0)
+            .collect();
+    assert_eq!(
+        stored,
+        accepted.iter().cloned().collect(),
+        "stored = acknowledged"
+    );
+    // The provider's retries (one at a time) complete the set. The queue of one is shared
+    // with the relay's and workers' writes, so a retry may be refused again: retried again.
+    for sid in &refused {
+        let params = inbound_sms(&w.org, sid, "+15557650000", "burst");
+        let mut tries = 0;
+        loop {
+            let status = w.webhook(&w.org, "sms", &params).await.status();
+            tries += 1;
+            if status == 200 {
+                break;
+            }
+            assert_eq!(status, 503);
+            assert!(tries < 200, "{sid} refused {tries} times");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    assert_eq!(count(&w.db, "messages", &w.org.id).await, n as i64);
+    w.gw.stop().await;
+}
+both_backends!(full_write_queue_answers_503_with_retry_after);

@@ -100,16 +100,17 @@ async fn handshake(backend: Backend) {
     assert_eq!(r.text().await.unwrap(), "1158201444");
     let r = wa.w.client.get(url("wrong")).send().await.unwrap();
     assert_eq!(r.status(), 403);
+    let known = r.text().await.unwrap();
+    // An org that does not exist answers exactly as a real org answers a wrong token: a
+    // stranger cannot tell which orgs exist.
     let r =
         wa.w.client
-            .get(format!(
-                "{}/webhooks/whatsapp/nosuchorg?hub.mode=subscribe",
-                wa.w.gw.base
-            ))
+            .get(url("wrong").replace("/whatsapp/acme", "/whatsapp/nosuchorg"))
             .send()
             .await
             .unwrap();
-    assert_eq!(r.status(), 404);
+    assert_eq!(r.status(), 403);
+    assert_eq!(r.text().await.unwrap(), known);
     wa.w.gw.stop().await;
 }
 both_backends!(handshake);
@@ -130,6 +131,18 @@ async fn bad_signatures_store_nothing(backend: Backend) {
     assert_eq!(missing.status(), 401);
     let forged = post_signed(&wa.w.client, &wa.w.gw.base, "acme", "not-the-secret", &body).await;
     assert_eq!(forged.status(), 401);
+    let forged_text = forged.text().await.unwrap();
+    // The same forgery to an org that does not exist: the same answer.
+    let stranger = post_signed(
+        &wa.w.client,
+        &wa.w.gw.base,
+        "nosuchorg",
+        "not-the-secret",
+        &body,
+    )
+    .await;
+    assert_eq!(stranger.status(), 401);
+    assert_eq!(stranger.text().await.unwrap(), forged_text);
     let sig = channels::whatsapp::signature::compute(&wa.acct.app_secret, &body);
     let pretty = serde_json::to_vec_pretty(&v).unwrap();
     let reserialised =

@@ -122,15 +122,45 @@ async fn late_offer_call(c: &Client, call_id: &str, ack_body: &str) -> String {
 async fn late_offer_gets_our_offer_and_media_starts_on_the_answer_in_the_ack() {
     let ua = start_ua(short_media_timeout()).await;
     let c = Client::new(ua.addr()).await;
-    let answer = "v=0\r\no=t 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-        m=audio 40002 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
-    let ok = late_offer_call(&c, "late-1", answer).await;
+    // Our media socket: the answer in the ACK is the only place its port appears.
+    let rtp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let answer = format!(
+        "v=0\r\no=t 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
+        rtp.local_addr().unwrap().port()
+    );
+    let ok = late_offer_call(&c, "late-1", &answer).await;
     let offer = ok.split("\r\n\r\n").nth(1).unwrap_or_default();
     assert!(
         offer.contains("RTP/AVP 0 8 101"),
         "our offer lists PCMU, PCMA, telephone-event: {offer}"
     );
-    // The media session runs (it times out on our silent caller and we hang up).
+    // Media starts on that answer: RTP sent to the port in our offer is echoed to the port
+    // in the ACK's answer.
+    let ua_media: u16 = offer
+        .lines()
+        .find_map(|l| l.strip_prefix("m=audio "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .expect("a media port in our offer");
+    let mut packet = vec![0x80u8, 0, 0, 0, 0, 0, 0, 0, 0x12, 0x34, 0x56, 0x78];
+    packet.extend([0xffu8; 160]);
+    let mut buf = [0u8; 2048];
+    let mut echoed = None;
+    for seq in 0..50u16 {
+        packet[2..4].copy_from_slice(&seq.to_be_bytes());
+        packet[4..8].copy_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+        rtp.send_to(&packet, ("127.0.0.1", ua_media)).await.unwrap();
+        if let Ok(Ok((n, _))) =
+            tokio::time::timeout(Duration::from_millis(20), rtp.recv_from(&mut buf)).await
+        {
+            echoed = Some(n);
+            break;
+        }
+    }
+    let n = echoed.expect("RTP reached the port given in the ACK's answer");
+    assert!(n >= 12 && buf[0] >> 6 == 2, "an RTP packet ({n} bytes)");
+    // Then the caller falls silent: the media session times out and we hang up.
     let bye = common::next_request(&c, Duration::from_secs(3)).await;
     assert!(bye.starts_with("BYE "), "{bye}");
     c.send(reply_to(&bye, 200, "OK").as_bytes()).await;

@@ -39,4 +39,15 @@ pub const SPEC: ProviderSpec = ProviderSpec {
     channel: Channel::Email,
     hooks: &[],
     build: |json, http| build_json(json, http, EmailConfig::build),
+    // Email takes no webhooks, so no stranger is ever answered with it; it exists because
+    // every provider has one, and builds like any account.
+    decoy: || {
+        serde_json::json!({
+            "address": "decoy@invalid.example",
+            "imap": {"host": "invalid.example", "port": 993, "tls": "tls",
+                     "username": "decoy", "password": crate::registry::random_hex(16)},
+            "smtp": {"host": "invalid.example", "port": 465, "tls": "tls"},
+        })
+        .to_string()
+    },
 };

@@ -37,4 +37,13 @@ pub const SPEC: ProviderSpec = ProviderSpec {
     channel: Channel::Whatsapp,
     hooks: webhook::HOOKS,
     build: |json, http| build_json(json, http, WhatsAppConfig::build),
+    decoy: || {
+        serde_json::json!({
+            "phone_number_id": "100000000000000",
+            "access_token": crate::registry::random_hex(32),
+            "app_secret": crate::registry::random_hex(32),
+            "verify_token": crate::registry::random_hex(32),
+        })
+        .to_string()
+    },
 };

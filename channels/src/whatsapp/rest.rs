@@ -123,10 +123,7 @@ pub async fn fetch_media(
     );
     let resp = get(http, config, &info_url).await?;
     let info: MediaInfo = serde_json::from_slice(
-        &resp
-            .bytes()
-            .await
-            .map_err(|e| MediaError::Transient(e.to_string()))?,
+        &crate::message::read_capped(resp, crate::message::MAX_PROVIDER_RESPONSE_BYTES).await?,
     )
     .map_err(|e| MediaError::Refused {
         status: 200,
@@ -171,7 +168,10 @@ async fn get(
     if (200..300).contains(&status) {
         return Ok(resp);
     }
-    let text = resp.text().await.unwrap_or_default();
+    let text = crate::message::read_capped(resp, 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
     if status == 429 || status >= 500 {
         Err(MediaError::Transient(format!("HTTP {status}")))
     } else {

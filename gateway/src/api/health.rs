@@ -1,5 +1,10 @@
 //! `GET /health` (database, relay and event log, JSON), `GET /metrics` (Prometheus text) and the OpenAPI
 //! document.
+//!
+//! `/health` is for load balancers and anyone who can reach the port, so it says *whether*
+//! the database or the relay fails, never the error's text (which names hosts, users, brokers).
+//! The text is added for callers presenting `Authorization: Bearer OPS_TOKEN` (`ops_token` in
+//! the configuration, `DARTWING_OPS_TOKEN`; unset: never shown).
 
 use super::State;
 use crate::db::{dead_letters, now_ms};
@@ -16,7 +21,11 @@ const RELAY_STALE_MS: i64 = 30_000;
 
 /// Health: 200 when the database answers, 503 when it does not; `degraded` when the relay
 /// is failing or stale.
-pub async fn health(AxState(state): AxState<State>) -> Response {
+pub async fn health(AxState(state): AxState<State>, headers: axum::http::HeaderMap) -> Response {
+    let detailed = !state.ops_token.is_empty()
+        && crate::inbox::auth::bearer(&headers).is_some_and(|t| {
+            voice::sip::digest::constant_time_eq(t.as_bytes(), state.ops_token.as_bytes())
+        });
     let db = state.db.ping().await;
     let db_ok = db.is_ok();
     let last_ok = state.relay_status.last_ok_ms.load(Ordering::Relaxed);
@@ -34,14 +43,14 @@ pub async fn health(AxState(state): AxState<State>) -> Response {
         (true, false) => "degraded",
         (true, true) => "ok",
     };
-    let body = json!({
+    let mut body = json!({
         "status": status,
         "version": env!("CARGO_PKG_VERSION"),
         "database": {
             "ok": db_ok,
             "backend": format!("{:?}", state.db.backend).to_lowercase(),
             "latency_ms": db.as_ref().map(|d| d.as_secs_f64() * 1000.0).ok(),
-            "error": db.err().map(|e| e.to_string()),
+            "error": db.as_ref().err().map(|e| e.to_string()),
         },
         "relay": {
             "ok": relay_ok,
@@ -56,6 +65,13 @@ pub async fn health(AxState(state): AxState<State>) -> Response {
             "active_calls": sip.active_calls(),
         })),
     });
+    if !detailed {
+        for part in ["database", "relay"] {
+            if let Some(o) = body[part].as_object_mut() {
+                o.remove("error");
+            }
+        }
+    }
     let code = if db_ok {
         StatusCode::OK
     } else {

@@ -10,6 +10,7 @@ pub mod calls;
 pub mod dead_letters;
 pub mod health;
 pub mod messages;
+pub mod rate;
 pub mod webhooks;
 
 use crate::commit::{CommitError, Committer};
@@ -25,9 +26,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::Notify;
 
 /// Everything a handler may need.
@@ -40,6 +40,8 @@ pub struct AppState {
     pub plugins: Arc<Plugins>,
     /// The public base URL providers sign.
     pub public_base: String,
+    /// Unlocks error details on `/health` (empty: never).
+    pub ops_token: String,
     /// Live events.
     pub hub: Hub,
     /// Relay health.
@@ -50,8 +52,12 @@ pub struct AppState {
     pub send_wake: Arc<Notify>,
     /// Wakes the media worker.
     pub media_wake: Arc<Notify>,
-    /// API key hash → org, cached briefly.
-    pub keys: Mutex<HashMap<String, (Instant, Option<String>)>>,
+    /// Presented API key (by digest) → org, cached briefly, bounded in size.
+    pub keys: crate::cache::TtlCache<Option<orgs::KeyOwner>>,
+    /// Keys whose use was recorded in the last minute (by key id).
+    pub key_uses: crate::cache::TtlCache<()>,
+    /// Requests per second per API key and per org.
+    pub api_limits: rate::ApiRateLimits,
     /// The SIP user agent, when voice is on (for `sip_calls_active` and `/health`).
     pub sip: Option<Arc<voice::ua::SipServer>>,
     /// The agent inbox: login throttle, sockets, presence.
@@ -199,7 +205,11 @@ impl IntoResponse for ApiError {
 /// The org an API request acts for, from `Authorization: Bearer KEY`.
 pub struct OrgAuth(pub String);
 
-const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
+/// How long a key's org (or its absence) is cached: a revoked key stops working within it,
+/// on every node.
+pub const KEY_CACHE_TTL: Duration = Duration::from_millis(900);
+/// Most keys cached at once (presented keys, valid or not, are cached by digest).
+pub const KEY_CACHE_CAPACITY: usize = 10_000;
 
 impl FromRequestParts<State> for OrgAuth {
     type Rejection = ApiError;
@@ -207,27 +217,31 @@ impl FromRequestParts<State> for OrgAuth {
     async fn from_request_parts(parts: &mut Parts, state: &State) -> Result<Self, Self::Rejection> {
         let key = inbox::auth::bearer(&parts.headers)
             .ok_or_else(|| ApiError::unauthorized("missing `Authorization: Bearer KEY`"))?;
-        let cached = state
-            .keys
-            .lock()
-            .expect("not poisoned")
-            .get(key)
-            .filter(|(at, _)| at.elapsed() < KEY_CACHE_TTL)
-            .map(|(_, org)| org.clone());
-        let org = match cached {
-            Some(org) => org,
+        let owner = match state.keys.get(key) {
+            Some(owner) => owner,
             None => {
-                let org = orgs::org_for_key(&state.db.pool, key).await?;
-                state
-                    .keys
-                    .lock()
-                    .expect("not poisoned")
-                    .insert(key.to_string(), (Instant::now(), org.clone()));
-                org
+                let owner = orgs::org_for_key(&state.db.pool, key).await?;
+                // "Last used" is written at most once a minute per key and node, off the
+                // request's path; a lost update only makes it older.
+                if let Some(o) = owner
+                    .as_ref()
+                    .filter(|o| state.key_uses.get(&o.key_id).is_none())
+                {
+                    state.key_uses.insert(&o.key_id, ());
+                    let (pool, id) = (state.db.pool.clone(), o.key_id.clone());
+                    tokio::spawn(async move {
+                        if let Err(e) = orgs::touch_key(&pool, &id, crate::db::now_ms()).await {
+                            tracing::debug!(error = %e, "recording an API key's use");
+                        }
+                    });
+                }
+                state.keys.insert(key, owner.clone());
+                owner
             }
         };
-        org.map(OrgAuth)
-            .ok_or_else(|| ApiError::unauthorized("unknown or revoked API key"))
+        let owner = owner.ok_or_else(|| ApiError::unauthorized("unknown or revoked API key"))?;
+        state.api_limits.check(&owner)?;
+        Ok(OrgAuth(owner.org_id))
     }
 }
 

@@ -38,6 +38,30 @@ pub async fn receive_root(
     receive(state, path, method, uri, headers, body).await
 }
 
+/// The answer to a refused webhook, and its reason for the metric.
+fn refusal(e: &WebhookError) -> (&'static str, ApiError) {
+    match e {
+        WebhookError::BadSignature => (
+            "signature",
+            ApiError::new(StatusCode::UNAUTHORIZED, "bad_signature", e.to_string()),
+        ),
+        WebhookError::Forbidden(_) => (
+            "verification",
+            ApiError::new(StatusCode::FORBIDDEN, "verification_failed", e.to_string()),
+        ),
+        WebhookError::Malformed { .. } => ("malformed", ApiError::bad_request(e.to_string())),
+        WebhookError::UnknownHook(_) => ("unknown_hook", ApiError::not_found(e.to_string())),
+        WebhookError::Method(_) => (
+            "method",
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                e.to_string(),
+            ),
+        ),
+    }
+}
+
 /// Receives one provider webhook.
 pub async fn receive(
     AxState(state): AxState<State>,
@@ -58,16 +82,10 @@ pub async fn receive(
         }
         .emit()
     };
-    let Some(org) = state.plugins.org(&org_slug).await? else {
-        reject("unknown_org");
-        return Err(ApiError::not_found(format!("no organization `{org_slug}`")));
-    };
-    let Some(plugin) = state.plugins.by_provider(&org.id, spec.name).await? else {
-        reject("unknown_org");
-        return Err(ApiError::not_found(format!(
-            "organization `{org_slug}` has no {} account",
-            spec.name
-        )));
+    let org = state.plugins.org(&org_slug).await?;
+    let plugin = match &org {
+        Some(org) => state.plugins.by_provider(&org.id, spec.name).await?,
+        None => None,
     };
     let url = format!(
         "{}{}",
@@ -88,27 +106,30 @@ pub async fn receive(
         body: &body,
         received_at: crate::db::now_ms() / 1000,
     };
+    // No such org (or no account with this provider): verified by the provider's decoy, so
+    // the answer is the one a real org gives a request that fails verification. The reason
+    // is kept for the operator (metric and log), never told to the sender.
+    let (org, plugin) = match (org, plugin) {
+        (Some(org), Some(plugin)) => (org, plugin),
+        _ => {
+            reject("unknown_org");
+            tracing::info!(
+                provider = spec.name,
+                "webhook for an unknown organization or account"
+            );
+            let decoy = state
+                .plugins
+                .decoy(spec.name)
+                .ok_or_else(|| ApiError::not_found("no such webhook"))?;
+            return Err(match decoy.handle_webhook(&hook, &req) {
+                Err(e) => refusal(&e).1,
+                // Only a sender who knows the decoy's random secrets gets here.
+                Ok(_) => refusal(&WebhookError::BadSignature).1,
+            });
+        }
+    };
     let handled = plugin.handle_webhook(&hook, &req).map_err(|e| {
-        let (reason, err) = match &e {
-            WebhookError::BadSignature => (
-                "signature",
-                ApiError::new(StatusCode::UNAUTHORIZED, "bad_signature", e.to_string()),
-            ),
-            WebhookError::Forbidden(_) => (
-                "verification",
-                ApiError::new(StatusCode::FORBIDDEN, "verification_failed", e.to_string()),
-            ),
-            WebhookError::Malformed { .. } => ("malformed", ApiError::bad_request(e.to_string())),
-            WebhookError::UnknownHook(_) => ("unknown_hook", ApiError::not_found(e.to_string())),
-            WebhookError::Method(_) => (
-                "method",
-                ApiError::new(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "method_not_allowed",
-                    e.to_string(),
-                ),
-            ),
-        };
+        let (reason, err) = refusal(&e);
         reject(reason);
         err
     })?;
@@ -174,7 +195,10 @@ async fn store(
             }) = state.committer.submit(op).await?
             {
                 if applied.changed() {
-                    if applied.to == state_machines::DeliveryState::Delivered {
+                    // Reached the recipient: `delivered`, or `read` straight from below it
+                    // (a read receipt that came before, or instead of, the delivery report).
+                    use state_machines::DeliveryState::{Delivered as D, Read as R};
+                    if applied.to == D || (applied.to == R && applied.from.rank() < D.rank()) {
                         let ms = (crate::db::now_ms() - created_at).max(0) as u64;
                         Delivered {
                             channel: channel.as_str(),

@@ -1,11 +1,14 @@
-//! The command line: `serve` (the default), `migrate`, `org create`, `apikey create`,
+//! The command line: `serve` (the default), `migrate`, `org create`, `apikey create|list|revoke`
+//! ([`apikey`]),
 //! `channel add twilio-sms|telnyx-sms|whatsapp|email`, `channel list` ([`channel`]), `events tail`
 //! (the example Kafka consumer), `voice route|agent …` ([`voice`]), `agent create|list|revoke`
-//! ([`agent`]), `speech …`.
+//! ([`agent`]), `webhook add|list|rotate|remove|dead-letters|replay` ([`webhook`]), `speech …`.
 
 pub mod agent;
+pub mod apikey;
 pub mod channel;
 pub mod voice;
+pub mod webhook;
 
 use crate::config::Config;
 use crate::db::{orgs, Db};
@@ -42,7 +45,7 @@ pub enum Command {
     Apikey {
         /// What to do.
         #[command(subcommand)]
-        action: KeyAction,
+        action: apikey::KeyAction,
     },
     /// Manage provider accounts.
     Channel {
@@ -61,6 +64,18 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         action: voice::VoiceAction,
+    },
+    /// Provider credentials at rest: make a key, re-seal under the first key.
+    Secrets {
+        /// What to do.
+        #[command(subcommand)]
+        action: SecretsAction,
+    },
+    /// Signed outbound webhooks: endpoints that receive the org's events.
+    Webhook {
+        /// What to do.
+        #[command(subcommand)]
+        action: webhook::WebhookAction,
     },
     /// Inbox agents: create, list, revoke sessions.
     Agent {
@@ -99,6 +114,16 @@ pub enum EventsAction {
     },
 }
 
+/// Commands for the keys that seal provider credentials.
+#[derive(Subcommand)]
+pub enum SecretsAction {
+    /// Print a new key (base64 of 32 random bytes) for `DARTWING_SECRET_KEYS=ID:KEY`.
+    GenerateKey,
+    /// Re-seal every stored provider account under the first key of `DARTWING_SECRET_KEYS`
+    /// (after putting a new key first; older keys still listed open the old rows).
+    Rotate,
+}
+
 /// Organization commands.
 #[derive(Subcommand)]
 pub enum OrgAction {
@@ -109,17 +134,6 @@ pub enum OrgAction {
         /// Display name (defaults to the slug).
         #[arg(long)]
         name: Option<String>,
-    },
-}
-
-/// API key commands.
-#[derive(Subcommand)]
-pub enum KeyAction {
-    /// Create an API key; it is printed once, alone on the last line.
-    Create {
-        /// The organization's slug.
-        #[arg(long)]
-        org: String,
     },
 }
 
@@ -134,6 +148,7 @@ pub fn main() -> anyhow::Result<()> {
     }
     let config = Config::load(cli.config.as_deref())?;
     crate::logging::init(&config.log);
+    crate::secrets::install(&config.secret_keys)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -180,15 +195,30 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Apikey {
-            action: KeyAction::Create { org },
+        Command::Secrets {
+            action: SecretsAction::GenerateKey,
         } => {
-            let db = open(&config).await?;
-            let org = find_org(&db, &org).await?;
-            let key = orgs::create_api_key(&db.pool, &org.id).await?;
-            println!("API key for {} (shown once; store it now):", org.slug);
-            println!("{key}");
+            println!("{}", crate::secrets::generate_key());
             Ok(())
+        }
+        Command::Secrets {
+            action: SecretsAction::Rotate,
+        } => {
+            let Some(ring) = crate::secrets::keyring() else {
+                bail!("set DARTWING_SECRET_KEYS (or secret_keys) first");
+            };
+            let db = open(&config).await?;
+            let n = orgs::reseal_all(&db.pool, ring).await?;
+            println!("re-sealed {n} account(s) under the first key");
+            Ok(())
+        }
+        Command::Webhook { action } => {
+            let db = open(&config).await?;
+            webhook::run(&db, &config.webhooks, action).await
+        }
+        Command::Apikey { action } => {
+            let db = open(&config).await?;
+            apikey::run(&db, action).await
         }
         Command::Channel { action } => {
             let db = open(&config).await?;

@@ -38,7 +38,8 @@ pub async fn message(
     now: i64,
 ) -> Result<Ingested, StoreError> {
     let existing = sqlx::query(
-        "SELECT id, conversation_id FROM messages WHERE org_id = $1 AND channel = $2 AND provider_message_id = $3",
+        "SELECT id, conversation_id FROM messages WHERE org_id = $1 AND channel = $2 AND provider_message_id = $3 \
+         AND direction = 'inbound'",
     )
     .bind(org_id)
     .bind(msg.channel.as_str())
@@ -85,7 +86,8 @@ pub async fn message(
     let media = serde_json::Value::Array(media);
     let reply_to_message_id = match &msg.reply_to {
         Some(pid) => sqlx::query(
-            "SELECT id FROM messages WHERE org_id = $1 AND channel = $2 AND provider_message_id = $3",
+            "SELECT id FROM messages WHERE org_id = $1 AND channel = $2 AND provider_message_id = $3 \
+             ORDER BY direction LIMIT 1",
         )
         .bind(org_id)
         .bind(msg.channel.as_str())

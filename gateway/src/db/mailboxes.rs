@@ -21,7 +21,8 @@ pub struct EmailAccount {
     pub config: String,
 }
 
-/// Every org's email accounts.
+/// Every org's email accounts, their configurations opened (they are sealed at rest; one
+/// that cannot be opened comes back empty, which the reader reports as unusable).
 pub async fn email_accounts(pool: &AnyPool) -> Result<Vec<EmailAccount>, StoreError> {
     let rows = sqlx::query(
         "SELECT id, org_id, config FROM channel_accounts WHERE provider = 'email' ORDER BY id",
@@ -30,10 +31,16 @@ pub async fn email_accounts(pool: &AnyPool) -> Result<Vec<EmailAccount>, StoreEr
     .await?;
     rows.iter()
         .map(|r| {
+            let org_id: String = r.try_get(1)?;
+            let stored: String = r.try_get(2)?;
+            let config = crate::secrets::open(&org_id, "email", &stored).unwrap_or_else(|e| {
+                tracing::error!(%org_id, error = %e, "an email account's configuration cannot be opened");
+                String::new()
+            });
             Ok(EmailAccount {
                 id: r.try_get(0)?,
-                org_id: r.try_get(1)?,
-                config: r.try_get(2)?,
+                org_id,
+                config,
             })
         })
         .collect()

@@ -24,6 +24,7 @@ pub mod messages;
 pub mod orgs;
 pub mod outbox;
 pub mod pending;
+pub mod webhooks;
 pub mod windows;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};

@@ -211,6 +211,22 @@ pub async fn after_seq(
     rows.iter().map(from_row).collect()
 }
 
+/// One numbered event by its id (`None` when unknown, unnumbered, or pruned).
+pub async fn by_event_id(
+    pool: &AnyPool,
+    org_id: &str,
+    event_id: &str,
+) -> Result<Option<StoredEvent>, StoreError> {
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM outbox WHERE org_id = $1 AND event_id = $2 AND seq IS NOT NULL"
+    )))
+    .bind(org_id)
+    .bind(event_id)
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
 /// Deletes up to `limit` rows published before `published_before` (Unix ms), oldest first;
 /// returns how many went. Unpublished rows are never touched. The catch-up feed
 /// (`/api/v1/events?after_seq=`) then starts at the oldest row kept; per-org numbering lives

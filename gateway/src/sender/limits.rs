@@ -16,18 +16,37 @@ impl RateLimiter {
     /// Reserves one send for `key` at `per_second` (burst of one second's worth) and returns how
     /// long to wait before sending.
     pub fn reserve(&self, key: &str, per_second: f64) -> Duration {
+        self.reserve_within(key, per_second, Duration::MAX)
+            .expect("any wait is within Duration::MAX")
+    }
+
+    /// Like [`RateLimiter::reserve`], but only when the wait would be at most `max_wait`;
+    /// otherwise nothing is reserved and `Err` says in how long a send would be due. A
+    /// claimed message must not wait out its lease (another worker would claim and send it
+    /// again): it is put back for later instead.
+    pub fn reserve_within(
+        &self,
+        key: &str,
+        per_second: f64,
+        max_wait: Duration,
+    ) -> Result<Duration, Duration> {
         let now = Instant::now();
         let burst = per_second.max(1.0);
         let mut buckets = self.buckets.lock().expect("not poisoned");
         let (tokens, last) = buckets.entry(key.to_string()).or_insert((burst, now));
         *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * per_second).min(burst);
         *last = now;
-        *tokens -= 1.0;
-        if *tokens >= 0.0 {
+        let after = *tokens - 1.0;
+        let wait = if after >= 0.0 {
             Duration::ZERO
         } else {
-            Duration::from_secs_f64(-*tokens / per_second)
+            Duration::from_secs_f64(-after / per_second)
+        };
+        if wait > max_wait {
+            return Err(wait);
         }
+        *tokens = after;
+        Ok(wait)
     }
 }
 
@@ -104,6 +123,22 @@ pub fn backoff(attempt: i64, base: Duration, cap: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wait_past_the_bound_reserves_nothing() {
+        let rl = RateLimiter::default();
+        let bound = Duration::from_secs(2);
+        // 1/s: the first send is free, the second waits ~1 s, the third ~2 s, the fourth
+        // would wait ~3 s and is refused without taking a slot.
+        assert_eq!(rl.reserve_within("a", 1.0, bound), Ok(Duration::ZERO));
+        assert!(rl.reserve_within("a", 1.0, bound).unwrap() > Duration::from_millis(900));
+        assert!(rl.reserve_within("a", 1.0, bound).unwrap() > Duration::from_millis(1900));
+        let refused = rl.reserve_within("a", 1.0, bound).unwrap_err();
+        assert!(refused > Duration::from_millis(2900), "{refused:?}");
+        // Refusing took nothing: asking again gives the same answer, not a later one.
+        let again = rl.reserve_within("a", 1.0, bound).unwrap_err();
+        assert!(again <= refused, "{again:?} > {refused:?}");
+    }
 
     #[test]
     fn bucket_allows_a_burst_then_paces() {

@@ -53,6 +53,8 @@ struct Worker {
     limiter: RateLimiter,
     breakers: Breakers,
     wake: Arc<Notify>,
+    /// How long a claim holds a message before another worker may take it, ms.
+    lease_ms: i64,
 }
 
 /// Runs the worker until shutdown. `wake` is signalled when new messages are queued.
@@ -65,7 +67,9 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
+    let lease_ms = (settings.send_timeout.as_millis() as i64) * 2 + 30_000;
     let worker = Arc::new(Worker {
+        lease_ms,
         breakers: Breakers::new(settings.breaker_threshold, settings.breaker_cooldown),
         limiter: RateLimiter::default(),
         db: db.clone(),
@@ -74,7 +78,6 @@ pub async fn run(
         settings,
         wake: wake.clone(),
     });
-    let lease_ms = (worker.settings.send_timeout.as_millis() as i64) * 2 + 30_000;
     loop {
         if *shutdown.borrow() {
             return;
@@ -145,7 +148,19 @@ impl Worker {
     async fn send_one(&self, msg: Claimed) {
         let op = self.attempt(&msg).await;
         let channel = msg.channel.as_str();
-        match self.committer.submit_wait(op).await {
+        let outcome = match op {
+            WriteOp::Accepted {
+                org_id,
+                id,
+                provider_message_id,
+                provider_status,
+            } => {
+                self.record_acceptance(&msg, org_id, id, provider_message_id, provider_status)
+                    .await
+            }
+            op => self.committer.submit_wait(op).await,
+        };
+        match outcome {
             Ok(WriteResult::Applied(a)) if a.changed() => MessageCounted {
                 channel,
                 direction: "outbound",
@@ -159,13 +174,55 @@ impl Worker {
             }
             .emit(),
             Ok(_) => {}
-            // The lease brings it back: nothing is lost, it is sent again later.
+            // Not accepted by the provider (else recorded above): the lease brings it back,
+            // nothing is lost, it is sent again later.
             Err(e) => {
                 tracing::error!(message_id = %msg.id, error = %e, "recording a send outcome failed")
             }
         }
         // A permit is free again, and a retry may now be due.
         self.wake.notify_one();
+    }
+
+    /// Records the provider's acceptance. The provider has the message now, so it must never
+    /// be sent again blindly: a write that keeps failing (a few tries, for a database hiccup)
+    /// ends the message `failed` with the provider's id in the reason and a dead letter, an
+    /// event and `send_outcome_unrecorded_total` — visible, and replayed only by a person.
+    /// Only if that write fails too (the database is gone) does the lease bring it back.
+    async fn record_acceptance(
+        &self,
+        msg: &Claimed,
+        org_id: String,
+        id: String,
+        provider_message_id: String,
+        provider_status: String,
+    ) -> Result<WriteResult, crate::commit::CommitError> {
+        let mut last_error = None;
+        for delay_ms in [0u64, 200, 1_000] {
+            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+            let op = WriteOp::Accepted {
+                org_id: org_id.clone(),
+                id: id.clone(),
+                provider_message_id: provider_message_id.clone(),
+                provider_status: provider_status.clone(),
+            };
+            match self.committer.submit_wait(op).await {
+                Ok(r) => return Ok(r),
+                Err(e) => last_error = Some(e),
+            }
+        }
+        let e = last_error.expect("tried at least once");
+        metrics::counter!("send_outcome_unrecorded_total", "channel" => msg.channel.as_str())
+            .increment(1);
+        tracing::error!(message_id = %msg.id, %provider_message_id, error = %e,
+            "the provider accepted a message whose acceptance cannot be recorded; marking it failed");
+        let reason = format!(
+            "the provider accepted it as {provider_message_id}, but recording that failed ({e}); \
+             not sent again automatically"
+        );
+        self.committer
+            .submit_wait(self.failure(msg, reason, None))
+            .await
     }
 
     async fn attempt(&self, msg: &Claimed) -> WriteOp {
@@ -208,11 +265,28 @@ impl Worker {
                 until: now_ms() + wait.as_millis() as i64,
             };
         }
-        let wait = self
-            .limiter
-            .reserve(&plugin.sender_key(), plugin.rate_limit_per_second());
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
+        // The claim's lease covers at most a quarter of it waiting here and the send's own
+        // timeout; a longer wait puts the message back, unclaimed, for when its slot is due.
+        let max_wait = Duration::from_millis(self.lease_ms as u64 / 4);
+        match self.limiter.reserve_within(
+            &plugin.sender_key(),
+            plugin.rate_limit_per_second(),
+            max_wait,
+        ) {
+            Ok(wait) if !wait.is_zero() => tokio::time::sleep(wait).await,
+            Ok(_) => {}
+            Err(due_in) => {
+                crate::telemetry::ProviderSend {
+                    channel,
+                    outcome: "deferred",
+                    elapsed: Duration::ZERO,
+                }
+                .emit();
+                return WriteOp::Defer {
+                    id: msg.id.clone(),
+                    until: now_ms() + due_in.as_millis() as i64,
+                };
+            }
         }
         let out = OutboundMessage {
             message_id: msg.id.clone(),

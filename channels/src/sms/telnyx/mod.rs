@@ -26,4 +26,14 @@ pub const SPEC: ProviderSpec = ProviderSpec {
     channel: Channel::Sms,
     hooks: webhook::HOOKS,
     build: |json, http| build_json(json, http, TelnyxSmsConfig::build),
+    // 32 random bytes as the "public key": no one holds a private key for them.
+    decoy: || {
+        let key = hex::decode(crate::registry::random_hex(32)).expect("hex");
+        serde_json::json!({
+            "api_key": format!("KEY{}", crate::registry::random_hex(16)),
+            "public_key": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key),
+            "from": "+15555550100",
+        })
+        .to_string()
+    },
 };

@@ -23,4 +23,12 @@ pub const SPEC: ProviderSpec = ProviderSpec {
     channel: Channel::Sms,
     hooks: webhook::HOOKS,
     build: |json, http| build_json(json, http, TwilioSmsConfig::build),
+    decoy: || {
+        serde_json::json!({
+            "account_sid": format!("AC{}", crate::registry::random_hex(16)),
+            "auth_token": crate::registry::random_hex(32),
+            "from": "+15555550100",
+        })
+        .to_string()
+    },
 };

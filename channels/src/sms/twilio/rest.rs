@@ -55,7 +55,7 @@ pub async fn send(
         .map_err(SendError::Transport)?;
     let status = resp.status().as_u16();
     let retry_after = retry_after(resp.headers());
-    let bytes = resp.bytes().await.map_err(SendError::Transport)?;
+    let bytes = crate::message::read_send_response(resp).await?;
     if (200..300).contains(&status) {
         let created: Created =
             serde_json::from_slice(&bytes).map_err(|e| SendError::BadResponse(format!("{e}")))?;
