@@ -106,6 +106,8 @@ mod tests {
 
     #[test]
     fn every_decoy_builds_with_its_own_secrets() {
+        // reqwest panics without a crypto provider (nextest runs each test in its own process).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         for p in PROVIDERS {
             let (a, b) = ((p.decoy)(), (p.decoy)());
             assert_ne!(a, b, "{}: fresh secrets each time", p.name);
