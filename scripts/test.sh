@@ -2,7 +2,8 @@
 # The whole test suite, on a fresh Debian machine with Rust: installs and starts what the
 # tests need (PostgreSQL; the speech packages and models; the tansu Kafka-protocol broker,
 # built once into ~/.cache/dartwing — each Kafka test starts its own broker through
-# scripts/ensure-kafka.sh; headless Chromium and playwright-core for the inbox page), builds
+# scripts/ensure-kafka.sh; headless Chromium and playwright-core for the inbox page; Dovecot
+# and the aiosmtpd receiver for the email suite, which starts its own per test), builds
 # once, runs everything.
 #
 #   scripts/test.sh [extra nextest args]
@@ -17,6 +18,8 @@ scripts/ensure-kafka.sh install
 DARTWING_TANSU_ROOT=${DARTWING_TANSU_ROOT:-$HOME/.cache/dartwing/tansu-0.6.0-libsql}
 export DARTWING_TANSU_ROOT
 scripts/ensure-voice-peers.sh
+DARTWING_AIOSMTPD_PYTHON=$(scripts/ensure-mail-peers.sh | tail -1)
+export DARTWING_AIOSMTPD_PYTHON
 scripts/ensure-browser.sh
 command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
 # The crash suites run the real binary: build it with the same profile first.

@@ -1,5 +1,6 @@
 //! Channel plugins: the boundary between Dartwing's durable core and the providers that carry
-//! messages — Twilio and Telnyx for SMS, the WhatsApp Cloud API, and email later.
+//! messages — Twilio and Telnyx for SMS, the WhatsApp Cloud API, and email (IMAP in, SMTP
+//! out; [`email`] — its mailbox is read by the runtime's worker, not a webhook).
 //!
 //! What lives here: the [`ChannelPlugin`] trait and the normalized types that cross it
 //! ([`InboundMessage`], [`StatusUpdate`], [`OutboundMessage`]), the static [`registry`] of
@@ -26,6 +27,7 @@
 //! one line in [`registry::PROVIDERS`]. The gateway needs nothing else but a CLI command.
 
 pub mod address;
+pub mod email;
 pub mod message;
 pub mod plugin;
 pub mod registry;

@@ -74,6 +74,7 @@ pub const PROVIDERS: &[ProviderSpec] = &[
     crate::sms::twilio::SPEC,
     crate::sms::telnyx::SPEC,
     crate::whatsapp::SPEC,
+    crate::email::SPEC,
 ];
 
 /// A provider by its path/database name.
@@ -105,6 +106,7 @@ mod tests {
 
     #[test]
     fn every_decoy_builds_with_its_own_secrets() {
+        // reqwest panics without a crypto provider (nextest runs each test in its own process).
         let _ = rustls::crypto::ring::default_provider().install_default();
         for p in PROVIDERS {
             let (a, b) = ((p.decoy)(), (p.decoy)());

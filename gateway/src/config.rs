@@ -26,6 +26,7 @@
 //! | `DARTWING_KAFKA_DELIVERY_TIMEOUT_MS` | `kafka.delivery_timeout_ms` |
 //! | `DARTWING_SIP_ADDR` | `sip.addr` (UDP and TCP; default `0.0.0.0:5060`; empty: no SIP) |
 //! | `DARTWING_INBOX_SESSION_SECS`, `_WS_QUEUE_FRAMES`, `_WS_SLOW_MS`, `_WS_IDLE_SECS`, `_WS_PING_SECS` | `inbox.*` |
+//! | `DARTWING_EMAIL_SCAN_MS`, `_IDLE_SECS`, `_POLL_MS` | `email.*` (mailbox readers) |
 //! | `DARTWING_SIP_REALM`, `_RTP_PORT_MIN`, `_RTP_PORT_MAX`, `_MAX_CALLS`, `_MAX_CALL_SECS`, `_INVITES_PER_SECOND_PER_SOURCE` | `sip.*` |
 
 use serde::{Deserialize, Serialize};
@@ -74,6 +75,8 @@ pub struct Config {
     pub sip: SipConfig,
     /// The agent inbox: sessions, sockets, assignment.
     pub inbox: crate::inbox::InboxConfig,
+    /// The IMAP mailbox readers of email accounts.
+    pub email: crate::email::MailConfig,
 }
 
 /// Voice: the SIP user agent that answers routed numbers (`voice route add`) and its media.
@@ -215,6 +218,7 @@ impl Default for Config {
             kafka: KafkaConfig::default(),
             sip: SipConfig::default(),
             inbox: crate::inbox::InboxConfig::default(),
+            email: crate::email::MailConfig::default(),
         }
     }
 }
@@ -332,6 +336,9 @@ const ENV: &[(&str, &str)] = &[
     ("DARTWING_INBOX_WS_SLOW_MS", "inbox.ws_slow_ms"),
     ("DARTWING_INBOX_WS_IDLE_SECS", "inbox.ws_idle_secs"),
     ("DARTWING_INBOX_WS_PING_SECS", "inbox.ws_ping_secs"),
+    ("DARTWING_EMAIL_SCAN_MS", "email.scan_ms"),
+    ("DARTWING_EMAIL_IDLE_SECS", "email.idle_secs"),
+    ("DARTWING_EMAIL_POLL_MS", "email.poll_ms"),
 ];
 
 /// Every problem found in a configuration.

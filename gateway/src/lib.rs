@@ -21,6 +21,7 @@ pub mod cli;
 pub mod commit;
 pub mod config;
 pub mod db;
+pub mod email;
 pub mod events;
 pub mod http_serve;
 pub mod inbox;

@@ -1,6 +1,6 @@
 //! Starting and stopping the gateway: storage, the committer, the relay (with its Kafka sink
-//! and this node's reader of the event topics, when Kafka is configured), the send worker and
-//! the HTTP server, all listening to one shutdown signal.
+//! and this node's reader of the event topics, when Kafka is configured), the send worker, the
+//! email mailbox readers and the HTTP server, all listening to one shutdown signal.
 //!
 //! Shutdown order: stop accepting HTTP (in-flight requests finish and get their commit), then
 //! stop the relay and the worker. Anything not yet relayed or sent stays in the database.
@@ -162,6 +162,16 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             poll: Duration::from_millis(d.poll_ms),
         },
         media_wake.clone(),
+        shutdown_rx.clone(),
+    )));
+
+    tasks.push(tokio::spawn(crate::email::run(
+        Arc::new(crate::email::Shared {
+            db: db.clone(),
+            committer: committer.clone(),
+            media_wake: media_wake.clone(),
+            settings: config.email.clone(),
+        }),
         shutdown_rx.clone(),
     )));
 

@@ -4,6 +4,7 @@
 //!
 //! - [`agent`]: an inbox agent: created, logged in, on a real WebSocket.
 //! - [`env`]: a fresh database per test on either backend, and a running gateway over it.
+//! - [`mail`]: a real Dovecot IMAP server and an aiosmtpd SMTP receiver per test.
 //! - [`twilio`]: the Twilio stand-in (Messages REST API) and signed webhook senders.
 //! - [`whatsapp`]: the Graph API stand-in (messages, media) and signed deliveries.
 //! - [`telnyx`]: the Telnyx Messaging v2 stand-in and Ed25519-signed webhooks.
@@ -19,6 +20,7 @@
 pub mod agent;
 pub mod broker;
 pub mod env;
+pub mod mail;
 pub mod proxy;
 pub mod schema;
 pub mod telnyx;

@@ -26,6 +26,13 @@ struct SendRequest {
     /// Structured content in the provider's shape (WhatsApp media, buttons, templates).
     #[serde(default)]
     content: Option<serde_json::Value>,
+    /// Email: the subject (default: `Re: ` and the subject of the contact's latest email).
+    #[serde(default)]
+    subject: Option<String>,
+    /// Email: the conversation whose latest inbound email the message answers (default: the
+    /// recipient's conversation).
+    #[serde(default)]
+    conversation_id: Option<String>,
 }
 
 /// Longest serialized `content` accepted.
@@ -80,7 +87,16 @@ pub async fn send(
     let to = plugin
         .normalize_recipient(&req.to)
         .map_err(|e| ApiError::bad_request(format!("field `to`: {e}")))?;
-    let content = match &req.content {
+    let email_content = if channel == Channel::Email {
+        Some(email_content(&state, &org_id, &to, &req).await?)
+    } else if req.subject.is_some() || req.conversation_id.is_some() {
+        return Err(ApiError::bad_request(
+            "fields `subject` and `conversation_id` are for email only",
+        ));
+    } else {
+        None
+    };
+    let content = match email_content.as_ref().or(req.content.as_ref()) {
         Some(c) => {
             let text = c.to_string();
             if text.len() > MAX_CONTENT_BYTES {
@@ -93,7 +109,7 @@ pub async fn send(
         None => None,
     };
     let rules = plugin
-        .check_outbound(&req.body, req.content.as_ref())
+        .check_outbound(&req.body, email_content.as_ref().or(req.content.as_ref()))
         .map_err(ApiError::bad_request)?;
     let op = WriteOp::CreateOutbound {
         org_id,
@@ -161,6 +177,33 @@ pub async fn send(
             ),
         )),
     }
+}
+
+/// An email's `content`: its subject and, when the contact wrote before, the threading
+/// headers of the contact's latest inbound email (see [`crate::db::email_threads`]).
+async fn email_content(
+    state: &State,
+    org_id: &str,
+    to: &str,
+    req: &SendRequest,
+) -> Result<serde_json::Value, ApiError> {
+    if req.content.is_some() {
+        return Err(ApiError::bad_request(
+            "field `content`: email takes `subject` and `body`",
+        ));
+    }
+    let conversation = req.conversation_id.as_deref();
+    let subject = req.subject.as_deref();
+    let made =
+        crate::db::email_threads::reply_content(&state.db.pool, org_id, to, conversation, subject)
+            .await?
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if made["subject"].as_str().is_none_or(str::is_empty) {
+        return Err(ApiError::bad_request(
+            "field `subject`: required for a new email thread",
+        ));
+    }
+    Ok(made)
 }
 
 /// `?limit=`, and `?after_seq=` for the event feed.

@@ -1,4 +1,4 @@
-//! `channel add twilio-sms|telnyx-sms|whatsapp` and `channel list`: provider accounts of an
+//! `channel add twilio-sms|telnyx-sms|whatsapp|email` and `channel list`: provider accounts of an
 //! org. Each kind's flags make its provider's configuration, which the provider registry
 //! checks (every problem at once) before it is stored. Secrets are also read from
 //! environment variables, so they need not appear on a command line.
@@ -6,6 +6,7 @@
 use crate::config::Config;
 use crate::db::{orgs, Db};
 use anyhow::Context;
+use channels::email::{EmailConfig, ImapSettings, SmtpSettings, TlsMode};
 use channels::sms::telnyx::{TelnyxSmsConfig, TELNYX_API_BASE};
 use channels::sms::twilio::{TwilioSmsConfig, TWILIO_API_BASE};
 use channels::whatsapp::{WhatsAppConfig, GRAPH_API_BASE, GRAPH_API_VERSION};
@@ -13,6 +14,8 @@ use channels::Secret;
 use clap::Subcommand;
 
 /// Provider account commands.
+// Parsed once per run: the size of the `add` variant (email's many flags) costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum ChannelAction {
     /// Add (or replace) a provider account.
@@ -102,6 +105,54 @@ pub enum ChannelKind {
         #[arg(long, default_value_t = 80.0)]
         rate_limit: f64,
     },
+    /// Email: one address, read over IMAP, sent through SMTP.
+    Email {
+        /// The organization's slug.
+        #[arg(long)]
+        org: String,
+        /// Our address (the From of what we send).
+        #[arg(long)]
+        address: String,
+        /// The display name beside the address.
+        #[arg(long)]
+        display_name: Option<String>,
+        /// IMAP server host.
+        #[arg(long)]
+        imap_host: String,
+        /// IMAP server port.
+        #[arg(long)]
+        imap_port: u16,
+        /// IMAP security: none, starttls or tls.
+        #[arg(long)]
+        imap_tls: TlsMode,
+        /// IMAP login name.
+        #[arg(long)]
+        imap_username: String,
+        /// IMAP password (also read from DARTWING_EMAIL_IMAP_PASSWORD).
+        #[arg(long, env = "DARTWING_EMAIL_IMAP_PASSWORD", hide_env_values = true)]
+        imap_password: String,
+        /// The folder read.
+        #[arg(long, default_value = "INBOX")]
+        imap_folder: String,
+        /// SMTP server host.
+        #[arg(long)]
+        smtp_host: String,
+        /// SMTP server port.
+        #[arg(long)]
+        smtp_port: u16,
+        /// SMTP security: none, starttls or tls.
+        #[arg(long)]
+        smtp_tls: TlsMode,
+        /// SMTP login name, when the server wants one.
+        #[arg(long)]
+        smtp_username: Option<String>,
+        /// SMTP password (also read from DARTWING_EMAIL_SMTP_PASSWORD).
+        #[arg(long, env = "DARTWING_EMAIL_SMTP_PASSWORD", hide_env_values = true)]
+        smtp_password: Option<String>,
+        /// Sends per second through this server.
+        #[arg(long, default_value_t = 5.0)]
+        rate_limit: f64,
+    },
 }
 
 impl ChannelKind {
@@ -163,6 +214,46 @@ impl ChannelKind {
                 };
                 (org, "whatsapp", serde_json::to_string(&cfg)?, "")
             }
+            ChannelKind::Email {
+                org,
+                address,
+                display_name,
+                imap_host,
+                imap_port,
+                imap_tls,
+                imap_username,
+                imap_password,
+                imap_folder,
+                smtp_host,
+                smtp_port,
+                smtp_tls,
+                smtp_username,
+                smtp_password,
+                rate_limit,
+            } => {
+                let cfg = EmailConfig {
+                    address,
+                    display_name,
+                    imap: ImapSettings {
+                        host: imap_host,
+                        port: imap_port,
+                        tls: imap_tls,
+                        username: imap_username,
+                        password: Secret::new(imap_password),
+                        folder: imap_folder,
+                    },
+                    smtp: SmtpSettings {
+                        host: smtp_host,
+                        port: smtp_port,
+                        tls: smtp_tls,
+                        username: smtp_username,
+                        password: smtp_password.map(Secret::new),
+                    },
+                    messages_per_second: rate_limit,
+                    max_attachment_bytes: 10 * 1024 * 1024,
+                };
+                (org, "email", serde_json::to_string(&cfg)?, "")
+            }
         })
     }
 }
@@ -183,14 +274,21 @@ pub async fn run(config: &Config, db: &Db, action: ChannelAction) -> anyhow::Res
                 &json,
             )
             .await?;
-            println!(
-                "{} account configured for {}; point the provider's webhook at {}/webhooks/{}/{}{hook}",
-                spec.kind,
-                org.slug,
-                config.public_base(),
-                spec.name,
-                org.slug
-            );
+            if spec.hooks.is_empty() {
+                println!(
+                    "{} account configured for {}; the gateway reads its mailbox and sends through its server",
+                    spec.kind, org.slug
+                );
+            } else {
+                println!(
+                    "{} account configured for {}; point the provider's webhook at {}/webhooks/{}/{}{hook}",
+                    spec.kind,
+                    org.slug,
+                    config.public_base(),
+                    spec.name,
+                    org.slug
+                );
+            }
             Ok(())
         }
         ChannelAction::List { org } => {

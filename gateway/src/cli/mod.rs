@@ -1,6 +1,6 @@
 //! The command line: `serve` (the default), `migrate`, `org create`, `apikey create|list|revoke`
 //! ([`apikey`]),
-//! `channel add twilio-sms|telnyx-sms|whatsapp`, `channel list` ([`channel`]), `events tail`
+//! `channel add twilio-sms|telnyx-sms|whatsapp|email`, `channel list` ([`channel`]), `events tail`
 //! (the example Kafka consumer), `voice route|agent …` ([`voice`]), `agent create|list|revoke`
 //! ([`agent`]), `webhook add|list|rotate|remove|dead-letters|replay` ([`webhook`]), `speech …`.
 

@@ -98,7 +98,22 @@ pub async fn message(
         .transpose()?,
         None => None,
     };
-    let content = msg.content.as_ref().map(|c| c.to_string());
+    // Email threads live inside the contact's conversation: the thread is chosen here, in
+    // the same transaction, once the conversation is known.
+    let content = if msg.channel == Channel::Email {
+        super::email_threads::assign_inbound(
+            conn,
+            org_id,
+            &thread.conversation_id,
+            &msg.provider_message_id,
+            msg.content.as_ref(),
+            now,
+        )
+        .await?
+    } else {
+        msg.content.clone()
+    };
+    let content_json = content.as_ref().map(|c| c.to_string());
     sqlx::query(
         "INSERT INTO messages (id, org_id, conversation_id, contact_id, channel, direction, \
          provider_message_id, from_addr, to_addr, body, media, status, created_at, updated_at, \
@@ -118,7 +133,7 @@ pub async fn message(
     .bind(media.to_string())
     .bind(now)
     .bind(&msg.kind)
-    .bind(&content)
+    .bind(&content_json)
     .bind(&msg.reply_to)
     .bind(&reply_to_message_id)
     .execute(&mut *conn)
@@ -151,7 +166,7 @@ pub async fn message(
                 "body": msg.body,
                 "media": media,
                 "kind": msg.kind,
-                "content": msg.content,
+                "content": content,
                 "reply_to_message_id": reply_to_message_id,
                 "reply_to_provider_id": msg.reply_to,
                 "keyword": keyword.map(Keyword::as_str),

@@ -22,6 +22,9 @@ pub struct MessageView {
     pub to: String,
     /// The text (for non-text messages, a readable rendering).
     pub body: String,
+    /// Email: the subject (also in `content`, with the threading ids and the thread).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
     /// `text`, `image`, `location`, `reaction`, `template`, …
     pub kind: String,
     /// The structured part of non-text messages.
@@ -130,6 +133,15 @@ fn json_column(what: &'static str, text: &str) -> Result<serde_json::Value, Stor
 fn view_from_row(r: &AnyRow) -> Result<MessageView, StoreError> {
     let media: String = r.try_get(7)?;
     let content: Option<String> = r.try_get(15)?;
+    let content = content
+        .map(|c| json_column("messages.content", &c))
+        .transpose()?;
+    let subject = content
+        .as_ref()
+        .filter(|c| c.get("type").and_then(|t| t.as_str()) == Some("email"))
+        .and_then(|c| c.get("subject"))
+        .and_then(|s| s.as_str())
+        .map(str::to_string);
     Ok(MessageView {
         id: r.try_get(0)?,
         conversation_id: r.try_get(1)?,
@@ -139,9 +151,8 @@ fn view_from_row(r: &AnyRow) -> Result<MessageView, StoreError> {
         to: r.try_get(5)?,
         body: r.try_get(6)?,
         kind: r.try_get(14)?,
-        content: content
-            .map(|c| json_column("messages.content", &c))
-            .transpose()?,
+        subject,
+        content,
         reply_to_message_id: r.try_get(16)?,
         media: json_column("messages.media", &media)?,
         status: r.try_get(8)?,

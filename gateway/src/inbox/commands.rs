@@ -317,7 +317,18 @@ async fn reply(
     };
     // The channel's plugin judges the text (length, and whether it needs an open
     // customer-service window, as free-form WhatsApp does).
-    let rules = match plugin.check_outbound(&body, None) {
+    // Email replies thread on the contact's latest inbound email of this conversation.
+    let content = if channel == Channel::Email {
+        let pool = &state.db.pool;
+        let conv = Some(conversation_id);
+        match crate::db::email_threads::reply_content(pool, &agent.org_id, &to, conv, None).await {
+            Ok(Ok(c)) => Some(c),
+            _ => None,
+        }
+    } else {
+        None
+    };
+    let rules = match plugin.check_outbound(&body, content.as_ref()) {
         Ok(rules) => rules,
         Err(e) => return error(Some(id), "malformed", e),
     };
@@ -328,7 +339,7 @@ async fn reply(
             from: plugin.sender_address(),
             to,
             body,
-            content: None,
+            content: content.map(|c| c.to_string()),
             needs_service_window: rules.needs_service_window,
             idempotency_key: Some(format!("ws:{}:{id}", agent.id)),
         },
