@@ -26,6 +26,7 @@ pub mod kafka;
 pub mod logging;
 pub mod media;
 pub mod plugins;
+pub mod receptionist;
 pub mod relay;
 pub mod retention;
 pub mod sender;

@@ -1,10 +1,11 @@
 //! The command line: `serve` (the default), `migrate`, `org create`, `apikey create`,
 //! `channel add twilio-sms|telnyx-sms|whatsapp`, `channel list` ([`channel`]), `events tail`
 //! (the example Kafka consumer), `voice route|agent …` ([`voice`]), `agent create|list|revoke`
-//! ([`agent`]), `speech …`.
+//! ([`agent`]), `receptionist set`, `kb add|list` ([`receptionist`]), `speech …`.
 
 pub mod agent;
 pub mod channel;
+pub mod receptionist;
 pub mod voice;
 
 use crate::config::Config;
@@ -61,6 +62,18 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         action: voice::VoiceAction,
+    },
+    /// The AI receptionist's per-org settings.
+    Receptionist {
+        /// What to do.
+        #[command(subcommand)]
+        action: receptionist::ReceptionistAction,
+    },
+    /// The knowledge base the receptionist answers from.
+    Kb {
+        /// What to do.
+        #[command(subcommand)]
+        action: receptionist::KbAction,
     },
     /// Inbox agents: create, list, revoke sessions.
     Agent {
@@ -157,6 +170,14 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Voice { action } => {
             let db = open(&config).await?;
             voice::run(&config, &db, action).await
+        }
+        Command::Receptionist { action } => {
+            let db = open(&config).await?;
+            receptionist::run(&db, action).await
+        }
+        Command::Kb { action } => {
+            let db = open(&config).await?;
+            receptionist::run_kb(&db, action).await
         }
         Command::Agent { action } => {
             let db = open(&config).await?;

@@ -22,6 +22,7 @@ pub mod messages;
 pub mod orgs;
 pub mod outbox;
 pub mod pending;
+pub mod receptionist;
 pub mod windows;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
