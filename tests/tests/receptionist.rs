@@ -1,0 +1,266 @@
+//! The AI receptionist through the whole gateway with real peers: a headless baresip dials
+//! a number routed to `receptionist` and plays caller turns spoken by espeak-ng (through
+//! sox's 8 kHz µ-law); what it heard is transcribed back by whisper tiny.en and checked;
+//! the transcript is read back from the API. Plus the intent accuracy over spoken
+//! utterances (espeak-ng voices through µ-law and whisper, then the local responder).
+
+use integration_tests::env::{eventually, free_port, Backend, TempDir, World};
+use integration_tests::speech::{normalize, phone_speech, received_audio, silence, transcribe};
+use serde_json::Value;
+use std::path::Path;
+use std::time::Duration;
+
+const NUMBER: &str = "15550100000";
+const GREETING: &str = "Thank you for calling Harbour Dental. How can I help you?";
+
+/// The world's org as a receptionist: greeting, round-the-clock hours, a knowledge base,
+/// the number routed to `receptionist` (with `agent` on the route, if any).
+async fn receptionist_org(w: &World, agent: Option<&str>) {
+    use gateway::db::receptionist as rdb;
+    let settings = rdb::Settings {
+        greeting: Some(GREETING.into()),
+        hours: Some("Mon-Sun 00:00-24:00".into()),
+        timezone: Some("UTC".into()),
+        ..rdb::Settings::default()
+    };
+    rdb::set_settings(&w.db.pool, &w.org.id, &settings, 0).await.unwrap();
+    for (q, a) in [
+        ("Do you have parking?", "Yes, free parking is behind the building."),
+        ("Do you accept insurance?", "We accept most dental insurance plans."),
+    ] {
+        rdb::add_entry(&w.db.pool, &w.org.id, q, a, 0).await.unwrap();
+    }
+    let route = gateway::db::calls::Route {
+        number: NUMBER.into(),
+        org_id: w.org.id.clone(),
+        app: "receptionist".into(),
+        agent: agent.map(str::to_owned),
+        allow_refer: false,
+    };
+    assert!(gateway::db::calls::add_route(&w.db.pool, &route, 0).await.unwrap());
+}
+
+/// A baresip config folder: SIP on `port`, G.711, `source` as its microphone, received audio
+/// dumped into `dumps`, and optionally the ctrl_tcp command port.
+fn baresip_config(dir: &Path, source: &Path, dumps: &Path, ctrl: Option<u16>, account: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::create_dir_all(dumps).unwrap();
+    let mut config = format!(
+        "poll_method epoll\nsip_listen 127.0.0.1:{}\nmodule_path /usr/lib/baresip/modules\n\
+         module g711.so\nmodule aufile.so\nmodule sndfile.so\nmodule alsa.so\n\
+         module_app account.so\nmodule_app menu.so\naudio_player alsa,null\n\
+         audio_source aufile,{}\nsnd_path {}\n",
+        free_port(),
+        source.display(),
+        dumps.display()
+    );
+    if let Some(c) = ctrl {
+        config.push_str(&format!("module_app ctrl_tcp.so\nctrl_tcp_listen 127.0.0.1:{c}\n"));
+    }
+    std::fs::write(dir.join("config"), config).unwrap();
+    std::fs::write(dir.join("accounts"), format!("{account}\n")).unwrap();
+}
+
+/// Starts baresip with its output in `log`.
+fn baresip(cfg: &Path, log: &Path, extra: &[String]) -> tokio::process::Child {
+    let out = std::fs::File::create(log).unwrap();
+    tokio::process::Command::new("baresip")
+        .arg("-f")
+        .arg(cfg)
+        .args(extra)
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("baresip must be installed (scripts/ensure-voice-peers.sh): {e}"))
+}
+
+async fn log_shows(log: &Path, what: &str, within: Duration) {
+    eventually(within, || async {
+        std::fs::read_to_string(log).ok()?.contains(what).then_some(())
+    })
+    .await
+}
+
+/// The caller's side of a call: `script` (8 kHz) as its microphone; returns the dumps folder
+/// and the log once baresip has quit (the call ends at the script's end or before).
+async fn call(dir: &TempDir, sip_port: u16, script: &[i16], secs: u32) -> (std::path::PathBuf, String) {
+    let wav = dir.0.join("caller.wav");
+    std::fs::write(&wav, audio::wav::encode_wav(8000, 1, script)).unwrap();
+    let (cfg, dumps, log) = (dir.0.join("caller"), dir.0.join("caller-dumps"), dir.0.join("caller.log"));
+    baresip_config(&cfg, &wav, &dumps, None, "<sip:tester@127.0.0.1>;regint=0");
+    let dial = format!("/dial sip:{NUMBER}@127.0.0.1:{sip_port}");
+    let mut caller = baresip(&cfg, &log, &["-e".into(), dial, "-t".into(), secs.to_string()]);
+    let _ = caller.wait().await;
+    let log = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(log.contains("Call established"), "baresip log:\n{log}");
+    (dumps, log)
+}
+
+/// The org's one call once ended, and its history as (state, event).
+async fn ended_call(w: &World) -> (Value, Vec<(String, String)>) {
+    let calls = eventually(Duration::from_secs(20), || async {
+        let c = w.get_json(&w.org, "/api/v1/calls").await;
+        (c.as_array()?.len() == 1 && c[0]["state"] == "ended").then_some(c)
+    })
+    .await;
+    let steps = calls[0]["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["state"].as_str().unwrap().to_owned(), s["event"].as_str().unwrap().to_owned()))
+        .collect();
+    (calls[0].clone(), steps)
+}
+
+/// The call's transcript from the API: (direction, body) of its voice messages, in order.
+async fn transcript(w: &World, conversation_id: &str) -> Vec<(String, String)> {
+    let messages = w
+        .get_json(&w.org, &format!("/api/v1/conversations/{conversation_id}/messages"))
+        .await;
+    messages
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["channel"] == "voice")
+        .map(|m| (m["direction"].as_str().unwrap().to_owned(), m["body"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+fn sip_port(w: &World) -> u16 {
+    w.gw.running.sip.as_ref().expect("SIP is on").local_addr().port()
+}
+
+/// Greeting heard; a knowledge-base question answered; every turn of both sides stored in
+/// the caller's conversation as `voice` messages (inbound and outbound), with their events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_caller_hears_the_greeting_and_a_knowledge_base_answer() {
+    let w = World::new(Backend::Sqlite).await;
+    receptionist_org(&w, None).await;
+    let dir = TempDir::new();
+    let mut script = silence(5.0);
+    script.extend(phone_speech(&dir.0, "en-us", "Do you have parking?"));
+    script.extend(silence(9.0));
+    let (dumps, _log) = call(&dir, sip_port(&w), &script, 25).await;
+
+    let heard = transcribe(&received_audio(&dumps));
+    eprintln!("the caller heard: {heard}");
+    assert!(heard.contains("thank you for calling"), "greeting not heard: {heard}");
+    assert!(heard.contains("free parking is behind the building"), "answer not heard: {heard}");
+
+    let (call, _) = ended_call(&w).await;
+    let turns = transcript(&w, call["conversation_id"].as_str().unwrap()).await;
+    eprintln!("stored transcript: {turns:?}");
+    assert_eq!(turns[0], ("outbound".to_owned(), GREETING.to_owned()));
+    let asked = turns
+        .iter()
+        .position(|(d, b)| d == "inbound" && normalize(b).contains("parking"))
+        .unwrap_or_else(|| panic!("the caller's question is stored: {turns:?}"));
+    assert_eq!(turns[asked + 1].0, "outbound");
+    assert!(turns[asked + 1].1.contains("free parking is behind the building"), "{turns:?}");
+    integration_tests::schema::assert_org_events_valid(&w, &w.org).await;
+    w.gw.stop().await;
+}
+
+/// Silence: one reprompt, then a goodbye, and the receptionist hangs up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silence_earns_a_reprompt_then_a_goodbye_and_a_hang_up() {
+    let w = World::with_config(Backend::Sqlite, |c| c.sip.reprompt_secs = 2).await;
+    receptionist_org(&w, None).await;
+    let dir = TempDir::new();
+    let (dumps, _log) = call(&dir, sip_port(&w), &silence(30.0), 35).await;
+    let heard = transcribe(&received_audio(&dumps));
+    eprintln!("the caller heard: {heard}");
+    assert!(heard.contains("are you still there"), "no reprompt: {heard}");
+    assert!(heard.contains("goodbye"), "no goodbye: {heard}");
+    let (call, steps) = ended_call(&w).await;
+    assert_eq!(call["cause"], "callee_hangup", "the receptionist hung up: {steps:?}");
+}
+
+/// An agent baresip registered with digest credentials, auto-answering.
+fn agent_phone(dir: &TempDir, sip_port: u16) -> (tokio::process::Child, std::path::PathBuf) {
+    let voice = dir.0.join("agent.wav");
+    std::fs::write(&voice, audio::wav::encode_wav(8000, 1, &silence(2.0))).unwrap();
+    let (cfg, log) = (dir.0.join("agent"), dir.0.join("agent.log"));
+    baresip_config(
+        &cfg,
+        &voice,
+        &dir.0.join("agent-dumps"),
+        None,
+        &format!(
+            "<sip:agent@127.0.0.1:{sip_port};transport=udp>;auth_user=agent;auth_pass=correcthorse1;regint=60;answermode=auto"
+        ),
+    );
+    (baresip(&cfg, &log, &["-t".into(), "40".into()]), log)
+}
+
+async fn with_agent(w: &World) {
+    assert!(gateway::db::calls::upsert_agent(&w.db.pool, &w.org.id, "agent", "dartwing", "correcthorse1", 0)
+        .await
+        .unwrap());
+}
+
+fn assert_transferred(steps: &[(String, String)]) {
+    let states: Vec<&str> = steps.iter().map(|(s, _)| s.as_str()).collect();
+    assert!(
+        states.starts_with(&["ringing", "answered", "transferring", "bridged"]),
+        "{steps:?}"
+    );
+}
+
+/// "I'd like to talk to a person" reaches the org's receptionist agent (set with
+/// `receptionist set --agent`, the route names none): a registered baresip answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asking_for_a_person_reaches_the_registered_agent() {
+    let w = World::new(Backend::Sqlite).await;
+    with_agent(&w).await;
+    receptionist_org(&w, None).await;
+    let settings = gateway::db::receptionist::Settings {
+        agent: Some("agent".into()),
+        ..Default::default()
+    };
+    gateway::db::receptionist::set_settings(&w.db.pool, &w.org.id, &settings, 0).await.unwrap();
+    let dir = TempDir::new();
+    let (mut agent, agent_log) = agent_phone(&dir, sip_port(&w));
+    log_shows(&agent_log, "200 OK", Duration::from_secs(15)).await;
+    let mut script = silence(5.0);
+    script.extend(phone_speech(&dir.0, "en-us", "I would like to talk to a person, please."));
+    script.extend(silence(12.0));
+    let (_dumps, _log) = call(&dir, sip_port(&w), &script, 25).await;
+    let log = std::fs::read_to_string(&agent_log).unwrap_or_default();
+    assert!(log.contains("Call established"), "the agent's phone took the call:\n{log}");
+    let (_, steps) = ended_call(&w).await;
+    assert_transferred(&steps);
+    agent.kill().await.ok();
+}
+
+/// DTMF 0 hands the call to the route's agent at any point (here: over the greeting).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dtmf_0_reaches_the_routes_agent() {
+    let w = World::new(Backend::Sqlite).await;
+    with_agent(&w).await;
+    receptionist_org(&w, Some("agent")).await;
+    let dir = TempDir::new();
+    let port = sip_port(&w);
+    let (mut agent, agent_log) = agent_phone(&dir, port);
+    log_shows(&agent_log, "200 OK", Duration::from_secs(15)).await;
+    let wav = dir.0.join("caller.wav");
+    std::fs::write(&wav, audio::wav::encode_wav(8000, 1, &silence(14.0))).unwrap();
+    let ctrl = free_port();
+    let (cfg, log) = (dir.0.join("caller"), dir.0.join("caller.log"));
+    baresip_config(&cfg, &wav, &dir.0.join("caller-dumps"), Some(ctrl), "<sip:tester@127.0.0.1>;regint=0");
+    let dial = format!("/dial sip:{NUMBER}@127.0.0.1:{port}");
+    let mut caller = baresip(&cfg, &log, &["-e".into(), dial, "-t".into(), "16".into()]);
+    log_shows(&log, "Call established", Duration::from_secs(15)).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", ctrl)).await.expect("ctrl_tcp");
+    let cmd = serde_json::json!({"command": "sndcode", "params": "0", "token": "t1"}).to_string();
+    tokio::io::AsyncWriteExt::write_all(&mut sock, format!("{}:{cmd},", cmd.len()).as_bytes())
+        .await
+        .unwrap();
+    log_shows(&agent_log, "Call established", Duration::from_secs(15)).await;
+    let _ = caller.wait().await;
+    let (_, steps) = ended_call(&w).await;
+    assert_transferred(&steps);
+    agent.kill().await.ok();
+}
