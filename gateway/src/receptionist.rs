@@ -210,8 +210,9 @@ impl Speech for LocalSpeech {
             match slot.as_ref() {
                 Some(stt) => Arc::clone(stt),
                 None => {
-                    let loaded: Arc<dyn SpeechToText> =
-                        Arc::new(WhisperStt::load(WhisperConfig::new(&self.model)).map_err(failure)?);
+                    let loaded: Arc<dyn SpeechToText> = Arc::new(
+                        WhisperStt::load(WhisperConfig::new(&self.model)).map_err(failure)?,
+                    );
                     *slot = Some(Arc::clone(&loaded));
                     loaded
                 }
@@ -298,7 +299,15 @@ mod tests {
         let hours = Hours::parse("Mon-Fri 09:00-17:00").unwrap();
         let alt = alternatives(start, 30, Some(&hours), &tz);
         let locals: Vec<&str> = alt.iter().take(4).map(|s| s.local_start.as_str()).collect();
-        assert_eq!(locals, ["2026-12-08T16:00", "2026-12-08T16:30", "2026-12-09T09:00", "2026-12-09T09:30"]);
+        assert_eq!(
+            locals,
+            [
+                "2026-12-08T16:00",
+                "2026-12-08T16:30",
+                "2026-12-09T09:00",
+                "2026-12-09T09:30"
+            ]
+        );
         assert_eq!(alt.len(), 50);
     }
 }

@@ -49,12 +49,14 @@ impl CallRouter for DbRouter {
             // A receptionist route without an agent of its own hands over to the org's
             // receptionist agent (`receptionist set --agent`).
             let agent = match (&r.agent, r.app.trim()) {
-                (None, "receptionist") => crate::db::receptionist::settings(&self.db.pool, &r.org_id)
-                    .await
-                    .map_err(|e| RouteError::Unavailable {
-                        source: Box::new(e),
-                    })?
-                    .agent,
+                (None, "receptionist") => {
+                    crate::db::receptionist::settings(&self.db.pool, &r.org_id)
+                        .await
+                        .map_err(|e| RouteError::Unavailable {
+                            source: Box::new(e),
+                        })?
+                        .agent
+                }
                 _ => r.agent,
             };
             Ok(Some(Route {

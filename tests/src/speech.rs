@@ -26,8 +26,14 @@ pub fn phone_speech(dir: &Path, voice: &str, text: &str) -> Vec<i16> {
     let n = fastrand::u64(..);
     let wav = dir.join(format!("espeak-{n}.wav"));
     let ulaw = dir.join(format!("ulaw-{n}.wav"));
-    run(Command::new("espeak-ng").args(["-v", voice, "-w"]).arg(&wav).arg(text));
-    run(Command::new("sox").arg(&wav).args(["-r", "8000", "-e", "u-law"]).arg(&ulaw));
+    run(Command::new("espeak-ng")
+        .args(["-v", voice, "-w"])
+        .arg(&wav)
+        .arg(text));
+    run(Command::new("sox")
+        .arg(&wav)
+        .args(["-r", "8000", "-e", "u-law"])
+        .arg(&ulaw));
     let clip = stt_tts::wav::read_wav(&ulaw).expect("read the µ-law WAV");
     assert_eq!(clip.rate, 8_000);
     let _ = std::fs::remove_file(wav);
@@ -68,7 +74,13 @@ pub fn transcribe(samples: &[i16]) -> String {
 pub fn normalize(text: &str) -> String {
     text.to_lowercase()
         .chars()
-        .map(|c| if c.is_alphanumeric() || c == '\'' { c } else { ' ' })
+        .map(|c| {
+            if c.is_alphanumeric() || c == '\'' {
+                c
+            } else {
+                ' '
+            }
+        })
         .collect::<String>()
         .split_whitespace()
         .collect::<Vec<_>>()

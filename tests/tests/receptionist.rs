@@ -23,12 +23,22 @@ async fn receptionist_org(w: &World, agent: Option<&str>) {
         timezone: Some("UTC".into()),
         ..rdb::Settings::default()
     };
-    rdb::set_settings(&w.db.pool, &w.org.id, &settings, 0).await.unwrap();
+    rdb::set_settings(&w.db.pool, &w.org.id, &settings, 0)
+        .await
+        .unwrap();
     for (q, a) in [
-        ("Do you have parking?", "Yes, free parking is behind the building."),
-        ("Do you accept insurance?", "We accept most dental insurance plans."),
+        (
+            "Do you have parking?",
+            "Yes, free parking is behind the building.",
+        ),
+        (
+            "Do you accept insurance?",
+            "We accept most dental insurance plans.",
+        ),
     ] {
-        rdb::add_entry(&w.db.pool, &w.org.id, q, a, 0).await.unwrap();
+        rdb::add_entry(&w.db.pool, &w.org.id, q, a, 0)
+            .await
+            .unwrap();
     }
     let route = gateway::db::calls::Route {
         number: NUMBER.into(),
@@ -37,7 +47,9 @@ async fn receptionist_org(w: &World, agent: Option<&str>) {
         agent: agent.map(str::to_owned),
         allow_refer: false,
     };
-    assert!(gateway::db::calls::add_route(&w.db.pool, &route, 0).await.unwrap());
+    assert!(gateway::db::calls::add_route(&w.db.pool, &route, 0)
+        .await
+        .unwrap());
 }
 
 /// A baresip config folder: SIP on `port`, G.711, `source` as its microphone, received audio
@@ -55,7 +67,9 @@ fn baresip_config(dir: &Path, source: &Path, dumps: &Path, ctrl: Option<u16>, ac
         dumps.display()
     );
     if let Some(c) = ctrl {
-        config.push_str(&format!("module_app ctrl_tcp.so\nctrl_tcp_listen 127.0.0.1:{c}\n"));
+        config.push_str(&format!(
+            "module_app ctrl_tcp.so\nctrl_tcp_listen 127.0.0.1:{c}\n"
+        ));
     }
     std::fs::write(dir.join("config"), config).unwrap();
     std::fs::write(dir.join("accounts"), format!("{account}\n")).unwrap();
@@ -72,25 +86,43 @@ fn baresip(cfg: &Path, log: &Path, extra: &[String]) -> tokio::process::Child {
         .stderr(out)
         .kill_on_drop(true)
         .spawn()
-        .unwrap_or_else(|e| panic!("baresip must be installed (scripts/ensure-voice-peers.sh): {e}"))
+        .unwrap_or_else(|e| {
+            panic!("baresip must be installed (scripts/ensure-voice-peers.sh): {e}")
+        })
 }
 
 async fn log_shows(log: &Path, what: &str, within: Duration) {
     eventually(within, || async {
-        std::fs::read_to_string(log).ok()?.contains(what).then_some(())
+        std::fs::read_to_string(log)
+            .ok()?
+            .contains(what)
+            .then_some(())
     })
     .await
 }
 
 /// The caller's side of a call: `script` (8 kHz) as its microphone; returns the dumps folder
 /// and the log once baresip has quit (the call ends at the script's end or before).
-async fn call(dir: &TempDir, sip_port: u16, script: &[i16], secs: u32) -> (std::path::PathBuf, String) {
+async fn call(
+    dir: &TempDir,
+    sip_port: u16,
+    script: &[i16],
+    secs: u32,
+) -> (std::path::PathBuf, String) {
     let wav = dir.0.join("caller.wav");
     std::fs::write(&wav, audio::wav::encode_wav(8000, 1, script)).unwrap();
-    let (cfg, dumps, log) = (dir.0.join("caller"), dir.0.join("caller-dumps"), dir.0.join("caller.log"));
+    let (cfg, dumps, log) = (
+        dir.0.join("caller"),
+        dir.0.join("caller-dumps"),
+        dir.0.join("caller.log"),
+    );
     baresip_config(&cfg, &wav, &dumps, None, "<sip:tester@127.0.0.1>;regint=0");
     let dial = format!("/dial sip:{NUMBER}@127.0.0.1:{sip_port}");
-    let mut caller = baresip(&cfg, &log, &["-e".into(), dial, "-t".into(), secs.to_string()]);
+    let mut caller = baresip(
+        &cfg,
+        &log,
+        &["-e".into(), dial, "-t".into(), secs.to_string()],
+    );
     let _ = caller.wait().await;
     let log = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(log.contains("Call established"), "baresip log:\n{log}");
@@ -108,7 +140,12 @@ async fn ended_call(w: &World) -> (Value, Vec<(String, String)>) {
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| (s["state"].as_str().unwrap().to_owned(), s["event"].as_str().unwrap().to_owned()))
+        .map(|s| {
+            (
+                s["state"].as_str().unwrap().to_owned(),
+                s["event"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     (calls[0].clone(), steps)
 }
@@ -116,19 +153,32 @@ async fn ended_call(w: &World) -> (Value, Vec<(String, String)>) {
 /// The call's transcript from the API: (direction, body) of its voice messages, in order.
 async fn transcript(w: &World, conversation_id: &str) -> Vec<(String, String)> {
     let messages = w
-        .get_json(&w.org, &format!("/api/v1/conversations/{conversation_id}/messages"))
+        .get_json(
+            &w.org,
+            &format!("/api/v1/conversations/{conversation_id}/messages"),
+        )
         .await;
     messages
         .as_array()
         .unwrap()
         .iter()
         .filter(|m| m["channel"] == "voice")
-        .map(|m| (m["direction"].as_str().unwrap().to_owned(), m["body"].as_str().unwrap().to_owned()))
+        .map(|m| {
+            (
+                m["direction"].as_str().unwrap().to_owned(),
+                m["body"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect()
 }
 
 fn sip_port(w: &World) -> u16 {
-    w.gw.running.sip.as_ref().expect("SIP is on").local_addr().port()
+    w.gw.running
+        .sip
+        .as_ref()
+        .expect("SIP is on")
+        .local_addr()
+        .port()
 }
 
 /// Greeting heard; a knowledge-base question answered; every turn of both sides stored in
@@ -145,8 +195,14 @@ async fn the_caller_hears_the_greeting_and_a_knowledge_base_answer() {
 
     let heard = transcribe(&received_audio(&dumps));
     eprintln!("the caller heard: {heard}");
-    assert!(heard.contains("thank you for calling"), "greeting not heard: {heard}");
-    assert!(heard.contains("free parking is behind the building"), "answer not heard: {heard}");
+    assert!(
+        heard.contains("thank you for calling"),
+        "greeting not heard: {heard}"
+    );
+    assert!(
+        heard.contains("free parking is behind the building"),
+        "answer not heard: {heard}"
+    );
 
     let (call, _) = ended_call(&w).await;
     let turns = transcript(&w, call["conversation_id"].as_str().unwrap()).await;
@@ -157,7 +213,12 @@ async fn the_caller_hears_the_greeting_and_a_knowledge_base_answer() {
         .position(|(d, b)| d == "inbound" && normalize(b).contains("parking"))
         .unwrap_or_else(|| panic!("the caller's question is stored: {turns:?}"));
     assert_eq!(turns[asked + 1].0, "outbound");
-    assert!(turns[asked + 1].1.contains("free parking is behind the building"), "{turns:?}");
+    assert!(
+        turns[asked + 1]
+            .1
+            .contains("free parking is behind the building"),
+        "{turns:?}"
+    );
     integration_tests::schema::assert_org_events_valid(&w, &w.org).await;
     w.gw.stop().await;
 }
@@ -171,10 +232,16 @@ async fn silence_earns_a_reprompt_then_a_goodbye_and_a_hang_up() {
     let (dumps, _log) = call(&dir, sip_port(&w), &silence(30.0), 35).await;
     let heard = transcribe(&received_audio(&dumps));
     eprintln!("the caller heard: {heard}");
-    assert!(heard.contains("are you still there"), "no reprompt: {heard}");
+    assert!(
+        heard.contains("are you still there"),
+        "no reprompt: {heard}"
+    );
     assert!(heard.contains("goodbye"), "no goodbye: {heard}");
     let (call, steps) = ended_call(&w).await;
-    assert_eq!(call["cause"], "callee_hangup", "the receptionist hung up: {steps:?}");
+    assert_eq!(
+        call["cause"], "callee_hangup",
+        "the receptionist hung up: {steps:?}"
+    );
 }
 
 /// An agent baresip registered with digest credentials, auto-answering.
@@ -195,9 +262,16 @@ fn agent_phone(dir: &TempDir, sip_port: u16) -> (tokio::process::Child, std::pat
 }
 
 async fn with_agent(w: &World) {
-    assert!(gateway::db::calls::upsert_agent(&w.db.pool, &w.org.id, "agent", "dartwing", "correcthorse1", 0)
-        .await
-        .unwrap());
+    assert!(gateway::db::calls::upsert_agent(
+        &w.db.pool,
+        &w.org.id,
+        "agent",
+        "dartwing",
+        "correcthorse1",
+        0
+    )
+    .await
+    .unwrap());
 }
 
 fn assert_transferred(steps: &[(String, String)]) {
@@ -219,16 +293,25 @@ async fn asking_for_a_person_reaches_the_registered_agent() {
         agent: Some("agent".into()),
         ..Default::default()
     };
-    gateway::db::receptionist::set_settings(&w.db.pool, &w.org.id, &settings, 0).await.unwrap();
+    gateway::db::receptionist::set_settings(&w.db.pool, &w.org.id, &settings, 0)
+        .await
+        .unwrap();
     let dir = TempDir::new();
     let (mut agent, agent_log) = agent_phone(&dir, sip_port(&w));
     log_shows(&agent_log, "200 OK", Duration::from_secs(15)).await;
     let mut script = silence(5.0);
-    script.extend(phone_speech(&dir.0, "en-us", "I would like to talk to a person, please."));
+    script.extend(phone_speech(
+        &dir.0,
+        "en-us",
+        "I would like to talk to a person, please.",
+    ));
     script.extend(silence(12.0));
     let (_dumps, _log) = call(&dir, sip_port(&w), &script, 25).await;
     let log = std::fs::read_to_string(&agent_log).unwrap_or_default();
-    assert!(log.contains("Call established"), "the agent's phone took the call:\n{log}");
+    assert!(
+        log.contains("Call established"),
+        "the agent's phone took the call:\n{log}"
+    );
     let (_, steps) = ended_call(&w).await;
     assert_transferred(&steps);
     agent.kill().await.ok();
@@ -248,12 +331,20 @@ async fn dtmf_0_reaches_the_routes_agent() {
     std::fs::write(&wav, audio::wav::encode_wav(8000, 1, &silence(14.0))).unwrap();
     let ctrl = free_port();
     let (cfg, log) = (dir.0.join("caller"), dir.0.join("caller.log"));
-    baresip_config(&cfg, &wav, &dir.0.join("caller-dumps"), Some(ctrl), "<sip:tester@127.0.0.1>;regint=0");
+    baresip_config(
+        &cfg,
+        &wav,
+        &dir.0.join("caller-dumps"),
+        Some(ctrl),
+        "<sip:tester@127.0.0.1>;regint=0",
+    );
     let dial = format!("/dial sip:{NUMBER}@127.0.0.1:{port}");
     let mut caller = baresip(&cfg, &log, &["-e".into(), dial, "-t".into(), "16".into()]);
     log_shows(&log, "Call established", Duration::from_secs(15)).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
-    let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", ctrl)).await.expect("ctrl_tcp");
+    let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", ctrl))
+        .await
+        .expect("ctrl_tcp");
     let cmd = serde_json::json!({"command": "sndcode", "params": "0", "token": "t1"}).to_string();
     tokio::io::AsyncWriteExt::write_all(&mut sock, format!("{}:{cmd},", cmd.len()).as_bytes())
         .await
@@ -264,3 +355,74 @@ async fn dtmf_0_reaches_the_routes_agent() {
     assert_transferred(&steps);
     agent.kill().await.ok();
 }
+
+/// One booking per slot: the second caller for a slot (or an overlapping one) is offered
+/// the next free slot instead; `GET /api/v1/appointments` lists the booking; its event
+/// matches its schema. Both backends.
+async fn one_booking_per_slot(backend: Backend) {
+    use gateway::db::receptionist::{book, BookResult, BookWrite, Slot};
+    let w = World::new(backend).await;
+    let mut conn = w.db.pool.acquire().await.unwrap();
+    for (call, from) in [
+        ("c1", "<sip:+15551230001@127.0.0.1>"),
+        ("c2", "<sip:+15551230002@127.0.0.1>"),
+    ] {
+        let t = gateway::db::calls::CallTransition {
+            call_id: call.into(),
+            org_id: w.org.id.clone(),
+            sip_call_id: format!("sip-{call}"),
+            from: from.into(),
+            to: NUMBER.into(),
+            event: None,
+            detail: None,
+            node: None,
+        };
+        gateway::db::calls::record(&mut conn, &t, 1).await.unwrap();
+    }
+    let at = |minutes: i64, local: &str| Slot {
+        starts_at: 1_800_000_000_000 + minutes * 60_000,
+        ends_at: 1_800_000_000_000 + (minutes + 30) * 60_000,
+        local_start: local.into(),
+    };
+    let write = |call: &str, wanted: Slot, alternatives: Vec<Slot>| BookWrite {
+        org_id: w.org.id.clone(),
+        call_id: call.into(),
+        timezone: "UTC".into(),
+        wanted,
+        alternatives,
+    };
+    let first = book(
+        &mut conn,
+        &write("c1", at(0, "2027-01-15T08:00"), vec![]),
+        2,
+    )
+    .await
+    .unwrap();
+    assert!(matches!(first, BookResult::Booked(_)), "{first:?}");
+    let same = write(
+        "c2",
+        at(0, "2027-01-15T08:00"),
+        vec![at(15, "2027-01-15T08:15"), at(30, "2027-01-15T08:30")],
+    );
+    assert_eq!(
+        book(&mut conn, &same, 3).await.unwrap(),
+        BookResult::Taken(Some(at(30, "2027-01-15T08:30"))),
+        "the same slot: the first alternative that does not overlap"
+    );
+    let overlapping = write("c2", at(15, "2027-01-15T08:15"), vec![]);
+    assert_eq!(
+        book(&mut conn, &overlapping, 4).await.unwrap(),
+        BookResult::Taken(None)
+    );
+    drop(conn);
+    let listed = w.get_json(&w.org, "/api/v1/appointments?from=0").await;
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["caller"], "+15551230001");
+    assert_eq!(listed[0]["local_start"], "2027-01-15T08:00");
+    assert_eq!(listed[0]["starts_at"], 1_800_000_000_000i64);
+    integration_tests::schema::assert_org_events_valid(&w, &w.org).await;
+    w.gw.stop().await;
+}
+
+integration_tests::both_backends!(one_booking_per_slot);

@@ -6,8 +6,8 @@
 //! `RECEPTIONIST_INTENT_VOICES` (comma-separated espeak-ng voices) narrows the run, e.g.
 //! to one voice for a quicker pass; the assertion holds for any set.
 
-use integration_tests::speech::{phone_speech, tiny};
 use integration_tests::env::TempDir;
+use integration_tests::speech::{phone_speech, tiny};
 use stt_tts::SpeechToText;
 use voice::receptionist::responder::{understand, Entry, Hours, Intent, Knowledge, Profile};
 
@@ -22,11 +22,26 @@ fn profile() -> Profile {
         greeting: None,
         hours: Some(Hours::parse("Mon-Fri 09:00-17:00").unwrap()),
         knowledge: Knowledge::new(vec![
-            e("Where are you located?", "We are at 12 Harbour Street, next to the library."),
-            e("Do you have parking?", "Yes, free parking is behind the building."),
-            e("How much does a cleaning cost?", "A standard cleaning costs 90 dollars."),
-            e("Do you accept insurance?", "We accept most dental insurance plans."),
-            e("Do you take walk-in patients?", "We see walk-in patients until noon."),
+            e(
+                "Where are you located?",
+                "We are at 12 Harbour Street, next to the library.",
+            ),
+            e(
+                "Do you have parking?",
+                "Yes, free parking is behind the building.",
+            ),
+            e(
+                "How much does a cleaning cost?",
+                "A standard cleaning costs 90 dollars.",
+            ),
+            e(
+                "Do you accept insurance?",
+                "We accept most dental insurance plans.",
+            ),
+            e(
+                "Do you take walk-in patients?",
+                "We see walk-in patients until noon.",
+            ),
         ]),
         appointment_minutes: 30,
     }
@@ -45,7 +60,10 @@ const UTTERANCES: &[(&str, &str)] = &[
     ("Please ask them to call me back.", "message"),
     ("Could you take a message?", "message"),
     ("I'd like to book an appointment.", "book"),
-    ("Can I make an appointment for next Tuesday at three thirty?", "book"),
+    (
+        "Can I make an appointment for next Tuesday at three thirty?",
+        "book",
+    ),
     ("I need to schedule a cleaning for Friday.", "book"),
     ("Do you have an appointment tomorrow morning?", "book"),
     ("I want to book a visit on Monday at ten.", "book"),
@@ -103,7 +121,8 @@ fn intent_accuracy_on_spoken_utterances_is_at_least_90_percent() {
         let mut voice_right = 0;
         for (said, want) in UTTERANCES {
             let pcm = phone_speech(&dir.0, voice, said);
-            let pcm16k = audio::resample::resample(&audio::pcm::to_f32(&pcm), 8_000, 16_000).unwrap();
+            let pcm16k =
+                audio::resample::resample(&audio::pcm::to_f32(&pcm), 8_000, 16_000).unwrap();
             let heard = stt.transcribe(&pcm16k).expect("transcribe").text();
             let (intent, _) = understand(&profile, &heard);
             total += 1;
@@ -111,7 +130,10 @@ fn intent_accuracy_on_spoken_utterances_is_at_least_90_percent() {
                 right += 1;
                 voice_right += 1;
             } else {
-                misses.push(format!("[{voice}] {said:?} heard {heard:?} → {} (want {want})", label(intent)));
+                misses.push(format!(
+                    "[{voice}] {said:?} heard {heard:?} → {} (want {want})",
+                    label(intent)
+                ));
             }
         }
         println!(
@@ -131,5 +153,9 @@ fn intent_accuracy_on_spoken_utterances_is_at_least_90_percent() {
         started.elapsed().as_secs_f64()
     );
     assert!(total >= UTTERANCES.len(), "utterances were spoken");
-    assert!(accuracy >= 0.9, "intent accuracy {:.1} % < 90 %", 100.0 * accuracy);
+    assert!(
+        accuracy >= 0.9,
+        "intent accuracy {:.1} % < 90 %",
+        100.0 * accuracy
+    );
 }

@@ -77,13 +77,20 @@ pub async fn run(db: &Db, action: ReceptionistAction) -> anyhow::Result<()> {
     }
     if let Some(tz) = &timezone {
         if TimeZone::get(tz).is_err() {
-            problems.push(format!("unknown time zone `{tz}` (want Area/City, e.g. America/New_York)"));
+            problems.push(format!(
+                "unknown time zone `{tz}` (want Area/City, e.g. America/New_York)"
+            ));
         }
     }
     if let Some(agent) = &agent {
-        let owner = calls::agent(&db.pool, agent).await?.map(|(org_id, ..)| org_id);
+        let owner = calls::agent(&db.pool, agent)
+            .await?
+            .map(|(org_id, ..)| org_id);
         if owner.as_deref() != Some(org.id.as_str()) {
-            problems.push(format!("no agent `{agent}` in {} (add it with `voice agent add`)", org.slug));
+            problems.push(format!(
+                "no agent `{agent}` in {} (add it with `voice agent add`)",
+                org.slug
+            ));
         }
     }
     if appointment_minutes == Some(0) {
@@ -125,7 +132,8 @@ pub async fn run_kb(db: &Db, action: KbAction) -> anyhow::Result<()> {
                 bail!("both --question and --answer need text");
             }
             let org = find_org(db, &org).await?;
-            let id = rdb::add_entry(&db.pool, &org.id, question.trim(), answer.trim(), now_ms()).await?;
+            let id =
+                rdb::add_entry(&db.pool, &org.id, question.trim(), answer.trim(), now_ms()).await?;
             println!("knowledge entry {id} added for {}", org.slug);
         }
         KbAction::List { org } => {

@@ -31,7 +31,12 @@ pub struct Settings {
 }
 
 /// Sets the given fields, keeping the others.
-pub async fn set_settings(pool: &AnyPool, org_id: &str, s: &Settings, now: i64) -> Result<(), StoreError> {
+pub async fn set_settings(
+    pool: &AnyPool,
+    org_id: &str,
+    s: &Settings,
+    now: i64,
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO receptionist_settings (org_id, greeting, hours, timezone, agent, appointment_minutes, updated_at) \
          VALUES ($1, $2, $3, $4, $5, COALESCE($6, 30), $7) \
@@ -76,7 +81,13 @@ pub async fn settings(pool: &AnyPool, org_id: &str) -> Result<Settings, StoreErr
 }
 
 /// Adds a knowledge-base entry; returns its id.
-pub async fn add_entry(pool: &AnyPool, org_id: &str, question: &str, answer: &str, now: i64) -> Result<String, StoreError> {
+pub async fn add_entry(
+    pool: &AnyPool,
+    org_id: &str,
+    question: &str,
+    answer: &str,
+    now: i64,
+) -> Result<String, StoreError> {
     let id = new_id();
     sqlx::query("INSERT INTO kb_entries (id, org_id, question, answer, created_at) VALUES ($1, $2, $3, $4, $5)")
         .bind(&id)
@@ -91,10 +102,12 @@ pub async fn add_entry(pool: &AnyPool, org_id: &str, question: &str, answer: &st
 
 /// The org's knowledge base, oldest first, as (question, answer).
 pub async fn entries(pool: &AnyPool, org_id: &str) -> Result<Vec<(String, String)>, StoreError> {
-    let rows = sqlx::query("SELECT question, answer FROM kb_entries WHERE org_id = $1 ORDER BY created_at, id")
-        .bind(org_id)
-        .fetch_all(pool)
-        .await?;
+    let rows = sqlx::query(
+        "SELECT question, answer FROM kb_entries WHERE org_id = $1 ORDER BY created_at, id",
+    )
+    .bind(org_id)
+    .fetch_all(pool)
+    .await?;
     rows.iter()
         .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
         .collect()
@@ -121,7 +134,11 @@ pub struct TranscriptWrite {
 
 /// Stores a turn as a `voice` message of the call's conversation with its event; `None`
 /// when the call is unknown (in this org).
-pub async fn append_turn(conn: &mut AnyConnection, w: &TranscriptWrite, now: i64) -> Result<Option<String>, StoreError> {
+pub async fn append_turn(
+    conn: &mut AnyConnection,
+    w: &TranscriptWrite,
+    now: i64,
+) -> Result<Option<String>, StoreError> {
     let row = sqlx::query(
         "SELECT c.conversation_id, c.from_uri, c.to_number, v.contact_id FROM calls c \
          JOIN conversations v ON v.id = c.conversation_id WHERE c.id = $1 AND c.org_id = $2",
@@ -238,14 +255,22 @@ async fn is_free(conn: &mut AnyConnection, org_id: &str, slot: &Slot) -> Result<
 }
 
 /// Books the wanted slot if free (no overlap, unique start), with its event.
-pub async fn book(conn: &mut AnyConnection, w: &BookWrite, now: i64) -> Result<BookResult, StoreError> {
-    let call = sqlx::query("SELECT conversation_id, from_uri FROM calls WHERE id = $1 AND org_id = $2")
-        .bind(&w.call_id)
-        .bind(&w.org_id)
-        .fetch_optional(&mut *conn)
-        .await?;
+pub async fn book(
+    conn: &mut AnyConnection,
+    w: &BookWrite,
+    now: i64,
+) -> Result<BookResult, StoreError> {
+    let call =
+        sqlx::query("SELECT conversation_id, from_uri FROM calls WHERE id = $1 AND org_id = $2")
+            .bind(&w.call_id)
+            .bind(&w.org_id)
+            .fetch_optional(&mut *conn)
+            .await?;
     let (conversation_id, caller) = match call {
-        Some(r) => (r.try_get::<String, _>(0)?, super::calls::caller_address(&r.try_get::<String, _>(1)?)),
+        Some(r) => (
+            r.try_get::<String, _>(0)?,
+            super::calls::caller_address(&r.try_get::<String, _>(1)?),
+        ),
         None => return Err(StoreError::ForeignId { what: "call" }),
     };
     let id = new_id();
@@ -325,7 +350,12 @@ pub struct Appointment {
 }
 
 /// The org's appointments starting at or after `from` (Unix ms), soonest first.
-pub async fn appointments(pool: &AnyPool, org_id: &str, from: i64, limit: i64) -> Result<Vec<Appointment>, StoreError> {
+pub async fn appointments(
+    pool: &AnyPool,
+    org_id: &str,
+    from: i64,
+    limit: i64,
+) -> Result<Vec<Appointment>, StoreError> {
     let rows = sqlx::query(
         "SELECT id, conversation_id, call_id, caller, starts_at, ends_at, local_start, timezone, status, created_at \
          FROM appointments WHERE org_id = $1 AND starts_at >= $2 ORDER BY starts_at LIMIT $3",

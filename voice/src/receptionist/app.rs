@@ -51,7 +51,10 @@ impl ReceptionistApp {
             if tx.try_send(input).is_err() {
                 self.dropped += 1;
                 if self.dropped.is_power_of_two() {
-                    tracing::warn!(dropped = self.dropped, "receptionist session behind; input dropped");
+                    tracing::warn!(
+                        dropped = self.dropped,
+                        "receptionist session behind; input dropped"
+                    );
                 }
             }
         }
@@ -62,7 +65,10 @@ impl ReceptionistApp {
             return Vec::new();
         };
         let actions: Vec<Action> = rx.try_iter().collect();
-        self.plays += actions.iter().filter(|a| matches!(a, Action::Play(_))).count() as u64;
+        self.plays += actions
+            .iter()
+            .filter(|a| matches!(a, Action::Play(_)))
+            .count() as u64;
         actions
     }
 }

@@ -44,6 +44,8 @@ struct Session {
     after: After,
     /// Frames of silence since the receptionist or the caller last spoke.
     quiet_frames: u64,
+    /// The caller is speaking, or their turn is being transcribed (no reprompt then).
+    in_turn: bool,
     reprompts: u32,
     /// Whether the call is ending (goodbye or hand-over said): no more turns.
     closing: bool,
@@ -78,6 +80,7 @@ pub(super) async fn run(
         speaking: false,
         after: After::Listen,
         quiet_frames: 0,
+        in_turn: false,
         reprompts: 0,
         closing: false,
     };
@@ -97,7 +100,10 @@ pub(super) async fn run(
     while let Some(event) = input.recv().await {
         match event {
             Input::Audio(frame) => {
-                let heard = listener.as_mut().map(|l| l.push(&frame)).unwrap_or_default();
+                let heard = listener
+                    .as_mut()
+                    .map(|l| l.push(&frame))
+                    .unwrap_or_default();
                 s.on_frame(heard).await;
             }
             Input::Dtmf(digit) => s.on_dtmf(digit).await,
@@ -128,7 +134,13 @@ impl Session {
         let _ = self.actions.send(action);
     }
 
-    fn record(&self, speaker: Speaker, text: &str, turn: Option<&super::Turn>, intent: Option<&'static str>) {
+    fn record(
+        &self,
+        speaker: Speaker,
+        text: &str,
+        turn: Option<&super::Turn>,
+        intent: Option<&'static str>,
+    ) {
         let _ = self.transcript.send(TranscriptTurn {
             call_id: self.ctx.call_id.clone(),
             org: self.ctx.org.clone(),
@@ -189,6 +201,7 @@ impl Session {
             match h {
                 Heard::SpeechStart => {
                     self.quiet_frames = 0;
+                    self.in_turn = true;
                     if self.speaking && !self.closing {
                         // Barge-in: the caller talks over us; stop at once and listen.
                         self.act(Action::StopPlayback);
@@ -196,10 +209,14 @@ impl Session {
                         self.after = After::Listen;
                     }
                 }
-                Heard::Turn(turn) => self.on_turn(turn).await,
+                Heard::Turn(turn) => {
+                    self.in_turn = false;
+                    self.quiet_frames = 0;
+                    self.on_turn(turn).await;
+                }
             }
         }
-        if !self.speaking && !self.closing {
+        if !self.speaking && !self.closing && !self.in_turn {
             self.quiet_frames += 1;
             let limit = self.host.config.reprompt_after.as_millis() as u64 * FRAMES_PER_SEC / 1000;
             if self.quiet_frames >= limit.max(1) {
@@ -211,7 +228,8 @@ impl Session {
     async fn on_silence(&mut self) {
         if self.reprompts < self.host.config.reprompts {
             self.reprompts += 1;
-            self.say("Are you still there? How can I help you?", After::Listen).await;
+            self.say("Are you still there? How can I help you?", After::Listen)
+                .await;
         } else {
             self.closing = true;
             self.say("I haven't heard anything, so I'll end the call now. Thank you for calling. Goodbye.", After::Hangup)
@@ -226,11 +244,16 @@ impl Session {
         }
         self.reprompts = 0;
         let now = self.now();
-        let reply = self
-            .host
-            .responder
-            .respond(&self.settings.profile, &mut self.dialog, &text, now);
-        self.record(Speaker::Caller, &text, Some(&turn), Some(reply.intent.name()));
+        let reply =
+            self.host
+                .responder
+                .respond(&self.settings.profile, &mut self.dialog, &text, now);
+        self.record(
+            Speaker::Caller,
+            &text,
+            Some(&turn),
+            Some(reply.intent.name()),
+        );
         tracing::info!(
             call = %self.ctx.call_id, heard = %text, intent = reply.intent.name(),
             confidence = reply.confidence, "receptionist turn"
@@ -281,7 +304,10 @@ impl Session {
             ),
             Ok(Booked::Taken { next: Some(next) }) => self.dialog.offer(next),
             Ok(Booked::Taken { next: None }) => {
-                self.dialog.stage = Stage::AskWhen { date: None, time: None };
+                self.dialog.stage = Stage::AskWhen {
+                    date: None,
+                    time: None,
+                };
                 "That time is taken and I found nothing free soon after. What other day would suit you?".to_owned()
             }
             Err(e) => {
@@ -298,12 +324,14 @@ impl Session {
                     self.act(Action::StopPlayback);
                     self.speaking = false;
                 }
-                let (say, after) = self.hand_over("Connecting you to a person now. Please hold.".to_owned());
+                let (say, after) =
+                    self.hand_over("Connecting you to a person now. Please hold.".to_owned());
                 self.say(&say, after).await;
             }
             '#' if !self.closing => {
                 self.closing = true;
-                self.say("Thank you for calling. Goodbye.", After::Hangup).await;
+                self.say("Thank you for calling. Goodbye.", After::Hangup)
+                    .await;
             }
             _ => {}
         }

@@ -52,7 +52,11 @@ impl Hours {
     /// range (`Mon-Fri`, wrapping allowed: `Fri-Mon`).
     pub fn parse(text: &str) -> Result<Hours, HoursError> {
         let mut hours = Hours::default();
-        for item in text.split([',', ';']).map(str::trim).filter(|i| !i.is_empty()) {
+        for item in text
+            .split([',', ';'])
+            .map(str::trim)
+            .filter(|i| !i.is_empty())
+        {
             let err = |why| HoursError {
                 item: item.to_owned(),
                 why,
@@ -190,9 +194,15 @@ mod tests {
     #[test]
     fn ranges_wrap_and_names_are_loose() {
         let h = Hours::parse("fri-mon 12:00-13:30").unwrap();
-        assert_eq!(h.describe(), "Monday, noon to 1:30 PM; Friday to Sunday, noon to 1:30 PM");
+        assert_eq!(
+            h.describe(),
+            "Monday, noon to 1:30 PM; Friday to Sunday, noon to 1:30 PM"
+        );
         let h = Hours::parse("Tue 08:00-12:00; Thursday 08:00-12:00").unwrap();
-        assert_eq!(h.describe(), "Tuesday, 8 AM to noon; Thursday, 8 AM to noon");
+        assert_eq!(
+            h.describe(),
+            "Tuesday, 8 AM to noon; Thursday, 8 AM to noon"
+        );
         let h = Hours::parse("Sat-Sun 10:00-16:00").unwrap();
         assert_eq!(h.describe(), "Saturday and Sunday, 10 AM to 4 PM");
     }

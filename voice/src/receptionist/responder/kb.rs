@@ -118,11 +118,26 @@ mod tests {
             answer: a.into(),
         };
         Knowledge::new(vec![
-            e("Where are you located?", "We are at 12 Harbour Street, next to the library."),
-            e("Do you have parking?", "Yes, free parking is behind the building."),
-            e("How much is a cleaning?", "A standard cleaning costs 90 dollars."),
-            e("Do you accept insurance?", "We accept most dental insurance plans."),
-            e("Do you take walk-ins?", "We see walk-in patients until noon."),
+            e(
+                "Where are you located?",
+                "We are at 12 Harbour Street, next to the library.",
+            ),
+            e(
+                "Do you have parking?",
+                "Yes, free parking is behind the building.",
+            ),
+            e(
+                "How much is a cleaning?",
+                "A standard cleaning costs 90 dollars.",
+            ),
+            e(
+                "Do you accept insurance?",
+                "We accept most dental insurance plans.",
+            ),
+            e(
+                "Do you take walk-ins?",
+                "We see walk-in patients until noon.",
+            ),
         ])
     }
 
@@ -147,7 +162,10 @@ mod tests {
 
     #[test]
     fn whisper_misspellings_still_match() {
-        assert_eq!(kb().best("do you except insurence").map(|m| m.index), Some(3));
+        assert_eq!(
+            kb().best("do you except insurence").map(|m| m.index),
+            Some(3)
+        );
     }
 
     #[test]

@@ -49,7 +49,11 @@ impl Profile {
     /// business is closed, its hours.
     pub fn greeting(&self, now: DateTime) -> String {
         let mut text = self.greeting.clone().unwrap_or_else(|| {
-            let name = if self.name.is_empty() { "us" } else { &self.name };
+            let name = if self.name.is_empty() {
+                "us"
+            } else {
+                &self.name
+            };
             format!("Thank you for calling {name}. How can I help you?")
         });
         if let Some(hours) = &self.hours {
@@ -154,7 +158,8 @@ pub trait Responder: Send + Sync {
 pub struct LocalResponder;
 
 /// Said when nothing was understood.
-pub const DIDNT_CATCH: &str = "Sorry, I didn't catch that. You can ask about our hours or address, \
+pub const DIDNT_CATCH: &str =
+    "Sorry, I didn't catch that. You can ask about our hours or address, \
 book an appointment, leave a message, or ask for a person. You can also press 0 for a person.";
 
 /// What the responder understood from one turn, before the dialog acts on it.
@@ -168,9 +173,12 @@ pub fn understand(profile: &Profile, heard: &str) -> (Intent, f32) {
         {
             (Intent::Knowledge(m.index), m.score.min(1.0))
         }
-        (Intent::Address, None) => match profile.knowledge.entries().iter().position(|e| {
-            intent::classify(&e.question).intent == Intent::Address
-        }) {
+        (Intent::Address, None) => match profile
+            .knowledge
+            .entries()
+            .iter()
+            .position(|e| intent::classify(&e.question).intent == Intent::Address)
+        {
             Some(i) => (Intent::Knowledge(i), guess.confidence),
             None => (Intent::Address, guess.confidence),
         },
@@ -179,7 +187,14 @@ pub fn understand(profile: &Profile, heard: &str) -> (Intent, f32) {
 }
 
 impl LocalResponder {
-    fn booking(&self, profile: &Profile, dialog: &mut Dialog, heard: &str, now: DateTime, conf: f32) -> Reply {
+    fn booking(
+        &self,
+        profile: &Profile,
+        dialog: &mut Dialog,
+        heard: &str,
+        now: DateTime,
+        conf: f32,
+    ) -> Reply {
         let (date, time) = match dialog.stage {
             Stage::AskWhen { date, time } => (date, time),
             _ => (None, None),
@@ -199,12 +214,18 @@ impl LocalResponder {
         };
         let at = date.to_datetime(time);
         if at <= now {
-            dialog.stage = Stage::AskWhen { date: None, time: None };
+            dialog.stage = Stage::AskWhen {
+                date: None,
+                time: None,
+            };
             return ask("That time has already passed. What day and time would you like?");
         }
         if let Some(hours) = &profile.hours {
             if !hours.fits(at, profile.appointment_minutes.max(1)) {
-                dialog.stage = Stage::AskWhen { date: None, time: None };
+                dialog.stage = Stage::AskWhen {
+                    date: None,
+                    time: None,
+                };
                 return ask(&format!(
                     "Sorry, we are not open then. Our hours are {}. What other day and time would work?",
                     hours.describe()
@@ -223,21 +244,31 @@ impl Responder for LocalResponder {
             dialog.stage = Stage::Open;
             dialog.misunderstood = 0;
             let say = "Thank you, I have passed your message on. Is there anything else?";
-            return Reply::new(say, Outcome::Message(heard.to_owned()), Intent::Message, 1.0);
+            return Reply::new(
+                say,
+                Outcome::Message(heard.to_owned()),
+                Intent::Message,
+                1.0,
+            );
         }
         let (intent, conf) = understand(profile, heard);
         let guess = intent::scores(heard);
         let says = |i: Intent| guess.iter().any(|&(g, ..)| g == i);
         // Inside a booking, yes/no and further dates come first.
         match dialog.stage {
-            Stage::Confirm(at) if (says(Intent::Yes) && !says(Intent::No)) || intent == Intent::Yes => {
+            Stage::Confirm(at)
+                if (says(Intent::Yes) && !says(Intent::No)) || intent == Intent::Yes =>
+            {
                 dialog.stage = Stage::Open;
                 dialog.misunderstood = 0;
                 return Reply::new("", Outcome::Book(at), Intent::Yes, conf.max(0.7));
             }
             Stage::Confirm(_) if intent == Intent::No || says(Intent::No) => {
                 let changed = when::parse(heard, now.date());
-                dialog.stage = Stage::AskWhen { date: None, time: None };
+                dialog.stage = Stage::AskWhen {
+                    date: None,
+                    time: None,
+                };
                 if !changed.is_empty() {
                     return self.booking(profile, dialog, heard, now, conf);
                 }
@@ -249,7 +280,10 @@ impl Responder for LocalResponder {
                     && !when::parse(heard, now.date()).is_empty() =>
             {
                 dialog.stage = match dialog.stage {
-                    Stage::Confirm(_) => Stage::AskWhen { date: None, time: None },
+                    Stage::Confirm(_) => Stage::AskWhen {
+                        date: None,
+                        time: None,
+                    },
                     s => s,
                 };
                 return self.booking(profile, dialog, heard, now, conf.max(0.7));
@@ -263,26 +297,52 @@ impl Responder for LocalResponder {
             Intent::Book => self.booking(profile, dialog, heard, now, conf),
             Intent::Person => {
                 dialog.stage = Stage::Open;
-                Reply::new("Connecting you to a person now. Please hold.", Outcome::Transfer, intent, conf)
+                Reply::new(
+                    "Connecting you to a person now. Please hold.",
+                    Outcome::Transfer,
+                    intent,
+                    conf,
+                )
             }
             Intent::Message => {
                 dialog.stage = Stage::TakeMessage;
-                Reply::new("Of course. Please say your message now.", Outcome::Listen, intent, conf)
+                Reply::new(
+                    "Of course. Please say your message now.",
+                    Outcome::Listen,
+                    intent,
+                    conf,
+                )
             }
-            Intent::Goodbye | Intent::No if dialog.stage == Stage::Open => {
-                Reply::new("Thank you for calling. Goodbye.", Outcome::Hangup, Intent::Goodbye, conf)
-            }
+            Intent::Goodbye | Intent::No if dialog.stage == Stage::Open => Reply::new(
+                "Thank you for calling. Goodbye.",
+                Outcome::Hangup,
+                Intent::Goodbye,
+                conf,
+            ),
             Intent::Goodbye => {
                 dialog.stage = Stage::Open;
-                Reply::new("Thank you for calling. Goodbye.", Outcome::Hangup, intent, conf)
+                Reply::new(
+                    "Thank you for calling. Goodbye.",
+                    Outcome::Hangup,
+                    intent,
+                    conf,
+                )
             }
             Intent::Hours => {
                 let say = match &profile.hours {
                     Some(h) => {
-                        let open = if h.is_open(now) { "We are open now." } else { "We are closed right now." };
-                        format!("Our hours are {}. {open} Is there anything else?", h.describe())
+                        let open = if h.is_open(now) {
+                            "We are open now."
+                        } else {
+                            "We are closed right now."
+                        };
+                        format!(
+                            "Our hours are {}. {open} Is there anything else?",
+                            h.describe()
+                        )
                     }
-                    None => "I'm sorry, I don't have our hours. Would you like to leave a message?".to_owned(),
+                    None => "I'm sorry, I don't have our hours. Would you like to leave a message?"
+                        .to_owned(),
                 };
                 Reply::new(say, Outcome::Listen, intent, conf)
             }
@@ -294,7 +354,12 @@ impl Responder for LocalResponder {
             ),
             Intent::Knowledge(i) => {
                 let answer = &profile.knowledge.entries()[i].answer;
-                Reply::new(format!("{answer} Is there anything else?"), Outcome::Listen, intent, conf)
+                Reply::new(
+                    format!("{answer} Is there anything else?"),
+                    Outcome::Listen,
+                    intent,
+                    conf,
+                )
             }
             Intent::Yes => Reply::new("Great. How can I help you?", Outcome::Listen, intent, conf),
             Intent::No | Intent::Unknown => {

@@ -17,8 +17,14 @@ fn profile() -> Profile {
         hours: Some(Hours::parse("Mon-Fri 09:00-17:00").unwrap()),
         knowledge: Knowledge::new(vec![
             e("Where are you located?", "We are at 12 Harbour Street."),
-            e("Do you have parking?", "Free parking is behind the building."),
-            e("Do you accept insurance?", "We accept most dental insurance plans."),
+            e(
+                "Do you have parking?",
+                "Free parking is behind the building.",
+            ),
+            e(
+                "Do you accept insurance?",
+                "We accept most dental insurance plans.",
+            ),
         ]),
         appointment_minutes: 30,
     }
@@ -30,7 +36,11 @@ fn converse(turns: &[(&str, &str, Outcome)]) -> Dialog {
     let mut d = Dialog::default();
     for (said, want, outcome) in turns {
         let r = LocalResponder.respond(&p, &mut d, said, now());
-        assert!(r.say.contains(want), "{said:?} → {:?}, want {want:?}", r.say);
+        assert!(
+            r.say.contains(want),
+            "{said:?} → {:?}, want {want:?}",
+            r.say
+        );
         assert_eq!(&r.outcome, outcome, "{said:?} → {r:?}");
     }
     d
@@ -39,9 +49,14 @@ fn converse(turns: &[(&str, &str, Outcome)]) -> Dialog {
 #[test]
 fn greeting_is_the_orgs_or_a_default_and_names_hours_when_closed() {
     let mut p = profile();
-    assert_eq!(p.greeting(now()), "Thank you for calling Harbour Dental. How can I help you?");
+    assert_eq!(
+        p.greeting(now()),
+        "Thank you for calling Harbour Dental. How can I help you?"
+    );
     let evening = date(2026, 11, 30).at(19, 0, 0, 0);
-    assert!(p.greeting(evening).contains("We are closed right now; our hours are Monday to Friday, 9 AM to 5 PM."));
+    assert!(p
+        .greeting(evening)
+        .contains("We are closed right now; our hours are Monday to Friday, 9 AM to 5 PM."));
     p.greeting = Some("Hi, Harbour here.".into());
     assert_eq!(p.greeting(now()), "Hi, Harbour here.");
 }
@@ -63,41 +78,92 @@ fn booking_in_one_sentence_is_confirmed_then_booked() {
 #[test]
 fn booking_slots_are_filled_one_by_one() {
     converse(&[
-        ("I need an appointment", "What day and time would you like?", Outcome::Listen),
-        ("Friday", "What time on Friday would you like?", Outcome::Listen),
-        ("at ten in the morning", "Friday, December 4 at 10 AM, is that right?", Outcome::Listen),
+        (
+            "I need an appointment",
+            "What day and time would you like?",
+            Outcome::Listen,
+        ),
+        (
+            "Friday",
+            "What time on Friday would you like?",
+            Outcome::Listen,
+        ),
+        (
+            "at ten in the morning",
+            "Friday, December 4 at 10 AM, is that right?",
+            Outcome::Listen,
+        ),
         ("yep", "", Outcome::Book(date(2026, 12, 4).at(10, 0, 0, 0))),
     ]);
     converse(&[
-        ("can I come in at 2 pm", "Which day would you like?", Outcome::Listen),
-        ("tomorrow", "Tuesday, December 1 at 2 PM, is that right?", Outcome::Listen),
+        (
+            "can I come in at 2 pm",
+            "Which day would you like?",
+            Outcome::Listen,
+        ),
+        (
+            "tomorrow",
+            "Tuesday, December 1 at 2 PM, is that right?",
+            Outcome::Listen,
+        ),
     ]);
 }
 
 #[test]
 fn a_refused_confirmation_asks_again_or_takes_the_new_time() {
     converse(&[
-        ("book me in tomorrow at 11", "Tuesday, December 1 at 11 AM, is that right?", Outcome::Listen),
-        ("no", "What day and time would you like instead?", Outcome::Listen),
-        ("Wednesday at 9:15", "Wednesday, December 2 at 9:15 AM, is that right?", Outcome::Listen),
-        ("no, make it Thursday at four", "Thursday, December 3 at 4 PM, is that right?", Outcome::Listen),
-        ("correct", "", Outcome::Book(date(2026, 12, 3).at(16, 0, 0, 0))),
+        (
+            "book me in tomorrow at 11",
+            "Tuesday, December 1 at 11 AM, is that right?",
+            Outcome::Listen,
+        ),
+        (
+            "no",
+            "What day and time would you like instead?",
+            Outcome::Listen,
+        ),
+        (
+            "Wednesday at 9:15",
+            "Wednesday, December 2 at 9:15 AM, is that right?",
+            Outcome::Listen,
+        ),
+        (
+            "no, make it Thursday at four",
+            "Thursday, December 3 at 4 PM, is that right?",
+            Outcome::Listen,
+        ),
+        (
+            "correct",
+            "",
+            Outcome::Book(date(2026, 12, 3).at(16, 0, 0, 0)),
+        ),
     ]);
 }
 
 #[test]
 fn bookings_outside_hours_or_in_the_past_are_refused() {
     converse(&[
-        ("an appointment on Saturday at 10", "we are not open then", Outcome::Listen),
+        (
+            "an appointment on Saturday at 10",
+            "we are not open then",
+            Outcome::Listen,
+        ),
         ("Sunday at noon", "we are not open then", Outcome::Listen),
         ("today at 9", "already passed", Outcome::Listen),
         ("today at 4:15", "is that right", Outcome::Listen),
     ]);
-    converse(&[("appointment today at 4:45 pm", "we are not open then", Outcome::Listen)])
-        .stage
-        .eq(&Stage::AskWhen { date: None, time: None })
-        .then_some(())
-        .unwrap_or_else(|| panic!("the 30-minute slot runs past closing"));
+    converse(&[(
+        "appointment today at 4:45 pm",
+        "we are not open then",
+        Outcome::Listen,
+    )])
+    .stage
+    .eq(&Stage::AskWhen {
+        date: None,
+        time: None,
+    })
+    .then_some(())
+    .unwrap_or_else(|| panic!("the 30-minute slot runs past closing"));
 }
 
 #[test]
@@ -115,11 +181,27 @@ fn a_taken_slot_is_offered_again() {
 #[test]
 fn hours_address_and_knowledge() {
     converse(&[
-        ("What are your hours?", "Our hours are Monday to Friday, 9 AM to 5 PM. We are open now.", Outcome::Listen),
-        ("Where are you located?", "12 Harbour Street", Outcome::Listen),
+        (
+            "What are your hours?",
+            "Our hours are Monday to Friday, 9 AM to 5 PM. We are open now.",
+            Outcome::Listen,
+        ),
+        (
+            "Where are you located?",
+            "12 Harbour Street",
+            Outcome::Listen,
+        ),
         ("What's your address?", "12 Harbour Street", Outcome::Listen),
-        ("Is there somewhere to park?", "Free parking", Outcome::Listen),
-        ("do you take my insurance", "dental insurance plans", Outcome::Listen),
+        (
+            "Is there somewhere to park?",
+            "Free parking",
+            Outcome::Listen,
+        ),
+        (
+            "do you take my insurance",
+            "dental insurance plans",
+            Outcome::Listen,
+        ),
     ]);
     let p = Profile::default();
     let r = LocalResponder.respond(&p, &mut Dialog::default(), "what are your hours", now());
@@ -131,7 +213,11 @@ fn hours_address_and_knowledge() {
 #[test]
 fn messages_are_taken_word_for_word() {
     converse(&[
-        ("I'd like to leave a message", "Please say your message now.", Outcome::Listen),
+        (
+            "I'd like to leave a message",
+            "Please say your message now.",
+            Outcome::Listen,
+        ),
         (
             "Tell Doctor Lee that Sam will be late.",
             "passed your message on",
@@ -142,13 +228,21 @@ fn messages_are_taken_word_for_word() {
 
 #[test]
 fn person_goodbye_and_two_misunderstandings_end_in_a_hand_over() {
-    converse(&[("Can I talk to a person?", "Connecting you", Outcome::Transfer)]);
+    converse(&[(
+        "Can I talk to a person?",
+        "Connecting you",
+        Outcome::Transfer,
+    )]);
     converse(&[("no thanks, that's all", "Goodbye", Outcome::Hangup)]);
     converse(&[
         ("purple monkey dishwasher", DIDNT_CATCH, Outcome::Listen),
         ("what are your hours", "Our hours", Outcome::Listen),
         ("banana", DIDNT_CATCH, Outcome::Listen),
-        ("flibbertigibbet", "connect you to a person", Outcome::Transfer),
+        (
+            "flibbertigibbet",
+            "connect you to a person",
+            Outcome::Transfer,
+        ),
     ]);
 }
 
@@ -156,7 +250,11 @@ fn person_goodbye_and_two_misunderstandings_end_in_a_hand_over() {
 fn a_hand_over_or_goodbye_leaves_a_booking() {
     converse(&[
         ("book an appointment", "What day and time", Outcome::Listen),
-        ("actually let me speak to someone", "Connecting you", Outcome::Transfer),
+        (
+            "actually let me speak to someone",
+            "Connecting you",
+            Outcome::Transfer,
+        ),
     ]);
     converse(&[
         ("book tomorrow at 10", "is that right", Outcome::Listen),

@@ -163,7 +163,9 @@ fn ordinal(t: &[String], i: usize) -> Option<(u32, usize)> {
         return Some((30, 1));
     }
     let tens = TENS.iter().find(|(name, _)| name == w)?.1;
-    let unit = ORDINALS.iter().position(|o| Some(*o) == t.get(i + 1).map(String::as_str))?;
+    let unit = ORDINALS
+        .iter()
+        .position(|o| Some(*o) == t.get(i + 1).map(String::as_str))?;
     (1..10).contains(&unit).then_some((tens + unit as u32, 2))
 }
 
@@ -227,13 +229,18 @@ fn find_date(t: &[String], today: Date) -> Option<Date> {
         }
         if let Some(m) = month(w) {
             // "December 8th", "December the 8th", "December 8".
-            let at = if t.get(i + 1).map(String::as_str) == Some("the") { i + 2 } else { i + 1 };
+            let at = if t.get(i + 1).map(String::as_str) == Some("the") {
+                i + 2
+            } else {
+                i + 1
+            };
             if let Some((d, _)) = ordinal(t, at).or_else(|| cardinal(t, at)) {
                 return day_of_month(today, Some(m), d);
             }
             // "the 8th of December".
             if prev == "of" && i >= 2 {
-                let start = (i.saturating_sub(3)..i - 1).find(|&s| ordinal(t, s).is_some_and(|(_, n)| s + n == i - 1));
+                let start = (i.saturating_sub(3)..i - 1)
+                    .find(|&s| ordinal(t, s).is_some_and(|(_, n)| s + n == i - 1));
                 if let Some((d, _)) = start.and_then(|s| ordinal(t, s)) {
                     return day_of_month(today, Some(m), d);
                 }
@@ -258,7 +265,10 @@ fn find_time(t: &[String]) -> Option<Time> {
         match t.get(i).map(String::as_str) {
             Some("am") => Some(false),
             Some("pm") => Some(true),
-            Some("in") | Some("this") => match t.get(i + 1 + usize::from(t.get(i + 1).is_some_and(|w| w == "the"))).map(String::as_str) {
+            Some("in") | Some("this") => match t
+                .get(i + 1 + usize::from(t.get(i + 1).is_some_and(|w| w == "the")))
+                .map(String::as_str)
+            {
                 Some("morning") => Some(false),
                 Some("afternoon" | "evening") => Some(true),
                 _ => None,
@@ -274,7 +284,12 @@ fn find_time(t: &[String]) -> Option<Time> {
             return Time::new(12, 0, 0, 0).ok();
         }
         // "half past two", "quarter past two", "quarter to four".
-        if matches!(w, "half" | "quarter") && matches!(t.get(i + 1).map(String::as_str), Some("past" | "after" | "to")) {
+        if matches!(w, "half" | "quarter")
+            && matches!(
+                t.get(i + 1).map(String::as_str),
+                Some("past" | "after" | "to")
+            )
+        {
             if let Some((h, n)) = cardinal(t, i + 2) {
                 let (h, m) = match (w, t[i + 1].as_str()) {
                     ("half", _) => (h, 30),
@@ -307,8 +322,14 @@ fn find_time(t: &[String]) -> Option<Time> {
         if h <= 12 {
             let oh = t.get(next).is_some_and(|w| w == "oh" || w == "o");
             let m_at = next + usize::from(oh);
-            if let Some((m, mn)) = cardinal(t, m_at).filter(|&(m, _)| (if oh { 1..10 } else { 10..60 }).contains(&m)) {
-                if after_at || meridiem_at(m_at + mn).is_some() || t.get(m_at + mn).is_none() || !t[i].chars().all(|c| c.is_ascii_digit()) {
+            if let Some((m, mn)) =
+                cardinal(t, m_at).filter(|&(m, _)| (if oh { 1..10 } else { 10..60 }).contains(&m))
+            {
+                if after_at
+                    || meridiem_at(m_at + mn).is_some()
+                    || t.get(m_at + mn).is_none()
+                    || !t[i].chars().all(|c| c.is_ascii_digit())
+                {
                     return resolve(h, m, meridiem_at(m_at + mn));
                 }
             }
@@ -390,7 +411,10 @@ mod tests {
     fn the_issue_example() {
         let w = parse("Next Tuesday at three thirty.", today());
         assert_eq!(w.complete(), Some(date(2026, 12, 8).at(15, 30, 0, 0)));
-        assert_eq!(speak(w.complete().unwrap()), "Tuesday, December 8 at 3:30 PM");
+        assert_eq!(
+            speak(w.complete().unwrap()),
+            "Tuesday, December 8 at 3:30 PM"
+        );
     }
 
     #[test]
@@ -412,7 +436,11 @@ mod tests {
         assert_eq!(d("the 8th"), Some(date(2026, 12, 8)));
         assert_eq!(d("the twenty first"), Some(date(2026, 12, 21)));
         assert_eq!(d("January 3rd"), Some(date(2027, 1, 3)));
-        assert_eq!(d("November 2nd"), Some(date(2027, 11, 2)), "past dates roll over");
+        assert_eq!(
+            d("November 2nd"),
+            Some(date(2027, 11, 2)),
+            "past dates roll over"
+        );
         assert_eq!(d("November 30"), Some(today()));
         assert_eq!(d("the 31st"), Some(date(2026, 12, 31)));
         assert_eq!(d("February 30th"), None);

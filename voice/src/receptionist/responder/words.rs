@@ -46,7 +46,10 @@ fn split_suffix(w: String) -> Vec<String> {
         }
     }
     if let Some(head) = w.strip_suffix("'s") {
-        if matches!(head, "what" | "that" | "it" | "there" | "where" | "who" | "let") {
+        if matches!(
+            head,
+            "what" | "that" | "it" | "there" | "where" | "who" | "let"
+        ) {
             return vec![head.to_owned(), "is".to_owned()];
         }
         return vec![head.to_owned()];
@@ -67,7 +70,14 @@ fn split_suffix(w: String) -> Vec<String> {
 /// `appointment`/`book`/`open`.
 pub fn stem(word: &str) -> String {
     let w = word;
-    for (suffix, min) in [("ings", 5), ("ing", 5), ("ies", 4), ("ed", 5), ("es", 5), ("s", 4)] {
+    for (suffix, min) in [
+        ("ings", 5),
+        ("ing", 5),
+        ("ies", 4),
+        ("ed", 5),
+        ("es", 5),
+        ("s", 4),
+    ] {
         if w.len() >= min + suffix.len() - 1 && w.ends_with(suffix) && !w.ends_with("ss") {
             let head = &w[..w.len() - suffix.len()];
             return match suffix {
@@ -83,11 +93,11 @@ pub fn stem(word: &str) -> String {
 pub fn is_stopword(w: &str) -> bool {
     const STOP: &[&str] = &[
         "a", "an", "the", "i", "me", "my", "you", "your", "we", "our", "us", "is", "are", "am",
-        "was", "be", "do", "does", "did", "to", "of", "in", "on", "at", "for", "and", "or",
-        "it", "this", "that", "can", "could", "would", "will", "there", "what", "how", "please",
-        "hi", "hello", "hey", "um", "uh", "so", "just", "like", "with", "about", "any", "have",
-        "has", "get", "want", "need", "know", "tell", "if", "some", "im", "id", "yes", "no",
-        "okay", "ok", "well", "oh", "then", "thank", "thanks", "is", "s", "may", "should",
+        "was", "be", "do", "does", "did", "to", "of", "in", "on", "at", "for", "and", "or", "it",
+        "this", "that", "can", "could", "would", "will", "there", "what", "how", "please", "hi",
+        "hello", "hey", "um", "uh", "so", "just", "like", "with", "about", "any", "have", "has",
+        "get", "want", "need", "know", "tell", "if", "some", "im", "id", "yes", "no", "okay", "ok",
+        "well", "oh", "then", "thank", "thanks", "is", "s", "may", "should",
     ];
     STOP.contains(&w)
 }
@@ -148,7 +158,10 @@ mod tests {
         );
         assert_eq!(tokens("at 3pm"), ["at", "3", "pm"]);
         assert_eq!(tokens("3.30 PM"), ["3:30", "pm"]);
-        assert_eq!(tokens("What's your address?"), ["what", "is", "your", "address"]);
+        assert_eq!(
+            tokens("What's your address?"),
+            ["what", "is", "your", "address"]
+        );
         assert_eq!(tokens("four o'clock"), ["four", "o'clock"]);
         assert_eq!(tokens("the 8th."), ["the", "8th"]);
         assert!(tokens("  ...  ").is_empty());
