@@ -362,6 +362,7 @@ async fn dtmf_0_reaches_the_routes_agent() {
 async fn one_booking_per_slot(backend: Backend) {
     use gateway::db::receptionist::{book, BookResult, BookWrite, Slot};
     let w = World::new(backend).await;
+    receptionist_org(&w, None).await;
     let mut conn = w.db.pool.acquire().await.unwrap();
     for (call, from) in [
         ("c1", "<sip:+15551230001@127.0.0.1>"),
