@@ -173,7 +173,7 @@ impl ReceptionistStore for DbReceptionistStore {
 pub struct LocalSpeech {
     model: PathBuf,
     voice: String,
-    stt: Mutex<Option<Arc<dyn SpeechToText>>>,
+    stt: Mutex<Option<Arc<WhisperStt>>>,
     tts: Mutex<Option<Arc<EspeakTts>>>,
 }
 
@@ -203,21 +203,41 @@ fn failure(e: impl std::error::Error + Send + Sync + 'static) -> SpeechFailure {
     }
 }
 
+/// whisper with an org's vocabulary as its initial prompt.
+struct Prompted {
+    whisper: Arc<WhisperStt>,
+    prompt: String,
+}
+
+impl SpeechToText for Prompted {
+    fn transcribe(&self, audio: &[f32]) -> Result<stt_tts::Transcript, stt_tts::SpeechError> {
+        self.whisper
+            .transcribe_with_prompt(audio, Some(&self.prompt))
+    }
+
+    fn name(&self) -> &str {
+        self.whisper.name()
+    }
+}
+
 impl Speech for LocalSpeech {
-    fn listener(&self) -> Result<Box<dyn Listener>, SpeechFailure> {
+    fn listener(&self, vocabulary: &str) -> Result<Box<dyn Listener>, SpeechFailure> {
         let stt = {
             let mut slot = self.stt.lock().unwrap_or_else(|p| p.into_inner());
             match slot.as_ref() {
                 Some(stt) => Arc::clone(stt),
                 None => {
-                    let loaded: Arc<dyn SpeechToText> = Arc::new(
-                        WhisperStt::load(WhisperConfig::new(&self.model)).map_err(failure)?,
-                    );
+                    let cfg = WhisperConfig::new(&self.model);
+                    let loaded = Arc::new(WhisperStt::load(cfg).map_err(failure)?);
                     *slot = Some(Arc::clone(&loaded));
                     loaded
                 }
             }
         };
+        let stt = Arc::new(Prompted {
+            whisper: stt,
+            prompt: vocabulary.to_owned(),
+        });
         let inner = StreamingTranscriber::new(stt, StreamConfig::default()).map_err(failure)?;
         Ok(Box::new(WhisperListener { inner }))
     }

@@ -77,8 +77,9 @@ pub trait Listener: Send {
 /// The speech engines. Both methods block (model load, synthesis): the session calls them
 /// on blocking threads.
 pub trait Speech: Send + Sync + 'static {
-    /// A listener for one call.
-    fn listener(&self) -> Result<Box<dyn Listener>, SpeechFailure>;
+    /// A listener for one call, biased toward `vocabulary` (see
+    /// [`responder::vocabulary`]).
+    fn listener(&self, vocabulary: &str) -> Result<Box<dyn Listener>, SpeechFailure>;
     /// `text` spoken as 8 kHz mono PCM.
     fn speak(&self, text: &str) -> Result<Vec<i16>, SpeechFailure>;
 }

@@ -58,8 +58,6 @@ pub(super) async fn run(
     mut input: mpsc::Receiver<Input>,
     actions: std_mpsc::Sender<Action>,
 ) {
-    let speech = Arc::clone(&host.speech);
-    let listening = tokio::task::spawn_blocking(move || speech.listener());
     let settings = match host.store.settings(&ctx.org).await {
         Ok(s) => s,
         Err(e) => {
@@ -67,6 +65,9 @@ pub(super) async fn run(
             OrgSettings::default()
         }
     };
+    let speech = Arc::clone(&host.speech);
+    let vocabulary = super::responder::vocabulary(&settings.profile);
+    let listening = tokio::task::spawn_blocking(move || speech.listener(&vocabulary));
     let (transcript, writes) = mpsc::unbounded_channel();
     tokio::spawn(write_transcript(Arc::clone(&host), writes));
     let mut s = Session {

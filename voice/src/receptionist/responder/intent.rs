@@ -136,6 +136,8 @@ pub const CUES: &[(Intent, &[&str], &[&str])] = &[
         &[
             "where are you",
             "how do i get",
+            "how do you get",
+            "get there",
             "how to get",
             "find you",
             "your location",

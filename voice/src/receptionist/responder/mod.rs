@@ -68,6 +68,27 @@ impl Profile {
     }
 }
 
+/// Words a caller of this org is likely to say, as a short text: the business's name, its
+/// knowledge-base questions and the requests the responder knows. Given to the recogniser
+/// as context (whisper's initial prompt), it makes unclear audio decode toward them.
+pub fn vocabulary(profile: &Profile) -> String {
+    let mut text = String::new();
+    if !profile.name.is_empty() {
+        text.push_str(&profile.name);
+        text.push_str(". ");
+    }
+    for e in profile.knowledge.entries() {
+        text.push_str(e.question.trim());
+        text.push(' ');
+    }
+    text.push_str(
+        "I'd like to book an appointment. What are your opening hours? What is your address? \
+         I'd like to leave a message. Please call me back. Can I talk to a person? Operator. \
+         Yes, that's right. No. That's all, have a nice day. Goodbye.",
+    );
+    text
+}
+
 /// Where the conversation is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Stage {
@@ -166,14 +187,15 @@ book an appointment, leave a message, or ask for a person. You can also press 0 
 pub fn understand(profile: &Profile, heard: &str) -> (Intent, f32) {
     let guess = intent::classify(heard);
     let kb = profile.knowledge.best(heard);
+    let strong = kb.filter(|m| m.score >= 0.5);
     match (guess.intent, kb) {
         // The org's own answer beats a generic one about hours or address.
-        (Intent::Hours | Intent::Address | Intent::Unknown, Some(m))
-            if m.score >= 0.5 || guess.intent == Intent::Unknown =>
-        {
-            (Intent::Knowledge(m.index), m.score.min(1.0))
-        }
-        (Intent::Address, None) => match profile
+        (Intent::Hours | Intent::Address, _) if strong.is_some() => strong
+            .map_or((guess.intent, guess.confidence), |m| {
+                (Intent::Knowledge(m.index), m.score.min(1.0))
+            }),
+        // Where it is: the knowledge-base entry that is itself a question about the address.
+        (Intent::Address, _) => match profile
             .knowledge
             .entries()
             .iter()
@@ -182,8 +204,17 @@ pub fn understand(profile: &Profile, heard: &str) -> (Intent, f32) {
             Some(i) => (Intent::Knowledge(i), guess.confidence),
             None => (Intent::Address, guess.confidence),
         },
+        // A day or a time and no other request: someone asking to come in, unless the
+        // knowledge base clearly answers it.
+        (Intent::Unknown, _) if strong.is_none() && mentions_when(heard) => (Intent::Book, 0.6),
+        (Intent::Unknown, Some(m)) => (Intent::Knowledge(m.index), m.score.min(1.0)),
         (intent, _) => (intent, guess.confidence),
     }
+}
+
+/// Whether the words name a day or a time.
+fn mentions_when(heard: &str) -> bool {
+    !when::parse(heard, jiff::civil::date(2026, 1, 5)).is_empty()
 }
 
 impl LocalResponder {

@@ -211,6 +211,42 @@ fn hours_address_and_knowledge() {
 }
 
 #[test]
+fn understanding_prefers_the_orgs_own_answers_and_reads_a_day_as_a_booking() {
+    let p = profile();
+    assert_eq!(
+        understand(&p, "What is your address?").0,
+        Intent::Knowledge(0)
+    );
+    assert_eq!(
+        understand(&p, "walked your address").0,
+        Intent::Knowledge(0),
+        "a weak match elsewhere"
+    );
+    assert_eq!(understand(&p, "what are your hours").0, Intent::Hours);
+    assert_eq!(
+        understand(&p, "could I come by on Friday at ten").0,
+        Intent::Book
+    );
+    assert_eq!(
+        understand(&p, "do you have parking on Friday").0,
+        Intent::Knowledge(1)
+    );
+    assert_eq!(understand(&p, "blue sky").0, Intent::Unknown);
+    let bare = Profile::default();
+    assert_eq!(understand(&bare, "what's your address").0, Intent::Address);
+}
+
+#[test]
+fn the_vocabulary_names_the_org_and_its_questions() {
+    let v = vocabulary(&profile());
+    assert!(
+        v.starts_with("Harbour Dental. Where are you located? Do you have parking?"),
+        "{v}"
+    );
+    assert!(v.contains("book an appointment"));
+}
+
+#[test]
 fn messages_are_taken_word_for_word() {
     converse(&[
         (
