@@ -255,7 +255,7 @@ pub fn scores(text: &str) -> Vec<(Intent, u32, bool)> {
         }
     }
     // Stable: equal scores keep the order of CUES.
-    out.sort_by(|a, b| b.1.cmp(&a.1));
+    out.sort_by_key(|s| std::cmp::Reverse(s.1));
     out
 }
 
