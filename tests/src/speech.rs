@@ -100,3 +100,34 @@ pub fn received_audio(dumps: &Path) -> Vec<i16> {
         .to_mono_at(8_000)
         .expect("8 kHz mono")
 }
+
+/// What whisper hears in each stretch of speech of `samples` (8 kHz), split at pauses of
+/// 600 ms or more: short pieces decode far better than one long recording.
+pub fn transcribe_turns(samples: &[i16]) -> Vec<String> {
+    const WINDOW: usize = 160;
+    let loud: Vec<bool> = samples
+        .chunks(WINDOW)
+        .map(|w| w.iter().any(|s| s.unsigned_abs() > 1_000))
+        .collect();
+    let mut spans: Vec<(usize, usize)> = Vec::new();
+    for (i, &l) in loud.iter().enumerate() {
+        if !l {
+            continue;
+        }
+        match spans.last_mut() {
+            // A pause under 600 ms (30 windows) stays inside the turn.
+            Some((_, end)) if i - *end <= 30 => *end = i + 1,
+            _ => spans.push((i, i + 1)),
+        }
+    }
+    spans
+        .into_iter()
+        .filter(|(a, b)| b - a >= 10)
+        .map(|(a, b)| {
+            let from = (a * WINDOW).saturating_sub(1_600);
+            let to = (b * WINDOW + 1_600).min(samples.len());
+            transcribe(&samples[from..to])
+        })
+        .filter(|t| !t.is_empty())
+        .collect()
+}

@@ -5,7 +5,9 @@
 //! utterances (espeak-ng voices through µ-law and whisper, then the local responder).
 
 use integration_tests::env::{eventually, free_port, Backend, TempDir, World};
-use integration_tests::speech::{normalize, phone_speech, received_audio, silence, transcribe};
+use integration_tests::speech::{
+    normalize, phone_speech, received_audio, silence, transcribe, transcribe_turns,
+};
 use serde_json::Value;
 use std::path::Path;
 use std::time::Duration;
@@ -172,6 +174,21 @@ async fn transcript(w: &World, conversation_id: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The index just after the last sample louder than speech's floor.
+fn last_loud(pcm: &[i16]) -> usize {
+    pcm.iter()
+        .rposition(|s| s.unsigned_abs() > 1_000)
+        .map_or(0, |i| i + 1)
+}
+
+/// The first 20 ms window after `from` whose peak is speech-loud (the call's recording is
+/// roughly aligned with the caller's script: both start when the call is established).
+fn first_loud_after(pcm: &[i16], from: usize) -> Option<usize> {
+    (from..pcm.len().saturating_sub(160))
+        .step_by(160)
+        .find(|&i| pcm[i..i + 160].iter().any(|s| s.unsigned_abs() > 1_000))
+}
+
 fn sip_port(w: &World) -> u16 {
     w.gw.running
         .sip
@@ -189,11 +206,20 @@ async fn the_caller_hears_the_greeting_and_a_knowledge_base_answer() {
     receptionist_org(&w, None).await;
     let dir = TempDir::new();
     let mut script = silence(5.0);
-    script.extend(phone_speech(&dir.0, "en-us", "Do you have parking?"));
+    let question = phone_speech(&dir.0, "en-us", "Do you have parking?");
+    let spoken_until = 40_000 + last_loud(&question);
+    script.extend(question);
     script.extend(silence(9.0));
     let (dumps, _log) = call(&dir, sip_port(&w), &script, 25).await;
 
-    let heard = transcribe(&received_audio(&dumps));
+    let received = received_audio(&dumps);
+    if let Some(reply) = first_loud_after(&received, spoken_until) {
+        eprintln!(
+            "end of caller speech → first reply audio heard: {} ms (VAD hangover 500 ms included)",
+            (reply - spoken_until) / 8
+        );
+    }
+    let heard = transcribe(&received);
     eprintln!("the caller heard: {heard}");
     assert!(
         heard.contains("thank you for calling"),
@@ -219,6 +245,70 @@ async fn the_caller_hears_the_greeting_and_a_knowledge_base_answer() {
             .contains("free parking is behind the building"),
         "{turns:?}"
     );
+    integration_tests::schema::assert_org_events_valid(&w, &w.org).await;
+    w.gw.stop().await;
+}
+
+/// A booking by voice: the day and (asked for) the time understood from speech, read back,
+/// confirmed with "yes", stored (`GET /api/v1/appointments`) and confirmed to the caller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_books_an_appointment_by_voice() {
+    let w = World::new(Backend::Sqlite).await;
+    receptionist_org(&w, None).await;
+    let dir = TempDir::new();
+    let tomorrow = |at: jiff::Zoned| at.date().tomorrow().unwrap().to_string();
+    let before = tomorrow(jiff::Zoned::now().with_time_zone(jiff::tz::TimeZone::UTC));
+    // Slot filling: the day first, the time when asked, then the confirmation.
+    let mut script = silence(5.0);
+    for said in [
+        "I would like to book an appointment for tomorrow.",
+        "At ten thirty in the morning.",
+        "Yes, that's right.",
+    ] {
+        script.extend(phone_speech(&dir.0, "en-us", said));
+        script.extend(silence(7.0));
+    }
+    script.extend(silence(2.0));
+    let (dumps, _log) = call(&dir, sip_port(&w), &script, 40).await;
+    let after = tomorrow(jiff::Zoned::now().with_time_zone(jiff::tz::TimeZone::UTC));
+    let heard = transcribe_turns(&received_audio(&dumps));
+    eprintln!("the caller heard: {heard:?}");
+    let (call, _) = ended_call(&w).await;
+    let turns = transcript(&w, call["conversation_id"].as_str().unwrap()).await;
+    eprintln!("stored transcript: {turns:?}");
+    // The read-back and the confirmation reached the caller's ears (whisper on espeak's
+    // robotic voice is rough: the words checked are the robust ones)...
+    let slot_said = heard.iter().filter(|t| t.contains("10 30")).count();
+    assert!(
+        slot_said >= 2,
+        "the slot is read back and confirmed: {heard:?}"
+    );
+    // ...and say what the transcript says they said.
+    let said: Vec<&str> = turns
+        .iter()
+        .filter(|(d, _)| d == "outbound")
+        .map(|(_, b)| b.as_str())
+        .collect();
+    assert!(
+        said.iter().any(|b| b.contains("What time on")),
+        "the time was asked for: {said:?}"
+    );
+    assert!(
+        said.iter()
+            .any(|b| b.starts_with("You're booked for") && b.contains("at 10:30 AM")),
+        "the booking was confirmed: {said:?}"
+    );
+    let booked = eventually(Duration::from_secs(10), || async {
+        let a = w.get_json(&w.org, "/api/v1/appointments?from=0").await;
+        (a.as_array()?.len() == 1).then_some(a)
+    })
+    .await;
+    let local = booked[0]["local_start"].as_str().unwrap();
+    assert!(
+        [format!("{before}T10:30"), format!("{after}T10:30")].contains(&local.to_owned()),
+        "tomorrow at 10:30: {booked}"
+    );
+    assert_eq!(booked[0]["timezone"], "UTC");
     integration_tests::schema::assert_org_events_valid(&w, &w.org).await;
     w.gw.stop().await;
 }

@@ -84,6 +84,7 @@ pub fn vocabulary(profile: &Profile) -> String {
     text.push_str(
         "I'd like to book an appointment. What are your opening hours? What is your address? \
          I'd like to leave a message. Please call me back. Can I talk to a person? Operator. \
+         Tomorrow at ten thirty in the morning. Next Tuesday at three PM. \
          Yes, that's right. No. That's all, have a nice day. Goodbye.",
     );
     text
@@ -226,6 +227,7 @@ impl LocalResponder {
         now: DateTime,
         conf: f32,
     ) -> Reply {
+        dialog.misunderstood = 0;
         let (date, time) = match dialog.stage {
             Stage::AskWhen { date, time } => (date, time),
             _ => (None, None),
@@ -400,7 +402,30 @@ impl Responder for LocalResponder {
                     let say = "I'm having trouble understanding. Let me connect you to a person.";
                     return Reply::new(say, Outcome::Transfer, Intent::Unknown, 0.0);
                 }
-                Reply::new(DIDNT_CATCH, Outcome::Listen, Intent::Unknown, 0.0)
+                // Filling a booking: ask for the missing part again, keeping what was said.
+                let say = match dialog.stage {
+                    Stage::AskWhen {
+                        date: Some(d),
+                        time: None,
+                    } => {
+                        format!(
+                            "Sorry, I didn't catch that. What time on {:?} would you like?",
+                            d.weekday()
+                        )
+                    }
+                    Stage::AskWhen {
+                        date: None,
+                        time: Some(_),
+                    } => "Sorry, I didn't catch that. Which day would you like?".to_owned(),
+                    Stage::AskWhen { .. } => {
+                        "Sorry, I didn't catch that. What day and time would you like?".to_owned()
+                    }
+                    Stage::Confirm(at) => {
+                        format!("Sorry, was that {}? Please say yes or no.", when::speak(at))
+                    }
+                    _ => DIDNT_CATCH.to_owned(),
+                };
+                Reply::new(say, Outcome::Listen, Intent::Unknown, 0.0)
             }
         }
     }

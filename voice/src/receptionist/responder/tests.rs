@@ -165,6 +165,33 @@ fn bookings_outside_hours_or_in_the_past_are_refused() {
 }
 
 #[test]
+fn a_booking_not_understood_asks_for_the_missing_part_again() {
+    converse(&[
+        (
+            "book an appointment for Friday",
+            "What time on Friday would you like?",
+            Outcome::Listen,
+        ),
+        (
+            "mumble mumble",
+            "Sorry, I didn't catch that. What time on Friday would you like?",
+            Outcome::Listen,
+        ),
+        (
+            "at ten thirty",
+            "Friday, December 4 at 10:30 AM, is that right?",
+            Outcome::Listen,
+        ),
+        (
+            "hmm",
+            "Sorry, was that Friday, December 4 at 10:30 AM? Please say yes or no.",
+            Outcome::Listen,
+        ),
+        ("yes", "", Outcome::Book(date(2026, 12, 4).at(10, 30, 0, 0))),
+    ]);
+}
+
+#[test]
 fn a_taken_slot_is_offered_again() {
     let mut d = Dialog::default();
     let next = date(2026, 12, 8).at(16, 0, 0, 0);
