@@ -253,7 +253,9 @@ async fn the_caller_hears_the_greeting_and_a_knowledge_base_answer() {
 /// confirmed with "yes", stored (`GET /api/v1/appointments`) and confirmed to the caller.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_books_an_appointment_by_voice() {
-    let w = World::new(Backend::Sqlite).await;
+    // Room for slow replies on a loaded machine: the caller waits 9 s after each turn,
+    // and the receptionist waits 10 s before a reprompt.
+    let w = World::with_config(Backend::Sqlite, |c| c.sip.reprompt_secs = 10).await;
     receptionist_org(&w, None).await;
     let dir = TempDir::new();
     let tomorrow = |at: jiff::Zoned| at.date().tomorrow().unwrap().to_string();
@@ -266,10 +268,10 @@ async fn a_caller_books_an_appointment_by_voice() {
         "Yes, that's right.",
     ] {
         script.extend(phone_speech(&dir.0, "en-us", said));
-        script.extend(silence(7.0));
+        script.extend(silence(9.0));
     }
     script.extend(silence(2.0));
-    let (dumps, _log) = call(&dir, sip_port(&w), &script, 40).await;
+    let (dumps, _log) = call(&dir, sip_port(&w), &script, 50).await;
     let after = tomorrow(jiff::Zoned::now().with_time_zone(jiff::tz::TimeZone::UTC));
     let heard = transcribe_turns(&received_audio(&dumps));
     eprintln!("the caller heard: {heard:?}");
