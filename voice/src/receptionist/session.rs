@@ -22,6 +22,8 @@ use tokio::sync::mpsc;
 
 /// Frames per second of the caller's audio.
 const FRAMES_PER_SEC: u64 = 50;
+/// A caller turn longer than this (speech plus recognition, 40 s) is taken as lost.
+const MAX_TURN_FRAMES: u64 = 40 * FRAMES_PER_SEC;
 
 /// What to do once the reply being spoken has played out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +48,8 @@ struct Session {
     quiet_frames: u64,
     /// The caller is speaking, or their turn is being transcribed (no reprompt then).
     in_turn: bool,
+    /// Frames since the caller's turn began.
+    turn_frames: u64,
     reprompts: u32,
     /// Whether the call is ending (goodbye or hand-over said): no more turns.
     closing: bool,
@@ -82,6 +86,7 @@ pub(super) async fn run(
         after: After::Listen,
         quiet_frames: 0,
         in_turn: false,
+        turn_frames: 0,
         reprompts: 0,
         closing: false,
     };
@@ -203,6 +208,7 @@ impl Session {
                 Heard::SpeechStart => {
                     self.quiet_frames = 0;
                     self.in_turn = true;
+                    self.turn_frames = 0;
                     if self.speaking && !self.closing {
                         // Barge-in: the caller talks over us; stop at once and listen.
                         self.act(Action::StopPlayback);
@@ -215,6 +221,14 @@ impl Session {
                     self.quiet_frames = 0;
                     self.on_turn(turn).await;
                 }
+            }
+        }
+        if self.in_turn {
+            // A turn whose transcript never comes (dropped: recognition behind) must not
+            // silence the reprompt for good.
+            self.turn_frames += 1;
+            if self.turn_frames > MAX_TURN_FRAMES {
+                self.in_turn = false;
             }
         }
         if !self.speaking && !self.closing && !self.in_turn {

@@ -1,3 +1,5 @@
+//! Conversations with the local responder, turn by turn, at a fixed local time.
+
 use super::*;
 use jiff::civil::date;
 
