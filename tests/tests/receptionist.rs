@@ -519,3 +519,52 @@ async fn one_booking_per_slot(backend: Backend) {
 }
 
 integration_tests::both_backends!(one_booking_per_slot);
+
+/// Barge-in: the caller talks over the greeting; the greeting stops (measured on the audio
+/// the caller received) and the question is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_caller_cuts_the_greeting_short() {
+    let w = World::new(Backend::Sqlite).await;
+    receptionist_org(&w, None).await;
+    let dir = TempDir::new();
+    let question = phone_speech(&dir.0, "en-us", "Do you have parking?");
+    let lead = 9_600; // 1.2 s: the greeting (3.5 s) is still playing.
+    let onset = lead
+        + question
+            .iter()
+            .position(|s| s.unsigned_abs() > 1_000)
+            .unwrap_or(0);
+    let mut script = silence(1.2);
+    script.extend(question);
+    script.extend(silence(10.0));
+    let (dumps, _log) = call(&dir, sip_port(&w), &script, 20).await;
+    let received = received_audio(&dumps);
+    // Where the greeting went quiet (250 ms without speech) after the caller began.
+    let quiet = (onset..received.len().saturating_sub(2_000))
+        .step_by(80)
+        .find(|&i| {
+            received[i..i + 2_000]
+                .iter()
+                .all(|s| s.unsigned_abs() <= 1_000)
+        })
+        .expect("the greeting went quiet");
+    let cut_ms = (quiet.saturating_sub(onset)) / 8;
+    eprintln!("caller speech onset → greeting silent: {cut_ms} ms");
+    assert!(
+        cut_ms < 400,
+        "the greeting stopped {cut_ms} ms after the caller began"
+    );
+    let heard = transcribe_turns(&received);
+    eprintln!("the caller heard: {heard:?}");
+    assert!(
+        heard
+            .iter()
+            .any(|t| t.contains("parking is behind the building")),
+        "the question was answered: {heard:?}"
+    );
+    assert!(
+        !heard[0].contains("how can i help"),
+        "the greeting's second sentence was not played: {heard:?}"
+    );
+    w.gw.stop().await;
+}
