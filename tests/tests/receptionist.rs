@@ -568,3 +568,94 @@ async fn the_caller_cuts_the_greeting_short() {
     );
     w.gw.stop().await;
 }
+
+/// The interface, through the real binary: `receptionist set`, `kb add`,
+/// `voice route add --app receptionist`; bad hours, zones and agents are refused with the
+/// reason and change nothing.
+#[test]
+fn the_cli_sets_up_a_receptionist() {
+    let dir = TempDir::new();
+    let url = format!("sqlite://{}/cli.db", dir.0.display());
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(integration_tests::env::gateway_binary())
+            .args(args)
+            .env("DARTWING_DATABASE_URL", &url)
+            .env("DARTWING_LOG", "warn")
+            .output()
+            .expect("run the gateway binary");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    assert!(run(&["org", "create", "acme"]).0);
+    let (ok, out) = run(&[
+        "receptionist",
+        "set",
+        "--org",
+        "acme",
+        "--greeting",
+        "Hello from Acme.",
+        "--hours",
+        "Mon-Fri 09:00-17:00",
+        "--timezone",
+        "America/New_York",
+    ]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("Mon-Fri 09:00-17:00") && out.contains("America/New_York"),
+        "{out}"
+    );
+    // Fields not given keep their values.
+    let (ok, out) = run(&[
+        "receptionist",
+        "set",
+        "--org",
+        "acme",
+        "--appointment-minutes",
+        "45",
+    ]);
+    assert!(
+        ok && out.contains("Hello from Acme.") && out.contains("45 min"),
+        "{out}"
+    );
+    for (args, why) in [
+        (&["--hours", "Funday 9-5"][..], "bad hours"),
+        (&["--timezone", "Mars/Olympus"][..], "unknown time zone"),
+        (&["--agent", "nobody"][..], "no agent `nobody`"),
+    ] {
+        let mut all = vec!["receptionist", "set", "--org", "acme"];
+        all.extend_from_slice(args);
+        let (ok, out) = run(&all);
+        assert!(!ok && out.contains(why), "{all:?}: {out}");
+    }
+    let (ok, out) = run(&[
+        "kb",
+        "add",
+        "--org",
+        "acme",
+        "--question",
+        "Do you have parking?",
+        "--answer",
+        "Yes, behind the building.",
+    ]);
+    assert!(ok, "{out}");
+    let (ok, out) = run(&["kb", "list", "--org", "acme"]);
+    assert!(
+        ok && out.contains("Do you have parking?\tYes, behind the building."),
+        "{out}"
+    );
+    let (ok, out) = run(&[
+        "voice",
+        "route",
+        "add",
+        "--org",
+        "acme",
+        "--number",
+        "+15550100000",
+        "--app",
+        "receptionist",
+    ]);
+    assert!(ok && out.contains("receptionist"), "{out}");
+    let (ok, out) = run(&["receptionist", "set", "--org", "nope", "--greeting", "x"]);
+    assert!(!ok && out.contains("no organization `nope`"), "{out}");
+}
