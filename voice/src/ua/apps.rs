@@ -86,4 +86,18 @@ mod tests {
         assert!(cache.get("nonsense").await.is_err());
         assert_eq!(cache.len(), 1, "errors are not cached");
     }
+
+    #[tokio::test]
+    async fn the_receptionist_needs_its_engines_attached() {
+        let cache = AppCache::default();
+        assert!(matches!(
+            cache.get("receptionist").await,
+            Err(AppSpecError::NoSpeech)
+        ));
+        // Parsed alone (as the CLI checks a route), it is known, without engines.
+        assert!(matches!(
+            AppSpec::parse("receptionist"),
+            Ok(AppSpec::Receptionist(None))
+        ));
+    }
 }
