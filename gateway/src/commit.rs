@@ -151,6 +151,10 @@ pub enum WriteOp {
     },
     /// An inbox write: an agent's command, an assignment round, a contact merge.
     Inbox(crate::db::inbox::InboxOp),
+    /// A receptionist call's transcript turn (a `voice` message and its event).
+    Transcript(crate::db::receptionist::TranscriptWrite),
+    /// A booking the receptionist took.
+    Book(crate::db::receptionist::BookWrite),
     /// Replay a dead letter.
     Replay {
         /// The org.
@@ -187,6 +191,10 @@ pub enum WriteResult {
     MediaClaimed(Vec<crate::db::media::MediaJob>),
     /// For [`WriteOp::Inbox`].
     Inbox(crate::db::inbox::InboxResult),
+    /// For [`WriteOp::Transcript`]: the message's id (`None`: the call is unknown).
+    Transcript(Option<String>),
+    /// For [`WriteOp::Book`].
+    Booked(crate::db::receptionist::BookResult),
     /// For [`WriteOp::PruneOutbox`]: how many rows went.
     Pruned(u64),
     /// For [`WriteOp::Retry`], [`WriteOp::Defer`], [`WriteOp::MarkPublished`] and
@@ -567,5 +575,9 @@ async fn execute(conn: &mut AnyConnection, op: &WriteOp) -> Result<WriteResult, 
             WriteResult::Replay(dead_letters::replay(conn, org_id, id, now).await?)
         }
         WriteOp::Inbox(op) => WriteResult::Inbox(crate::db::inbox::execute(conn, op, now).await?),
+        WriteOp::Transcript(w) => {
+            WriteResult::Transcript(crate::db::receptionist::append_turn(conn, w, now).await?)
+        }
+        WriteOp::Book(w) => WriteResult::Booked(crate::db::receptionist::book(conn, w, now).await?),
     })
 }

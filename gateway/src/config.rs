@@ -28,6 +28,7 @@
 //! | `DARTWING_INBOX_SESSION_SECS`, `_WS_QUEUE_FRAMES`, `_WS_SLOW_MS`, `_WS_IDLE_SECS`, `_WS_PING_SECS` | `inbox.*` |
 //! | `DARTWING_EMAIL_SCAN_MS`, `_IDLE_SECS`, `_POLL_MS` | `email.*` (mailbox readers) |
 //! | `DARTWING_SIP_REALM`, `_RTP_PORT_MIN`, `_RTP_PORT_MAX`, `_MAX_CALLS`, `_MAX_CALL_SECS`, `_INVITES_PER_SECOND_PER_SOURCE` | `sip.*` |
+//! | `DARTWING_SIP_WHISPER_MODEL`, `_TTS_VOICE`, `_REPROMPT_SECS` | `sip.*` (the receptionist's speech) |
 
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -105,6 +106,13 @@ pub struct SipConfig {
     /// This node's name on the calls it runs (several nodes on one database must differ);
     /// empty: the host name and `addr`. At start the node ends the calls it left live.
     pub node_id: String,
+    /// The whisper model the `receptionist` application listens with (loaded on its first
+    /// call); empty: `ggml-tiny.en.bin` in the models folder (`DARTWING_MODELS_DIR`).
+    pub whisper_model: String,
+    /// The espeak-ng voice the receptionist speaks with.
+    pub tts_voice: String,
+    /// Seconds of caller silence before the receptionist reprompts (once), then says goodbye.
+    pub reprompt_secs: u64,
 }
 
 impl Default for SipConfig {
@@ -120,6 +128,9 @@ impl Default for SipConfig {
             max_calls_per_source: 0,
             trusted_sources: String::new(),
             node_id: String::new(),
+            whisper_model: String::new(),
+            tts_voice: "en-us".into(),
+            reprompt_secs: 6,
         }
     }
 }
@@ -331,6 +342,9 @@ const ENV: &[(&str, &str)] = &[
     ),
     ("DARTWING_SIP_TRUSTED_SOURCES", "sip.trusted_sources"),
     ("DARTWING_SIP_NODE_ID", "sip.node_id"),
+    ("DARTWING_SIP_WHISPER_MODEL", "sip.whisper_model"),
+    ("DARTWING_SIP_TTS_VOICE", "sip.tts_voice"),
+    ("DARTWING_SIP_REPROMPT_SECS", "sip.reprompt_secs"),
     ("DARTWING_INBOX_SESSION_SECS", "inbox.session_secs"),
     ("DARTWING_INBOX_WS_QUEUE_FRAMES", "inbox.ws_queue_frames"),
     ("DARTWING_INBOX_WS_SLOW_MS", "inbox.ws_slow_ms"),

@@ -30,6 +30,7 @@ pub mod logging;
 pub mod media;
 pub mod outhooks;
 pub mod plugins;
+pub mod receptionist;
 pub mod relay;
 pub mod retention;
 pub mod secrets;

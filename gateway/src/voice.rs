@@ -11,6 +11,9 @@
 //!  REGISTER ─▶ Registrar ─▶ sip_agents (HA1) ; bindings in this node's memory
 //! ```
 //!
+//! The `receptionist` application gets its engines here ([`crate::receptionist`]): local
+//! speech (whisper loaded on the first such call), the database store, the local responder.
+//!
 //! Registrations live in memory on the node that took them (an agent phone re-registers
 //! every few minutes); sharing them across nodes is future work, noted in the README.
 //!
@@ -50,14 +53,29 @@ impl CallRouter for DbRouter {
                 .map_err(|e| RouteError::Unavailable {
                     source: Box::new(e),
                 })?;
-            if !settings.enabled("voice") {
-                tracing::info!(org_id = %r.org_id, "call to an org whose voice feature is off");
+            if !settings.enabled("voice")
+                || (r.app.trim() == "receptionist" && !settings.enabled("receptionist"))
+            {
+                tracing::info!(org_id = %r.org_id, app = %r.app, "call to an org whose voice (or receptionist) feature is off");
                 return Ok(None);
             }
-            Ok(Some(r).map(|r| Route {
+            // A receptionist route without an agent of its own hands over to the org's
+            // receptionist agent (`receptionist set --agent`).
+            let agent = match (&r.agent, r.app.trim()) {
+                (None, "receptionist") => {
+                    crate::db::receptionist::settings(&self.db.pool, &r.org_id)
+                        .await
+                        .map_err(|e| RouteError::Unavailable {
+                            source: Box::new(e),
+                        })?
+                        .agent
+                }
+                _ => r.agent,
+            };
+            Ok(Some(Route {
                 org: r.org_id,
                 app: r.app,
-                agent: r.agent,
+                agent,
                 allow_refer: r.allow_refer,
             }))
         })
@@ -298,6 +316,22 @@ pub async fn start(
         })),
     };
     let server = ua::start_with(ua_config(sip, bind), ports).await?;
+    server.host_receptionist(Arc::new(voice::receptionist::Host {
+        speech: Arc::new(crate::receptionist::LocalSpeech::new(
+            crate::receptionist::LocalSpeech::model_path(&sip.whisper_model),
+            sip.tts_voice.clone(),
+        )),
+        store: Arc::new(crate::receptionist::DbReceptionistStore {
+            db: db.clone(),
+            committer: committer.clone(),
+        }),
+        responder: Arc::new(voice::receptionist::responder::LocalResponder),
+        config: voice::receptionist::ReceptionistConfig {
+            reprompt_after: Duration::from_secs(sip.reprompt_secs.max(1)),
+            ..Default::default()
+        },
+        runtime: tokio::runtime::Handle::current(),
+    }));
     tracing::info!(addr = %server.local_addr(), "SIP listening (UDP and TCP)");
     Ok(Some(Arc::new(server)))
 }

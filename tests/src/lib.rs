@@ -12,6 +12,7 @@
 //!   restarted to make an outage.
 //! - [`proxy`]: a loopback TCP proxy a test cuts and restores (a network outage).
 //! - [`schema`]: the event JSON Schemas of `docs/events/` and a checker for them.
+//! - [`speech`]: espeak-ng + sox caller speech through µ-law, and whisper to hear replies.
 //!
 //! PostgreSQL comes from `DARTWING_TEST_PG_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`); `scripts/test.sh` installs and starts it.
@@ -23,6 +24,7 @@ pub mod env;
 pub mod mail;
 pub mod proxy;
 pub mod schema;
+pub mod speech;
 pub mod telnyx;
 pub mod twilio;
 pub mod whatsapp;

@@ -8,7 +8,8 @@
 //! RTP of each call leg on a few worker threads (port pool, jitter buffer, G.711, DTMF,
 //! symmetric RTP, inactivity timeout, recording); [`app`] is the interface the call's
 //! application (echo, WAV player, DTMF menu, later the AI receptionist) implements: frames and
-//! digits in, actions out. The call lifecycle is `state_machines::call`.
+//! digits in, actions out. The call lifecycle is `state_machines::call`. [`receptionist`] is
+//! the AI receptionist application, reaching speech, storage and its responder through ports.
 //!
 //! Signalling: [`sip`] is SIP below the dialog (framing, rsip parsing, writing, UDP/TCP
 //! listeners, RFC 3261 timers); [`ua`] is the user agent above it (transaction table,
@@ -18,6 +19,7 @@
 
 pub mod app;
 pub mod media;
+pub mod receptionist;
 pub mod sdp;
 pub mod sip;
 pub mod ua;

@@ -6,6 +6,7 @@
 //! what happened: 400 malformed (naming the field), 401 bad key or signature, 404 unknown or
 //! another org's object, 409/422 refused, 413 too large, 503 overloaded with `Retry-After`.
 
+pub mod appointments;
 pub mod audit;
 pub mod calls;
 pub mod dead_letters;
@@ -97,6 +98,7 @@ pub fn router(state: State, max_body_bytes: usize) -> Router {
         .route("/api/v1/events", get(messages::events))
         .route("/api/v1/media/{id}", get(messages::media))
         .route("/api/v1/calls", get(calls::list))
+        .route("/api/v1/appointments", get(appointments::list))
         .route("/api/v1/calls/{id}", get(calls::get_call))
         .route("/api/v1/audit", get(audit::list))
         .route("/api/v1/settings", get(settings::get_own))

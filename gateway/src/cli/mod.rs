@@ -2,11 +2,13 @@
 //! ([`apikey`]),
 //! `channel add twilio-sms|telnyx-sms|whatsapp|email`, `channel list` ([`channel`]), `events tail`
 //! (the example Kafka consumer), `voice route|agent …` ([`voice`]), `agent create|list|revoke`
-//! ([`agent`]), `webhook add|list|rotate|remove|dead-letters|replay` ([`webhook`]), `speech …`.
+//! ([`agent`]), `webhook add|list|rotate|remove|dead-letters|replay` ([`webhook`]),
+//! `receptionist set`, `kb add|list` ([`receptionist`]), `speech …`.
 
 pub mod agent;
 pub mod apikey;
 pub mod channel;
+pub mod receptionist;
 pub mod voice;
 pub mod webhook;
 
@@ -76,6 +78,18 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         action: webhook::WebhookAction,
+    },
+    /// The AI receptionist's per-org settings.
+    Receptionist {
+        /// What to do.
+        #[command(subcommand)]
+        action: receptionist::ReceptionistAction,
+    },
+    /// The knowledge base the receptionist answers from.
+    Kb {
+        /// What to do.
+        #[command(subcommand)]
+        action: receptionist::KbAction,
     },
     /// Inbox agents: create, list, revoke sessions.
     Agent {
@@ -280,6 +294,14 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Voice { action } => {
             let db = open(&config).await?;
             voice::run(&config, &db, action).await
+        }
+        Command::Receptionist { action } => {
+            let db = open(&config).await?;
+            receptionist::run(&db, action).await
+        }
+        Command::Kb { action } => {
+            let db = open(&config).await?;
+            receptionist::run_kb(&db, action).await
         }
         Command::Agent { action } => {
             let db = open(&config).await?;

@@ -36,7 +36,8 @@ pub enum RouteAction {
         /// The number, e.g. `+15550100000` (spaces, dashes and `+` are ignored).
         #[arg(long)]
         number: String,
-        /// `echo` (says back what it hears), `menu` (a DTMF menu) or `play:FILE.wav`.
+        /// `echo` (says back what it hears), `menu` (a DTMF menu), `play:FILE.wav` or
+        /// `receptionist` (the AI receptionist; see `receptionist set` and `kb add`).
         #[arg(long)]
         app: String,
         /// The agent (a username of the same org) the application's transfer reaches
@@ -172,6 +173,7 @@ mod tests {
     fn app_specs_are_checked() {
         assert!(check_app("echo").is_ok());
         assert!(check_app("menu").is_ok());
+        assert!(check_app("receptionist").is_ok());
         assert!(check_app("dance").is_err());
         assert!(check_app("play:/nonexistent.wav").is_err());
         let dir = std::env::temp_dir().join(format!("dw-app-{}", std::process::id()));

@@ -26,6 +26,7 @@ pub mod org_settings;
 pub mod orgs;
 pub mod outbox;
 pub mod pending;
+pub mod receptionist;
 pub mod webhooks;
 pub mod windows;
 

@@ -282,6 +282,23 @@ fn peak_window_dbfs(audio: &[f32]) -> f32 {
 
 impl SpeechToText for WhisperStt {
     fn transcribe(&self, audio: &[f32]) -> Result<Transcript, SpeechError> {
+        self.transcribe_with_prompt(audio, None)
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl WhisperStt {
+    /// Transcribes like [`SpeechToText::transcribe`], biased by `prompt`: text whisper
+    /// takes as what was said just before (a caller's vocabulary: the business's name, the
+    /// questions it expects), which makes it prefer those words when the audio is unclear.
+    pub fn transcribe_with_prompt(
+        &self,
+        audio: &[f32],
+        prompt: Option<&str>,
+    ) -> Result<Transcript, SpeechError> {
         let started = Instant::now();
         let audio_ms = audio::pcm::duration_ms(audio.len(), STT_RATE);
         if audio.is_empty() || peak_window_dbfs(audio) < self.cfg.silence_dbfs {
@@ -295,7 +312,10 @@ impl SpeechToText for WhisperStt {
         let mut input = Vec::with_capacity(plan.padded_len);
         input.extend_from_slice(audio);
         input.resize(plan.padded_len, 0.0);
-        let params = self.params(plan.audio_ctx, plan.max_tokens);
+        let mut params = self.params(plan.audio_ctx, plan.max_tokens);
+        if let Some(prompt) = prompt.filter(|p| !p.trim().is_empty()) {
+            params.set_initial_prompt(prompt);
+        }
 
         let mut state = self.take_state()?;
         let result = state.full(params, &input);
@@ -316,12 +336,6 @@ impl SpeechToText for WhisperStt {
         })
     }
 
-    fn name(&self) -> &str {
-        &self.name
-    }
-}
-
-impl WhisperStt {
     fn collect(&self, state: &WhisperState) -> Vec<Segment> {
         let mut out = Vec::new();
         for seg in state.as_iter() {

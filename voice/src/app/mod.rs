@@ -8,6 +8,7 @@
 //! | `echo` | sends back every frame it hears (20 ms + jitter-buffer delay later) |
 //! | `play:FILE.wav` | plays the WAV once, then asks to hang up |
 //! | `menu` or `menu:FILE.wav` | plays a prompt (two beeps, or the WAV), then: `1` transfer to `agent`, `2` echo (`*` back to the menu), `3` start recording, `4` stop recording, `#` hang up, anything else replays the prompt |
+//! | `receptionist` | the AI receptionist ([`crate::receptionist`]); needs the speech engines the user agent was given ([`crate::ua::SipServer::host_receptionist`]) |
 //!
 //! [`bridge::pair`] makes the two sides of a transfer's bridge (not selected by a spec: call
 //! control puts them on the two legs with `MediaHandle::set_app`).
@@ -45,6 +46,10 @@ pub struct CallContext {
     pub from: String,
     /// The dialled number (request URI user part).
     pub to: String,
+    /// The organisation the dialled number belongs to.
+    pub org: String,
+    /// The agent the route's transfers reach, if any.
+    pub agent: Option<String>,
 }
 
 /// What an application asks the runtime to do.
@@ -87,8 +92,8 @@ pub trait CallApp: Send {
 /// Why a spec string does not name an application.
 #[derive(Debug, thiserror::Error)]
 pub enum AppSpecError {
-    /// Not `echo`, `menu`, `menu:FILE` or `play:FILE`.
-    #[error("unknown application `{spec}` (want echo, menu, menu:FILE.wav or play:FILE.wav)")]
+    /// Not `echo`, `menu`, `menu:FILE`, `play:FILE` or `receptionist`.
+    #[error("unknown application `{spec}` (want echo, menu, menu:FILE.wav, play:FILE.wav or receptionist)")]
     Unknown {
         /// What was given.
         spec: String,
@@ -102,6 +107,9 @@ pub enum AppSpecError {
         #[source]
         source: std::io::Error,
     },
+    /// `receptionist` on a user agent that was given no speech engines.
+    #[error("the receptionist needs the speech engines, and none were attached")]
+    NoSpeech,
     /// The file is not a WAV we can play.
     #[error("{path}: {source}")]
     Wav {
@@ -141,6 +149,9 @@ pub enum AppSpec {
     Menu(Option<Audio>),
     /// `play:FILE.wav`.
     Play(Audio),
+    /// `receptionist`, with the engines it runs on once the user agent attached them
+    /// (`None` when parsed alone: [`AppSpec::build`] then makes an app that hangs up).
+    Receptionist(Option<std::sync::Arc<crate::receptionist::Host>>),
 }
 
 impl AppSpec {
@@ -150,6 +161,7 @@ impl AppSpec {
         match spec.split_once(':') {
             None if spec == "echo" => Ok(AppSpec::Echo),
             None if spec == "menu" => Ok(AppSpec::Menu(None)),
+            None if spec == "receptionist" => Ok(AppSpec::Receptionist(None)),
             Some(("play", file)) if !file.is_empty() => Ok(AppSpec::Play(load_wav(file)?)),
             Some(("menu", file)) if !file.is_empty() => Ok(AppSpec::Menu(Some(load_wav(file)?))),
             _ => Err(AppSpecError::Unknown {
@@ -164,6 +176,11 @@ impl AppSpec {
             AppSpec::Echo => Box::new(Echo),
             AppSpec::Menu(prompt) => Box::new(Menu::new(prompt.clone())),
             AppSpec::Play(clip) => Box::new(Play::new(clip.clone())),
+            AppSpec::Receptionist(Some(host)) => Box::new(
+                crate::receptionist::ReceptionistApp::new(std::sync::Arc::clone(host)),
+            ),
+            // No engines: a moment of silence, then the call ends.
+            AppSpec::Receptionist(None) => Box::new(Play::new(vec![0; FRAME_SAMPLES * 10].into())),
         }
     }
 }

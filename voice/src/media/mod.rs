@@ -46,7 +46,7 @@
 //! let (answer_sdp, negotiated) = answer(&offer, &local)?;
 //! let _body_of_200_ok = answer_sdp.to_string();
 //! let app = parse_app_spec("echo")?;
-//! let ctx = CallContext { call_id: "c1".into(), from: "alice".into(), to: "100".into() };
+//! let ctx = CallContext { call_id: "c1".into(), from: "alice".into(), to: "100".into(), ..Default::default() };
 //! let (media, mut events) = workers.start(bound, &negotiated, app, ctx, MediaConfig::default())?;
 //!
 //! // Call control reacts to media events; a re-INVITE goes through `answer` and `update`.

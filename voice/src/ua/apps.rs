@@ -17,11 +17,17 @@ pub const MAX_SPECS: usize = 1024;
 #[derive(Debug, Default)]
 pub struct AppCache {
     specs: Mutex<HashMap<String, AppSpec>>,
+    /// The receptionist's engines, attached once at start-up.
+    receptionist: std::sync::OnceLock<std::sync::Arc<crate::receptionist::Host>>,
 }
 
 impl AppCache {
     /// The parsed spec, from the cache or read now on a blocking thread.
     pub async fn get(&self, spec: &str) -> Result<AppSpec, AppSpecError> {
+        if spec.trim() == "receptionist" {
+            let host = self.receptionist.get().ok_or(AppSpecError::NoSpeech)?;
+            return Ok(AppSpec::Receptionist(Some(std::sync::Arc::clone(host))));
+        }
         if let Some(found) = self.lock().get(spec) {
             return Ok(found.clone());
         }
@@ -35,6 +41,13 @@ impl AppCache {
         }
         specs.insert(spec.to_owned(), parsed.clone());
         Ok(parsed)
+    }
+
+    /// Attaches the receptionist's engines (the first attach wins).
+    pub fn attach_receptionist(&self, host: std::sync::Arc<crate::receptionist::Host>) {
+        if self.receptionist.set(host).is_err() {
+            tracing::warn!("receptionist engines already attached; the new ones are ignored");
+        }
     }
 
     /// How many specs are cached.
@@ -72,5 +85,19 @@ mod tests {
         assert_eq!(cache.len(), 1);
         assert!(cache.get("nonsense").await.is_err());
         assert_eq!(cache.len(), 1, "errors are not cached");
+    }
+
+    #[tokio::test]
+    async fn the_receptionist_needs_its_engines_attached() {
+        let cache = AppCache::default();
+        assert!(matches!(
+            cache.get("receptionist").await,
+            Err(AppSpecError::NoSpeech)
+        ));
+        // Parsed alone (as the CLI checks a route), it is known, without engines.
+        assert!(matches!(
+            AppSpec::parse("receptionist"),
+            Ok(AppSpec::Receptionist(None))
+        ));
     }
 }

@@ -206,6 +206,8 @@ impl Call {
             call_id: who.map(|r| r.id.clone()).unwrap_or_default(),
             from: who.map(|r| r.from.clone()).unwrap_or_default(),
             to: who.map(|r| r.to.clone()).unwrap_or_default(),
+            org: who.map(|r| r.org.clone()).unwrap_or_default(),
+            agent: self.route.as_ref().and_then(|r| r.agent.clone()),
         }
     }
 

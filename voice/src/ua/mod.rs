@@ -248,6 +248,12 @@ impl SipServer {
         let _ = self.commands.send(command).await;
     }
 
+    /// Gives the `receptionist` application its engines (speech, store, responder); until
+    /// then a route to it refuses calls (500).
+    pub fn host_receptionist(&self, host: Arc<crate::receptionist::Host>) {
+        self.shared.apps.attach_receptionist(host);
+    }
+
     /// Starts a drain: new calls get 503, calls in progress are ended with BYE (cause
     /// `Shutdown`); the listeners stop once the calls are gone or `drain_timeout` passed.
     pub fn shutdown(&self) {

@@ -193,6 +193,7 @@ impl Call {
                     call_id: self.invite.call_id.clone(),
                     from: caller_user.clone(),
                     to: agent.to_owned(),
+                    ..CallContext::default()
                 };
                 let media_config = self.shared.config.media.clone();
                 let bridged_media = caller_media.bridge_to(

@@ -1,0 +1,147 @@
+//! `dartwing-gateway receptionist set …` (an org's greeting, hours, time zone, hand-over
+//! agent, appointment length) and `dartwing-gateway kb add|list …` (the knowledge base the
+//! receptionist answers from). Values are checked as a call would use them.
+
+use super::find_org;
+use crate::db::{calls, now_ms, receptionist as rdb, Db};
+use anyhow::bail;
+use clap::Subcommand;
+use voice::receptionist::jiff::tz::TimeZone;
+use voice::receptionist::responder::Hours;
+
+/// Receptionist commands.
+#[derive(Subcommand)]
+pub enum ReceptionistAction {
+    /// Set an org's receptionist settings (fields not given keep their values).
+    Set {
+        /// The organization's slug.
+        #[arg(long)]
+        org: String,
+        /// What callers hear first (default: "Thank you for calling NAME. How can I help you?").
+        #[arg(long)]
+        greeting: Option<String>,
+        /// Opening hours, e.g. "Mon-Fri 09:00-17:00, Sat 10:00-14:00".
+        #[arg(long)]
+        hours: Option<String>,
+        /// IANA time zone the hours and bookings are in, e.g. Europe/London (default UTC).
+        #[arg(long)]
+        timezone: Option<String>,
+        /// The agent (SIP username of this org) hand-overs reach when the route names none.
+        #[arg(long)]
+        agent: Option<String>,
+        /// Length of an appointment, minutes (default 30).
+        #[arg(long)]
+        appointment_minutes: Option<u16>,
+    },
+}
+
+/// Knowledge-base commands.
+#[derive(Subcommand)]
+pub enum KbAction {
+    /// Add a question and its answer.
+    Add {
+        /// The organization's slug.
+        #[arg(long)]
+        org: String,
+        /// How a caller might ask.
+        #[arg(long)]
+        question: String,
+        /// What the receptionist answers.
+        #[arg(long)]
+        answer: String,
+    },
+    /// List an org's entries.
+    List {
+        /// The organization's slug.
+        #[arg(long)]
+        org: String,
+    },
+}
+
+/// Runs a receptionist command.
+pub async fn run(db: &Db, action: ReceptionistAction) -> anyhow::Result<()> {
+    let ReceptionistAction::Set {
+        org,
+        greeting,
+        hours,
+        timezone,
+        agent,
+        appointment_minutes,
+    } = action;
+    let org = find_org(db, &org).await?;
+    let mut problems = Vec::new();
+    if let Some(h) = &hours {
+        if let Err(e) = Hours::parse(h) {
+            problems.push(e.to_string());
+        }
+    }
+    if let Some(tz) = &timezone {
+        if TimeZone::get(tz).is_err() {
+            problems.push(format!(
+                "unknown time zone `{tz}` (want Area/City, e.g. America/New_York)"
+            ));
+        }
+    }
+    if let Some(agent) = &agent {
+        let owner = calls::agent(&db.pool, agent)
+            .await?
+            .map(|(org_id, ..)| org_id);
+        if owner.as_deref() != Some(org.id.as_str()) {
+            problems.push(format!(
+                "no agent `{agent}` in {} (add it with `voice agent add`)",
+                org.slug
+            ));
+        }
+    }
+    if appointment_minutes == Some(0) {
+        problems.push("appointment minutes must be at least 1".to_owned());
+    }
+    if !problems.is_empty() {
+        bail!("{}", problems.join("; "));
+    }
+    let settings = rdb::Settings {
+        greeting: greeting.filter(|g| !g.trim().is_empty()),
+        hours,
+        timezone,
+        agent,
+        appointment_minutes: appointment_minutes.map(i64::from),
+    };
+    rdb::set_settings(&db.pool, &org.id, &settings, now_ms()).await?;
+    let now = rdb::settings(&db.pool, &org.id).await?;
+    println!(
+        "receptionist for {}: greeting {:?}, hours {:?}, timezone {:?}, agent {:?}, {} min appointments",
+        org.slug,
+        now.greeting,
+        now.hours,
+        now.timezone,
+        now.agent,
+        now.appointment_minutes.unwrap_or(30)
+    );
+    Ok(())
+}
+
+/// Runs a knowledge-base command.
+pub async fn run_kb(db: &Db, action: KbAction) -> anyhow::Result<()> {
+    match action {
+        KbAction::Add {
+            org,
+            question,
+            answer,
+        } => {
+            if question.trim().is_empty() || answer.trim().is_empty() {
+                bail!("both --question and --answer need text");
+            }
+            let org = find_org(db, &org).await?;
+            let id =
+                rdb::add_entry(&db.pool, &org.id, question.trim(), answer.trim(), now_ms()).await?;
+            println!("knowledge entry {id} added for {}", org.slug);
+        }
+        KbAction::List { org } => {
+            let org = find_org(db, &org).await?;
+            for (q, a) in rdb::entries(&db.pool, &org.id).await? {
+                println!("{q}\t{a}");
+            }
+        }
+    }
+    Ok(())
+}

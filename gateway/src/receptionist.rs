@@ -1,0 +1,333 @@
+//! The gateway's adapters of the receptionist's ports (`voice::receptionist`):
+//!
+//! - [`DbReceptionistStore`]: org settings and knowledge base from the database; transcript
+//!   turns and bookings through the committer (each with its event, in one transaction).
+//! - [`LocalSpeech`]: whisper (`stt-tts`, streaming with VAD and speculative decoding) as
+//!   the listener, espeak-ng as the voice. The model is loaded on the first receptionist
+//!   call, on a blocking thread, and shared by every call after it.
+//!
+//! A booking's slot is turned into UTC here, in the org's time zone; the slots offered when
+//! it is taken are the following ones on the appointment grid that fit the opening hours,
+//! for up to two weeks.
+
+use crate::commit::{Committer, WriteOp, WriteResult};
+use crate::db::receptionist::{self as rdb, BookResult, BookWrite, Slot, TranscriptWrite};
+use crate::db::Db;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use stt_tts::stt::{StreamConfig, StreamEvent, StreamingTranscriber, WhisperConfig, WhisperStt};
+use stt_tts::tts::{synthesize_to_vec, EspeakConfig, EspeakTts};
+use stt_tts::SpeechToText;
+use voice::receptionist::jiff::{civil::DateTime, tz::TimeZone, ToSpan};
+use voice::receptionist::responder::{Entry, Hours, Knowledge, Profile};
+use voice::receptionist::{
+    Booked, Booking, Heard, Listener, OrgSettings, ReceptionistStore, Speaker, Speech,
+    SpeechFailure, StoreFailure, TranscriptTurn, Turn,
+};
+use voice::ua::BoxFuture;
+
+fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> StoreFailure {
+    StoreFailure {
+        source: Box::new(e),
+    }
+}
+
+/// Settings, knowledge base, transcript and appointments on the gateway's database.
+pub struct DbReceptionistStore {
+    /// Reads.
+    pub db: Db,
+    /// Writes.
+    pub committer: Committer,
+}
+
+/// An org's settings as the receptionist uses them (bad stored values are skipped, logged).
+pub async fn load_settings(db: &Db, org_id: &str) -> Result<OrgSettings, crate::db::StoreError> {
+    let stored = rdb::settings(&db.pool, org_id).await?;
+    let entries = rdb::entries(&db.pool, org_id).await?;
+    let name: Option<String> = sqlx::query_scalar("SELECT name FROM orgs WHERE id = $1")
+        .bind(org_id)
+        .fetch_optional(&db.pool)
+        .await?;
+    let hours = stored.hours.as_deref().and_then(|h| match Hours::parse(h) {
+        Ok(h) => Some(h),
+        Err(e) => {
+            tracing::warn!(org = org_id, error = %e, "stored hours ignored");
+            None
+        }
+    });
+    let timezone = match stored.timezone.as_deref() {
+        Some(tz) => TimeZone::get(tz).unwrap_or_else(|e| {
+            tracing::warn!(org = org_id, error = %e, "stored time zone ignored; UTC used");
+            TimeZone::UTC
+        }),
+        None => TimeZone::UTC,
+    };
+    let knowledge = Knowledge::new(
+        entries
+            .into_iter()
+            .map(|(question, answer)| Entry { question, answer })
+            .collect(),
+    );
+    Ok(OrgSettings {
+        profile: Profile {
+            name: name.unwrap_or_default(),
+            greeting: stored.greeting,
+            hours,
+            knowledge,
+            appointment_minutes: stored
+                .appointment_minutes
+                .and_then(|m| u16::try_from(m).ok())
+                .unwrap_or(30),
+        },
+        timezone,
+    })
+}
+
+/// A local start as a stored slot (`None` when the zone cannot place it).
+fn slot(start: DateTime, tz: &TimeZone, minutes: u16) -> Option<Slot> {
+    let zoned = start.to_zoned(tz.clone()).ok()?;
+    let starts_at = zoned.timestamp().as_millisecond();
+    Some(Slot {
+        starts_at,
+        ends_at: starts_at + i64::from(minutes) * 60_000,
+        local_start: start.strftime("%Y-%m-%dT%H:%M").to_string(),
+    })
+}
+
+/// The slots after `start` on its `minutes` grid that fit `hours`, for two weeks (50 at most).
+fn alternatives(start: DateTime, minutes: u16, hours: Option<&Hours>, tz: &TimeZone) -> Vec<Slot> {
+    let step = i64::from(minutes.max(5));
+    let mut out = Vec::new();
+    let mut at = start;
+    for _ in 0..(14 * 24 * 60 / step) {
+        let Ok(next) = at.checked_add(step.minutes()) else {
+            break;
+        };
+        at = next;
+        if hours.is_none_or(|h| h.fits(at, minutes)) {
+            if let Some(s) = slot(at, tz, minutes) {
+                out.push(s);
+            }
+            if out.len() == 50 {
+                break;
+            }
+        }
+    }
+    out
+}
+
+impl ReceptionistStore for DbReceptionistStore {
+    fn settings<'a>(&'a self, org: &'a str) -> BoxFuture<'a, Result<OrgSettings, StoreFailure>> {
+        Box::pin(async move { load_settings(&self.db, org).await.map_err(unavailable) })
+    }
+
+    fn transcript(&self, turn: TranscriptTurn) -> BoxFuture<'_, Result<(), StoreFailure>> {
+        Box::pin(async move {
+            let write = TranscriptWrite {
+                org_id: turn.org,
+                call_id: turn.call_id,
+                inbound: turn.speaker == Speaker::Caller,
+                text: turn.text,
+                span_ms: turn.span_ms,
+                confidence: turn.confidence,
+                intent: turn.intent.map(str::to_owned),
+            };
+            match self.committer.submit_wait(WriteOp::Transcript(write)).await {
+                Ok(WriteResult::Transcript(Some(_))) => Ok(()),
+                Ok(WriteResult::Transcript(None)) => {
+                    tracing::warn!("transcript turn of an unknown call dropped");
+                    Ok(())
+                }
+                Ok(_) => unreachable!("Transcript answers Transcript"),
+                Err(e) => Err(unavailable(e)),
+            }
+        })
+    }
+
+    fn book(&self, b: Booking) -> BoxFuture<'_, Result<Booked, StoreFailure>> {
+        Box::pin(async move {
+            let Some(wanted) = slot(b.start, &b.timezone, b.minutes) else {
+                return Ok(Booked::Taken { next: None });
+            };
+            let alternatives = alternatives(b.start, b.minutes, b.hours.as_ref(), &b.timezone);
+            let write = BookWrite {
+                org_id: b.org,
+                call_id: b.call_id,
+                timezone: b.timezone.iana_name().unwrap_or("UTC").to_owned(),
+                wanted,
+                alternatives,
+            };
+            match self.committer.submit_wait(WriteOp::Book(write)).await {
+                Ok(WriteResult::Booked(BookResult::Booked(_))) => Ok(Booked::Confirmed),
+                Ok(WriteResult::Booked(BookResult::Taken(next))) => Ok(Booked::Taken {
+                    next: next.and_then(|s| s.local_start.parse::<DateTime>().ok()),
+                }),
+                Ok(_) => unreachable!("Book answers Booked"),
+                Err(e) => Err(unavailable(e)),
+            }
+        })
+    }
+}
+
+/// whisper to listen, espeak-ng to speak; both made on first use.
+pub struct LocalSpeech {
+    model: PathBuf,
+    voice: String,
+    stt: Mutex<Option<Arc<WhisperStt>>>,
+    tts: Mutex<Option<Arc<EspeakTts>>>,
+}
+
+impl LocalSpeech {
+    /// Speech with this whisper model and espeak-ng voice (nothing loaded yet).
+    pub fn new(model: PathBuf, voice: String) -> LocalSpeech {
+        LocalSpeech {
+            model,
+            voice,
+            stt: Mutex::new(None),
+            tts: Mutex::new(None),
+        }
+    }
+
+    /// The model path from `sip.whisper_model`, or tiny.en in the models folder.
+    pub fn model_path(configured: &str) -> PathBuf {
+        match configured.trim() {
+            "" => stt_tts::models::WhisperModel::TinyEn.path(),
+            path => PathBuf::from(path),
+        }
+    }
+}
+
+fn failure(e: impl std::error::Error + Send + Sync + 'static) -> SpeechFailure {
+    SpeechFailure {
+        source: Box::new(e),
+    }
+}
+
+/// whisper with an org's vocabulary as its initial prompt.
+struct Prompted {
+    whisper: Arc<WhisperStt>,
+    prompt: String,
+}
+
+impl SpeechToText for Prompted {
+    fn transcribe(&self, audio: &[f32]) -> Result<stt_tts::Transcript, stt_tts::SpeechError> {
+        self.whisper
+            .transcribe_with_prompt(audio, Some(&self.prompt))
+    }
+
+    fn name(&self) -> &str {
+        self.whisper.name()
+    }
+}
+
+impl Speech for LocalSpeech {
+    fn listener(&self, vocabulary: &str) -> Result<Box<dyn Listener>, SpeechFailure> {
+        let stt = {
+            let mut slot = self.stt.lock().unwrap_or_else(|p| p.into_inner());
+            match slot.as_ref() {
+                Some(stt) => Arc::clone(stt),
+                None => {
+                    let cfg = WhisperConfig::new(&self.model);
+                    let loaded = Arc::new(WhisperStt::load(cfg).map_err(failure)?);
+                    *slot = Some(Arc::clone(&loaded));
+                    loaded
+                }
+            }
+        };
+        let stt = Arc::new(Prompted {
+            whisper: stt,
+            prompt: vocabulary.to_owned(),
+        });
+        let inner = StreamingTranscriber::new(stt, StreamConfig::default()).map_err(failure)?;
+        Ok(Box::new(WhisperListener { inner }))
+    }
+
+    fn speak(&self, text: &str) -> Result<Vec<i16>, SpeechFailure> {
+        let tts = {
+            let mut slot = self.tts.lock().unwrap_or_else(|p| p.into_inner());
+            match slot.as_ref() {
+                Some(tts) => Arc::clone(tts),
+                None => {
+                    let cfg = EspeakConfig {
+                        voice: self.voice.clone(),
+                        ..EspeakConfig::default()
+                    };
+                    let made = Arc::new(EspeakTts::new(cfg).map_err(failure)?);
+                    *slot = Some(Arc::clone(&made));
+                    made
+                }
+            }
+        };
+        synthesize_to_vec(tts.as_ref(), text).map_err(failure)
+    }
+}
+
+/// The streaming transcriber as the receptionist's ear.
+struct WhisperListener {
+    inner: StreamingTranscriber,
+}
+
+impl Listener for WhisperListener {
+    fn push(&mut self, frame: &[i16]) -> Vec<Heard> {
+        let mut heard = Vec::new();
+        for event in self.inner.push(frame) {
+            match event {
+                StreamEvent::SpeechStart { .. } => heard.push(Heard::SpeechStart),
+                StreamEvent::TurnDropped { turn } => {
+                    tracing::warn!(turn, "a caller turn was dropped (recognition behind)");
+                }
+                StreamEvent::TurnEnded { .. } => {}
+            }
+        }
+        while let Some(done) = self.inner.try_next() {
+            match done {
+                Ok(t) => {
+                    let segments = &t.transcript.segments;
+                    let confidence = match segments.len() {
+                        0 => 0.0,
+                        n => segments.iter().map(|s| s.confidence).sum::<f32>() / n as f32,
+                    };
+                    heard.push(Heard::Turn(Turn {
+                        text: t.transcript.text(),
+                        start_ms: t.start_ms,
+                        end_ms: t.end_ms,
+                        confidence,
+                        ended_at: t.ended_at,
+                    }));
+                }
+                Err(e) => tracing::warn!(error = %e, "a caller turn could not be transcribed"),
+            }
+        }
+        heard
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use voice::receptionist::jiff::civil::date;
+
+    #[test]
+    fn slots_are_utc_in_the_orgs_zone_and_alternatives_fit_the_hours() {
+        let tz = TimeZone::get("America/New_York").unwrap();
+        let start = date(2026, 12, 8).at(15, 30, 0, 0);
+        let s = slot(start, &tz, 30).unwrap();
+        // 15:30 EST is 20:30 UTC.
+        assert_eq!(s.starts_at, 1_796_761_800_000);
+        assert_eq!(s.ends_at - s.starts_at, 1_800_000);
+        assert_eq!(s.local_start, "2026-12-08T15:30");
+        let hours = Hours::parse("Mon-Fri 09:00-17:00").unwrap();
+        let alt = alternatives(start, 30, Some(&hours), &tz);
+        let locals: Vec<&str> = alt.iter().take(4).map(|s| s.local_start.as_str()).collect();
+        assert_eq!(
+            locals,
+            [
+                "2026-12-08T16:00",
+                "2026-12-08T16:30",
+                "2026-12-09T09:00",
+                "2026-12-09T09:30"
+            ]
+        );
+        assert_eq!(alt.len(), 50);
+    }
+}

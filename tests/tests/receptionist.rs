@@ -1,0 +1,661 @@
+//! The AI receptionist through the whole gateway with real peers: a headless baresip dials
+//! a number routed to `receptionist` and plays caller turns spoken by espeak-ng (through
+//! sox's 8 kHz µ-law); what it heard is transcribed back by whisper tiny.en and checked;
+//! the transcript is read back from the API. Plus the intent accuracy over spoken
+//! utterances (espeak-ng voices through µ-law and whisper, then the local responder).
+
+use integration_tests::env::{eventually, free_port, Backend, TempDir, World};
+use integration_tests::speech::{
+    normalize, phone_speech, received_audio, silence, transcribe, transcribe_turns,
+};
+use serde_json::Value;
+use std::path::Path;
+use std::time::Duration;
+
+const NUMBER: &str = "15550100000";
+const GREETING: &str = "Thank you for calling Harbour Dental. How can I help you?";
+
+/// The world's org as a receptionist: greeting, round-the-clock hours, a knowledge base,
+/// the number routed to `receptionist` (with `agent` on the route, if any).
+async fn receptionist_org(w: &World, agent: Option<&str>) {
+    use gateway::db::receptionist as rdb;
+    let settings = rdb::Settings {
+        greeting: Some(GREETING.into()),
+        hours: Some("Mon-Sun 00:00-24:00".into()),
+        timezone: Some("UTC".into()),
+        ..rdb::Settings::default()
+    };
+    rdb::set_settings(&w.db.pool, &w.org.id, &settings, 0)
+        .await
+        .unwrap();
+    for (q, a) in [
+        (
+            "Do you have parking?",
+            "Yes, free parking is behind the building.",
+        ),
+        (
+            "Do you accept insurance?",
+            "We accept most dental insurance plans.",
+        ),
+    ] {
+        rdb::add_entry(&w.db.pool, &w.org.id, q, a, 0)
+            .await
+            .unwrap();
+    }
+    let route = gateway::db::calls::Route {
+        number: NUMBER.into(),
+        org_id: w.org.id.clone(),
+        app: "receptionist".into(),
+        agent: agent.map(str::to_owned),
+        allow_refer: false,
+    };
+    assert!(gateway::db::calls::add_route(&w.db.pool, &route, 0)
+        .await
+        .unwrap());
+}
+
+/// A baresip config folder: SIP on `port`, G.711, `source` as its microphone, received audio
+/// dumped into `dumps`, and optionally the ctrl_tcp command port.
+fn baresip_config(dir: &Path, source: &Path, dumps: &Path, ctrl: Option<u16>, account: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::create_dir_all(dumps).unwrap();
+    let mut config = format!(
+        "poll_method epoll\nsip_listen 127.0.0.1:{}\nmodule_path /usr/lib/baresip/modules\n\
+         module g711.so\nmodule aufile.so\nmodule sndfile.so\nmodule alsa.so\n\
+         module_app account.so\nmodule_app menu.so\naudio_player alsa,null\n\
+         audio_source aufile,{}\nsnd_path {}\n",
+        free_port(),
+        source.display(),
+        dumps.display()
+    );
+    if let Some(c) = ctrl {
+        config.push_str(&format!(
+            "module_app ctrl_tcp.so\nctrl_tcp_listen 127.0.0.1:{c}\n"
+        ));
+    }
+    std::fs::write(dir.join("config"), config).unwrap();
+    std::fs::write(dir.join("accounts"), format!("{account}\n")).unwrap();
+}
+
+/// Starts baresip with its output in `log`.
+fn baresip(cfg: &Path, log: &Path, extra: &[String]) -> tokio::process::Child {
+    let out = std::fs::File::create(log).unwrap();
+    tokio::process::Command::new("baresip")
+        .arg("-f")
+        .arg(cfg)
+        .args(extra)
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("baresip must be installed (scripts/ensure-voice-peers.sh): {e}")
+        })
+}
+
+async fn log_shows(log: &Path, what: &str, within: Duration) {
+    eventually(within, || async {
+        std::fs::read_to_string(log)
+            .ok()?
+            .contains(what)
+            .then_some(())
+    })
+    .await
+}
+
+/// The caller's side of a call: `script` (8 kHz) as its microphone; returns the dumps folder
+/// and the log once baresip has quit (the call ends at the script's end or before).
+async fn call(
+    dir: &TempDir,
+    sip_port: u16,
+    script: &[i16],
+    secs: u32,
+) -> (std::path::PathBuf, String) {
+    let wav = dir.0.join("caller.wav");
+    std::fs::write(&wav, audio::wav::encode_wav(8000, 1, script)).unwrap();
+    let (cfg, dumps, log) = (
+        dir.0.join("caller"),
+        dir.0.join("caller-dumps"),
+        dir.0.join("caller.log"),
+    );
+    baresip_config(&cfg, &wav, &dumps, None, "<sip:tester@127.0.0.1>;regint=0");
+    let dial = format!("/dial sip:{NUMBER}@127.0.0.1:{sip_port}");
+    let mut caller = baresip(
+        &cfg,
+        &log,
+        &["-e".into(), dial, "-t".into(), secs.to_string()],
+    );
+    let _ = caller.wait().await;
+    let log = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(log.contains("Call established"), "baresip log:\n{log}");
+    (dumps, log)
+}
+
+/// The org's one call once ended, and its history as (state, event).
+async fn ended_call(w: &World) -> (Value, Vec<(String, String)>) {
+    let calls = eventually(Duration::from_secs(20), || async {
+        let c = w.get_json(&w.org, "/api/v1/calls").await;
+        (c.as_array()?.len() == 1 && c[0]["state"] == "ended").then_some(c)
+    })
+    .await;
+    let steps = calls[0]["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["state"].as_str().unwrap().to_owned(),
+                s["event"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    (calls[0].clone(), steps)
+}
+
+/// The call's transcript from the API: (direction, body) of its voice messages, in order.
+async fn transcript(w: &World, conversation_id: &str) -> Vec<(String, String)> {
+    let messages = w
+        .get_json(
+            &w.org,
+            &format!("/api/v1/conversations/{conversation_id}/messages"),
+        )
+        .await;
+    messages
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["channel"] == "voice")
+        .map(|m| {
+            (
+                m["direction"].as_str().unwrap().to_owned(),
+                m["body"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The index just after the last sample louder than speech's floor.
+fn last_loud(pcm: &[i16]) -> usize {
+    pcm.iter()
+        .rposition(|s| s.unsigned_abs() > 1_000)
+        .map_or(0, |i| i + 1)
+}
+
+/// The first 20 ms window after `from` whose peak is speech-loud (the call's recording is
+/// roughly aligned with the caller's script: both start when the call is established).
+fn first_loud_after(pcm: &[i16], from: usize) -> Option<usize> {
+    (from..pcm.len().saturating_sub(160))
+        .step_by(160)
+        .find(|&i| pcm[i..i + 160].iter().any(|s| s.unsigned_abs() > 1_000))
+}
+
+fn sip_port(w: &World) -> u16 {
+    w.gw.running
+        .sip
+        .as_ref()
+        .expect("SIP is on")
+        .local_addr()
+        .port()
+}
+
+/// Greeting heard; a knowledge-base question answered; every turn of both sides stored in
+/// the caller's conversation as `voice` messages (inbound and outbound), with their events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_caller_hears_the_greeting_and_a_knowledge_base_answer() {
+    let w = World::new(Backend::Sqlite).await;
+    receptionist_org(&w, None).await;
+    let dir = TempDir::new();
+    let mut script = silence(5.0);
+    let question = phone_speech(&dir.0, "en-us", "Do you have parking?");
+    let spoken_until = 40_000 + last_loud(&question);
+    script.extend(question);
+    script.extend(silence(9.0));
+    let (dumps, _log) = call(&dir, sip_port(&w), &script, 25).await;
+
+    let received = received_audio(&dumps);
+    if let Some(reply) = first_loud_after(&received, spoken_until) {
+        eprintln!(
+            "end of caller speech → first reply audio heard: {} ms (VAD hangover 500 ms included)",
+            (reply - spoken_until) / 8
+        );
+    }
+    let heard = transcribe(&received);
+    eprintln!("the caller heard: {heard}");
+    assert!(
+        heard.contains("thank you for calling"),
+        "greeting not heard: {heard}"
+    );
+    assert!(
+        heard.contains("free parking is behind the building"),
+        "answer not heard: {heard}"
+    );
+
+    let (call, _) = ended_call(&w).await;
+    let turns = transcript(&w, call["conversation_id"].as_str().unwrap()).await;
+    eprintln!("stored transcript: {turns:?}");
+    assert_eq!(turns[0], ("outbound".to_owned(), GREETING.to_owned()));
+    let asked = turns
+        .iter()
+        .position(|(d, b)| d == "inbound" && normalize(b).contains("parking"))
+        .unwrap_or_else(|| panic!("the caller's question is stored: {turns:?}"));
+    assert_eq!(turns[asked + 1].0, "outbound");
+    assert!(
+        turns[asked + 1]
+            .1
+            .contains("free parking is behind the building"),
+        "{turns:?}"
+    );
+    integration_tests::schema::assert_org_events_valid(&w, &w.org).await;
+    w.gw.stop().await;
+}
+
+/// A booking by voice: the day and (asked for) the time understood from speech, read back,
+/// confirmed with "yes", stored (`GET /api/v1/appointments`) and confirmed to the caller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_books_an_appointment_by_voice() {
+    // Room for slow replies on a loaded machine: the caller waits 9 s after each turn,
+    // and the receptionist waits 10 s before a reprompt.
+    let w = World::with_config(Backend::Sqlite, |c| c.sip.reprompt_secs = 10).await;
+    receptionist_org(&w, None).await;
+    let dir = TempDir::new();
+    let tomorrow = |at: jiff::Zoned| at.date().tomorrow().unwrap().to_string();
+    let before = tomorrow(jiff::Zoned::now().with_time_zone(jiff::tz::TimeZone::UTC));
+    // Slot filling: the day first, the time when asked, then the confirmation.
+    let mut script = silence(5.0);
+    for said in [
+        "I would like to book an appointment for tomorrow.",
+        "At ten thirty in the morning.",
+        "Yes, that's right.",
+    ] {
+        script.extend(phone_speech(&dir.0, "en-us", said));
+        script.extend(silence(9.0));
+    }
+    script.extend(silence(2.0));
+    let (dumps, _log) = call(&dir, sip_port(&w), &script, 50).await;
+    let after = tomorrow(jiff::Zoned::now().with_time_zone(jiff::tz::TimeZone::UTC));
+    let heard = transcribe_turns(&received_audio(&dumps));
+    eprintln!("the caller heard: {heard:?}");
+    let (call, _) = ended_call(&w).await;
+    let turns = transcript(&w, call["conversation_id"].as_str().unwrap()).await;
+    eprintln!("stored transcript: {turns:?}");
+    // The read-back and the confirmation reached the caller's ears (whisper on espeak's
+    // robotic voice is rough: the words checked are the robust ones)...
+    let slot_said = heard.iter().filter(|t| t.contains("10 30")).count();
+    assert!(
+        slot_said >= 2,
+        "the slot is read back and confirmed: {heard:?}"
+    );
+    // ...and say what the transcript says they said.
+    let said: Vec<&str> = turns
+        .iter()
+        .filter(|(d, _)| d == "outbound")
+        .map(|(_, b)| b.as_str())
+        .collect();
+    assert!(
+        said.iter().any(|b| b.contains("What time on")),
+        "the time was asked for: {said:?}"
+    );
+    assert!(
+        said.iter()
+            .any(|b| b.starts_with("You're booked for") && b.contains("at 10:30 AM")),
+        "the booking was confirmed: {said:?}"
+    );
+    let booked = eventually(Duration::from_secs(10), || async {
+        let a = w.get_json(&w.org, "/api/v1/appointments?from=0").await;
+        (a.as_array()?.len() == 1).then_some(a)
+    })
+    .await;
+    let local = booked[0]["local_start"].as_str().unwrap();
+    assert!(
+        [format!("{before}T10:30"), format!("{after}T10:30")].contains(&local.to_owned()),
+        "tomorrow at 10:30: {booked}"
+    );
+    assert_eq!(booked[0]["timezone"], "UTC");
+    integration_tests::schema::assert_org_events_valid(&w, &w.org).await;
+    w.gw.stop().await;
+}
+
+/// Silence: one reprompt, then a goodbye, and the receptionist hangs up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silence_earns_a_reprompt_then_a_goodbye_and_a_hang_up() {
+    let w = World::with_config(Backend::Sqlite, |c| c.sip.reprompt_secs = 2).await;
+    receptionist_org(&w, None).await;
+    let dir = TempDir::new();
+    let (dumps, _log) = call(&dir, sip_port(&w), &silence(30.0), 35).await;
+    let heard = transcribe(&received_audio(&dumps));
+    eprintln!("the caller heard: {heard}");
+    assert!(
+        heard.contains("are you still there"),
+        "no reprompt: {heard}"
+    );
+    assert!(heard.contains("goodbye"), "no goodbye: {heard}");
+    let (call, steps) = ended_call(&w).await;
+    assert_eq!(
+        call["cause"], "callee_hangup",
+        "the receptionist hung up: {steps:?}"
+    );
+}
+
+/// An agent baresip registered with digest credentials, auto-answering.
+fn agent_phone(dir: &TempDir, sip_port: u16) -> (tokio::process::Child, std::path::PathBuf) {
+    let voice = dir.0.join("agent.wav");
+    std::fs::write(&voice, audio::wav::encode_wav(8000, 1, &silence(2.0))).unwrap();
+    let (cfg, log) = (dir.0.join("agent"), dir.0.join("agent.log"));
+    baresip_config(
+        &cfg,
+        &voice,
+        &dir.0.join("agent-dumps"),
+        None,
+        &format!(
+            "<sip:agent@127.0.0.1:{sip_port};transport=udp>;auth_user=agent;auth_pass=correcthorse1;regint=60;answermode=auto"
+        ),
+    );
+    (baresip(&cfg, &log, &["-t".into(), "40".into()]), log)
+}
+
+async fn with_agent(w: &World) {
+    assert!(gateway::db::calls::upsert_agent(
+        &w.db.pool,
+        &w.org.id,
+        "agent",
+        "dartwing",
+        "correcthorse1",
+        0
+    )
+    .await
+    .unwrap());
+}
+
+fn assert_transferred(steps: &[(String, String)]) {
+    let states: Vec<&str> = steps.iter().map(|(s, _)| s.as_str()).collect();
+    assert!(
+        states.starts_with(&["ringing", "answered", "transferring", "bridged"]),
+        "{steps:?}"
+    );
+}
+
+/// "I'd like to talk to a person" reaches the org's receptionist agent (set with
+/// `receptionist set --agent`, the route names none): a registered baresip answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asking_for_a_person_reaches_the_registered_agent() {
+    let w = World::new(Backend::Sqlite).await;
+    with_agent(&w).await;
+    receptionist_org(&w, None).await;
+    let settings = gateway::db::receptionist::Settings {
+        agent: Some("agent".into()),
+        ..Default::default()
+    };
+    gateway::db::receptionist::set_settings(&w.db.pool, &w.org.id, &settings, 0)
+        .await
+        .unwrap();
+    let dir = TempDir::new();
+    let (mut agent, agent_log) = agent_phone(&dir, sip_port(&w));
+    log_shows(&agent_log, "200 OK", Duration::from_secs(15)).await;
+    let mut script = silence(5.0);
+    script.extend(phone_speech(
+        &dir.0,
+        "en-us",
+        "I would like to talk to a person, please.",
+    ));
+    script.extend(silence(12.0));
+    let (_dumps, _log) = call(&dir, sip_port(&w), &script, 25).await;
+    let log = std::fs::read_to_string(&agent_log).unwrap_or_default();
+    assert!(
+        log.contains("Call established"),
+        "the agent's phone took the call:\n{log}"
+    );
+    let (_, steps) = ended_call(&w).await;
+    assert_transferred(&steps);
+    agent.kill().await.ok();
+}
+
+/// DTMF 0 hands the call to the route's agent at any point (here: over the greeting).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dtmf_0_reaches_the_routes_agent() {
+    let w = World::new(Backend::Sqlite).await;
+    with_agent(&w).await;
+    receptionist_org(&w, Some("agent")).await;
+    let dir = TempDir::new();
+    let port = sip_port(&w);
+    let (mut agent, agent_log) = agent_phone(&dir, port);
+    log_shows(&agent_log, "200 OK", Duration::from_secs(15)).await;
+    let wav = dir.0.join("caller.wav");
+    std::fs::write(&wav, audio::wav::encode_wav(8000, 1, &silence(14.0))).unwrap();
+    let ctrl = free_port();
+    let (cfg, log) = (dir.0.join("caller"), dir.0.join("caller.log"));
+    baresip_config(
+        &cfg,
+        &wav,
+        &dir.0.join("caller-dumps"),
+        Some(ctrl),
+        "<sip:tester@127.0.0.1>;regint=0",
+    );
+    let dial = format!("/dial sip:{NUMBER}@127.0.0.1:{port}");
+    let mut caller = baresip(&cfg, &log, &["-e".into(), dial, "-t".into(), "16".into()]);
+    log_shows(&log, "Call established", Duration::from_secs(15)).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", ctrl))
+        .await
+        .expect("ctrl_tcp");
+    let cmd = serde_json::json!({"command": "sndcode", "params": "0", "token": "t1"}).to_string();
+    tokio::io::AsyncWriteExt::write_all(&mut sock, format!("{}:{cmd},", cmd.len()).as_bytes())
+        .await
+        .unwrap();
+    log_shows(&agent_log, "Call established", Duration::from_secs(15)).await;
+    let _ = caller.wait().await;
+    let (_, steps) = ended_call(&w).await;
+    assert_transferred(&steps);
+    agent.kill().await.ok();
+}
+
+/// One booking per slot: the second caller for a slot (or an overlapping one) is offered
+/// the next free slot instead; `GET /api/v1/appointments` lists the booking; its event
+/// matches its schema. Both backends.
+async fn one_booking_per_slot(backend: Backend) {
+    use gateway::db::receptionist::{book, BookResult, BookWrite, Slot};
+    let w = World::new(backend).await;
+    receptionist_org(&w, None).await;
+    let mut conn = w.db.pool.acquire().await.unwrap();
+    for (call, from) in [
+        ("c1", "<sip:+15551230001@127.0.0.1>"),
+        ("c2", "<sip:+15551230002@127.0.0.1>"),
+    ] {
+        let t = gateway::db::calls::CallTransition {
+            call_id: call.into(),
+            org_id: w.org.id.clone(),
+            sip_call_id: format!("sip-{call}"),
+            from: from.into(),
+            to: NUMBER.into(),
+            event: None,
+            detail: None,
+            node: None,
+        };
+        gateway::db::calls::record(&mut conn, &t, 1).await.unwrap();
+    }
+    let at = |minutes: i64, local: &str| Slot {
+        starts_at: 1_800_000_000_000 + minutes * 60_000,
+        ends_at: 1_800_000_000_000 + (minutes + 30) * 60_000,
+        local_start: local.into(),
+    };
+    let write = |call: &str, wanted: Slot, alternatives: Vec<Slot>| BookWrite {
+        org_id: w.org.id.clone(),
+        call_id: call.into(),
+        timezone: "UTC".into(),
+        wanted,
+        alternatives,
+    };
+    let first = book(
+        &mut conn,
+        &write("c1", at(0, "2027-01-15T08:00"), vec![]),
+        2,
+    )
+    .await
+    .unwrap();
+    assert!(matches!(first, BookResult::Booked(_)), "{first:?}");
+    let same = write(
+        "c2",
+        at(0, "2027-01-15T08:00"),
+        vec![at(15, "2027-01-15T08:15"), at(30, "2027-01-15T08:30")],
+    );
+    assert_eq!(
+        book(&mut conn, &same, 3).await.unwrap(),
+        BookResult::Taken(Some(at(30, "2027-01-15T08:30"))),
+        "the same slot: the first alternative that does not overlap"
+    );
+    let overlapping = write("c2", at(15, "2027-01-15T08:15"), vec![]);
+    assert_eq!(
+        book(&mut conn, &overlapping, 4).await.unwrap(),
+        BookResult::Taken(None)
+    );
+    drop(conn);
+    let listed = w.get_json(&w.org, "/api/v1/appointments?from=0").await;
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["caller"], "+15551230001");
+    assert_eq!(listed[0]["local_start"], "2027-01-15T08:00");
+    assert_eq!(listed[0]["starts_at"], 1_800_000_000_000i64);
+    integration_tests::schema::assert_org_events_valid(&w, &w.org).await;
+    w.gw.stop().await;
+}
+
+integration_tests::both_backends!(one_booking_per_slot);
+
+/// Barge-in: the caller talks over the greeting; the greeting stops (measured on the audio
+/// the caller received) and the question is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_caller_cuts_the_greeting_short() {
+    let w = World::new(Backend::Sqlite).await;
+    receptionist_org(&w, None).await;
+    let dir = TempDir::new();
+    let question = phone_speech(&dir.0, "en-us", "Do you have parking?");
+    let lead = 9_600; // 1.2 s: the greeting (3.5 s) is still playing.
+    let onset = lead
+        + question
+            .iter()
+            .position(|s| s.unsigned_abs() > 1_000)
+            .unwrap_or(0);
+    let mut script = silence(1.2);
+    script.extend(question);
+    script.extend(silence(10.0));
+    let (dumps, _log) = call(&dir, sip_port(&w), &script, 20).await;
+    let received = received_audio(&dumps);
+    // Where the greeting went quiet (250 ms without speech) after the caller began.
+    let quiet = (onset..received.len().saturating_sub(2_000))
+        .step_by(80)
+        .find(|&i| {
+            received[i..i + 2_000]
+                .iter()
+                .all(|s| s.unsigned_abs() <= 1_000)
+        })
+        .expect("the greeting went quiet");
+    let cut_ms = (quiet.saturating_sub(onset)) / 8;
+    eprintln!("caller speech onset → greeting silent: {cut_ms} ms");
+    assert!(
+        cut_ms < 400,
+        "the greeting stopped {cut_ms} ms after the caller began"
+    );
+    let heard = transcribe_turns(&received);
+    eprintln!("the caller heard: {heard:?}");
+    assert!(
+        heard
+            .iter()
+            .any(|t| t.contains("parking is behind the building")),
+        "the question was answered: {heard:?}"
+    );
+    assert!(
+        !heard[0].contains("how can i help"),
+        "the greeting's second sentence was not played: {heard:?}"
+    );
+    w.gw.stop().await;
+}
+
+/// The issue's interface, through the real binary: `receptionist set`, `kb add`,
+/// `voice route add --app receptionist`; bad hours, zones and agents are refused with the
+/// reason and change nothing.
+#[test]
+fn the_cli_sets_up_a_receptionist() {
+    let dir = TempDir::new();
+    let url = format!("sqlite://{}/cli.db", dir.0.display());
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(integration_tests::env::gateway_binary())
+            .args(args)
+            .env("DARTWING_DATABASE_URL", &url)
+            .env("DARTWING_LOG", "warn")
+            .output()
+            .expect("run the gateway binary");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    assert!(run(&["org", "create", "acme"]).0);
+    let (ok, out) = run(&[
+        "receptionist",
+        "set",
+        "--org",
+        "acme",
+        "--greeting",
+        "Hello from Acme.",
+        "--hours",
+        "Mon-Fri 09:00-17:00",
+        "--timezone",
+        "America/New_York",
+    ]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("Mon-Fri 09:00-17:00") && out.contains("America/New_York"),
+        "{out}"
+    );
+    // Fields not given keep their values.
+    let (ok, out) = run(&[
+        "receptionist",
+        "set",
+        "--org",
+        "acme",
+        "--appointment-minutes",
+        "45",
+    ]);
+    assert!(
+        ok && out.contains("Hello from Acme.") && out.contains("45 min"),
+        "{out}"
+    );
+    for (args, why) in [
+        (&["--hours", "Funday 9-5"][..], "bad hours"),
+        (&["--timezone", "Mars/Olympus"][..], "unknown time zone"),
+        (&["--agent", "nobody"][..], "no agent `nobody`"),
+    ] {
+        let mut all = vec!["receptionist", "set", "--org", "acme"];
+        all.extend_from_slice(args);
+        let (ok, out) = run(&all);
+        assert!(!ok && out.contains(why), "{all:?}: {out}");
+    }
+    let (ok, out) = run(&[
+        "kb",
+        "add",
+        "--org",
+        "acme",
+        "--question",
+        "Do you have parking?",
+        "--answer",
+        "Yes, behind the building.",
+    ]);
+    assert!(ok, "{out}");
+    let (ok, out) = run(&["kb", "list", "--org", "acme"]);
+    assert!(
+        ok && out.contains("Do you have parking?\tYes, behind the building."),
+        "{out}"
+    );
+    let (ok, out) = run(&[
+        "voice",
+        "route",
+        "add",
+        "--org",
+        "acme",
+        "--number",
+        "+15550100000",
+        "--app",
+        "receptionist",
+    ]);
+    assert!(ok && out.contains("receptionist"), "{out}");
+    let (ok, out) = run(&["receptionist", "set", "--org", "nope", "--greeting", "x"]);
+    assert!(!ok && out.contains("no organization `nope`"), "{out}");
+}
