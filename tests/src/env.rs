@@ -283,6 +283,41 @@ impl Drop for ChildGateway {
     }
 }
 
+/// What a run of the gateway binary's CLI printed.
+#[derive(Debug)]
+pub struct CliRun {
+    /// Whether it exited 0.
+    pub ok: bool,
+    /// Its standard output.
+    pub stdout: String,
+    /// Its standard error.
+    pub stderr: String,
+}
+
+/// Runs the gateway binary's CLI against `db_url`, with more `DARTWING_*` settings in `env`
+/// (logging at `error` unless `env` says otherwise).
+pub fn cli_run(db_url: &str, env: &[(&str, &str)], args: &[&str]) -> CliRun {
+    let out = Command::new(gateway_binary())
+        .args(args)
+        .env("DARTWING_DATABASE_URL", db_url)
+        .env("DARTWING_LOG", "error")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run the gateway binary");
+    CliRun {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// [`cli_run`] for a command that must succeed; its standard output.
+pub fn cli_ok(db_url: &str, env: &[(&str, &str)], args: &[&str]) -> String {
+    let run = cli_run(db_url, env, args);
+    assert!(run.ok, "{args:?}: {}", run.stderr);
+    run.stdout
+}
+
 /// Polls `check` until it returns `Some` or `timeout` passes.
 pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> T
 where

@@ -8,17 +8,8 @@ use std::time::{Duration, Instant};
 
 /// Runs the gateway binary's CLI against `url`; (success, stdout, stderr).
 fn cli(url: &str, args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(integration_tests::env::gateway_binary())
-        .args(args)
-        .env("DARTWING_DATABASE_URL", url)
-        .env("DARTWING_LOG", "warn")
-        .output()
-        .expect("run the gateway binary");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let r = integration_tests::env::cli_run(url, &[], args);
+    (r.ok, r.stdout, r.stderr)
 }
 
 async fn status(client: &reqwest::Client, base: &str, key: &str) -> u16 {

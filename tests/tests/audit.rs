@@ -8,18 +8,7 @@ use integration_tests::env::{create_org, Backend, World, OPS_TOKEN};
 use serde_json::{json, Value};
 
 fn cli(url: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new(integration_tests::env::gateway_binary())
-        .args(args)
-        .env("DARTWING_DATABASE_URL", url)
-        .env("DARTWING_LOG", "error")
-        .output()
-        .expect("run the gateway binary");
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    integration_tests::env::cli_ok(url, &[], args)
 }
 
 async fn admin_actions_are_recorded_append_only(backend: Backend) {

@@ -7,17 +7,8 @@ use integration_tests::env::{count, Backend, World, OPS_TOKEN};
 use serde_json::{json, Value};
 
 fn cli(url: &str, args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(integration_tests::env::gateway_binary())
-        .args(args)
-        .env("DARTWING_DATABASE_URL", url)
-        .env("DARTWING_LOG", "error")
-        .output()
-        .expect("run the gateway binary");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let r = integration_tests::env::cli_run(url, &[], args);
+    (r.ok, r.stdout, r.stderr)
 }
 
 async fn send(w: &World, channel: &str, to: &str) -> (u16, Option<String>, Value) {

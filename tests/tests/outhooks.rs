@@ -78,18 +78,7 @@ fn verifies(secret: &str, headers: &HeaderMap, body: &[u8]) -> bool {
 }
 
 fn cli(url: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new(integration_tests::env::gateway_binary())
-        .args(args)
-        .env("DARTWING_DATABASE_URL", url)
-        .env("DARTWING_LOG", "warn")
-        .output()
-        .expect("run the gateway binary");
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    integration_tests::env::cli_ok(url, &[], args)
 }
 
 async fn ingest(w: &World, from: usize, n: usize) {

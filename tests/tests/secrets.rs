@@ -9,19 +9,7 @@ use integration_tests::env::{free_port, Backend, ChildGateway, TestDb, TestOrg};
 use integration_tests::twilio::{inbound_sms, post_signed};
 
 fn cli(url: &str, keys: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new(integration_tests::env::gateway_binary())
-        .args(args)
-        .env("DARTWING_DATABASE_URL", url)
-        .env("DARTWING_SECRET_KEYS", keys)
-        .env("DARTWING_LOG", "error")
-        .output()
-        .expect("run the gateway binary");
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    integration_tests::env::cli_ok(url, &[("DARTWING_SECRET_KEYS", keys)], args)
 }
 
 async fn stored_config(db: &gateway::db::Db) -> String {
