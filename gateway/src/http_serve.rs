@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
+use tower::ServiceExt;
 
 /// HTTP server limits (`[http]` in the file, `DARTWING_HTTP_*` in the environment).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -119,8 +120,13 @@ pub async fn serve(
         tokio::spawn(async move {
             let _permit = permit;
             // Handlers see the client's address (the audit log's source) as axum's
-            // `ConnectInfo`, as `into_make_service_with_connect_info` would provide it.
-            let app = app.layer(axum::Extension(axum::extract::ConnectInfo(peer)));
+            // `ConnectInfo`, as `into_make_service_with_connect_info` would provide it: set
+            // on each request, so the router is not re-layered per connection.
+            let app = app.map_request(move |mut req: axum::extract::Request<_>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                req
+            });
             let conn = http
                 .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app))
                 .with_upgrades();

@@ -22,10 +22,7 @@ const RELAY_STALE_MS: i64 = 30_000;
 /// Health: 200 when the database answers, 503 when it does not; `degraded` when the relay
 /// is failing or stale.
 pub async fn health(AxState(state): AxState<State>, headers: axum::http::HeaderMap) -> Response {
-    let detailed = !state.ops_token.is_empty()
-        && crate::inbox::auth::bearer(&headers).is_some_and(|t| {
-            voice::sip::digest::constant_time_eq(t.as_bytes(), state.ops_token.as_bytes())
-        });
+    let detailed = super::is_operator(&state, &headers);
     let db = state.db.ping().await;
     let db_ok = db.is_ok();
     let last_ok = state.relay_status.last_ok_ms.load(Ordering::Relaxed);

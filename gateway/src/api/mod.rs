@@ -245,6 +245,14 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Whether the request carries the operator's token (`ops_token`; never when it is unset).
+pub fn is_operator(state: &State, headers: &axum::http::HeaderMap) -> bool {
+    !state.ops_token.is_empty()
+        && inbox::auth::bearer(headers).is_some_and(|t| {
+            voice::sip::digest::constant_time_eq(t.as_bytes(), state.ops_token.as_bytes())
+        })
+}
+
 /// The id of the API key a request was authenticated with (set by [`OrgAuth`]).
 #[derive(Debug, Clone)]
 pub struct AuthedKey(pub String);

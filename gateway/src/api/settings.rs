@@ -25,10 +25,7 @@ pub async fn put(
     ext: axum::http::Extensions,
     body: Bytes,
 ) -> Result<Json<OrgSettings>, ApiError> {
-    let operator = !state.ops_token.is_empty()
-        && crate::inbox::auth::bearer(&headers).is_some_and(|t| {
-            voice::sip::digest::constant_time_eq(t.as_bytes(), state.ops_token.as_bytes())
-        });
+    let operator = super::is_operator(&state, &headers);
     if !operator {
         return Err(ApiError::unauthorized(
             "the operator's token (ops_token) is required",
