@@ -58,6 +58,8 @@ pub enum WriteOp {
     Claim {
         /// How many at most.
         limit: i64,
+        /// How many of them may be broadcast messages.
+        bulk_limit: i64,
         /// How long the claim holds, ms.
         lease_ms: i64,
     },
@@ -155,6 +157,8 @@ pub enum WriteOp {
     Transcript(crate::db::receptionist::TranscriptWrite),
     /// A booking the receptionist took.
     Book(crate::db::receptionist::BookWrite),
+    /// A broadcast write: create, cancel, expand, dispatch, confirm.
+    Broadcast(crate::db::broadcasts::BroadcastOp),
     /// Replay a dead letter.
     Replay {
         /// The org.
@@ -195,6 +199,8 @@ pub enum WriteResult {
     Transcript(Option<String>),
     /// For [`WriteOp::Book`].
     Booked(crate::db::receptionist::BookResult),
+    /// For [`WriteOp::Broadcast`].
+    Broadcast(crate::db::broadcasts::BroadcastResult),
     /// For [`WriteOp::PruneOutbox`]: how many rows went.
     Pruned(u64),
     /// For [`WriteOp::Retry`], [`WriteOp::Defer`], [`WriteOp::MarkPublished`] and
@@ -226,6 +232,7 @@ impl WriteOp {
                 | WriteOp::Defer { .. }
                 | WriteOp::MediaClaim { .. }
                 | WriteOp::MediaDone { .. }
+                | WriteOp::Broadcast(crate::db::broadcasts::BroadcastOp::Expand)
         )
     }
 }
@@ -492,9 +499,13 @@ async fn execute(conn: &mut AnyConnection, op: &WriteOp) -> Result<WriteResult, 
         WriteOp::CreateOutbound { org_id, req } => {
             WriteResult::Created(messages::create_outbound(conn, org_id, req, now).await?)
         }
-        WriteOp::Claim { limit, lease_ms } => {
-            WriteResult::Claimed(messages::claim_due(conn, now, *limit, *lease_ms).await?)
-        }
+        WriteOp::Claim {
+            limit,
+            bulk_limit,
+            lease_ms,
+        } => WriteResult::Claimed(
+            messages::claim_due(conn, now, *limit, *bulk_limit, *lease_ms).await?,
+        ),
         WriteOp::Accepted {
             org_id,
             id,
@@ -579,5 +590,8 @@ async fn execute(conn: &mut AnyConnection, op: &WriteOp) -> Result<WriteResult, 
             WriteResult::Transcript(crate::db::receptionist::append_turn(conn, w, now).await?)
         }
         WriteOp::Book(w) => WriteResult::Booked(crate::db::receptionist::book(conn, w, now).await?),
+        WriteOp::Broadcast(op) => {
+            WriteResult::Broadcast(crate::db::broadcasts::execute(conn, op, now).await?)
+        }
     })
 }

@@ -27,6 +27,7 @@
 //! | `DARTWING_SIP_ADDR` | `sip.addr` (UDP and TCP; default `0.0.0.0:5060`; empty: no SIP) |
 //! | `DARTWING_INBOX_SESSION_SECS`, `_WS_QUEUE_FRAMES`, `_WS_SLOW_MS`, `_WS_IDLE_SECS`, `_WS_PING_SECS` | `inbox.*` |
 //! | `DARTWING_EMAIL_SCAN_MS`, `_IDLE_SECS`, `_POLL_MS` | `email.*` (mailbox readers) |
+//! | `DARTWING_BROADCAST_BATCH`, `_MAX_BACKLOG`, `_POLL_MS` | `broadcast.*` (the alert engine) |
 //! | `DARTWING_SIP_REALM`, `_RTP_PORT_MIN`, `_RTP_PORT_MAX`, `_MAX_CALLS`, `_MAX_CALL_SECS`, `_INVITES_PER_SECOND_PER_SOURCE` | `sip.*` |
 //! | `DARTWING_SIP_WHISPER_MODEL`, `_TTS_VOICE`, `_REPROMPT_SECS` | `sip.*` (the receptionist's speech) |
 
@@ -78,6 +79,8 @@ pub struct Config {
     pub inbox: crate::inbox::InboxConfig,
     /// The IMAP mailbox readers of email accounts.
     pub email: crate::email::MailConfig,
+    /// The broadcast engine.
+    pub broadcast: crate::alerts::BroadcastConfig,
 }
 
 /// Voice: the SIP user agent that answers routed numbers (`voice route add`) and its media.
@@ -230,6 +233,7 @@ impl Default for Config {
             sip: SipConfig::default(),
             inbox: crate::inbox::InboxConfig::default(),
             email: crate::email::MailConfig::default(),
+            broadcast: crate::alerts::BroadcastConfig::default(),
         }
     }
 }
@@ -353,6 +357,9 @@ const ENV: &[(&str, &str)] = &[
     ("DARTWING_EMAIL_SCAN_MS", "email.scan_ms"),
     ("DARTWING_EMAIL_IDLE_SECS", "email.idle_secs"),
     ("DARTWING_EMAIL_POLL_MS", "email.poll_ms"),
+    ("DARTWING_BROADCAST_BATCH", "broadcast.batch"),
+    ("DARTWING_BROADCAST_MAX_BACKLOG", "broadcast.max_backlog"),
+    ("DARTWING_BROADCAST_POLL_MS", "broadcast.poll_ms"),
 ];
 
 /// Every problem found in a configuration.
@@ -421,6 +428,7 @@ impl Config {
             ));
         }
         e.extend(self.inbox.problems());
+        e.extend(self.broadcast.problems());
         e.extend(self.http.problems());
         if let Err(err) = crate::secrets::Keyring::parse(&self.secret_keys) {
             e.push(err.to_string());

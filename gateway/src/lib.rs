@@ -14,7 +14,13 @@
 //! The outbound path: `POST /api/v1/messages` ─▶ `queued` + outbox in one transaction ─▶
 //! [`sender`] claims it ─▶ plugin.send with rate limit and circuit breaker ─▶ `sent`, or retry
 //! with backoff, or `failed` + dead letter ─▶ provider callbacks move it to `delivered`/`read`.
+//!
+//! Broadcasts: `POST /api/v1/broadcasts` ─▶ broadcast + audience chunks ─▶ [`alerts`] runs the
+//! `broadcast` engine: chunks expand into recipients, due recipients get their next rung as a
+//! bulk outbound message (the same path, behind conversation messages) ─▶ replies, confirm
+//! links and failures move each recipient's machine.
 
+pub mod alerts;
 pub mod api;
 pub mod cache;
 pub mod cli;

@@ -200,6 +200,19 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         Duration::from_millis(config.inbox.assign_poll_ms),
         shutdown_rx.clone(),
     )));
+    let broadcast_wake = Arc::new(Notify::new());
+    tasks.push(tokio::spawn(crate::alerts::run(
+        crate::alerts::GatewayStore {
+            db: db.clone(),
+            committer: committer.clone(),
+            plugins: plugins.clone(),
+            public_url: public_base.clone(),
+            send_wake: send_wake.clone(),
+        },
+        broadcast_wake.clone(),
+        config.broadcast,
+        shutdown_rx.clone(),
+    )));
     let sip = crate::voice::start(&config.sip, &db, &committer).await?;
     let state = Arc::new(AppState {
         db: db.clone(),
@@ -212,6 +225,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         metrics,
         send_wake,
         media_wake,
+        broadcast_wake,
         keys: crate::cache::TtlCache::new(
             crate::api::KEY_CACHE_TTL,
             crate::api::KEY_CACHE_CAPACITY,

@@ -12,16 +12,20 @@
 //! - [`conversation`]: open / pending / resolved, reopened by new inbound.
 //! - [`call`]: a phone call from ringing through answered, hold, transfer and bridge to
 //!   ended with a cause.
+//! - [`recipient`]: one broadcast recipient over the channel ladder: pending, sent at step n,
+//!   confirmed, not confirmed, unreachable, opted out.
 
 pub mod call;
 pub mod conversation;
 pub mod delivery;
 pub mod domain;
+pub mod recipient;
 
 pub use call::{CallEffect, CallEvent, CallState, EndCause};
 pub use conversation::{ConversationEvent, ConversationState};
 pub use delivery::{DeliveryEvent, DeliveryState};
 pub use domain::{Channel, Direction};
+pub use recipient::{RecipientEffect, RecipientEvent, RecipientState};
 
 /// A pair (state, event) that the machine's table does not allow.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -434,6 +434,7 @@ async fn window_closes_after_24_hours(backend: Backend) {
         content: None,
         needs_service_window: needs,
         idempotency_key: None,
+        bulk: false,
     };
     let hour = 3_600_000i64;
     for (at, open) in [

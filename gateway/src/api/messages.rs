@@ -121,6 +121,7 @@ pub async fn send(
             content,
             needs_service_window: rules.needs_service_window,
             idempotency_key,
+            bulk: false,
         },
     };
     let WriteResult::Created(created) = state.committer.submit(op).await? else {

@@ -8,6 +8,7 @@
 
 pub mod appointments;
 pub mod audit;
+pub mod broadcasts;
 pub mod calls;
 pub mod dead_letters;
 pub mod health;
@@ -55,6 +56,8 @@ pub struct AppState {
     pub send_wake: Arc<Notify>,
     /// Wakes the media worker.
     pub media_wake: Arc<Notify>,
+    /// Wakes the broadcast engine.
+    pub broadcast_wake: Arc<Notify>,
     /// Presented API key (by digest) → org, cached briefly, bounded in size.
     pub keys: crate::cache::TtlCache<Option<orgs::KeyOwner>>,
     /// Keys whose use was recorded in the last minute (by key id).
@@ -107,6 +110,22 @@ pub fn router(state: State, max_body_bytes: usize) -> Router {
         .route(
             "/api/v1/dead-letters/{id}/replay",
             post(dead_letters::replay),
+        )
+        .route(
+            "/api/v1/broadcasts",
+            get(broadcasts::list)
+                .post(broadcasts::create)
+                .layer(DefaultBodyLimit::max(broadcasts::MAX_BODY_BYTES)),
+        )
+        .route("/api/v1/broadcasts/{id}", get(broadcasts::get_one))
+        .route("/api/v1/broadcasts/{id}/cancel", post(broadcasts::cancel))
+        .route(
+            "/api/v1/broadcasts/{id}/recipients.csv",
+            get(broadcasts::export),
+        )
+        .route(
+            "/b/{token}",
+            get(broadcasts::confirm_page).post(broadcasts::confirm),
         )
         .route("/", get(inbox::page::index))
         .route("/inbox.js", get(inbox::page::script))

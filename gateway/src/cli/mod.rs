@@ -165,6 +165,12 @@ pub enum OrgAction {
         /// Receptionist turns per hour, or `off`.
         #[arg(long)]
         ai_turns_per_hour: Option<String>,
+        /// Broadcasts created per UTC day, or `off`.
+        #[arg(long)]
+        broadcasts_per_day: Option<String>,
+        /// Recipients in one broadcast, or `off` (the default, 100,000).
+        #[arg(long)]
+        broadcast_recipients: Option<String>,
     },
     /// Print an organization's features and caps (JSON).
     Show {
@@ -320,6 +326,8 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                     disable,
                     messages_per_day,
                     ai_turns_per_hour,
+                    broadcasts_per_day,
+                    broadcast_recipients,
                 },
         } => {
             use crate::db::org_settings;
@@ -334,6 +342,16 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             }
             s.messages_per_day = cap("messages-per-day", messages_per_day, s.messages_per_day)?;
             s.ai_turns_per_hour = cap("ai-turns-per-hour", ai_turns_per_hour, s.ai_turns_per_hour)?;
+            s.broadcasts_per_day = cap(
+                "broadcasts-per-day",
+                broadcasts_per_day,
+                s.broadcasts_per_day,
+            )?;
+            s.broadcast_recipients = cap(
+                "broadcast-recipients",
+                broadcast_recipients,
+                s.broadcast_recipients,
+            )?;
             let problems = s.problems();
             if !problems.is_empty() {
                 bail!("{}", problems.join("; "));

@@ -177,6 +177,7 @@ pub async fn replay(
         // WhatsApp window) fails it again, permanently, into a new dead letter.
         needs_service_window: false,
         idempotency_key: None,
+        bulk: false,
     };
     let message_id = match create_outbound(conn, org_id, &req, now).await? {
         Created::Queued { id, .. } => id,

@@ -178,6 +178,11 @@ pub async fn message(
     if let Some(kw @ (Keyword::OptOut | Keyword::OptIn)) = keyword {
         record_consent(conn, org_id, msg, &thread.conversation_id, kw, now).await?;
     }
+    if matches!(msg.channel, Channel::Sms | Channel::Whatsapp) {
+        let stop = keyword == Some(Keyword::OptOut);
+        super::broadcasts::on_inbound(conn, org_id, msg.channel, &msg.from, &msg.body, stop, now)
+            .await?;
+    }
     Ok(Ingested {
         message_id: id,
         conversation_id: thread.conversation_id,

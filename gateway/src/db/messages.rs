@@ -85,6 +85,9 @@ pub async fn apply_delivery(
     .bind(now)
     .execute(&mut *conn)
     .await?;
+    if changed && next == DeliveryState::Failed {
+        super::broadcast_run::on_message_failed(conn, message_id, now).await?;
+    }
     if changed {
         let row = sqlx::query(
             "UPDATE messages SET status = $1, error_code = COALESCE($2, error_code), \
@@ -147,6 +150,9 @@ pub struct NewOutbound {
     pub needs_service_window: bool,
     /// The client's `Idempotency-Key`, if any.
     pub idempotency_key: Option<String>,
+    /// A broadcast's message: the send worker takes it after every message a person waits
+    /// on, and leaves part of its capacity to those (see [`claim_due`]).
+    pub bulk: bool,
 }
 
 /// What creating an outbound message did.
@@ -238,8 +244,8 @@ pub async fn create_outbound(
     sqlx::query(
         "INSERT INTO messages (id, org_id, conversation_id, contact_id, channel, direction, from_addr, \
          to_addr, body, media, status, next_attempt_at, idempotency_key, created_at, updated_at, \
-         kind, content) \
-         VALUES ($1, $2, $3, $4, $5, 'outbound', $6, $7, $8, '[]', 'queued', $9, $10, $9, $9, $11, $12)",
+         kind, content, priority) \
+         VALUES ($1, $2, $3, $4, $5, 'outbound', $6, $7, $8, '[]', 'queued', $9, $10, $9, $9, $11, $12, $13)",
     )
     .bind(&id)
     .bind(org_id)
@@ -253,6 +259,7 @@ pub async fn create_outbound(
     .bind(&req.idempotency_key)
     .bind(outbound_kind(req.content.as_deref()))
     .bind(&req.content)
+    .bind(req.bulk as i64)
     .execute(&mut *conn)
     .await?;
     sqlx::query(
@@ -319,15 +326,20 @@ pub struct Claimed {
     pub attempts: i64,
     /// When it was created, Unix ms.
     pub created_at: i64,
+    /// A broadcast's message.
+    pub bulk: bool,
 }
 
 /// Claims up to `limit` due messages: `queued` ones are dispatched (→ `sending`), `sending`
 /// ones are retries. Each claimed message gets a lease: if this node dies mid-send it is due
-/// again when the lease ends.
+/// again when the lease ends. Messages a person waits on (priority 0) come first; broadcast
+/// messages (priority 1) fill what is left, at most `bulk_limit`, so a draining broadcast
+/// never takes the capacity an agent's reply needs.
 pub async fn claim_due(
     conn: &mut AnyConnection,
     now: i64,
     limit: i64,
+    bulk_limit: i64,
     lease_ms: i64,
 ) -> Result<Vec<Claimed>, StoreError> {
     // On PostgreSQL several nodes claim at once: rows another node's claim holds are skipped,
@@ -337,14 +349,25 @@ pub async fn claim_due(
     } else {
         ""
     };
-    let rows = sqlx::query(AssertSqlSafe(format!(
-        "SELECT id, org_id, channel, to_addr, body, attempts, created_at, status, content FROM messages \
-         WHERE next_attempt_at IS NOT NULL AND next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $2{lock}"
-    )))
-    .bind(now)
-    .bind(limit)
-    .fetch_all(&mut *conn)
-    .await?;
+    let mut rows = Vec::new();
+    for (priority, most) in [(0, limit), (1, bulk_limit.min(limit))] {
+        let most = most.min(limit - rows.len() as i64);
+        if most <= 0 {
+            continue;
+        }
+        rows.extend(
+            sqlx::query(AssertSqlSafe(format!(
+                "SELECT id, org_id, channel, to_addr, body, attempts, created_at, status, content, priority \
+                 FROM messages WHERE next_attempt_at IS NOT NULL AND next_attempt_at <= $1 \
+                 AND priority = $3 ORDER BY next_attempt_at LIMIT $2{lock}"
+            )))
+            .bind(now)
+            .bind(most)
+            .bind(priority)
+            .fetch_all(&mut *conn)
+            .await?,
+        );
+    }
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
         let claimed = claimed_from_row(&r)?;
@@ -388,6 +411,7 @@ fn claimed_from_row(r: &AnyRow) -> Result<Claimed, StoreError> {
         attempts: r.try_get(5)?,
         created_at: r.try_get(6)?,
         content: r.try_get(8)?,
+        bulk: r.try_get::<i64, _>(9)? != 0,
     })
 }
 

@@ -10,6 +10,9 @@
 
 pub mod agents;
 pub mod audit;
+pub mod broadcast_run;
+pub mod broadcast_views;
+pub mod broadcasts;
 pub mod calls;
 pub mod conversations;
 pub mod dead_letters;

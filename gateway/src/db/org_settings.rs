@@ -2,7 +2,9 @@
 //! `PUT /api/v1/orgs/{slug}/settings` with the ops token): which products an org may use
 //! (`voice`, `receptionist`, `broadcast`, `sms`, `whatsapp`, `email`; all on unless switched
 //! off) and how much (`messages_per_day`: outbound messages created per UTC day;
-//! `ai_turns_per_hour`: receptionist turns). Refusals are 403 `feature_disabled` and 429
+//! `ai_turns_per_hour`: receptionist turns; `broadcasts_per_day`: broadcasts created per UTC
+//! day; `broadcast_recipients`: people in one broadcast, default
+//! [`DEFAULT_BROADCAST_RECIPIENTS`]). Refusals are 403 `feature_disabled` and 429
 //! `org_limit_reached`.
 
 use super::StoreError;
@@ -33,7 +35,16 @@ pub struct OrgSettings {
     /// Receptionist turns per hour (none: no cap).
     #[serde(default)]
     pub ai_turns_per_hour: Option<i64>,
+    /// Broadcasts created per UTC day (none: no cap).
+    #[serde(default)]
+    pub broadcasts_per_day: Option<i64>,
+    /// Recipients in one broadcast (none: [`DEFAULT_BROADCAST_RECIPIENTS`]).
+    #[serde(default)]
+    pub broadcast_recipients: Option<i64>,
 }
+
+/// Recipients one broadcast may have when the operator set no cap.
+pub const DEFAULT_BROADCAST_RECIPIENTS: i64 = 100_000;
 
 impl OrgSettings {
     /// Whether `feature` is on.
@@ -52,6 +63,8 @@ impl OrgSettings {
         for (name, v) in [
             ("messages_per_day", self.messages_per_day),
             ("ai_turns_per_hour", self.ai_turns_per_hour),
+            ("broadcasts_per_day", self.broadcasts_per_day),
+            ("broadcast_recipients", self.broadcast_recipients),
         ] {
             if v.is_some_and(|n| n < 0) {
                 out.push(format!("{name} must be 0 or more"));
@@ -64,7 +77,8 @@ impl OrgSettings {
 /// An org's settings (the defaults when none were set).
 pub async fn get(pool: &AnyPool, org_id: &str) -> Result<OrgSettings, StoreError> {
     let row = sqlx::query(
-        "SELECT features, messages_per_day, ai_turns_per_hour FROM org_settings WHERE org_id = $1",
+        "SELECT features, messages_per_day, ai_turns_per_hour, broadcasts_per_day, \
+         broadcast_recipients FROM org_settings WHERE org_id = $1",
     )
     .bind(org_id)
     .fetch_optional(pool)
@@ -80,6 +94,8 @@ pub async fn get(pool: &AnyPool, org_id: &str) -> Result<OrgSettings, StoreError
         })?,
         messages_per_day: r.try_get(1)?,
         ai_turns_per_hour: r.try_get(2)?,
+        broadcasts_per_day: r.try_get(3)?,
+        broadcast_recipients: r.try_get(4)?,
     })
 }
 
@@ -91,16 +107,21 @@ pub async fn put(
     now: i64,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO org_settings (org_id, features, messages_per_day, ai_turns_per_hour, updated_at) \
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (org_id) DO UPDATE SET \
+        "INSERT INTO org_settings (org_id, features, messages_per_day, ai_turns_per_hour, updated_at, \
+         broadcasts_per_day, broadcast_recipients) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (org_id) DO UPDATE SET \
          features = excluded.features, messages_per_day = excluded.messages_per_day, \
-         ai_turns_per_hour = excluded.ai_turns_per_hour, updated_at = excluded.updated_at",
+         ai_turns_per_hour = excluded.ai_turns_per_hour, updated_at = excluded.updated_at, \
+         broadcasts_per_day = excluded.broadcasts_per_day, \
+         broadcast_recipients = excluded.broadcast_recipients",
     )
     .bind(org_id)
     .bind(serde_json::to_string(&settings.features).expect("a map serializes"))
     .bind(settings.messages_per_day)
     .bind(settings.ai_turns_per_hour)
     .bind(now)
+    .bind(settings.broadcasts_per_day)
+    .bind(settings.broadcast_recipients)
     .execute(pool)
     .await?;
     Ok(())

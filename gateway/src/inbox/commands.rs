@@ -342,6 +342,7 @@ async fn reply(
             content: content.map(|c| c.to_string()),
             needs_service_window: rules.needs_service_window,
             idempotency_key: Some(format!("ws:{}:{id}", agent.id)),
+            bulk: false,
         },
     };
     match state.committer.submit(op).await {

@@ -68,6 +68,8 @@ pub async fn run(
 ) {
     let permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
     let lease_ms = (settings.send_timeout.as_millis() as i64) * 2 + 30_000;
+    // A quarter of the send slots stay free for messages a person waits on.
+    let reserve = settings.concurrency as i64 / 4;
     let worker = Arc::new(Worker {
         lease_ms,
         breakers: Breakers::new(settings.breaker_threshold, settings.breaker_cooldown),
@@ -93,6 +95,7 @@ pub async fn run(
                 .committer
                 .submit_wait(WriteOp::Claim {
                     limit: free,
+                    bulk_limit: free - reserve,
                     lease_ms,
                 })
                 .await
@@ -273,7 +276,13 @@ impl Worker {
             plugin.rate_limit_per_second(),
             max_wait,
         ) {
-            Ok(wait) if !wait.is_zero() => tokio::time::sleep(wait).await,
+            Ok(wait) if !wait.is_zero() => {
+                if msg.bulk {
+                    metrics::counter!("broadcast_throttled_total", "org" => msg.org_id.clone())
+                        .increment(1);
+                }
+                tokio::time::sleep(wait).await
+            }
             Ok(_) => {}
             Err(due_in) => {
                 crate::telemetry::ProviderSend {

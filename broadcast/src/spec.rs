@@ -1,0 +1,386 @@
+//! What an org asks for: the request of `POST /api/v1/broadcasts`, checked field by field
+//! into a [`Spec`] (the ladder and its rules, stored with the broadcast) and a recipient
+//! list. Every problem is reported with the field it is about; nothing is stored before the
+//! whole request is valid.
+
+use crate::quiet::QuietHours;
+use serde::{Deserialize, Serialize};
+use state_machines::Channel;
+use std::collections::{BTreeMap, HashSet};
+
+/// Most steps in a ladder.
+pub const MAX_STEPS: usize = 6;
+/// Longest escalation offset: a week.
+pub const MAX_AFTER_SECS: u64 = 7 * 24 * 3600;
+/// Longest text of one step.
+pub const MAX_TEXT: usize = 4096;
+/// Default wait for an acknowledgement after the last step.
+pub const DEFAULT_ACK_WINDOW_SECS: u64 = 300;
+
+/// The request body.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BroadcastRequest {
+    /// A name people recognise ("water main burst on Elm St").
+    pub name: String,
+    /// Explicit recipients.
+    #[serde(default)]
+    pub recipients: Vec<Recipient>,
+    /// Recipients as CSV text with a header row (`phone,email,name,tz`, other columns become
+    /// variables).
+    #[serde(default)]
+    pub recipients_csv: Option<String>,
+    /// The channel ladder.
+    pub steps: Vec<Step>,
+    /// Whether recipients must acknowledge (else only the first reachable step is sent).
+    #[serde(default = "yes")]
+    pub require_ack: bool,
+    /// Sent during quiet hours too.
+    #[serde(default)]
+    pub critical: bool,
+    /// How long to wait for an acknowledgement after the last step.
+    #[serde(default)]
+    pub ack_window_secs: Option<u64>,
+    /// Local hours in which non-critical steps are held, e.g. `{"start":"21:00","end":"08:00"}`.
+    #[serde(default)]
+    pub quiet_hours: Option<QuietHoursRequest>,
+    /// The time zone of recipients that name none (IANA, default `UTC`).
+    #[serde(default)]
+    pub timezone: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Quiet hours as asked for.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuietHoursRequest {
+    /// `HH:MM`, local.
+    pub start: String,
+    /// `HH:MM`, local.
+    pub end: String,
+}
+
+/// One person to reach.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recipient {
+    /// E.164 phone number (SMS, WhatsApp, voice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    /// Email address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Display name (`{{name}}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// IANA time zone for quiet hours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tz: Option<String>,
+    /// Further template variables.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub vars: BTreeMap<String, String>,
+}
+
+/// One rung of the ladder as asked for.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// `sms`, `whatsapp`, `email` or `voice`.
+    pub channel: String,
+    /// Offset of this step on the ladder's timeline, seconds after the first step.
+    #[serde(default)]
+    pub after_secs: u64,
+    /// The text (SMS, WhatsApp, email body).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// Email subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// What a voice call says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub say: Option<String>,
+    /// A WhatsApp template (`{"name":…,"language":…}`), for recipients outside the 24-hour
+    /// window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<serde_json::Value>,
+}
+
+/// A checked ladder step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepSpec {
+    /// The channel.
+    pub channel: Channel,
+    /// Timeline offset, seconds.
+    pub after_secs: u64,
+    /// The step as asked (texts are templates rendered per recipient).
+    pub content: Step,
+}
+
+/// A checked broadcast: everything the engine needs besides the recipients.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Spec {
+    /// The ladder.
+    pub steps: Vec<StepSpec>,
+    /// Whether acknowledgements are asked for.
+    pub require_ack: bool,
+    /// Ignores quiet hours.
+    pub critical: bool,
+    /// Wait after the last step, seconds.
+    pub ack_window_secs: u64,
+    /// Quiet hours, if any.
+    pub quiet: Option<QuietHours>,
+    /// Zone of recipients without one.
+    pub timezone: String,
+}
+
+/// A request, checked.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// The name.
+    pub name: String,
+    /// The rules.
+    pub spec: Spec,
+    /// The recipients, duplicates (same phone and email) removed.
+    pub recipients: Vec<Recipient>,
+    /// How many duplicates were dropped.
+    pub duplicates: usize,
+}
+
+/// A request problem, naming its field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SpecError(pub String);
+
+fn err<T>(msg: impl Into<String>) -> Result<T, SpecError> {
+    Err(SpecError(msg.into()))
+}
+
+impl BroadcastRequest {
+    /// Checks everything; `max_recipients` is the org's cap.
+    pub fn check(self, max_recipients: usize) -> Result<Checked, SpecError> {
+        let name = self.name.trim().to_string();
+        if name.is_empty() || name.chars().count() > 200 {
+            return err("field `name`: 1 to 200 characters");
+        }
+        if self.steps.is_empty() || self.steps.len() > MAX_STEPS {
+            return err(format!("field `steps`: 1 to {MAX_STEPS} steps"));
+        }
+        let mut steps = Vec::with_capacity(self.steps.len());
+        let mut prev = 0;
+        for (i, s) in self.steps.into_iter().enumerate() {
+            let step = check_step(i, s)?;
+            if step.after_secs < prev {
+                return err(format!(
+                    "field `steps[{i}].after_secs`: steps must be in order of their offsets"
+                ));
+            }
+            prev = step.after_secs;
+            steps.push(step);
+        }
+        let timezone = self.timezone.unwrap_or_else(|| "UTC".into());
+        crate::quiet::zone(&timezone).map_err(|e| SpecError(format!("field `timezone`: {e}")))?;
+        let quiet = match self.quiet_hours {
+            None => None,
+            Some(q) => Some(
+                QuietHours::parse(&q.start, &q.end)
+                    .map_err(|e| SpecError(format!("field `quiet_hours`: {e}")))?,
+            ),
+        };
+        let ack_window_secs = self.ack_window_secs.unwrap_or(DEFAULT_ACK_WINDOW_SECS);
+        if ack_window_secs == 0 || ack_window_secs > MAX_AFTER_SECS {
+            return err(format!(
+                "field `ack_window_secs`: 1 to {MAX_AFTER_SECS} seconds"
+            ));
+        }
+        let mut all = self.recipients;
+        if let Some(csv) = self.recipients_csv {
+            all.extend(
+                crate::csv::recipients(&csv)
+                    .map_err(|e| SpecError(format!("field `recipients_csv`: {e}")))?,
+            );
+        }
+        if all.is_empty() {
+            return err("field `recipients`: at least one recipient");
+        }
+        if all.len() > max_recipients {
+            return err(format!(
+                "field `recipients`: {} recipients, this organization may reach at most {max_recipients} in one broadcast",
+                all.len()
+            ));
+        }
+        let channels: Vec<Channel> = steps.iter().map(|s| s.channel).collect();
+        let total = all.len();
+        let mut seen = HashSet::new();
+        let mut recipients = Vec::with_capacity(all.len());
+        for (i, r) in all.into_iter().enumerate() {
+            let r = check_recipient(i, r, &channels)?;
+            if seen.insert((r.phone.clone(), r.email.clone())) {
+                recipients.push(r);
+            }
+        }
+        Ok(Checked {
+            duplicates: total - recipients.len(),
+            name,
+            spec: Spec {
+                steps,
+                require_ack: self.require_ack,
+                critical: self.critical,
+                ack_window_secs,
+                quiet,
+                timezone,
+            },
+            recipients,
+        })
+    }
+}
+
+fn check_step(i: usize, s: Step) -> Result<StepSpec, SpecError> {
+    let f = |field: &str| format!("field `steps[{i}].{field}`");
+    let Some(channel) = Channel::parse(&s.channel) else {
+        return err(format!(
+            "{}: `{}` is not one of sms, whatsapp, email, voice",
+            f("channel"),
+            s.channel
+        ));
+    };
+    if s.after_secs > MAX_AFTER_SECS {
+        return err(format!("{}: at most {MAX_AFTER_SECS}", f("after_secs")));
+    }
+    for (field, v) in [("body", &s.body), ("subject", &s.subject), ("say", &s.say)] {
+        if v.as_ref().is_some_and(|t| t.len() > MAX_TEXT) {
+            return err(format!("{}: longer than {MAX_TEXT} bytes", f(field)));
+        }
+    }
+    let has = |v: &Option<String>| v.as_ref().is_some_and(|t| !t.trim().is_empty());
+    match channel {
+        Channel::Sms if !has(&s.body) => return err(format!("{}: required for sms", f("body"))),
+        Channel::Whatsapp if !has(&s.body) && s.template.is_none() => {
+            return err(format!(
+                "{}: whatsapp needs a body or a template",
+                f("body")
+            ))
+        }
+        Channel::Email if !has(&s.subject) || !has(&s.body) => {
+            return err(format!(
+                "{}: email needs a subject and a body",
+                f("subject")
+            ))
+        }
+        Channel::Voice if !has(&s.say) => return err(format!("{}: required for voice", f("say"))),
+        _ => {}
+    }
+    if s.template.is_some() && channel != Channel::Whatsapp {
+        return err(format!("{}: templates are for whatsapp", f("template")));
+    }
+    if let Some(t) = &s.template {
+        let ok = t.get("name").and_then(|v| v.as_str()).is_some()
+            && t.get("language").and_then(|v| v.as_str()).is_some();
+        if !ok {
+            return err(format!("{}: needs `name` and `language`", f("template")));
+        }
+    }
+    Ok(StepSpec {
+        channel,
+        after_secs: s.after_secs,
+        content: s,
+    })
+}
+
+fn check_recipient(i: usize, mut r: Recipient, ladder: &[Channel]) -> Result<Recipient, SpecError> {
+    let f = |field: &str| format!("recipient {i}: field `{field}`");
+    r.phone = r
+        .phone
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty());
+    r.email = r
+        .email
+        .map(|e| e.trim().to_lowercase())
+        .filter(|e| !e.is_empty());
+    if let Some(p) = &r.phone {
+        if !is_e164(p) {
+            return err(format!(
+                "{}: `{p}` is not an E.164 number (+ and 7 to 15 digits)",
+                f("phone")
+            ));
+        }
+    }
+    if let Some(e) = &r.email {
+        if !is_email(e) {
+            return err(format!("{}: `{e}` is not an email address", f("email")));
+        }
+    }
+    if let Some(tz) = &r.tz {
+        crate::quiet::zone(tz).map_err(|e| SpecError(format!("{}: {e}", f("tz"))))?;
+    }
+    if r.name.as_ref().is_some_and(|n| n.len() > 200) {
+        return err(format!("{}: longer than 200 bytes", f("name")));
+    }
+    for (k, v) in &r.vars {
+        let key_ok = !k.is_empty()
+            && k.len() <= 64
+            && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !key_ok || v.len() > 1024 {
+            return err(format!(
+                "{}: `{k}`: names are letters, digits and _, values up to 1024 bytes",
+                f("vars")
+            ));
+        }
+    }
+    let reachable = ladder.iter().any(|c| match c {
+        Channel::Email => r.email.is_some(),
+        _ => r.phone.is_some(),
+    });
+    if !reachable {
+        return err(format!(
+            "recipient {i}: no address for any step of the ladder (needs `phone` or `email`)"
+        ));
+    }
+    Ok(r)
+}
+
+/// `+` and 7 to 15 digits, the first not 0.
+pub fn is_e164(p: &str) -> bool {
+    let Some(d) = p.strip_prefix('+') else {
+        return false;
+    };
+    (7..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()) && !d.starts_with('0')
+}
+
+/// One `@` with something on each side, a dot in the domain, no spaces, at most 254 bytes.
+pub fn is_email(e: &str) -> bool {
+    let Some((local, domain)) = e.split_once('@') else {
+        return false;
+    };
+    e.len() <= 254
+        && !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains('@')
+        && !e.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// Fills `{{var}}` placeholders; unknown ones become empty.
+pub fn render(template: &str, vars: &dyn Fn(&str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(open) = rest.find("{{") {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 2..];
+        match after.find("}}") {
+            Some(close) => {
+                out.push_str(&vars(after[..close].trim()).unwrap_or_default());
+                rest = &after[close + 2..];
+            }
+            None => {
+                out.push_str(&rest[open..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}

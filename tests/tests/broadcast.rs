@@ -1,0 +1,491 @@
+//! Broadcast alerts end to end on both backends, through the real gateway and the Twilio
+//! stand-in: the ladder escalates on its offsets, replies confirm (late ones counted apart),
+//! STOP ends a recipient, a failed rung escalates at once, quiet hours hold in the
+//! recipient's own zone unless critical, cancel stops queued and future rungs, idempotent
+//! creation, and bad input refused with nothing stored.
+
+use integration_tests::both_backends;
+use integration_tests::env::{count, create_org, eventually, Backend, World};
+use integration_tests::twilio::{inbound_sms, Scripted};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const ANN: &str = "+15550000001";
+const BOB: &str = "+15550000002";
+const CY: &str = "+15550000003";
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn post(w: &World, body: &Value, key: Option<&str>) -> reqwest::Response {
+    let mut r = w
+        .client
+        .post(format!("{}/api/v1/broadcasts", w.gw.base))
+        .bearer_auth(&w.org.key)
+        .json(body);
+    if let Some(k) = key {
+        r = r.header("Idempotency-Key", k);
+    }
+    r.send().await.expect("post")
+}
+
+async fn create(w: &World, body: &Value) -> String {
+    let r = post(w, body, None).await;
+    assert_eq!(r.status(), 202);
+    r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn get(w: &World, id: &str) -> Value {
+    w.get_json(&w.org, &format!("/api/v1/broadcasts/{id}"))
+        .await
+}
+
+async fn reply(w: &World, from: &str, body: &str) {
+    let sid = format!("SM{}", uuid::Uuid::new_v4().simple());
+    let r = w
+        .webhook(&w.org, "sms", &inbound_sms(&w.org, &sid, from, body))
+        .await;
+    assert_eq!(r.status(), 200);
+}
+
+/// Bodies the stand-in received for `to`, in order.
+fn sent_to(w: &World, to: &str) -> Vec<String> {
+    w.twilio
+        .received()
+        .iter()
+        .filter(|r| r.form["To"] == to)
+        .map(|r| r.form["Body"].clone())
+        .collect()
+}
+
+async fn wait_counts(w: &World, id: &str, want: &[(&str, i64)]) -> Value {
+    eventually(WAIT, || async {
+        let b = get(w, id).await;
+        want.iter().all(|(k, n)| b["counts"][k] == *n).then_some(b)
+    })
+    .await
+}
+
+async fn ladder_acks_stop_and_late_confirmations(backend: Backend) {
+    let w = World::new(backend).await;
+    let spec = json!({
+        "name": "Water main burst on Elm St",
+        "recipients": [
+            {"phone": ANN, "name": "Ann"}, {"phone": BOB, "name": "Bob"},
+            {"phone": CY, "name": "Cy"}, {"phone": ANN, "name": "Ann again"},
+        ],
+        "steps": [
+            {"channel": "sms", "after_secs": 0, "body": "{{name}}: water main burst. Reply YES"},
+            {"channel": "sms", "after_secs": 2, "body": "Reminder for {{name}}: reply YES"},
+        ],
+        "require_ack": true,
+        "ack_window_secs": 2,
+    });
+    let r = post(&w, &spec, Some("elm-1")).await;
+    assert_eq!(r.status(), 202);
+    let made: Value = r.json().await.unwrap();
+    let id = made["id"].as_str().unwrap().to_string();
+    assert_eq!(made["recipients"], 3);
+    assert_eq!(
+        made["duplicates_dropped"], 1,
+        "the same phone twice is one person"
+    );
+    // The same request again is the same broadcast; another request with the key is refused.
+    let again = post(&w, &spec, Some("elm-1")).await;
+    assert_eq!(again.status(), 202);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.json::<Value>().await.unwrap()["id"], id.as_str());
+    let mut other = spec.clone();
+    other["name"] = json!("Another alert");
+    let reused = post(&w, &other, Some("elm-1")).await;
+    assert_eq!(reused.status(), 422);
+    assert_eq!(count(&w.db, "broadcasts", &w.org.id).await, 1);
+
+    // The first rung reaches all three.
+    eventually(WAIT, || async {
+        (w.twilio.received().len() >= 3).then_some(())
+    })
+    .await;
+    assert_eq!(sent_to(&w, ANN), vec!["Ann: water main burst. Reply YES"]);
+    assert_eq!(sent_to(&w, CY), vec!["Cy: water main burst. Reply YES"]);
+    reply(&w, ANN, " Yes! ").await;
+    reply(&w, CY, "STOP").await;
+    let b = wait_counts(&w, &id, &[("confirmed", 1), ("opted_out", 1), ("sent", 1)]).await;
+    assert_eq!(b["state"], "running");
+
+    // Bob did not answer: the reminder 2 s later, then not confirmed after the 2 s window.
+    let b = wait_counts(&w, &id, &[("not_confirmed", 1)]).await;
+    assert_eq!(b["state"], "done");
+    assert_eq!(
+        sent_to(&w, BOB),
+        vec![
+            "Bob: water main burst. Reply YES",
+            "Reminder for Bob: reply YES"
+        ]
+    );
+    assert_eq!(
+        sent_to(&w, ANN).len(),
+        1,
+        "a confirmed recipient is not reminded"
+    );
+    assert_eq!(sent_to(&w, CY).len(), 1, "STOP ends the ladder");
+    assert_eq!(w.twilio.received().len(), 4);
+    let counts = &b["counts"];
+    assert_eq!(
+        (
+            counts["pending"].as_i64(),
+            counts["sent"].as_i64(),
+            counts["unreachable"].as_i64()
+        ),
+        (Some(0), Some(0), Some(0))
+    );
+
+    // A late "1" is counted apart; the state stays.
+    reply(&w, BOB, "1").await;
+    let b = eventually(WAIT, || async {
+        let b = get(&w, &id).await;
+        (b["late_confirmed"] == 1).then_some(b)
+    })
+    .await;
+    assert_eq!(b["counts"]["not_confirmed"], 1);
+    assert_eq!(b["counts"]["confirmed"], 1);
+    let steps = b["steps"].as_array().unwrap();
+    assert_eq!(
+        (steps[0]["queued"].as_i64(), steps[1]["queued"].as_i64()),
+        (Some(3), Some(1))
+    );
+    assert_eq!(steps[0]["confirmed"], 1);
+    assert!(steps[0]["confirm_ms_p90"].as_i64().unwrap() >= 0);
+
+    // The outcome as CSV.
+    let csv = w
+        .client
+        .get(format!(
+            "{}/api/v1/broadcasts/{id}/recipients.csv",
+            w.gw.base
+        ))
+        .bearer_auth(&w.org.key)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 4, "{csv}");
+    assert!(lines[0].starts_with("index,recipient_id,phone,email,name,state"));
+    let ann = lines.iter().find(|l| l.contains(ANN)).unwrap();
+    assert!(
+        ann.contains(",confirmed,") && ann.contains(",sms,"),
+        "{ann}"
+    );
+    assert!(lines
+        .iter()
+        .any(|l| l.contains(CY) && l.contains(",opted_out,")));
+
+    // Another org sees none of it; a finished broadcast cannot be cancelled.
+    let other = create_org(&w.db, "other", &w.twilio.base, 10.0).await;
+    for path in [
+        format!("/api/v1/broadcasts/{id}"),
+        format!("/api/v1/broadcasts/{id}/recipients.csv"),
+    ] {
+        let r = w
+            .client
+            .get(format!("{}{path}", w.gw.base))
+            .bearer_auth(&other.key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+    }
+    let cancel = |key: String| {
+        let url = format!("{}/api/v1/broadcasts/{id}/cancel", w.gw.base);
+        let c = w.client.clone();
+        async move { c.post(url).bearer_auth(key).send().await.unwrap().status() }
+    };
+    assert_eq!(cancel(other.key.clone()).await, 404);
+    assert_eq!(cancel(w.org.key.clone()).await, 409);
+    integration_tests::schema::assert_org_events_valid(&w, &w.org).await;
+}
+both_backends!(ladder_acks_stop_and_late_confirmations);
+
+async fn bad_requests_change_nothing(backend: Backend) {
+    let w = World::new(backend).await;
+    let sms = json!([{"channel": "sms", "body": "hi"}]);
+    let cases = [
+        (
+            json!({"name": "x", "recipients": [{"phone": "555"}], "steps": sms}),
+            "E.164",
+        ),
+        (
+            json!({"name": "x", "recipients": [{"phone": ANN}], "steps": [{"channel": "fax", "body": "hi"}]}),
+            "fax",
+        ),
+        (
+            json!({"name": "x", "recipients": [{"email": "a@example.org"}], "steps": sms}),
+            "no address",
+        ),
+        (
+            json!({"name": "x", "recipients": [{"phone": ANN}], "steps": [{"channel": "sms"}]}),
+            "body",
+        ),
+        (
+            json!({"name": "x", "recipients": [{"phone": ANN}], "steps": [
+            {"channel": "sms", "body": "a", "after_secs": 5}, {"channel": "sms", "body": "b", "after_secs": 1}]}),
+            "order",
+        ),
+        (
+            json!({"name": "x", "recipients": [{"phone": ANN, "tz": "Mars/Base"}], "steps": sms}),
+            "time zone",
+        ),
+        (
+            json!({"name": "x", "recipients": [{"phone": ANN}], "steps": sms, "quiet_hours": {"start": "25:00", "end": "08:00"}}),
+            "HH:MM",
+        ),
+        (
+            json!({"name": "x", "recipients": [], "steps": sms}),
+            "at least one",
+        ),
+        (
+            json!({"name": "x", "recipients_csv": "name\nBob\n", "steps": sms}),
+            "neither",
+        ),
+        (
+            json!({"name": "x", "recipients": [{"phone": ANN}], "steps": sms, "surprise": 1}),
+            "unknown field",
+        ),
+    ];
+    for (body, needle) in cases {
+        let r = post(&w, &body, None).await;
+        assert_eq!(r.status(), 400, "{body}");
+        let e: Value = r.json().await.unwrap();
+        let msg = e["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(needle), "{needle:?} in {msg:?}");
+    }
+    // No email account: an email rung is refused before anything is stored.
+    let email = json!({"name": "x", "recipients": [{"phone": ANN, "email": "a@example.org"}],
+        "steps": [{"channel": "email", "subject": "s", "body": "b"}]});
+    let r = post(&w, &email, None).await;
+    assert_eq!(r.status(), 422);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "channel_not_configured"
+    );
+    // Over the org's cap.
+    integration_tests::env::cli_ok(
+        &w.tdb.url,
+        &[],
+        &["org", "set", "acme", "--broadcast-recipients", "2"],
+    );
+    let three = json!({"name": "x", "recipients": [{"phone": ANN}, {"phone": BOB}, {"phone": CY}], "steps": sms});
+    let r = post(&w, &three, None).await;
+    assert_eq!(r.status(), 422);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "org_limit_reached"
+    );
+    integration_tests::env::cli_ok(
+        &w.tdb.url,
+        &[],
+        &["org", "set", "acme", "--disable", "broadcast"],
+    );
+    let one = json!({"name": "x", "recipients": [{"phone": ANN}], "steps": sms});
+    assert_eq!(post(&w, &one, None).await.status(), 403);
+    let no_key = w
+        .client
+        .post(format!("{}/api/v1/broadcasts", w.gw.base))
+        .json(&one)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_key.status(), 401);
+    assert_eq!(count(&w.db, "broadcasts", &w.org.id).await, 0);
+    assert_eq!(count(&w.db, "messages", &w.org.id).await, 0);
+    assert!(w.twilio.received().is_empty());
+}
+both_backends!(bad_requests_change_nothing);
+
+async fn a_failed_rung_escalates_at_once_and_cancel_stops_the_rest(backend: Backend) {
+    let w = World::new(backend).await;
+    // Ann's first SMS fails for good (21610: unsubscribed at the carrier): the second rung,
+    // 60 s later on the timeline, goes out at once instead.
+    w.twilio.script([Scripted::Fail {
+        status: 400,
+        code: 21610,
+    }]);
+    let id = create(&w, &json!({
+        "name": "Shift cover tonight",
+        "recipients": [{"phone": ANN}],
+        "steps": [{"channel": "sms", "body": "first"}, {"channel": "sms", "after_secs": 60, "body": "second"}],
+    }))
+    .await;
+    eventually(WAIT, || async {
+        (sent_to(&w, ANN).len() == 2).then_some(())
+    })
+    .await;
+    assert_eq!(sent_to(&w, ANN), vec!["first", "second"]);
+    let b = get(&w, &id).await;
+    assert_eq!(b["counts"]["sent"], 1);
+    assert_eq!(b["steps"][0]["failed"], 1);
+
+    // Cancel: the 60 s rung of Bob never goes out, and the broadcast says cancelled.
+    let id2 = create(&w, &json!({
+        "name": "Drill",
+        "recipients": [{"phone": BOB}],
+        "steps": [{"channel": "sms", "body": "drill"}, {"channel": "sms", "after_secs": 1, "body": "drill again"}],
+    }))
+    .await;
+    eventually(WAIT, || async {
+        (sent_to(&w, BOB).len() == 1).then_some(())
+    })
+    .await;
+    let r = w
+        .client
+        .post(format!("{}/api/v1/broadcasts/{id2}/cancel", w.gw.base))
+        .bearer_auth(&w.org.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(sent_to(&w, BOB), vec!["drill"]);
+    assert_eq!(get(&w, &id2).await["state"], "cancelled");
+    integration_tests::schema::assert_org_events_valid(&w, &w.org).await;
+}
+both_backends!(a_failed_rung_escalates_at_once_and_cancel_stops_the_rest);
+
+async fn quiet_hours_hold_in_the_recipients_zone_unless_critical(backend: Backend) {
+    let w = World::new(backend).await;
+    // A window around the current UTC hour: quiet now in UTC, not in Tokyo (UTC+9).
+    let now = jiff::Timestamp::now();
+    let hour = now.to_zoned(jiff::tz::TimeZone::UTC).hour() as i64;
+    let hhmm = |h: i64| format!("{:02}:00", h.rem_euclid(24));
+    let quiet = json!({"start": hhmm(hour - 1), "end": hhmm(hour + 2)});
+    let id = create(
+        &w,
+        &json!({
+            "name": "Road works",
+            "recipients": [{"phone": ANN, "tz": "UTC"}, {"phone": BOB, "tz": "Asia/Tokyo"}],
+            "steps": [{"channel": "sms", "body": "road works tomorrow"}],
+            "quiet_hours": quiet,
+        }),
+    )
+    .await;
+    eventually(WAIT, || async {
+        (sent_to(&w, BOB).len() == 1).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(sent_to(&w, ANN).is_empty(), "held in UTC's quiet hours");
+    let b = get(&w, &id).await;
+    assert_eq!(
+        (
+            b["counts"]["pending"].as_i64(),
+            b["counts"]["sent"].as_i64()
+        ),
+        (Some(1), Some(1))
+    );
+    // Held until the window's end: between 1 and 3 hours from now.
+    let row: (Option<i64>,) =
+        sqlx::query_as("SELECT next_at FROM broadcast_recipients WHERE phone = $1")
+            .bind(ANN)
+            .fetch_one(&w.db.pool)
+            .await
+            .unwrap();
+    let held_ms = row.0.unwrap() - now.as_millisecond();
+    assert!(
+        (3_600_000..=3 * 3_600_000).contains(&held_ms),
+        "held {held_ms} ms"
+    );
+
+    // Critical alerts ignore quiet hours.
+    create(
+        &w,
+        &json!({
+            "name": "Evacuate",
+            "recipients": [{"phone": ANN, "tz": "UTC"}],
+            "steps": [{"channel": "sms", "body": "evacuate now"}],
+            "quiet_hours": quiet,
+            "critical": true,
+            "require_ack": false,
+        }),
+    )
+    .await;
+    eventually(WAIT, || async {
+        (sent_to(&w, ANN) == ["evacuate now"]).then_some(())
+    })
+    .await;
+}
+both_backends!(quiet_hours_hold_in_the_recipients_zone_unless_critical);
+
+/// The email rung (a real SMTP receiver): sent when the SMS is not acknowledged, it carries
+/// a signed link; opening it changes nothing, pressing Confirm confirms once, a tampered
+/// link is refused.
+async fn the_email_rung_confirms_by_signed_link(backend: Backend) {
+    use integration_tests::mail::{add_account, Dovecot, SmtpReceiver};
+    let w = World::new(backend).await;
+    let imap = Dovecot::start();
+    let smtp = SmtpReceiver::start();
+    add_account(&w.db, &w.org.id, &imap, &smtp).await;
+    let id = create(
+        &w,
+        &json!({
+            "name": "Water main burst",
+            "recipients": [{"phone": ANN, "email": "ann@example.org", "name": "Ann"}],
+            "steps": [
+                {"channel": "sms", "body": "Water main burst. Reply YES"},
+                {"channel": "email", "after_secs": 1, "subject": "Water main burst on Elm St",
+                 "body": "Hello {{name}}, please confirm: {{confirm_url}}"},
+            ],
+            "ack_window_secs": 60,
+        }),
+    )
+    .await;
+    let raw = eventually(WAIT, || async { smtp.messages().into_iter().next() }).await;
+    assert_eq!(sent_to(&w, ANN).len(), 1, "the SMS went first");
+    let mail = mail_parser::MessageParser::default()
+        .parse(&raw)
+        .expect("a mail");
+    assert_eq!(mail.subject(), Some("Water main burst on Elm St"));
+    let text = mail.body_text(0).expect("a text body").to_string();
+    assert!(text.starts_with("Hello Ann, please confirm: "), "{text}");
+    let url = text
+        .split_whitespace()
+        .find(|w| w.contains("/b/"))
+        .expect("a confirm link")
+        .to_string();
+    assert!(url.starts_with(&format!("{}/b/", w.gw.base)), "{url}");
+
+    let confirmed = || async { get(&w, &id).await["counts"]["confirmed"].as_i64().unwrap() };
+    let tampered = format!("{}0", url.trim_end_matches(|c: char| c.is_ascii_hexdigit()));
+    let r = w.client.post(&tampered).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let r = w.client.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("<form method=\"post\""));
+    assert_eq!(confirmed().await, 0, "opening the link confirms nothing");
+    let r = w.client.post(&url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("was recorded"));
+    assert_eq!(confirmed().await, 1);
+    let again = w
+        .client
+        .post(&url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(again.contains("already confirmed"), "{again}");
+    let b = get(&w, &id).await;
+    assert_eq!(
+        (b["counts"]["confirmed"].as_i64(), b["state"].as_str()),
+        (Some(1), Some("done"))
+    );
+    assert_eq!(b["steps"][1]["channel"], "email");
+    assert_eq!(b["steps"][1]["confirmed"], 1);
+    integration_tests::schema::assert_org_events_valid(&w, &w.org).await;
+}
+both_backends!(the_email_rung_confirms_by_signed_link);
