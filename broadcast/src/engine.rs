@@ -47,7 +47,9 @@ pub struct EngineSettings {
 impl Default for EngineSettings {
     fn default() -> Self {
         EngineSettings {
-            batch: 200,
+            // A round holds the (SQLite: only) writer; small rounds keep a conversation's
+            // write from waiting behind a long one.
+            batch: 50,
             max_backlog: 2_000,
             poll: Duration::from_millis(500),
         }

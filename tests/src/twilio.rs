@@ -125,6 +125,35 @@ impl TwilioStandin {
     pub fn received(&self) -> Vec<Received> {
         self.inner.lock().unwrap().received.clone()
     }
+
+    /// How many sends were received, without copying them (for load tools).
+    pub fn received_count(&self) -> usize {
+        self.inner.lock().unwrap().received.len()
+    }
+
+    /// When the newest send whose `Body` is `body` arrived, looking at the last `window`
+    /// sends only (for load tools).
+    pub fn arrival_of(&self, body: &str, window: usize) -> Option<std::time::Instant> {
+        let inner = self.inner.lock().unwrap();
+        inner
+            .received
+            .iter()
+            .rev()
+            .take(window)
+            .find(|r| r.form.get("Body").is_some_and(|b| b == body))
+            .map(|r| r.at)
+    }
+
+    /// The arrival times of every send (for load tools).
+    pub fn arrivals(&self) -> Vec<std::time::Instant> {
+        self.inner
+            .lock()
+            .unwrap()
+            .received
+            .iter()
+            .map(|r| r.at)
+            .collect()
+    }
 }
 
 async fn create_message(

@@ -75,8 +75,6 @@ impl Bench {
         twilio.add_account(&org);
         let mut config = test_config(&tdb.url);
         config.delivery.concurrency = 64;
-        config.broadcast.batch = 500;
-        config.broadcast.max_backlog = 4_000;
         let gw = TestGateway::start(config).await;
         Bench {
             _tdb: tdb,
@@ -132,14 +130,8 @@ impl Bench {
             .unwrap();
         assert_eq!(r.status(), 202);
         loop {
-            if let Some(got) = self
-                .twilio
-                .received()
-                .iter()
-                .rev()
-                .find(|m| m.form["Body"] == tag)
-            {
-                return got.at.duration_since(t0).as_secs_f64();
+            if let Some(at) = self.twilio.arrival_of(tag, 5_000) {
+                return at.duration_since(t0).as_secs_f64();
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
@@ -170,6 +162,7 @@ async fn main() {
 
     // Isolation, idle first.
     let mut idle = b.agent_phase(args.agent_sends, "idle").await;
+    let idle_sends = b.twilio.received_count();
 
     // Throughput (and the busy half of isolation while it drains).
     let t0 = Instant::now();
@@ -187,13 +180,9 @@ async fn main() {
             if queued_s.is_none() && sent as usize >= n {
                 queued_s = Some(t);
             }
-            let received = b
-                .twilio
-                .received()
-                .iter()
-                .filter(|m| m.form["Body"] == "bench alert")
-                .count();
-            if let (Some(e), Some(q), true) = (expanded_s, queued_s, received >= n) {
+            // Every rung and every agent send of the busy phase arrived.
+            let all = b.twilio.received_count() >= idle_sends + args.agent_sends + n;
+            if let (Some(e), Some(q), true) = (expanded_s, queued_s, all) {
                 return (e, q, t);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -269,14 +258,14 @@ async fn main() {
     let m = args.pace_messages;
     let pid = p.post_broadcast(m, 0).await;
     loop {
-        let got = p.twilio.received().len();
+        let got = p.twilio.received_count();
         if got >= m {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let _ = p.row(&pid).await;
-    let mut at: Vec<Instant> = p.twilio.received().iter().map(|r| r.at).collect();
+    let mut at: Vec<Instant> = p.twilio.arrivals();
     at.sort();
     // The first second holds the bucket's burst; measure the steady part after it.
     let start = at[0] + Duration::from_secs(1);
