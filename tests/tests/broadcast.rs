@@ -351,6 +351,21 @@ async fn a_failed_rung_escalates_at_once_and_cancel_stops_the_rest(backend: Back
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(sent_to(&w, BOB), vec!["drill"]);
     assert_eq!(get(&w, &id2).await["state"], "cancelled");
+
+    // The operator's daily cap: two broadcasts today, the third is refused.
+    integration_tests::env::cli_ok(
+        &w.tdb.url,
+        &[],
+        &["org", "set", "acme", "--broadcasts-per-day", "2"],
+    );
+    let third = json!({"name": "x", "recipients": [{"phone": CY}], "steps": [{"channel": "sms", "body": "x"}]});
+    let r = post(&w, &third, None).await;
+    assert_eq!(r.status(), 429);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "org_limit_reached"
+    );
+    assert!(sent_to(&w, CY).is_empty());
     integration_tests::schema::assert_org_events_valid(&w, &w.org).await;
 }
 both_backends!(a_failed_rung_escalates_at_once_and_cancel_stops_the_rest);

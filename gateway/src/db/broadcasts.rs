@@ -381,22 +381,26 @@ pub async fn counts(conn: &mut AnyConnection, id: &str) -> Result<serde_json::Va
     }))
 }
 
-/// An inbound text from `phone`: when it acknowledges (`YES`, `1`, …), it confirms that
-/// person's most recent unconfirmed broadcast in the org; a STOP (`stop`) ends every
-/// broadcast still reaching them.
+/// An inbound message from `phone`: when it acknowledges (`YES`, `1`, …, or a WhatsApp
+/// button or list reply whose text, payload or id does), it confirms that person's most
+/// recent unconfirmed broadcast in the org; a STOP (`stop`) ends every broadcast still
+/// reaching them.
+#[allow(clippy::too_many_arguments)]
 pub async fn on_inbound(
     conn: &mut AnyConnection,
     org_id: &str,
     channel: state_machines::Channel,
     phone: &str,
     body: &str,
+    content: Option<&serde_json::Value>,
     stop: bool,
     now: i64,
 ) -> Result<(), StoreError> {
     if stop {
         return opt_out_phone(conn, org_id, phone, now).await;
     }
-    if !broadcast::ack::is_ack(body) {
+    let acknowledges = acknowledges(body, content);
+    if !acknowledges {
         return Ok(());
     }
     // Acknowledgements of a running rung first, then late ones; the newest first.
@@ -414,6 +418,19 @@ pub async fn on_inbound(
         confirm(conn, org_id, &id, channel.as_str(), now).await?;
     }
     Ok(())
+}
+
+/// Whether a reply acknowledges: its text, or a WhatsApp button's payload or a list or button
+/// reply's id.
+fn acknowledges(body: &str, content: Option<&serde_json::Value>) -> bool {
+    let ids = content.map_or(Vec::new(), |c| {
+        [c.pointer("/button/payload"), c.pointer("/interactive/id")]
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str())
+            .collect()
+    });
+    broadcast::ack::is_ack(body) || ids.into_iter().any(broadcast::ack::is_ack)
 }
 
 async fn opt_out_phone(

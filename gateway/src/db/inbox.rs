@@ -325,8 +325,10 @@ pub async fn assign_queued(
         return Ok(0);
     }
     let queue = sqlx::query(
-        "SELECT id FROM conversations WHERE org_id = $1 AND assignee_id IS NULL AND status = 'open' \
-         ORDER BY last_message_at, id LIMIT $2",
+        "SELECT c.id FROM conversations c WHERE c.org_id = $1 AND c.assignee_id IS NULL \
+         AND c.status = 'open' AND EXISTS (SELECT 1 FROM messages m WHERE m.org_id = c.org_id \
+         AND m.conversation_id = c.id AND m.direction = 'inbound') \
+         ORDER BY c.last_message_at, c.id LIMIT $2",
     )
     .bind(org_id)
     .bind(room)

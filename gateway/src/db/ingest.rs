@@ -180,7 +180,8 @@ pub async fn message(
     }
     if matches!(msg.channel, Channel::Sms | Channel::Whatsapp) {
         let stop = keyword == Some(Keyword::OptOut);
-        super::broadcasts::on_inbound(conn, org_id, msg.channel, &msg.from, &msg.body, stop, now)
+        let (from, body, content) = (&msg.from, &msg.body, msg.content.as_ref());
+        super::broadcasts::on_inbound(conn, org_id, msg.channel, from, body, content, stop, now)
             .await?;
     }
     Ok(Ingested {

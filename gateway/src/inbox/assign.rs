@@ -1,6 +1,8 @@
-//! The assigner: moves the queue (open, unassigned conversations) to online agents with room,
-//! round robin ([`crate::db::inbox::assign_queued`] has the rule). It runs on every node; on
-//! PostgreSQL an advisory lock per org makes rounds take turns.
+//! The assigner: moves the queue (open, unassigned conversations in which the contact wrote at
+//! least once) to online agents with room, round robin ([`crate::db::inbox::assign_queued`] has the rule). It runs on every node; on
+//! PostgreSQL an advisory lock per org makes rounds take turns. A conversation the business
+//! started and nobody answered (an API send, a broadcast rung to 100,000 people) needs no
+//! agent; the contact's first reply puts it in the queue.
 //!
 //! ```text
 //!  wake: an event that may change the queue or the room (message received, conversation
@@ -74,7 +76,9 @@ pub enum AssignError {
 async fn round(db: &Db, committer: &Committer) -> Result<(), AssignError> {
     let orgs = sqlx::query(
         "SELECT DISTINCT c.org_id FROM conversations c WHERE c.assignee_id IS NULL \
-         AND c.status = 'open' AND EXISTS (SELECT 1 FROM agents a WHERE a.org_id = c.org_id \
+         AND c.status = 'open' AND EXISTS (SELECT 1 FROM messages m WHERE m.org_id = c.org_id \
+         AND m.conversation_id = c.id AND m.direction = 'inbound') \
+         AND EXISTS (SELECT 1 FROM agents a WHERE a.org_id = c.org_id \
          AND a.online_until > $1)",
     )
     .bind(now_ms())
