@@ -27,6 +27,19 @@ async fn post(w: &World, body: &Value, key: Option<&str>) -> reqwest::Response {
     r.send().await.expect("post")
 }
 
+/// Posts `body` and asserts the refusal's status and error code.
+async fn refused(w: &World, body: &Value, status: u16, code: &str) {
+    let r = post(w, body, None).await;
+    assert_eq!(r.status(), status, "{body}");
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], code);
+}
+
+/// `dartwing-gateway org set acme ARGS…`.
+fn org_set(w: &World, args: &[&str]) {
+    let all: Vec<&str> = ["org", "set", "acme"].iter().chain(args).copied().collect();
+    integration_tests::env::cli_ok(&w.tdb.url, &[], &all);
+}
+
 async fn create(w: &World, body: &Value) -> String {
     let r = post(w, body, None).await;
     assert_eq!(r.status(), 202);
@@ -57,6 +70,11 @@ fn sent_to(w: &World, to: &str) -> Vec<String> {
         .filter(|r| r.form["To"] == to)
         .map(|r| r.form["Body"].clone())
         .collect()
+}
+
+/// Waits until `to` got `n` sends.
+async fn wait_sent(w: &World, to: &str, n: usize) {
+    eventually(WAIT, || async { (sent_to(w, to).len() == n).then_some(()) }).await;
 }
 
 async fn wait_counts(w: &World, id: &str, want: &[(&str, i64)]) -> Value {
@@ -266,30 +284,12 @@ async fn bad_requests_change_nothing(backend: Backend) {
     // No email account: an email rung is refused before anything is stored.
     let email = json!({"name": "x", "recipients": [{"phone": ANN, "email": "a@example.org"}],
         "steps": [{"channel": "email", "subject": "s", "body": "b"}]});
-    let r = post(&w, &email, None).await;
-    assert_eq!(r.status(), 422);
-    assert_eq!(
-        r.json::<Value>().await.unwrap()["error"]["code"],
-        "channel_not_configured"
-    );
+    refused(&w, &email, 422, "channel_not_configured").await;
     // Over the org's cap.
-    integration_tests::env::cli_ok(
-        &w.tdb.url,
-        &[],
-        &["org", "set", "acme", "--broadcast-recipients", "2"],
-    );
+    org_set(&w, &["--broadcast-recipients", "2"]);
     let three = json!({"name": "x", "recipients": [{"phone": ANN}, {"phone": BOB}, {"phone": CY}], "steps": sms});
-    let r = post(&w, &three, None).await;
-    assert_eq!(r.status(), 422);
-    assert_eq!(
-        r.json::<Value>().await.unwrap()["error"]["code"],
-        "org_limit_reached"
-    );
-    integration_tests::env::cli_ok(
-        &w.tdb.url,
-        &[],
-        &["org", "set", "acme", "--disable", "broadcast"],
-    );
+    refused(&w, &three, 422, "org_limit_reached").await;
+    org_set(&w, &["--disable", "broadcast"]);
     let one = json!({"name": "x", "recipients": [{"phone": ANN}], "steps": sms});
     assert_eq!(post(&w, &one, None).await.status(), 403);
     let no_key = w
@@ -320,10 +320,7 @@ async fn a_failed_rung_escalates_at_once_and_cancel_stops_the_rest(backend: Back
         "steps": [{"channel": "sms", "body": "first"}, {"channel": "sms", "after_secs": 60, "body": "second"}],
     }))
     .await;
-    eventually(WAIT, || async {
-        (sent_to(&w, ANN).len() == 2).then_some(())
-    })
-    .await;
+    wait_sent(&w, ANN, 2).await;
     assert_eq!(sent_to(&w, ANN), vec!["first", "second"]);
     let b = get(&w, &id).await;
     assert_eq!(b["counts"]["sent"], 1);
@@ -336,10 +333,7 @@ async fn a_failed_rung_escalates_at_once_and_cancel_stops_the_rest(backend: Back
         "steps": [{"channel": "sms", "body": "drill"}, {"channel": "sms", "after_secs": 1, "body": "drill again"}],
     }))
     .await;
-    eventually(WAIT, || async {
-        (sent_to(&w, BOB).len() == 1).then_some(())
-    })
-    .await;
+    wait_sent(&w, BOB, 1).await;
     let r = w
         .client
         .post(format!("{}/api/v1/broadcasts/{id2}/cancel", w.gw.base))
@@ -353,18 +347,9 @@ async fn a_failed_rung_escalates_at_once_and_cancel_stops_the_rest(backend: Back
     assert_eq!(get(&w, &id2).await["state"], "cancelled");
 
     // The operator's daily cap: two broadcasts today, the third is refused.
-    integration_tests::env::cli_ok(
-        &w.tdb.url,
-        &[],
-        &["org", "set", "acme", "--broadcasts-per-day", "2"],
-    );
+    org_set(&w, &["--broadcasts-per-day", "2"]);
     let third = json!({"name": "x", "recipients": [{"phone": CY}], "steps": [{"channel": "sms", "body": "x"}]});
-    let r = post(&w, &third, None).await;
-    assert_eq!(r.status(), 429);
-    assert_eq!(
-        r.json::<Value>().await.unwrap()["error"]["code"],
-        "org_limit_reached"
-    );
+    refused(&w, &third, 429, "org_limit_reached").await;
     assert!(sent_to(&w, CY).is_empty());
     integration_tests::schema::assert_org_events_valid(&w, &w.org).await;
 }
@@ -387,10 +372,7 @@ async fn quiet_hours_hold_in_the_recipients_zone_unless_critical(backend: Backen
         }),
     )
     .await;
-    eventually(WAIT, || async {
-        (sent_to(&w, BOB).len() == 1).then_some(())
-    })
-    .await;
+    wait_sent(&w, BOB, 1).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(sent_to(&w, ANN).is_empty(), "held in UTC's quiet hours");
     let b = get(&w, &id).await;
