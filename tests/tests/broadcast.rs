@@ -576,3 +576,54 @@ async fn sigkill_mid_broadcast_resumes_without_skips_or_double_rungs(backend: Ba
     );
 }
 both_backends!(sigkill_mid_broadcast_resumes_without_skips_or_double_rungs);
+
+/// An online agent's socket carries the broadcast's events (created, progress, finished),
+/// and the agent is not handed the conversations the broadcast started: only a contact's
+/// reply puts a conversation in the queue.
+async fn agents_see_progress_but_not_unanswered_broadcast_conversations(backend: Backend) {
+    use integration_tests::agent::{create_agent, login, AgentSocket};
+    let w = World::new(backend).await;
+    create_agent(&w.db, &w.org.id, "ann@acme.test", "pw-123456", "agent").await;
+    let token = login(&w.client, &w.gw.base, "ann@acme.test", "pw-123456").await;
+    let mut ws = AgentSocket::connect(&w.gw.base, &token, 0).await;
+    ws.replay().await;
+    let id = create(
+        &w,
+        &json!({
+            "name": "Boil water notice",
+            "recipients": [{"phone": BOB}, {"phone": CY}],
+            "steps": [{"channel": "sms", "body": "boil water before drinking"}],
+            "require_ack": false,
+        }),
+    )
+    .await;
+    let (done, seen) = ws
+        .until(|f| f["event"]["type"] == "dartwing.broadcast.finished.v1")
+        .await;
+    assert_eq!(done["event"]["data"]["broadcast_id"], id.as_str());
+    assert_eq!(done["event"]["data"]["counts"]["sent"], 2);
+    let types: Vec<&str> = seen
+        .iter()
+        .filter_map(|f| f["event"]["type"].as_str())
+        .collect();
+    assert!(
+        types.contains(&"dartwing.broadcast.created.v1"),
+        "{types:?}"
+    );
+    // Give the assigner its chances: nothing is assigned while nobody answered.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let assigned = || async {
+        let r: (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM conversations WHERE org_id = $1 AND assignee_id IS NOT NULL",
+        )
+        .bind(&w.org.id)
+        .fetch_one(&w.db.pool)
+        .await
+        .unwrap();
+        r.0
+    };
+    assert_eq!(assigned().await, 0);
+    reply(&w, BOB, "what about tea?").await;
+    eventually(WAIT, || async { (assigned().await == 1).then_some(()) }).await;
+}
+both_backends!(agents_see_progress_but_not_unanswered_broadcast_conversations);

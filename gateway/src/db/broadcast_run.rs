@@ -368,6 +368,15 @@ async fn send_rung(
             .as_ref()
             .map(|t| json!({"type": "template", "template": t})),
     };
+    // The machine decides before anything is queued: a refused step sends nothing.
+    let event = RecipientEvent::Send {
+        step,
+        last: due.progress.last_step,
+    };
+    let Ok((next, effects)) = recipient::step(due.progress.state, event) else {
+        tracing::error!(recipient = %due.id, step, "the recipient machine refused a rung");
+        return set_next(conn, &due.id, None, now).await;
+    };
     let created = create_outbound(
         conn,
         &due.org_id,
@@ -395,13 +404,6 @@ async fn send_rung(
             record_send(conn, due, step as usize, channel, None, Some(reason), now).await?;
             return set_next(conn, &due.id, Some(now), now).await;
         }
-    };
-    let event = RecipientEvent::Send {
-        step,
-        last: due.progress.last_step,
-    };
-    let Ok((next, effects)) = recipient::step(due.progress.state, event) else {
-        return set_next(conn, &due.id, None, now).await;
     };
     sqlx::query(
         "UPDATE broadcast_recipients SET state = $1, last_step = $2, last_sent_at = $3, \
