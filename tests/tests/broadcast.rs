@@ -627,3 +627,117 @@ async fn agents_see_progress_but_not_unanswered_broadcast_conversations(backend:
     eventually(WAIT, || async { (assigned().await == 1).then_some(()) }).await;
 }
 both_backends!(agents_see_progress_but_not_unanswered_broadcast_conversations);
+
+/// WhatsApp rungs (the Graph API stand-in): free-form text only inside the recipient's
+/// 24-hour window — a recipient outside it passes over the rung at once to the next — or a
+/// template outside it; a button reply whose payload acknowledges confirms.
+async fn whatsapp_rungs_respect_the_window_and_buttons_confirm(backend: Backend) {
+    use integration_tests::whatsapp::{delivery, post_signed as deliver, text, GraphStandin};
+    const OPEN: &str = "+16505551234";
+    const CLOSED: &str = "+16505550000";
+    let w = World::new(backend).await;
+    let graph = GraphStandin::start().await;
+    let acct = graph.add_account(&w.db, &w.org.id).await;
+    let post = |v: Value| {
+        let (client, base, secret) = (w.client.clone(), w.gw.base.clone(), acct.app_secret.clone());
+        async move {
+            let body = serde_json::to_vec(&v).unwrap();
+            deliver(&client, &base, "acme", &secret, &body)
+                .await
+                .status()
+        }
+    };
+    // OPEN wrote to us a moment ago: its window is open. CLOSED never did.
+    let hello = delivery(
+        json!([text("wamid.hello", "16505551234", "hi there")]),
+        json!([]),
+    );
+    assert_eq!(post(hello).await, 200);
+    let id = create(
+        &w,
+        &json!({
+            "name": "Power outage",
+            "recipients": [{"phone": OPEN}, {"phone": CLOSED}],
+            "steps": [
+                {"channel": "whatsapp", "body": "Power outage tonight"},
+                {"channel": "sms", "after_secs": 600, "body": "Power outage tonight (sms)"},
+            ],
+            "ack_window_secs": 60,
+        }),
+    )
+    .await;
+    wait_sent(&w, CLOSED, 1).await;
+    assert_eq!(
+        sent_to(&w, CLOSED),
+        vec!["Power outage tonight (sms)"],
+        "passed over at once"
+    );
+    let to_digits = |r: &integration_tests::whatsapp::Received| {
+        r.body["to"]
+            .as_str()
+            .unwrap_or("")
+            .trim_start_matches('+')
+            .to_string()
+    };
+    let got = eventually(WAIT, || async {
+        let got = graph.received();
+        (!got.is_empty()).then_some(got)
+    })
+    .await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(to_digits(&got[0]), "16505551234");
+    assert_eq!(got[0].body["type"], "text");
+    assert!(sent_to(&w, OPEN).is_empty());
+    let b = get(&w, &id).await;
+    assert_eq!(
+        (
+            b["steps"][0]["queued"].as_i64(),
+            b["steps"][0]["passed_over"].as_i64()
+        ),
+        (Some(1), Some(1))
+    );
+
+    // A template reaches CLOSED outside its window.
+    create(&w, &json!({
+        "name": "Planned works",
+        "recipients": [{"phone": CLOSED}],
+        "steps": [{"channel": "whatsapp", "template": {"name": "planned_works", "language": "en_US"}}],
+        "require_ack": false,
+    }))
+    .await;
+    let tpl = eventually(WAIT, || async {
+        graph
+            .received()
+            .into_iter()
+            .find(|r| r.body["type"] == "template")
+    })
+    .await;
+    assert_eq!(to_digits(&tpl), "16505550000");
+    assert_eq!(tpl.body["template"]["name"], "planned_works");
+
+    // OPEN presses a quick-reply button whose payload is ACK: confirmed, via whatsapp.
+    let button = json!({"from": "16505551234", "id": "wamid.button", "timestamp": "1749416999",
+        "type": "button", "button": {"text": "Got it", "payload": "ACK"}});
+    assert_eq!(post(delivery(json!([button]), json!([]))).await, 200);
+    let b = wait_counts(&w, &id, &[("confirmed", 1), ("sent", 1)]).await;
+    assert_eq!(b["steps"][0]["confirmed"], 1);
+    let csv = w
+        .client
+        .get(format!(
+            "{}/api/v1/broadcasts/{id}/recipients.csv",
+            w.gw.base
+        ))
+        .bearer_auth(&w.org.key)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        csv.lines()
+            .any(|l| l.contains(OPEN) && l.contains(",confirmed,") && l.contains(",whatsapp,")),
+        "{csv}"
+    );
+}
+both_backends!(whatsapp_rungs_respect_the_window_and_buttons_confirm);
