@@ -415,6 +415,28 @@ impl World {
         r.json().await.expect("json")
     }
 
+    /// The org's one call once it has ended (waiting up to `within`), and its history as
+    /// (state, event).
+    pub async fn ended_call(&self, within: Duration) -> (serde_json::Value, Vec<(String, String)>) {
+        let calls = eventually(within, || async {
+            let c = self.get_json(&self.org, "/api/v1/calls").await;
+            (c.as_array()?.len() == 1 && c[0]["state"] == "ended").then_some(c)
+        })
+        .await;
+        let steps = calls[0]["history"]
+            .as_array()
+            .expect("history")
+            .iter()
+            .map(|s| {
+                (
+                    s["state"].as_str().expect("state").to_string(),
+                    s["event"].as_str().expect("event").to_string(),
+                )
+            })
+            .collect();
+        (calls[0].clone(), steps)
+    }
+
     /// Sends an SMS through the API as `org`.
     pub async fn send_sms(&self, org: &TestOrg, to: &str, body: &str) -> reqwest::Response {
         self.client

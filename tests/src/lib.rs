@@ -3,6 +3,7 @@
 //! Twilio, Meta and Telnyx that speak their documented wire formats, signatures included.
 //!
 //! - [`agent`]: an inbox agent: created, logged in, on a real WebSocket.
+//! - [`baresip`]: a real SIP user agent (headless baresip) for the voice suites.
 //! - [`env`]: a fresh database per test on either backend, and a running gateway over it.
 //! - [`mail`]: a real Dovecot IMAP server and an aiosmtpd SMTP receiver per test.
 //! - [`twilio`]: the Twilio stand-in (Messages REST API) and signed webhook senders.
@@ -19,6 +20,7 @@
 //! A test that needs it and cannot reach it fails; it never skips.
 
 pub mod agent;
+pub mod baresip;
 pub mod broker;
 pub mod env;
 pub mod mail;

@@ -72,6 +72,20 @@ fn sent_to(w: &World, to: &str) -> Vec<String> {
         .collect()
 }
 
+/// The broadcast's outcome as CSV.
+async fn csv_of(w: &World, id: &str) -> String {
+    let url = format!("{}/api/v1/broadcasts/{id}/recipients.csv", w.gw.base);
+    let r = w
+        .client
+        .get(url)
+        .bearer_auth(&w.org.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.text().await.unwrap()
+}
+
 /// Waits until `to` got `n` sends.
 async fn wait_sent(w: &World, to: &str, n: usize) {
     eventually(WAIT, || async { (sent_to(w, to).len() == n).then_some(()) }).await;
@@ -177,19 +191,7 @@ async fn ladder_acks_stop_and_late_confirmations(backend: Backend) {
     assert!(steps[0]["confirm_ms_p90"].as_i64().unwrap() >= 0);
 
     // The outcome as CSV.
-    let csv = w
-        .client
-        .get(format!(
-            "{}/api/v1/broadcasts/{id}/recipients.csv",
-            w.gw.base
-        ))
-        .bearer_auth(&w.org.key)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let csv = csv_of(&w, &id).await;
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 4, "{csv}");
     assert!(lines[0].starts_with("index,recipient_id,phone,email,name,state"));
@@ -721,19 +723,7 @@ async fn whatsapp_rungs_respect_the_window_and_buttons_confirm(backend: Backend)
     assert_eq!(post(delivery(json!([button]), json!([]))).await, 200);
     let b = wait_counts(&w, &id, &[("confirmed", 1), ("sent", 1)]).await;
     assert_eq!(b["steps"][0]["confirmed"], 1);
-    let csv = w
-        .client
-        .get(format!(
-            "{}/api/v1/broadcasts/{id}/recipients.csv",
-            w.gw.base
-        ))
-        .bearer_auth(&w.org.key)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let csv = csv_of(&w, &id).await;
     assert!(
         csv.lines()
             .any(|l| l.contains(OPEN) && l.contains(",confirmed,") && l.contains(",whatsapp,")),

@@ -4,12 +4,11 @@
 //! the transcript is read back from the API. Plus the intent accuracy over spoken
 //! utterances (espeak-ng voices through µ-law and whisper, then the local responder).
 
+use integration_tests::baresip;
 use integration_tests::env::{eventually, free_port, Backend, TempDir, World};
 use integration_tests::speech::{
     normalize, phone_speech, received_audio, silence, transcribe, transcribe_turns,
 };
-use serde_json::Value;
-use std::path::Path;
 use std::time::Duration;
 
 const NUMBER: &str = "15550100000";
@@ -54,55 +53,6 @@ async fn receptionist_org(w: &World, agent: Option<&str>) {
         .unwrap());
 }
 
-/// A baresip config folder: SIP on `port`, G.711, `source` as its microphone, received audio
-/// dumped into `dumps`, and optionally the ctrl_tcp command port.
-fn baresip_config(dir: &Path, source: &Path, dumps: &Path, ctrl: Option<u16>, account: &str) {
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::create_dir_all(dumps).unwrap();
-    let mut config = format!(
-        "poll_method epoll\nsip_listen 127.0.0.1:{}\nmodule_path /usr/lib/baresip/modules\n\
-         module g711.so\nmodule aufile.so\nmodule sndfile.so\nmodule alsa.so\n\
-         module_app account.so\nmodule_app menu.so\naudio_player alsa,null\n\
-         audio_source aufile,{}\nsnd_path {}\n",
-        free_port(),
-        source.display(),
-        dumps.display()
-    );
-    if let Some(c) = ctrl {
-        config.push_str(&format!(
-            "module_app ctrl_tcp.so\nctrl_tcp_listen 127.0.0.1:{c}\n"
-        ));
-    }
-    std::fs::write(dir.join("config"), config).unwrap();
-    std::fs::write(dir.join("accounts"), format!("{account}\n")).unwrap();
-}
-
-/// Starts baresip with its output in `log`.
-fn baresip(cfg: &Path, log: &Path, extra: &[String]) -> tokio::process::Child {
-    let out = std::fs::File::create(log).unwrap();
-    tokio::process::Command::new("baresip")
-        .arg("-f")
-        .arg(cfg)
-        .args(extra)
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("baresip must be installed (scripts/ensure-voice-peers.sh): {e}")
-        })
-}
-
-async fn log_shows(log: &Path, what: &str, within: Duration) {
-    eventually(within, || async {
-        std::fs::read_to_string(log)
-            .ok()?
-            .contains(what)
-            .then_some(())
-    })
-    .await
-}
-
 /// The caller's side of a call: `script` (8 kHz) as its microphone; returns the dumps folder
 /// and the log once baresip has quit (the call ends at the script's end or before).
 async fn call(
@@ -118,9 +68,16 @@ async fn call(
         dir.0.join("caller-dumps"),
         dir.0.join("caller.log"),
     );
-    baresip_config(&cfg, &wav, &dumps, None, "<sip:tester@127.0.0.1>;regint=0");
+    baresip::config(
+        &cfg,
+        free_port(),
+        &wav,
+        &dumps,
+        None,
+        "<sip:tester@127.0.0.1>;regint=0",
+    );
     let dial = format!("/dial sip:{NUMBER}@127.0.0.1:{sip_port}");
-    let mut caller = baresip(
+    let mut caller = baresip::spawn(
         &cfg,
         &log,
         &["-e".into(), dial, "-t".into(), secs.to_string()],
@@ -129,27 +86,6 @@ async fn call(
     let log = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(log.contains("Call established"), "baresip log:\n{log}");
     (dumps, log)
-}
-
-/// The org's one call once ended, and its history as (state, event).
-async fn ended_call(w: &World) -> (Value, Vec<(String, String)>) {
-    let calls = eventually(Duration::from_secs(20), || async {
-        let c = w.get_json(&w.org, "/api/v1/calls").await;
-        (c.as_array()?.len() == 1 && c[0]["state"] == "ended").then_some(c)
-    })
-    .await;
-    let steps = calls[0]["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["state"].as_str().unwrap().to_owned(),
-                s["event"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    (calls[0].clone(), steps)
 }
 
 /// The call's transcript from the API: (direction, body) of its voice messages, in order.
@@ -230,7 +166,7 @@ async fn the_caller_hears_the_greeting_and_a_knowledge_base_answer() {
         "answer not heard: {heard}"
     );
 
-    let (call, _) = ended_call(&w).await;
+    let (call, _) = w.ended_call(Duration::from_secs(20)).await;
     let turns = transcript(&w, call["conversation_id"].as_str().unwrap()).await;
     eprintln!("stored transcript: {turns:?}");
     assert_eq!(turns[0], ("outbound".to_owned(), GREETING.to_owned()));
@@ -275,7 +211,7 @@ async fn a_caller_books_an_appointment_by_voice() {
     let after = tomorrow(jiff::Zoned::now().with_time_zone(jiff::tz::TimeZone::UTC));
     let heard = transcribe_turns(&received_audio(&dumps));
     eprintln!("the caller heard: {heard:?}");
-    let (call, _) = ended_call(&w).await;
+    let (call, _) = w.ended_call(Duration::from_secs(20)).await;
     let turns = transcript(&w, call["conversation_id"].as_str().unwrap()).await;
     eprintln!("stored transcript: {turns:?}");
     // The read-back and the confirmation reached the caller's ears (whisper on espeak's
@@ -329,7 +265,7 @@ async fn silence_earns_a_reprompt_then_a_goodbye_and_a_hang_up() {
         "no reprompt: {heard}"
     );
     assert!(heard.contains("goodbye"), "no goodbye: {heard}");
-    let (call, steps) = ended_call(&w).await;
+    let (call, steps) = w.ended_call(Duration::from_secs(20)).await;
     assert_eq!(
         call["cause"], "callee_hangup",
         "the receptionist hung up: {steps:?}"
@@ -341,8 +277,9 @@ fn agent_phone(dir: &TempDir, sip_port: u16) -> (tokio::process::Child, std::pat
     let voice = dir.0.join("agent.wav");
     std::fs::write(&voice, audio::wav::encode_wav(8000, 1, &silence(2.0))).unwrap();
     let (cfg, log) = (dir.0.join("agent"), dir.0.join("agent.log"));
-    baresip_config(
+    baresip::config(
         &cfg,
+        free_port(),
         &voice,
         &dir.0.join("agent-dumps"),
         None,
@@ -350,7 +287,7 @@ fn agent_phone(dir: &TempDir, sip_port: u16) -> (tokio::process::Child, std::pat
             "<sip:agent@127.0.0.1:{sip_port};transport=udp>;auth_user=agent;auth_pass=correcthorse1;regint=60;answermode=auto"
         ),
     );
-    (baresip(&cfg, &log, &["-t".into(), "40".into()]), log)
+    (baresip::spawn(&cfg, &log, &["-t".into(), "40".into()]), log)
 }
 
 async fn with_agent(w: &World) {
@@ -390,7 +327,7 @@ async fn asking_for_a_person_reaches_the_registered_agent() {
         .unwrap();
     let dir = TempDir::new();
     let (mut agent, agent_log) = agent_phone(&dir, sip_port(&w));
-    log_shows(&agent_log, "200 OK", Duration::from_secs(15)).await;
+    baresip::log_shows(&agent_log, "200 OK", Duration::from_secs(15)).await;
     let mut script = silence(5.0);
     script.extend(phone_speech(
         &dir.0,
@@ -404,7 +341,7 @@ async fn asking_for_a_person_reaches_the_registered_agent() {
         log.contains("Call established"),
         "the agent's phone took the call:\n{log}"
     );
-    let (_, steps) = ended_call(&w).await;
+    let (_, steps) = w.ended_call(Duration::from_secs(20)).await;
     assert_transferred(&steps);
     agent.kill().await.ok();
 }
@@ -418,21 +355,22 @@ async fn dtmf_0_reaches_the_routes_agent() {
     let dir = TempDir::new();
     let port = sip_port(&w);
     let (mut agent, agent_log) = agent_phone(&dir, port);
-    log_shows(&agent_log, "200 OK", Duration::from_secs(15)).await;
+    baresip::log_shows(&agent_log, "200 OK", Duration::from_secs(15)).await;
     let wav = dir.0.join("caller.wav");
     std::fs::write(&wav, audio::wav::encode_wav(8000, 1, &silence(14.0))).unwrap();
     let ctrl = free_port();
     let (cfg, log) = (dir.0.join("caller"), dir.0.join("caller.log"));
-    baresip_config(
+    baresip::config(
         &cfg,
+        free_port(),
         &wav,
         &dir.0.join("caller-dumps"),
         Some(ctrl),
         "<sip:tester@127.0.0.1>;regint=0",
     );
     let dial = format!("/dial sip:{NUMBER}@127.0.0.1:{port}");
-    let mut caller = baresip(&cfg, &log, &["-e".into(), dial, "-t".into(), "16".into()]);
-    log_shows(&log, "Call established", Duration::from_secs(15)).await;
+    let mut caller = baresip::spawn(&cfg, &log, &["-e".into(), dial, "-t".into(), "16".into()]);
+    baresip::log_shows(&log, "Call established", Duration::from_secs(15)).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", ctrl))
         .await
@@ -441,9 +379,9 @@ async fn dtmf_0_reaches_the_routes_agent() {
     tokio::io::AsyncWriteExt::write_all(&mut sock, format!("{}:{cmd},", cmd.len()).as_bytes())
         .await
         .unwrap();
-    log_shows(&agent_log, "Call established", Duration::from_secs(15)).await;
+    baresip::log_shows(&agent_log, "Call established", Duration::from_secs(15)).await;
     let _ = caller.wait().await;
-    let (_, steps) = ended_call(&w).await;
+    let (_, steps) = w.ended_call(Duration::from_secs(20)).await;
     assert_transferred(&steps);
     agent.kill().await.ok();
 }

@@ -373,27 +373,6 @@ fn assert_heard(dumps: &std::path::Path, want: f64, not: f64, log: &str) {
     assert!(a > 1000.0 && a > 50.0 * b, "{want} Hz {a}, {not} Hz {b}");
 }
 
-/// The org's one call once it has ended, and its history as (state, event).
-async fn ended_call(w: &World) -> (Value, Vec<(String, String)>) {
-    let calls = integration_tests::env::eventually(std::time::Duration::from_secs(10), || async {
-        let c = w.get_json(&w.org, "/api/v1/calls").await;
-        (c.as_array()?.len() == 1 && c[0]["state"] == "ended").then_some(c)
-    })
-    .await;
-    let steps = calls[0]["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["state"].as_str().unwrap().to_string(),
-                s["event"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
-    (calls[0].clone(), steps)
-}
-
 /// A real user agent: headless baresip dials a number routed to `play:WAV`; the audio it
 /// received (dumped by its sndfile module) is the clip's 1 kHz tone, the gateway hangs up at
 /// the clip's end, and the persisted history shows every step.
@@ -422,43 +401,32 @@ async fn baresip_hears_the_played_wav_and_the_call_is_persisted() {
             .unwrap()
     );
 
-    let cfg = dir.0.join("baresip");
-    let dumps = dir.0.join("dumps");
-    std::fs::create_dir_all(&cfg).unwrap();
-    std::fs::create_dir_all(&dumps).unwrap();
-    let port = integration_tests::env::free_port();
-    std::fs::write(
-        cfg.join("config"),
-        format!(
-            "poll_method epoll\nsip_listen 127.0.0.1:{port}\nmodule_path /usr/lib/baresip/modules\n\
-             module g711.so\nmodule aufile.so\nmodule sndfile.so\nmodule alsa.so\n\
-             module_app account.so\nmodule_app menu.so\naudio_player alsa,null\n\
-             audio_source aufile,{}\nsnd_path {}\n",
-            caller_wav.display(),
-            dumps.display()
-        ),
-    )
-    .unwrap();
-    std::fs::write(cfg.join("accounts"), "<sip:tester@127.0.0.1>;regint=0\n").unwrap();
-    let out = tokio::process::Command::new("baresip")
-        .arg("-f")
-        .arg(&cfg)
-        .arg("-e")
-        .arg(format!("/dial sip:15550100000@127.0.0.1:{}", sip.port()))
-        .args(["-t", "5"])
-        .kill_on_drop(true)
-        .output()
-        .await
-        .unwrap_or_else(|e| {
-            panic!("baresip must be installed (scripts/ensure-voice-peers.sh): {e}")
-        });
-    let log =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let (cfg, dumps, log_path) = (
+        dir.0.join("baresip"),
+        dir.0.join("dumps"),
+        dir.0.join("baresip.log"),
+    );
+    integration_tests::baresip::config(
+        &cfg,
+        integration_tests::env::free_port(),
+        &caller_wav,
+        &dumps,
+        None,
+        "<sip:tester@127.0.0.1>;regint=0",
+    );
+    let dial = format!("/dial sip:15550100000@127.0.0.1:{}", sip.port());
+    let mut caller = integration_tests::baresip::spawn(
+        &cfg,
+        &log_path,
+        &["-e".into(), dial, "-t".into(), "5".into()],
+    );
+    let _ = caller.wait().await;
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
     assert!(log.contains("Call established"), "baresip log:\n{log}");
 
     // The audio baresip decoded is the clip: a strong 1 kHz tone, no 400 Hz echo of itself.
     assert_heard(&dumps, 1000.0, 400.0, &log);
-    let (call, steps) = ended_call(&w).await;
+    let (call, steps) = w.ended_call(Duration::from_secs(10)).await;
     assert_eq!(
         call["cause"], "callee_hangup",
         "the app hung up at the clip's end"
@@ -466,65 +434,6 @@ async fn baresip_hears_the_played_wav_and_the_call_is_persisted() {
     let states: Vec<&str> = steps.iter().map(|(s, _)| s.as_str()).collect();
     assert_eq!(states, vec!["ringing", "answered", "ended"]);
     w.gw.stop().await;
-}
-
-/// A baresip config folder: SIP on `port`, G.711, `source` as its microphone, received audio
-/// dumped into `dumps`, and optionally the ctrl_tcp command port.
-fn baresip_config(
-    dir: &std::path::Path,
-    port: u16,
-    source: &std::path::Path,
-    dumps: &std::path::Path,
-    ctrl: Option<u16>,
-    account: &str,
-) {
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::create_dir_all(dumps).unwrap();
-    let mut config = format!(
-        "poll_method epoll\nsip_listen 127.0.0.1:{port}\nmodule_path /usr/lib/baresip/modules\n\
-         module g711.so\nmodule aufile.so\nmodule sndfile.so\nmodule alsa.so\n\
-         module_app account.so\nmodule_app menu.so\naudio_player alsa,null\n\
-         audio_source aufile,{}\nsnd_path {}\n",
-        source.display(),
-        dumps.display()
-    );
-    if let Some(c) = ctrl {
-        config.push_str(&format!(
-            "module_app ctrl_tcp.so\nctrl_tcp_listen 127.0.0.1:{c}\n"
-        ));
-    }
-    std::fs::write(dir.join("config"), config).unwrap();
-    std::fs::write(dir.join("accounts"), format!("{account}\n")).unwrap();
-}
-
-/// Starts baresip with its output in `log`.
-fn baresip(
-    cfg: &std::path::Path,
-    log: &std::path::Path,
-    extra: &[String],
-) -> tokio::process::Child {
-    let out = std::fs::File::create(log).unwrap();
-    tokio::process::Command::new("baresip")
-        .arg("-f")
-        .arg(cfg)
-        .args(extra)
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("baresip must be installed (scripts/ensure-voice-peers.sh): {e}")
-        })
-}
-
-async fn log_shows(log: &std::path::Path, what: &str) {
-    integration_tests::env::eventually(std::time::Duration::from_secs(15), || async {
-        std::fs::read_to_string(log)
-            .ok()?
-            .contains(what)
-            .then_some(())
-    })
-    .await
 }
 
 /// The issue's end-to-end call with real user agents: an agent baresip registers with digest
@@ -577,7 +486,7 @@ async fn baresip_presses_1_and_is_transferred_to_a_registered_baresip_agent() {
         dir.0.join("agent-dumps"),
         dir.0.join("agent.log"),
     );
-    baresip_config(
+    integration_tests::baresip::config(
         &agent_cfg,
         integration_tests::env::free_port(),
         &agent_voice,
@@ -588,13 +497,14 @@ async fn baresip_presses_1_and_is_transferred_to_a_registered_baresip_agent() {
             sip.port()
         ),
     );
-    let mut agent = baresip(&agent_cfg, &agent_log, &["-t".into(), "20".into()]);
+    let mut agent =
+        integration_tests::baresip::spawn(&agent_cfg, &agent_log, &["-t".into(), "20".into()]);
     // Registered with digest (the gateway answered 401, then 200).
-    log_shows(&agent_log, "200 OK").await;
+    integration_tests::baresip::log_shows(&agent_log, "200 OK", Duration::from_secs(15)).await;
 
     let ctrl = integration_tests::env::free_port();
     let (caller_cfg, caller_log) = (dir.0.join("caller"), dir.0.join("caller.log"));
-    baresip_config(
+    integration_tests::baresip::config(
         &caller_cfg,
         integration_tests::env::free_port(),
         &caller_voice,
@@ -602,7 +512,7 @@ async fn baresip_presses_1_and_is_transferred_to_a_registered_baresip_agent() {
         Some(ctrl),
         "<sip:tester@127.0.0.1>;regint=0",
     );
-    let mut caller = baresip(
+    let mut caller = integration_tests::baresip::spawn(
         &caller_cfg,
         &caller_log,
         &[
@@ -612,7 +522,8 @@ async fn baresip_presses_1_and_is_transferred_to_a_registered_baresip_agent() {
             "14".into(),
         ],
     );
-    log_shows(&caller_log, "Call established").await;
+    integration_tests::baresip::log_shows(&caller_log, "Call established", Duration::from_secs(15))
+        .await;
     // Press 1: baresip sends it as RFC 4733 telephone-events.
     let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", ctrl))
         .await
@@ -621,14 +532,15 @@ async fn baresip_presses_1_and_is_transferred_to_a_registered_baresip_agent() {
     tokio::io::AsyncWriteExt::write_all(&mut sock, format!("{}:{cmd},", cmd.len()).as_bytes())
         .await
         .unwrap();
-    log_shows(&agent_log, "Call established").await;
+    integration_tests::baresip::log_shows(&agent_log, "Call established", Duration::from_secs(15))
+        .await;
     let _ = caller.wait().await;
     let _ = agent.wait().await;
 
     // The agent heard the caller (400 Hz) through the bridge.
     let log = std::fs::read_to_string(&agent_log).unwrap_or_default();
     assert_heard(&agent_dumps, 400.0, 700.0, &log);
-    let (_, steps) = ended_call(&w).await;
+    let (_, steps) = w.ended_call(Duration::from_secs(10)).await;
     let steps: Vec<(&str, &str)> = steps
         .iter()
         .map(|(s, e)| (s.as_str(), e.as_str()))
