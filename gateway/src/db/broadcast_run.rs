@@ -15,7 +15,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
 use state_machines::recipient::{self, RecipientEffect, RecipientEvent};
 use state_machines::Channel;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 
 /// How long an email step's confirm link works.
 pub const LINK_VALID_MS: i64 = 7 * 24 * 3600 * 1000;
@@ -189,7 +189,9 @@ pub async fn dispatch(
     .await?;
     let mut rules: HashMap<String, Rules> = HashMap::new();
     let mut counts = Counts::default();
-    let mut touched = HashSet::new();
+    // Broadcast rows are locked in id order (counts, then progress): two nodes' rounds over
+    // the same broadcasts never wait on each other in a cycle.
+    let mut touched = BTreeSet::new();
     let handled = rows.len();
     for row in &rows {
         let mut due = due_from_row(row)?;

@@ -12,7 +12,7 @@ use broadcast::{Recipient, Spec};
 use serde_json::json;
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
 use state_machines::recipient::{self, RecipientEffect, RecipientEvent, RecipientState};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Recipients per stored audience chunk (and per expansion transaction).
 pub const CHUNK: usize = 500;
@@ -309,9 +309,10 @@ async fn cancel(
     Ok(BroadcastResult::Cancelled("cancelled".into()))
 }
 
-/// Moves count columns by the recipient machine's changes, per broadcast.
+/// Moves count columns by the recipient machine's changes, per broadcast (applied in id
+/// order, so concurrent rounds lock broadcast rows in one order).
 #[derive(Debug, Default)]
-pub struct Counts(HashMap<String, HashMap<&'static str, i64>>);
+pub struct Counts(BTreeMap<String, HashMap<&'static str, i64>>);
 
 impl Counts {
     /// Records the effects of one step.
