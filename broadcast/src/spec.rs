@@ -119,6 +119,21 @@ pub struct StepSpec {
     pub content: Step,
 }
 
+impl StepSpec {
+    /// The structured `content` of this rung's message, the channel plugin's shape: an
+    /// email's subject (`subject`, rendered by the caller), or a WhatsApp template.
+    pub fn message_content(&self, subject: &str) -> Option<serde_json::Value> {
+        match self.channel {
+            Channel::Email => Some(serde_json::json!({"type": "email", "subject": subject})),
+            _ => self
+                .content
+                .template
+                .as_ref()
+                .map(|t| serde_json::json!({"type": "template", "template": t})),
+        }
+    }
+}
+
 /// A checked broadcast: everything the engine needs besides the recipients.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Spec {
@@ -151,11 +166,26 @@ pub struct Checked {
 
 /// A request problem, naming its field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct SpecError(pub String);
+#[error("{message}")]
+pub struct SpecError {
+    /// What is wrong, and where.
+    pub message: String,
+    /// The request is valid but has more recipients than the org may reach at once.
+    pub over_cap: bool,
+}
+
+impl SpecError {
+    /// A malformed or invalid field.
+    pub fn invalid(message: impl Into<String>) -> SpecError {
+        SpecError {
+            message: message.into(),
+            over_cap: false,
+        }
+    }
+}
 
 fn err<T>(msg: impl Into<String>) -> Result<T, SpecError> {
-    Err(SpecError(msg.into()))
+    Err(SpecError::invalid(msg))
 }
 
 impl BroadcastRequest {
@@ -181,12 +211,13 @@ impl BroadcastRequest {
             steps.push(step);
         }
         let timezone = self.timezone.unwrap_or_else(|| "UTC".into());
-        crate::quiet::zone(&timezone).map_err(|e| SpecError(format!("field `timezone`: {e}")))?;
+        crate::quiet::zone(&timezone)
+            .map_err(|e| SpecError::invalid(format!("field `timezone`: {e}")))?;
         let quiet = match self.quiet_hours {
             None => None,
             Some(q) => Some(
                 QuietHours::parse(&q.start, &q.end)
-                    .map_err(|e| SpecError(format!("field `quiet_hours`: {e}")))?,
+                    .map_err(|e| SpecError::invalid(format!("field `quiet_hours`: {e}")))?,
             ),
         };
         let ack_window_secs = self.ack_window_secs.unwrap_or(DEFAULT_ACK_WINDOW_SECS);
@@ -199,17 +230,20 @@ impl BroadcastRequest {
         if let Some(csv) = self.recipients_csv {
             all.extend(
                 crate::csv::recipients(&csv)
-                    .map_err(|e| SpecError(format!("field `recipients_csv`: {e}")))?,
+                    .map_err(|e| SpecError::invalid(format!("field `recipients_csv`: {e}")))?,
             );
         }
         if all.is_empty() {
             return err("field `recipients`: at least one recipient");
         }
         if all.len() > max_recipients {
-            return err(format!(
+            return Err(SpecError {
+                over_cap: true,
+                message: format!(
                 "field `recipients`: {} recipients, this organization may reach at most {max_recipients} in one broadcast",
-                all.len()
-            ));
+                    all.len()
+                ),
+            });
         }
         let channels: Vec<Channel> = steps.iter().map(|s| s.channel).collect();
         let total = all.len();
@@ -313,7 +347,7 @@ fn check_recipient(i: usize, mut r: Recipient, ladder: &[Channel]) -> Result<Rec
         }
     }
     if let Some(tz) = &r.tz {
-        crate::quiet::zone(tz).map_err(|e| SpecError(format!("{}: {e}", f("tz"))))?;
+        crate::quiet::zone(tz).map_err(|e| SpecError::invalid(format!("{}: {e}", f("tz"))))?;
     }
     if r.name.as_ref().is_some_and(|n| n.len() > 200) {
         return err(format!("{}: longer than 200 bytes", f("name")));

@@ -24,25 +24,11 @@ fn mac(key: &[u8], recipient: &str, expires: i64) -> hmac::Tag {
     hmac::sign(&key, format!("{recipient}.{expires}").as_bytes())
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 /// A signed token for `recipient`, valid until `expires` (Unix ms).
 pub fn sign(key: &[u8], recipient: &str, expires: i64) -> String {
     format!(
         "{recipient}.{expires}.{}",
-        hex(mac(key, recipient, expires).as_ref())
+        hex::encode(mac(key, recipient, expires))
     )
 }
 
@@ -64,7 +50,7 @@ pub fn verify<'t>(key: &[u8], token: &'t str, now: i64) -> Result<&'t str, Token
         return Err(TokenError::Malformed);
     };
     let expires: i64 = e.parse().map_err(|_| TokenError::Malformed)?;
-    let tag = unhex(m).ok_or(TokenError::Malformed)?;
+    let tag = hex::decode(m).map_err(|_| TokenError::Malformed)?;
     let key = hmac::Key::new(hmac::HMAC_SHA256, key);
     hmac::verify(&key, format!("{r}.{expires}").as_bytes(), &tag)
         .map_err(|_| TokenError::BadSignature)?;

@@ -33,36 +33,20 @@ pub async fn create(
     if !settings.enabled("broadcast") {
         return Err(crate::db::org_settings::Refusal::FeatureDisabled("broadcast".into()).into());
     }
-    let idempotency_key = match headers.get("idempotency-key") {
-        None => None,
-        Some(v) => Some(
-            v.to_str()
-                .ok()
-                .filter(|k| !k.is_empty() && k.len() <= 255)
-                .ok_or_else(|| {
-                    ApiError::bad_request("header `Idempotency-Key`: 1 to 255 visible characters")
-                })?
-                .to_string(),
-        ),
-    };
+    let idempotency_key = super::idempotency_key(&headers)?;
     let req: BroadcastRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
     let cap = settings
         .broadcast_recipients
         .unwrap_or(org_settings::DEFAULT_BROADCAST_RECIPIENTS)
         .max(0) as usize;
-    let checked = req.check(cap).map_err(|e| {
-        let status = if e.0.contains("may reach at most") {
-            StatusCode::UNPROCESSABLE_ENTITY
-        } else {
-            StatusCode::BAD_REQUEST
-        };
-        let code = if status == StatusCode::BAD_REQUEST {
-            "malformed"
-        } else {
-            "org_limit_reached"
-        };
-        ApiError::new(status, code, e.0)
+    let checked = req.check(cap).map_err(|e| match e.over_cap {
+        true => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "org_limit_reached",
+            e.message,
+        ),
+        false => ApiError::bad_request(e.message),
     })?;
     let mut warnings = Vec::new();
     for (i, step) in checked.spec.steps.iter().enumerate() {
@@ -89,21 +73,12 @@ pub async fn create(
             ));
         };
         let c = &step.content;
-        let content = match step.channel {
-            Channel::Email => Some(json!({"type": "email", "subject": c.subject})),
-            _ => c
-                .template
-                .as_ref()
-                .map(|t| json!({"type": "template", "template": t})),
-        };
+        let content = step.message_content(c.subject.as_deref().unwrap_or_default());
         plugin
             .check_outbound(c.body.as_deref().unwrap_or_default(), content.as_ref())
             .map_err(|e| ApiError::bad_request(format!("step {i}: {e}")))?;
     }
-    let request_hash = {
-        let d = ring::digest::digest(&ring::digest::SHA256, &body);
-        d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
-    };
+    let request_hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
     let recipients = checked.recipients.len();
     let op = WriteOp::Broadcast(BroadcastOp::Create(NewBroadcast {
         org_id: org_id.clone(),

@@ -55,18 +55,7 @@ pub async fn send(
             req.channel
         ))
     })?;
-    let idempotency_key = match headers.get("idempotency-key") {
-        None => None,
-        Some(v) => {
-            let k = v.to_str().ok().filter(|k| !k.is_empty() && k.len() <= 255);
-            Some(
-                k.ok_or_else(|| {
-                    ApiError::bad_request("header `Idempotency-Key`: 1 to 255 visible characters")
-                })?
-                .to_string(),
-            )
-        }
-    };
+    let idempotency_key = super::idempotency_key(&headers)?;
     crate::db::org_settings::check_send(
         &state.db.pool,
         &org_id,

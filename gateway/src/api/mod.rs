@@ -272,6 +272,17 @@ pub fn is_operator(state: &State, headers: &axum::http::HeaderMap) -> bool {
         })
 }
 
+/// The `Idempotency-Key` header, if any: 1 to 255 visible characters, else 400.
+pub fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let k = v.to_str().ok().filter(|k| !k.is_empty() && k.len() <= 255);
+    k.map(|k| Some(k.to_string())).ok_or_else(|| {
+        ApiError::bad_request("header `Idempotency-Key`: 1 to 255 visible characters")
+    })
+}
+
 /// The id of the API key a request was authenticated with (set by [`OrgAuth`]).
 #[derive(Debug, Clone)]
 pub struct AuthedKey(pub String);

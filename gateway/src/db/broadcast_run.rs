@@ -359,17 +359,8 @@ async fn send_rung(
             body.push_str(&format!("\n\nConfirm that you received this: {url}\n"));
         }
     }
-    let content = match channel {
-        Channel::Email => Some(json!({
-            "type": "email",
-            "subject": broadcast::spec::render(rung.content.subject.as_deref().unwrap_or_default(), &lookup),
-        })),
-        _ => rung
-            .content
-            .template
-            .as_ref()
-            .map(|t| json!({"type": "template", "template": t})),
-    };
+    let subject = rung.content.subject.as_deref().unwrap_or_default();
+    let content = rung.message_content(&broadcast::spec::render(subject, &lookup));
     // The machine decides before anything is queued: a refused step sends nothing.
     let event = RecipientEvent::Send {
         step,

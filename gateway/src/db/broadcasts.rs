@@ -176,7 +176,7 @@ async fn create(
     }
     let id = new_id();
     let chunks: Vec<&[Recipient]> = b.recipients.chunks(CHUNK).collect();
-    let link_key = random_hex(32);
+    let link_key = channels::registry::random_hex(32);
     sqlx::query(
         "INSERT INTO broadcasts (id, org_id, name, state, spec, idempotency_key, request_hash, \
          link_key, chunks, recipients, n_pending, created_at, updated_at) \
@@ -565,14 +565,4 @@ pub fn parse_state(s: &str) -> Result<RecipientState, StoreError> {
         what: "broadcast_recipients.state",
         detail: s.to_string(),
     })
-}
-
-/// `n` random bytes from the system's CSPRNG, as hex.
-fn random_hex(n: usize) -> String {
-    use ring::rand::SecureRandom;
-    let mut bytes = vec![0u8; n];
-    ring::rand::SystemRandom::new()
-        .fill(&mut bytes)
-        .expect("the system random source works");
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
