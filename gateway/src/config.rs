@@ -89,7 +89,8 @@ pub struct Config {
 pub struct SipConfig {
     /// Where SIP listens, UDP and TCP (`0.0.0.0:5060`); empty turns voice off.
     pub addr: String,
-    /// The digest realm agent phones authenticate in (`voice agent add` stores HA1 for it).
+    /// The digest realm of the challenge to a REGISTER that names no agent (each agent is
+    /// challenged in its own realm: its org's slug for agents made by `voice agent add`).
     pub realm: String,
     /// Lowest RTP port (even).
     pub rtp_port_min: u16,

@@ -8,76 +8,102 @@
 //!                                     call_history + dartwing.call.state_changed.v1, one
 //!                                     transaction)
 //!                         ◀── acknowledged after COMMIT; only then does the UA act on it
-//!  REGISTER ─▶ Registrar ─▶ sip_agents (HA1) ; bindings in this node's memory
+//!  REGISTER ─▶ Registrar ─▶ sip_agents (HA1, per org) ; sip_registrations (every node)
 //! ```
 //!
 //! The `receptionist` application gets its engines here ([`crate::receptionist`]): local
 //! speech (whisper loaded on the first such call), the database store, the local responder.
 //!
-//! Registrations live in memory on the node that took them (an agent phone re-registers
-//! every few minutes); sharing them across nodes is future work, noted in the README.
+//! Routes and agent credentials are read through bounded one-second caches: an INVITE or
+//! REGISTER flood costs a query per distinct number or address per second, not per
+//! request. Registrations are rows, so an agent registered on one node is reached by a call
+//! that arrives at another.
 //!
 //! Every call row carries the node that ran it (`sip.node_id`); at start-up the calls this
 //! node left live (it crashed) are ended with the `interrupt` event, cause `interrupted`.
 
+use crate::cache::TtlCache;
 use crate::commit::{Committer, WriteOp, WriteResult};
 use crate::config::SipConfig;
-use crate::db::{calls, Db};
+use crate::db::{calls, sip_agents, Db};
 use state_machines::call::CallEvent;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use voice::ua::{
-    self, AdmissionConfig, Binding, BoxFuture, CallRouter, CallStore, InMemoryRegistrar, Registrar,
+    self, AdmissionConfig, AgentCredentials, Binding, BoxFuture, CallRouter, CallStore, Registrar,
     RegistrarError, Route, RouteError, SipServer, StoreError, UaConfig, UaPorts,
 };
 
-/// Dialled number → org and application, from `voice_routes`.
+/// How long a route (or an org's agent credentials) is served from memory: a route or
+/// agent changed by the CLI reaches every node within this long.
+const LOOKUP_TTL: Duration = Duration::from_secs(1);
+/// Most numbers (or agent addresses) remembered at once; misses included, so a flood of
+/// unrouted numbers costs one query per number per TTL and bounded memory.
+const LOOKUP_CAPACITY: usize = 10_000;
+
+/// Dialled number → org and application, from `voice_routes` (and the org's settings),
+/// remembered for [`LOOKUP_TTL`] in a bounded cache.
 pub struct DbRouter {
     db: Db,
+    cache: TtlCache<Option<Route>>,
+}
+
+impl DbRouter {
+    /// A router over `db` with an empty cache.
+    pub fn new(db: Db) -> DbRouter {
+        DbRouter {
+            db,
+            cache: TtlCache::new(LOOKUP_TTL, LOOKUP_CAPACITY),
+        }
+    }
+
+    async fn lookup(&self, number: &str) -> Result<Option<Route>, crate::db::StoreError> {
+        let Some(r) = calls::find_route(&self.db.pool, number).await? else {
+            return Ok(None);
+        };
+        // An org switched out of voice has no numbers: the caller gets what an unrouted
+        // number gets.
+        let settings = crate::db::org_settings::get(&self.db.pool, &r.org_id).await?;
+        if !settings.enabled("voice")
+            || (r.app.trim() == "receptionist" && !settings.enabled("receptionist"))
+        {
+            tracing::info!(org_id = %r.org_id, app = %r.app, "call to an org whose voice (or receptionist) feature is off");
+            return Ok(None);
+        }
+        // A receptionist route without an agent of its own hands over to the org's
+        // receptionist agent (`receptionist set --agent`).
+        let agent = match (&r.agent, r.app.trim()) {
+            (None, "receptionist") => {
+                crate::db::receptionist::settings(&self.db.pool, &r.org_id)
+                    .await?
+                    .agent
+            }
+            _ => r.agent,
+        };
+        Ok(Some(Route {
+            org: r.org_id,
+            app: r.app,
+            agent,
+            allow_refer: r.allow_refer,
+        }))
+    }
 }
 
 impl CallRouter for DbRouter {
     fn route<'a>(&'a self, number: &'a str) -> BoxFuture<'a, Result<Option<Route>, RouteError>> {
         Box::pin(async move {
-            let found = calls::find_route(&self.db.pool, number)
-                .await
-                .map_err(|e| RouteError::Unavailable {
-                    source: Box::new(e),
-                })?;
-            let Some(r) = found else { return Ok(None) };
-            // An org switched out of voice has no numbers: the caller gets what an unrouted
-            // number gets.
-            let settings = crate::db::org_settings::get(&self.db.pool, &r.org_id)
-                .await
-                .map_err(|e| RouteError::Unavailable {
-                    source: Box::new(e),
-                })?;
-            if !settings.enabled("voice")
-                || (r.app.trim() == "receptionist" && !settings.enabled("receptionist"))
-            {
-                tracing::info!(org_id = %r.org_id, app = %r.app, "call to an org whose voice (or receptionist) feature is off");
-                return Ok(None);
+            if let Some(known) = self.cache.get(number) {
+                return Ok(known);
             }
-            // A receptionist route without an agent of its own hands over to the org's
-            // receptionist agent (`receptionist set --agent`).
-            let agent = match (&r.agent, r.app.trim()) {
-                (None, "receptionist") => {
-                    crate::db::receptionist::settings(&self.db.pool, &r.org_id)
-                        .await
-                        .map_err(|e| RouteError::Unavailable {
-                            source: Box::new(e),
-                        })?
-                        .agent
-                }
-                _ => r.agent,
-            };
-            Ok(Some(Route {
-                org: r.org_id,
-                app: r.app,
-                agent,
-                allow_refer: r.allow_refer,
-            }))
+            let found = self
+                .lookup(number)
+                .await
+                .map_err(|e| RouteError::Unavailable {
+                    source: Box::new(e),
+                })?;
+            self.cache.insert(number, found.clone());
+            Ok(found)
         })
     }
 }
@@ -162,41 +188,82 @@ pub fn node_id(sip: &SipConfig) -> String {
     format!("{}/{}", host.trim(), sip.addr)
 }
 
-/// Agent credentials (HA1) from `sip_agents`; registrations in memory.
+/// Agent credentials (HA1) from `sip_agents`, remembered for [`LOOKUP_TTL`] in a bounded
+/// cache (a REGISTER flood costs one query per address per TTL); registrations in
+/// `sip_registrations`, so every node reaches every registered agent.
 pub struct DbRegistrar {
     db: Db,
-    bindings: InMemoryRegistrar,
+    agents: TtlCache<Option<AgentCredentials>>,
+}
+
+impl DbRegistrar {
+    /// A registrar over `db` with an empty cache.
+    pub fn new(db: Db) -> DbRegistrar {
+        DbRegistrar {
+            db,
+            agents: TtlCache::new(LOOKUP_TTL, LOOKUP_CAPACITY),
+        }
+    }
+}
+
+fn registrar_error(e: crate::db::StoreError) -> RegistrarError {
+    RegistrarError::Unavailable {
+        source: Box::new(e),
+    }
 }
 
 impl Registrar for DbRegistrar {
-    fn ha1<'a>(
+    fn agent<'a>(
         &'a self,
-        realm: &'a str,
         user: &'a str,
-    ) -> BoxFuture<'a, Result<Option<String>, RegistrarError>> {
+        domain: &'a str,
+    ) -> BoxFuture<'a, Result<Option<AgentCredentials>, RegistrarError>> {
         Box::pin(async move {
-            let found = calls::agent(&self.db.pool, user).await.map_err(|e| {
-                RegistrarError::Unavailable {
-                    source: Box::new(e),
-                }
-            })?;
-            Ok(found.and_then(|(_org, r, ha1)| (r == realm).then_some(ha1)))
+            // The domain matters only through its label (the rest may be anything).
+            let label = ua::domain_label(domain).unwrap_or_default();
+            let key = format!("{user}\n{label}");
+            if let Some(known) = self.agents.get(&key) {
+                return Ok(known);
+            }
+            let candidates = sip_agents::candidates(&self.db.pool, user)
+                .await
+                .map_err(registrar_error)?;
+            let found = ua::pick_agent(candidates, domain);
+            self.agents.insert(&key, found.clone());
+            Ok(found)
         })
     }
 
     fn bind(&self, binding: Binding) -> BoxFuture<'_, Result<(), RegistrarError>> {
-        self.bindings.bind(binding)
+        Box::pin(async move {
+            sip_agents::bind(&self.db.pool, &binding)
+                .await
+                .map_err(registrar_error)
+        })
     }
 
-    fn unbind_all<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<(), RegistrarError>> {
-        self.bindings.unbind_all(user)
+    fn unbind_all<'a>(
+        &'a self,
+        org: &'a str,
+        user: &'a str,
+    ) -> BoxFuture<'a, Result<(), RegistrarError>> {
+        Box::pin(async move {
+            sip_agents::unbind_all(&self.db.pool, org, user)
+                .await
+                .map_err(registrar_error)
+        })
     }
 
     fn bindings<'a>(
         &'a self,
+        org: &'a str,
         user: &'a str,
     ) -> BoxFuture<'a, Result<Vec<Binding>, RegistrarError>> {
-        self.bindings.bindings(user)
+        Box::pin(async move {
+            sip_agents::bindings(&self.db.pool, org, user)
+                .await
+                .map_err(registrar_error)
+        })
     }
 }
 
@@ -305,15 +372,12 @@ pub async fn start(
         tracing::warn!(error = %e, "could not end the calls left live by the last run");
     }
     let ports = UaPorts {
-        router: Arc::new(DbRouter { db: db.clone() }),
+        router: Arc::new(DbRouter::new(db.clone())),
         store: Arc::new(DbCallStore {
             committer: committer.clone(),
             node,
         }),
-        registrar: Some(Arc::new(DbRegistrar {
-            db: db.clone(),
-            bindings: InMemoryRegistrar::default(),
-        })),
+        registrar: Some(Arc::new(DbRegistrar::new(db.clone()))),
     };
     let server = ua::start_with(ua_config(sip, bind), ports).await?;
     server.host_receptionist(Arc::new(voice::receptionist::Host {

@@ -13,6 +13,7 @@
 //!   restarted to make an outage.
 //! - [`proxy`]: a loopback TCP proxy a test cuts and restores (a network outage).
 //! - [`schema`]: the event JSON Schemas of `docs/events/` and a checker for them.
+//! - [`sip`]: a plain UDP SIP client (REGISTER with digest, INVITE/ACK, INFO DTMF).
 //! - [`speech`]: espeak-ng + sox caller speech through µ-law, and whisper to hear replies.
 //!
 //! PostgreSQL comes from `DARTWING_TEST_PG_URL` (default
@@ -26,6 +27,7 @@ pub mod env;
 pub mod mail;
 pub mod proxy;
 pub mod schema;
+pub mod sip;
 pub mod speech;
 pub mod telnyx;
 pub mod twilio;

@@ -291,16 +291,16 @@ fn agent_phone(dir: &TempDir, sip_port: u16) -> (tokio::process::Child, std::pat
 }
 
 async fn with_agent(w: &World) {
-    assert!(gateway::db::calls::upsert_agent(
+    gateway::db::sip_agents::upsert(
         &w.db.pool,
         &w.org.id,
         "agent",
         "dartwing",
         "correcthorse1",
-        0
+        0,
     )
     .await
-    .unwrap());
+    .unwrap();
 }
 
 fn assert_transferred(steps: &[(String, String)]) {

@@ -5,6 +5,7 @@
 
 use integration_tests::both_backends;
 use integration_tests::env::{count, create_org, Backend, World};
+use integration_tests::sip;
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -316,7 +317,11 @@ fn voice_cli_routes_numbers_and_creates_agents() {
         "--password",
         "another pass",
     ]);
-    assert!(!ok && err.contains("another organization"), "{err}");
+    // Another org may have its own `alice` (its own realm, its own password).
+    assert!(ok, "{err}");
+    let (ok, out, _) = run(&["voice", "agent", "list", "--org", "acme"]);
+    assert!(ok);
+    assert_eq!(out.trim(), "alice\tacme\tnot registered");
     let mut db = std::fs::read(dir.0.join("cli.db")).unwrap();
     // What is not yet checkpointed into the file is in its WAL.
     db.extend(std::fs::read(dir.0.join("cli.db-wal")).unwrap_or_default());
@@ -326,12 +331,12 @@ fn voice_cli_routes_numbers_and_creates_agents() {
         "the password is not stored"
     );
     assert!(
-        text.contains(&voice::sip::digest::ha1(
-            "alice",
-            "dartwing",
-            "correct horse"
-        )),
-        "its HA1 is"
+        text.contains(&voice::sip::digest::ha1("alice", "acme", "correct horse")),
+        "its HA1 is, in the org's realm"
+    );
+    assert!(
+        text.contains(&voice::sip::digest::ha1("alice", "globex", "another pass")),
+        "the other org's alice is its own agent"
     );
 }
 
@@ -453,16 +458,16 @@ async fn baresip_presses_1_and_is_transferred_to_a_registered_baresip_agent() {
     )
     .await
     .unwrap());
-    assert!(gateway::db::calls::upsert_agent(
+    gateway::db::sip_agents::upsert(
         &w.db.pool,
         &w.org.id,
         "agent",
         "dartwing",
         "correcthorse1",
-        0
+        0,
     )
     .await
-    .unwrap());
+    .unwrap();
     let tone = |hz: f64, secs: usize| -> Vec<i16> {
         (0..8000 * secs)
             .map(|i| (6000.0 * (2.0 * std::f64::consts::PI * hz * i as f64 / 8000.0).sin()) as i16)
@@ -560,48 +565,6 @@ async fn baresip_presses_1_and_is_transferred_to_a_registered_baresip_agent() {
     w.gw.stop().await;
 }
 
-/// INVITE (with an SDP offer), 200, ACK over a plain UDP socket: a call left answered.
-async fn answer_call(sip: SocketAddr, number: &str, call_id: &str) -> tokio::net::UdpSocket {
-    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let me = sock.local_addr().unwrap();
-    let sdp = format!(
-        "v=0\r\no=t 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-         m=audio {} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
-        me.port() + 2
-    );
-    let invite = format!(
-        "INVITE sip:{number}@{sip} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{call_id}\r\n\
-         Max-Forwards: 70\r\nFrom: <sip:tester@{me}>;tag=t1\r\nTo: <sip:{number}@{sip}>\r\n\
-         Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:tester@{me}>\r\n\
-         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
-        sdp.len()
-    );
-    sock.send_to(invite.as_bytes(), sip).await.unwrap();
-    let mut buf = vec![0u8; 4096];
-    let to = loop {
-        let (n, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
-            .await
-            .expect("a 200 within 5 s")
-            .unwrap();
-        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-        if text.starts_with("SIP/2.0 200") {
-            let to = text.lines().find(|l| l.starts_with("To:")).unwrap();
-            break to.trim_start_matches("To:").trim().to_owned();
-        }
-        assert!(
-            !text.starts_with("SIP/2.0 4") && !text.starts_with("SIP/2.0 5"),
-            "{text}"
-        );
-    };
-    let ack = format!(
-        "ACK sip:{number}@{sip} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-ack-{call_id}\r\n\
-         Max-Forwards: 70\r\nFrom: <sip:tester@{me}>;tag=t1\r\nTo: {to}\r\nCall-ID: {call_id}\r\n\
-         CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
-    );
-    sock.send_to(ack.as_bytes(), sip).await.unwrap();
-    sock
-}
-
 /// The stored (state, cause) of the call with this SIP Call-ID, once it has one.
 async fn stored_call(db: &gateway::db::Db, sip_call_id: &str) -> Option<(String, Option<String>)> {
     sqlx::query_as::<_, (String, Option<String>)>(
@@ -640,8 +603,8 @@ async fn calls_left_live_by_a_crash_are_interrupted_at_start_up(backend: Backend
     assert!(gateway::db::calls::add_route(&db.pool, &route, 0)
         .await
         .unwrap());
-    let _a = answer_call(sip, "15550100000", "crash-a").await;
-    let _b = answer_call(sip, "15550100000", "crash-b").await;
+    let _a = sip::answer_call(sip, "15550100000", "crash-a").await;
+    let _b = sip::answer_call(sip, "15550100000", "crash-b").await;
     let answered = Some(("answered".to_owned(), None));
     assert_eq!(stored_call(&db, "crash-a").await, answered);
     assert_eq!(stored_call(&db, "crash-b").await, answered);
@@ -674,118 +637,50 @@ async fn calls_left_live_by_a_crash_are_interrupted_at_start_up(backend: Backend
 
 both_backends!(calls_left_live_by_a_crash_are_interrupted_at_start_up);
 
-/// A REGISTER for `user` from `port`, with an `Authorization` header when given.
-fn register_request(port: u16, user: &str, cseq: u32, authorization: Option<&str>) -> String {
-    let auth = authorization.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
-    format!(
-        "REGISTER sip:127.0.0.1 SIP/2.0\r\n\
-         Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-dbreg-{user}-{cseq};rport\r\n\
-         From: <sip:{user}@127.0.0.1>;tag=r1\r\nTo: <sip:{user}@127.0.0.1>\r\n\
-         Call-ID: dbreg-{user}\r\nCSeq: {cseq} REGISTER\r\n\
-         Contact: <sip:{user}@127.0.0.1:{port}>;expires=300\r\n{auth}\
-         Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
-    )
-}
-
-/// Sends `request` and returns the first final response's status line and text.
-async fn exchange(sock: &tokio::net::UdpSocket, sip: SocketAddr, request: &str) -> (u16, String) {
-    sock.send_to(request.as_bytes(), sip).await.unwrap();
-    let mut buf = vec![0u8; 65_535];
-    loop {
-        let (n, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
-            .await
-            .expect("an answer within 5 s")
-            .unwrap();
-        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-        let status: u16 = text
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .expect("a status line");
-        if status >= 200 {
-            return (status, text);
-        }
-    }
-}
-
-/// A digest `Authorization` for REGISTER in realm `dartwing`.
-fn digest_for(user: &str, password: &str, nonce: &str, nc: u32) -> String {
-    use voice::sip::digest::{expected_response, ha1, Credentials};
-    let nc = format!("{nc:08x}");
-    let c = Credentials {
-        username: user.into(),
-        realm: "dartwing".into(),
-        nonce: nonce.into(),
-        uri: "sip:127.0.0.1".into(),
-        qop: Some("auth".into()),
-        nc: Some(nc.clone()),
-        cnonce: Some("dbreg".into()),
-        ..Credentials::default()
-    };
-    let response = expected_response(&ha1(user, "dartwing", password), "REGISTER", &c);
-    format!(
-        "Digest username=\"{user}\", realm=\"dartwing\", nonce=\"{nonce}\", uri=\"sip:127.0.0.1\", \
-         response=\"{response}\", algorithm=MD5, qop=auth, nc={nc}, cnonce=\"dbreg\""
-    )
-}
-
 /// The database-backed registrar (agents made by `voice agent add`) refuses a wrong password
 /// and a user it does not know, binds nothing for either, and takes the right password.
 async fn the_database_registrar_refuses_wrong_passwords_and_unknown_users(backend: Backend) {
     let w = World::new(backend).await;
     let sip = w.gw.running.sip.as_ref().expect("SIP is on").local_addr();
-    assert!(gateway::db::calls::upsert_agent(
+    gateway::db::sip_agents::upsert(
         &w.db.pool,
         &w.org.id,
         "frontdesk",
         "dartwing",
         "correcthorse1",
-        0
+        0,
     )
     .await
-    .unwrap());
+    .unwrap();
     let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let port = sock.local_addr().unwrap().port();
-    let nonce_of = |challenge: &str| -> String {
-        challenge
-            .split("nonce=\"")
-            .nth(1)
-            .and_then(|v| v.split('"').next())
-            .expect("a nonce in the challenge")
-            .to_owned()
+    let host = "127.0.0.1";
+    let request = |user: &str, cseq: u32, auth: Option<&str>| {
+        sip::register_request(port, user, host, cseq, auth)
     };
-    let (status, challenge) =
-        exchange(&sock, sip, &register_request(port, "frontdesk", 1, None)).await;
+    let (status, challenge) = sip::exchange(&sock, sip, &request("frontdesk", 1, None)).await;
     assert_eq!(status, 401, "{challenge}");
-    let nonce = nonce_of(&challenge);
-    let wrong = digest_for("frontdesk", "guess", &nonce, 1);
-    let (status, text) = exchange(
-        &sock,
-        sip,
-        &register_request(port, "frontdesk", 2, Some(&wrong)),
-    )
-    .await;
+    let nonce = sip::challenge_param(&challenge, "nonce");
+    let digest = |user: &str, password: &str, nonce: &str, nc: u32| {
+        sip::digest_for(user, "dartwing", password, host, nonce, nc)
+    };
+    let wrong = digest("frontdesk", "guess", &nonce, 1);
+    let (status, text) = sip::exchange(&sock, sip, &request("frontdesk", 2, Some(&wrong))).await;
     assert_eq!(status, 403, "wrong password: {text}");
     // A user no agent row has, with a well-formed digest.
-    let (status, challenge) =
-        exchange(&sock, sip, &register_request(port, "nobody", 3, None)).await;
+    let (status, challenge) = sip::exchange(&sock, sip, &request("nobody", 3, None)).await;
     assert_eq!(status, 401, "{challenge}");
-    let stranger = digest_for("nobody", "correcthorse1", &nonce_of(&challenge), 1);
-    let (status, text) = exchange(
-        &sock,
-        sip,
-        &register_request(port, "nobody", 4, Some(&stranger)),
-    )
-    .await;
+    let stranger = digest(
+        "nobody",
+        "correcthorse1",
+        &sip::challenge_param(&challenge, "nonce"),
+        1,
+    );
+    let (status, text) = sip::exchange(&sock, sip, &request("nobody", 4, Some(&stranger))).await;
     assert_eq!(status, 403, "unknown user: {text}");
     // The right password binds: the refusals above were about the credentials.
-    let right = digest_for("frontdesk", "correcthorse1", &nonce, 2);
-    let (status, text) = exchange(
-        &sock,
-        sip,
-        &register_request(port, "frontdesk", 5, Some(&right)),
-    )
-    .await;
+    let right = digest("frontdesk", "correcthorse1", &nonce, 2);
+    let (status, text) = sip::exchange(&sock, sip, &request("frontdesk", 5, Some(&right))).await;
     assert_eq!(status, 200, "right password: {text}");
     assert!(text.contains(&format!("127.0.0.1:{port}>")), "{text}");
     w.gw.stop().await;
@@ -817,7 +712,17 @@ async fn an_org_without_the_voice_feature_takes_no_calls(backend: Backend) {
     gateway::db::org_settings::put(&w.db.pool, &w.org.id, &settings, 0)
         .await
         .unwrap();
-    assert_eq!(invite_status(sip, "15550109999").await, 200);
+    // Routes are cached for a second: the number answers again within that.
+    let started = std::time::Instant::now();
+    integration_tests::env::eventually(Duration::from_secs(5), || async {
+        (invite_status(sip, "15550109999").await == 200).then_some(())
+    })
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
     w.gw.stop().await;
 }
 both_backends!(an_org_without_the_voice_feature_takes_no_calls);

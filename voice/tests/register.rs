@@ -17,7 +17,7 @@ const WAIT: Duration = Duration::from_secs(2);
 
 async fn start_registrar() -> (voice::ua::SipServer, Arc<InMemoryRegistrar>) {
     let registrar = Arc::new(InMemoryRegistrar::new());
-    registrar.add_agent("dartwing", "agent1", "s3cret");
+    registrar.add_agent("acme", "dartwing", "agent1", "s3cret");
     let ports = UaPorts {
         router: Arc::new(StaticRouter::new()),
         store: Arc::new(InMemoryCallStore::new()),
@@ -58,7 +58,7 @@ async fn sipp_registers_with_digest_and_the_binding_is_stored() {
     ])
     .await;
     assert!(out.status.success(), "sipp failed: {}", out.status);
-    let bindings = registrar.bindings("agent1").await.unwrap();
+    let bindings = registrar.bindings("acme", "agent1").await.unwrap();
     assert_eq!(bindings.len(), 1);
     assert_eq!(bindings[0].contact, format!("sip:agent1@127.0.0.1:{port}"));
 }
@@ -136,7 +136,11 @@ async fn wrong_password_other_address_and_forged_nonce_are_refused() {
     c.send(register(p, "agent1", 4, Some(&forged)).as_bytes())
         .await;
     c.expect_status(401, WAIT).await;
-    assert!(registrar.bindings("agent1").await.unwrap().is_empty());
+    assert!(registrar
+        .bindings("acme", "agent1")
+        .await
+        .unwrap()
+        .is_empty());
 
     let next = authorization_nc("agent1", "s3cret", &nonce, 2);
     c.send(register(p, "agent1", 5, Some(&next)).as_bytes())
@@ -145,7 +149,7 @@ async fn wrong_password_other_address_and_forged_nonce_are_refused() {
     assert!(header(&ok, "Contact")
         .unwrap()
         .contains(&format!("127.0.0.1:{p}>;expires=")));
-    assert_eq!(registrar.bindings("agent1").await.unwrap().len(), 1);
+    assert_eq!(registrar.bindings("acme", "agent1").await.unwrap().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,12 +183,16 @@ async fn a_replayed_authorization_and_a_nonce_from_elsewhere_are_challenged_agai
     c.send(register(p, "agent1", 2, Some(&good)).as_bytes())
         .await;
     c.expect_status(200, WAIT).await;
-    registrar.unbind_all("agent1").await.unwrap();
+    registrar.unbind_all("acme", "agent1").await.unwrap();
     // The same Authorization again (what a listener on the path would send): refused.
     c.send(register(p, "agent1", 3, Some(&good)).as_bytes())
         .await;
     c.expect_status(401, WAIT).await;
-    assert!(registrar.bindings("agent1").await.unwrap().is_empty());
+    assert!(registrar
+        .bindings("acme", "agent1")
+        .await
+        .unwrap()
+        .is_empty());
     // The nonce issued to 127.0.0.1, used from 127.0.0.2 with a fresh count: not good there.
     let socket = tokio::net::UdpSocket::bind("127.0.0.2:0").await.unwrap();
     let elsewhere = Client {
@@ -196,19 +204,23 @@ async fn a_replayed_authorization_and_a_nonce_from_elsewhere_are_challenged_agai
         register(elsewhere.port(), "agent1", 4, Some(&moved)).replace("127.0.0.1:", "127.0.0.2:");
     elsewhere.send(msg.as_bytes()).await;
     elsewhere.expect_status(401, WAIT).await;
-    assert!(registrar.bindings("agent1").await.unwrap().is_empty());
+    assert!(registrar
+        .bindings("acme", "agent1")
+        .await
+        .unwrap()
+        .is_empty());
     // The agent itself goes on: the next count of its nonce registers it.
     let next = authorization_nc("agent1", "s3cret", &nonce, 2);
     c.send(register(p, "agent1", 5, Some(&next)).as_bytes())
         .await;
     c.expect_status(200, WAIT).await;
-    assert_eq!(registrar.bindings("agent1").await.unwrap().len(), 1);
+    assert_eq!(registrar.bindings("acme", "agent1").await.unwrap().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guessing_passwords_is_throttled_per_source() {
     let (server, registrar) = start_registrar().await;
-    registrar.add_agent("dartwing", "agent2", "other-s3cret");
+    registrar.add_agent("acme", "dartwing", "agent2", "other-s3cret");
     let guesser = Client::new(server.local_addr()).await;
     let p = guesser.port();
     guesser
@@ -233,7 +245,11 @@ async fn guessing_passwords_is_throttled_per_source() {
         throttled.contains("too many failed attempts"),
         "{throttled}"
     );
-    assert!(registrar.bindings("agent1").await.unwrap().is_empty());
+    assert!(registrar
+        .bindings("acme", "agent1")
+        .await
+        .unwrap()
+        .is_empty());
     // Another agent on another address still registers.
     let socket = tokio::net::UdpSocket::bind("127.0.0.3:0").await.unwrap();
     let other = Client {

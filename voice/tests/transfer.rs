@@ -17,7 +17,7 @@ const WAIT: Duration = Duration::from_secs(3);
 
 async fn start_ua() -> (voice::ua::SipServer, Arc<InMemoryCallStore>) {
     let registrar = Arc::new(InMemoryRegistrar::new());
-    registrar.add_agent("dartwing", "agent1", "s3cret");
+    registrar.add_agent("acme", "dartwing", "agent1", "s3cret");
     let store = Arc::new(InMemoryCallStore::new());
     let ports = UaPorts {
         router: Arc::new(
@@ -199,7 +199,7 @@ async fn refer_to_an_unregistered_agent_reports_480_and_the_call_goes_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn menu_key_1_pressed_by_rtp_transfers_to_the_registered_agent() {
     let registrar = Arc::new(InMemoryRegistrar::new());
-    registrar.add_agent("dartwing", "agent", "pw");
+    registrar.add_agent("acme", "dartwing", "agent", "pw");
     let store = Arc::new(InMemoryCallStore::new());
     let ports = UaPorts {
         router: Arc::new(
@@ -405,6 +405,7 @@ async fn a_bridged_agent_hears_the_caller() {
     let agent_rtp_port = agent_rtp.local_addr().unwrap().port();
     registrar
         .bind(voice::ua::Binding {
+            org: "acme".into(),
             user: "agent".into(),
             contact: format!("sip:agent@127.0.0.1:{}", agent.port()),
             expires_at: std::time::SystemTime::now() + Duration::from_secs(60),

@@ -299,7 +299,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         } => tail(&config, topic, from_beginning, brokers, max).await,
         Command::Voice { action } => {
             let db = open(&config).await?;
-            voice::run(&config, &db, action).await
+            voice::run(&db, action).await
         }
         Command::Receptionist { action } => {
             let db = open(&config).await?;

@@ -3,7 +3,7 @@
 //! receptionist answers from). Values are checked as a call would use them.
 
 use super::find_org;
-use crate::db::{calls, now_ms, receptionist as rdb, Db};
+use crate::db::{now_ms, receptionist as rdb, sip_agents, Db};
 use anyhow::bail;
 use clap::Subcommand;
 use voice::receptionist::jiff::tz::TimeZone;
@@ -83,10 +83,7 @@ pub async fn run(db: &Db, action: ReceptionistAction) -> anyhow::Result<()> {
         }
     }
     if let Some(agent) = &agent {
-        let owner = calls::agent(&db.pool, agent)
-            .await?
-            .map(|(org_id, ..)| org_id);
-        if owner.as_deref() != Some(org.id.as_str()) {
+        if !sip_agents::exists(&db.pool, &org.id, agent).await? {
             problems.push(format!(
                 "no agent `{agent}` in {} (add it with `voice agent add`)",
                 org.slug

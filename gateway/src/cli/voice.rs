@@ -1,10 +1,9 @@
 //! `dartwing-gateway voice …`: which dialled numbers reach which org and application
-//! (`route add|list`), and the SIP credentials of agent phones (`agent add`; only the digest
-//! HA1 is stored).
+//! (`route add|list`), and the SIP credentials of agent phones (`agent add|list`; only the
+//! digest HA1 is stored, made in the org's realm, its slug).
 
 use super::find_org;
-use crate::config::Config;
-use crate::db::{calls, now_ms, Db};
+use crate::db::{calls, now_ms, sip_agents, Db};
 use anyhow::bail;
 use clap::Subcommand;
 
@@ -64,13 +63,20 @@ pub enum AgentAction {
         /// The organization's slug.
         #[arg(long)]
         org: String,
-        /// The SIP username (unique across organizations).
+        /// The SIP username (unique within the organization; another organization may have
+        /// an agent of the same name).
         #[arg(long)]
         username: String,
         /// The password (also read from DARTWING_SIP_AGENT_PASSWORD); only its digest HA1 is
         /// stored.
         #[arg(long, env = "DARTWING_SIP_AGENT_PASSWORD", hide_env_values = true)]
         password: String,
+    },
+    /// An organization's agents, their realm and where each is registered now.
+    List {
+        /// The organization's slug.
+        #[arg(long)]
+        org: String,
     },
 }
 
@@ -82,7 +88,7 @@ pub fn check_app(spec: &str) -> anyhow::Result<()> {
 }
 
 /// Runs a voice command.
-pub async fn run(config: &Config, db: &Db, action: VoiceAction) -> anyhow::Result<()> {
+pub async fn run(db: &Db, action: VoiceAction) -> anyhow::Result<()> {
     match action {
         VoiceAction::Route {
             action:
@@ -101,10 +107,7 @@ pub async fn run(config: &Config, db: &Db, action: VoiceAction) -> anyhow::Resul
                 bail!("empty number");
             }
             if let Some(agent) = &agent {
-                let owner = calls::agent(&db.pool, agent)
-                    .await?
-                    .map(|(org_id, ..)| org_id);
-                if owner.as_deref() != Some(org.id.as_str()) {
+                if !sip_agents::exists(&db.pool, &org.id, agent).await? {
                     bail!(
                         "no agent `{agent}` in {} (add it with `voice agent add`)",
                         org.slug
@@ -150,16 +153,27 @@ pub async fn run(config: &Config, db: &Db, action: VoiceAction) -> anyhow::Resul
                 bail!("the password must have at least 8 characters");
             }
             let org = find_org(db, &org).await?;
-            let realm = &config.sip.realm;
-            if !calls::upsert_agent(&db.pool, &org.id, &username, realm, &password, now_ms())
-                .await?
-            {
-                bail!("username `{username}` belongs to another organization");
-            }
+            // The org's slug is the agent's digest realm: two orgs' `alice` are two agents.
+            let realm = org.slug.as_str();
+            sip_agents::upsert(&db.pool, &org.id, &username, realm, &password, now_ms()).await?;
             println!(
-                "agent {username} (realm {realm}) can register for {}",
-                org.slug
+                "agent {username} of {realm} registers as sip:{username}@{realm}[.YOUR-SIP-DOMAIN] \
+                 (digest realm {realm}); sip:{username}@GATEWAY-ADDRESS works while no other \
+                 organization has an agent {username}"
             );
+        }
+        VoiceAction::Agent {
+            action: AgentAction::List { org },
+        } => {
+            let org = find_org(db, &org).await?;
+            for a in sip_agents::list(&db.pool, &org.id, now_ms()).await? {
+                let contacts = if a.contacts.is_empty() {
+                    "not registered".to_owned()
+                } else {
+                    a.contacts.join(" ")
+                };
+                println!("{}\t{}\t{contacts}", a.username, a.realm);
+            }
         }
     }
     Ok(())

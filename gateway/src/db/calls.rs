@@ -440,45 +440,6 @@ pub async fn list_routes(pool: &AnyPool, org_id: &str) -> Result<Vec<Route>, Sto
     rows.iter().map(Route::from_row).collect()
 }
 
-/// Creates (or resets) an agent phone's SIP credentials; a username of another org is
-/// refused (`Ok(false)`).
-pub async fn upsert_agent(
-    pool: &AnyPool,
-    org_id: &str,
-    username: &str,
-    realm: &str,
-    password: &str,
-    now: i64,
-) -> Result<bool, StoreError> {
-    let done = sqlx::query(
-        "INSERT INTO sip_agents (username, org_id, realm, ha1, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $5) \
-         ON CONFLICT (username) DO UPDATE SET realm = excluded.realm, ha1 = excluded.ha1, \
-         updated_at = excluded.updated_at WHERE sip_agents.org_id = excluded.org_id",
-    )
-    .bind(username)
-    .bind(org_id)
-    .bind(realm)
-    .bind(voice::sip::digest::ha1(username, realm, password))
-    .bind(now)
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-/// An agent's stored credentials: `(org_id, realm, ha1)`.
-pub async fn agent(
-    pool: &AnyPool,
-    username: &str,
-) -> Result<Option<(String, String, String)>, StoreError> {
-    let row = sqlx::query("SELECT org_id, realm, ha1 FROM sip_agents WHERE username = $1")
-        .bind(username)
-        .fetch_optional(pool)
-        .await?;
-    row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-        .transpose()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

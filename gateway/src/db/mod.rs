@@ -30,6 +30,7 @@ pub mod orgs;
 pub mod outbox;
 pub mod pending;
 pub mod receptionist;
+pub mod sip_agents;
 pub mod webhooks;
 pub mod windows;
 

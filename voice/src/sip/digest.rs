@@ -211,8 +211,11 @@ impl Nonces {
     }
 }
 
-/// The highest `nc` used with each live nonce: a second use of a count (a replayed
-/// Authorization) is refused. Bounded: entries older than the nonce lifetime are dropped,
+/// The highest `nc` used with each live nonce (as a key: the nonce and the client's
+/// `cnonce`): a second use of a count (a replayed Authorization, which copies both) is
+/// refused. Nonces are stateless (issued second and client IP), so phones behind one address
+/// that register in the same second share one; each counts under its own `cnonce`, and a
+/// forged `cnonce` fails the response check before its count is looked at. Bounded: entries older than the nonce lifetime are dropped,
 /// and when `capacity` live nonces are tracked a new one is refused (the client is
 /// challenged again later) rather than the table growing.
 #[derive(Debug)]

@@ -58,6 +58,8 @@ impl LegError {
 
 /// What the agent leg needs from its call.
 pub struct LegContext<'a> {
+    /// The call's org: only its own agents can be reached.
+    pub org: &'a str,
     pub agent: &'a str,
     /// The caller's user (shown to the agent in From).
     pub caller_user: &'a str,
@@ -77,7 +79,7 @@ pub async fn call_agent(
 ) -> Result<AgentLeg, LegError> {
     let registrar = cx.shared.registrar.as_ref().ok_or(LegError::Registrar)?;
     let bindings = registrar
-        .bindings(cx.agent)
+        .bindings(cx.org, cx.agent)
         .await
         .map_err(|_| LegError::Registrar)?;
     let binding = bindings

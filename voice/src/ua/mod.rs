@@ -68,7 +68,10 @@ pub use ports::{
     BoxFuture, CallEvent, CallRouter, CallState, CallStore, CallTransition, EndCause,
     InMemoryCallStore, Route, RouteError, StaticRouter, StoreError,
 };
-pub use registrar::{Binding, InMemoryRegistrar, Registrar, RegistrarError};
+pub use registrar::{
+    domain_label, pick_agent, AgentCredentials, Binding, InMemoryRegistrar, Registrar,
+    RegistrarError,
+};
 
 use crate::sip::timers::Timers;
 use crate::sip::transport::{self, Transport, TransportConfig, TransportError, TransportStats};
@@ -94,7 +97,8 @@ pub struct UaConfig {
     pub max_call_duration: Duration,
     /// How long a call rings (180) before it is answered.
     pub answer_delay: Duration,
-    /// The digest realm agents register in.
+    /// The realm of the challenge to a REGISTER that names no agent (each agent is
+    /// challenged in the realm its HA1 was made in; see [`registrar`]).
     pub realm: String,
     /// RTP ports (even ones are used) for calls and agent legs.
     pub rtp_ports: std::ops::RangeInclusive<u16>,

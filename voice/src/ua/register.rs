@@ -5,7 +5,10 @@
 //! Defences (see `sip::digest`): a nonce is good for a minute and only from the address it
 //! was issued to; `qop=auth` is required and each `nc` is good once, so a captured
 //! Authorization cannot be replayed; after 10 failures a minute from one source or for one
-//! user, further attempts get 403 unchecked.
+//! user, further attempts get 403 unchecked; an agent holds at most 10 contacts.
+//!
+//! The To URI names the agent, and its domain the agent's org (`registrar::pick_agent`);
+//! the challenge is in that agent's realm, the one its HA1 was made in.
 
 use super::dialog::{split_list, uri_of};
 use super::dispatcher::{CoreHandle, TxKey};
@@ -46,14 +49,39 @@ fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Most contacts one agent may have registered at once.
+const MAX_CONTACTS: usize = 10;
+
 async fn answer(
     message: &Inbound,
     peer: &Peer,
     shared: &Shared,
     registrar: &dyn Registrar,
 ) -> Answer {
-    let realm = &shared.config.realm;
     let source = peer.addr.ip();
+    // The address of record: the agent (and through its domain, its org) being registered.
+    let aor = message
+        .head
+        .get("To")
+        .map(uri_of)
+        .and_then(|uri| rsip::Uri::try_from(uri.as_str()).ok())
+        .and_then(|uri| Some((uri.user()?.to_owned(), uri.host_with_port.host.to_string())));
+    let Some((aor_user, aor_domain)) = aor else {
+        return (400, "Bad Request (To names no user)".into(), vec![]);
+    };
+    let agent = match registrar.agent(&aor_user, &aor_domain).await {
+        Ok(agent) => agent,
+        Err(e) => {
+            tracing::warn!(error = %e, "registrar unavailable");
+            return (500, "Server Internal Error".into(), vec![]);
+        }
+    };
+    // An address that names no agent is challenged like any other (in the configured
+    // realm), so a stranger cannot tell which agents exist; its credentials then fail.
+    let realm = agent
+        .as_ref()
+        .map_or_else(|| shared.config.realm.clone(), |a| a.realm.clone());
+    let realm = realm.as_str();
     let challenge_with = |stale: bool| -> Answer {
         let nonce = shared.nonces.issue(now_secs(), source);
         let value = challenge(realm, &nonce, stale);
@@ -70,7 +98,7 @@ async fn answer(
         Ok(c) => c,
         Err(e) => return (400, format!("Bad Request ({e})"), vec![]),
     };
-    if &credentials.realm != realm {
+    if credentials.realm != realm {
         return challenge_with(false);
     }
     let user = credentials.username.as_str();
@@ -95,38 +123,32 @@ async fn answer(
         lock(&shared.auth).throttle.failed(source, user, now_secs());
         (403, format!("Forbidden{why}"), vec![])
     };
-    let ha1 = match registrar.ha1(realm, user).await {
-        Ok(Some(ha1)) => ha1,
-        Ok(None) => return failed(""),
-        Err(e) => {
-            tracing::warn!(error = %e, "registrar unavailable");
-            return (500, "Server Internal Error".into(), vec![]);
-        }
+    let Some(agent) = agent else {
+        return failed("");
     };
-    if !verify(&ha1, "REGISTER", &credentials) {
+    if !verify(&agent.ha1, "REGISTER", &credentials) {
         return failed("");
     }
     let max_age = shared.nonces.max_age_secs();
     if !lock(&shared.auth)
         .counts
-        .fresh(&credentials.nonce, nc, now, max_age)
+        .fresh(&count_key(&credentials), nc, now, max_age)
     {
         // A count used before: a replayed Authorization (or a confused phone).
         return challenge_with(false);
     }
-    let to_user = message
-        .head
-        .get("To")
-        .map(uri_of)
-        .and_then(|uri| rsip::Uri::try_from(uri.as_str()).ok())
-        .and_then(|uri| uri.user().map(str::to_owned));
-    if to_user.as_deref() != Some(credentials.username.as_str()) {
+    if aor_user != credentials.username {
         return (403, "Forbidden (not your address)".into(), vec![]);
     }
-    match update(message, peer, &credentials.username, registrar).await {
+    match update(message, peer, &agent.org, &aor_user, registrar).await {
         Ok(headers) => (200, "OK".into(), headers),
         Err(answer) => answer,
     }
+}
+
+/// What a nonce count is kept under: the nonce and the client nonce.
+fn count_key(c: &crate::sip::digest::Credentials) -> String {
+    format!("{}\n{}", c.nonce, c.cnonce.as_deref().unwrap_or(""))
 }
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -137,6 +159,7 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 async fn update(
     message: &Inbound,
     peer: &Peer,
+    org: &str,
     user: &str,
     registrar: &dyn Registrar,
 ) -> Result<Vec<(&'static str, String)>, Answer> {
@@ -157,10 +180,17 @@ async fn update(
                 vec![],
             ));
         }
-        registrar.unbind_all(user).await.map_err(unavailable)?;
+        registrar.unbind_all(org, user).await.map_err(unavailable)?;
         return Ok(vec![]);
     }
+    // What is registered now, to hold an agent to MAX_CONTACTS (a refresh is not new).
+    let mut registered: Vec<String> = (registrar.bindings(org, user).await)
+        .map_err(unavailable)?
+        .into_iter()
+        .map(|b| b.contact)
+        .collect();
     for contact in &contacts {
+        let uri = uri_of(contact);
         let expires = contact_expires(contact)
             .or(default_expires)
             .unwrap_or(MAX_EXPIRES);
@@ -169,16 +199,27 @@ async fn update(
         } else {
             expires.clamp(MIN_EXPIRES, MAX_EXPIRES)
         };
+        if expires > 0 && !registered.contains(&uri) {
+            if registered.len() >= MAX_CONTACTS {
+                return Err((
+                    403,
+                    format!("Forbidden (at most {MAX_CONTACTS} contacts per agent)"),
+                    vec![],
+                ));
+            }
+            registered.push(uri.clone());
+        }
         let binding = Binding {
+            org: org.to_owned(),
             user: user.to_owned(),
-            contact: uri_of(contact),
+            contact: uri,
             expires_at: SystemTime::now() + Duration::from_secs(expires),
             source: peer.addr,
         };
         registrar.bind(binding).await.map_err(unavailable)?;
     }
     let now = SystemTime::now();
-    let current = registrar.bindings(user).await.map_err(unavailable)?;
+    let current = registrar.bindings(org, user).await.map_err(unavailable)?;
     Ok(current
         .iter()
         .map(|b| {

@@ -175,7 +175,9 @@ impl Call {
         if let Some(ended) = self.deferred_caller_bye().await {
             return Some(ended);
         }
+        let org = self.route.as_ref().map_or("", |r| r.org.as_str());
         let cx = LegContext {
+            org,
             agent,
             caller_user: &caller_user,
             offer: &agent_offer.sdp,
