@@ -1,7 +1,9 @@
 //! The gateway's adapters of the receptionist's ports (`voice::receptionist`):
 //!
 //! - [`DbReceptionistStore`]: org settings and knowledge base from the database; transcript
-//!   turns and bookings through the committer (each with its event, in one transaction).
+//!   turns and bookings through the committer (each with its event, in one transaction);
+//!   AI turns counted against the org's `ai_turns_per_hour` (one statement on the pool, the
+//!   check and the count together; `ai_turns_refused_total{org}` counts refusals).
 //! - [`LocalSpeech`]: whisper (`stt-tts`, streaming with VAD and speculative decoding) as
 //!   the listener, espeak-ng as the voice. The model is loaded on the first receptionist
 //!   call, on a blocking thread, and shared by every call after it.
@@ -117,6 +119,19 @@ fn alternatives(start: DateTime, minutes: u16, hours: Option<&Hours>, tz: &TimeZ
 }
 
 impl ReceptionistStore for DbReceptionistStore {
+    fn take_turn<'a>(&'a self, org: &'a str) -> BoxFuture<'a, Result<bool, StoreFailure>> {
+        Box::pin(async move {
+            let now = crate::db::now_ms();
+            let allowed = crate::db::org_settings::take_ai_turn(&self.db.pool, org, now)
+                .await
+                .map_err(unavailable)?;
+            if !allowed {
+                metrics::counter!("ai_turns_refused_total", "org" => org.to_owned()).increment(1);
+            }
+            Ok(allowed)
+        })
+    }
+
     fn settings<'a>(&'a self, org: &'a str) -> BoxFuture<'a, Result<OrgSettings, StoreFailure>> {
         Box::pin(async move { load_settings(&self.db, org).await.map_err(unavailable) })
     }

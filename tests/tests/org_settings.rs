@@ -114,3 +114,56 @@ async fn features_and_caps_are_enforced(backend: Backend) {
     w.gw.stop().await;
 }
 both_backends!(features_and_caps_are_enforced);
+
+/// `ai_turns_per_hour` is counted per UTC hour, atomically: of 20 turns racing for a cap of
+/// 5, exactly 5 are counted; the next hour starts afresh; no cap counts nothing (and
+/// refuses nothing); a cap of 0 refuses every turn.
+async fn ai_turns_are_capped_per_hour(backend: Backend) {
+    use gateway::db::org_settings::{get, put, take_ai_turn};
+    let w = World::new(backend).await;
+    let pool = &w.db.pool;
+    // The start of a UTC hour (1,800,000,000,000 ms is one).
+    let hour: i64 = 1_800_000_000_000;
+    assert!(take_ai_turn(pool, &w.org.id, hour).await.unwrap(), "no cap");
+    assert_eq!(
+        count(&w.db, "ai_turns", &w.org.id).await,
+        0,
+        "nothing written"
+    );
+
+    let mut s = get(pool, &w.org.id).await.unwrap();
+    s.ai_turns_per_hour = Some(5);
+    put(pool, &w.org.id, &s, 0).await.unwrap();
+    let racing: Vec<_> = (0..20)
+        .map(|i| {
+            let (pool, org) = (pool.clone(), w.org.id.clone());
+            tokio::spawn(async move { take_ai_turn(&pool, &org, hour + i * 1000).await })
+        })
+        .collect();
+    let mut taken = 0;
+    for r in racing {
+        taken += usize::from(r.await.unwrap().unwrap());
+    }
+    assert_eq!(taken, 5, "exactly the cap is counted");
+    assert!(!take_ai_turn(pool, &w.org.id, hour + 3_599_999)
+        .await
+        .unwrap());
+    assert!(
+        take_ai_turn(pool, &w.org.id, hour + 3_600_000)
+            .await
+            .unwrap(),
+        "the next hour has its own count"
+    );
+    // Another org's turns are its own.
+    let globex = integration_tests::env::create_org(&w.db, "globex", &w.twilio.base, 1.0).await;
+    put(pool, &globex.id, &s, 0).await.unwrap();
+    assert!(take_ai_turn(pool, &globex.id, hour).await.unwrap());
+
+    s.ai_turns_per_hour = Some(0);
+    put(pool, &w.org.id, &s, 0).await.unwrap();
+    assert!(!take_ai_turn(pool, &w.org.id, hour + 7_200_000)
+        .await
+        .unwrap());
+    w.gw.stop().await;
+}
+both_backends!(ai_turns_are_capped_per_hour);

@@ -272,6 +272,55 @@ async fn silence_earns_a_reprompt_then_a_goodbye_and_a_hang_up() {
     );
 }
 
+/// The org's `ai_turns_per_hour` is enforced by the receptionist: with a cap of one turn,
+/// the first question is answered and the second is not: the caller is told to call back,
+/// and the receptionist hangs up (no agent on the route).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_org_cap_on_ai_turns_ends_the_conversation() {
+    let w = World::new(Backend::Sqlite).await;
+    receptionist_org(&w, None).await;
+    let mut settings = gateway::db::org_settings::get(&w.db.pool, &w.org.id)
+        .await
+        .unwrap();
+    settings.ai_turns_per_hour = Some(1);
+    gateway::db::org_settings::put(&w.db.pool, &w.org.id, &settings, 0)
+        .await
+        .unwrap();
+    let dir = TempDir::new();
+    let mut script = silence(5.0);
+    script.extend(phone_speech(&dir.0, "en-us", "Do you have parking?"));
+    script.extend(silence(7.0));
+    script.extend(phone_speech(&dir.0, "en-us", "Do you accept insurance?"));
+    script.extend(silence(10.0));
+    let (dumps, _log) = call(&dir, sip_port(&w), &script, 32).await;
+    let heard = transcribe(&received_audio(&dumps));
+    eprintln!("the caller heard: {heard}");
+    assert!(
+        heard.contains("free parking is behind the building"),
+        "the first turn is answered: {heard}"
+    );
+    assert!(
+        !heard.contains("dental insurance"),
+        "the second is not: {heard}"
+    );
+    assert!(heard.contains("call back later"), "{heard}");
+    let (call, steps) = w.ended_call(Duration::from_secs(20)).await;
+    assert_eq!(call["cause"], "callee_hangup", "{steps:?}");
+    let turns = transcript(&w, call["conversation_id"].as_str().unwrap()).await;
+    assert!(
+        turns
+            .iter()
+            .any(|(d, b)| d == "inbound" && normalize(b).contains("insurance")),
+        "the refused turn is still in the transcript: {turns:?}"
+    );
+    let metrics = w.get_text("/metrics").await;
+    assert!(
+        metrics.contains("ai_turns_refused_total{org="),
+        "refusals are counted"
+    );
+    w.gw.stop().await;
+}
+
 /// An agent baresip registered with digest credentials, auto-answering.
 fn agent_phone(dir: &TempDir, sip_port: u16) -> (tokio::process::Child, std::path::PathBuf) {
     let voice = dir.0.join("agent.wav");

@@ -177,3 +177,33 @@ pub async fn check_send(
     }
     Ok(Ok(()))
 }
+
+/// Counts one AI turn of the org in the current UTC hour, if its `ai_turns_per_hour` cap
+/// allows one more: `true` when counted (or when the org has no cap: nothing is written),
+/// `false` when the hour's cap is reached. The check and the count are one statement, so
+/// calls racing for the last turn cannot both take it.
+pub async fn take_ai_turn(pool: &AnyPool, org_id: &str, now: i64) -> Result<bool, StoreError> {
+    let Some(cap) = get(pool, org_id).await?.ai_turns_per_hour else {
+        return Ok(true);
+    };
+    let hour = now.div_euclid(3_600_000);
+    let counted: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO ai_turns (org_id, hour, turns) SELECT $1, $2, 1 WHERE $3 > 0 \
+         ON CONFLICT (org_id, hour) DO UPDATE SET turns = ai_turns.turns + 1 \
+         WHERE ai_turns.turns < $3 RETURNING turns",
+    )
+    .bind(org_id)
+    .bind(hour)
+    .bind(cap)
+    .fetch_optional(pool)
+    .await?;
+    if counted == Some(1) {
+        // The org's first turn this hour: a day of hours is enough to keep.
+        sqlx::query("DELETE FROM ai_turns WHERE org_id = $1 AND hour < $2")
+            .bind(org_id)
+            .bind(hour - 24)
+            .execute(pool)
+            .await?;
+    }
+    Ok(counted.is_some())
+}

@@ -179,6 +179,10 @@ pub trait ReceptionistStore: Send + Sync + 'static {
     fn transcript(&self, turn: TranscriptTurn) -> BoxFuture<'_, Result<(), StoreFailure>>;
     /// Books a slot, or says it is taken.
     fn book(&self, booking: Booking) -> BoxFuture<'_, Result<Booked, StoreFailure>>;
+    /// Counts one answered caller turn against the org's cap on AI turns (the operator's
+    /// `ai_turns_per_hour`); `false`, counting nothing, when the cap is reached: the
+    /// receptionist then hands the caller to a person (or says goodbye) instead of answering.
+    fn take_turn<'a>(&'a self, org: &'a str) -> BoxFuture<'a, Result<bool, StoreFailure>>;
 }
 
 /// Timing of the conversation.

@@ -6,6 +6,7 @@
 //!             SpeechStart while speaking ─▶ StopPlayback (barge-in)
 //!             silence ≥ reprompt_after ─▶ reprompt (× reprompts) ─▶ goodbye ─▶ Hangup
 //!             DTMF 0 ─▶ "connecting you" ─▶ Transfer (no agent on the route: take a message)
+//!             caller turn over the org's AI-turn cap ─▶ hand-over (or goodbye) ─▶ Transfer|Hangup
 //! ```
 //!
 //! Time is counted in the caller's frames (50 a second, silence included), so timers
@@ -258,6 +259,23 @@ impl Session {
             return;
         }
         self.reprompts = 0;
+        if !self.turn_allowed().await {
+            self.record(Speaker::Caller, &text, Some(&turn), Some("over_limit"));
+            self.closing = true;
+            let (say, after) = if self.ctx.agent.is_some() {
+                (
+                    "I'm sorry, I can't answer more questions right now. Connecting you to a person. Please hold.",
+                    After::Transfer,
+                )
+            } else {
+                (
+                    "I'm sorry, I can't answer more questions right now. Please call back later. Goodbye.",
+                    After::Hangup,
+                )
+            };
+            self.say(say, after).await;
+            return;
+        }
         let now = self.now();
         let reply =
             self.host
@@ -289,6 +307,23 @@ impl Session {
             call = %self.ctx.call_id, ms = latency.as_millis() as u64,
             "end of caller speech to reply queued"
         );
+    }
+
+    /// Whether the org's cap on AI turns lets this turn be answered. A store that cannot
+    /// count lets it through (logged): a counter is no reason to drop a caller.
+    async fn turn_allowed(&self) -> bool {
+        match self.host.store.take_turn(&self.ctx.org).await {
+            Ok(allowed) => {
+                if !allowed {
+                    tracing::info!(call = %self.ctx.call_id, org = %self.ctx.org, "AI turn cap reached: handing over");
+                }
+                allowed
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "AI turn not counted (store unavailable); answered");
+                true
+            }
+        }
     }
 
     /// A hand-over: to the route's agent, or a message when the route has none.
