@@ -39,6 +39,10 @@ impl InboundMedia {
     }
 }
 
+/// The `kind` of an inbound message a machine sent on the contact's behalf (an
+/// out-of-office, bulk mail): stored, but it reopens no conversation and asks no agent.
+pub const AUTO_REPLY_KIND: &str = "auto_reply";
+
 /// A message from a contact, normalized.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InboundMessage {
@@ -52,7 +56,8 @@ pub struct InboundMessage {
     pub to: String,
     /// The text (for non-text messages, a readable rendering of them).
     pub body: String,
-    /// What kind of message it is: `text`, `image`, `location`, `reaction`, …
+    /// What kind of message it is: `text`, `image`, `location`, `reaction`, …, or
+    /// [`AUTO_REPLY_KIND`] for a message sent by a machine on the contact's behalf.
     pub kind: String,
     /// The structured part of non-text messages (coordinates, contact cards, the button
     /// pressed, the emoji of a reaction), as the plugin normalized it.

@@ -61,6 +61,9 @@ pub enum ConversationEvent {
     Resolve,
     /// An agent reopened it.
     Reopen,
+    /// The contact's side sent an automatic message (an out-of-office, a list's mail): kept
+    /// in the conversation, but it changes no status: a resolved conversation stays resolved.
+    AutoReply,
 }
 
 impl ConversationEvent {
@@ -72,6 +75,7 @@ impl ConversationEvent {
             ConversationEvent::MarkPending => "mark_pending",
             ConversationEvent::Resolve => "resolve",
             ConversationEvent::Reopen => "reopen",
+            ConversationEvent::AutoReply => "auto_reply",
         }
     }
 }
@@ -98,7 +102,7 @@ pub fn step(
     use ConversationEvent as E;
     use ConversationState::*;
     let next = match (state, event) {
-        (s, E::Outbound) => s,
+        (s, E::Outbound | E::AutoReply) => s,
         (Open, E::Inbound) => Open,
         (Pending, E::Inbound) => Open,
         (Resolved, E::Inbound | E::Reopen) => Open,
@@ -131,12 +135,13 @@ mod tests {
     use ConversationEvent as E;
     use ConversationState::*;
 
-    const EVENTS: [ConversationEvent; 5] = [
+    const EVENTS: [ConversationEvent; 6] = [
         E::Inbound,
         E::Outbound,
         E::MarkPending,
         E::Resolve,
         E::Reopen,
+        E::AutoReply,
     ];
 
     #[test]
@@ -148,16 +153,19 @@ mod tests {
             (Open, E::MarkPending, Some(Pending)),
             (Open, E::Resolve, Some(Resolved)),
             (Open, E::Reopen, None),
+            (Open, E::AutoReply, Some(Open)),
             (Pending, E::Inbound, Some(Open)),
             (Pending, E::Outbound, Some(Pending)),
             (Pending, E::MarkPending, None),
             (Pending, E::Resolve, Some(Resolved)),
             (Pending, E::Reopen, None),
+            (Pending, E::AutoReply, Some(Pending)),
             (Resolved, E::Inbound, Some(Open)),
             (Resolved, E::Outbound, Some(Resolved)),
             (Resolved, E::MarkPending, None),
             (Resolved, E::Resolve, None),
             (Resolved, E::Reopen, Some(Open)),
+            (Resolved, E::AutoReply, Some(Resolved)),
         ];
         assert_eq!(table.len(), ConversationState::ALL.len() * EVENTS.len());
         for (s, e, want) in table {

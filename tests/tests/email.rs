@@ -366,6 +366,40 @@ both_backends!(a_bounce_marks_the_right_message_failed);
 
 async fn an_auto_reply_is_flagged_and_not_answered(backend: Backend) {
     let w = EmailWorld::new(backend).await;
+    // Jane writes, and the agent resolves her conversation.
+    w.imap
+        .append(&[mail(
+            "jane@example.com",
+            "j1@example.com",
+            "Question",
+            "Do you ship abroad?",
+            None,
+            &[],
+        )])
+        .await;
+    let (jane, _) = w.conversation_of("jane@example.com", 1).await;
+    let resolved = w
+        .client
+        .post(format!("{}/api/v1/conversations/{jane}/status", w.gw.base))
+        .bearer_auth(&w.org.key)
+        .json(&serde_json::json!({"status": "resolved"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resolved.status(), 200);
+    let status_of = |id: String| {
+        let w = &w;
+        async move {
+            let convs = w.get("/api/v1/conversations").await;
+            convs
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["id"] == id.as_str())
+                .map(|c| c["status"].as_str().unwrap().to_owned())
+        }
+    };
+    assert_eq!(status_of(jane.clone()).await.as_deref(), Some("resolved"));
     let ooo = b"From: jane@example.com\r\nTo: support@acme.test\r\nSubject: Out of office\r\n\
 Message-ID: <ooo1@example.com>\r\nAuto-Submitted: auto-replied\r\nX-Autoreply: yes\r\n\r\n\
 I am away until Monday.\r\n"
@@ -374,8 +408,11 @@ I am away until Monday.\r\n"
 Message-ID: <n1@example.com>\r\nPrecedence: bulk\r\n\r\nNews.\r\n"
         .to_vec();
     w.imap.append(&[ooo, bulk]).await;
-    let (_, msgs) = w.conversation_of("jane@example.com", 1).await;
-    assert_eq!(msgs[0]["kind"], "auto_reply");
+    let (_, msgs) = w.conversation_of("jane@example.com", 2).await;
+    let msgs: Vec<&Value> = msgs.iter().filter(|m| m["kind"] == "auto_reply").collect();
+    assert_eq!(msgs.len(), 1);
+    // The out-of-office is kept, but the resolved conversation stays resolved.
+    assert_eq!(status_of(jane.clone()).await.as_deref(), Some("resolved"));
     assert!(msgs[0]["content"]["auto_reply"]
         .as_str()
         .unwrap()
@@ -394,7 +431,9 @@ Message-ID: <n1@example.com>\r\nPrecedence: bulk\r\n\r\nNews.\r\n"
             &[],
         )])
         .await;
-    w.conversation_of("jane@example.com", 2).await;
+    w.conversation_of("jane@example.com", 3).await;
+    // A person writing reopens it.
+    assert_eq!(status_of(jane).await.as_deref(), Some("open"));
     let outbound: (i64,) = sqlx::query_as(
         "SELECT COUNT(*) FROM messages WHERE org_id = $1 AND direction = 'outbound'",
     )

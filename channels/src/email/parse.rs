@@ -118,7 +118,7 @@ fn parse_inner(raw: &[u8], to: &str, max_attachment_bytes: u64) -> Parsed {
         to: to.to_string(),
         body,
         kind: if auto_reply.is_some() {
-            "auto_reply"
+            crate::message::AUTO_REPLY_KIND
         } else {
             "email"
         }

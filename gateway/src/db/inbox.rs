@@ -327,7 +327,8 @@ pub async fn assign_queued(
     let queue = sqlx::query(
         "SELECT c.id FROM conversations c WHERE c.org_id = $1 AND c.assignee_id IS NULL \
          AND c.status = 'open' AND EXISTS (SELECT 1 FROM messages m WHERE m.org_id = c.org_id \
-         AND m.conversation_id = c.id AND m.direction = 'inbound') \
+         AND m.conversation_id = c.id AND m.direction = 'inbound' \
+         AND COALESCE(m.kind, '') <> 'auto_reply') \
          ORDER BY c.last_message_at, c.id LIMIT $2",
     )
     .bind(org_id)

@@ -55,15 +55,13 @@ pub async fn message(
             media_pending: false,
         });
     }
-    let thread = touch(
-        conn,
-        org_id,
-        msg.channel,
-        &msg.from,
-        ConversationEvent::Inbound,
-        now,
-    )
-    .await?;
+    // An automatic message (out-of-office, bulk mail) is kept but reopens nothing.
+    let event = if msg.kind == channels::AUTO_REPLY_KIND {
+        ConversationEvent::AutoReply
+    } else {
+        ConversationEvent::Inbound
+    };
+    let thread = touch(conn, org_id, msg.channel, &msg.from, event, now).await?;
     let id = new_id();
     // Attachments to download get their ids now (the message lists them); their rows go in
     // after the message's.
