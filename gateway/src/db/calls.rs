@@ -1,9 +1,11 @@
-//! Voice storage: routes (dialled number → org and application), agent SIP credentials (digest
-//! HA1 only), and calls with their persisted state history.
+//! Voice storage: routes (dialled number → org and application) and calls with their
+//! persisted state history (agent credentials and registrations: [`super::sip_agents`]).
 //!
 //! A call is one more thread of the contact's one conversation: the first transition of a
 //! call finds or creates the caller's contact on the `voice` channel and its conversation
-//! (reopening it if resolved), so the inbox shows calls beside messages. Every transition is a
+//! (reopening it if resolved), so the inbox shows calls beside messages — a missed call too,
+//! which is why this happens at the INVITE and not at answer (the README's voice section
+//! says why that costs a flood nothing). Every transition is a
 //! `call_history` row and a `dartwing.call.state_changed.v1` event keyed by that conversation,
 //! written in the committer's transaction — the SIP side answers 200 only after it committed.
 //! The voice crate steps the pure call machine (`state_machines::call`); this module stores
