@@ -11,6 +11,7 @@
 //! - [`telnyx`]: the Telnyx Messaging v2 stand-in and Ed25519-signed webhooks.
 //! - [`broker`]: a real Kafka-protocol broker (tansu) per test, which can be stopped and
 //!   restarted to make an outage.
+//! - [`pg`]: a private PostgreSQL cluster a test stops and starts (a database restart).
 //! - [`proxy`]: a loopback TCP proxy a test cuts and restores (a network outage).
 //! - [`schema`]: the event JSON Schemas of `docs/events/` and a checker for them.
 //! - [`sip`]: a plain UDP SIP client (REGISTER with digest, INVITE/ACK, INFO DTMF).
@@ -25,6 +26,7 @@ pub mod baresip;
 pub mod broker;
 pub mod env;
 pub mod mail;
+pub mod pg;
 pub mod proxy;
 pub mod schema;
 pub mod sip;
