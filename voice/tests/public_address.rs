@@ -329,3 +329,63 @@ async fn a_refer_from_the_caller_is_refused_unless_the_route_allows_it() {
     assert_eq!(ua.store.ended_with(EndCause::CallerHangup), 1);
     legitimate_call(&ua, &c, "refer-legit").await;
 }
+
+/// An OPTIONS over TCP on `stream`; true when a 200 comes back within WAIT, false when the
+/// server closed the connection (or said nothing).
+async fn tcp_options_ok(stream: &mut tokio::net::TcpStream, n: usize) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let me = stream.local_addr().unwrap();
+    let msg = format!(
+        "OPTIONS sip:100@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP {me};branch=z9hG4bK-tcp-{n}\r\n\
+         From: <sip:t@127.0.0.1>;tag=o{n}\r\nTo: <sip:100@127.0.0.1>\r\nCall-ID: tcp-{n}\r\n\
+         CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    if stream.write_all(msg.as_bytes()).await.is_err() {
+        return false;
+    }
+    let mut buf = vec![0u8; 4096];
+    match tokio::time::timeout(WAIT, stream.read(&mut buf)).await {
+        Ok(Ok(n)) if n > 0 => String::from_utf8_lossy(&buf[..n]).starts_with("SIP/2.0 200"),
+        _ => false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_source_cannot_hold_more_than_32_tcp_connections() {
+    use tokio::net::{TcpSocket, TcpStream};
+    let ua = start_ua(UaConfig::default()).await;
+    let server = ua.addr();
+    let from = |ip: &str| {
+        let s = TcpSocket::new_v4().unwrap();
+        s.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+        async move {
+            s.connect(server)
+                .await
+                .expect("the TCP handshake completes")
+        }
+    };
+    // 40 connections from one address: 32 are served, the rest closed at once.
+    let mut held: Vec<TcpStream> = Vec::new();
+    let mut served = 0;
+    for n in 0..40 {
+        let mut s = from("127.0.0.1").await;
+        if tcp_options_ok(&mut s, n).await {
+            served += 1;
+        }
+        held.push(s);
+    }
+    assert_eq!(served, 32, "the per-source cap");
+    // Another source is not affected, and a legitimate UDP call completes.
+    let mut other = from("127.0.0.2").await;
+    assert!(tcp_options_ok(&mut other, 100).await);
+    let caller = client_at("127.0.0.3", ua.addr()).await;
+    legitimate_call(&ua, &caller, "after-tcp-flood").await;
+    // Closing connections gives the source its slots back.
+    held.truncate(20);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut again = from("127.0.0.1").await;
+    assert!(
+        tcp_options_ok(&mut again, 200).await,
+        "a freed slot is reused"
+    );
+}

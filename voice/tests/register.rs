@@ -91,6 +91,12 @@ fn authorization(user: &str, password: &str, nonce: &str) -> String {
 
 fn authorization_nc(user: &str, password: &str, nonce: &str, nc: u32) -> String {
     let nc = format!("{nc:08x}");
+    // Each Authorization made here has a client nonce of its own, as a phone's would.
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let cnonce = format!(
+        "c{}",
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
     let c = Credentials {
         username: user.into(),
         realm: "dartwing".into(),
@@ -98,13 +104,13 @@ fn authorization_nc(user: &str, password: &str, nonce: &str, nc: u32) -> String 
         uri: "sip:127.0.0.1".into(),
         qop: Some("auth".into()),
         nc: Some(nc.clone()),
-        cnonce: Some("abc".into()),
+        cnonce: Some(cnonce.clone()),
         ..Credentials::default()
     };
     let response = expected_response(&ha1(user, "dartwing", password), "REGISTER", &c);
     format!(
         "Digest username=\"{user}\", realm=\"dartwing\", nonce=\"{nonce}\", uri=\"sip:127.0.0.1\", \
-         response=\"{response}\", algorithm=MD5, qop=auth, nc={nc}, cnonce=\"abc\""
+         response=\"{response}\", algorithm=MD5, qop=auth, nc={nc}, cnonce=\"{cnonce}\""
     )
 }
 
@@ -265,4 +271,46 @@ async fn guessing_passwords_is_throttled_per_source() {
     let good = authorization("agent2", "other-s3cret", &nonce);
     other.send(reg(2, Some(&good)).as_bytes()).await;
     other.expect_status(200, WAIT).await;
+}
+
+/// An agent's binding table is bounded: ten contacts register, the eleventh gets 403 and
+/// binds nothing, and a refresh of a registered contact still succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_holds_at_most_ten_contacts() {
+    let (server, registrar) = start_registrar().await;
+    let mut phones = Vec::new();
+    for _ in 0..11 {
+        phones.push(Client::new(server.local_addr()).await);
+    }
+    for (i, c) in phones.iter().enumerate() {
+        let p = c.port();
+        c.send(register(p, "agent1", 1, None).as_bytes()).await;
+        let nonce = nonce_of(&c.expect_status(401, WAIT).await);
+        let auth = authorization("agent1", "s3cret", &nonce);
+        c.send(register(p, "agent1", 2, Some(&auth)).as_bytes())
+            .await;
+        if i < 10 {
+            c.expect_status(200, WAIT).await;
+        } else {
+            let refused = c.expect_status(403, WAIT).await;
+            assert!(refused.contains("at most 10 contacts"), "{refused}");
+        }
+    }
+    assert_eq!(
+        registrar.bindings("acme", "agent1").await.unwrap().len(),
+        10
+    );
+    // The first phone refreshes its registration: still fine.
+    let c = &phones[0];
+    c.send(register(c.port(), "agent1", 3, None).as_bytes())
+        .await;
+    let nonce = nonce_of(&c.expect_status(401, WAIT).await);
+    let auth = authorization_nc("agent1", "s3cret", &nonce, 1);
+    c.send(register(c.port(), "agent1", 4, Some(&auth)).as_bytes())
+        .await;
+    c.expect_status(200, WAIT).await;
+    assert_eq!(
+        registrar.bindings("acme", "agent1").await.unwrap().len(),
+        10
+    );
 }

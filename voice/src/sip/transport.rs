@@ -330,11 +330,14 @@ async fn tcp_accept_loop(
         let checker = Arc::clone(&checker);
         let shutdown = shutdown.clone();
         let id = next_id;
-        tokio::spawn(async move {
-            tcp_connection(stream, addr, id, checker, shutdown).await;
-            drop(permit);
-            drop(source);
-        });
+        tokio::spawn(tcp_connection(
+            stream,
+            addr,
+            id,
+            checker,
+            shutdown,
+            (permit, source),
+        ));
     }
 }
 
@@ -378,12 +381,16 @@ impl Drop for SourceSlot {
     }
 }
 
+/// Serves one connection. `slots` (its place in the global and per-source counts) are given
+/// back as soon as the peer stops sending (close, idle timeout, lost framing), not when the
+/// last transaction holding the write half lets go (which can be up to 32 s later).
 async fn tcp_connection(
     stream: TcpStream,
     addr: SocketAddr,
     id: u64,
     checker: Arc<Checker>,
     mut shutdown: watch::Receiver<bool>,
+    slots: (tokio::sync::OwnedSemaphorePermit, SourceSlot),
 ) {
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.into_split();
@@ -440,6 +447,7 @@ async fn tcp_connection(
             }
         }
     }
+    drop(slots);
     drop(peer);
     let _ = write_task.await;
 }
