@@ -253,3 +253,79 @@ pub async fn next_request(c: &Client, wait: Duration) -> String {
         }
     }
 }
+
+/// How long the call helpers below wait for an answer.
+pub const CALL_WAIT: Duration = Duration::from_secs(3);
+
+/// An INVITE from a client at `from` whose SDP puts its media at `media`.
+pub fn invite_with_media(
+    from: SocketAddr,
+    call_id: &str,
+    number: &str,
+    media: SocketAddr,
+) -> String {
+    let sdp = format!(
+        "v=0\r\no=t 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
+        ip = media.ip(),
+        port = media.port()
+    );
+    format!(
+        "INVITE sip:{number}@127.0.0.1 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {from};branch=z9hG4bK-{call_id};rport\r\n\
+         From: <sip:caller@{ip}>;tag=c1\r\nTo: <sip:{number}@127.0.0.1>\r\n\
+         Contact: <sip:caller@{from}>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\n\
+         Max-Forwards: 70\r\nContent-Type: application/sdp\r\n\
+         Content-Length: {}\r\n\r\n{sdp}",
+        sdp.len(),
+        ip = from.ip(),
+    )
+}
+
+pub fn ack(from: SocketAddr, call_id: &str, to: &str) -> String {
+    format!(
+        "ACK sip:100@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bK-ack-{call_id}\r\n\
+         From: <sip:caller@{ip}>;tag=c1\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: 1 ACK\r\n\
+         Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        ip = from.ip()
+    )
+}
+
+pub fn bye(from: SocketAddr, call_id: &str, tag: &str) -> String {
+    format!(
+        "BYE sip:100@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bK-bye-{call_id}\r\n\
+         From: <sip:caller@{ip}>;tag=c1\r\nTo: <sip:100@127.0.0.1>;tag={tag}\r\n\
+         Call-ID: {call_id}\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        ip = from.ip()
+    )
+}
+
+pub async fn client_at(ip: &str, server: SocketAddr) -> Client {
+    let socket = UdpSocket::bind((ip, 0))
+        .await
+        .expect("loopback alias binds");
+    Client { socket, server }
+}
+
+pub fn local(c: &Client) -> SocketAddr {
+    c.socket.local_addr().unwrap()
+}
+
+/// The next response with `status` to this call's `method` (stale retransmissions of other
+/// responses skipped), or a panic at the deadline.
+pub async fn expect(c: &Client, status: u16, call_id: &str, method: &str) -> String {
+    let deadline = tokio::time::Instant::now() + CALL_WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let Some(msg) = c.recv(left).await else {
+            panic!("no {status} to {method} of {call_id} within {CALL_WAIT:?}");
+        };
+        let cseq = header(&msg, "CSeq").unwrap_or_default();
+        if status_of(&msg) == Some(status)
+            && header(&msg, "Call-ID") == Some(call_id)
+            && cseq.ends_with(method)
+        {
+            return msg;
+        }
+    }
+}
