@@ -126,7 +126,7 @@ impl ReceptionistStore for DbReceptionistStore {
                 .await
                 .map_err(unavailable)?;
             if !allowed {
-                metrics::counter!("ai_turns_refused_total", "org" => org.to_owned()).increment(1);
+                crate::telemetry::AiTurnRefused { org }.emit();
             }
             Ok(allowed)
         })

@@ -169,3 +169,17 @@ impl ProviderSend<'_> {
             .record(self.elapsed.as_secs_f64());
     }
 }
+
+/// A receptionist turn was not answered: the org's `ai_turns_per_hour` was reached
+/// (`ai_turns_refused_total{org}`).
+pub struct AiTurnRefused<'a> {
+    /// The org's id.
+    pub org: &'a str,
+}
+
+impl AiTurnRefused<'_> {
+    /// Records it.
+    pub fn emit(self) {
+        metrics::counter!("ai_turns_refused_total", "org" => self.org.to_owned()).increment(1);
+    }
+}

@@ -318,6 +318,10 @@ async fn the_org_cap_on_ai_turns_ends_the_conversation() {
         metrics.contains("ai_turns_refused_total{org="),
         "refusals are counted"
     );
+    assert!(
+        metrics.contains("receptionist_reply_seconds_count 1"),
+        "the answered turn's reply latency is measured: {metrics}"
+    );
     w.gw.stop().await;
 }
 

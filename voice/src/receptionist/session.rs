@@ -301,8 +301,11 @@ impl Session {
             Outcome::Transfer => self.hand_over(reply.say),
             Outcome::Book(at) => (self.book(at).await, After::Listen),
         };
-        let latency = turn.ended_at.elapsed();
         self.say(&said.0, said.1).await;
+        // Synthesis included: what the caller waits between the end of their speech (as
+        // the VAD saw it) and the reply's first audio being queued.
+        let latency = turn.ended_at.elapsed();
+        metrics::histogram!("receptionist_reply_seconds").record(latency.as_secs_f64());
         tracing::info!(
             call = %self.ctx.call_id, ms = latency.as_millis() as u64,
             "end of caller speech to reply queued"
