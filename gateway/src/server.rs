@@ -73,6 +73,12 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     }
     let db = Db::connect(&config.database_url, config.database_max_connections).await?;
     db.migrate().await?;
+    if db.autovacuum_off().await.unwrap_or(false) {
+        tracing::warn!(
+            "PostgreSQL's autovacuum is off: nothing analyzes the growing tables and ingest \
+             slows as they grow; switch it on or run ANALYZE regularly"
+        );
+    }
     let metrics = crate::telemetry::install();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_millis(config.delivery.send_timeout_ms))

@@ -192,4 +192,21 @@ mod tests {
         }
         assert_eq!(ConversationState::parse("snoozed"), None);
     }
+
+    /// Event names are persisted and published (`cause` of status changes): written out.
+    #[test]
+    fn event_names_are_the_stored_vocabulary() {
+        let names: Vec<&str> = EVENTS.iter().map(|e| e.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "inbound",
+                "outbound",
+                "mark_pending",
+                "resolve",
+                "reopen",
+                "auto_reply"
+            ]
+        );
+    }
 }

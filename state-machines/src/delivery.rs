@@ -230,6 +230,21 @@ mod tests {
         assert_eq!(DeliveryState::parse("lost"), None);
     }
 
+    /// Event names are persisted in the message history: written out.
+    #[test]
+    fn event_names_are_the_stored_vocabulary() {
+        let names: Vec<&str> = [
+            DeliveryEvent::Dispatch,
+            DeliveryEvent::Accepted,
+            DeliveryEvent::Report(DeliveryState::Delivered),
+            DeliveryEvent::Fail,
+        ]
+        .iter()
+        .map(|e| e.name())
+        .collect();
+        assert_eq!(names, ["dispatch", "accepted", "report", "fail"]);
+    }
+
     /// The documented order of delivery states, written out here independently of
     /// [`DeliveryState::rank`] so that a wrong rank fails the property below.
     fn documented_order(s: DeliveryState) -> u8 {

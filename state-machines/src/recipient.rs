@@ -263,6 +263,24 @@ mod tests {
         assert_eq!(RecipientState::parse("lost"), None);
     }
 
+    /// Event names are persisted with each recipient step: written out.
+    #[test]
+    fn event_names_are_the_stored_vocabulary() {
+        let names: Vec<&str> = [
+            RecipientEvent::Send {
+                step: 1,
+                last: None,
+            },
+            RecipientEvent::Confirm,
+            RecipientEvent::Exhaust { delivered: true },
+            RecipientEvent::OptOut,
+        ]
+        .iter()
+        .map(|e| e.name())
+        .collect();
+        assert_eq!(names, ["send", "confirm", "exhaust", "opt_out"]);
+    }
+
     #[test]
     fn no_event_leaves_a_terminal_state() {
         for s in RecipientState::ALL.into_iter().filter(|s| s.is_terminal()) {

@@ -170,6 +170,20 @@ impl Db {
         Ok(())
     }
 
+    /// Whether this is a PostgreSQL server whose autovacuum is switched off: nothing then
+    /// analyzes the growing tables, and ingest slows as they grow (measured fourfold in
+    /// BENCHMARKS.md) unless the operator runs `ANALYZE` regularly.
+    pub async fn autovacuum_off(&self) -> Result<bool, StoreError> {
+        if self.backend != Backend::Postgres {
+            return Ok(false);
+        }
+        let setting: Option<String> =
+            sqlx::query_scalar("SELECT setting FROM pg_settings WHERE name = 'autovacuum'")
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(setting.as_deref() == Some("off"))
+    }
+
     /// Round trip to the database, for `/health`.
     pub async fn ping(&self) -> Result<Duration, StoreError> {
         let start = std::time::Instant::now();

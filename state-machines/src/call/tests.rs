@@ -173,6 +173,38 @@ fn names_round_trip() {
     assert_eq!(names.len(), CallState::LIVE.len());
 }
 
+/// Event names are persisted in `call_history` and published: written out, in the order of
+/// `EVENTS`, then `interrupt`.
+#[test]
+fn event_names_are_the_stored_vocabulary() {
+    let mut names: Vec<&str> = EVENTS.iter().map(|e| e.name()).collect();
+    names.push(E::Interrupt.name());
+    assert_eq!(
+        names,
+        [
+            "answer",
+            "cancel",
+            "busy",
+            "no_answer",
+            "reject",
+            "hold",
+            "resume",
+            "transfer",
+            "transfer_answered",
+            "transfer_failed",
+            "caller_hangup",
+            "callee_hangup",
+            "media_timeout",
+            "max_duration",
+            "fail",
+            "agent_hangup",
+            "no_ack",
+            "shutdown",
+            "interrupt"
+        ]
+    );
+}
+
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
 enum AgentLeg {
     None,
