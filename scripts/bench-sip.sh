@@ -5,7 +5,8 @@
 # every call in an in-memory store), then against Kamailio as a stateful proxy
 # (tm, sl, rr; 4 workers; -m 1024) in front of a SIPp uas without 180. Each server is pinned
 # to core 0, SIPp to core 1. For each rate it prints successful and failed calls and the p99
-# INVITE→200 time; a rate "holds" with 0 failed calls and p99 under 50 ms.
+# INVITE→200 time; a rate "holds" with 0 failed calls and p99 under 50 ms; and the server's
+# RSS after each rate (memory after an overload burst, issue 16).
 #
 #   scripts/bench-sip.sh [RATES...]        (default: 250 500 1000 1500 2000)
 #   SERVERS="gateway" scripts/bench-sip.sh 500 1000   (any of: ua gateway kamailio)
@@ -48,7 +49,7 @@ trap "exit 130" INT TERM
 # run_rates LABEL TARGET: one SIPp run per rate against TARGET.
 run_rates() {
     local label=$1 target=$2
-    printf '%-10s %6s %9s %9s %7s %9s %s\n' server rate achieved completed failed p99_ms holds
+    printf '%-10s %6s %9s %9s %7s %9s %s %s\n' server rate achieved completed failed p99_ms holds rss_mb
     for rate in "${RATES[@]}"; do
         local dir="$WORK/$label-$rate"
         mkdir -p "$dir"
@@ -71,8 +72,10 @@ for f in glob.glob(f"{d}/*_rtt.csv"):
 times.sort()
 p99 = times[int(len(times) * 0.99) - 1] if times else float("nan")
 holds = "yes" if failed == 0 and p99 < 50 else "no"
-print(f"{label:<10} {rate:>6} {achieved:>9.0f} {ok:>9} {failed:>7} {p99:>9.1f} {holds}")
+print(f"{label:<10} {rate:>6} {achieved:>9.0f} {ok:>9} {failed:>7} {p99:>9.1f} {holds}", end=" ")
 PY
+        # The server's resident memory once the rate's calls are over (the main process).
+        echo "$(( $(ps -o rss= -p "${PIDS[-1]}" 2>/dev/null || echo 0) / 1024 ))"
     done
 }
 

@@ -14,8 +14,10 @@
 //!  any live state ─ Interrupt (at start-up, after a crash) ─▶ ended{interrupted}, no effects
 //! ```
 //!
-//! [`start`] gives the first state and its effects (the no-answer timer). Timers, media, the
-//! agent leg and BYEs are effects for the runtime; nothing here has a clock. A repeated hold
+//! [`start`] gives the first state. A step's effects are the state change and, for a call
+//! refused before its answer, the INVITE's final status; timers, media, the agent leg and
+//! BYEs belong to the SIP user agent, which reports what happened as events (see
+//! [`CallEffect`]). Nothing here has a clock. A repeated hold
 //! (or resume) re-INVITE changes nothing and is not an error. `ended` is terminal: every
 //! event after it is an [`InvalidTransition`] (the SIP layer absorbs retransmissions first).
 //!
@@ -263,27 +265,13 @@ impl CallEvent {
     }
 }
 
-/// The timers a call runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CallTimer {
-    /// From the INVITE: fires [`CallEvent::NoAnswer`].
-    NoAnswer,
-    /// From the answer: fires [`CallEvent::MaxDuration`].
-    MaxDuration,
-    /// From a transfer: fires [`CallEvent::TransferFailed`].
-    TransferRing,
-}
-
-/// One of the two legs of a bridged call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Leg {
-    /// The phone that called in.
-    Caller,
-    /// The agent phone we called.
-    Agent,
-}
-
-/// What the runtime must do after a step.
+/// What the runtime must do after a step, besides what it does on its own.
+///
+/// The machine decides the state and, for a call refused before it was answered, the final
+/// status of its INVITE. Timers, media, the agent leg and BYEs belong to the SIP user agent
+/// (`voice::ua`), which drives them from SIP and RTP and reports what happened as events;
+/// effects for them were once listed here, but nothing acted on them, so they went (issue 9:
+/// one vocabulary, and no effect a newcomer would expect to be carried out that is not).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CallEffect {
     /// Persist the new state and publish `dartwing.call.state_changed.v1`.
@@ -293,62 +281,16 @@ pub enum CallEffect {
         /// After.
         to: CallState,
     },
-    /// Arm a timer.
-    StartTimer(CallTimer),
-    /// Disarm a timer that has not fired.
-    CancelTimer(CallTimer),
     /// Send this final status to the INVITE.
     RejectInvite {
         /// 4xx/5xx/6xx.
         status: u16,
     },
-    /// Start the caller's media session and its application.
-    StartMedia,
-    /// Stop the caller's media session.
-    StopMedia,
-    /// Call the agent (INVITE with our SDP offer).
-    StartAgentLeg,
-    /// Abandon the agent leg still ringing (CANCEL).
-    CancelAgentLeg,
-    /// Connect the caller's media to the agent's (the app no longer hears the caller).
-    BridgeMedia,
-    /// The transfer failed: give the call back to the application.
-    ResumeApp,
-    /// Send BYE on a leg.
-    SendBye(Leg),
 }
 
-/// The first state of an inbound call and its effects.
+/// The first state of an inbound call and its effects (none: ringing is where it starts).
 pub fn start() -> (CallState, Vec<CallEffect>) {
-    (
-        CallState::Ringing,
-        vec![CallEffect::StartTimer(CallTimer::NoAnswer)],
-    )
-}
-
-/// The effects of ending a call that was in `state` (not ringing) with `cause`.
-fn end_effects(state: CallState, cause: EndCause, effects: &mut Vec<CallEffect>) {
-    use CallEffect::*;
-    if cause != EndCause::MaxDuration {
-        effects.push(CancelTimer(CallTimer::MaxDuration));
-    }
-    let agent_ringing = state == CallState::Transferring;
-    let agent_up = matches!(
-        state,
-        CallState::Bridged | CallState::OnHold { bridged: true }
-    );
-    if agent_ringing {
-        effects.push(CancelTimer(CallTimer::TransferRing));
-        effects.push(CancelAgentLeg);
-    }
-    effects.push(StopMedia);
-    // The side that hung up already sent its BYE; everyone else gets one.
-    if cause != EndCause::CallerHangup {
-        effects.push(SendBye(Leg::Caller));
-    }
-    if agent_up && cause != EndCause::AgentHangup {
-        effects.push(SendBye(Leg::Agent));
-    }
+    (CallState::Ringing, Vec::new())
 }
 
 /// One step of the call machine.
@@ -356,7 +298,7 @@ pub fn step(
     state: CallState,
     event: CallEvent,
 ) -> Result<(CallState, Vec<CallEffect>), InvalidTransition> {
-    use CallEffect::*;
+    use CallEffect::{Changed, RejectInvite};
     use CallEvent as E;
     use CallState::*;
     let invalid = || InvalidTransition {
@@ -367,18 +309,11 @@ pub fn step(
     let mut effects = Vec::new();
     let next = match (state, event) {
         (Ended { .. }, _) => return Err(invalid()),
-        // The runtime that held the call's timers, media and legs is gone: nothing to undo.
+        // The runtime that held the call is gone.
         (_, E::Interrupt) => Ended {
             cause: EndCause::Interrupted,
         },
-        (Ringing, E::Answer) => {
-            effects.extend([
-                CancelTimer(CallTimer::NoAnswer),
-                StartTimer(CallTimer::MaxDuration),
-                StartMedia,
-            ]);
-            Answered
-        }
+        (Ringing, E::Answer) => Answered,
         (Ringing, E::Cancel | E::Busy | E::NoAnswer | E::Reject { .. } | E::Fail | E::Shutdown) => {
             let (cause, status) = match event {
                 E::Cancel => (EndCause::Cancelled, 487),
@@ -388,9 +323,6 @@ pub fn step(
                 E::Shutdown => (EndCause::Shutdown, 503),
                 _ => (EndCause::Failed, 500),
             };
-            if event != E::NoAnswer {
-                effects.push(CancelTimer(CallTimer::NoAnswer));
-            }
             effects.push(RejectInvite { status });
             Ended { cause }
         }
@@ -406,20 +338,10 @@ pub fn step(
             }
         }
         (Answered | Bridged, E::Resume) => state,
-        (Answered, E::Transfer) => {
-            effects.extend([StartAgentLeg, StartTimer(CallTimer::TransferRing)]);
-            Transferring
-        }
-        (Transferring, E::TransferAnswered) => {
-            effects.extend([CancelTimer(CallTimer::TransferRing), BridgeMedia]);
-            Bridged
-        }
-        (Transferring, E::TransferFailed) => {
-            // TransferFailed is also what the TransferRing timer fires; cancelling a timer
-            // that already fired is harmless for the runtime.
-            effects.extend([CancelTimer(CallTimer::TransferRing), ResumeApp]);
-            Answered
-        }
+        (Answered, E::Transfer) => Transferring,
+        (Transferring, E::TransferAnswered) => Bridged,
+        // The agent did not answer (or the ring timer ran out): back to the application.
+        (Transferring, E::TransferFailed) => Answered,
         (Answered, E::NoAck)
         | (Bridged | OnHold { bridged: true }, E::AgentHangup)
         | (
@@ -441,7 +363,6 @@ pub fn step(
                 E::Shutdown => EndCause::Shutdown,
                 _ => EndCause::Failed,
             };
-            end_effects(state, cause, &mut effects);
             Ended { cause }
         }
         _ => return Err(invalid()),

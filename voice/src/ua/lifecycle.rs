@@ -4,12 +4,15 @@
 //!  call task ── step(event) ──▶ call::step(state, event) ──▶ CallStore::record (commit)
 //!                                     │ refused: nothing changes        │ refused: the call ends (failed)
 //!                                     ▼                                  ▼
-//!                        the task acts on the effects (reject status, BYE) only after the commit
+//!      the task answers SIP (a refused INVITE's status from the effects, a BYE's 200, a
+//!      REFER's 202) only after the commit
 //! ```
 //!
 //! The call task owns one [`Lifecycle`]; the state it holds is the state the store has
 //! committed (a step the store refuses is not taken, and the task ends the call). A call
 //! that is never routed (404, bad request) is never recorded: its steps stay local.
+//! Timers, media, the agent leg and BYEs are the task's own (the machine's effects are only
+//! the change and a refused INVITE's status; see `state_machines::call::CallEffect`).
 
 use super::ports::{CallEvent, CallState, CallStore, CallTransition, StoreError};
 use state_machines::call::{self, CallEffect};
