@@ -151,14 +151,20 @@ impl CallStore for DbCallStore {
     }
 }
 
-/// Ends, with the `interrupt` event (cause `interrupted`), every call this node left live:
-/// it stopped without ending them (a crash, a kill). Returns how many.
+/// Ends, with the `interrupt` event (cause `interrupted`), every call this node left live
+/// (it stopped without ending them: a crash, a kill), and every call of any node that is
+/// still live though it started more than `max_call` (plus five minutes of ringing and
+/// slack) ago: no node can still be running it, since the longest call is hung up at
+/// `max_call` — its node died and did not come back. Returns how many.
 pub async fn end_interrupted(
     db: &Db,
     committer: &Committer,
     node: &str,
+    max_call: Duration,
 ) -> Result<usize, crate::commit::CommitError> {
-    let live = calls::live_on_node(&db.pool, node)
+    let started_before =
+        crate::db::now_ms() - i64::try_from(max_call.as_millis()).unwrap_or(i64::MAX / 2) - 300_000;
+    let live = calls::live_on_node(&db.pool, node, started_before)
         .await
         .map_err(crate::commit::CommitError::from)?;
     let n = live.len();
@@ -368,7 +374,8 @@ pub async fn start(
         .map_err(|_| VoiceStartError::Addr(sip.addr.clone()))?;
     raise_fd_limit(u64::from(sip.max_calls));
     let node = node_id(sip);
-    if let Err(e) = end_interrupted(db, committer, &node).await {
+    let max_call = Duration::from_secs(sip.max_call_secs);
+    if let Err(e) = end_interrupted(db, committer, &node, max_call).await {
         tracing::warn!(error = %e, "could not end the calls left live by the last run");
     }
     let ports = UaPorts {

@@ -576,9 +576,10 @@ async fn stored_call(db: &gateway::db::Db, sip_call_id: &str) -> Option<(String,
     .unwrap()
 }
 
-/// SIGKILL with two calls answered: at restart the node ends the call it ran with cause
-/// `interrupted` (and an `interrupt` step in its history), and leaves alone a call that
-/// another node (here: a row moved to node `b`) is running.
+/// SIGKILL with three calls answered: at restart the node ends the call it ran with cause
+/// `interrupted` (and an `interrupt` step in its history), leaves alone a call that another
+/// node (here: a row moved to node `b`) is running, and ends a call of a node that vanished
+/// (node `c`, started longer ago than any call may last).
 async fn calls_left_live_by_a_crash_are_interrupted_at_start_up(backend: Backend) {
     use integration_tests::env::{free_port, ChildGateway, TestDb};
     let tdb = TestDb::new(backend).await;
@@ -605,6 +606,7 @@ async fn calls_left_live_by_a_crash_are_interrupted_at_start_up(backend: Backend
         .unwrap());
     let _a = sip::answer_call(sip, "15550100000", "crash-a").await;
     let _b = sip::answer_call(sip, "15550100000", "crash-b").await;
+    let _c = sip::answer_call(sip, "15550100000", "crash-c").await;
     let answered = Some(("answered".to_owned(), None));
     assert_eq!(stored_call(&db, "crash-a").await, answered);
     assert_eq!(stored_call(&db, "crash-b").await, answered);
@@ -613,6 +615,15 @@ async fn calls_left_live_by_a_crash_are_interrupted_at_start_up(backend: Backend
         .execute(&db.pool)
         .await
         .unwrap();
+    // crash-c: node c's call, started longer ago than a call can last (4 h by default plus
+    // slack): node c died and never came back.
+    sqlx::query(
+        "UPDATE calls SET node = 'node-c', started_at = started_at - 5 * 3600000 \
+         WHERE sip_call_id = 'crash-c'",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
     let _gw = ChildGateway::spawn_with(&tdb.url, http, &env).await;
     let interrupted = Some(("ended".to_owned(), Some("interrupted".to_owned())));
     integration_tests::env::eventually(Duration::from_secs(10), || async {
@@ -623,6 +634,11 @@ async fn calls_left_live_by_a_crash_are_interrupted_at_start_up(backend: Backend
         stored_call(&db, "crash-b").await,
         answered,
         "another node's call"
+    );
+    assert_eq!(
+        stored_call(&db, "crash-c").await,
+        interrupted,
+        "a vanished node's call older than the longest call"
     );
     let steps: Vec<(String,)> = sqlx::query_as(
         "SELECT h.event FROM call_history h JOIN calls c ON c.id = h.call_id \

@@ -220,14 +220,21 @@ pub async fn record(
     Ok(CallRecorded::Stored { state })
 }
 
-/// The calls `node` started and never ended (it stopped without ending them), as
-/// transitions with no event yet: the caller sets the event (`interrupt`).
-pub async fn live_on_node(pool: &AnyPool, node: &str) -> Result<Vec<CallTransition>, StoreError> {
+/// The calls `node` started and never ended (it stopped without ending them), and any
+/// node's calls still live though they started before `started_before` (older than the
+/// longest call can last: their node died and never came back), as transitions with no event
+/// yet: the caller sets the event (`interrupt`).
+pub async fn live_on_node(
+    pool: &AnyPool,
+    node: &str,
+    started_before: i64,
+) -> Result<Vec<CallTransition>, StoreError> {
     let rows = sqlx::query(
         "SELECT id, org_id, sip_call_id, from_uri, to_number FROM calls \
-         WHERE node = $1 AND state <> 'ended'",
+         WHERE state <> 'ended' AND (node = $1 OR started_at < $2)",
     )
     .bind(node)
+    .bind(started_before)
     .fetch_all(pool)
     .await?;
     rows.iter()
