@@ -23,7 +23,8 @@ for p in "${PACKAGES[@]}"; do
     # The copy cargo-mutants builds in gets a target folder of its own.
     env -u CARGO_TARGET_DIR cargo mutants -p "$p" --test-tool nextest --timeout 120 \
         -o "$OUT/$p" -- "$@" || true
-    echo "== $p: $(grep -c . "$OUT/$p/mutants.out/caught.txt" 2>/dev/null || echo 0) caught," \
-         "$(grep -c . "$OUT/$p/mutants.out/missed.txt" 2>/dev/null || echo 0) missed," \
-         "$(grep -c . "$OUT/$p/mutants.out/unviable.txt" 2>/dev/null || echo 0) unviable"
+    count() { if [ -f "$1" ]; then grep -c . "$1" || true; else echo 0; fi; }
+    echo "== $p: $(count "$OUT/$p/mutants.out/caught.txt") caught," \
+         "$(count "$OUT/$p/mutants.out/missed.txt") missed," \
+         "$(count "$OUT/$p/mutants.out/unviable.txt") unviable"
 done
