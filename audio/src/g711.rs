@@ -181,6 +181,56 @@ mod tests {
         assert_eq!(G711Law::Alaw.silence(), encode_alaw(0));
     }
 
+    /// A-law as the reference C implementation (Sun Microsystems' public-domain `g711.c`)
+    /// computes it — a segment search over end points instead of bit counting — written out
+    /// here as an independent oracle.
+    fn reference_alaw(pcm: i16) -> u8 {
+        const SEG_END: [i32; 8] = [0x1F, 0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF];
+        let mut v = i32::from(pcm) >> 3;
+        let mask = if v >= 0 {
+            0xD5
+        } else {
+            v = -v - 1;
+            0x55
+        };
+        let Some(seg) = SEG_END.iter().position(|&end| v <= end) else {
+            return 0x7F ^ mask;
+        };
+        let quant = if seg < 2 { v >> 1 } else { v >> seg };
+        (((seg as u8) << 4) | (quant & 0x0F) as u8) ^ mask
+    }
+
+    /// µ-law as the CCITT reference computes it: an exponent lookup table over the biased,
+    /// clipped magnitude, sign taken from the sample's high byte.
+    fn reference_ulaw(pcm: i16) -> u8 {
+        let exp_lut: Vec<u8> = (0..256u32)
+            .map(|i| {
+                if i == 0 {
+                    0
+                } else {
+                    (31 - i.leading_zeros()) as u8
+                }
+            })
+            .collect();
+        let mut x = i32::from(pcm);
+        let sign = ((x >> 8) & 0x80) as u8;
+        if sign != 0 {
+            x = -x;
+        }
+        x = x.min(32_635) + 0x84;
+        let exponent = exp_lut[((x >> 7) & 0xFF) as usize];
+        let mantissa = ((x >> (i32::from(exponent) + 3)) & 0x0F) as u8;
+        !(sign | (exponent << 4) | mantissa)
+    }
+
+    #[test]
+    fn every_sample_encodes_as_the_reference_implementations_do() {
+        for pcm in i16::MIN..=i16::MAX {
+            assert_eq!(encode_alaw(pcm), reference_alaw(pcm), "A-law of {pcm}");
+            assert_eq!(encode_ulaw(pcm), reference_ulaw(pcm), "µ-law of {pcm}");
+        }
+    }
+
     #[test]
     fn tables_match_the_arithmetic_for_every_sample() {
         let all: Vec<i16> = (i16::MIN..=i16::MAX).collect();
