@@ -349,6 +349,18 @@ pub async fn count(db: &Db, table: &str, org_id: &str) -> i64 {
     row.0
 }
 
+/// The provider ids of `org_id`'s messages, one per stored row (a duplicate shows twice).
+pub async fn stored_provider_ids(db: &Db, org_id: &str) -> Vec<String> {
+    sqlx::query_as::<_, (String,)>("SELECT provider_message_id FROM messages WHERE org_id = $1")
+        .bind(org_id)
+        .fetch_all(&db.pool)
+        .await
+        .expect("read messages")
+        .into_iter()
+        .map(|r| r.0)
+        .collect()
+}
+
 /// Everything a typical test needs: database, stand-in, one org, the gateway, a client.
 pub struct World {
     /// The database.

@@ -285,6 +285,25 @@ fn basic_auth(headers: &HeaderMap) -> Option<(String, String)> {
     Some((u.to_string(), p.to_string()))
 }
 
+/// A signed incoming-SMS webhook for `org` (slug path), ready to send: what Twilio posts.
+pub fn signed_inbound(
+    client: &reqwest::Client,
+    base: &str,
+    org: &TestOrg,
+    sid: &str,
+    from: &str,
+    body: &str,
+) -> reqwest::RequestBuilder {
+    let params = inbound_sms(org, sid, from, body);
+    let url = format!("{base}/webhooks/twilio/{}/sms", org.slug);
+    let sig = channels::sms::twilio::signature::compute(&org.auth_token, &url, &params);
+    client
+        .post(&url)
+        .header("X-Twilio-Signature", sig)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string(&params).expect("form"))
+}
+
 /// The form fields of an incoming-SMS webhook, exactly as Twilio names them.
 pub fn inbound_sms(org: &TestOrg, sid: &str, from: &str, body: &str) -> Vec<(String, String)> {
     [

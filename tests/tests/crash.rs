@@ -5,10 +5,10 @@
 
 use integration_tests::both_backends;
 use integration_tests::env::{
-    count, create_org, free_port, Backend, ChildGateway, TestDb, TestOrg,
+    count, create_org, free_port, stored_provider_ids, Backend, ChildGateway, TestDb, TestOrg,
 };
 use integration_tests::telnyx::TelnyxStandin;
-use integration_tests::twilio::inbound_sms;
+use integration_tests::twilio::signed_inbound;
 use integration_tests::whatsapp::{delivery, text, GraphStandin};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -37,14 +37,7 @@ impl Provider {
         match self {
             Provider::Twilio(org) => {
                 let id = format!("SM{i:032}");
-                let params = inbound_sms(org, &id, &from, "crash test");
-                let url = format!("{base}/webhooks/twilio/acme/sms");
-                let sig = channels::sms::twilio::signature::compute(&org.auth_token, &url, &params);
-                let req = client
-                    .post(&url)
-                    .header("X-Twilio-Signature", sig)
-                    .header("content-type", "application/x-www-form-urlencoded")
-                    .body(serde_urlencoded::to_string(&params).unwrap());
+                let req = signed_inbound(client, base, org, &id, &from, "crash test");
                 (id, req)
             }
             Provider::WhatsApp { secret } => {
@@ -143,16 +136,10 @@ async fn kill_mid_ingest(backend: Backend, which: &str) {
     );
 
     let gw = ChildGateway::spawn(&tdb.url, port).await;
-    let stored: HashSet<String> = sqlx::query_as::<_, (String,)>(
-        "SELECT provider_message_id FROM messages WHERE org_id = $1",
-    )
-    .bind(&org.id)
-    .fetch_all(&db.pool)
-    .await
-    .unwrap()
-    .into_iter()
-    .map(|r| r.0)
-    .collect();
+    let stored: HashSet<String> = stored_provider_ids(&db, &org.id)
+        .await
+        .into_iter()
+        .collect();
     // The claim: every webhook answered 2xx before the kill is stored after the restart.
     let lost: Vec<&String> = acked.iter().filter(|id| !stored.contains(*id)).collect();
     eprintln!(

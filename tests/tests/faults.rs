@@ -5,9 +5,11 @@
 //! provider's retries complete the set; `/health` says `down` during the outage and recovers. Real binary, a private
 //! PostgreSQL cluster of the test's own.
 
-use integration_tests::env::{count, create_org, free_port, ChildGateway, TestOrg};
+use integration_tests::env::{
+    count, create_org, free_port, stored_provider_ids, ChildGateway, TestOrg,
+};
 use integration_tests::pg::PrivatePostgres;
-use integration_tests::twilio::inbound_sms;
+use integration_tests::twilio::signed_inbound;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,14 +26,7 @@ fn webhook(
 ) -> (String, reqwest::RequestBuilder) {
     let id = format!("SM{i:032}");
     let from = format!("+1555{:07}", i % 53);
-    let params = inbound_sms(org, &id, &from, "restart test");
-    let url = format!("{base}/webhooks/twilio/acme/sms");
-    let sig = channels::sms::twilio::signature::compute(&org.auth_token, &url, &params);
-    let req = client
-        .post(&url)
-        .header("X-Twilio-Signature", sig)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(serde_urlencoded::to_string(&params).unwrap());
+    let req = signed_inbound(client, base, org, &id, &from, "restart test");
     (id, req)
 }
 
@@ -110,16 +105,7 @@ async fn postgres_restarting_mid_load_loses_nothing_acknowledged() {
 
     // The claim: every acknowledged webhook is stored, once; nothing else is.
     let db = gateway::db::Db::connect(&url, 2).await.expect("reconnect");
-    let stored: Vec<String> = sqlx::query_as::<_, (String,)>(
-        "SELECT provider_message_id FROM messages WHERE org_id = $1",
-    )
-    .bind(&org.id)
-    .fetch_all(&db.pool)
-    .await
-    .unwrap()
-    .into_iter()
-    .map(|r| r.0)
-    .collect();
+    let stored = stored_provider_ids(&db, &org.id).await;
     let stored_set: HashSet<&String> = stored.iter().collect();
     assert_eq!(stored_set.len(), stored.len(), "no message stored twice");
     let lost: Vec<&String> = acked.iter().filter(|id| !stored_set.contains(id)).collect();
