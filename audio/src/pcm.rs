@@ -127,6 +127,21 @@ mod tests {
     }
 
     #[test]
+    fn durations_and_frame_sizes() {
+        assert_eq!(duration_ms(8_000, 8_000), 1_000);
+        assert_eq!(duration_ms(160, 8_000), 20);
+        assert_eq!(duration_ms(441, 44_100), 10);
+        assert_eq!(
+            duration_ms(159, 8_000),
+            19,
+            "whole milliseconds, rounded down"
+        );
+        assert_eq!(duration_ms(0, 16_000), 0);
+        assert_eq!(Framer::new(160).frame_size(), 160);
+        assert_eq!(Framer::new(7).frame_size(), 7);
+    }
+
+    #[test]
     fn frame_lengths() {
         assert_eq!(frame_len(8_000), 160);
         assert_eq!(frame_len(16_000), 320);

@@ -319,6 +319,47 @@ mod tests {
     }
 
     #[test]
+    fn a_flushed_resampler_takes_a_new_stream_as_if_new() {
+        let first = sine(300.0, 22_050, 0.2, 0.6);
+        let second = sine(900.0, 22_050, 0.25, 0.4);
+        let mut r = Resampler::new(22_050, 8_000).unwrap();
+        assert_eq!((r.in_rate(), r.out_rate()), (22_050, 8_000));
+        let mut out = Vec::new();
+        r.process(&first, &mut out);
+        r.flush(&mut out);
+        assert_eq!(out, resample(&first, 22_050, 8_000).unwrap());
+        let mut again = Vec::new();
+        r.process(&second, &mut again);
+        r.flush(&mut again);
+        assert_eq!(again, resample(&second, 22_050, 8_000).unwrap());
+    }
+
+    #[test]
+    fn the_window_and_the_ratio_are_computed_exactly() {
+        // I0 from tables (Abramowitz and Stegun, 9.8).
+        for (x, want) in [
+            (0.0, 1.0),
+            (1.0, 1.266_065_877_752_008_4),
+            (2.0, 2.279_585_302_336_067_3),
+            (5.0, 27.239_871_823_604_442),
+        ] {
+            let got = bessel_i0(x);
+            assert!(
+                (got - want).abs() < 1e-9 * want,
+                "I0({x}) = {got}, want {want}"
+            );
+        }
+        assert_eq!(gcd(48_000, 8_000), 8_000);
+        assert_eq!(gcd(22_050, 8_000), 50);
+        assert_eq!(gcd(8_000, 22_050), 50);
+        assert_eq!(gcd(7, 0), 7);
+        // The reduced ratio sizes the filter table: one row of taps per output phase.
+        let r = Resampler::new(48_000, 8_000).unwrap();
+        assert_eq!((r.up, r.down), (1, 6));
+        assert_eq!(r.table.len(), 2 * r.half);
+    }
+
+    #[test]
     fn rejects_zero_rate() {
         assert!(Resampler::new(0, 8_000).is_err());
     }
