@@ -360,6 +360,27 @@ mod tests {
     }
 
     #[test]
+    fn sixteen_bit_streaming_equals_one_shot_and_memory_stays_bounded() {
+        let x: Vec<i16> = sine(500.0, 16_000, 2.0, 0.5)
+            .iter()
+            .map(|&s| crate::pcm::f32_to_i16(s))
+            .collect();
+        let whole = resample_i16(&x, 16_000, 8_000).unwrap();
+        let mut r = Resampler::new(16_000, 8_000).unwrap();
+        let mut out = Vec::new();
+        let mut most = 0;
+        for c in x.chunks(160) {
+            r.process_i16(c, &mut out);
+            most = most.max(r.buf.len());
+        }
+        r.flush_i16(&mut out);
+        assert_eq!(out, whole);
+        // Only the input a future output sample can still reach is kept: about one filter
+        // length plus a chunk, however long the stream.
+        assert!(most <= 2 * r.half + 160, "kept {most} input samples");
+    }
+
+    #[test]
     fn rejects_zero_rate() {
         assert!(Resampler::new(0, 8_000).is_err());
     }

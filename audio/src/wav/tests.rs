@@ -118,6 +118,86 @@ fn skips_unknown_chunks_and_refuses_other_formats() {
     );
 }
 
+#[test]
+fn wide_integers_doubles_and_extensible_headers_are_read() {
+    // 32-bit integer PCM keeps its top 16 bits; 64-bit float scales like 32-bit float.
+    let ints: Vec<u8> = [0x1234_5678i32, -0x4000_0000]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    assert_eq!(
+        parse_wav(&with_format(1, 32, &ints)).unwrap().samples,
+        vec![0x1234, -0x4000]
+    );
+    let doubles: Vec<u8> = [0.5f64, -1.0]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    assert_eq!(
+        parse_wav(&with_format(3, 64, &doubles)).unwrap().samples,
+        vec![16_384, -32_768]
+    );
+    // WAVE_FORMAT_EXTENSIBLE (0xFFFE, a 40-byte fmt chunk): the sub-format GUID's first
+    // two bytes are the real tag.
+    let mut b = Vec::new();
+    b.extend_from_slice(b"RIFF\0\0\0\0WAVEfmt ");
+    b.extend_from_slice(&40u32.to_le_bytes());
+    for v in [0xFFFEu16, 1] {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    b.extend_from_slice(&8_000u32.to_le_bytes());
+    b.extend_from_slice(&16_000u32.to_le_bytes());
+    for v in [2u16, 16, 22, 16] {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    b.extend_from_slice(&[0; 4]); // channel mask
+    b.extend_from_slice(&[1, 0]); // KSDATAFORMAT_SUBTYPE_PCM starts 01 00
+    b.extend_from_slice(&[0; 14]);
+    b.extend_from_slice(b"data");
+    b.extend_from_slice(&4u32.to_le_bytes());
+    b.extend_from_slice(&[0x34, 0x12, 0xCC, 0xED]);
+    assert_eq!(parse_wav(&b).unwrap().samples, vec![0x1234, -0x1234]);
+    // The same header cut to 18 bytes names no sub-format: tag 0xFFFE is refused.
+    let short = with_format(0xFFFE, 16, &[0, 0]);
+    assert!(matches!(
+        parse_wav(&short),
+        Err(WavError::Unsupported { format: 0xFFFE, .. })
+    ));
+}
+
+#[test]
+fn no_channels_no_rate_and_not_wave_are_refused() {
+    let mut zero_channels = with_format(1, 16, &[0, 0]);
+    zero_channels[22..24].copy_from_slice(&0u16.to_le_bytes());
+    assert!(matches!(
+        parse_wav(&zero_channels),
+        Err(WavError::Unsupported { channels: 0, .. })
+    ));
+    let mut zero_rate = with_format(1, 16, &[0, 0]);
+    zero_rate[24..28].copy_from_slice(&0u32.to_le_bytes());
+    assert!(matches!(
+        parse_wav(&zero_rate),
+        Err(WavError::Unsupported { rate: 0, .. })
+    ));
+    assert_eq!(parse_wav(b"RIFF\0\0\0\0AVI LIST"), Err(WavError::NotWav));
+    assert_eq!(parse_wav(b"RIFX\0\0\0\0WAVEfmt "), Err(WavError::NotWav));
+}
+
+#[test]
+fn durations_and_header_fields_are_exact() {
+    let stereo = Clip {
+        rate: 8_000,
+        channels: 2,
+        samples: vec![0; 16_000],
+    };
+    assert!((stereo.seconds() - 1.0).abs() < 1e-12);
+    let h = header(8_000, 2, 400);
+    assert_eq!(&h[4..8], &436u32.to_le_bytes(), "RIFF size");
+    assert_eq!(&h[28..32], &32_000u32.to_le_bytes(), "bytes per second");
+    assert_eq!(&h[32..34], &4u16.to_le_bytes(), "block align");
+    assert_eq!(&h[40..44], &400u32.to_le_bytes());
+}
+
 proptest! {
     #[test]
     fn truncated_or_garbled_never_panics(cut in 0usize..80, at in 0usize..80, byte in any::<u8>()) {
