@@ -324,3 +324,37 @@ async fn one_source_cannot_hold_more_than_32_tcp_connections() {
         "a freed slot is reused"
     );
 }
+
+/// A `play:` prompt is read from disk once, however many calls ask for it: with the file
+/// deleted after the first call, twenty more calls still answer and hear it (a read per
+/// INVITE would fail every one of them, and would put a disk read on the async runtime).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prompt_is_read_from_disk_once_however_many_calls_ask_for_it() {
+    use std::sync::Arc;
+    use voice::ua::{InMemoryCallStore, StaticRouter};
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("prompt.wav");
+    std::fs::write(
+        &wav,
+        audio::wav::encode_wav(8_000, 1, &vec![3_000; 8_000 * 3]),
+    )
+    .unwrap();
+    let store = Arc::new(InMemoryCallStore::new());
+    let app = format!("play:{}", wav.display());
+    let router = Arc::new(StaticRouter::new().with("100", "acme", &app));
+    let config = UaConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        ..UaConfig::default()
+    };
+    let server = voice::ua::start(config, router, Arc::clone(&store) as _)
+        .await
+        .unwrap();
+    let ua = common::Ua { server, store };
+    let first = client_at("127.0.0.1", ua.addr()).await;
+    legitimate_call(&ua, &first, "prompt-0").await;
+    std::fs::remove_file(&wav).unwrap();
+    for i in 1..=20 {
+        let c = client_at("127.0.0.1", ua.addr()).await;
+        legitimate_call(&ua, &c, &format!("prompt-{i}")).await;
+    }
+}
