@@ -747,3 +747,82 @@ async fn pruned_history_asks_for_a_snapshot(backend: Backend) {
     w.gw.stop().await;
 }
 both_backends!(pruned_history_asks_for_a_snapshot);
+
+/// `POST /api/v1/agents` creates agents for an admin agent or an API key, refuses a plain
+/// agent (403), a taken email (409) and bad input (400); `GET /api/v1/agents` lists the
+/// org's agents only, never a password or its hash.
+async fn the_agents_api_creates_for_admins_and_lists_per_org(backend: Backend) {
+    let w = World::new(backend).await;
+    create_agent(&w.db, &w.org.id, "boss@acme.test", PASSWORD, "admin").await;
+    create_agent(&w.db, &w.org.id, "ann@acme.test", PASSWORD, "agent").await;
+    let globex = create_org(&w.db, "globex", &w.twilio.base, 1.0).await;
+    create_agent(&w.db, &globex.id, "gus@globex.test", PASSWORD, "admin").await;
+    let boss = login(&w.client, &w.gw.base, "boss@acme.test", PASSWORD).await;
+    let ann = login(&w.client, &w.gw.base, "ann@acme.test", PASSWORD).await;
+    let post = |token: String, body: Value| {
+        let (client, base) = (w.client.clone(), w.gw.base.clone());
+        async move {
+            let r = client
+                .post(format!("{base}/api/v1/agents"))
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let new = json!({"email": "cat@acme.test", "password": PASSWORD, "role": "agent"});
+    let (status, v) = post(boss.clone(), new.clone()).await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v["email"], "cat@acme.test");
+    assert_eq!(post(boss.clone(), new).await.0, 409, "the email is taken");
+    let by_key = json!({"email": "dan@acme.test", "password": PASSWORD});
+    assert_eq!(post(w.org.key.clone(), by_key).await.0, 201);
+    let refused = json!({"email": "eve@acme.test", "password": PASSWORD});
+    assert_eq!(
+        post(ann, refused).await.0,
+        403,
+        "a plain agent creates no agent"
+    );
+    let short = json!({"email": "fay@acme.test", "password": "short"});
+    assert_eq!(post(boss.clone(), short).await.0, 400);
+    let bad_role = json!({"email": "gil@acme.test", "password": PASSWORD, "role": "owner"});
+    assert_eq!(post(boss, bad_role).await.0, 400);
+
+    let list = w
+        .client
+        .get(format!("{}/api/v1/agents", w.gw.base))
+        .bearer_auth(&w.org.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(list.status(), 200);
+    let text = list.text().await.unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    let mut emails: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["email"].as_str().unwrap())
+        .collect();
+    emails.sort();
+    assert_eq!(
+        emails,
+        [
+            "ann@acme.test",
+            "boss@acme.test",
+            "cat@acme.test",
+            "dan@acme.test"
+        ]
+    );
+    assert!(
+        !text.contains(PASSWORD) && !text.contains("argon2"),
+        "{text}"
+    );
+    w.gw.stop().await;
+}
+both_backends!(the_agents_api_creates_for_admins_and_lists_per_org);
