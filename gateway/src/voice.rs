@@ -20,7 +20,8 @@
 //! that arrives at another.
 //!
 //! Every call row carries the node that ran it (`sip.node_id`); at start-up the calls this
-//! node left live (it crashed) are ended with the `interrupt` event, cause `interrupted`.
+//! node left live (it crashed), and any node's calls older than the longest call can last,
+//! are ended with the `interrupt` event, cause `interrupted` ([`end_interrupted`]).
 
 use crate::cache::TtlCache;
 use crate::commit::{Committer, WriteOp, WriteResult};
