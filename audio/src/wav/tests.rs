@@ -196,6 +196,9 @@ fn durations_and_header_fields_are_exact() {
     assert_eq!(&h[28..32], &32_000u32.to_le_bytes(), "bytes per second");
     assert_eq!(&h[32..34], &4u16.to_le_bytes(), "block align");
     assert_eq!(&h[40..44], &400u32.to_le_bytes());
+    let mono = header(16_000, 1, 0);
+    assert_eq!(&mono[28..32], &32_000u32.to_le_bytes(), "bytes per second");
+    assert_eq!(&mono[32..34], &2u16.to_le_bytes(), "block align");
 }
 
 proptest! {
