@@ -150,7 +150,9 @@ pub struct KafkaConfig {
     /// Topic prefix: events go to `{prefix}{family}s`, e.g. `dartwing.messages`.
     pub topic_prefix: String,
     /// How long a publish may wait for the broker's acknowledgement before the relay counts
-    /// it as failed (keeps the events, reports degraded, retries), ms.
+    /// it as failed (keeps the events, reports degraded, retries), ms. Default 60 s: a
+    /// shorter one turns a slow broker's late acknowledgements into re-sends, and so into
+    /// duplicates (BENCHMARKS.md, "Kafka suites at full size").
     pub delivery_timeout_ms: u64,
 }
 
@@ -159,7 +161,7 @@ impl Default for KafkaConfig {
         KafkaConfig {
             brokers: String::new(),
             topic_prefix: "dartwing.".into(),
-            delivery_timeout_ms: 10_000,
+            delivery_timeout_ms: 60_000,
         }
     }
 }
