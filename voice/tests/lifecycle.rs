@@ -10,7 +10,7 @@ use common::{ack, bye, client_at, expect, header, invite_with_media, local, star
 use std::net::SocketAddr;
 use std::sync::Arc;
 use voice::ua::{
-    start, BoxFuture, CallEvent, CallState, CallStore, CallTransition, EndCause, InMemoryCallStore,
+    BoxFuture, CallEvent, CallState, CallStore, CallTransition, EndCause, InMemoryCallStore,
     StaticRouter, StoreError, UaConfig,
 };
 
@@ -114,14 +114,9 @@ impl CallStore for RefusesHold {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_step_the_store_refuses_ends_the_call() {
     let store = Arc::new(RefusesHold::default());
-    let config = UaConfig {
-        bind: "127.0.0.1:0".parse().unwrap(),
-        ..UaConfig::default()
-    };
     let router = Arc::new(StaticRouter::new().with("100", "acme", "echo"));
-    let server = start(config, router, Arc::clone(&store) as _)
-        .await
-        .unwrap();
+    let server =
+        common::start_on_loopback(UaConfig::default(), router, Arc::clone(&store) as _).await;
     let c = Client::new(server.local_addr()).await;
     let to = answered(&c, "refused-1").await;
     c.send(reinvite(local(&c), "refused-1", &to, 2, "sendonly").as_bytes())

@@ -342,13 +342,8 @@ async fn a_prompt_is_read_from_disk_once_however_many_calls_ask_for_it() {
     let store = Arc::new(InMemoryCallStore::new());
     let app = format!("play:{}", wav.display());
     let router = Arc::new(StaticRouter::new().with("100", "acme", &app));
-    let config = UaConfig {
-        bind: "127.0.0.1:0".parse().unwrap(),
-        ..UaConfig::default()
-    };
-    let server = voice::ua::start(config, router, Arc::clone(&store) as _)
-        .await
-        .unwrap();
+    let server =
+        common::start_on_loopback(UaConfig::default(), router, Arc::clone(&store) as _).await;
     let ua = common::Ua { server, store };
     let first = client_at("127.0.0.1", ua.addr()).await;
     legitimate_call(&ua, &first, "prompt-0").await;

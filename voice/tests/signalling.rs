@@ -10,8 +10,8 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use voice::sip::timers::Timers;
 use voice::ua::{
-    start, AdmissionConfig, BoxFuture, CallState, CallStore, CallTransition, EndCause,
-    StaticRouter, StoreError, UaConfig,
+    AdmissionConfig, BoxFuture, CallState, CallStore, CallTransition, EndCause, StaticRouter,
+    StoreError, UaConfig,
 };
 
 const WAIT: Duration = Duration::from_secs(2);
@@ -124,14 +124,9 @@ async fn no_200_before_the_store_acknowledges_answered() {
         gate: Semaphore::new(0),
         seen: Default::default(),
     });
-    let config = UaConfig {
-        bind: "127.0.0.1:0".parse().unwrap(),
-        ..UaConfig::default()
-    };
     let router = Arc::new(StaticRouter::new().with("100", "acme", "echo"));
-    let server = start(config, router, Arc::clone(&store) as _)
-        .await
-        .unwrap();
+    let server =
+        common::start_on_loopback(UaConfig::default(), router, Arc::clone(&store) as _).await;
     let c = Client::new(server.local_addr()).await;
     c.send(invite(c.port(), "gate-1", "z9hG4bK-g1").as_bytes())
         .await;

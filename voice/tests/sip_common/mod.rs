@@ -29,14 +29,22 @@ pub async fn start_ua(config: UaConfig) -> Ua {
             .with("100", "acme", "echo")
             .with("service", "acme", "echo"),
     );
+    let server = start_on_loopback(config, router, Arc::clone(&store) as _).await;
+    Ua { server, store }
+}
+
+/// The UA on a free loopback port with this router and store (a test's own store: one that
+/// gates, refuses or records).
+pub async fn start_on_loopback(
+    config: UaConfig,
+    router: Arc<StaticRouter>,
+    store: Arc<dyn voice::ua::CallStore>,
+) -> SipServer {
     let config = UaConfig {
         bind: "127.0.0.1:0".parse().unwrap(),
         ..config
     };
-    let server = start(config, router, Arc::clone(&store) as _)
-        .await
-        .expect("UA starts");
-    Ua { server, store }
+    start(config, router, store).await.expect("UA starts")
 }
 
 /// A raw SIP client on a UDP socket.
