@@ -3,7 +3,8 @@
 # tests need (PostgreSQL; the speech packages and models; the tansu Kafka-protocol broker,
 # built once into ~/.cache/dartwing — each Kafka test starts its own broker through
 # scripts/ensure-kafka.sh; headless Chromium and playwright-core for the inbox page; Dovecot
-# and the aiosmtpd receiver for the email suite, which starts its own per test), builds
+# and the aiosmtpd receiver for the email suite, which starts its own per test; libfaketime
+# for the clock-jump fault test), builds
 # once, runs everything.
 #
 #   scripts/test.sh [extra nextest args]
@@ -21,6 +22,8 @@ scripts/ensure-voice-peers.sh
 DARTWING_AIOSMTPD_PYTHON=$(scripts/ensure-mail-peers.sh | tail -1)
 export DARTWING_AIOSMTPD_PYTHON
 scripts/ensure-browser.sh
+DARTWING_LIBFAKETIME=$(scripts/ensure-faketime.sh | tail -1)
+export DARTWING_LIBFAKETIME
 command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
 # The crash suites run the real binary: build it with the same profile first.
 cargo build --workspace --bins

@@ -12,7 +12,7 @@
 //! | `DARTWING_OPS_TOKEN` | `ops_token` (unlocks error texts on `/health`) |
 //! | `DARTWING_SECRET_KEYS` | `secret_keys` (seal provider credentials at rest; `ID:BASE64,…`) |
 //! | `DARTWING_MAX_BODY_BYTES` | `max_body_bytes` |
-//! | `DARTWING_HTTP_MAX_CONNECTIONS`, `_HEADER_TIMEOUT_MS`, `_REQUEST_TIMEOUT_MS` | `http.*` |
+//! | `DARTWING_HTTP_MAX_CONNECTIONS`, `_MAX_CONNECTIONS_PER_SOURCE`, `_UNKNOWN_ORGS_PER_SOURCE`, `_HEADER_TIMEOUT_MS`, `_REQUEST_TIMEOUT_MS` | `http.*` |
 //! | `DARTWING_API_RATE_PER_KEY`, `DARTWING_API_RATE_PER_ORG` | `api.*` (requests/s; 0: off) |
 //! | `DARTWING_WEBHOOKS_MAX_ATTEMPTS`, `_RETRY_BASE_MS`, `_RETRY_MAX_MS`, `_TIMEOUT_MS` | `webhooks.*` |
 //! | `DARTWING_MAX_MEDIA_BYTES` | `max_media_bytes` |
@@ -279,6 +279,7 @@ impl Default for RelayConfig {
     }
 }
 
+#[rustfmt::skip]
 const ENV: &[(&str, &str)] = &[
     ("DARTWING_HTTP_ADDR", "http_addr"),
     ("DARTWING_DATABASE_URL", "database_url"),
@@ -288,10 +289,7 @@ const ENV: &[(&str, &str)] = &[
     ("DARTWING_MAX_BODY_BYTES", "max_body_bytes"),
     ("DARTWING_MAX_MEDIA_BYTES", "max_media_bytes"),
     ("DARTWING_LOG", "log"),
-    (
-        "DARTWING_DATABASE_MAX_CONNECTIONS",
-        "database_max_connections",
-    ),
+    ("DARTWING_DATABASE_MAX_CONNECTIONS", "database_max_connections"),
     ("DARTWING_WEBHOOKS_MAX_ATTEMPTS", "webhooks.max_attempts"),
     ("DARTWING_WEBHOOKS_RETRY_BASE_MS", "webhooks.retry_base_ms"),
     ("DARTWING_WEBHOOKS_RETRY_MAX_MS", "webhooks.retry_max_ms"),
@@ -300,10 +298,9 @@ const ENV: &[(&str, &str)] = &[
     ("DARTWING_API_RATE_PER_ORG", "api.rate_per_org"),
     ("DARTWING_HTTP_MAX_CONNECTIONS", "http.max_connections"),
     ("DARTWING_HTTP_HEADER_TIMEOUT_MS", "http.header_timeout_ms"),
-    (
-        "DARTWING_HTTP_REQUEST_TIMEOUT_MS",
-        "http.request_timeout_ms",
-    ),
+    ("DARTWING_HTTP_MAX_CONNECTIONS_PER_SOURCE", "http.max_connections_per_source"),
+    ("DARTWING_HTTP_UNKNOWN_ORGS_PER_SOURCE", "http.unknown_orgs_per_source"),
+    ("DARTWING_HTTP_REQUEST_TIMEOUT_MS", "http.request_timeout_ms"),
     ("DARTWING_INGEST_QUEUE_CAPACITY", "ingest.queue_capacity"),
     ("DARTWING_INGEST_MAX_BATCH", "ingest.max_batch"),
     ("DARTWING_INGEST_WRITERS", "ingest.writers"),
@@ -311,42 +308,24 @@ const ENV: &[(&str, &str)] = &[
     ("DARTWING_DELIVERY_RETRY_BASE_MS", "delivery.retry_base_ms"),
     ("DARTWING_DELIVERY_RETRY_MAX_MS", "delivery.retry_max_ms"),
     ("DARTWING_DELIVERY_CONCURRENCY", "delivery.concurrency"),
-    (
-        "DARTWING_DELIVERY_BREAKER_THRESHOLD",
-        "delivery.breaker_threshold",
-    ),
-    (
-        "DARTWING_DELIVERY_BREAKER_COOLDOWN_MS",
-        "delivery.breaker_cooldown_ms",
-    ),
-    (
-        "DARTWING_DELIVERY_SEND_TIMEOUT_MS",
-        "delivery.send_timeout_ms",
-    ),
+    ("DARTWING_DELIVERY_BREAKER_THRESHOLD", "delivery.breaker_threshold"),
+    ("DARTWING_DELIVERY_BREAKER_COOLDOWN_MS", "delivery.breaker_cooldown_ms"),
+    ("DARTWING_DELIVERY_SEND_TIMEOUT_MS", "delivery.send_timeout_ms"),
     ("DARTWING_DELIVERY_POLL_MS", "delivery.poll_ms"),
     ("DARTWING_RELAY_BATCH", "relay.batch"),
     ("DARTWING_RELAY_POLL_MS", "relay.poll_ms"),
     ("DARTWING_RELAY_RETENTION_HOURS", "relay.retention_hours"),
     ("DARTWING_KAFKA_BROKERS", "kafka.brokers"),
     ("DARTWING_KAFKA_TOPIC_PREFIX", "kafka.topic_prefix"),
-    (
-        "DARTWING_KAFKA_DELIVERY_TIMEOUT_MS",
-        "kafka.delivery_timeout_ms",
-    ),
+    ("DARTWING_KAFKA_DELIVERY_TIMEOUT_MS", "kafka.delivery_timeout_ms"),
     ("DARTWING_SIP_ADDR", "sip.addr"),
     ("DARTWING_SIP_REALM", "sip.realm"),
     ("DARTWING_SIP_RTP_PORT_MIN", "sip.rtp_port_min"),
     ("DARTWING_SIP_RTP_PORT_MAX", "sip.rtp_port_max"),
     ("DARTWING_SIP_MAX_CALLS", "sip.max_calls"),
     ("DARTWING_SIP_MAX_CALL_SECS", "sip.max_call_secs"),
-    (
-        "DARTWING_SIP_INVITES_PER_SECOND_PER_SOURCE",
-        "sip.invites_per_second_per_source",
-    ),
-    (
-        "DARTWING_SIP_MAX_CALLS_PER_SOURCE",
-        "sip.max_calls_per_source",
-    ),
+    ("DARTWING_SIP_INVITES_PER_SECOND_PER_SOURCE", "sip.invites_per_second_per_source"),
+    ("DARTWING_SIP_MAX_CALLS_PER_SOURCE", "sip.max_calls_per_source"),
     ("DARTWING_SIP_TRUSTED_SOURCES", "sip.trusted_sources"),
     ("DARTWING_SIP_NODE_ID", "sip.node_id"),
     ("DARTWING_SIP_WHISPER_MODEL", "sip.whisper_model"),

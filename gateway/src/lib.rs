@@ -24,6 +24,7 @@ pub mod alerts;
 pub mod api;
 pub mod cache;
 pub mod cli;
+pub mod clock;
 pub mod commit;
 pub mod config;
 pub mod db;

@@ -93,7 +93,13 @@ impl Plugins {
         &self.http
     }
 
-    /// An org by slug.
+    /// The org with this slug if the cache holds the answer (`Some(None)`: known not to
+    /// exist), without touching the database.
+    pub fn cached_org(&self, slug: &str) -> Option<Option<Org>> {
+        self.orgs_by_slug.get(slug)
+    }
+
+    /// The org with this slug, from the cache or the database (a miss is cached too).
     pub async fn org(&self, slug: &str) -> Result<Option<Org>, StoreError> {
         if let Some(org) = self.orgs_by_slug.get(slug) {
             return Ok(org);

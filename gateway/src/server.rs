@@ -130,6 +130,10 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         },
         shutdown_rx.clone(),
     )));
+    tasks.push(tokio::spawn(crate::clock::watch(
+        db.clone(),
+        shutdown_rx.clone(),
+    )));
     tasks.push(tokio::spawn(crate::retention::run(
         committer.clone(),
         Duration::from_secs(config.relay.retention_hours.saturating_mul(3600)),
@@ -241,6 +245,9 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             crate::api::KEY_CACHE_CAPACITY,
         ),
         api_limits: crate::api::rate::ApiRateLimits::new(config.api.clone()),
+        webhook_sources: crate::api::webhooks::SourceBudget::new(
+            config.http.unknown_orgs_per_source,
+        ),
         sip: sip.clone(),
         inbox,
     });

@@ -91,7 +91,8 @@ impl Delivered<'_> {
 pub struct WebhookRejected {
     /// The provider (a registry name, never request input).
     pub provider: &'static str,
-    /// Why (`signature`, `malformed`, `too_large`, `unknown_org`, `overloaded`).
+    /// Why (`signature`, `malformed`, `too_large`, `unknown_org`, `source_throttled`,
+    /// `overloaded`).
     pub reason: &'static str,
 }
 

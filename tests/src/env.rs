@@ -206,6 +206,16 @@ impl TestGateway {
     }
 }
 
+/// `GET` `base` + `path` (`/metrics`, `/health`) and return the body as text.
+pub async fn get_text(client: &reqwest::Client, base: &str, path: &str) -> String {
+    let r = client
+        .get(format!("{base}{path}"))
+        .send()
+        .await
+        .expect("get");
+    r.text().await.expect("text")
+}
+
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -405,13 +415,7 @@ impl World {
 
     /// `GET` a public path (`/metrics`, `/health`) and return the body as text.
     pub async fn get_text(&self, path: &str) -> String {
-        let r = self
-            .client
-            .get(format!("{}{path}", self.gw.base))
-            .send()
-            .await
-            .expect("get");
-        r.text().await.expect("text")
+        get_text(&self.client, &self.gw.base, path).await
     }
 
     /// `GET` an API path as `org`, returning the JSON body (and asserting 200).

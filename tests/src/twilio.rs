@@ -52,6 +52,12 @@ pub enum Scripted {
     },
     /// Closes the connection without an answer.
     Reset,
+    /// Accepts (201) after holding the request this long: a slow provider, within the
+    /// sender's timeout.
+    AcceptAfter {
+        /// How long, ms.
+        ms: u64,
+    },
 }
 
 /// A send request the stand-in received.
@@ -186,20 +192,29 @@ async fn create_message(
             return refusal;
         }
         let scripted = inner.script.pop_front().unwrap_or(Scripted::Accept);
-        if let Scripted::Accept | Scripted::AcceptAs(_) = scripted {
-            let msid = match scripted {
-                Scripted::AcceptAs(sid) => sid,
+        if let Scripted::Accept | Scripted::AcceptAs(_) | Scripted::AcceptAfter { .. } = scripted {
+            let msid = match &scripted {
+                Scripted::AcceptAs(sid) => sid.clone(),
                 _ => format!("SM{}", uuid::Uuid::new_v4().simple()),
             };
             rec.sid = Some(msid.clone());
             inner.received.push(rec);
-            return created(&sid, &msid, &form);
+            match scripted {
+                Scripted::AcceptAfter { ms } => (Scripted::AcceptAfter { ms }, msid),
+                _ => return created(&sid, &msid, &form),
+            }
+        } else {
+            inner.received.push(rec);
+            (scripted, String::new())
         }
-        inner.received.push(rec);
-        scripted
     };
+    let (answer, msid) = answer;
     match answer {
         Scripted::Accept | Scripted::AcceptAs(_) => unreachable!("answered above"),
+        Scripted::AcceptAfter { ms } => {
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            created(&sid, &msid, &form)
+        }
         Scripted::Fail { status, code } => error(status, code, "scripted failure"),
         Scripted::RateLimited { retry_after_secs } => {
             let mut r = error(429, 20429, "Too Many Requests");

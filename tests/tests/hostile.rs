@@ -87,7 +87,14 @@ async fn blast(base: &str, n: usize) -> [usize; 3] {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_slugs_providers_and_tokens_do_not_grow_memory_or_metrics() {
     let tdb = TestDb::new(Backend::Sqlite).await;
-    let gw = ChildGateway::spawn(&tdb.url, free_port()).await;
+    // Every request comes from 127.0.0.1: the per-source budget of unknown orgs would soon
+    // answer the random slugs 429 without a lookup. Off, so that the caches take the flood.
+    let gw = ChildGateway::spawn_with(
+        &tdb.url,
+        free_port(),
+        &[("DARTWING_HTTP_UNKNOWN_ORGS_PER_SOURCE", "0")],
+    )
+    .await;
     let pid = gw.child.id();
     let client = reqwest::Client::new();
     let metrics = |client: reqwest::Client, base: String| async move {
@@ -261,4 +268,126 @@ async fn slow_headers_stalled_bodies_and_connection_floods_are_cut_off() {
     })
     .await;
     let () = health;
+}
+
+/// A connection from `source` to `addr` that was served one `/health` (so the server holds
+/// its slot), or `None` when the server closed it unanswered.
+async fn held_from(source: &str, addr: &str) -> Option<tokio::net::TcpStream> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    let mut c = sock.connect(addr.parse().unwrap()).await.unwrap();
+    c.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .ok()?;
+    let mut buf = [0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), c.read(&mut buf))
+        .await
+        .expect("answered or closed within 10 s")
+        .unwrap_or(0);
+    (n > 0 && buf.starts_with(b"HTTP/1.1 200")).then_some(c)
+}
+
+/// One flooding source does not starve a provider: 127.0.0.2 tries to hold every connection
+/// slot and then sprays webhooks at orgs that do not exist, while the provider, from
+/// 127.0.0.1, keeps posting signed webhooks. The flooder gets 16 of its 64 connections (the
+/// per-source cap; without it, all 64 slots and the provider is shut out), then 401s for
+/// its first unknown orgs and 429 for the rest; every one of the provider's webhooks is
+/// answered 200 and stored, before, during and after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_source_does_not_starve_the_provider() {
+    use integration_tests::env::{count, create_org};
+    use integration_tests::twilio::signed_inbound;
+    let tdb = TestDb::new(Backend::Sqlite).await;
+    let db = tdb.connect().await;
+    let org = create_org(&db, "acme", "http://127.0.0.1:9", 1.0).await;
+    let port = free_port();
+    let gw = ChildGateway::spawn_with(
+        &tdb.url,
+        port,
+        &[
+            ("DARTWING_HTTP_MAX_CONNECTIONS", "64"),
+            ("DARTWING_HTTP_MAX_CONNECTIONS_PER_SOURCE", "16"),
+            ("DARTWING_HTTP_UNKNOWN_ORGS_PER_SOURCE", "5"),
+        ],
+    )
+    .await;
+    let addr = format!("127.0.0.1:{port}");
+    let provider = reqwest::Client::new();
+    let mut sent = 0;
+    let mut provider_posts = |n: usize| {
+        let reqs: Vec<_> = (sent..sent + n)
+            .map(|i| {
+                signed_inbound(
+                    &provider,
+                    &gw.base,
+                    &org,
+                    &format!("SM{i:032}"),
+                    "+15557650000",
+                    &format!("genuine {i}"),
+                )
+            })
+            .collect();
+        sent += n;
+        async move {
+            for r in reqs {
+                let status = r.send().await.expect("the provider is served").status();
+                assert_eq!(status, 200, "a genuine webhook");
+            }
+        }
+    };
+    provider_posts(5).await;
+
+    // Connections: 16 held from the flooder, the other 48 closed unanswered.
+    let mut held = Vec::new();
+    let mut closed = 0;
+    for _ in 0..64 {
+        match held_from("127.0.0.2", &addr).await {
+            Some(c) => held.push(c),
+            None => closed += 1,
+        }
+    }
+    eprintln!("flooder: {} connections held, {closed} closed", held.len());
+    assert_eq!((held.len(), closed), (16, 48));
+    provider_posts(10).await;
+    drop(held);
+
+    // Unknown orgs: a few lookups, then 429 without one; the provider goes on meanwhile.
+    let flooder = reqwest::Client::builder()
+        .local_address(Some("127.0.0.2".parse().unwrap()))
+        .build()
+        .unwrap();
+    let spray = async {
+        let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+        for i in 0..200 {
+            let r = flooder
+                .post(format!("{}/webhooks/twilio/nosuchorg{i}/sms", gw.base))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body("From=%2B15550001111&Body=hi")
+                .send()
+                .await
+                .unwrap();
+            if r.status() == 429 {
+                assert!(r.headers().contains_key("retry-after"));
+            }
+            *statuses.entry(r.status().as_u16()).or_default() += 1;
+        }
+        statuses
+    };
+    let (statuses, ()) = tokio::join!(spray, provider_posts(20));
+    eprintln!("flooder's webhooks for unknown orgs: {statuses:?}");
+    let throttled = statuses.get(&429).copied().unwrap_or(0);
+    assert!(throttled >= 150, "{statuses:?}");
+    assert_eq!(throttled + statuses.get(&401).copied().unwrap_or(0), 200);
+    let metrics = integration_tests::env::get_text(&provider, &gw.base, "/metrics").await;
+    assert!(
+        metrics.contains("http_source_connections_refused_total 48"),
+        "the refused connections are counted"
+    );
+    assert!(metrics.contains("reason=\"source_throttled\""));
+    assert_eq!(
+        count(&db, "messages", &org.id).await,
+        35,
+        "every genuine webhook kept"
+    );
 }

@@ -28,6 +28,14 @@ async fn send(w: &World, channel: &str, to: &str) -> (u16, Option<String>, Value
     (status, retry, r.json().await.unwrap_or(Value::Null))
 }
 
+async fn outbound_messages(w: &World) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE org_id = $1 AND direction = 'outbound'")
+        .bind(&w.org.id)
+        .fetch_one(&w.db.pool)
+        .await
+        .unwrap()
+}
+
 async fn features_and_caps_are_enforced(backend: Backend) {
     let w = World::new(backend).await;
     let (ok, out, err) = cli(
@@ -67,14 +75,8 @@ async fn features_and_caps_are_enforced(backend: Backend) {
     );
     let retry: u64 = retry.expect("Retry-After").parse().unwrap();
     assert!((1..=86_400).contains(&retry), "{retry}");
-    let outbound: (i64,) = sqlx::query_as(
-        "SELECT COUNT(*) FROM messages WHERE org_id = $1 AND direction = 'outbound'",
-    )
-    .bind(&w.org.id)
-    .fetch_one(&w.db.pool)
-    .await
-    .unwrap();
-    assert_eq!(outbound.0, 2, "refused sends created nothing");
+    let outbound = outbound_messages(&w).await;
+    assert_eq!(outbound, 2, "refused sends created nothing");
 
     // The org reads its settings with its key, but cannot change them with it.
     let own: Value = w.get_json(&w.org, "/api/v1/settings").await;
@@ -167,3 +169,56 @@ async fn ai_turns_are_capped_per_hour(backend: Backend) {
     w.gw.stop().await;
 }
 both_backends!(ai_turns_are_capped_per_hour);
+
+/// `messages_per_day` holds under racing sends: 20 sends at once through the API against a
+/// cap of 5 create exactly 5 messages, the other 15 are 429 `org_limit_reached` and create
+/// nothing. (The old check counted the day's rows before inserting, so racing sends all saw
+/// room.) An idempotent replay of an accepted send is answered again without taking another
+/// message of the day; a send refused for another reason (an unknown channel account) takes
+/// none either.
+async fn the_daily_cap_holds_under_racing_sends(backend: Backend) {
+    let w = World::new(backend).await;
+    let (ok, _, err) = cli(
+        &w.tdb.url,
+        &["org", "set", "acme", "--messages-per-day", "5"],
+    );
+    assert!(ok, "{err}");
+    let post = |to: String, key: Option<&'static str>| {
+        let mut req = w
+            .client
+            .post(format!("{}/api/v1/messages", w.gw.base))
+            .bearer_auth(&w.org.key)
+            .json(&json!({"channel": "sms", "to": to, "body": "hello"}));
+        if let Some(k) = key {
+            req = req.header("idempotency-key", k);
+        }
+        async move {
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.unwrap_or(Value::Null);
+            (status, body["error"]["code"].as_str().map(str::to_string))
+        }
+    };
+    // One accepted send with a key first; its replay must not count again.
+    let first = post("+15557651000".into(), Some("k-1")).await;
+    assert_eq!(first.0, 202, "{first:?}");
+    let replay = post("+15557651000".into(), Some("k-1")).await;
+    assert!(replay.0 < 300, "the replay is answered: {replay:?}");
+    // Not configured: refused before any count.
+    let (status, _, _) = send(&w, "whatsapp", "+16505551234").await;
+    assert_eq!(status, 422);
+
+    let racing = (0..20).map(|i| post(format!("+155576520{i:02}"), None));
+    let results = futures_util::future::join_all(racing).await;
+    let accepted = results.iter().filter(|r| r.0 == 202).count();
+    let refused = results
+        .iter()
+        .filter(|r| r.0 == 429 && r.1.as_deref() == Some("org_limit_reached"))
+        .count();
+    println!("racing sends: {accepted} accepted, {refused} refused");
+    assert_eq!((accepted, refused), (4, 16), "{results:?}");
+    let outbound = outbound_messages(&w).await;
+    assert_eq!(outbound, 5, "exactly the cap was created");
+    w.gw.stop().await;
+}
+both_backends!(the_daily_cap_holds_under_racing_sends);

@@ -631,3 +631,55 @@ async fn an_unrecordable_acceptance_fails_visibly_and_is_not_resent(backend: Bac
     w.gw.stop().await;
 }
 both_backends!(an_unrecordable_acceptance_fails_visibly_and_is_not_resent);
+
+/// One sender's rate holds across nodes: two gateways share a PostgreSQL database and one
+/// Twilio number paced at 4 messages/s; 24 messages queued through both nodes at once reach
+/// the provider no faster than the one rate allows (a burst of 4, then 4 a second: at least
+/// 5 s from first to last), not twice as fast as each node pacing alone did (about 2 s).
+#[tokio::test]
+async fn the_sender_rate_holds_across_nodes() {
+    use integration_tests::env::{test_config, TestDb, TestGateway};
+    let tdb = TestDb::new(Backend::Postgres).await;
+    let db = tdb.connect().await;
+    let twilio = integration_tests::twilio::TwilioStandin::start().await;
+    let org = create_org(&db, "acme", &twilio.base, 4.0).await;
+    twilio.add_account(&org);
+    let nodes = [
+        TestGateway::start(test_config(&tdb.url)).await,
+        TestGateway::start(test_config(&tdb.url)).await,
+    ];
+    let client = reqwest::Client::new();
+    let sends = (0..24).map(|i| {
+        let req = client
+            .post(format!("{}/api/v1/messages", nodes[i % 2].base))
+            .bearer_auth(&org.key)
+            .json(&serde_json::json!({"channel": "sms", "to": format!("+155576530{i:02}"), "body": format!("paced {i}")}));
+        async move { req.send().await.unwrap().status().as_u16() }
+    });
+    let statuses = futures_util::future::join_all(sends).await;
+    assert!(statuses.iter().all(|s| *s == 202), "{statuses:?}");
+    eventually(Duration::from_secs(30), || async {
+        (twilio.received_count() >= 24).then_some(())
+    })
+    .await;
+    let mut at = twilio.arrivals();
+    at.sort();
+    let span = at[at.len() - 1] - at[0];
+    // The most that reached the provider in any 2 s: the burst and two seconds' worth.
+    let busiest = at
+        .iter()
+        .map(|t| {
+            at.iter()
+                .filter(|u| **u >= *t && **u - *t < Duration::from_secs(2))
+                .count()
+        })
+        .max()
+        .unwrap();
+    println!("24 sends through two nodes: {span:?} from first to last; at most {busiest} in 2 s");
+    assert_eq!(twilio.received_count(), 24, "each sent once");
+    assert!(span >= Duration::from_millis(4_800), "{span:?}");
+    assert!(busiest <= 4 + 8 + 1, "{busiest} sends in 2 s");
+    for n in nodes {
+        n.stop().await;
+    }
+}

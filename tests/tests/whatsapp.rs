@@ -435,6 +435,7 @@ async fn window_closes_after_24_hours(backend: Backend) {
         needs_service_window: needs,
         idempotency_key: None,
         bulk: false,
+        daily_cap: None,
     };
     let hour = 3_600_000i64;
     for (at, open) in [

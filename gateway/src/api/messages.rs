@@ -56,13 +56,8 @@ pub async fn send(
         ))
     })?;
     let idempotency_key = super::idempotency_key(&headers)?;
-    crate::db::org_settings::check_send(
-        &state.db.pool,
-        &org_id,
-        channel.as_str(),
-        crate::db::now_ms(),
-    )
-    .await??;
+    let daily_cap =
+        crate::db::org_settings::check_send(&state.db.pool, &org_id, channel.as_str()).await??;
     let Some((_, plugin)) = state.plugins.for_channel(&org_id, channel).await else {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -111,6 +106,7 @@ pub async fn send(
             needs_service_window: rules.needs_service_window,
             idempotency_key,
             bulk: false,
+            daily_cap,
         },
     };
     let WriteResult::Created(created) = state.committer.submit(op).await? else {
@@ -148,6 +144,9 @@ pub async fn send(
             "idempotency_key_reused",
             "this Idempotency-Key was used with a different request",
         )),
+        Created::DayLimitReached { cap } => {
+            Err(crate::db::org_settings::Refusal::day_limit(cap, crate::db::now_ms()).into())
+        }
         Created::OptedOut => Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "recipient_opted_out",

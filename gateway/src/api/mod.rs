@@ -64,6 +64,8 @@ pub struct AppState {
     pub key_uses: crate::cache::TtlCache<()>,
     /// Requests per second per API key and per org.
     pub api_limits: rate::ApiRateLimits,
+    /// Webhooks naming unknown orgs, per source address.
+    pub webhook_sources: webhooks::SourceBudget,
     /// The SIP user agent, when voice is on (for `sip_calls_active` and `/health`).
     pub sip: Option<Arc<voice::ua::SipServer>>,
     /// The agent inbox: login throttle, sockets, presence.
@@ -215,6 +217,22 @@ impl From<CommitError> for ApiError {
                 retry_after: Some(1),
                 ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", e.to_string())
             },
+            // Nothing was written; the same request may pass later: 503, so providers retry.
+            CommitError::Store(s) if s.is_out_of_space() || s.is_transient() => {
+                tracing::error!(error = %s, "a write failed; answered 503");
+                ApiError {
+                    retry_after: Some(5),
+                    ..ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "storage_unavailable",
+                        if s.is_out_of_space() {
+                            "the database's disk is full; nothing was acknowledged"
+                        } else {
+                            "the database is unavailable; nothing was acknowledged"
+                        },
+                    )
+                }
+            }
             CommitError::Store(s) => ApiError::internal(s),
         }
     }

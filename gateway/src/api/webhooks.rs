@@ -2,9 +2,17 @@
 //! 200 with whatever the provider's plugin says (TwiML, a handshake challenge, nothing).
 //! A provider's retry of the same webhook changes nothing and still gets 200.
 //!
+//! A webhook naming an org this node has not cached costs a database lookup, so a source
+//! that keeps naming orgs that do not exist (a scan, or random noise) is given a budget of
+//! such lookups ([`SourceBudget`], `http.unknown_orgs_per_source`). Past it, that source's
+//! webhooks for uncached orgs are answered 429 without a lookup, while its webhooks for
+//! orgs in the cache — a provider's real traffic — go on as before. Only unknown orgs are
+//! charged: a provider's many real orgs, or one org with a wrong auth token, never are.
+//!
 //! ```text
 //!  provider? ─ not in the registry ─▶ 404 (before any lookup or metric)
-//!  org, account? ─ unknown ─▶ 404
+//!  org not cached, and its source named too many unknown orgs lately ─▶ 429
+//!  org, account? ─ unknown ─▶ refused as the provider refuses a bad signature
 //!  plugin.handle_webhook ─ bad signature 401 · wrong verify token 403 · malformed 400
 //!     │ Handled { events, skipped, reply }
 //!     ├─ skipped items: logged and counted, the rest goes on
@@ -23,19 +31,76 @@ use axum::extract::{Path, State as AxState};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use channels::{ChannelPlugin, InboundEvent, WebhookError, WebhookRequest};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
+
+/// Sources tracked at most by [`SourceBudget`]; past it, new sources' uncached lookups wait.
+const TRACKED_SOURCES: usize = 10_000;
+
+/// Per-source budget of webhooks naming unknown orgs.
+pub struct SourceBudget {
+    limiter: crate::sender::limits::RateLimiter,
+    per_second: f64,
+}
+
+impl SourceBudget {
+    /// A budget of `per_second` unknown orgs per source (0: unlimited).
+    pub fn new(per_second: f64) -> SourceBudget {
+        SourceBudget {
+            limiter: crate::sender::limits::RateLimiter::bounded(TRACKED_SOURCES),
+            per_second,
+        }
+    }
+
+    /// How long `ip` must wait before another lookup, if it spent its budget.
+    fn throttled(&self, ip: IpAddr) -> Option<Duration> {
+        (self.per_second > 0.0)
+            .then(|| self.limiter.exhausted(&ip.to_string(), self.per_second))
+            .flatten()
+    }
+
+    /// `ip` named an unknown org.
+    fn charge(&self, ip: IpAddr) {
+        if self.per_second > 0.0 {
+            let _ = self
+                .limiter
+                .reserve_within(&ip.to_string(), self.per_second, Duration::ZERO);
+        }
+    }
+}
 
 /// `/webhooks/{provider}/{org}`: the provider's root hook (`""`).
 pub async fn receive_root(
     state: AxState<State>,
     Path((provider, org_slug)): Path<(String, String)>,
+    peer: Peer,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let path = Path((provider, org_slug, String::new()));
-    receive(state, path, method, uri, headers, body).await
+    receive(state, path, peer, method, uri, headers, body).await
+}
+
+/// The client's address, where the server recorded it (always, behind [`crate::http_serve`]).
+pub struct Peer(Option<SocketAddr>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Peer(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<SocketAddr>>()
+                .map(|c| c.0),
+        ))
+    }
 }
 
 /// The answer to a refused webhook, and its reason for the metric.
@@ -66,6 +131,7 @@ fn refusal(e: &WebhookError) -> (&'static str, ApiError) {
 pub async fn receive(
     AxState(state): AxState<State>,
     Path((provider, org_slug, hook)): Path<(String, String, String)>,
+    Peer(peer): Peer,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -82,7 +148,28 @@ pub async fn receive(
         }
         .emit()
     };
-    let org = state.plugins.org(&org_slug).await?;
+    let org = match state.plugins.cached_org(&org_slug) {
+        Some(org) => org,
+        None => {
+            let source = peer.map(|p| p.ip());
+            if let Some(wait) = source.and_then(|ip| state.webhook_sources.throttled(ip)) {
+                reject("source_throttled");
+                return Err(ApiError {
+                    retry_after: Some(wait.as_secs_f64().ceil().max(1.0) as u64),
+                    ..ApiError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "rate_limited",
+                        "too many webhooks for unknown organizations from this address",
+                    )
+                });
+            }
+            let org = state.plugins.org(&org_slug).await?;
+            if let (None, Some(ip)) = (&org, source) {
+                state.webhook_sources.charge(ip);
+            }
+            org
+        }
+    };
     let plugin = match &org {
         Some(org) => state.plugins.by_provider(&org.id, spec.name).await?,
         None => None,

@@ -382,6 +382,7 @@ async fn send_rung(
             needs_service_window: sender.window_for_text && rung.content.template.is_none(),
             idempotency_key: Some(format!("broadcast:{}:{step}", due.id)),
             bulk: true,
+            daily_cap: None,
         },
         now,
     )
@@ -391,7 +392,7 @@ async fn send_rung(
         Created::OptedOut => {
             return transition(conn, due, RecipientEvent::OptOut, counts, now).await;
         }
-        Created::OutsideWindow { .. } | Created::KeyReused => {
+        Created::OutsideWindow { .. } | Created::KeyReused | Created::DayLimitReached { .. } => {
             // The window closed between the check and the insert: pass the rung over now.
             let reason = "outside the customer-service window (no template)";
             record_send(conn, due, step as usize, channel, None, Some(reason), now).await?;

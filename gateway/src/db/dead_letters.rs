@@ -178,13 +178,14 @@ pub async fn replay(
         needs_service_window: false,
         idempotency_key: None,
         bulk: false,
+        daily_cap: None,
     };
     let message_id = match create_outbound(conn, org_id, &req, now).await? {
         Created::Queued { id, .. } => id,
         Created::OptedOut => return Ok(Replay::OptedOut),
         Created::Existing { id, .. } => id,
-        Created::KeyReused | Created::OutsideWindow { .. } => {
-            unreachable!("a replay carries no idempotency key and skips the window check")
+        Created::KeyReused | Created::OutsideWindow { .. } | Created::DayLimitReached { .. } => {
+            unreachable!("a replay carries no idempotency key, skips the window and has no cap")
         }
     };
     sqlx::query("UPDATE dead_letters SET replayed_at = $1, replay_message_id = $2 WHERE id = $3 AND org_id = $4")

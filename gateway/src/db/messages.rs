@@ -153,6 +153,9 @@ pub struct NewOutbound {
     /// A broadcast's message: the send worker takes it after every message a person waits
     /// on, and leaves part of its capacity to those (see [`claim_due`]).
     pub bulk: bool,
+    /// The org's `messages_per_day`, when this message counts against it (sends through the
+    /// API and the inbox): creation takes one of the day's messages, or is refused.
+    pub daily_cap: Option<i64>,
 }
 
 /// What creating an outbound message did.
@@ -180,6 +183,11 @@ pub enum Created {
     OutsideWindow {
         /// When the window closed, Unix ms; `None` if the recipient never wrote.
         closed_at: Option<i64>,
+    },
+    /// The org's `messages_per_day` is used up for today.
+    DayLimitReached {
+        /// The cap.
+        cap: i64,
     },
 }
 
@@ -229,6 +237,11 @@ pub async fn create_outbound(
             return Ok(Created::OutsideWindow {
                 closed_at: closes_at,
             });
+        }
+    }
+    if let Some(cap) = req.daily_cap {
+        if !super::org_settings::take_message(conn, org_id, cap, now).await? {
+            return Ok(Created::DayLimitReached { cap });
         }
     }
     let thread = touch(

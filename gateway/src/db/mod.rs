@@ -30,6 +30,7 @@ pub mod orgs;
 pub mod outbox;
 pub mod pending;
 pub mod receptionist;
+pub mod sender_pace;
 pub mod sip_agents;
 pub mod webhooks;
 pub mod windows;
@@ -71,6 +72,17 @@ pub enum StoreError {
         /// What kind of id.
         what: &'static str,
     },
+    /// A whole batch of writes failed (its commit, or its connection); each job of it gets
+    /// this, classified as the batch's error was.
+    #[error("{message}")]
+    BatchFailed {
+        /// The batch's error.
+        message: String,
+        /// Whether it was transient ([`StoreError::is_transient`]).
+        transient: bool,
+        /// Whether the disk was full ([`StoreError::is_out_of_space`]).
+        out_of_space: bool,
+    },
     /// The database URL is not one we support.
     #[error("unsupported database URL `{0}`: use sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
@@ -79,6 +91,9 @@ pub enum StoreError {
 impl StoreError {
     /// Deadlocks, serialization failures and a busy SQLite: worth running again.
     pub fn is_transient(&self) -> bool {
+        if let StoreError::BatchFailed { transient, .. } = self {
+            return *transient;
+        }
         let StoreError::Database(e) = self else {
             return false;
         };
@@ -89,6 +104,38 @@ impl StoreError {
             ),
             sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => true,
             _ => false,
+        }
+    }
+
+    /// The database's disk is full (SQLite's `SQLITE_FULL`, PostgreSQL's `disk_full`): a
+    /// write may pass once space returns.
+    pub fn is_out_of_space(&self) -> bool {
+        match self {
+            StoreError::BatchFailed { out_of_space, .. } => *out_of_space,
+            StoreError::Database(sqlx::Error::Database(db)) => {
+                matches!(db.code().as_deref(), Some("13" | "53100"))
+            }
+            _ => false,
+        }
+    }
+
+    /// A copy of a [`StoreError::BatchFailed`] for each job of the batch.
+    pub fn clone_batch(&self) -> StoreError {
+        match self {
+            StoreError::BatchFailed {
+                message,
+                transient,
+                out_of_space,
+            } => StoreError::BatchFailed {
+                message: message.clone(),
+                transient: *transient,
+                out_of_space: *out_of_space,
+            },
+            other => StoreError::BatchFailed {
+                message: other.to_string(),
+                transient: other.is_transient(),
+                out_of_space: other.is_out_of_space(),
+            },
         }
     }
 

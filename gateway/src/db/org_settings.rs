@@ -1,7 +1,8 @@
 //! Per-org features and caps, set by the operator (`dartwing-gateway org set`, or
 //! `PUT /api/v1/orgs/{slug}/settings` with the ops token): which products an org may use
 //! (`voice`, `receptionist`, `broadcast`, `sms`, `whatsapp`, `email`; all on unless switched
-//! off) and how much (`messages_per_day`: outbound messages created per UTC day;
+//! off) and how much (`messages_per_day`: outbound messages created per UTC day through the
+//! API and the inbox, counted atomically with each message's creation;
 //! `ai_turns_per_hour`: receptionist turns; `broadcasts_per_day`: broadcasts created per UTC
 //! day; `broadcast_recipients`: people in one broadcast, default
 //! [`DEFAULT_BROADCAST_RECIPIENTS`]). Refusals are 403 `feature_disabled` and 429
@@ -9,7 +10,7 @@
 
 use super::StoreError;
 use serde::{Deserialize, Serialize};
-use sqlx::{AnyPool, Row};
+use sqlx::{AnyPool, AssertSqlSafe, Row};
 use std::collections::BTreeMap;
 
 /// Every feature an org can be switched out of.
@@ -127,19 +128,6 @@ pub async fn put(
     Ok(())
 }
 
-/// Outbound messages the org created since `since` (Unix ms).
-pub async fn outbound_since(pool: &AnyPool, org_id: &str, since: i64) -> Result<i64, StoreError> {
-    Ok(sqlx::query(
-        "SELECT COUNT(*) FROM messages WHERE org_id = $1 AND direction = 'outbound' \
-         AND created_at >= $2",
-    )
-    .bind(org_id)
-    .bind(since)
-    .fetch_one(pool)
-    .await?
-    .try_get(0)?)
-}
-
 /// Why a send is refused by the org's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
@@ -154,56 +142,116 @@ pub enum Refusal {
     },
 }
 
-/// Whether the org may create one more outbound message on `channel` now.
+impl Refusal {
+    /// The daily cap's refusal at `now` (Unix ms): retry at the next UTC day.
+    pub fn day_limit(cap: i64, now: i64) -> Refusal {
+        let day_start = now - now.rem_euclid(86_400_000);
+        Refusal::LimitReached {
+            cap,
+            retry_after_secs: ((day_start + 86_400_000 - now) / 1000).max(1) as u64,
+        }
+    }
+}
+
+/// Whether the org may send on `channel` at all; if so, its daily message cap, which the
+/// message's creation then takes one of ([`take_message`], in the creating transaction).
 pub async fn check_send(
     pool: &AnyPool,
     org_id: &str,
     channel: &str,
-    now: i64,
-) -> Result<Result<(), Refusal>, StoreError> {
+) -> Result<Result<Option<i64>, Refusal>, StoreError> {
     let s = get(pool, org_id).await?;
     if !s.enabled(channel) {
         return Ok(Err(Refusal::FeatureDisabled(channel.to_string())));
     }
-    if let Some(cap) = s.messages_per_day {
-        let day_start = now - now.rem_euclid(86_400_000);
-        if outbound_since(pool, org_id, day_start).await? >= cap {
-            let retry_after_secs = ((day_start + 86_400_000 - now) / 1000).max(1) as u64;
-            return Ok(Err(Refusal::LimitReached {
-                cap,
-                retry_after_secs,
-            }));
-        }
-    }
-    Ok(Ok(()))
+    Ok(Ok(s.messages_per_day))
+}
+
+/// Counts one outbound message of the org in the UTC day of `now`, if `cap` allows one more:
+/// `true` when counted, `false` when the day's cap is reached. Run inside the transaction
+/// that creates the message, the count rolls back with it. Messages of broadcasts are not
+/// counted (broadcasts have their own caps), nor replays of dead letters.
+pub async fn take_message(
+    conn: &mut sqlx::AnyConnection,
+    org_id: &str,
+    cap: i64,
+    now: i64,
+) -> Result<bool, StoreError> {
+    // A week of days is enough to keep.
+    take_counted(conn, PeriodCount::MESSAGE_DAYS, org_id, cap, now, 7).await
 }
 
 /// Counts one AI turn of the org in the current UTC hour, if its `ai_turns_per_hour` cap
 /// allows one more: `true` when counted (or when the org has no cap: nothing is written),
-/// `false` when the hour's cap is reached. The check and the count are one statement, so
-/// calls racing for the last turn cannot both take it.
+/// `false` when the hour's cap is reached.
 pub async fn take_ai_turn(pool: &AnyPool, org_id: &str, now: i64) -> Result<bool, StoreError> {
     let Some(cap) = get(pool, org_id).await?.ai_turns_per_hour else {
         return Ok(true);
     };
-    let hour = now.div_euclid(3_600_000);
-    let counted: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO ai_turns (org_id, hour, turns) SELECT $1, $2, 1 WHERE $3 > 0 \
-         ON CONFLICT (org_id, hour) DO UPDATE SET turns = ai_turns.turns + 1 \
-         WHERE ai_turns.turns < $3 RETURNING turns",
-    )
+    let mut conn = pool.acquire().await?;
+    // A day of hours is enough to keep.
+    take_counted(&mut conn, PeriodCount::AI_TURNS, org_id, cap, now, 24).await
+}
+
+/// A table of counts per org per period: (org_id, period, count).
+struct PeriodCount {
+    table: &'static str,
+    period: &'static str,
+    count: &'static str,
+    period_ms: i64,
+}
+
+impl PeriodCount {
+    const MESSAGE_DAYS: PeriodCount = PeriodCount {
+        table: "message_days",
+        period: "day",
+        count: "messages",
+        period_ms: 86_400_000,
+    };
+    const AI_TURNS: PeriodCount = PeriodCount {
+        table: "ai_turns",
+        period: "hour",
+        count: "turns",
+        period_ms: 3_600_000,
+    };
+}
+
+/// Counts one in the org's current period if fewer than `cap` are counted. The check and the
+/// count are one statement, so callers racing for the last one cannot both take it. The
+/// org's first count of a period sweeps its periods older than `keep`.
+async fn take_counted(
+    conn: &mut sqlx::AnyConnection,
+    t: PeriodCount,
+    org_id: &str,
+    cap: i64,
+    now: i64,
+    keep: i64,
+) -> Result<bool, StoreError> {
+    let PeriodCount {
+        table,
+        period,
+        count,
+        period_ms,
+    } = t;
+    let current = now.div_euclid(period_ms);
+    let counted: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+        "INSERT INTO {table} (org_id, {period}, {count}) SELECT $1, $2, 1 WHERE $3 > 0 \
+         ON CONFLICT (org_id, {period}) DO UPDATE SET {count} = {table}.{count} + 1 \
+         WHERE {table}.{count} < $3 RETURNING {count}"
+    )))
     .bind(org_id)
-    .bind(hour)
+    .bind(current)
     .bind(cap)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *conn)
     .await?;
     if counted == Some(1) {
-        // The org's first turn this hour: a day of hours is enough to keep.
-        sqlx::query("DELETE FROM ai_turns WHERE org_id = $1 AND hour < $2")
-            .bind(org_id)
-            .bind(hour - 24)
-            .execute(pool)
-            .await?;
+        sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE org_id = $1 AND {period} < $2"
+        )))
+        .bind(org_id)
+        .bind(current - keep)
+        .execute(&mut *conn)
+        .await?;
     }
     Ok(counted.is_some())
 }

@@ -290,24 +290,20 @@ async fn reply(
             return error(Some(id), "internal", "nothing was done");
         }
     };
-    match crate::db::org_settings::check_send(
-        &state.db.pool,
-        &agent.org_id,
-        channel.as_str(),
-        crate::db::now_ms(),
-    )
-    .await
-    {
-        Ok(Ok(())) => {}
-        Ok(Err(refusal)) => {
-            let e = crate::api::ApiError::from(refusal);
-            return error(Some(id), e.code(), e.message());
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "reading the org's settings failed");
-            return error(Some(id), "internal", "nothing was done");
-        }
-    }
+    let daily_cap =
+        match crate::db::org_settings::check_send(&state.db.pool, &agent.org_id, channel.as_str())
+            .await
+        {
+            Ok(Ok(cap)) => cap,
+            Ok(Err(refusal)) => {
+                let e = crate::api::ApiError::from(refusal);
+                return error(Some(id), e.code(), e.message());
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reading the org's settings failed");
+                return error(Some(id), "internal", "nothing was done");
+            }
+        };
     let Some((_, plugin)) = state.plugins.for_channel(&agent.org_id, channel).await else {
         return error(
             Some(id),
@@ -343,6 +339,7 @@ async fn reply(
             needs_service_window: rules.needs_service_window,
             idempotency_key: Some(format!("ws:{}:{id}", agent.id)),
             bulk: false,
+            daily_cap,
         },
     };
     match state.committer.submit(op).await {
@@ -374,6 +371,11 @@ async fn reply(
                 "recipient_opted_out",
                 "the contact replied STOP on this channel",
             ),
+            Created::DayLimitReached { cap } => {
+                let refusal = crate::db::org_settings::Refusal::day_limit(cap, crate::db::now_ms());
+                let e = crate::api::ApiError::from(refusal);
+                error(Some(id), e.code(), e.message())
+            }
             Created::OutsideWindow { .. } => error(
                 Some(id),
                 "outside_customer_service_window",

@@ -1,23 +1,53 @@
-//! Per-sender rate limits (token buckets) and per-account circuit breakers, both keyed by the
-//! strings a plugin gives ([`channels::ChannelPlugin::sender_key`], `account_key`).
+//! Token-bucket rate limits (per sender, keyed by [`channels::ChannelPlugin::sender_key`];
+//! also the API's per key and per org, and the webhooks' per source) and per-account circuit
+//! breakers (keyed by `account_key`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Token buckets, one per sender. Reserving a token may drive a bucket negative: the caller
+/// Token buckets, one per key. Reserving a token may drive a bucket negative: the caller
 /// waits the returned time, so concurrent senders queue fairly instead of spinning.
-#[derive(Default)]
+///
+/// A limiter keyed by request input (a source address) is [`RateLimiter::bounded`]: when it
+/// holds `capacity` keys, buckets idle long enough to have refilled (the same as absent) are
+/// dropped, and if every bucket is still busy a new key is refused — memory stays bounded
+/// however many keys a flood brings.
 pub struct RateLimiter {
     buckets: Mutex<HashMap<String, (f64, Instant)>>,
+    capacity: usize,
+}
+
+impl Default for RateLimiter {
+    fn default() -> Self {
+        RateLimiter::bounded(usize::MAX)
+    }
 }
 
 impl RateLimiter {
+    /// A limiter holding at most `capacity` keys.
+    pub fn bounded(capacity: usize) -> RateLimiter {
+        RateLimiter {
+            buckets: Mutex::new(HashMap::new()),
+            capacity: capacity.max(1),
+        }
+    }
+
     /// Reserves one send for `key` at `per_second` (burst of one second's worth) and returns how
     /// long to wait before sending.
     pub fn reserve(&self, key: &str, per_second: f64) -> Duration {
         self.reserve_within(key, per_second, Duration::MAX)
             .expect("any wait is within Duration::MAX")
+    }
+
+    /// How long until `key` has a token at `per_second`, if it has none now; takes nothing.
+    pub fn exhausted(&self, key: &str, per_second: f64) -> Option<Duration> {
+        let buckets = self.buckets.lock().expect("not poisoned");
+        let (tokens, last) = buckets.get(key)?;
+        let now = Instant::now();
+        let burst = per_second.max(1.0);
+        let tokens = (tokens + now.duration_since(*last).as_secs_f64() * per_second).min(burst);
+        (tokens < 1.0).then(|| Duration::from_secs_f64((1.0 - tokens) / per_second))
     }
 
     /// Like [`RateLimiter::reserve`], but only when the wait would be at most `max_wait`;
@@ -33,6 +63,13 @@ impl RateLimiter {
         let now = Instant::now();
         let burst = per_second.max(1.0);
         let mut buckets = self.buckets.lock().expect("not poisoned");
+        if buckets.len() >= self.capacity && !buckets.contains_key(key) {
+            let refill = Duration::from_secs_f64(burst / per_second);
+            buckets.retain(|_, (_, last)| now.duration_since(*last) < refill);
+            if buckets.len() >= self.capacity {
+                return Err(Duration::from_secs(1));
+            }
+        }
         let (tokens, last) = buckets.entry(key.to_string()).or_insert((burst, now));
         *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * per_second).min(burst);
         *last = now;
@@ -138,6 +175,42 @@ mod tests {
         // Refusing took nothing: asking again gives the same answer, not a later one.
         let again = rl.reserve_within("a", 1.0, bound).unwrap_err();
         assert!(again <= refused, "{again:?} > {refused:?}");
+    }
+
+    #[test]
+    fn a_bounded_limiter_drops_idle_buckets_and_refuses_when_all_are_busy() {
+        let rl = RateLimiter::bounded(2);
+        assert_eq!(
+            rl.reserve_within("a", 1.0, Duration::ZERO),
+            Ok(Duration::ZERO)
+        );
+        assert_eq!(
+            rl.reserve_within("b", 1.0, Duration::ZERO),
+            Ok(Duration::ZERO)
+        );
+        assert!(rl.exhausted("a", 1.0).is_some(), "a's one token is taken");
+        assert!(
+            rl.exhausted("c", 1.0).is_none(),
+            "an unseen key has its burst"
+        );
+        // Full of busy buckets: a third key is refused, and nothing is stored for it.
+        assert!(rl.reserve_within("c", 1.0, Duration::from_secs(5)).is_err());
+        assert_eq!(rl.buckets.lock().unwrap().len(), 2);
+        // A bucket idle for a second has refilled: idle ones make room.
+        let fast = RateLimiter::bounded(2);
+        fast.reserve("a", 100.0);
+        std::thread::sleep(Duration::from_millis(1_050));
+        fast.reserve("b", 100.0);
+        assert_eq!(
+            fast.reserve_within("c", 100.0, Duration::ZERO),
+            Ok(Duration::ZERO)
+        );
+        let kept: Vec<String> = fast.buckets.lock().unwrap().keys().cloned().collect();
+        assert_eq!(kept.len(), 2, "{kept:?}");
+        assert!(
+            !kept.contains(&"a".to_string()),
+            "a was idle and dropped: {kept:?}"
+        );
     }
 
     #[test]

@@ -18,7 +18,8 @@ use crate::telemetry::MessageCounted;
 use channels::{OutboundMessage, SendError};
 use limits::{backoff, Breakers, RateLimiter};
 use sqlx::Row;
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify, Semaphore};
 
@@ -55,6 +56,9 @@ struct Worker {
     wake: Arc<Notify>,
     /// How long a claim holds a message before another worker may take it, ms.
     lease_ms: i64,
+    /// Messages this node is sending now. A claim that returns one of them again (its lease
+    /// ran out under it: the wall clock jumped forward) is dropped, never sent a second time.
+    in_flight: Mutex<HashSet<String>>,
 }
 
 /// Runs the worker until shutdown. `wake` is signalled when new messages are queued.
@@ -72,6 +76,7 @@ pub async fn run(
     let reserve = settings.concurrency as i64 / 4;
     let worker = Arc::new(Worker {
         lease_ms,
+        in_flight: Mutex::new(HashSet::new()),
         breakers: Breakers::new(settings.breaker_threshold, settings.breaker_cooldown),
         limiter: RateLimiter::default(),
         db: db.clone(),
@@ -102,9 +107,18 @@ pub async fn run(
             {
                 Ok(WriteResult::Claimed(claimed)) if !claimed.is_empty() => {
                     for msg in claimed {
+                        let first = lock(&worker.in_flight).insert(msg.id.clone());
+                        if !first {
+                            metrics::counter!("send_reclaimed_in_flight_total").increment(1);
+                            tracing::warn!(message_id = %msg.id,
+                                "claimed again while this node sends it (did the clock jump?); not sent twice");
+                            continue;
+                        }
                         let permit = permits.clone().acquire_owned().await.expect("never closed");
                         let w = worker.clone();
                         tokio::spawn(async move {
+                            // Leaves the in-flight set however the send ends.
+                            let _sending = Sending(w.clone(), msg.id.clone());
                             w.send_one(msg).await;
                             drop(permit);
                         });
@@ -125,6 +139,19 @@ pub async fn run(
             _ = shutdown.changed() => {}
         }
     }
+}
+
+/// A message in [`Worker::in_flight`], taken out on drop.
+struct Sending(Arc<Worker>, String);
+
+impl Drop for Sending {
+    fn drop(&mut self) {
+        lock(&self.0.in_flight).remove(&self.1);
+    }
+}
+
+fn lock(set: &Mutex<HashSet<String>>) -> std::sync::MutexGuard<'_, HashSet<String>> {
+    set.lock().expect("not poisoned")
 }
 
 async fn next_due(db: &Db) -> Option<i64> {
@@ -148,6 +175,34 @@ async fn opted_out(db: &Db, msg: &Claimed) -> Result<bool, sqlx::Error> {
 }
 
 impl Worker {
+    /// One send's slot of its sender's rate: `Ok(wait)`, or `Err(due_in)` when the slot is
+    /// further away than `max_wait`. On PostgreSQL, which several nodes may share, the rate
+    /// is kept in the database so that the nodes together hold it
+    /// ([`crate::db::sender_pace`]); a SQLite file has one node, whose buckets see every send.
+    /// Should the shared rate be unreadable, this node paces alone (logged) rather than stop.
+    async fn reserve(
+        &self,
+        key: &str,
+        per_second: f64,
+        max_wait: Duration,
+    ) -> Result<Duration, Duration> {
+        if self.db.backend == crate::db::Backend::Postgres {
+            let now_us = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_micros() as i64)
+                .unwrap_or(0);
+            let shared =
+                crate::db::sender_pace::reserve(&self.db.pool, key, per_second, max_wait, now_us);
+            match shared.await {
+                Ok(slot) => return slot,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the shared sender rate is unreadable; pacing on this node alone")
+                }
+            }
+        }
+        self.limiter.reserve_within(key, per_second, max_wait)
+    }
+
     async fn send_one(&self, msg: Claimed) {
         let op = self.attempt(&msg).await;
         let channel = msg.channel.as_str();
@@ -271,11 +326,14 @@ impl Worker {
         // The claim's lease covers at most a quarter of it waiting here and the send's own
         // timeout; a longer wait puts the message back, unclaimed, for when its slot is due.
         let max_wait = Duration::from_millis(self.lease_ms as u64 / 4);
-        match self.limiter.reserve_within(
-            &plugin.sender_key(),
-            plugin.rate_limit_per_second(),
-            max_wait,
-        ) {
+        match self
+            .reserve(
+                &plugin.sender_key(),
+                plugin.rate_limit_per_second(),
+                max_wait,
+            )
+            .await
+        {
             Ok(wait) if !wait.is_zero() => {
                 if msg.bulk {
                     metrics::counter!("broadcast_throttled_total", "org" => msg.org_id.clone())

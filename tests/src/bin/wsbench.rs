@@ -163,6 +163,8 @@ async fn gateway_run(args: &Args) -> anyhow::Result<f64> {
         .await?;
     let mut cfg = test_config(&tdb.url);
     cfg.inbox.ws_queue_frames = 1024;
+    // Every socket comes from this one address.
+    cfg.http.max_connections_per_source = cfg.http.max_connections;
     let gw = TestGateway::start(cfg).await;
     let client = reqwest::Client::new();
     let token = login(&client, &gw.base, "bench@bench.test", "benchmark-pass").await;

@@ -20,11 +20,14 @@ use crate::db::messages::{self, Applied, Claimed, Created, NewOutbound};
 use crate::db::outbox;
 use crate::db::{now_ms, Db, StoreError};
 use channels::{InboundMessage, StatusUpdate};
-use sqlx::{AnyConnection, Connection};
+use sqlx::AnyConnection;
 use state_machines::Channel;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot, Notify};
+
+mod batch;
+use batch::run_batch;
 
 /// One write, as a caller hands it over.
 #[derive(Debug)]
@@ -364,125 +367,7 @@ async fn writer(db: Db, mut rx: mpsc::Receiver<Job>, max_batch: usize, committed
     }
 }
 
-/// Runs a batch in one transaction; a result per job, in order.
-///
-/// Jobs run sorted by the contact they lock (stable, so one contact's jobs keep their order):
-/// every writer — of this node and of other nodes on the same PostgreSQL — then takes row
-/// locks in one global order, which keeps deadlocks rare. Those that still happen (and
-/// serialization failures) are transient: the whole batch runs again after a short random
-/// pause, a few times, before the savepoint fallback isolates a job that fails on its own.
-async fn run_batch(db: &Db, batch: &[Job]) -> Vec<Result<WriteResult, CommitError>> {
-    let mut order: Vec<usize> = (0..batch.len()).collect();
-    order.sort_by_key(|&i| batch[i].op.contact_key());
-    let ordered: Vec<&Job> = order.iter().map(|&i| &batch[i]).collect();
-    let mut results = None;
-    for round in 0..TRANSIENT_RETRIES {
-        let transient = match attempt(db, &ordered, false).await {
-            Ok(r) if r.iter().all(Result::is_ok) => {
-                results = Some(r);
-                break;
-            }
-            Ok(r) => r
-                .iter()
-                .any(|x| matches!(x, Err(CommitError::Store(e)) if e.is_transient())),
-            Err(e) => e.is_transient(),
-        };
-        if !transient {
-            break;
-        }
-        let pause = fastrand::u64(1..=10 * (round + 1));
-        tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
-    }
-    let results = match results {
-        Some(r) => r,
-        None => match attempt(db, &ordered, true).await {
-            Ok(results) => results,
-            Err(e) => {
-                let msg = e.to_string();
-                tracing::error!(error = %msg, size = batch.len(), "batch commit failed");
-                batch
-                    .iter()
-                    .map(|_| {
-                        Err(CommitError::Store(StoreError::Database(
-                            sqlx::Error::Protocol(msg.clone()),
-                        )))
-                    })
-                    .collect()
-            }
-        },
-    };
-    // Back to submission order.
-    let mut slots: Vec<Option<Result<WriteResult, CommitError>>> =
-        (0..batch.len()).map(|_| None).collect();
-    for (i, r) in order.into_iter().zip(results) {
-        slots[i] = Some(r);
-    }
-    slots
-        .into_iter()
-        .map(|r| r.expect("one result per job"))
-        .collect()
-}
-
-/// Whole-batch tries on deadlocks and serialization failures before the savepoint fallback.
-const TRANSIENT_RETRIES: u64 = 4;
-
-/// One try at a batch. Without savepoints, the first failing job aborts the try (the caller
-/// retries with savepoints); with them, each job's failure is its own.
-async fn attempt(
-    db: &Db,
-    batch: &[&Job],
-    savepoints: bool,
-) -> Result<Vec<Result<WriteResult, CommitError>>, StoreError> {
-    let mut conn = db.pool.acquire().await?;
-    // On SQLite the write lock is taken up front: a deferred transaction that reads first
-    // fails at once (SQLITE_BUSY, no busy wait) if another connection wrote in between, and
-    // the committer is not the only writer (the CLI while the gateway runs, the webhook
-    // worker's and API keys' bookkeeping). IMMEDIATE waits for the lock instead.
-    let mut tx = if db.backend == crate::db::Backend::Sqlite {
-        sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?
-    } else {
-        conn.begin().await?
-    };
-    let mut results = Vec::with_capacity(batch.len());
-    for job in batch {
-        if !savepoints {
-            match execute(&mut tx, &job.op).await {
-                Ok(r) => results.push(Ok(r)),
-                Err(e) => {
-                    tx.rollback().await?;
-                    results.push(Err(CommitError::Store(e)));
-                    return Ok(results);
-                }
-            }
-            continue;
-        }
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            let mut sp = tx.begin().await?;
-            match execute(&mut sp, &job.op).await {
-                Ok(r) => {
-                    sp.commit().await?;
-                    results.push(Ok(r));
-                    break;
-                }
-                Err(e) => {
-                    sp.rollback().await?;
-                    // A unique violation means a concurrent writer just stored the same
-                    // contact or message: run again and find it.
-                    if (e.is_transient() || e.is_unique_violation()) && tries < 3 {
-                        continue;
-                    }
-                    results.push(Err(CommitError::Store(e)));
-                    break;
-                }
-            }
-        }
-    }
-    tx.commit().await?;
-    Ok(results)
-}
-
+/// Runs one op inside the batch's transaction.
 async fn execute(conn: &mut AnyConnection, op: &WriteOp) -> Result<WriteResult, StoreError> {
     let now = now_ms();
     Ok(match op {
