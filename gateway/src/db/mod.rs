@@ -256,7 +256,15 @@ fn prepare_sqlite_path(url: &str) {
     }
 }
 
-/// Now, in Unix milliseconds.
+/// Now, in Unix microseconds.
+pub fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+/// Now, Unix milliseconds.
 pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

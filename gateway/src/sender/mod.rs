@@ -187,12 +187,7 @@ impl Worker {
         max_wait: Duration,
     ) -> Result<Duration, Duration> {
         if self.db.backend == crate::db::Backend::Postgres {
-            let now_us = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_micros() as i64)
-                .unwrap_or(0);
-            let shared =
-                crate::db::sender_pace::reserve(&self.db.pool, key, per_second, max_wait, now_us);
+            let shared = crate::db::sender_pace::reserve(&self.db.pool, key, per_second, max_wait);
             match shared.await {
                 Ok(slot) => return slot,
                 Err(e) => {

@@ -8,7 +8,9 @@
 //!   send latency (POST → stand-in received) p50/p99 while idle and while a broadcast drains,
 //!   and their ratio.
 //! - `pacing`: a broadcast to a sender limited to `--pace-rate` per second; the rate the
-//!   stand-in saw over the run and its error against the limit.
+//!   stand-in saw after the first second and its error against the limit, the same over the
+//!   second half alone (saturated), and the most any interval exceeded rate × its length
+//!   (the bucket allows up to its burst, one second's worth).
 //! - `ack`: `YES` replies from recipients, webhook round trip (the confirmation commits before
 //!   the 200) p50/p99.
 //!
@@ -298,10 +300,25 @@ async fn main() {
         .duration_since(*steady[0])
         .as_secs_f64();
     let rate = (steady.len() - 1) as f64 / span;
+    // The second half alone: the sender saturated, no burst regained after a stall.
+    let tail = &at[at.len() / 2..];
+    let tail_rate =
+        (tail.len() - 1) as f64 / tail[tail.len() - 1].duration_since(tail[0]).as_secs_f64();
+    // The bucket's promise: in any interval of length L, at most burst + rate·L sends. The
+    // most by which any interval exceeds rate·L (≤ burst = one second's worth when kept).
+    let mut excess = 0f64;
+    for i in 0..at.len() {
+        for j in i..at.len() {
+            let l = at[j].duration_since(at[i]).as_secs_f64();
+            excess = excess.max((j - i + 1) as f64 - args.pace_rate * l);
+        }
+    }
     println!(
         "{}",
         json!({"bench": "pacing", "backend": args.backend, "limit_per_s": args.pace_rate, "messages": m,
-            "measured_per_s": rate, "error_pct": (rate - args.pace_rate).abs() / args.pace_rate * 100.0})
+            "measured_per_s": rate, "error_pct": (rate - args.pace_rate).abs() / args.pace_rate * 100.0,
+            "tail_per_s": tail_rate, "tail_error_pct": (tail_rate - args.pace_rate).abs() / args.pace_rate * 100.0,
+            "max_excess_over_rate": excess, "burst": args.pace_rate.max(1.0)})
     );
     p.gw.stop().await;
 }
