@@ -731,3 +731,40 @@ async fn whatsapp_rungs_respect_the_window_and_buttons_confirm(backend: Backend)
     );
 }
 both_backends!(whatsapp_rungs_respect_the_window_and_buttons_confirm);
+
+/// A broadcast to a sender paced at 2 messages/s goes out no faster (a burst of 2, then one
+/// every half second: 6 messages over at least 1.8 s), and each wait is counted in
+/// `broadcast_throttled_total{organization}`, the label the platform's dashboards query.
+async fn a_paced_sender_throttles_the_broadcast_and_counts_it(backend: Backend) {
+    let w = World::new(backend).await;
+    let cfg = json!({
+        "account_sid": w.org.account_sid, "auth_token": w.org.auth_token, "from": w.org.from,
+        "api_base": w.twilio.base, "messages_per_second": 2.0,
+    });
+    gateway::db::orgs::upsert_channel_account(
+        &w.db.pool,
+        &w.org.id,
+        "twilio",
+        "sms",
+        &cfg.to_string(),
+    )
+    .await
+    .unwrap();
+    let recipients: Vec<Value> = (0..6)
+        .map(|i| json!({"phone": format!("+155576540{i:02}")}))
+        .collect();
+    let body = json!({"name": "paced", "recipients": recipients, "steps": [{"channel": "sms", "body": "paced"}]});
+    create(&w, &body).await;
+    eventually(Duration::from_secs(30), || async {
+        (w.twilio.received_count() >= 6).then_some(())
+    })
+    .await;
+    let mut at = w.twilio.arrivals();
+    at.sort();
+    let span = at[at.len() - 1] - at[0];
+    assert!(span >= Duration::from_millis(1_800), "{span:?}");
+    let metrics = w.get_text("/metrics").await;
+    let line = format!("broadcast_throttled_total{{organization=\"{}\"}}", w.org.id);
+    assert!(metrics.contains(&line), "{line} in {metrics}");
+}
+both_backends!(a_paced_sender_throttles_the_broadcast_and_counts_it);

@@ -189,6 +189,14 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "malformed", message)
     }
 
+    /// 429 `rate_limited`, with `Retry-After` of `wait` in whole seconds (at least one).
+    pub fn rate_limited(wait: Duration, message: impl Into<String>) -> ApiError {
+        ApiError {
+            retry_after: Some(wait.as_secs_f64().ceil().max(1.0) as u64),
+            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
+        }
+    }
+
     /// 404.
     pub fn not_found(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", message)

@@ -8,7 +8,6 @@
 use super::ApiError;
 use crate::db::orgs::KeyOwner;
 use crate::sender::limits::RateLimiter;
-use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -74,13 +73,9 @@ impl ApiRateLimits {
             return Ok(());
         };
         metrics::counter!("api_requests_throttled_total").increment(1);
-        Err(ApiError {
-            retry_after: Some(wait.as_secs_f64().ceil().max(1.0) as u64),
-            ..ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                format!("more than {rate} requests per second for this {what}"),
-            )
-        })
+        Err(ApiError::rate_limited(
+            wait,
+            format!("more than {rate} requests per second for this {what}"),
+        ))
     }
 }

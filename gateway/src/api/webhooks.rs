@@ -154,14 +154,10 @@ pub async fn receive(
             let source = peer.map(|p| p.ip());
             if let Some(wait) = source.and_then(|ip| state.webhook_sources.throttled(ip)) {
                 reject("source_throttled");
-                return Err(ApiError {
-                    retry_after: Some(wait.as_secs_f64().ceil().max(1.0) as u64),
-                    ..ApiError::new(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "rate_limited",
-                        "too many webhooks for unknown organizations from this address",
-                    )
-                });
+                return Err(ApiError::rate_limited(
+                    wait,
+                    "too many webhooks for unknown organizations from this address",
+                ));
             }
             let org = state.plugins.org(&org_slug).await?;
             if let (None, Some(ip)) = (&org, source) {

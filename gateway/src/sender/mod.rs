@@ -331,7 +331,7 @@ impl Worker {
         {
             Ok(wait) if !wait.is_zero() => {
                 if msg.bulk {
-                    metrics::counter!("broadcast_throttled_total", "org" => msg.org_id.clone())
+                    metrics::counter!("broadcast_throttled_total", "organization" => msg.org_id.clone())
                         .increment(1);
                 }
                 tokio::time::sleep(wait).await
