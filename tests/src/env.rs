@@ -413,6 +413,24 @@ impl World {
         }
     }
 
+    /// Replaces `acme`'s Twilio account by one sending from `from` at `rate` per second (same
+    /// credentials, same stand-in). Do it before the first send: nodes cache plugins briefly.
+    pub async fn replace_twilio_account(&self, from: &str, rate: f64) {
+        let cfg = serde_json::json!({
+            "account_sid": self.org.account_sid, "auth_token": self.org.auth_token, "from": from,
+            "api_base": self.twilio.base, "messages_per_second": rate,
+        });
+        orgs::upsert_channel_account(
+            &self.db.pool,
+            &self.org.id,
+            "twilio",
+            "sms",
+            &cfg.to_string(),
+        )
+        .await
+        .expect("account");
+    }
+
     /// `GET` a public path (`/metrics`, `/health`) and return the body as text.
     pub async fn get_text(&self, path: &str) -> String {
         get_text(&self.client, &self.gw.base, path).await

@@ -737,19 +737,7 @@ both_backends!(whatsapp_rungs_respect_the_window_and_buttons_confirm);
 /// `broadcast_throttled_total{organization}`, the label the platform's dashboards query.
 async fn a_paced_sender_throttles_the_broadcast_and_counts_it(backend: Backend) {
     let w = World::new(backend).await;
-    let cfg = json!({
-        "account_sid": w.org.account_sid, "auth_token": w.org.auth_token, "from": w.org.from,
-        "api_base": w.twilio.base, "messages_per_second": 2.0,
-    });
-    gateway::db::orgs::upsert_channel_account(
-        &w.db.pool,
-        &w.org.id,
-        "twilio",
-        "sms",
-        &cfg.to_string(),
-    )
-    .await
-    .unwrap();
+    w.replace_twilio_account(&w.org.from, 2.0).await;
     let recipients: Vec<Value> = (0..6)
         .map(|i| json!({"phone": format!("+155576540{i:02}")}))
         .collect();

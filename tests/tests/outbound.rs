@@ -502,20 +502,8 @@ both_backends!(provider_faults_are_retried_and_sent_once);
 async fn messaging_service_sender(backend: Backend) {
     let w = World::new(backend).await;
     // Replaced before the first send, so no node has built the org's plugin yet.
-    let cfg = serde_json::json!({
-        "account_sid": w.org.account_sid, "auth_token": w.org.auth_token,
-        "from": "MG00000000000000000000000000000001",
-        "api_base": w.twilio.base, "messages_per_second": 1000.0,
-    });
-    gateway::db::orgs::upsert_channel_account(
-        &w.db.pool,
-        &w.org.id,
-        "twilio",
-        "sms",
-        &cfg.to_string(),
-    )
-    .await
-    .unwrap();
+    w.replace_twilio_account("MG00000000000000000000000000000001", 1000.0)
+        .await;
     let id = send(&w, "from the service").await;
     let m = wait_status(&w, &id, "sent").await;
     let got = w.twilio.received();
