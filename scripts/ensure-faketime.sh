@@ -7,6 +7,6 @@ lib=/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1
 if [ ! -e "$lib" ]; then
     echo "installing libfaketime" >&2
     export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -q faketime >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q faketime >/dev/null; }
+    apt-get -o DPkg::Lock::Timeout=600 install -y -q faketime >/dev/null 2>&1 || { apt-get -o DPkg::Lock::Timeout=600 update -q >/dev/null && apt-get -o DPkg::Lock::Timeout=600 install -y -q faketime >/dev/null; }
 fi
 echo "$lib"

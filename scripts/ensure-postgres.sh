@@ -21,8 +21,8 @@ if answers "$DEFAULT"; then echo "$DEFAULT"; exit 0; fi
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     echo "ensure-postgres: installing PostgreSQL" >&2
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
-    $SUDO apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql >&2
+    $SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq >&2
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq postgresql >&2
 fi
 BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 DIR=${DARTWING_PG_DIR:-/var/lib/dartwing/pg}

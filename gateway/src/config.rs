@@ -117,6 +117,10 @@ pub struct SipConfig {
     pub tts_voice: String,
     /// Seconds of caller silence before the receptionist reprompts (once), then says goodbye.
     pub reprompt_secs: u64,
+    /// Seconds an agent's phone rings on a hand-over before the caller gets voicemail.
+    pub agent_ring_secs: u64,
+    /// The longest voicemail the receptionist records, seconds.
+    pub voicemail_max_secs: u64,
 }
 
 impl Default for SipConfig {
@@ -135,6 +139,8 @@ impl Default for SipConfig {
             whisper_model: String::new(),
             tts_voice: "en-us".into(),
             reprompt_secs: 6,
+            agent_ring_secs: 20,
+            voicemail_max_secs: 120,
         }
     }
 }
@@ -331,6 +337,8 @@ const ENV: &[(&str, &str)] = &[
     ("DARTWING_SIP_WHISPER_MODEL", "sip.whisper_model"),
     ("DARTWING_SIP_TTS_VOICE", "sip.tts_voice"),
     ("DARTWING_SIP_REPROMPT_SECS", "sip.reprompt_secs"),
+    ("DARTWING_SIP_AGENT_RING_SECS", "sip.agent_ring_secs"),
+    ("DARTWING_SIP_VOICEMAIL_MAX_SECS", "sip.voicemail_max_secs"),
     ("DARTWING_INBOX_SESSION_SECS", "inbox.session_secs"),
     ("DARTWING_INBOX_WS_QUEUE_FRAMES", "inbox.ws_queue_frames"),
     ("DARTWING_INBOX_WS_SLOW_MS", "inbox.ws_slow_ms"),

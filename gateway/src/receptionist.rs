@@ -13,7 +13,9 @@
 //! for up to two weeks.
 
 use crate::commit::{Committer, WriteOp, WriteResult};
-use crate::db::receptionist::{self as rdb, BookResult, BookWrite, Slot, TranscriptWrite};
+use crate::db::receptionist::{
+    self as rdb, BookResult, BookWrite, Slot, TranscriptWrite, VoicemailWrite,
+};
 use crate::db::Db;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -24,7 +26,7 @@ use voice::receptionist::jiff::{civil::DateTime, tz::TimeZone, ToSpan};
 use voice::receptionist::responder::{Entry, Hours, Knowledge, Profile};
 use voice::receptionist::{
     Booked, Booking, Heard, Listener, OrgSettings, ReceptionistStore, Speaker, Speech,
-    SpeechFailure, StoreFailure, TranscriptTurn, Turn,
+    SpeechFailure, StoreFailure, TranscriptTurn, Turn, Voicemail,
 };
 use voice::ua::BoxFuture;
 
@@ -159,6 +161,26 @@ impl ReceptionistStore for DbReceptionistStore {
         })
     }
 
+    fn voicemail(&self, v: Voicemail) -> BoxFuture<'_, Result<(), StoreFailure>> {
+        Box::pin(async move {
+            let write = VoicemailWrite {
+                org_id: v.org,
+                call_id: v.call_id,
+                text: v.text,
+                seconds: v.pcm.len() as f64 / 8_000.0,
+                wav: audio::wav::encode_wav(8_000, 1, &v.pcm),
+            };
+            match self.committer.submit_wait(WriteOp::Voicemail(write)).await {
+                Ok(WriteResult::Transcript(Some(_))) => Ok(()),
+                Ok(WriteResult::Transcript(None)) => Err(unavailable(std::io::Error::other(
+                    "the voicemail's call is not stored",
+                ))),
+                Ok(_) => unreachable!("Voicemail answers Transcript"),
+                Err(e) => Err(unavailable(e)),
+            }
+        })
+    }
+
     fn book(&self, b: Booking) -> BoxFuture<'_, Result<Booked, StoreFailure>> {
         Box::pin(async move {
             let Some(wanted) = slot(b.start, &b.timezone, b.minutes) else {
@@ -212,6 +234,19 @@ impl LocalSpeech {
     }
 }
 
+impl LocalSpeech {
+    /// The whisper model, loaded on first use and shared.
+    fn whisper(&self) -> Result<Arc<WhisperStt>, SpeechFailure> {
+        let mut slot = self.stt.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(stt) = slot.as_ref() {
+            return Ok(Arc::clone(stt));
+        }
+        let loaded = Arc::new(WhisperStt::load(WhisperConfig::new(&self.model)).map_err(failure)?);
+        *slot = Some(Arc::clone(&loaded));
+        Ok(loaded)
+    }
+}
+
 fn failure(e: impl std::error::Error + Send + Sync + 'static) -> SpeechFailure {
     SpeechFailure {
         source: Box::new(e),
@@ -237,24 +272,22 @@ impl SpeechToText for Prompted {
 
 impl Speech for LocalSpeech {
     fn listener(&self, vocabulary: &str) -> Result<Box<dyn Listener>, SpeechFailure> {
-        let stt = {
-            let mut slot = self.stt.lock().unwrap_or_else(|p| p.into_inner());
-            match slot.as_ref() {
-                Some(stt) => Arc::clone(stt),
-                None => {
-                    let cfg = WhisperConfig::new(&self.model);
-                    let loaded = Arc::new(WhisperStt::load(cfg).map_err(failure)?);
-                    *slot = Some(Arc::clone(&loaded));
-                    loaded
-                }
-            }
-        };
         let stt = Arc::new(Prompted {
-            whisper: stt,
+            whisper: self.whisper()?,
             prompt: vocabulary.to_owned(),
         });
         let inner = StreamingTranscriber::new(stt, StreamConfig::default()).map_err(failure)?;
         Ok(Box::new(WhisperListener { inner }))
+    }
+
+    fn transcribe(&self, pcm: &[i16], vocabulary: &str) -> Result<String, SpeechFailure> {
+        let whisper = self.whisper()?;
+        let at_16k =
+            audio::resample::resample(&audio::pcm::to_f32(pcm), 8_000, 16_000).map_err(failure)?;
+        let transcript = whisper
+            .transcribe_with_prompt(&at_16k, Some(vocabulary))
+            .map_err(failure)?;
+        Ok(transcript.text())
     }
 
     fn speak(&self, text: &str) -> Result<Vec<i16>, SpeechFailure> {

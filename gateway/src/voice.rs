@@ -347,6 +347,7 @@ pub fn ua_config(sip: &SipConfig, bind: SocketAddr) -> UaConfig {
         realm: sip.realm.clone(),
         rtp_ports: sip.rtp_port_min..=sip.rtp_port_max,
         max_call_duration: Duration::from_secs(sip.max_call_secs),
+        agent_ring_timeout: Duration::from_secs(sip.agent_ring_secs.max(1)),
         admission: AdmissionConfig {
             max_calls: sip.max_calls as usize,
             per_source_rate: sip.invites_per_second_per_source,
@@ -400,6 +401,7 @@ pub async fn start(
         responder: Arc::new(voice::receptionist::responder::LocalResponder),
         config: voice::receptionist::ReceptionistConfig {
             reprompt_after: Duration::from_secs(sip.reprompt_secs.max(1)),
+            voicemail_max: Duration::from_secs(sip.voicemail_max_secs.max(5)),
             ..Default::default()
         },
         runtime: tokio::runtime::Handle::current(),

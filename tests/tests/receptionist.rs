@@ -327,6 +327,16 @@ async fn the_org_cap_on_ai_turns_ends_the_conversation() {
 
 /// An agent baresip registered with digest credentials, auto-answering.
 fn agent_phone(dir: &TempDir, sip_port: u16) -> (tokio::process::Child, std::path::PathBuf) {
+    agent_phone_answering(dir, sip_port, "auto")
+}
+
+/// An agent baresip registered with digest credentials; `answermode` `auto` picks up,
+/// `manual` lets it ring.
+fn agent_phone_answering(
+    dir: &TempDir,
+    sip_port: u16,
+    answermode: &str,
+) -> (tokio::process::Child, std::path::PathBuf) {
     let voice = dir.0.join("agent.wav");
     std::fs::write(&voice, audio::wav::encode_wav(8000, 1, &silence(2.0))).unwrap();
     let (cfg, log) = (dir.0.join("agent"), dir.0.join("agent.log"));
@@ -337,7 +347,7 @@ fn agent_phone(dir: &TempDir, sip_port: u16) -> (tokio::process::Child, std::pat
         &dir.0.join("agent-dumps"),
         None,
         &format!(
-            "<sip:agent@127.0.0.1:{sip_port};transport=udp>;auth_user=agent;auth_pass=correcthorse1;regint=60;answermode=auto"
+            "<sip:agent@127.0.0.1:{sip_port};transport=udp>;auth_user=agent;auth_pass=correcthorse1;regint=60;answermode={answermode}"
         ),
     );
     (baresip::spawn(&cfg, &log, &["-t".into(), "40".into()]), log)
@@ -649,4 +659,192 @@ fn the_cli_sets_up_a_receptionist() {
     assert!(ok && out.contains("receptionist"), "{out}");
     let (ok, out) = run(&["receptionist", "set", "--org", "nope", "--greeting", "x"]);
     assert!(!ok && out.contains("no organization `nope`"), "{out}");
+}
+
+const MESSAGE: &str = "Please call me back about my crown tomorrow morning.";
+
+/// The voicemail stored for the world's one call: its message JSON, after checking what
+/// every voicemail must show — the transcript of `MESSAGE`, the audio (a WAV that whisper
+/// hears `MESSAGE` in) for the org and for nobody else, its schema-valid event, the prompt
+/// and the goodbye in the transcript, the receptionist hanging up, and the metric.
+async fn assert_voicemail(w: &World) -> serde_json::Value {
+    let (call, steps) = w.ended_call(Duration::from_secs(30)).await;
+    let conversation = call["conversation_id"].as_str().unwrap();
+    let turns = transcript(w, conversation).await;
+    eprintln!("stored transcript: {turns:?}");
+    assert_eq!(call["cause"], "callee_hangup", "{steps:?}");
+    let messages = w
+        .get_json(
+            &w.org,
+            &format!("/api/v1/conversations/{conversation}/messages"),
+        )
+        .await;
+    let voicemails: Vec<&serde_json::Value> = messages
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["kind"] == "voicemail")
+        .collect();
+    assert_eq!(voicemails.len(), 1, "one voicemail: {messages}");
+    let vm = voicemails[0].clone();
+    eprintln!("voicemail: {vm}");
+    assert_eq!(vm["channel"], "voice");
+    assert_eq!(vm["direction"], "inbound");
+    let text = normalize(vm["body"].as_str().unwrap());
+    assert!(
+        text.contains("call me") && text.contains("tomorrow morning"),
+        "the message is transcribed: {text}"
+    );
+    // The audio: for the org (API key), a WAV of the caller's message.
+    let url = format!(
+        "{}/api/v1/messages/{}/audio",
+        w.gw.base,
+        vm["id"].as_str().unwrap()
+    );
+    let r = w
+        .client
+        .get(&url)
+        .bearer_auth(&w.org.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "audio/wav");
+    let wav = r.bytes().await.unwrap();
+    let clip = audio::wav::parse_wav(&wav).expect("a WAV");
+    assert_eq!((clip.rate, clip.channels), (8_000, 1));
+    let pcm = clip.to_mono_at(8_000).unwrap();
+    let secs = pcm.len() as f64 / 8_000.0;
+    assert!((2.0..=15.0).contains(&secs), "{secs} s recorded");
+    // (whisper tiny on espeak's voice: "back" is sometimes "mac"; the rest holds.)
+    let heard = transcribe(&pcm);
+    assert!(
+        heard.contains("call me") && heard.contains("crown"),
+        "the recording holds the message: {heard}"
+    );
+    let attachment = vm["media"][0]["url"].as_str().unwrap();
+    let r = w
+        .client
+        .get(format!("{}{attachment}", w.gw.base))
+        .bearer_auth(&w.org.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "also the message's attachment");
+    assert_eq!(r.bytes().await.unwrap(), wav);
+    // Another org sees nothing.
+    let other = integration_tests::env::create_org(&w.db, "globex", &w.twilio.base, 10.0).await;
+    let r = w
+        .client
+        .get(&url)
+        .bearer_auth(&other.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "another org's voicemail");
+    let r = w.client.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 401, "no key");
+    // The prompt and the goodbye are in the transcript; the event is published.
+    let said: Vec<&str> = turns
+        .iter()
+        .filter(|(d, _)| d == "outbound")
+        .map(|(_, b)| b.as_str())
+        .collect();
+    assert!(
+        said.iter()
+            .any(|b| b.contains("leave a message after the tone")),
+        "{said:?}"
+    );
+    assert!(
+        said.iter()
+            .any(|b| b.contains("Your message has been recorded")),
+        "{said:?}"
+    );
+    let events = w.get_json(&w.org, "/api/v1/events?after_seq=0").await;
+    let published: Vec<&serde_json::Value> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "dartwing.call.voicemail.v1")
+        .collect();
+    assert_eq!(published.len(), 1, "one voicemail event");
+    assert_eq!(published[0]["data"]["message_id"], vm["id"]);
+    integration_tests::schema::assert_org_events_valid(w, &w.org).await;
+    let metrics = w.get_text("/metrics").await;
+    assert!(
+        metrics.contains("receptionist_voicemails_total 1"),
+        "voicemails are counted"
+    );
+    vm
+}
+
+/// No agent to hand over to: the caller who asks for a person is offered voicemail, leaves
+/// a message after the tone, and it lands in their conversation, transcribed, with its
+/// audio (`GET /api/v1/messages/{id}/audio`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_agent_the_caller_leaves_a_voicemail() {
+    let w = World::new(Backend::Sqlite).await;
+    receptionist_org(&w, None).await;
+    let dir = TempDir::new();
+    let mut script = silence(5.0);
+    script.extend(phone_speech(
+        &dir.0,
+        "en-us",
+        "I would like to talk to a person, please.",
+    ));
+    // The apology and the prompt take about 9 s; a message started over them is recorded
+    // from its start too (barge-in with the second before).
+    script.extend(silence(14.0));
+    script.extend(phone_speech(&dir.0, "en-us", MESSAGE));
+    script.extend(silence(12.0));
+    let secs = script.len() / 8_000 + 2;
+    let (dumps, _log) = call(&dir, sip_port(&w), &script, secs as u32).await;
+    let heard = transcribe(&received_audio(&dumps));
+    eprintln!("the caller heard: {heard}");
+    assert!(heard.contains("leave a message"), "{heard}");
+    assert_voicemail(&w).await;
+    w.gw.stop().await;
+}
+
+/// The agent's phone rings out (it never answers): after `sip.agent_ring_secs` the
+/// gateway CANCELs it and the receptionist takes the caller back for a voicemail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_who_does_not_answer_sends_the_caller_to_voicemail() {
+    let w = World::with_config(Backend::Sqlite, |c| c.sip.agent_ring_secs = 3).await;
+    with_agent(&w).await;
+    receptionist_org(&w, Some("agent")).await;
+    let dir = TempDir::new();
+    let (mut agent, agent_log) = agent_phone_answering(&dir, sip_port(&w), "manual");
+    baresip::log_shows(&agent_log, "200 OK", Duration::from_secs(15)).await;
+    let mut script = silence(5.0);
+    script.extend(phone_speech(
+        &dir.0,
+        "en-us",
+        "I would like to talk to a person, please.",
+    ));
+    // "Connecting you" (3 s), 3 s of ringing, then the apology and the prompt (9 s): the
+    // message starts near the prompt's end (over it, it is recorded from its start too).
+    script.extend(silence(16.0));
+    script.extend(phone_speech(&dir.0, "en-us", MESSAGE));
+    script.extend(silence(12.0));
+    let secs = script.len() / 8_000 + 2;
+    let (_dumps, _log) = call(&dir, sip_port(&w), &script, secs as u32).await;
+    let log = std::fs::read_to_string(&agent_log).unwrap_or_default();
+    assert!(
+        log.to_lowercase().contains("incoming call"),
+        "the agent's phone rang:\n{log}"
+    );
+    assert!(
+        !log.contains("Call established"),
+        "and was never answered:\n{log}"
+    );
+    let (_, steps) = w.ended_call(Duration::from_secs(30)).await;
+    let states: Vec<&str> = steps.iter().map(|(s, _)| s.as_str()).collect();
+    assert!(
+        states.starts_with(&["ringing", "answered", "transferring", "answered"]),
+        "the failed transfer gives the caller back: {steps:?}"
+    );
+    assert_voicemail(&w).await;
+    agent.kill().await.ok();
+    w.gw.stop().await;
 }

@@ -81,7 +81,7 @@ async fn menu_plays_a_prompt_and_transfers_on_1() {
         phone.send(&pkt, media).await;
     }
     let target = wait_for(&mut events, Duration::from_secs(1), |e| match e {
-        MediaEvent::AppAction(Action::Transfer { target }) => Some(target),
+        MediaEvent::AppAction(Action::Transfer { target, .. }) => Some(target),
         _ => None,
     })
     .await;
@@ -223,7 +223,7 @@ async fn a_transfer_bridges_two_legs_audio_and_dtmf_both_ways() {
     // The caller presses 1 by SIP INFO: the menu asks for the transfer.
     caller_leg.dtmf('1').unwrap();
     let target = wait_for(&mut caller_events, Duration::from_secs(1), |e| match e {
-        MediaEvent::AppAction(Action::Transfer { target }) => Some(target),
+        MediaEvent::AppAction(Action::Transfer { target, .. }) => Some(target),
         _ => None,
     })
     .await;

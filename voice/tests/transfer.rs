@@ -247,6 +247,8 @@ async fn menu_key_1_pressed_by_rtp_transfers_to_the_registered_agent() {
     ])
     .await;
     assert!(registered.status.success(), "agent did not register");
+    let messages = dir.path().join("agent-messages.log");
+    let message_file = messages.to_str().unwrap().to_owned();
     let agent = tokio::spawn(async move {
         sipp(&[
             "-sn",
@@ -258,6 +260,9 @@ async fn menu_key_1_pressed_by_rtp_transfers_to_the_registered_agent() {
             "-m",
             "1",
             "-nostdin",
+            "-trace_msg",
+            "-message_file",
+            &message_file,
             "-timeout",
             "20s",
             "-timeout_error",
@@ -318,6 +323,23 @@ async fn menu_key_1_pressed_by_rtp_transfers_to_the_registered_agent() {
         ]
     );
     assert_eq!(store.ended_with(EndCause::CallerHangup), 1);
+    // A warm transfer: the agent's phone is told who calls, why, and which call it is.
+    let seen = std::fs::read_to_string(&messages).unwrap();
+    let invite = seen
+        .split("INVITE sip:")
+        .nth(1)
+        .expect("the agent's log holds our INVITE");
+    let invite = invite.split("\r\n\r\n").next().unwrap();
+    assert!(
+        invite.contains("Subject: Menu: the caller pressed 1 for a person"),
+        "{invite}"
+    );
+    assert!(invite.contains("From: \"sipp\" <sip:sipp@"), "{invite}");
+    let call_id = store.transitions()[0].call_id.clone();
+    assert!(
+        invite.contains(&format!("X-Dartwing-Call-Id: {call_id}")),
+        "{invite}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -317,6 +317,29 @@ pub async fn media(
     }
 }
 
+/// `GET /api/v1/messages/{id}/audio`: a voicemail's recording (WAV), for an API key or an
+/// agent of the org; 404 for another org's message or one without audio.
+pub async fn audio(
+    AxState(state): AxState<State>,
+    who: crate::inbox::auth::AgentOrKey,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let found =
+        crate::db::media::of_message_typed(&state.db.pool, &who.org_id, &id, "audio/").await?;
+    let Some((content_type, data)) = found else {
+        return Err(ApiError::not_found("no such message with audio"));
+    };
+    Ok((
+        [
+            ("content-type", content_type),
+            ("x-content-type-options", "nosniff".to_string()),
+            ("cache-control", "private, max-age=3600".to_string()),
+        ],
+        data,
+    )
+        .into_response())
+}
+
 /// `GET /api/v1/events?after_seq=N`: the org's numbered events after N, as CloudEvents —
 /// the gap-free catch-up feed.
 pub async fn events(

@@ -91,6 +91,7 @@ pub fn router(state: State, max_body_bytes: usize) -> Router {
         )
         .route("/api/v1/messages", post(messages::send))
         .route("/api/v1/messages/{id}", get(messages::get_message))
+        .route("/api/v1/messages/{id}/audio", get(messages::audio))
         .route("/api/v1/conversations", get(messages::conversations))
         .route(
             "/api/v1/conversations/{id}/messages",

@@ -158,6 +158,8 @@ pub enum WriteOp {
     Inbox(crate::db::inbox::InboxOp),
     /// A receptionist call's transcript turn (a `voice` message and its event).
     Transcript(crate::db::receptionist::TranscriptWrite),
+    /// A caller's voicemail (a `voice` message with its audio, and its event).
+    Voicemail(crate::db::receptionist::VoicemailWrite),
     /// A booking the receptionist took.
     Book(crate::db::receptionist::BookWrite),
     /// A broadcast write: create, cancel, expand, dispatch, confirm.
@@ -198,7 +200,8 @@ pub enum WriteResult {
     MediaClaimed(Vec<crate::db::media::MediaJob>),
     /// For [`WriteOp::Inbox`].
     Inbox(crate::db::inbox::InboxResult),
-    /// For [`WriteOp::Transcript`]: the message's id (`None`: the call is unknown).
+    /// For [`WriteOp::Transcript`] and [`WriteOp::Voicemail`]: the message's id (`None`:
+    /// the call is unknown).
     Transcript(Option<String>),
     /// For [`WriteOp::Book`].
     Booked(crate::db::receptionist::BookResult),
@@ -473,6 +476,9 @@ async fn execute(conn: &mut AnyConnection, op: &WriteOp) -> Result<WriteResult, 
         WriteOp::Inbox(op) => WriteResult::Inbox(crate::db::inbox::execute(conn, op, now).await?),
         WriteOp::Transcript(w) => {
             WriteResult::Transcript(crate::db::receptionist::append_turn(conn, w, now).await?)
+        }
+        WriteOp::Voicemail(w) => {
+            WriteResult::Transcript(crate::db::receptionist::append_voicemail(conn, w, now).await?)
         }
         WriteOp::Book(w) => WriteResult::Booked(crate::db::receptionist::book(conn, w, now).await?),
         WriteOp::Broadcast(op) => {

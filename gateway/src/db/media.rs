@@ -45,6 +45,72 @@ pub async fn insert(
     Ok(())
 }
 
+/// An attachment the gateway made itself (a voicemail's recording): stored as it is written.
+#[derive(Debug, Clone, Copy)]
+pub struct Stored<'a> {
+    /// Its MIME type.
+    pub content_type: &'a str,
+    /// Its file name.
+    pub filename: &'a str,
+    /// Where it came from (a call id).
+    pub reference: &'a str,
+    /// The bytes.
+    pub data: &'a [u8],
+}
+
+/// Records attachment `id` of a stored message with its bytes (status `stored`: nothing to
+/// download).
+pub async fn insert_stored(
+    conn: &mut AnyConnection,
+    (org_id, message_id, id): (&str, &str, &str),
+    (channel, provider): (&str, &str),
+    media: &Stored<'_>,
+    now: i64,
+) -> Result<(), StoreError> {
+    use sha2::Digest;
+    let sha256 = hex::encode(sha2::Sha256::digest(media.data));
+    sqlx::query(
+        "INSERT INTO media (id, org_id, message_id, channel, provider, reference, content_type, \
+         filename, status, sha256, size, data, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'stored', $9, $10, $11, $12, $12)",
+    )
+    .bind(id)
+    .bind(org_id)
+    .bind(message_id)
+    .bind(channel)
+    .bind(provider)
+    .bind(media.reference)
+    .bind(media.content_type)
+    .bind(media.filename)
+    .bind(sha256)
+    .bind(media.data.len() as i64)
+    .bind(media.data)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The first stored attachment of `message_id` whose type starts with `prefix` (a
+/// voicemail's audio): its type and bytes; another org's message finds nothing.
+pub async fn of_message_typed(
+    pool: &AnyPool,
+    org_id: &str,
+    message_id: &str,
+    prefix: &str,
+) -> Result<Option<(String, Vec<u8>)>, StoreError> {
+    let row = sqlx::query(
+        "SELECT content_type, data FROM media WHERE org_id = $1 AND message_id = $2 \
+         AND status = 'stored' AND content_type LIKE $3 ORDER BY created_at, id LIMIT 1",
+    )
+    .bind(org_id)
+    .bind(message_id)
+    .bind(format!("{prefix}%"))
+    .fetch_optional(pool)
+    .await?;
+    row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+}
+
 /// An attachment a worker claimed for download.
 #[derive(Debug, Clone)]
 pub struct MediaJob {

@@ -132,6 +132,124 @@ pub struct TranscriptWrite {
     pub intent: Option<String>,
 }
 
+/// Where a call's messages go.
+struct CallThread {
+    conversation_id: String,
+    /// The caller's address (number or SIP user).
+    caller: String,
+    /// The number dialled.
+    number: String,
+    contact_id: String,
+}
+
+/// The conversation of call `call_id` in `org_id` (`None`: no such call in this org).
+async fn call_thread(
+    conn: &mut AnyConnection,
+    call_id: &str,
+    org_id: &str,
+) -> Result<Option<CallThread>, StoreError> {
+    let row = sqlx::query(
+        "SELECT c.conversation_id, c.from_uri, c.to_number, v.contact_id FROM calls c \
+         JOIN conversations v ON v.id = c.conversation_id WHERE c.id = $1 AND c.org_id = $2",
+    )
+    .bind(call_id)
+    .bind(org_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    Ok(Some(CallThread {
+        conversation_id: row.try_get(0)?,
+        caller: super::calls::caller_address(&row.try_get::<String, _>(1)?),
+        number: row.try_get(2)?,
+        contact_id: row.try_get(3)?,
+    }))
+}
+
+/// A voicemail to store: its words and its audio (a WAV file).
+#[derive(Debug, Clone)]
+pub struct VoicemailWrite {
+    /// The org.
+    pub org_id: String,
+    /// Our call id.
+    pub call_id: String,
+    /// The transcript.
+    pub text: String,
+    /// The recording as a WAV file.
+    pub wav: Vec<u8>,
+    /// Its length.
+    pub seconds: f64,
+}
+
+/// Stores a voicemail as an inbound `voice` message (kind `voicemail`) of the call's
+/// conversation, its audio as the message's stored attachment (`GET /api/v1/media/{id}`),
+/// with its event (`dartwing.call.voicemail.v1`); `None` when the call is unknown.
+pub async fn append_voicemail(
+    conn: &mut AnyConnection,
+    w: &VoicemailWrite,
+    now: i64,
+) -> Result<Option<String>, StoreError> {
+    let Some(thread) = call_thread(conn, &w.call_id, &w.org_id).await? else {
+        return Ok(None);
+    };
+    let (id, media_id) = (new_id(), new_id());
+    let audio_url = format!("/api/v1/media/{media_id}");
+    let seconds = (w.seconds * 100.0).round() / 100.0;
+    let content = json!({"call_id": w.call_id, "speaker": "caller", "seconds": seconds});
+    let media = json!([{"content_type": "audio/wav", "caption": null,
+                        "filename": "voicemail.wav", "url": audio_url, "media_id": media_id}]);
+    sqlx::query(
+        "INSERT INTO messages (id, org_id, conversation_id, contact_id, channel, direction, from_addr, to_addr, \
+         body, media, status, created_at, updated_at, kind, content) \
+         VALUES ($1, $2, $3, $4, 'voice', 'inbound', $5, $6, $7, $8, 'received', $9, $9, 'voicemail', $10)",
+    )
+    .bind(&id)
+    .bind(&w.org_id)
+    .bind(&thread.conversation_id)
+    .bind(&thread.contact_id)
+    .bind(&thread.caller)
+    .bind(&thread.number)
+    .bind(&w.text)
+    .bind(media.to_string())
+    .bind(now)
+    .bind(content.to_string())
+    .execute(&mut *conn)
+    .await?;
+    let stored = super::media::Stored {
+        content_type: "audio/wav",
+        filename: "voicemail.wav",
+        reference: &w.call_id,
+        data: &w.wav,
+    };
+    let ids = (w.org_id.as_str(), id.as_str(), media_id.as_str());
+    super::media::insert_stored(conn, ids, ("voice", "receptionist"), &stored, now).await?;
+    sqlx::query("UPDATE conversations SET last_message_at = $1, updated_at = $1 WHERE id = $2")
+        .bind(now)
+        .bind(&thread.conversation_id)
+        .execute(&mut *conn)
+        .await?;
+    let mut data = content;
+    data["message_id"] = json!(id);
+    data["conversation_id"] = json!(thread.conversation_id);
+    data["channel"] = json!("voice");
+    data["direction"] = json!("inbound");
+    data["text"] = json!(w.text);
+    data["media_id"] = json!(media_id);
+    data["audio_url"] = json!(audio_url);
+    outbox::append(
+        conn,
+        NewEvent {
+            org_id: &w.org_id,
+            partition_key: &thread.conversation_id,
+            event_type: "dartwing.call.voicemail.v1",
+            subject: format!("messages/{id}"),
+            data,
+        },
+        now,
+    )
+    .await?;
+    Ok(Some(id))
+}
+
 /// Stores a turn as a `voice` message of the call's conversation with its event; `None`
 /// when the call is unknown (in this org).
 pub async fn append_turn(
@@ -139,19 +257,15 @@ pub async fn append_turn(
     w: &TranscriptWrite,
     now: i64,
 ) -> Result<Option<String>, StoreError> {
-    let row = sqlx::query(
-        "SELECT c.conversation_id, c.from_uri, c.to_number, v.contact_id FROM calls c \
-         JOIN conversations v ON v.id = c.conversation_id WHERE c.id = $1 AND c.org_id = $2",
-    )
-    .bind(&w.call_id)
-    .bind(&w.org_id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(row) = row else { return Ok(None) };
-    let conversation_id: String = row.try_get(0)?;
-    let caller = super::calls::caller_address(&row.try_get::<String, _>(1)?);
-    let number: String = row.try_get(2)?;
-    let contact_id: String = row.try_get(3)?;
+    let Some(CallThread {
+        conversation_id,
+        caller,
+        number,
+        contact_id,
+    }) = call_thread(conn, &w.call_id, &w.org_id).await?
+    else {
+        return Ok(None);
+    };
     let (direction, from, to, status) = match w.inbound {
         true => ("inbound", caller.as_str(), number.as_str(), "received"),
         false => ("outbound", number.as_str(), caller.as_str(), "delivered"),

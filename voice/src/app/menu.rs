@@ -64,6 +64,7 @@ impl CallApp for Menu {
                 Action::StopPlayback,
                 Action::Transfer {
                     target: "agent".to_string(),
+                    summary: Some("Menu: the caller pressed 1 for a person".to_string()),
                 },
             ],
             (false, '2') => {

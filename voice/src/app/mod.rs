@@ -63,6 +63,9 @@ pub enum Action {
     Transfer {
         /// Who to transfer to.
         target: String,
+        /// One line for the agent's phone (the INVITE's `Subject`): why the caller is
+        /// handed over (a warm transfer).
+        summary: Option<String>,
     },
     /// End the call; call control sends the BYE.
     Hangup,
@@ -72,6 +75,18 @@ pub enum Action {
     StopRecording,
     /// Send a DTMF digit to the far end (RFC 4733).
     SendDtmf(char),
+}
+
+/// What call control tells the application about the call (not heard in its audio).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice {
+    /// The transfer it asked for did not reach anyone (the agent refused, rang out, or is
+    /// not registered): the caller is still with the application. `status` is the SIP
+    /// status reported for it (480 unreachable or no answer, 486 busy, …).
+    TransferFailed {
+        /// The agent leg's status.
+        status: u16,
+    },
 }
 
 /// A call's application. See the module docs for the timing contract.
@@ -85,6 +100,11 @@ pub trait CallApp: Send {
     fn on_dtmf(&mut self, digit: char) -> Vec<Action>;
     /// Everything queued with [`Action::Play`] has been sent.
     fn on_playback_finished(&mut self) -> Vec<Action> {
+        Vec::new()
+    }
+    /// Call control's news about the call (see [`Notice`]); nothing by default.
+    fn on_notice(&mut self, notice: Notice) -> Vec<Action> {
+        let _ = notice;
         Vec::new()
     }
 }

@@ -66,7 +66,8 @@ fn menu_walks_its_digits() {
         vec![
             Action::StopPlayback,
             Action::Transfer {
-                target: "agent".into()
+                target: "agent".into(),
+                summary: Some("Menu: the caller pressed 1 for a person".into()),
             }
         ]
     );

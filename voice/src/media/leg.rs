@@ -197,6 +197,10 @@ impl Leg {
                 let actions = self.app.on_dtmf(digit);
                 self.apply(actions);
             }
+            Command::Notice(notice) => {
+                let actions = self.app.on_notice(notice);
+                self.apply(actions);
+            }
             Command::SetApp(app, ctx) => {
                 self.app = app;
                 self.playback.clear();

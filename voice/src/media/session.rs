@@ -193,6 +193,7 @@ pub(crate) enum Command {
     ReleaseSending,
     Act(Action),
     Dtmf(char),
+    Notice(crate::app::Notice),
     SetApp(Box<dyn CallApp>, CallContext),
     Stop,
 }
@@ -393,6 +394,12 @@ impl MediaHandle {
     /// came in RTP. No [`MediaEvent::Dtmf`] is emitted: call control already knows.
     pub fn dtmf(&self, digit: char) -> Result<(), MediaError> {
         self.send(Command::Dtmf(digit))
+    }
+
+    /// Tells the leg's application something call control learned (see
+    /// [`crate::app::Notice`]).
+    pub fn notify(&self, notice: crate::app::Notice) -> Result<(), MediaError> {
+        self.send(Command::Notice(notice))
     }
 
     /// Replaces the leg's application (what was queued to play is dropped; the new one's

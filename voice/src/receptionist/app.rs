@@ -4,7 +4,7 @@
 //! it), actions come back on a channel read with `try_recv`.
 
 use super::{session, Host};
-use crate::app::{Action, CallApp, CallContext};
+use crate::app::{Action, CallApp, CallContext, Notice};
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -21,6 +21,8 @@ pub(super) enum Input {
     Dtmf(char),
     /// Playback drained; `plays` clips had been handed to the media side by then.
     PlaybackDone { plays: u64 },
+    /// The hand-over did not reach the agent (SIP status).
+    TransferFailed { status: u16 },
 }
 
 /// See the module docs.
@@ -99,6 +101,13 @@ impl CallApp for ReceptionistApp {
     fn on_playback_finished(&mut self) -> Vec<Action> {
         let plays = self.plays;
         self.send(Input::PlaybackDone { plays });
+        self.drain()
+    }
+
+    fn on_notice(&mut self, notice: Notice) -> Vec<Action> {
+        match notice {
+            Notice::TransferFailed { status } => self.send(Input::TransferFailed { status }),
+        }
         self.drain()
     }
 }

@@ -13,8 +13,9 @@
 //! The media side only forwards frames and digits and returns queued actions: it never
 //! waits (see [`crate::app`]'s contract). The session owns the conversation: the greeting
 //! (per org, naming the hours when closed), silence → one reprompt → goodbye and hang-up,
-//! DTMF 0 → hand-over to the route's agent, and every turn of both sides written to the
-//! caller's conversation through [`ReceptionistStore`].
+//! DTMF 0 → hand-over to the route's agent, voicemail when nobody takes the call (see
+//! [`voicemail`]), and every turn of both sides written to the caller's conversation
+//! through [`ReceptionistStore`].
 //!
 //! Three ports keep the heavy and the stateful outside this crate: [`Speech`] (whisper and
 //! espeak live in `stt-tts`, wired by `gateway`, so `voice` builds without them),
@@ -24,6 +25,7 @@
 mod app;
 pub mod responder;
 mod session;
+mod voicemail;
 
 pub use app::ReceptionistApp;
 /// The date and time library the receptionist's types use (for adapters).
@@ -82,6 +84,9 @@ pub trait Speech: Send + Sync + 'static {
     fn listener(&self, vocabulary: &str) -> Result<Box<dyn Listener>, SpeechFailure>;
     /// `text` spoken as 8 kHz mono PCM.
     fn speak(&self, text: &str) -> Result<Vec<i16>, SpeechFailure>;
+    /// The words of a whole recording (8 kHz mono PCM, a voicemail), biased toward
+    /// `vocabulary` like [`Speech::listener`].
+    fn transcribe(&self, pcm: &[i16], vocabulary: &str) -> Result<String, SpeechFailure>;
 }
 
 /// An org's receptionist settings.
@@ -150,6 +155,19 @@ pub struct Booking {
     pub hours: Option<responder::Hours>,
 }
 
+/// A caller's recorded message, to store in their conversation with its audio.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Voicemail {
+    /// Our call id.
+    pub call_id: String,
+    /// The org.
+    pub org: String,
+    /// What the caller said (the whole recording transcribed; may be empty).
+    pub text: String,
+    /// The recording: 8 kHz mono PCM16.
+    pub pcm: Vec<i16>,
+}
+
 /// What storing a booking did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Booked {
@@ -183,6 +201,9 @@ pub trait ReceptionistStore: Send + Sync + 'static {
     /// `ai_turns_per_hour`); `false`, counting nothing, when the cap is reached: the
     /// receptionist then hands the caller to a person (or says goodbye) instead of answering.
     fn take_turn<'a>(&'a self, org: &'a str) -> BoxFuture<'a, Result<bool, StoreFailure>>;
+    /// Commits a voicemail (a message of the call's conversation, its audio kept with it)
+    /// and publishes it. Only once it returns `Ok` is the caller told it was saved.
+    fn voicemail(&self, message: Voicemail) -> BoxFuture<'_, Result<(), StoreFailure>>;
 }
 
 /// Timing of the conversation.
@@ -192,6 +213,10 @@ pub struct ReceptionistConfig {
     pub reprompt_after: Duration,
     /// Reprompts before the goodbye.
     pub reprompts: u32,
+    /// The longest voicemail; the recording stops there.
+    pub voicemail_max: Duration,
+    /// Silence after the caller's message that ends the recording.
+    pub voicemail_end_silence: Duration,
 }
 
 impl Default for ReceptionistConfig {
@@ -199,6 +224,8 @@ impl Default for ReceptionistConfig {
         ReceptionistConfig {
             reprompt_after: Duration::from_secs(6),
             reprompts: 1,
+            voicemail_max: Duration::from_secs(120),
+            voicemail_end_silence: Duration::from_secs(3),
         }
     }
 }

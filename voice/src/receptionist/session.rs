@@ -5,8 +5,11 @@
 //!  listening: caller turn ─▶ responder ─▶ reply spoken ─▶ (its outcome once played out)
 //!             SpeechStart while speaking ─▶ StopPlayback (barge-in)
 //!             silence ≥ reprompt_after ─▶ reprompt (× reprompts) ─▶ goodbye ─▶ Hangup
-//!             DTMF 0 ─▶ "connecting you" ─▶ Transfer (no agent on the route: take a message)
+//!             DTMF 0 ─▶ "connecting you" ─▶ Transfer (no agent on the route: voicemail)
 //!             caller turn over the org's AI-turn cap ─▶ hand-over (or goodbye) ─▶ Transfer|Hangup
+//!  voicemail: (no agent · transfer failed · "leave a message") ─▶ prompt + tone ─▶ Record
+//!             ─▶ message ended ─▶ transcribed, committed ─▶ "recorded, goodbye" ─▶ Hangup
+//!             (hang-up while recording: what was said is still transcribed and stored)
 //! ```
 //!
 //! Time is counted in the caller's frames (50 a second, silence included), so timers
@@ -15,7 +18,10 @@
 
 use super::app::Input;
 use super::responder::{when, Dialog, Outcome, Stage};
-use super::{Booked, Booking, Heard, Host, Listener, OrgSettings, Speaker, TranscriptTurn};
+use super::voicemail::{beep, PreRoll, Recording, Stop};
+use super::{
+    Booked, Booking, Heard, Host, Listener, OrgSettings, Speaker, TranscriptTurn, Voicemail,
+};
 use crate::app::{Action, CallContext};
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
@@ -25,6 +31,8 @@ use tokio::sync::mpsc;
 const FRAMES_PER_SEC: u64 = 50;
 /// A caller turn longer than this (speech plus recognition, 40 s) is taken as lost.
 const MAX_TURN_FRAMES: u64 = 40 * FRAMES_PER_SEC;
+/// The voicemail prompt when nobody can take the call.
+const NOBODY: &str = "I'm sorry, nobody is available to take your call right now. Please leave a message after the tone, and press pound when you are done.";
 
 /// What to do once the reply being spoken has played out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +40,8 @@ enum After {
     Listen,
     Transfer,
     Hangup,
+    /// Record a voicemail (the prompt ends with the tone).
+    Record,
 }
 
 struct Session {
@@ -54,6 +64,12 @@ struct Session {
     reprompts: u32,
     /// Whether the call is ending (goodbye or hand-over said): no more turns.
     closing: bool,
+    /// The caller's last second, for a voicemail started over its prompt.
+    pre_roll: PreRoll,
+    /// A voicemail being recorded.
+    recording: Option<Recording>,
+    /// Why the caller is handed over, for the agent's phone (a warm transfer).
+    summary: String,
 }
 
 /// Runs the conversation until the media side goes away.
@@ -90,6 +106,9 @@ pub(super) async fn run(
         turn_frames: 0,
         reprompts: 0,
         closing: false,
+        pre_roll: PreRoll::default(),
+        recording: None,
+        summary: String::new(),
     };
     let greeting = s.settings.profile.greeting(s.now());
     s.say(&greeting, After::Listen).await;
@@ -111,11 +130,18 @@ pub(super) async fn run(
                     .as_mut()
                     .map(|l| l.push(&frame))
                     .unwrap_or_default();
-                s.on_frame(heard).await;
+                s.on_frame(&frame, heard).await;
             }
             Input::Dtmf(digit) => s.on_dtmf(digit).await,
+            Input::TransferFailed { status } => s.on_transfer_failed(status).await,
             Input::PlaybackDone { plays } if plays >= s.plays => s.on_played(),
             Input::PlaybackDone { .. } => {}
+        }
+    }
+    // The caller hung up: a message being recorded is still kept.
+    if let Some(recording) = s.recording.take() {
+        if recording.spoke() {
+            s.save_voicemail(recording).await;
         }
     }
 }
@@ -171,6 +197,13 @@ impl Session {
         let speech = Arc::clone(&self.host.speech);
         let owned = text.to_owned();
         let audio = tokio::task::spawn_blocking(move || speech.speak(&owned)).await;
+        let audio = match (audio, after) {
+            (Ok(Ok(mut pcm)), After::Record) => {
+                pcm.extend(beep());
+                Ok(Ok(pcm))
+            }
+            (audio, _) => audio,
+        };
         match audio {
             Ok(Ok(pcm)) if !pcm.is_empty() => {
                 self.plays += 1;
@@ -195,25 +228,42 @@ impl Session {
         self.quiet_frames = 0;
         match self.after {
             After::Listen => {}
-            After::Transfer => self.act(Action::Transfer {
-                target: "agent".to_owned(),
-            }),
+            After::Transfer => {
+                let summary = Some(std::mem::take(&mut self.summary));
+                self.act(Action::Transfer {
+                    target: "agent".to_owned(),
+                    summary,
+                });
+            }
             After::Hangup => self.act(Action::Hangup),
+            After::Record => self.start_recording(false),
         }
         self.after = After::Listen;
     }
 
-    async fn on_frame(&mut self, heard: Vec<Heard>) {
+    async fn on_frame(&mut self, frame: &[i16], heard: Vec<Heard>) {
+        self.pre_roll.push(frame);
         for h in heard {
+            if let Some(recording) = self.recording.as_mut() {
+                match h {
+                    Heard::SpeechStart => recording.speech_started(),
+                    Heard::Turn(turn) => recording.turn(&turn.text),
+                }
+                continue;
+            }
             match h {
                 Heard::SpeechStart => {
                     self.quiet_frames = 0;
                     self.in_turn = true;
                     self.turn_frames = 0;
                     if self.speaking && !self.closing {
-                        // Barge-in: the caller talks over us; stop at once and listen.
+                        // Barge-in: the caller talks over us; stop at once and listen (or,
+                        // over the voicemail prompt, record from the second before).
                         self.act(Action::StopPlayback);
                         self.speaking = false;
+                        if self.after == After::Record {
+                            self.start_recording(true);
+                        }
                         self.after = After::Listen;
                     }
                 }
@@ -223,6 +273,12 @@ impl Session {
                     self.on_turn(turn).await;
                 }
             }
+        }
+        if let Some(recording) = self.recording.as_mut() {
+            if let Some(stop) = recording.push(frame) {
+                self.end_recording(stop).await;
+            }
+            return;
         }
         if self.in_turn {
             // A turn whose transcript never comes (dropped: recognition behind) must not
@@ -259,7 +315,10 @@ impl Session {
             return;
         }
         self.reprompts = 0;
+        self.summary = format!("Receptionist: the caller said \"{text}\"");
         if !self.turn_allowed().await {
+            self.summary =
+                format!("Receptionist (AI turn limit reached): the caller said \"{text}\"");
             self.record(Speaker::Caller, &text, Some(&turn), Some("over_limit"));
             self.closing = true;
             let (say, after) = if self.ctx.agent.is_some() {
@@ -292,6 +351,10 @@ impl Session {
             confidence = reply.confidence, "receptionist turn"
         );
         let said = match reply.outcome {
+            // "I'd like to leave a message": the prompt, the tone, then the recording.
+            Outcome::Listen if self.dialog.stage == Stage::TakeMessage => {
+                (reply.say, After::Record)
+            }
             Outcome::Listen => (reply.say, After::Listen),
             Outcome::Message(_) => (reply.say, After::Listen),
             Outcome::Hangup => {
@@ -329,15 +392,99 @@ impl Session {
         }
     }
 
-    /// A hand-over: to the route's agent, or a message when the route has none.
+    /// A hand-over: to the route's agent, or voicemail when the route has none.
     fn hand_over(&mut self, say: String) -> (String, After) {
         if self.ctx.agent.is_some() {
             self.closing = true;
             (say, After::Transfer)
         } else {
             self.dialog.stage = Stage::TakeMessage;
-            let say = "I'm sorry, nobody is available to take your call right now. Please say your message and I will pass it on.";
-            (say.to_owned(), After::Listen)
+            (NOBODY.to_owned(), After::Record)
+        }
+    }
+
+    /// The agent did not take the call (no answer, busy, not registered): voicemail.
+    async fn on_transfer_failed(&mut self, status: u16) {
+        tracing::info!(call = %self.ctx.call_id, status, "hand-over failed: voicemail");
+        self.closing = false;
+        self.dialog.stage = Stage::TakeMessage;
+        self.say(NOBODY, After::Record).await;
+    }
+
+    fn start_recording(&mut self, over_prompt: bool) {
+        let config = &self.host.config;
+        // A caller needs a moment to collect themselves after the tone.
+        let give_up = config
+            .reprompt_after
+            .max(std::time::Duration::from_secs(10));
+        let pre_roll = over_prompt.then_some(&self.pre_roll);
+        self.recording = Some(Recording::start(
+            config.voicemail_max,
+            config.voicemail_end_silence,
+            give_up,
+            pre_roll,
+        ));
+        self.in_turn = false;
+        self.quiet_frames = 0;
+    }
+
+    /// The message is over: stored (when something was said), then thanks and goodbye.
+    async fn end_recording(&mut self, stop: Stop) {
+        let Some(recording) = self.recording.take() else {
+            return;
+        };
+        self.dialog.stage = Stage::Open;
+        if stop == Stop::Nothing || !recording.spoke() {
+            let say = "I didn't hear a message. Is there anything else I can help you with?";
+            self.say(say, After::Listen).await;
+            return;
+        }
+        self.closing = true;
+        let say = match self.save_voicemail(recording).await {
+            true => "Thank you. Your message has been recorded and will be passed on. Goodbye.",
+            false => "I'm sorry, I couldn't save your message. Please call back later. Goodbye.",
+        };
+        self.say(say, After::Hangup).await;
+    }
+
+    /// Transcribes the whole recording (the listener's turns if that fails) and commits it
+    /// with its audio; whether it was stored.
+    async fn save_voicemail(&self, recording: Recording) -> bool {
+        let (pcm, turns) = recording.finish();
+        let speech = Arc::clone(&self.host.speech);
+        let vocabulary = super::responder::vocabulary(&self.settings.profile);
+        let audio = pcm.clone();
+        let heard =
+            tokio::task::spawn_blocking(move || speech.transcribe(&audio, &vocabulary)).await;
+        let text = match heard {
+            Ok(Ok(text)) if !text.trim().is_empty() => text.trim().to_owned(),
+            Ok(Ok(_)) => turns,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "voicemail not transcribed; the turns heard are kept");
+                turns
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "voicemail transcription panicked");
+                turns
+            }
+        };
+        let seconds = pcm.len() as f64 / 8_000.0;
+        let message = Voicemail {
+            call_id: self.ctx.call_id.clone(),
+            org: self.ctx.org.clone(),
+            text,
+            pcm,
+        };
+        match self.host.store.voicemail(message).await {
+            Ok(()) => {
+                metrics::counter!("receptionist_voicemails_total").increment(1);
+                tracing::info!(call = %self.ctx.call_id, seconds, "voicemail stored");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "voicemail not stored");
+                false
+            }
         }
     }
 
@@ -371,12 +518,23 @@ impl Session {
     }
 
     async fn on_dtmf(&mut self, digit: char) {
+        if let Some(recording) = &self.recording {
+            // Any key ends the message.
+            let stop = if recording.spoke() {
+                Stop::Silence
+            } else {
+                Stop::Nothing
+            };
+            self.end_recording(stop).await;
+            return;
+        }
         match digit {
             '0' if !self.closing => {
                 if self.speaking {
                     self.act(Action::StopPlayback);
                     self.speaking = false;
                 }
+                self.summary = "Receptionist: the caller pressed 0 for a person".to_owned();
                 let (say, after) =
                     self.hand_over("Connecting you to a person now. Please hold.".to_owned());
                 self.say(&say, after).await;

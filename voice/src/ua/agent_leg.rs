@@ -37,6 +37,8 @@ pub enum LegError {
     Refused { status: u16 },
     #[error("agent did not answer (Timer B)")]
     Timeout,
+    #[error("agent's phone rang out unanswered")]
+    NoAnswer,
     #[error("the caller hung up while the agent rang")]
     CallerGone,
     #[error("agent's 2xx cannot form a dialog")]
@@ -47,7 +49,7 @@ impl LegError {
     /// The status reported to a REFER's subscriber (sipfrag).
     pub fn status(&self) -> (u16, &'static str) {
         match self {
-            Self::NotRegistered { .. } => (480, "Temporarily Unavailable"),
+            Self::NotRegistered { .. } | Self::NoAnswer => (480, "Temporarily Unavailable"),
             Self::Refused { status: 486 } => (486, "Busy Here"),
             Self::Refused { .. } | Self::BadAnswer => (503, "Service Unavailable"),
             Self::Timeout => (408, "Request Timeout"),
@@ -63,6 +65,10 @@ pub struct LegContext<'a> {
     pub agent: &'a str,
     /// The caller's user (shown to the agent in From).
     pub caller_user: &'a str,
+    /// Our call id (`X-Dartwing-Call-Id`: the agent's tools find the transcript by it).
+    pub call_id: &'a str,
+    /// Why the caller is handed over (`Subject`), if the application said.
+    pub summary: Option<&'a str>,
     pub offer: &'a [u8],
     pub core: &'a CoreHandle,
     pub shared: &'a Shared,
@@ -96,7 +102,8 @@ pub async fn call_agent(
     let local_tag = random_token();
     let call_id = format!("{}@{}", random_token(), via.ip());
     let branch = format!("z9hG4bK{}", random_token());
-    let from = format!("<sip:{}@{via}>;tag={local_tag}", cx.caller_user);
+    let shown = header_text(cx.caller_user, 64).replace(['"', '\\'], "");
+    let from = format!("\"{shown}\" <sip:{}@{via}>;tag={local_tag}", cx.caller_user);
     let to = format!("<sip:{}@{via}>", cx.agent);
     let parts = RequestParts {
         method: "INVITE",
@@ -109,10 +116,7 @@ pub async fn call_agent(
         call_id: &call_id,
         cseq: 1,
         routes: &[],
-        headers: vec![
-            ("Contact", format!("<sip:{via}>")),
-            ("Allow", super::dispatcher::ALLOW.to_owned()),
-        ],
+        headers: warm_headers(cx, via),
         body: Some(("application/sdp", cx.offer)),
     };
     let invite = build_request(&parts);
@@ -181,12 +185,20 @@ async fn wait_answer(
     deferred: &mut std::collections::VecDeque<CallInput>,
 ) -> Result<Inbound, LegError> {
     let timers = cx.shared.config.timers;
-    let give_up = Instant::now() + timers.give_up();
+    let started = Instant::now();
+    let give_up = started + timers.give_up();
+    let ring_out = started + cx.shared.config.agent_ring_timeout.min(timers.give_up());
     let mut interval = timers.t1;
     let mut provisional = false;
     loop {
         tokio::select! {
-            _ = sleep_until(give_up) => return Err(LegError::Timeout),
+            _ = sleep_until(give_up), if !provisional => return Err(LegError::Timeout),
+            // A phone that rings and rings: CANCEL it (RFC 3261 §9.1, only after a
+            // provisional) and let the application take the caller back.
+            _ = sleep_until(ring_out), if provisional => {
+                cancel_and_settle(invite, peer, cx, responses).await;
+                return Err(LegError::NoAnswer);
+            }
             // Timer A doubles without the T2 cap (§17.1.1.2), until a provisional.
             _ = sleep(interval), if !provisional => {
                 cx.core.transport.send(peer, invite.to_vec());
@@ -207,25 +219,66 @@ async fn wait_answer(
                 Some(bye @ CallInput::Request { .. }) if is_bye(&bye) => {
                     // The call answers the BYE once the caller's hangup is committed.
                     deferred.push_front(bye);
-                    cancel(invite, peer, cx);
-                    // Give the agent a moment to answer the CANCEL; its 487 is ACKed.
-                    let until = Instant::now() + Duration::from_secs(2);
-                    while let Ok(Some(CallInput::Response(r))) =
-                        tokio::time::timeout_at(until, responses.recv()).await
-                    {
-                        if let Kind::Response { status: 200..=299 } = r.kind {
-                            continue;
-                        }
-                        if let Kind::Response { status: 300.. } = r.kind {
-                            ack_non_2xx(&r, invite, peer, cx);
-                            break;
-                        }
-                    }
+                    cancel_and_settle(invite, peer, cx, responses).await;
                     return Err(LegError::CallerGone);
                 }
                 None => return Err(LegError::CallerGone),
                 Some(other) => deferred.push_back(other),
             },
+        }
+    }
+}
+
+/// The agent INVITE's own headers: Contact and Allow, and for a warm transfer our call id
+/// and the application's summary (`Subject`, which desk phones show while ringing).
+fn warm_headers(cx: &LegContext<'_>, via: std::net::SocketAddr) -> Vec<(&'static str, String)> {
+    let mut headers = vec![
+        ("Contact", format!("<sip:{via}>")),
+        ("Allow", super::dispatcher::ALLOW.to_owned()),
+    ];
+    if !cx.call_id.is_empty() {
+        headers.push(("X-Dartwing-Call-Id", header_text(cx.call_id, 128)));
+    }
+    if let Some(summary) = cx.summary.map(|s| header_text(s, 200)) {
+        if !summary.is_empty() {
+            headers.push(("Subject", summary));
+        }
+    }
+    headers
+}
+
+/// `text` safe as a header value: control characters (CR, LF: header injection) become
+/// spaces, runs of spaces one, at most `max` bytes (cut at a character boundary).
+fn header_text(text: &str, max: usize) -> String {
+    let clean: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut end = clean.len().min(max);
+    while !clean.is_char_boundary(end) {
+        end -= 1;
+    }
+    clean[..end].to_owned()
+}
+
+/// CANCELs the agent's INVITE and gives the agent a moment to answer it; its 487 is ACKed.
+async fn cancel_and_settle(
+    invite: &[u8],
+    peer: &Peer,
+    cx: &LegContext<'_>,
+    responses: &mut mpsc::Receiver<CallInput>,
+) {
+    cancel(invite, peer, cx);
+    let until = Instant::now() + Duration::from_secs(2);
+    while let Ok(Some(CallInput::Response(r))) =
+        tokio::time::timeout_at(until, responses.recv()).await
+    {
+        if let Kind::Response { status: 300.. } = r.kind {
+            ack_non_2xx(&r, invite, peer, cx);
+            break;
         }
     }
 }
@@ -311,7 +364,17 @@ pub fn is_bye(input: &CallInput) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::rewrite_invite;
+    use super::{header_text, rewrite_invite};
+
+    #[test]
+    fn header_text_cannot_inject_a_header_and_is_bounded() {
+        assert_eq!(
+            header_text("Caller said: hi\r\nX-Evil: 1\tok", 200),
+            "Caller said: hi X-Evil: 1 ok"
+        );
+        assert_eq!(header_text("ééé", 5), "éé");
+        assert_eq!(header_text("  ", 10), "");
+    }
 
     #[test]
     fn ack_and_cancel_keep_the_transaction() {

@@ -410,12 +410,17 @@ impl Call {
                     MediaEvent::AppAction(Action::Hangup) => {
                         return self.end_ours(E::CalleeHangup, dialog).await;
                     }
-                    MediaEvent::AppAction(Action::Transfer { target }) => {
-                        // The application's transfer goes to the route's agent, or nowhere.
+                    MediaEvent::AppAction(Action::Transfer { target, summary }) => {
+                        // The application's transfer goes to the route's agent, or nowhere
+                        // (and the application is told, so the caller is not left waiting).
                         match self.route.as_ref().and_then(|r| r.agent.clone()) {
-                            None => tracing::info!(%target, "the route names no agent: no transfer"),
+                            None => {
+                                tracing::info!(%target, "the route names no agent: no transfer");
+                                media.notify(crate::app::Notice::TransferFailed { status: 480 });
+                            }
                             Some(agent) => {
-                                let ended = self.transfer(&agent, dialog, media, deadline, false);
+                                let warm = summary.as_deref();
+                                let ended = self.transfer(&agent, dialog, media, deadline, false, warm);
                                 if let Some(event) = ended.await {
                                     return event;
                                 }
@@ -442,7 +447,7 @@ impl Call {
                     }
                     Some(CallInput::Transfer { agent }) => {
                         if let Some(event) =
-                            self.transfer(&agent, dialog, media, deadline, false).await
+                            self.transfer(&agent, dialog, media, deadline, false, None).await
                         {
                             return event;
                         }

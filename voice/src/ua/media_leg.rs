@@ -211,6 +211,15 @@ impl CallMedia {
         }
     }
 
+    /// Tells the caller's application what call control learned (a failed transfer).
+    pub fn notify(&self, notice: crate::app::Notice) {
+        if let Some(handle) = &self.handle {
+            if let Err(e) = handle.notify(notice) {
+                tracing::debug!(error = %e, ?notice, "notice not delivered");
+            }
+        }
+    }
+
     /// A port and an SDP offer for an agent leg (see the module docs).
     pub fn agent_offer(pool: &PortPool, advertised: IpAddr) -> Result<AgentOffer, MediaSetupError> {
         let bound = MediaSession::bind(pool)?;

@@ -109,6 +109,9 @@ pub struct UaConfig {
     pub media_workers: usize,
     /// How long a shutdown waits for calls to end after sending their BYEs.
     pub drain_timeout: Duration,
+    /// How long a transfer lets the agent's phone ring before it CANCELs and reports
+    /// "no answer" to the application (capped by Timer B, 64·T1).
+    pub agent_ring_timeout: Duration,
 }
 
 impl Default for UaConfig {
@@ -127,6 +130,7 @@ impl Default for UaConfig {
             media: crate::media::MediaConfig::default(),
             media_workers: 2,
             drain_timeout: Duration::from_secs(5),
+            agent_ring_timeout: Duration::from_secs(20),
         }
     }
 }

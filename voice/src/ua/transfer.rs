@@ -78,7 +78,7 @@ impl Call {
         let bytes = build_response(&refer.head, peer.addr, &ResponseParts::new(202, "Accepted"));
         self.core.respond(tx, bytes, true).await;
         self.notify(dialog, "SIP/2.0 100 Trying", true).await;
-        self.run_transfer(&agent, dialog, media, deadline, true)
+        self.run_transfer(&agent, dialog, media, deadline, true, None)
             .await
     }
 
@@ -131,6 +131,7 @@ impl Call {
     }
 
     /// A transfer asked by the application or call control: committed, then run.
+    /// `summary`: the application's one line for the agent's phone.
     pub(super) async fn transfer(
         &mut self,
         agent: &str,
@@ -138,11 +139,15 @@ impl Call {
         caller_media: &mut CallMedia,
         deadline: Instant,
         notify: bool,
+        summary: Option<&str>,
     ) -> Option<E> {
         if let Err(ended) = self.begin_transfer(dialog).await {
+            if ended.is_none() {
+                caller_media.notify(crate::app::Notice::TransferFailed { status: 403 });
+            }
             return ended;
         }
-        self.run_transfer(agent, dialog, caller_media, deadline, notify)
+        self.run_transfer(agent, dialog, caller_media, deadline, notify, summary)
             .await
     }
 
@@ -155,6 +160,7 @@ impl Call {
         caller_media: &mut CallMedia,
         deadline: Instant,
         notify: bool,
+        summary: Option<&str>,
     ) -> Option<E> {
         let caller_user = self
             .invite
@@ -176,10 +182,17 @@ impl Call {
             return Some(ended);
         }
         let org = self.route.as_ref().map_or("", |r| r.org.as_str());
+        let call_id = self
+            .life
+            .identity()
+            .map(|r| r.id.clone())
+            .unwrap_or_default();
         let cx = LegContext {
             org,
             agent,
             caller_user: &caller_user,
+            call_id: &call_id,
+            summary,
             offer: &agent_offer.sdp,
             core: &self.core,
             shared: &self.shared,
@@ -249,12 +262,18 @@ impl Call {
             },
             Err(e) => {
                 tracing::info!(error = %e, agent, "transfer failed");
+                let (status, reason) = e.status();
                 if notify {
-                    let (status, reason) = e.status();
                     self.notify(dialog, &format!("SIP/2.0 {status} {reason}"), false)
                         .await;
                 }
-                self.transfer_step(E::TransferFailed, dialog, None).await
+                let ended = self.transfer_step(E::TransferFailed, dialog, None).await;
+                if ended.is_none() {
+                    // The caller is still ours: the application takes it back (the
+                    // receptionist offers voicemail).
+                    caller_media.notify(crate::app::Notice::TransferFailed { status });
+                }
+                ended
             }
         }
     }

@@ -162,8 +162,26 @@ function msgItem(m) {
     if (m.status === "failed") t.textContent += " " + (m.error_message || m.error_code || "failed");
     meta.append(t);
   }
+  if (m.kind === "voicemail") li.append(voicemailPlayer(m));
   li.append(meta);
   return li;
+}
+
+// A voicemail's recording: fetched with the session token on the first click (an <audio>
+// src cannot carry it), then played from a blob URL.
+function voicemailPlayer(m) {
+  const b = document.createElement("button");
+  b.className = "voicemail"; b.type = "button";
+  const secs = m.content && m.content.seconds ? ` (${Math.round(m.content.seconds)} s)` : "";
+  b.textContent = "▶ Voicemail" + secs;
+  b.addEventListener("click", async () => {
+    const r = await fetch(`/api/v1/messages/${m.id}/audio`, { headers: { authorization: "Bearer " + state.token } });
+    if (!r.ok) { b.textContent = "Voicemail unavailable"; return; }
+    const audio = document.createElement("audio");
+    audio.controls = true; audio.src = URL.createObjectURL(await r.blob());
+    b.replaceWith(audio); audio.play().catch(() => {});
+  }, { once: true });
+  return b;
 }
 
 function command(cmd) {

@@ -340,7 +340,7 @@ impl Responder for LocalResponder {
             Intent::Message => {
                 dialog.stage = Stage::TakeMessage;
                 Reply::new(
-                    "Of course. Please say your message now.",
+                    "Of course. Please leave your message after the tone, and press pound when you are done.",
                     Outcome::Listen,
                     intent,
                     conf,

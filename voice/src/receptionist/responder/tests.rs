@@ -278,7 +278,7 @@ fn messages_are_taken_word_for_word() {
     converse(&[
         (
             "I'd like to leave a message",
-            "Please say your message now.",
+            "Please leave your message after the tone",
             Outcome::Listen,
         ),
         (
