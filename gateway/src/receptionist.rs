@@ -13,9 +13,8 @@
 //! for up to two weeks.
 
 use crate::commit::{Committer, WriteOp, WriteResult};
-use crate::db::receptionist::{
-    self as rdb, BookResult, BookWrite, Slot, TranscriptWrite, VoicemailWrite,
-};
+use crate::db::appointments::{BookResult, BookWrite, CancelWrite, Slot};
+use crate::db::receptionist::{self as rdb, TranscriptWrite, VoicemailWrite};
 use crate::db::Db;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -25,7 +24,7 @@ use stt_tts::SpeechToText;
 use voice::receptionist::jiff::{civil::DateTime, tz::TimeZone, ToSpan};
 use voice::receptionist::responder::{Entry, Hours, Knowledge, Profile};
 use voice::receptionist::{
-    Booked, Booking, Heard, Listener, OrgSettings, ReceptionistStore, Speaker, Speech,
+    Booked, Booking, Existing, Heard, Listener, OrgSettings, ReceptionistStore, Speaker, Speech,
     SpeechFailure, StoreFailure, TranscriptTurn, Turn, Voicemail,
 };
 use voice::ua::BoxFuture;
@@ -193,13 +192,59 @@ impl ReceptionistStore for DbReceptionistStore {
                 timezone: b.timezone.iana_name().unwrap_or("UTC").to_owned(),
                 wanted,
                 alternatives,
+                replaces: b.replaces,
             };
             match self.committer.submit_wait(WriteOp::Book(write)).await {
-                Ok(WriteResult::Booked(BookResult::Booked(_))) => Ok(Booked::Confirmed),
+                Ok(WriteResult::Booked(BookResult::Booked(id))) => Ok(Booked::Confirmed { id }),
                 Ok(WriteResult::Booked(BookResult::Taken(next))) => Ok(Booked::Taken {
                     next: next.and_then(|s| s.local_start.parse::<DateTime>().ok()),
                 }),
                 Ok(_) => unreachable!("Book answers Booked"),
+                Err(e) => Err(unavailable(e)),
+            }
+        })
+    }
+
+    fn upcoming<'a>(
+        &'a self,
+        org: &'a str,
+        call_id: &'a str,
+        tz: &'a TimeZone,
+    ) -> BoxFuture<'a, Result<Option<Existing>, StoreFailure>> {
+        Box::pin(async move {
+            let now = crate::db::now_ms();
+            let next = crate::db::appointments::upcoming_for_call(&self.db.pool, org, call_id, now)
+                .await
+                .map_err(unavailable)?;
+            Ok(next.and_then(|(id, starts_at)| {
+                let at = voice::receptionist::jiff::Timestamp::from_millisecond(starts_at).ok()?;
+                Some(Existing {
+                    id,
+                    start: at.to_zoned(tz.clone()).datetime(),
+                })
+            }))
+        })
+    }
+
+    fn cancel<'a>(
+        &'a self,
+        org: &'a str,
+        call_id: &'a str,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreFailure>> {
+        Box::pin(async move {
+            let write = CancelWrite {
+                org_id: org.to_owned(),
+                call_id: call_id.to_owned(),
+                appointment_id: id.to_owned(),
+            };
+            match self
+                .committer
+                .submit_wait(WriteOp::CancelAppointment(write))
+                .await
+            {
+                Ok(WriteResult::Cancelled(done)) => Ok(done),
+                Ok(_) => unreachable!("CancelAppointment answers Cancelled"),
                 Err(e) => Err(unavailable(e)),
             }
         })

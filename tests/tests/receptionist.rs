@@ -82,7 +82,13 @@ async fn call(
         &log,
         &["-e".into(), dial, "-t".into(), secs.to_string()],
     );
-    let _ = caller.wait().await;
+    // baresip quits after `secs`; one that hangs (seen once, spinning at 100 % CPU) is
+    // killed rather than waited on forever.
+    let limit = Duration::from_secs(u64::from(secs) + 20);
+    if tokio::time::timeout(limit, caller.wait()).await.is_err() {
+        caller.kill().await.ok();
+        eprintln!("baresip did not quit after {secs} s: killed");
+    }
     let log = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(log.contains("Call established"), "baresip log:\n{log}");
     (dumps, log)
@@ -247,6 +253,68 @@ async fn a_caller_books_an_appointment_by_voice() {
         "tomorrow at 10:30: {booked}"
     );
     assert_eq!(booked[0]["timezone"], "UTC");
+    integration_tests::schema::assert_org_events_valid(&w, &w.org).await;
+    w.gw.stop().await;
+}
+
+/// A caller with an appointment cancels it by voice: the receptionist finds it by their
+/// number when the call starts, reads it back, and cancels it after a "yes".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_cancels_their_appointment_by_voice() {
+    let w = World::with_config(Backend::Sqlite, |c| c.sip.reprompt_secs = 10).await;
+    receptionist_org(&w, None).await;
+    // The baresip caller is `tester`; its appointment is in two days at 10:30 UTC.
+    let day = jiff::Zoned::now()
+        .with_time_zone(jiff::tz::TimeZone::UTC)
+        .date()
+        .checked_add(jiff::Span::new().days(2))
+        .unwrap();
+    let start = day
+        .at(10, 30, 0, 0)
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .unwrap();
+    let starts_at = start.timestamp().as_millisecond();
+    sqlx::query(
+        "INSERT INTO appointments (id, org_id, caller, starts_at, ends_at, local_start, timezone, \
+         status, created_at) VALUES ('apt-1', $1, 'tester', $2, $3, $4, 'UTC', 'booked', 0)",
+    )
+    .bind(&w.org.id)
+    .bind(starts_at)
+    .bind(starts_at + 1_800_000)
+    .bind(start.datetime().strftime("%Y-%m-%dT%H:%M").to_string())
+    .execute(&w.db.pool)
+    .await
+    .unwrap();
+    let dir = TempDir::new();
+    let mut script = silence(5.0);
+    for said in ["I need to cancel my appointment.", "Yes, please."] {
+        script.extend(phone_speech(&dir.0, "en-us", said));
+        script.extend(silence(9.0));
+    }
+    let secs = script.len() / 8_000 + 2;
+    let (_dumps, _log) = call(&dir, sip_port(&w), &script, secs as u32).await;
+    let (call, _) = w.ended_call(Duration::from_secs(20)).await;
+    let turns = transcript(&w, call["conversation_id"].as_str().unwrap()).await;
+    eprintln!("stored transcript: {turns:?}");
+    let said: Vec<&str> = turns
+        .iter()
+        .filter(|(d, _)| d == "outbound")
+        .map(|(_, b)| b.as_str())
+        .collect();
+    assert!(
+        said.iter()
+            .any(|b| b.contains("at 10:30 AM. Shall I cancel it?")),
+        "the appointment is read back: {said:?}"
+    );
+    assert!(
+        said.iter().any(|b| b.contains("is cancelled")),
+        "and cancelled: {said:?}"
+    );
+    let status: String = sqlx::query_scalar("SELECT status FROM appointments WHERE id = 'apt-1'")
+        .fetch_one(&w.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(status, "cancelled");
     integration_tests::schema::assert_org_events_valid(&w, &w.org).await;
     w.gw.stop().await;
 }
@@ -453,7 +521,7 @@ async fn dtmf_0_reaches_the_routes_agent() {
 /// the next free slot instead; `GET /api/v1/appointments` lists the booking; its event
 /// matches its schema. Both backends.
 async fn one_booking_per_slot(backend: Backend) {
-    use gateway::db::receptionist::{book, BookResult, BookWrite, Slot};
+    use gateway::db::appointments::{book, BookResult, BookWrite, Slot};
     let w = World::new(backend).await;
     receptionist_org(&w, None).await;
     let mut conn = w.db.pool.acquire().await.unwrap();
@@ -484,6 +552,7 @@ async fn one_booking_per_slot(backend: Backend) {
         timezone: "UTC".into(),
         wanted,
         alternatives,
+        replaces: None,
     };
     let first = book(
         &mut conn,
@@ -520,6 +589,159 @@ async fn one_booking_per_slot(backend: Backend) {
 }
 
 integration_tests::both_backends!(one_booking_per_slot);
+
+/// A caller moves and cancels only their own appointments: a reschedule frees the old slot
+/// for others (even one it overlaps) and a taken new slot leaves the old one booked; a
+/// cancellation frees its slot; another caller's cancel changes nothing; every change has
+/// its schema-valid event. Both backends.
+async fn callers_move_and_cancel_their_own_appointments(backend: Backend) {
+    use gateway::db::appointments::{
+        book, cancel, upcoming_for_call, BookResult, BookWrite, CancelWrite, Slot,
+    };
+    let w = World::new(backend).await;
+    receptionist_org(&w, None).await;
+    let mut conn = w.db.pool.acquire().await.unwrap();
+    for (call, from) in [
+        ("c1", "<sip:+15551230001@127.0.0.1>"),
+        ("c2", "<sip:+15551230002@127.0.0.1>"),
+    ] {
+        let t = gateway::db::calls::CallTransition {
+            call_id: call.into(),
+            org_id: w.org.id.clone(),
+            sip_call_id: format!("sip-{call}"),
+            from: from.into(),
+            to: NUMBER.into(),
+            event: None,
+            detail: None,
+            node: None,
+        };
+        gateway::db::calls::record(&mut conn, &t, 1).await.unwrap();
+    }
+    let base = 1_800_000_000_000i64;
+    let at = |minutes: i64| Slot {
+        starts_at: base + minutes * 60_000,
+        ends_at: base + (minutes + 30) * 60_000,
+        local_start: format!("2027-01-15T{:02}:{:02}", 8 + minutes / 60, minutes % 60),
+    };
+    let write = |call: &str, wanted: Slot, replaces: Option<&str>| BookWrite {
+        org_id: w.org.id.clone(),
+        call_id: call.into(),
+        timezone: "UTC".into(),
+        wanted,
+        alternatives: vec![],
+        replaces: replaces.map(str::to_owned),
+    };
+    let booked = |r: BookResult| match r {
+        BookResult::Booked(id) => id,
+        other => panic!("not booked: {other:?}"),
+    };
+    let status = |id: String| {
+        let pool = w.db.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, String>("SELECT status FROM appointments WHERE id = $1")
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let first = booked(book(&mut conn, &write("c1", at(0), None), 2).await.unwrap());
+    let pool = w.db.pool.clone();
+    let next = upcoming_for_call(&pool, &w.org.id, "c1", base - 1)
+        .await
+        .unwrap();
+    assert_eq!(next, Some((first.clone(), base)));
+    assert_eq!(
+        upcoming_for_call(&pool, &w.org.id, "c2", base - 1)
+            .await
+            .unwrap(),
+        None
+    );
+    // Another caller cannot move or cancel it.
+    let theirs = write("c2", at(120), Some(&first));
+    assert!(book(&mut conn, &theirs, 3).await.is_err(), "c2 moves c1's");
+    let cancel_as = |call: &str, id: &str| CancelWrite {
+        org_id: w.org.id.clone(),
+        call_id: call.into(),
+        appointment_id: id.into(),
+    };
+    assert!(!cancel(&mut conn, &cancel_as("c2", &first), 3)
+        .await
+        .unwrap());
+    assert_eq!(status(first.clone()).await, "booked");
+    // c1 moves it 15 minutes later (overlapping itself): the old one is `rescheduled`.
+    let moved = booked(
+        book(&mut conn, &write("c1", at(15), Some(&first)), 4)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(status(first.clone()).await, "rescheduled");
+    // Its old start is free again, for c2.
+    let c2s = booked(
+        book(&mut conn, &write("c2", at(-30), None), 5)
+            .await
+            .unwrap(),
+    );
+    // Moving onto c2's slot is refused and leaves c1's booking as it was.
+    let onto = write("c1", at(-30), Some(&moved));
+    assert_eq!(
+        book(&mut conn, &onto, 6).await.unwrap(),
+        BookResult::Taken(None)
+    );
+    assert_eq!(status(moved.clone()).await, "booked");
+    // c1 cancels; cancelling again changes nothing; the slot can be booked again.
+    assert!(cancel(&mut conn, &cancel_as("c1", &moved), 7)
+        .await
+        .unwrap());
+    assert!(!cancel(&mut conn, &cancel_as("c1", &moved), 8)
+        .await
+        .unwrap());
+    assert_eq!(status(moved.clone()).await, "cancelled");
+    assert_eq!(
+        upcoming_for_call(&pool, &w.org.id, "c1", base - 1)
+            .await
+            .unwrap(),
+        None
+    );
+    booked(
+        book(&mut conn, &write("c2", at(15), None), 9)
+            .await
+            .unwrap(),
+    );
+    drop(conn);
+    // Numbered (and listed) once the relay has taken them: 4 bookings, 2 cancellations.
+    let events = eventually(Duration::from_secs(10), || async {
+        let e = w.get_json(&w.org, "/api/v1/events?after_seq=0").await;
+        let appointment = |e: &&serde_json::Value| {
+            e["type"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("dartwing.appointment."))
+        };
+        (e.as_array()?.iter().filter(appointment).count() == 6).then_some(e)
+    })
+    .await;
+    let of = |t: &str| -> Vec<serde_json::Value> {
+        let all = events.as_array().unwrap().iter();
+        all.filter(|e| e["type"] == t)
+            .map(|e| e["data"].clone())
+            .collect()
+    };
+    let cancelled = of("dartwing.appointment.cancelled.v1");
+    assert_eq!(cancelled.len(), 2, "{cancelled:?}");
+    assert_eq!(cancelled[0]["appointment_id"], first.as_str());
+    assert_eq!(cancelled[0]["reason"], "rescheduled");
+    assert_eq!(cancelled[0]["replaced_by"], moved.as_str());
+    assert_eq!(cancelled[1]["appointment_id"], moved.as_str());
+    assert_eq!(cancelled[1]["reason"], "caller");
+    let booked_events = of("dartwing.appointment.booked.v1");
+    assert_eq!(booked_events.len(), 4, "{booked_events:?}");
+    assert_eq!(booked_events[1]["replaces"], first.as_str());
+    assert_eq!(booked_events[2]["appointment_id"], c2s.as_str());
+    integration_tests::schema::assert_org_events_valid(&w, &w.org).await;
+    w.gw.stop().await;
+}
+
+integration_tests::both_backends!(callers_move_and_cancel_their_own_appointments);
 
 /// Barge-in: the caller talks over the greeting; the greeting stops (measured on the audio
 /// the caller received) and the question is answered.

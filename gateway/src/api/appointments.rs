@@ -2,7 +2,7 @@
 //! first, from `from` (Unix ms, default now) on.
 
 use super::{ApiError, OrgAuth, State};
-use crate::db::{now_ms, receptionist};
+use crate::db::{appointments, now_ms};
 use axum::extract::{Query, State as AxState};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -29,6 +29,6 @@ pub async fn list(
         return Err(ApiError::bad_request("limit must be between 1 and 1000"));
     }
     let from = q.from.unwrap_or_else(now_ms);
-    let found = receptionist::appointments(&state.db.pool, &org_id, from, limit).await?;
+    let found = appointments::appointments(&state.db.pool, &org_id, from, limit).await?;
     Ok(Json(found).into_response())
 }

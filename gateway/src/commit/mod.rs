@@ -160,8 +160,10 @@ pub enum WriteOp {
     Transcript(crate::db::receptionist::TranscriptWrite),
     /// A caller's voicemail (a `voice` message with its audio, and its event).
     Voicemail(crate::db::receptionist::VoicemailWrite),
-    /// A booking the receptionist took.
-    Book(crate::db::receptionist::BookWrite),
+    /// A booking the receptionist took (or a caller's appointment moved).
+    Book(crate::db::appointments::BookWrite),
+    /// A caller's appointment cancelled.
+    CancelAppointment(crate::db::appointments::CancelWrite),
     /// A broadcast write: create, cancel, expand, dispatch, confirm.
     Broadcast(crate::db::broadcasts::BroadcastOp),
     /// Replay a dead letter.
@@ -204,7 +206,9 @@ pub enum WriteResult {
     /// the call is unknown).
     Transcript(Option<String>),
     /// For [`WriteOp::Book`].
-    Booked(crate::db::receptionist::BookResult),
+    Booked(crate::db::appointments::BookResult),
+    /// For [`WriteOp::CancelAppointment`]: whether it was the caller's and booked.
+    Cancelled(bool),
     /// For [`WriteOp::Broadcast`].
     Broadcast(crate::db::broadcasts::BroadcastResult),
     /// For [`WriteOp::PruneOutbox`]: how many rows went.
@@ -480,7 +484,10 @@ async fn execute(conn: &mut AnyConnection, op: &WriteOp) -> Result<WriteResult, 
         WriteOp::Voicemail(w) => {
             WriteResult::Transcript(crate::db::receptionist::append_voicemail(conn, w, now).await?)
         }
-        WriteOp::Book(w) => WriteResult::Booked(crate::db::receptionist::book(conn, w, now).await?),
+        WriteOp::Book(w) => WriteResult::Booked(crate::db::appointments::book(conn, w, now).await?),
+        WriteOp::CancelAppointment(w) => {
+            WriteResult::Cancelled(crate::db::appointments::cancel(conn, w, now).await?)
+        }
         WriteOp::Broadcast(op) => {
             WriteResult::Broadcast(crate::db::broadcasts::execute(conn, op, now).await?)
         }

@@ -9,6 +9,7 @@
 //! the functions in the submodules that take `&mut AnyConnection` run inside its transaction.
 
 pub mod agents;
+pub mod appointments;
 pub mod audit;
 pub mod broadcast_run;
 pub mod broadcast_views;

@@ -153,6 +153,17 @@ pub struct Booking {
     pub minutes: u16,
     /// The org's opening hours (the slots offered instead must fit them).
     pub hours: Option<responder::Hours>,
+    /// The caller's appointment this one replaces (a reschedule).
+    pub replaces: Option<String>,
+}
+
+/// A caller's next appointment, known when their call starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Existing {
+    /// Its id.
+    pub id: String,
+    /// Its start, local to the org's time zone.
+    pub start: DateTime,
 }
 
 /// A caller's recorded message, to store in their conversation with its audio.
@@ -171,8 +182,11 @@ pub struct Voicemail {
 /// What storing a booking did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Booked {
-    /// Stored.
-    Confirmed,
+    /// Stored, with this id.
+    Confirmed {
+        /// The appointment's id.
+        id: String,
+    },
     /// The slot is someone else's; the next free one (local), if any fits.
     Taken {
         /// The next free start.
@@ -195,8 +209,22 @@ pub trait ReceptionistStore: Send + Sync + 'static {
     fn settings<'a>(&'a self, org: &'a str) -> BoxFuture<'a, Result<OrgSettings, StoreFailure>>;
     /// Commits one transcript turn to the call's conversation (and publishes it).
     fn transcript(&self, turn: TranscriptTurn) -> BoxFuture<'_, Result<(), StoreFailure>>;
-    /// Books a slot, or says it is taken.
+    /// Books a slot, or says it is taken (with `replaces`: moves that appointment).
     fn book(&self, booking: Booking) -> BoxFuture<'_, Result<Booked, StoreFailure>>;
+    /// The next appointment of the caller on `call_id` (by their number), local to `tz`.
+    fn upcoming<'a>(
+        &'a self,
+        org: &'a str,
+        call_id: &'a str,
+        tz: &'a jiff::tz::TimeZone,
+    ) -> BoxFuture<'a, Result<Option<Existing>, StoreFailure>>;
+    /// Cancels the caller's appointment `id`; `false` when it is not theirs or not booked.
+    fn cancel<'a>(
+        &'a self,
+        org: &'a str,
+        call_id: &'a str,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreFailure>>;
     /// Counts one answered caller turn against the org's cap on AI turns (the operator's
     /// `ai_turns_per_hour`); `false`, counting nothing, when the cap is reached: the
     /// receptionist then hands the caller to a person (or says goodbye) instead of answering.

@@ -16,12 +16,12 @@
 //! follow the media clock. The transcript is written in order by a writer task of its own,
 //! so a slow commit never delays a reply.
 
+mod appointments;
+
 use super::app::Input;
-use super::responder::{when, Dialog, Outcome, Stage};
+use super::responder::{Dialog, Outcome, Stage};
 use super::voicemail::{beep, PreRoll, Recording, Stop};
-use super::{
-    Booked, Booking, Heard, Host, Listener, OrgSettings, Speaker, TranscriptTurn, Voicemail,
-};
+use super::{Existing, Heard, Host, Listener, OrgSettings, Speaker, TranscriptTurn, Voicemail};
 use crate::app::{Action, CallContext};
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
@@ -70,6 +70,8 @@ struct Session {
     recording: Option<Recording>,
     /// Why the caller is handed over, for the agent's phone (a warm transfer).
     summary: String,
+    /// The caller's next appointment (to cancel or move).
+    existing: Option<Existing>,
 }
 
 /// Runs the conversation until the media side goes away.
@@ -109,7 +111,9 @@ pub(super) async fn run(
         pre_roll: PreRoll::default(),
         recording: None,
         summary: String::new(),
+        existing: None,
     };
+    s.load_existing().await;
     let greeting = s.settings.profile.greeting(s.now());
     s.say(&greeting, After::Listen).await;
     let mut listener: Option<Box<dyn Listener>> = match listening.await {
@@ -363,6 +367,7 @@ impl Session {
             }
             Outcome::Transfer => self.hand_over(reply.say),
             Outcome::Book(at) => (self.book(at).await, After::Listen),
+            Outcome::Cancel => (self.cancel().await, After::Listen),
         };
         self.say(&said.0, said.1).await;
         // Synthesis included: what the caller waits between the end of their speech (as
@@ -484,35 +489,6 @@ impl Session {
             Err(e) => {
                 tracing::warn!(error = %e, "voicemail not stored");
                 false
-            }
-        }
-    }
-
-    async fn book(&mut self, at: jiff::civil::DateTime) -> String {
-        let booking = Booking {
-            call_id: self.ctx.call_id.clone(),
-            org: self.ctx.org.clone(),
-            start: at,
-            timezone: self.settings.timezone.clone(),
-            minutes: self.settings.profile.appointment_minutes.max(1),
-            hours: self.settings.profile.hours.clone(),
-        };
-        match self.host.store.book(booking).await {
-            Ok(Booked::Confirmed) => format!(
-                "You're booked for {}. Is there anything else?",
-                when::speak(at)
-            ),
-            Ok(Booked::Taken { next: Some(next) }) => self.dialog.offer(next),
-            Ok(Booked::Taken { next: None }) => {
-                self.dialog.stage = Stage::AskWhen {
-                    date: None,
-                    time: None,
-                };
-                "That time is taken and I found nothing free soon after. What other day would suit you?".to_owned()
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "booking not stored");
-                "I'm sorry, I couldn't book that just now. Would you like to leave a message instead?".to_owned()
             }
         }
     }

@@ -17,6 +17,10 @@ pub enum Intent {
     Message,
     /// Book an appointment.
     Book,
+    /// Cancel the caller's appointment.
+    Cancel,
+    /// Move the caller's appointment to another time.
+    Reschedule,
     /// Opening hours.
     Hours,
     /// Where the business is.
@@ -40,6 +44,8 @@ impl Intent {
             Intent::Person => "person",
             Intent::Message => "message",
             Intent::Book => "book",
+            Intent::Cancel => "cancel",
+            Intent::Reschedule => "reschedule",
             Intent::Hours => "hours",
             Intent::Address => "address",
             Intent::Goodbye => "goodbye",
@@ -94,6 +100,33 @@ pub const CUES: &[(Intent, &[&str], &[&str])] = &[
         &["message", "voicemail", "callback", "note"],
     ),
     (
+        Intent::Cancel,
+        &[
+            "cancel my",
+            "cancel the",
+            "cancel an",
+            "cancel it",
+            "can't make it",
+            "cannot make it",
+            "won't make it",
+            "call off",
+        ],
+        &["cancel", "cancellation"],
+    ),
+    (
+        Intent::Reschedule,
+        &[
+            "move my",
+            "change my appointment",
+            "change the appointment",
+            "another time",
+            "different time",
+            "different day",
+            "push back",
+        ],
+        &["reschedule", "postpone", "rebook"],
+    ),
+    (
         Intent::Book,
         &[
             "make an appointment",
@@ -103,7 +136,6 @@ pub const CUES: &[(Intent, &[&str], &[&str])] = &[
             "come in",
             "see the doctor",
             "get an appointment",
-            "reschedule",
         ],
         &[
             "appointment",
@@ -291,6 +323,13 @@ mod tests {
             ("I'd like to book an appointment", Intent::Book),
             ("Can I schedule a visit for next Tuesday?", Intent::Book),
             ("I need to make an appointment", Intent::Book),
+            ("I need to cancel my appointment", Intent::Cancel),
+            ("I can't make it tomorrow, please cancel", Intent::Cancel),
+            ("Can I reschedule my appointment?", Intent::Reschedule),
+            (
+                "I'd like to move my appointment to Friday",
+                Intent::Reschedule,
+            ),
             ("What are your hours?", Intent::Hours),
             ("Are you open on Saturday?", Intent::Hours),
             ("When do you close today?", Intent::Hours),

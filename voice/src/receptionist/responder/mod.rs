@@ -105,6 +105,8 @@ pub enum Stage {
     },
     /// Booking: waiting for yes or no to this slot.
     Confirm(DateTime),
+    /// Cancelling: waiting for yes or no to cancel the caller's appointment at this time.
+    ConfirmCancel(DateTime),
     /// The next turn is the caller's message.
     TakeMessage,
 }
@@ -116,6 +118,10 @@ pub struct Dialog {
     pub stage: Stage,
     /// Turns in a row not understood.
     pub misunderstood: u32,
+    /// The caller's next appointment (local start), when the call knows one.
+    pub existing: Option<DateTime>,
+    /// The booking being filled moves `existing` (a reschedule).
+    pub rescheduling: bool,
 }
 
 impl Dialog {
@@ -142,6 +148,8 @@ pub enum Outcome {
     Book(DateTime),
     /// Store the caller's message.
     Message(String),
+    /// Cancel the caller's appointment ([`Dialog::existing`]).
+    Cancel,
 }
 
 /// The responder's answer to one turn.
@@ -287,8 +295,19 @@ impl Responder for LocalResponder {
         let (intent, conf) = understand(profile, heard);
         let guess = intent::scores(heard);
         let says = |i: Intent| guess.iter().any(|&(g, ..)| g == i);
-        // Inside a booking, yes/no and further dates come first.
+        // Inside a booking or a cancellation, yes/no and further dates come first.
         match dialog.stage {
+            Stage::ConfirmCancel(_)
+                if (says(Intent::Yes) && !says(Intent::No)) || intent == Intent::Yes =>
+            {
+                dialog.stage = Stage::Open;
+                return Reply::new("", Outcome::Cancel, Intent::Yes, conf.max(0.7));
+            }
+            Stage::ConfirmCancel(_) if says(Intent::No) || intent == Intent::No => {
+                dialog.stage = Stage::Open;
+                let say = "All right, I've kept your appointment. Is there anything else?";
+                return Reply::new(say, Outcome::Listen, Intent::No, conf);
+            }
             Stage::Confirm(at)
                 if (says(Intent::Yes) && !says(Intent::No)) || intent == Intent::Yes =>
             {
@@ -327,7 +346,40 @@ impl Responder for LocalResponder {
             dialog.misunderstood = 0;
         }
         match intent {
-            Intent::Book => self.booking(profile, dialog, heard, now, conf),
+            Intent::Book => {
+                dialog.rescheduling = false;
+                self.booking(profile, dialog, heard, now, conf)
+            }
+            Intent::Cancel | Intent::Reschedule if dialog.existing.is_none() => {
+                dialog.stage = Stage::Open;
+                let say = "I can't find an upcoming appointment for this number. Would you like to book one?";
+                Reply::new(say, Outcome::Listen, intent, conf)
+            }
+            Intent::Cancel => {
+                let at = dialog.existing.unwrap_or(now);
+                dialog.stage = Stage::ConfirmCancel(at);
+                let say = format!(
+                    "You have an appointment on {}. Shall I cancel it?",
+                    when::speak(at)
+                );
+                Reply::new(say, Outcome::Listen, intent, conf)
+            }
+            Intent::Reschedule => {
+                dialog.rescheduling = true;
+                dialog.stage = Stage::AskWhen {
+                    date: None,
+                    time: None,
+                };
+                if !when::parse(heard, now.date()).is_empty() {
+                    return self.booking(profile, dialog, heard, now, conf);
+                }
+                let at = dialog.existing.unwrap_or(now);
+                let say = format!(
+                    "Your appointment is on {}. What day and time would suit you instead?",
+                    when::speak(at)
+                );
+                Reply::new(say, Outcome::Listen, intent, conf)
+            }
             Intent::Person => {
                 dialog.stage = Stage::Open;
                 Reply::new(
@@ -423,6 +475,10 @@ impl Responder for LocalResponder {
                     Stage::Confirm(at) => {
                         format!("Sorry, was that {}? Please say yes or no.", when::speak(at))
                     }
+                    Stage::ConfirmCancel(at) => format!(
+                        "Sorry, shall I cancel your appointment on {}? Please say yes or no.",
+                        when::speak(at)
+                    ),
                     _ => DIDNT_CATCH.to_owned(),
                 };
                 Reply::new(say, Outcome::Listen, Intent::Unknown, 0.0)

@@ -34,8 +34,11 @@ fn profile() -> Profile {
 
 /// Runs a conversation: each (caller says, reply contains, outcome) in turn.
 fn converse(turns: &[(&str, &str, Outcome)]) -> Dialog {
+    converse_from(Dialog::default(), turns)
+}
+
+fn converse_from(mut d: Dialog, turns: &[(&str, &str, Outcome)]) -> Dialog {
     let p = profile();
-    let mut d = Dialog::default();
     for (said, want, outcome) in turns {
         let r = LocalResponder.respond(&p, &mut d, said, now());
         assert!(
@@ -323,4 +326,85 @@ fn a_hand_over_or_goodbye_leaves_a_booking() {
         ("book tomorrow at 10", "is that right", Outcome::Listen),
         ("never mind, goodbye", "Goodbye", Outcome::Hangup),
     ]);
+}
+
+fn with_appointment() -> Dialog {
+    Dialog {
+        existing: Some(date(2026, 12, 8).at(15, 30, 0, 0)),
+        ..Dialog::default()
+    }
+}
+
+#[test]
+fn a_caller_cancels_their_appointment_after_a_yes_and_keeps_it_after_a_no() {
+    let d = converse_from(
+        with_appointment(),
+        &[
+            (
+                "I need to cancel my appointment",
+                "You have an appointment on Tuesday, December 8 at 3:30 PM. Shall I cancel it?",
+                Outcome::Listen,
+            ),
+            ("yes please", "", Outcome::Cancel),
+        ],
+    );
+    assert_eq!(d.stage, Stage::Open);
+    converse_from(
+        with_appointment(),
+        &[
+            (
+                "I can't make it, please cancel",
+                "Shall I cancel it?",
+                Outcome::Listen,
+            ),
+            ("no, keep it", "I've kept your appointment", Outcome::Listen),
+        ],
+    );
+    converse(&[(
+        "I want to cancel my appointment",
+        "I can't find an upcoming appointment for this number",
+        Outcome::Listen,
+    )]);
+}
+
+#[test]
+fn a_caller_moves_their_appointment_through_the_booking_questions() {
+    let d = converse_from(
+        with_appointment(),
+        &[
+            (
+                "Can I reschedule my appointment?",
+                "Your appointment is on Tuesday, December 8 at 3:30 PM. What day and time would suit you instead?",
+                Outcome::Listen,
+            ),
+            (
+                "Friday at ten in the morning",
+                "Friday, December 4 at 10 AM, is that right?",
+                Outcome::Listen,
+            ),
+            ("yes", "", Outcome::Book(date(2026, 12, 4).at(10, 0, 0, 0))),
+        ],
+    );
+    assert!(d.rescheduling, "the booking replaces the appointment");
+    // In one sentence, too; and a plain booking afterwards is not a move.
+    let d = converse_from(
+        with_appointment(),
+        &[(
+            "I'd like to move my appointment to Friday at 2 pm",
+            "Friday, December 4 at 2 PM, is that right?",
+            Outcome::Listen,
+        )],
+    );
+    assert!(d.rescheduling);
+    let mut d = converse_from(d, &[("no", "What day and time", Outcome::Listen)]);
+    d.stage = Stage::Open;
+    let d = converse_from(
+        d,
+        &[(
+            "I'd like to book an appointment",
+            "What day and time",
+            Outcome::Listen,
+        )],
+    );
+    assert!(!d.rescheduling);
 }
