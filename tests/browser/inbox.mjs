@@ -85,6 +85,24 @@ try {
   say("caught up");
   await page.screenshot({ path: SHOT });
   say("shot");
+
+  // 5. A caller's voicemail: its conversation shows up, the play button fetches the
+  //    recording with the session token and the browser decodes it (its length is reported).
+  const caller = await expectLine("voicemail");
+  const vconv = page.locator(".conv", { hasText: caller });
+  await vconv.first().waitFor({ timeout: 5000 });
+  await vconv.first().click();
+  const button = page.locator(".msg.inbound button.voicemail");
+  await button.waitFor({ timeout: 5000 });
+  await button.click();
+  const audio = page.locator(".msg.inbound audio");
+  await audio.waitFor({ timeout: 5000 });
+  const seconds = await audio.evaluate((a) => new Promise((resolve, reject) => {
+    if (a.readyState >= 1) return resolve(a.duration);
+    a.addEventListener("loadedmetadata", () => resolve(a.duration));
+    a.addEventListener("error", () => reject(new Error("audio error " + (a.error && a.error.code))));
+  }));
+  say(`played ${seconds}`);
 } catch (e) {
   console.error("browser test failed:", e.message);
   process.exitCode = 1;

@@ -135,6 +135,49 @@ async fn inbox_page_in_chromium() {
         .unwrap();
     expect("caught up").await;
     expect("shot").await;
+
+    // A voicemail left on a receptionist call: 1.5 s of a tone as its recording.
+    let voicemail_caller = "+15550009999";
+    let mut conn = w.db.pool.acquire().await.unwrap();
+    let call = gateway::db::calls::CallTransition {
+        call_id: "vm-call".into(),
+        org_id: w.org.id.clone(),
+        sip_call_id: "sip-vm-call".into(),
+        from: format!("<sip:{voicemail_caller}@127.0.0.1>"),
+        to: "15550100000".into(),
+        event: None,
+        detail: None,
+        node: None,
+    };
+    gateway::db::calls::record(&mut conn, &call, 1)
+        .await
+        .unwrap();
+    let pcm: Vec<i16> = (0..12_000)
+        .map(|i| ((i as f64 * 0.3).sin() * 8_000.0) as i16)
+        .collect();
+    let write = gateway::db::receptionist::VoicemailWrite {
+        org_id: w.org.id.clone(),
+        call_id: "vm-call".into(),
+        text: "Please call me back.".into(),
+        wav: audio::wav::encode_wav(8_000, 1, &pcm),
+        seconds: 1.5,
+    };
+    let now = gateway::db::now_ms();
+    let stored = gateway::db::receptionist::append_voicemail(&mut conn, &write, now)
+        .await
+        .unwrap();
+    assert!(stored.is_some(), "the voicemail is stored");
+    drop(conn);
+    stdin
+        .write_all(format!("voicemail {voicemail_caller}\n").as_bytes())
+        .await
+        .unwrap();
+    let played = expect("played").await;
+    let seconds: f64 = played[7..].trim().parse().unwrap();
+    assert!(
+        (seconds - 1.5).abs() < 0.05,
+        "the browser decoded the 1.5 s recording: {seconds} s"
+    );
     let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
         .await
         .expect("script ends")
