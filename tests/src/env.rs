@@ -436,15 +436,19 @@ impl World {
         get_text(&self.client, &self.gw.base, path).await
     }
 
-    /// `GET` an API path as `org`, returning the JSON body (and asserting 200).
-    pub async fn get_json(&self, org: &TestOrg, path: &str) -> serde_json::Value {
-        let r = self
-            .client
+    /// `GET` an API path as `org`, whatever it answers.
+    pub async fn get(&self, org: &TestOrg, path: &str) -> reqwest::Response {
+        self.client
             .get(format!("{}{path}", self.gw.base))
             .bearer_auth(&org.key)
             .send()
             .await
-            .expect("get");
+            .expect("get")
+    }
+
+    /// `GET` an API path as `org`, returning the JSON body (and asserting 200).
+    pub async fn get_json(&self, org: &TestOrg, path: &str) -> serde_json::Value {
+        let r = self.get(org, path).await;
         assert_eq!(r.status(), 200, "GET {path}");
         r.json().await.expect("json")
     }

@@ -737,6 +737,23 @@ async fn callers_move_and_cancel_their_own_appointments(backend: Backend) {
     assert_eq!(booked_events.len(), 4, "{booked_events:?}");
     assert_eq!(booked_events[1]["replaces"], first.as_str());
     assert_eq!(booked_events[2]["appointment_id"], c2s.as_str());
+    // The listing shows the calendar as it stands unless asked for more.
+    let count = |q: &'static str| {
+        let w = &w;
+        async move {
+            let listed = w
+                .get_json(&w.org, &format!("/api/v1/appointments?from=0{q}"))
+                .await;
+            listed.as_array().unwrap().len()
+        }
+    };
+    assert_eq!(count("").await, 2, "c2's two bookings");
+    assert_eq!(count("&status=booked").await, 2);
+    assert_eq!(count("&status=cancelled").await, 1);
+    assert_eq!(count("&status=rescheduled").await, 1);
+    assert_eq!(count("&status=all").await, 4);
+    let r = w.get(&w.org, "/api/v1/appointments?status=gone").await;
+    assert_eq!(r.status(), 400);
     integration_tests::schema::assert_org_events_valid(&w, &w.org).await;
     w.gw.stop().await;
 }
@@ -918,18 +935,8 @@ async fn assert_voicemail(w: &World) -> serde_json::Value {
         "the message is transcribed: {text}"
     );
     // The audio: for the org (API key), a WAV of the caller's message.
-    let url = format!(
-        "{}/api/v1/messages/{}/audio",
-        w.gw.base,
-        vm["id"].as_str().unwrap()
-    );
-    let r = w
-        .client
-        .get(&url)
-        .bearer_auth(&w.org.key)
-        .send()
-        .await
-        .unwrap();
+    let path = format!("/api/v1/messages/{}/audio", vm["id"].as_str().unwrap());
+    let r = w.get(&w.org, &path).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "audio/wav");
     let wav = r.bytes().await.unwrap();
@@ -945,25 +952,14 @@ async fn assert_voicemail(w: &World) -> serde_json::Value {
         "the recording holds the message: {heard}"
     );
     let attachment = vm["media"][0]["url"].as_str().unwrap();
-    let r = w
-        .client
-        .get(format!("{}{attachment}", w.gw.base))
-        .bearer_auth(&w.org.key)
-        .send()
-        .await
-        .unwrap();
+    let r = w.get(&w.org, attachment).await;
     assert_eq!(r.status(), 200, "also the message's attachment");
     assert_eq!(r.bytes().await.unwrap(), wav);
     // Another org sees nothing.
     let other = integration_tests::env::create_org(&w.db, "globex", &w.twilio.base, 10.0).await;
-    let r = w
-        .client
-        .get(&url)
-        .bearer_auth(&other.key)
-        .send()
-        .await
-        .unwrap();
+    let r = w.get(&other, &path).await;
     assert_eq!(r.status(), 404, "another org's voicemail");
+    let url = format!("{}{path}", w.gw.base);
     let r = w.client.get(&url).send().await.unwrap();
     assert_eq!(r.status(), 401, "no key");
     // The prompt and the goodbye are in the transcript; the event is published.

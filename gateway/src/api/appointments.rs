@@ -1,5 +1,6 @@
 //! `GET /api/v1/appointments`: the org's appointments booked by the receptionist, soonest
-//! first, from `from` (Unix ms, default now) on.
+//! first, from `from` (Unix ms, default now) on; `status` picks `booked` (the default: the
+//! calendar as it stands), `cancelled`, `rescheduled` or `all`.
 
 use super::{ApiError, OrgAuth, State};
 use crate::db::{appointments, now_ms};
@@ -16,6 +17,8 @@ pub struct ListQuery {
     pub from: Option<i64>,
     /// At most this many (1–1000, default 100).
     pub limit: Option<i64>,
+    /// `booked` (default), `cancelled`, `rescheduled` or `all`.
+    pub status: Option<String>,
 }
 
 /// Lists the org's appointments.
@@ -28,7 +31,16 @@ pub async fn list(
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request("limit must be between 1 and 1000"));
     }
+    let status = match q.status.as_deref().unwrap_or("booked") {
+        "all" => None,
+        s @ ("booked" | "cancelled" | "rescheduled") => Some(s),
+        _ => {
+            return Err(ApiError::bad_request(
+                "status must be booked, cancelled, rescheduled or all",
+            ))
+        }
+    };
     let from = q.from.unwrap_or_else(now_ms);
-    let found = appointments::appointments(&state.db.pool, &org_id, from, limit).await?;
+    let found = appointments::appointments(&state.db.pool, &org_id, (from, status), limit).await?;
     Ok(Json(found).into_response())
 }

@@ -329,19 +329,22 @@ pub struct Appointment {
     pub created_at: i64,
 }
 
-/// The org's appointments starting at or after `from` (Unix ms), soonest first.
+/// The org's appointments starting at or after `from` (Unix ms) in `status` (`None`: any),
+/// soonest first.
 pub async fn appointments(
     pool: &AnyPool,
     org_id: &str,
-    from: i64,
+    (from, status): (i64, Option<&str>),
     limit: i64,
 ) -> Result<Vec<Appointment>, StoreError> {
     let rows = sqlx::query(
         "SELECT id, conversation_id, call_id, caller, starts_at, ends_at, local_start, timezone, status, created_at \
-         FROM appointments WHERE org_id = $1 AND starts_at >= $2 ORDER BY starts_at LIMIT $3",
+         FROM appointments WHERE org_id = $1 AND starts_at >= $2 AND ($3 = 'all' OR status = $3) \
+         ORDER BY starts_at LIMIT $4",
     )
     .bind(org_id)
     .bind(from)
+    .bind(status.unwrap_or("all"))
     .bind(limit)
     .fetch_all(pool)
     .await?;

@@ -8,7 +8,7 @@
 //!     └─ other digit ─▶ prompt again
 //! ```
 
-use super::{tone, Action, Audio, CallApp, CallContext};
+use super::{tone, Action, Audio, CallApp, CallContext, Notice};
 
 /// See the module docs.
 #[derive(Debug, Clone)]
@@ -42,6 +42,16 @@ impl Menu {
 impl CallApp for Menu {
     fn on_start(&mut self, _ctx: &CallContext) -> Vec<Action> {
         self.prompt()
+    }
+
+    /// The transfer (key 1) reached nobody: back to the menu, its prompt again.
+    fn on_notice(&mut self, notice: Notice) -> Vec<Action> {
+        match notice {
+            Notice::TransferFailed { .. } => {
+                self.echoing = false;
+                self.prompt()
+            }
+        }
     }
 
     fn on_audio(&mut self, frame: &[i16]) -> Vec<Action> {

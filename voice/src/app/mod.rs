@@ -7,7 +7,7 @@
 //! |---|---|
 //! | `echo` | sends back every frame it hears (20 ms + jitter-buffer delay later) |
 //! | `play:FILE.wav` | plays the WAV once, then asks to hang up |
-//! | `menu` or `menu:FILE.wav` | plays a prompt (two beeps, or the WAV), then: `1` transfer to `agent`, `2` echo (`*` back to the menu), `3` start recording, `4` stop recording, `#` hang up, anything else replays the prompt |
+//! | `menu` or `menu:FILE.wav` | plays a prompt (two beeps, or the WAV), then: `1` transfer to `agent` (the prompt again if that reaches nobody), `2` echo (`*` back to the menu), `3` start recording, `4` stop recording, `#` hang up, anything else replays the prompt |
 //! | `receptionist` | the AI receptionist ([`crate::receptionist`]); needs the speech engines the user agent was given ([`crate::ua::SipServer::host_receptionist`]) |
 //!
 //! [`bridge::pair`] makes the two sides of a transfer's bridge (not selected by a spec: call

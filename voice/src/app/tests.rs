@@ -71,6 +71,9 @@ fn menu_walks_its_digits() {
             }
         ]
     );
+    // The transfer reached nobody: the prompt plays again.
+    let back = m.on_notice(Notice::TransferFailed { status: 480 });
+    assert!(matches!(back.as_slice(), [Action::StopPlayback, Action::Play(p)] if p.len() > 1600));
     assert!(matches!(
         m.on_dtmf('3').as_slice(),
         [Action::StartRecording, Action::Play(_)]

@@ -408,3 +408,19 @@ fn a_caller_moves_their_appointment_through_the_booking_questions() {
     );
     assert!(!d.rescheduling);
 }
+
+#[test]
+fn a_time_said_as_half_past_fills_the_booking() {
+    converse(&[
+        (
+            "I would like to book an appointment for tomorrow.",
+            "What time on",
+            Outcome::Listen,
+        ),
+        (
+            "Half past ten in the morning, please.",
+            "Tuesday, December 1 at 10:30 AM, is that right?",
+            Outcome::Listen,
+        ),
+    ]);
+}
