@@ -969,8 +969,7 @@ async fn assert_voicemail(w: &World) -> serde_json::Value {
         .map(|(_, b)| b.as_str())
         .collect();
     assert!(
-        said.iter()
-            .any(|b| b.contains("leave a message after the tone")),
+        said.iter().any(|b| b.contains("message after the tone")),
         "{said:?}"
     );
     assert!(
@@ -1020,6 +1019,28 @@ async fn with_no_agent_the_caller_leaves_a_voicemail() {
     let heard = transcribe(&received_audio(&dumps));
     eprintln!("the caller heard: {heard}");
     assert!(heard.contains("leave a message"), "{heard}");
+    assert_voicemail(&w).await;
+    w.gw.stop().await;
+}
+
+/// "I'd like to leave a message": the same voicemail, asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_who_asks_to_leave_a_message_gets_voicemail() {
+    let w = World::new(Backend::Sqlite).await;
+    receptionist_org(&w, None).await;
+    let dir = TempDir::new();
+    let mut script = silence(5.0);
+    script.extend(phone_speech(
+        &dir.0,
+        "en-us",
+        "I would like to leave a message.",
+    ));
+    // "Of course. Please leave your message after the tone…" takes about 6 s.
+    script.extend(silence(11.0));
+    script.extend(phone_speech(&dir.0, "en-us", MESSAGE));
+    script.extend(silence(12.0));
+    let secs = script.len() / 8_000 + 2;
+    call(&dir, sip_port(&w), &script, secs as u32).await;
     assert_voicemail(&w).await;
     w.gw.stop().await;
 }
