@@ -92,6 +92,10 @@ try {
   const vconv = page.locator(".conv", { hasText: caller });
   await vconv.first().waitFor({ timeout: 5000 });
   await vconv.first().click();
+  // The call's turns say who spoke.
+  const spoke = page.locator(".msg.outbound .speaker", { hasText: "Receptionist" });
+  await spoke.waitFor({ timeout: 5000 });
+  await page.locator(".msg.inbound .speaker", { hasText: "Voicemail from the caller" }).waitFor({ timeout: 5000 });
   const button = page.locator(".msg.inbound button.voicemail");
   await button.waitFor({ timeout: 5000 });
   await button.click();

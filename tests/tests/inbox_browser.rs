@@ -163,6 +163,19 @@ async fn inbox_page_in_chromium() {
         seconds: 1.5,
     };
     let now = gateway::db::now_ms();
+    let turn = gateway::db::receptionist::TranscriptWrite {
+        org_id: w.org.id.clone(),
+        call_id: "vm-call".into(),
+        inbound: false,
+        text: "Please leave a message after the tone.".into(),
+        span_ms: None,
+        confidence: None,
+        intent: None,
+    };
+    gateway::db::receptionist::append_turn(&mut conn, &turn, now - 1)
+        .await
+        .unwrap()
+        .expect("the turn is stored");
     let stored = gateway::db::receptionist::append_voicemail(&mut conn, &write, now)
         .await
         .unwrap();

@@ -149,10 +149,19 @@ async function openThread(id, markRead) {
   if ((markRead || document.hasFocus()) && c && c.unread > 0) command({ type: "read", conversation_id: id });
 }
 
+// Who spoke, on a call's transcript turns and voicemails.
+const SPEAKERS = { caller: "Caller", receptionist: "Receptionist" };
+
 function msgItem(m) {
   const li = document.createElement("li");
   li.className = "msg " + m.direction; li.dataset.id = m.id;
   li.textContent = m.body;
+  if (m.kind === "transcript" || m.kind === "voicemail") {
+    const who = document.createElement("span"); who.className = "speaker";
+    const speaker = (m.content && SPEAKERS[m.content.speaker]) || "";
+    who.textContent = m.kind === "voicemail" ? "Voicemail from the caller" : speaker;
+    li.prepend(who);
+  }
   const meta = document.createElement("span"); meta.className = "meta";
   meta.textContent = new Date(m.created_at).toLocaleTimeString() + " · " + (ICONS[m.channel] || m.channel);
   if (m.direction === "outbound") {
