@@ -1023,6 +1023,82 @@ async fn with_no_agent_the_caller_leaves_a_voicemail() {
     w.gw.stop().await;
 }
 
+/// A voicemail's storage on both backends: the message, its audio byte for byte through
+/// `GET /api/v1/messages/{id}/audio`, its attachment, and its event; a voicemail for a call
+/// of another org is refused and stores nothing.
+async fn voicemails_are_stored_with_their_audio(backend: Backend) {
+    use gateway::db::receptionist::{append_voicemail, VoicemailWrite};
+    let w = World::new(backend).await;
+    receptionist_org(&w, None).await;
+    let mut conn = w.db.pool.acquire().await.unwrap();
+    let call = gateway::db::calls::CallTransition {
+        call_id: "vm1".into(),
+        org_id: w.org.id.clone(),
+        sip_call_id: "sip-vm1".into(),
+        from: "<sip:+15551230009@127.0.0.1>".into(),
+        to: NUMBER.into(),
+        event: None,
+        detail: None,
+        node: None,
+    };
+    gateway::db::calls::record(&mut conn, &call, 1)
+        .await
+        .unwrap();
+    let pcm: Vec<i16> = (0..16_000)
+        .map(|i| ((i % 80) * 300 - 12_000) as i16)
+        .collect();
+    let wav = audio::wav::encode_wav(8_000, 1, &pcm);
+    let other = integration_tests::env::create_org(&w.db, "globex", &w.twilio.base, 10.0).await;
+    let write = |org: &str| VoicemailWrite {
+        org_id: org.to_owned(),
+        call_id: "vm1".into(),
+        text: "Call me back.".into(),
+        wav: wav.clone(),
+        seconds: 2.0,
+    };
+    let foreign = append_voicemail(&mut conn, &write(&other.id), 2)
+        .await
+        .unwrap();
+    assert_eq!(foreign, None, "another org's call takes no voicemail");
+    let id = append_voicemail(&mut conn, &write(&w.org.id), 3)
+        .await
+        .unwrap()
+        .expect("stored");
+    drop(conn);
+    let r = w.get(&w.org, &format!("/api/v1/messages/{id}/audio")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap(), wav, "the audio, byte for byte");
+    let m = w.get_json(&w.org, &format!("/api/v1/messages/{id}")).await;
+    assert_eq!(m["kind"], "voicemail");
+    assert_eq!(m["body"], "Call me back.");
+    assert_eq!(m["from"], "+15551230009");
+    assert_eq!(m["attachments"][0]["status"], "stored");
+    assert_eq!(m["attachments"][0]["size"], wav.len() as i64);
+    let r = w.get(&other, &format!("/api/v1/messages/{id}/audio")).await;
+    assert_eq!(r.status(), 404);
+    let events = eventually(Duration::from_secs(10), || async {
+        let e = w.get_json(&w.org, "/api/v1/events?after_seq=0").await;
+        let found = e
+            .as_array()?
+            .iter()
+            .any(|e| e["type"] == "dartwing.call.voicemail.v1");
+        found.then_some(e)
+    })
+    .await;
+    let vm = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "dartwing.call.voicemail.v1")
+        .unwrap();
+    assert_eq!(vm["data"]["message_id"], id.as_str());
+    assert_eq!(vm["data"]["seconds"], 2.0);
+    integration_tests::schema::assert_org_events_valid(&w, &w.org).await;
+    w.gw.stop().await;
+}
+
+integration_tests::both_backends!(voicemails_are_stored_with_their_audio);
+
 /// "I'd like to leave a message": the same voicemail, asked for.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_who_asks_to_leave_a_message_gets_voicemail() {
