@@ -348,6 +348,25 @@ where
 }
 
 /// Rows of `table` belonging to an org (`table` is one of ours; never user input).
+/// Records call `call_id` of `org_id` from `from` (a SIP From) to `to` as ringing, as the
+/// voice core would when it arrives: its conversation and contact come with it.
+pub async fn record_call(db: &Db, org_id: &str, call_id: &str, from: &str, to: &str) {
+    let call = gateway::db::calls::CallTransition {
+        call_id: call_id.into(),
+        org_id: org_id.into(),
+        sip_call_id: format!("sip-{call_id}"),
+        from: from.into(),
+        to: to.into(),
+        event: None,
+        detail: None,
+        node: None,
+    };
+    let mut conn = db.pool.acquire().await.expect("connection");
+    gateway::db::calls::record(&mut conn, &call, 1)
+        .await
+        .expect("call recorded");
+}
+
 pub async fn count(db: &Db, table: &str, org_id: &str) -> i64 {
     let row: (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT COUNT(*) FROM {table} WHERE org_id = $1"

@@ -138,20 +138,9 @@ async fn inbox_page_in_chromium() {
 
     // A voicemail left on a receptionist call: 1.5 s of a tone as its recording.
     let voicemail_caller = "+15550009999";
+    let from = format!("<sip:{voicemail_caller}@127.0.0.1>");
+    integration_tests::env::record_call(&w.db, &w.org.id, "vm-call", &from, "15550100000").await;
     let mut conn = w.db.pool.acquire().await.unwrap();
-    let call = gateway::db::calls::CallTransition {
-        call_id: "vm-call".into(),
-        org_id: w.org.id.clone(),
-        sip_call_id: "sip-vm-call".into(),
-        from: format!("<sip:{voicemail_caller}@127.0.0.1>"),
-        to: "15550100000".into(),
-        event: None,
-        detail: None,
-        node: None,
-    };
-    gateway::db::calls::record(&mut conn, &call, 1)
-        .await
-        .unwrap();
     let pcm: Vec<i16> = (0..12_000)
         .map(|i| ((i as f64 * 0.3).sin() * 8_000.0) as i16)
         .collect();

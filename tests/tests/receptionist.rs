@@ -5,7 +5,7 @@
 //! utterances (espeak-ng voices through µ-law and whisper, then the local responder).
 
 use integration_tests::baresip;
-use integration_tests::env::{eventually, free_port, Backend, TempDir, World};
+use integration_tests::env::{eventually, free_port, record_call, Backend, TempDir, World};
 use integration_tests::speech::{
     normalize, phone_speech, received_audio, silence, transcribe, transcribe_turns,
 };
@@ -524,23 +524,13 @@ async fn one_booking_per_slot(backend: Backend) {
     use gateway::db::appointments::{book, BookResult, BookWrite, Slot};
     let w = World::new(backend).await;
     receptionist_org(&w, None).await;
-    let mut conn = w.db.pool.acquire().await.unwrap();
     for (call, from) in [
         ("c1", "<sip:+15551230001@127.0.0.1>"),
         ("c2", "<sip:+15551230002@127.0.0.1>"),
     ] {
-        let t = gateway::db::calls::CallTransition {
-            call_id: call.into(),
-            org_id: w.org.id.clone(),
-            sip_call_id: format!("sip-{call}"),
-            from: from.into(),
-            to: NUMBER.into(),
-            event: None,
-            detail: None,
-            node: None,
-        };
-        gateway::db::calls::record(&mut conn, &t, 1).await.unwrap();
+        record_call(&w.db, &w.org.id, call, from, NUMBER).await;
     }
+    let mut conn = w.db.pool.acquire().await.unwrap();
     let at = |minutes: i64, local: &str| Slot {
         starts_at: 1_800_000_000_000 + minutes * 60_000,
         ends_at: 1_800_000_000_000 + (minutes + 30) * 60_000,
@@ -600,23 +590,13 @@ async fn callers_move_and_cancel_their_own_appointments(backend: Backend) {
     };
     let w = World::new(backend).await;
     receptionist_org(&w, None).await;
-    let mut conn = w.db.pool.acquire().await.unwrap();
     for (call, from) in [
         ("c1", "<sip:+15551230001@127.0.0.1>"),
         ("c2", "<sip:+15551230002@127.0.0.1>"),
     ] {
-        let t = gateway::db::calls::CallTransition {
-            call_id: call.into(),
-            org_id: w.org.id.clone(),
-            sip_call_id: format!("sip-{call}"),
-            from: from.into(),
-            to: NUMBER.into(),
-            event: None,
-            detail: None,
-            node: None,
-        };
-        gateway::db::calls::record(&mut conn, &t, 1).await.unwrap();
+        record_call(&w.db, &w.org.id, call, from, NUMBER).await;
     }
+    let mut conn = w.db.pool.acquire().await.unwrap();
     let base = 1_800_000_000_000i64;
     let at = |minutes: i64| Slot {
         starts_at: base + minutes * 60_000,
@@ -1030,20 +1010,15 @@ async fn voicemails_are_stored_with_their_audio(backend: Backend) {
     use gateway::db::receptionist::{append_voicemail, VoicemailWrite};
     let w = World::new(backend).await;
     receptionist_org(&w, None).await;
+    record_call(
+        &w.db,
+        &w.org.id,
+        "vm1",
+        "<sip:+15551230009@127.0.0.1>",
+        NUMBER,
+    )
+    .await;
     let mut conn = w.db.pool.acquire().await.unwrap();
-    let call = gateway::db::calls::CallTransition {
-        call_id: "vm1".into(),
-        org_id: w.org.id.clone(),
-        sip_call_id: "sip-vm1".into(),
-        from: "<sip:+15551230009@127.0.0.1>".into(),
-        to: NUMBER.into(),
-        event: None,
-        detail: None,
-        node: None,
-    };
-    gateway::db::calls::record(&mut conn, &call, 1)
-        .await
-        .unwrap();
     let pcm: Vec<i16> = (0..16_000)
         .map(|i| ((i % 80) * 300 - 12_000) as i16)
         .collect();
