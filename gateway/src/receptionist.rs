@@ -332,7 +332,7 @@ impl Speech for LocalSpeech {
         let transcript = whisper
             .transcribe_with_prompt(&at_16k, Some(vocabulary))
             .map_err(failure)?;
-        Ok(transcript.text())
+        Ok(stt_tts::stt::collapse_repeats(&transcript.text()))
     }
 
     fn speak(&self, text: &str) -> Result<Vec<i16>, SpeechFailure> {
@@ -381,7 +381,7 @@ impl Listener for WhisperListener {
                         n => segments.iter().map(|s| s.confidence).sum::<f32>() / n as f32,
                     };
                     heard.push(Heard::Turn(Turn {
-                        text: t.transcript.text(),
+                        text: stt_tts::stt::collapse_repeats(&t.transcript.text()),
                         start_ms: t.start_ms,
                         end_ms: t.end_ms,
                         confidence,

@@ -13,12 +13,14 @@
 //! waits on inference; a full queue drops the turn and says so instead of stalling.
 
 mod model;
+mod repeats;
 mod stream;
 mod whisper;
 
 use std::time::Duration;
 
 pub use model::{check_model, ModelInfo};
+pub use repeats::collapse_repeats;
 pub use stream::{StreamConfig, StreamEvent, StreamingTranscriber, TurnTranscript};
 pub use whisper::{default_threads, DecodePlan, WhisperConfig, WhisperStt};
 

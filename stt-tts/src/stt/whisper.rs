@@ -245,29 +245,6 @@ fn is_non_speech_marker(text: &str) -> bool {
     wrapped('[', ']') || wrapped('(', ')') || wrapped('*', '*') || wrapped('♪', '♪')
 }
 
-/// A text that is one phrase over and over is a decoding loop (the token cap may cut the
-/// last repetition short); keep the phrase once. People do repeat short words ("no no
-/// no", "five five five"), so a phrase under three words must fill at least four
-/// repetitions to count as a loop, a longer one two.
-fn collapse_repeats(text: &str) -> String {
-    let words: Vec<&str> = text.split_whitespace().collect();
-    let key: Vec<String> = words
-        .iter()
-        .map(|w| {
-            w.trim_matches(|c: char| !c.is_alphanumeric())
-                .to_lowercase()
-        })
-        .collect();
-    for period in 1..=key.len() / 2 {
-        let min_reps = if period >= 3 { 2 } else { 4 };
-        if key.len() >= min_reps * period && (period..key.len()).all(|i| key[i] == key[i - period])
-        {
-            return words[..period].join(" ");
-        }
-    }
-    text.to_owned()
-}
-
 /// Loudest 20 ms window of `audio`, dBFS.
 fn peak_window_dbfs(audio: &[f32]) -> f32 {
     let win = (STT_RATE / 50) as usize;
@@ -326,7 +303,7 @@ impl WhisperStt {
         for s in &mut segments {
             s.end_ms = s.end_ms.min(audio_ms);
             s.start_ms = s.start_ms.min(s.end_ms);
-            s.text = collapse_repeats(&s.text);
+            s.text = super::collapse_repeats(&s.text);
         }
         segments.dedup_by(|b, a| a.text == b.text);
         Ok(Transcript {
@@ -377,33 +354,6 @@ mod tests {
         for t in ["Yes.", "Call me at 5 p.m.", "(555) 123-4567 please"] {
             assert!(!is_non_speech_marker(t), "{t}");
         }
-    }
-
-    #[test]
-    fn loops_collapse_and_real_text_stays() {
-        assert_eq!(collapse_repeats("No No No No"), "No");
-        assert_eq!(
-            collapse_repeats("Thank you. Thank you. Thank you. Thank you."),
-            "Thank you."
-        );
-        assert_eq!(
-            collapse_repeats("I want a person. I want a person."),
-            "I want a person."
-        );
-        assert_eq!(collapse_repeats("five five five"), "five five five");
-        assert_eq!(
-            collapse_repeats("thank you thank you"),
-            "thank you thank you"
-        );
-        assert_eq!(
-            collapse_repeats("Yes, that works for me."),
-            "Yes, that works for me."
-        );
-        assert_eq!(collapse_repeats("no no maybe"), "no no maybe");
-        assert_eq!(
-            collapse_repeats("I'm eating here, I'm eating here, I'm eating"),
-            "I'm eating here,"
-        );
     }
 
     #[test]
