@@ -593,6 +593,8 @@ async fn callers_move_and_cancel_their_own_appointments(backend: Backend) {
     for (call, from) in [
         ("c1", "<sip:+15551230001@127.0.0.1>"),
         ("c2", "<sip:+15551230002@127.0.0.1>"),
+        ("a1", "\"Anonymous\" <sip:anonymous@anonymous.invalid>"),
+        ("a2", "<sip:anonymous@127.0.0.1>"),
     ] {
         record_call(&w.db, &w.org.id, call, from, NUMBER).await;
     }
@@ -688,8 +690,27 @@ async fn callers_move_and_cancel_their_own_appointments(backend: Backend) {
             .await
             .unwrap(),
     );
+    // A withheld number books, but finds and changes nothing: it is everyone's.
+    let anonymous = booked(
+        book(&mut conn, &write("a1", at(120), None), 10)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        upcoming_for_call(&pool, &w.org.id, "a2", base - 1)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(!cancel(&mut conn, &cancel_as("a2", &anonymous), 11)
+        .await
+        .unwrap());
+    assert!(!cancel(&mut conn, &cancel_as("a1", &anonymous), 11)
+        .await
+        .unwrap());
+    assert_eq!(status(anonymous.clone()).await, "booked");
     drop(conn);
-    // Numbered (and listed) once the relay has taken them: 4 bookings, 2 cancellations.
+    // Numbered (and listed) once the relay has taken them: 5 bookings, 2 cancellations.
     let events = eventually(Duration::from_secs(10), || async {
         let e = w.get_json(&w.org, "/api/v1/events?after_seq=0").await;
         let appointment = |e: &&serde_json::Value| {
@@ -697,7 +718,7 @@ async fn callers_move_and_cancel_their_own_appointments(backend: Backend) {
                 .as_str()
                 .is_some_and(|t| t.starts_with("dartwing.appointment."))
         };
-        (e.as_array()?.iter().filter(appointment).count() == 6).then_some(e)
+        (e.as_array()?.iter().filter(appointment).count() == 7).then_some(e)
     })
     .await;
     let of = |t: &str| -> Vec<serde_json::Value> {
@@ -714,7 +735,7 @@ async fn callers_move_and_cancel_their_own_appointments(backend: Backend) {
     assert_eq!(cancelled[1]["appointment_id"], moved.as_str());
     assert_eq!(cancelled[1]["reason"], "caller");
     let booked_events = of("dartwing.appointment.booked.v1");
-    assert_eq!(booked_events.len(), 4, "{booked_events:?}");
+    assert_eq!(booked_events.len(), 5, "{booked_events:?}");
     assert_eq!(booked_events[1]["replaces"], first.as_str());
     assert_eq!(booked_events[2]["appointment_id"], c2s.as_str());
     // The listing shows the calendar as it stands unless asked for more.
@@ -727,11 +748,15 @@ async fn callers_move_and_cancel_their_own_appointments(backend: Backend) {
             listed.as_array().unwrap().len()
         }
     };
-    assert_eq!(count("").await, 2, "c2's two bookings");
-    assert_eq!(count("&status=booked").await, 2);
+    assert_eq!(
+        count("").await,
+        3,
+        "c2's two bookings and the anonymous one"
+    );
+    assert_eq!(count("&status=booked").await, 3);
     assert_eq!(count("&status=cancelled").await, 1);
     assert_eq!(count("&status=rescheduled").await, 1);
-    assert_eq!(count("&status=all").await, 4);
+    assert_eq!(count("&status=all").await, 5);
     let r = w.get(&w.org, "/api/v1/appointments?status=gone").await;
     assert_eq!(r.status(), 400);
     integration_tests::schema::assert_org_events_valid(&w, &w.org).await;

@@ -12,7 +12,8 @@
 //!     └────caller moves it──▶ rescheduled (and the new slot booked, in one transaction;
 //!                                          a taken new slot leaves the old one booked)
 //! ```
-//! A caller can change only their own appointments: the ones booked from their address.
+//! A caller can change only their own appointments: the ones booked from their address,
+//! and none from a withheld one ([`identifiable`]).
 
 use super::outbox::{self, NewEvent};
 use super::{new_id, StoreError};
@@ -90,12 +91,30 @@ async fn caller_of(
     }
 }
 
+/// Whether `caller` names one person: a withheld number ("anonymous", "unknown", …) is
+/// shared by everyone who withholds theirs, so it finds and changes no appointment.
+pub fn identifiable(caller: &str) -> bool {
+    let c = caller.trim().to_ascii_lowercase();
+    !(c.is_empty()
+        || [
+            "anonymous",
+            "unknown",
+            "restricted",
+            "private",
+            "unavailable",
+        ]
+        .contains(&c.as_str()))
+}
+
 /// Moves a booked appointment of `caller` to `status`; whether it was theirs and booked.
 async fn set_status(
     conn: &mut AnyConnection,
     (org_id, caller, id): (&str, &str, &str),
     (from, to): (&str, &str),
 ) -> Result<bool, StoreError> {
+    if !identifiable(caller) {
+        return Ok(false);
+    }
     let moved = sqlx::query(
         "UPDATE appointments SET status = $1 WHERE id = $2 AND org_id = $3 AND caller = $4 \
          AND status = $5",
@@ -292,12 +311,16 @@ pub async fn upcoming_for_call(
             .fetch_optional(pool)
             .await?;
     let Some(from) = from else { return Ok(None) };
+    let caller = super::calls::caller_address(&from);
+    if !identifiable(&caller) {
+        return Ok(None);
+    }
     let row = sqlx::query(
         "SELECT id, starts_at FROM appointments WHERE org_id = $1 AND caller = $2 \
          AND status = 'booked' AND starts_at > $3 ORDER BY starts_at LIMIT 1",
     )
     .bind(org_id)
-    .bind(super::calls::caller_address(&from))
+    .bind(&caller)
     .bind(now)
     .fetch_optional(pool)
     .await?;
