@@ -907,6 +907,17 @@ fn the_cli_sets_up_a_receptionist() {
 
 const MESSAGE: &str = "Please call me back about my crown tomorrow morning.";
 
+/// A caller's script for voicemail: 5 s for the greeting, `ask`, `gap` seconds for the
+/// receptionist's answer and prompt, then [`MESSAGE`] and 12 s of silence.
+fn voicemail_script(dir: &TempDir, ask: &str, gap: f64) -> Vec<i16> {
+    let mut script = silence(5.0);
+    script.extend(phone_speech(&dir.0, "en-us", ask));
+    script.extend(silence(gap));
+    script.extend(phone_speech(&dir.0, "en-us", MESSAGE));
+    script.extend(silence(12.0));
+    script
+}
+
 /// The voicemail stored for the world's one call: its message JSON, after checking what
 /// every voicemail must show — the transcript of `MESSAGE`, the audio (a WAV that whisper
 /// hears `MESSAGE` in) for the org and for nobody else, its schema-valid event, the prompt
@@ -1008,17 +1019,9 @@ async fn with_no_agent_the_caller_leaves_a_voicemail() {
     let w = World::new(Backend::Sqlite).await;
     receptionist_org(&w, None).await;
     let dir = TempDir::new();
-    let mut script = silence(5.0);
-    script.extend(phone_speech(
-        &dir.0,
-        "en-us",
-        "I would like to talk to a person, please.",
-    ));
     // The apology and the prompt take about 9 s; a message started over them is recorded
     // from its start too (barge-in with the second before).
-    script.extend(silence(14.0));
-    script.extend(phone_speech(&dir.0, "en-us", MESSAGE));
-    script.extend(silence(12.0));
+    let script = voicemail_script(&dir, "I would like to talk to a person, please.", 14.0);
     let secs = script.len() / 8_000 + 2;
     let (dumps, _log) = call(&dir, sip_port(&w), &script, secs as u32).await;
     let heard = transcribe(&received_audio(&dumps));
@@ -1105,16 +1108,8 @@ async fn a_caller_who_asks_to_leave_a_message_gets_voicemail() {
     let w = World::new(Backend::Sqlite).await;
     receptionist_org(&w, None).await;
     let dir = TempDir::new();
-    let mut script = silence(5.0);
-    script.extend(phone_speech(
-        &dir.0,
-        "en-us",
-        "I would like to leave a message.",
-    ));
     // "Of course. Please leave your message after the tone…" takes about 6 s.
-    script.extend(silence(11.0));
-    script.extend(phone_speech(&dir.0, "en-us", MESSAGE));
-    script.extend(silence(12.0));
+    let script = voicemail_script(&dir, "I would like to leave a message.", 11.0);
     let secs = script.len() / 8_000 + 2;
     call(&dir, sip_port(&w), &script, secs as u32).await;
     assert_voicemail(&w).await;
@@ -1131,17 +1126,9 @@ async fn an_agent_who_does_not_answer_sends_the_caller_to_voicemail() {
     let dir = TempDir::new();
     let (mut agent, agent_log) = agent_phone_answering(&dir, sip_port(&w), "manual");
     baresip::log_shows(&agent_log, "200 OK", Duration::from_secs(15)).await;
-    let mut script = silence(5.0);
-    script.extend(phone_speech(
-        &dir.0,
-        "en-us",
-        "I would like to talk to a person, please.",
-    ));
     // "Connecting you" (3 s), 3 s of ringing, then the apology and the prompt (9 s): the
     // message starts near the prompt's end (over it, it is recorded from its start too).
-    script.extend(silence(16.0));
-    script.extend(phone_speech(&dir.0, "en-us", MESSAGE));
-    script.extend(silence(12.0));
+    let script = voicemail_script(&dir, "I would like to talk to a person, please.", 16.0);
     let secs = script.len() / 8_000 + 2;
     let (_dumps, _log) = call(&dir, sip_port(&w), &script, secs as u32).await;
     let log = std::fs::read_to_string(&agent_log).unwrap_or_default();

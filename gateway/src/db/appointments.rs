@@ -76,17 +76,8 @@ async fn caller_of(
     org_id: &str,
     call_id: &str,
 ) -> Result<(String, String), StoreError> {
-    let call =
-        sqlx::query("SELECT conversation_id, from_uri FROM calls WHERE id = $1 AND org_id = $2")
-            .bind(call_id)
-            .bind(org_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-    match call {
-        Some(r) => Ok((
-            r.try_get::<String, _>(0)?,
-            super::calls::caller_address(&r.try_get::<String, _>(1)?),
-        )),
+    match super::receptionist::call_thread(conn, call_id, org_id).await? {
+        Some(t) => Ok((t.conversation_id, t.caller)),
         None => Err(StoreError::ForeignId { what: "call" }),
     }
 }

@@ -129,17 +129,17 @@ pub struct TranscriptWrite {
 }
 
 /// Where a call's messages go.
-struct CallThread {
-    conversation_id: String,
+pub(super) struct CallThread {
+    pub(super) conversation_id: String,
     /// The caller's address (number or SIP user).
-    caller: String,
+    pub(super) caller: String,
     /// The number dialled.
     number: String,
     contact_id: String,
 }
 
 /// The conversation of call `call_id` in `org_id` (`None`: no such call in this org).
-async fn call_thread(
+pub(super) async fn call_thread(
     conn: &mut AnyConnection,
     call_id: &str,
     org_id: &str,
