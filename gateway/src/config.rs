@@ -121,6 +121,9 @@ pub struct SipConfig {
     pub agent_ring_secs: u64,
     /// The longest voicemail the receptionist records, seconds.
     pub voicemail_max_secs: u64,
+    /// How long a receptionist waits on an org's remote model for its first words (and
+    /// between chunks), ms; then the local responder answers.
+    pub responder_timeout_ms: u64,
 }
 
 impl Default for SipConfig {
@@ -141,6 +144,7 @@ impl Default for SipConfig {
             reprompt_secs: 6,
             agent_ring_secs: 20,
             voicemail_max_secs: 120,
+            responder_timeout_ms: 2_000,
         }
     }
 }
@@ -339,6 +343,7 @@ const ENV: &[(&str, &str)] = &[
     ("DARTWING_SIP_REPROMPT_SECS", "sip.reprompt_secs"),
     ("DARTWING_SIP_AGENT_RING_SECS", "sip.agent_ring_secs"),
     ("DARTWING_SIP_VOICEMAIL_MAX_SECS", "sip.voicemail_max_secs"),
+    ("DARTWING_SIP_RESPONDER_TIMEOUT_MS", "sip.responder_timeout_ms"),
     ("DARTWING_INBOX_SESSION_SECS", "inbox.session_secs"),
     ("DARTWING_INBOX_WS_QUEUE_FRAMES", "inbox.ws_queue_frames"),
     ("DARTWING_INBOX_WS_SLOW_MS", "inbox.ws_slow_ms"),

@@ -389,6 +389,7 @@ pub async fn start(
         registrar: Some(Arc::new(DbRegistrar::new(db.clone()))),
     };
     let server = ua::start_with(ua_config(sip, bind), ports).await?;
+    let model_timeout = Duration::from_millis(sip.responder_timeout_ms.clamp(100, 60_000));
     server.host_receptionist(Arc::new(voice::receptionist::Host {
         speech: Arc::new(crate::receptionist::LocalSpeech::new(
             crate::receptionist::LocalSpeech::model_path(&sip.whisper_model),
@@ -399,9 +400,18 @@ pub async fn start(
             committer: committer.clone(),
         }),
         responder: Arc::new(voice::receptionist::responder::LocalResponder),
+        model: match crate::receptionist::chat::OpenAiChat::new(model_timeout) {
+            Ok(chat) => Some(Arc::new(chat)),
+            Err(e) => {
+                tracing::error!(error = %e, "no HTTP client for remote responders: every org answers locally");
+                None
+            }
+        },
         config: voice::receptionist::ReceptionistConfig {
             reprompt_after: Duration::from_secs(sip.reprompt_secs.max(1)),
             voicemail_max: Duration::from_secs(sip.voicemail_max_secs.max(5)),
+            // The adapter's own timeouts come first; this only catches an adapter that hangs.
+            model_wait: model_timeout + Duration::from_secs(1),
             ..Default::default()
         },
         runtime: tokio::runtime::Handle::current(),

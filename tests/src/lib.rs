@@ -4,6 +4,8 @@
 //!
 //! - [`agent`]: an inbox agent: created, logged in, on a real WebSocket.
 //! - [`baresip`]: a real SIP user agent (headless baresip) for the voice suites.
+//! - [`chat`]: an OpenAI-compatible chat-completions stand-in that streams SSE (the
+//!   receptionist's remote model).
 //! - [`env`]: a fresh database per test on either backend, and a running gateway over it.
 //! - [`mail`]: a real Dovecot IMAP server and an aiosmtpd SMTP receiver per test.
 //! - [`twilio`]: the Twilio stand-in (Messages REST API) and signed webhook senders.
@@ -24,6 +26,7 @@
 pub mod agent;
 pub mod baresip;
 pub mod broker;
+pub mod chat;
 pub mod env;
 pub mod mail;
 pub mod pg;

@@ -1150,3 +1150,213 @@ async fn an_agent_who_does_not_answer_sends_the_caller_to_voicemail() {
     agent.kill().await.ok();
     w.gw.stop().await;
 }
+
+/// The org's receptionist answers through the remote model at `standin`.
+async fn with_model(w: &World, standin: &integration_tests::chat::ChatStandin) {
+    use gateway::db::receptionist as rdb;
+    let settings = rdb::Settings {
+        responder_url: Some(standin.base.clone()),
+        responder_model: Some("standin-1".into()),
+        responder_key: Some(standin.key.clone()),
+        ..rdb::Settings::default()
+    };
+    rdb::set_settings(&w.db.pool, &w.org.id, &settings, 0)
+        .await
+        .unwrap();
+}
+
+/// What the receptionist has said so far in the org's voice conversations (from the API).
+async fn said_so_far(w: &World) -> Vec<String> {
+    let conversations = w.get_json(&w.org, "/api/v1/conversations").await;
+    let mut said = Vec::new();
+    for c in conversations.as_array().unwrap() {
+        let id = c["id"].as_str().unwrap();
+        for (direction, body) in transcript(w, id).await {
+            if direction == "outbound" {
+                said.push(body);
+            }
+        }
+    }
+    said
+}
+
+/// An org with a remote model: the caller's question goes to the OpenAI-compatible
+/// stand-in with the org's facts and the call so far; its first sentence is spoken (and in
+/// the transcript) while the rest of the reply is still held back by the stand-in; its
+/// `book_appointment` tool call books the slot, confirmed to the caller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_model_answers_the_caller_and_books_with_a_tool_call() {
+    use integration_tests::chat::{ChatStandin, Reply, Step};
+    let w = World::with_config(Backend::Sqlite, |c| c.sip.reprompt_secs = 10).await;
+    receptionist_org(&w, None).await;
+    let standin = ChatStandin::start().await;
+    with_model(&w, &standin).await;
+    let tomorrow = jiff::Zoned::now()
+        .with_time_zone(jiff::tz::TimeZone::UTC)
+        .date()
+        .tomorrow()
+        .unwrap();
+    let start = format!("{tomorrow}T10:00");
+    let go = std::sync::Arc::new(tokio::sync::Notify::new());
+    standin.script([
+        Reply::Stream(vec![
+            Step::Text("Yes, the blue whale car park "),
+            Step::Text("is right behind us. "),
+            Step::Hold(go.clone()),
+            Step::Text("Parking there is free "),
+            Step::Text("for all of our patients."),
+        ]),
+        Reply::Stream(vec![
+            Step::Text("Let me book that for you."),
+            Step::Tool("book_appointment", format!(r#"{{"start":"{start}"}}"#)),
+        ]),
+    ]);
+    let dir = TempDir::new();
+    let mut script = silence(5.0);
+    for said in [
+        "Do you have parking?",
+        "Please book me tomorrow at ten in the morning.",
+    ] {
+        script.extend(phone_speech(&dir.0, "en-us", said));
+        script.extend(silence(10.0));
+    }
+    let first = "Yes, the blue whale car park is right behind us.";
+    let (called, released) = tokio::join!(call(&dir, sip_port(&w), &script, 40), async {
+        // The rest is released only once the first sentence was spoken: a receptionist
+        // that waited for the whole reply would never get there.
+        eventually(Duration::from_secs(25), || async {
+            said_so_far(&w)
+                .await
+                .iter()
+                .any(|s| s == first)
+                .then_some(())
+        })
+        .await;
+        let before = said_so_far(&w).await;
+        go.notify_one();
+        before
+    });
+    let (dumps, _log) = called;
+    assert!(
+        !released.iter().any(|s| s.contains("patients")),
+        "the rest came after the first sentence: {released:?}"
+    );
+    let heard = transcribe(&received_audio(&dumps));
+    eprintln!("the caller heard: {heard}");
+    // (espeak's voice through µ-law and whisper tiny: the words checked are robust ones;
+    // the held-back sentence is "Parking there is free…".)
+    for words in ["blue whale", "let me book"] {
+        assert!(heard.contains(words), "{words:?} not heard: {heard}");
+    }
+    let after_first = &heard[heard.find("blue whale").unwrap()..];
+    assert!(
+        after_first.contains("parking"),
+        "the rest was heard: {heard}"
+    );
+    let (call, _) = w.ended_call(Duration::from_secs(20)).await;
+    let turns = transcript(&w, call["conversation_id"].as_str().unwrap()).await;
+    eprintln!("stored transcript: {turns:?}");
+    let said: Vec<&str> = turns
+        .iter()
+        .filter(|(d, _)| d == "outbound")
+        .map(|(_, b)| b.as_str())
+        .collect();
+    let at = |text: &str| said.iter().position(|s| *s == text);
+    let rest = at("Parking there is free for all of our patients.");
+    assert!(
+        at(first).is_some() && rest > at(first),
+        "each sentence a turn, in order: {said:?}"
+    );
+    assert!(
+        said.iter().any(|b| b.starts_with("You're booked for")),
+        "{said:?}"
+    );
+    let booked = eventually(Duration::from_secs(10), || async {
+        let a = w.get_json(&w.org, "/api/v1/appointments?from=0").await;
+        (a.as_array()?.len() == 1).then_some(a)
+    })
+    .await;
+    assert_eq!(booked[0]["local_start"], start.as_str(), "{booked}");
+
+    // What the model was asked: the org's facts, and the call so far each time.
+    let asked = standin.received();
+    assert_eq!(asked.len(), 2, "one request per caller turn");
+    assert!(asked
+        .iter()
+        .all(|r| r.authorized && r.body["model"] == "standin-1"));
+    let system = asked[0].body["messages"][0]["content"].as_str().unwrap();
+    assert!(
+        system.contains("Opening hours: Monday to Sunday"),
+        "{system}"
+    );
+    assert!(
+        system.contains("free parking is behind the building"),
+        "{system}"
+    );
+    let history = |i: usize| -> Vec<(String, String)> {
+        asked[i].body["messages"].as_array().unwrap()[1..]
+            .iter()
+            .map(|m| {
+                let role = m["role"].as_str().unwrap().to_owned();
+                (role, m["content"].as_str().unwrap().to_owned())
+            })
+            .collect()
+    };
+    let (one, two) = (history(0), history(1));
+    assert_eq!(one[0], ("assistant".to_owned(), GREETING.to_owned()));
+    assert_eq!(one.last().unwrap().0, "user");
+    assert!(
+        normalize(&one.last().unwrap().1).contains("parking"),
+        "{one:?}"
+    );
+    assert!(
+        two.contains(&("assistant".to_owned(), first.to_owned())),
+        "the second request carries the first reply: {two:?}"
+    );
+    assert!(
+        normalize(&two.last().unwrap().1).contains("book"),
+        "{two:?}"
+    );
+    integration_tests::schema::assert_org_events_valid(&w, &w.org).await;
+    w.gw.stop().await;
+}
+
+/// A remote model that stalls (nothing after its first chunk) or fails (503): the caller
+/// still gets the local responder's answer to the same question, after the timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_remote_model_stalls_or_fails_the_local_responder_answers() {
+    use integration_tests::chat::{ChatStandin, Reply};
+    let w = World::with_config(Backend::Sqlite, |c| {
+        c.sip.reprompt_secs = 10;
+        c.sip.responder_timeout_ms = 1_000;
+    })
+    .await;
+    receptionist_org(&w, None).await;
+    let standin = ChatStandin::start().await;
+    with_model(&w, &standin).await;
+    standin.script([Reply::Stall, Reply::Status(503)]);
+    let dir = TempDir::new();
+    let mut script = silence(5.0);
+    for said in ["Do you have parking?", "Do you accept insurance?"] {
+        script.extend(phone_speech(&dir.0, "en-us", said));
+        script.extend(silence(10.0));
+    }
+    let (dumps, _log) = call(&dir, sip_port(&w), &script, 32).await;
+    let heard = transcribe(&received_audio(&dumps));
+    eprintln!("the caller heard: {heard}");
+    assert!(
+        heard.contains("free parking is behind the building"),
+        "{heard}"
+    );
+    assert!(heard.contains("insurance plans"), "{heard}");
+    assert_eq!(
+        standin.received().len(),
+        2,
+        "the model was asked both times"
+    );
+    let (call, _) = w.ended_call(Duration::from_secs(20)).await;
+    let turns = transcript(&w, call["conversation_id"].as_str().unwrap()).await;
+    let inbound = turns.iter().filter(|(d, _)| d == "inbound").count();
+    assert_eq!(inbound, 2, "each question stored once: {turns:?}");
+    w.gw.stop().await;
+}

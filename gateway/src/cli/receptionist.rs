@@ -32,6 +32,17 @@ pub enum ReceptionistAction {
         /// Length of an appointment, minutes (default 30).
         #[arg(long)]
         appointment_minutes: Option<u16>,
+        /// An OpenAI-compatible chat-completions endpoint to answer callers with
+        /// (`https://api.example.com/v1`), or `local` for the built-in responder (the default,
+        /// and the fallback whenever the endpoint fails).
+        #[arg(long)]
+        responder_url: Option<String>,
+        /// The endpoint's model name.
+        #[arg(long)]
+        responder_model: Option<String>,
+        /// The endpoint's API key (stored sealed under `secret_keys`); `""` removes it.
+        #[arg(long)]
+        responder_key: Option<String>,
     },
 }
 
@@ -67,6 +78,9 @@ pub async fn run(db: &Db, action: ReceptionistAction) -> anyhow::Result<()> {
         timezone,
         agent,
         appointment_minutes,
+        responder_url,
+        responder_model,
+        responder_key,
     } = action;
     let org = find_org(db, &org).await?;
     let mut problems = Vec::new();
@@ -93,6 +107,14 @@ pub async fn run(db: &Db, action: ReceptionistAction) -> anyhow::Result<()> {
     if appointment_minutes == Some(0) {
         problems.push("appointment minutes must be at least 1".to_owned());
     }
+    let stored = rdb::settings(&db.pool, &org.id).await?;
+    let responder_url = responder_url.map(|u| match u.trim() {
+        "local" => String::new(),
+        u => u.to_owned(),
+    });
+    let url = responder_url.as_ref().or(stored.responder_url.as_ref());
+    let model = responder_model.as_ref().or(stored.responder_model.as_ref());
+    problems.extend(crate::receptionist::chat::endpoint_problems(url, model));
     if !problems.is_empty() {
         bail!("{}", problems.join("; "));
     }
@@ -102,11 +124,29 @@ pub async fn run(db: &Db, action: ReceptionistAction) -> anyhow::Result<()> {
         timezone,
         agent,
         appointment_minutes: appointment_minutes.map(i64::from),
+        responder_url,
+        responder_model: responder_model.map(|m| m.trim().to_owned()),
+        responder_key: responder_key.map(|k| match k.trim() {
+            "" => String::new(),
+            k => crate::secrets::seal(&org.id, crate::receptionist::RESPONDER, k),
+        }),
     };
     rdb::set_settings(&db.pool, &org.id, &settings, now_ms()).await?;
     let now = rdb::settings(&db.pool, &org.id).await?;
+    let responder = match now.responder_url.as_deref() {
+        None | Some("") => "local".to_owned(),
+        Some(url) => format!(
+            "{url} model {:?}{}",
+            now.responder_model.unwrap_or_default(),
+            if now.responder_key.is_some_and(|k| !k.is_empty()) {
+                " with a key"
+            } else {
+                ""
+            }
+        ),
+    };
     println!(
-        "receptionist for {}: greeting {:?}, hours {:?}, timezone {:?}, agent {:?}, {} min appointments",
+        "receptionist for {}: greeting {:?}, hours {:?}, timezone {:?}, agent {:?}, {} min appointments, responder {responder}",
         org.slug,
         now.greeting,
         now.hours,

@@ -24,6 +24,13 @@ pub struct Settings {
     pub agent: Option<String>,
     /// Appointment length, minutes.
     pub appointment_minutes: Option<i64>,
+    /// The remote model's OpenAI-compatible endpoint (`""`: the local responder).
+    pub responder_url: Option<String>,
+    /// The remote model's name.
+    pub responder_model: Option<String>,
+    /// The remote model's bearer key, sealed ([`crate::secrets::seal`], provider
+    /// `responder`); `""`: none.
+    pub responder_key: Option<String>,
 }
 
 /// Sets the given fields, keeping the others.
@@ -34,9 +41,13 @@ pub async fn set_settings(
     now: i64,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO receptionist_settings (org_id, greeting, hours, timezone, agent, appointment_minutes, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, COALESCE($6, 30), $7) \
+        "INSERT INTO receptionist_settings (org_id, greeting, hours, timezone, agent, appointment_minutes, updated_at, \
+         responder_url, responder_model, responder_key) \
+         VALUES ($1, $2, $3, $4, $5, COALESCE($6, 30), $7, $8, $9, $10) \
          ON CONFLICT (org_id) DO UPDATE SET \
+         responder_url = COALESCE($8, receptionist_settings.responder_url), \
+         responder_model = COALESCE($9, receptionist_settings.responder_model), \
+         responder_key = COALESCE($10, receptionist_settings.responder_key), \
          greeting = COALESCE($2, receptionist_settings.greeting), \
          hours = COALESCE($3, receptionist_settings.hours), \
          timezone = COALESCE($4, receptionist_settings.timezone), \
@@ -51,6 +62,9 @@ pub async fn set_settings(
     .bind(&s.agent)
     .bind(s.appointment_minutes)
     .bind(now)
+    .bind(&s.responder_url)
+    .bind(&s.responder_model)
+    .bind(&s.responder_key)
     .execute(pool)
     .await?;
     Ok(())
@@ -59,7 +73,8 @@ pub async fn set_settings(
 /// The org's settings (all `None` when it set none).
 pub async fn settings(pool: &AnyPool, org_id: &str) -> Result<Settings, StoreError> {
     let row = sqlx::query(
-        "SELECT greeting, hours, timezone, agent, appointment_minutes FROM receptionist_settings WHERE org_id = $1",
+        "SELECT greeting, hours, timezone, agent, appointment_minutes, responder_url, responder_model, responder_key \
+         FROM receptionist_settings WHERE org_id = $1",
     )
     .bind(org_id)
     .fetch_optional(pool)
@@ -72,6 +87,9 @@ pub async fn settings(pool: &AnyPool, org_id: &str) -> Result<Settings, StoreErr
             timezone: r.try_get(2)?,
             agent: r.try_get(3)?,
             appointment_minutes: r.try_get(4)?,
+            responder_url: r.try_get(5)?,
+            responder_model: r.try_get(6)?,
+            responder_key: r.try_get(7)?,
         },
     })
 }

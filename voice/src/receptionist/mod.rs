@@ -20,9 +20,12 @@
 //! Three ports keep the heavy and the stateful outside this crate: [`Speech`] (whisper and
 //! espeak live in `stt-tts`, wired by `gateway`, so `voice` builds without them),
 //! [`ReceptionistStore`] (org settings, knowledge base, transcript, appointments) and
-//! [`responder::Responder`] (the local rule-based one here; a remote model later).
+//! [`responder::Responder`] (the local rule-based one). An org may also name a remote chat
+//! model ([`model`]): its turns then stream from that model through the
+//! [`model::ChatModel`] port, and the local responder answers whenever it fails.
 
 mod app;
+pub mod model;
 pub mod responder;
 mod session;
 mod voicemail;
@@ -96,6 +99,8 @@ pub struct OrgSettings {
     pub profile: Profile,
     /// The org's time zone (hours and dates are local to it).
     pub timezone: jiff::tz::TimeZone,
+    /// The org's remote model; `None`: the local responder answers every turn.
+    pub model: Option<model::Endpoint>,
 }
 
 impl Default for OrgSettings {
@@ -106,6 +111,7 @@ impl Default for OrgSettings {
                 ..Profile::default()
             },
             timezone: jiff::tz::TimeZone::UTC,
+            model: None,
         }
     }
 }
@@ -245,6 +251,9 @@ pub struct ReceptionistConfig {
     pub voicemail_max: Duration,
     /// Silence after the caller's message that ends the recording.
     pub voicemail_end_silence: Duration,
+    /// The longest the call waits on a remote model's next piece (a safety net behind the
+    /// adapter's own timeouts); then the local responder answers, if nothing was said yet.
+    pub model_wait: Duration,
 }
 
 impl Default for ReceptionistConfig {
@@ -254,6 +263,7 @@ impl Default for ReceptionistConfig {
             reprompts: 1,
             voicemail_max: Duration::from_secs(120),
             voicemail_end_silence: Duration::from_secs(3),
+            model_wait: Duration::from_secs(3),
         }
     }
 }
@@ -266,6 +276,8 @@ pub struct Host {
     pub store: Arc<dyn ReceptionistStore>,
     /// The conversation logic.
     pub responder: Arc<dyn Responder>,
+    /// The remote-model adapter, for orgs that configure an endpoint.
+    pub model: Option<Arc<dyn model::ChatModel>>,
     /// Timing.
     pub config: ReceptionistConfig,
     /// Where sessions run (the media worker threads are not tokio threads).

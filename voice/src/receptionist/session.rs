@@ -17,6 +17,7 @@
 //! so a slow commit never delays a reply.
 
 mod appointments;
+mod streaming;
 
 use super::app::Input;
 use super::responder::{Dialog, Outcome, Stage};
@@ -72,6 +73,10 @@ struct Session {
     summary: String,
     /// The caller's next appointment (to cancel or move).
     existing: Option<Existing>,
+    /// Who said what so far (for a remote model).
+    history: Vec<(Speaker, String)>,
+    /// A remote model's reply being streamed.
+    streaming: Option<streaming::Streaming>,
 }
 
 /// Runs the conversation until the media side goes away.
@@ -112,6 +117,8 @@ pub(super) async fn run(
         recording: None,
         summary: String::new(),
         existing: None,
+        history: Vec::new(),
+        streaming: None,
     };
     s.load_existing().await;
     let greeting = s.settings.profile.greeting(s.now());
@@ -127,7 +134,17 @@ pub(super) async fn run(
             None
         }
     };
-    while let Some(event) = input.recv().await {
+    loop {
+        let event = tokio::select! {
+            event = input.recv() => match event {
+                Some(event) => event,
+                None => break,
+            },
+            piece = streaming::next(&mut s.streaming) => {
+                s.on_piece(piece).await;
+                continue;
+            }
+        };
         match event {
             Input::Audio(frame) => {
                 let heard = listener
@@ -142,6 +159,7 @@ pub(super) async fn run(
             Input::PlaybackDone { .. } => {}
         }
     }
+    s.stop_streaming();
     // The caller hung up: a message being recorded is still kept.
     if let Some(recording) = s.recording.take() {
         if recording.spoke() {
@@ -172,12 +190,17 @@ impl Session {
     }
 
     fn record(
-        &self,
+        &mut self,
         speaker: Speaker,
         text: &str,
         turn: Option<&super::Turn>,
         intent: Option<&'static str>,
     ) {
+        // A model sees the call's last 40 turns.
+        if self.history.len() == 40 {
+            self.history.remove(0);
+        }
+        self.history.push((speaker, text.to_owned()));
         let _ = self.transcript.send(TranscriptTurn {
             call_id: self.ctx.call_id.clone(),
             org: self.ctx.org.clone(),
@@ -262,7 +285,9 @@ impl Session {
                     self.turn_frames = 0;
                     if self.speaking && !self.closing {
                         // Barge-in: the caller talks over us; stop at once and listen (or,
-                        // over the voicemail prompt, record from the second before).
+                        // over the voicemail prompt, record from the second before). The
+                        // rest of a streamed reply is not wanted any more.
+                        self.stop_streaming();
                         self.act(Action::StopPlayback);
                         self.speaking = false;
                         if self.after == After::Record {
@@ -292,7 +317,7 @@ impl Session {
                 self.in_turn = false;
             }
         }
-        if !self.speaking && !self.closing && !self.in_turn {
+        if !self.speaking && !self.closing && !self.in_turn && self.streaming.is_none() {
             self.quiet_frames += 1;
             let limit = self.host.config.reprompt_after.as_millis() as u64 * FRAMES_PER_SEC / 1000;
             if self.quiet_frames >= limit.max(1) {
@@ -339,17 +364,29 @@ impl Session {
             self.say(say, after).await;
             return;
         }
+        if self.ask_model(&text, &turn) {
+            return;
+        }
+        self.local_turn(&text, &turn, true).await;
+    }
+
+    /// The local responder answers the turn (no remote model, or it failed this turn: the
+    /// caller's words are then in the transcript already, `record_caller` false).
+    async fn local_turn(&mut self, text: &str, turn: &super::Turn, record_caller: bool) {
+        let text = text.to_owned();
         let now = self.now();
         let reply =
             self.host
                 .responder
                 .respond(&self.settings.profile, &mut self.dialog, &text, now);
-        self.record(
-            Speaker::Caller,
-            &text,
-            Some(&turn),
-            Some(reply.intent.name()),
-        );
+        if record_caller {
+            self.record(
+                Speaker::Caller,
+                &text,
+                Some(turn),
+                Some(reply.intent.name()),
+            );
+        }
         tracing::info!(
             call = %self.ctx.call_id, heard = %text, intent = reply.intent.name(),
             confidence = reply.confidence, "receptionist turn"
@@ -370,9 +407,13 @@ impl Session {
             Outcome::Cancel => (self.cancel().await, After::Listen),
         };
         self.say(&said.0, said.1).await;
-        // Synthesis included: what the caller waits between the end of their speech (as
-        // the VAD saw it) and the reply's first audio being queued.
-        let latency = turn.ended_at.elapsed();
+        self.reply_queued(turn.ended_at);
+    }
+
+    /// Synthesis included: what the caller waits between the end of their speech (as the
+    /// VAD saw it) and the reply's first audio being queued.
+    fn reply_queued(&self, ended_at: std::time::Instant) {
+        let latency = ended_at.elapsed();
         metrics::histogram!("receptionist_reply_seconds").record(latency.as_secs_f64());
         tracing::info!(
             call = %self.ctx.call_id, ms = latency.as_millis() as u64,

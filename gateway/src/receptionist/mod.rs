@@ -4,6 +4,7 @@
 //!   turns and bookings through the committer (each with its event, in one transaction);
 //!   AI turns counted against the org's `ai_turns_per_hour` (one statement on the pool, the
 //!   check and the count together; `ai_turns_refused_total{org}` counts refusals).
+//! - [`chat::OpenAiChat`]: an org's remote model over an OpenAI-compatible endpoint.
 //! - [`LocalSpeech`]: whisper (`stt-tts`, streaming with VAD and speculative decoding) as
 //!   the listener, espeak-ng as the voice. The model is loaded on the first receptionist
 //!   call, on a blocking thread, and shared by every call after it.
@@ -11,6 +12,8 @@
 //! A booking's slot is turned into UTC here, in the org's time zone; the slots offered when
 //! it is taken are the following ones on the appointment grid that fit the opening hours,
 //! for up to two weeks.
+
+pub mod chat;
 
 use crate::commit::{Committer, WriteOp, WriteResult};
 use crate::db::appointments::{BookResult, BookWrite, CancelWrite, Slot};
@@ -28,6 +31,9 @@ use voice::receptionist::{
     SpeechFailure, StoreFailure, TranscriptTurn, Turn, Voicemail,
 };
 use voice::ua::BoxFuture;
+
+/// The provider name an org's responder key is sealed under ([`crate::secrets`]).
+pub const RESPONDER: &str = "responder";
 
 fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> StoreFailure {
     StoreFailure {
@@ -71,6 +77,7 @@ pub async fn load_settings(db: &Db, org_id: &str) -> Result<OrgSettings, crate::
             .map(|(question, answer)| Entry { question, answer })
             .collect(),
     );
+    let model = endpoint(org_id, &stored);
     Ok(OrgSettings {
         profile: Profile {
             name: name.unwrap_or_default(),
@@ -83,6 +90,29 @@ pub async fn load_settings(db: &Db, org_id: &str) -> Result<OrgSettings, crate::
                 .unwrap_or(30),
         },
         timezone,
+        model,
+    })
+}
+
+/// The org's remote model, if it names one (a key that does not open is logged and the
+/// endpoint is used without it, so the local fallback still answers if it refuses).
+fn endpoint(org_id: &str, stored: &rdb::Settings) -> Option<voice::receptionist::model::Endpoint> {
+    let url = stored.responder_url.as_deref().filter(|u| !u.is_empty())?;
+    let key = stored
+        .responder_key
+        .as_deref()
+        .filter(|k| !k.is_empty())
+        .and_then(|k| match crate::secrets::open(org_id, RESPONDER, k) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                tracing::warn!(org = org_id, error = %e, "responder key unusable");
+                None
+            }
+        });
+    Some(voice::receptionist::model::Endpoint {
+        url: url.to_owned(),
+        model: stored.responder_model.clone().unwrap_or_default(),
+        key,
     })
 }
 
