@@ -117,6 +117,24 @@ impl Keyring {
             .and_then(|r| r.split_once(':'))
             .is_some_and(|(id, _)| id == self.keys[0].0)
     }
+
+    /// A stored value re-sealed under the first key (`secrets rotate`); `None` when it is
+    /// sealed under it already. A plaintext value is sealed.
+    pub fn reseal(
+        &self,
+        org_id: &str,
+        provider: &str,
+        stored: &str,
+    ) -> Result<Option<String>, SecretError> {
+        if self.is_current(stored) {
+            return Ok(None);
+        }
+        let plain = match is_sealed(stored) {
+            true => self.open(org_id, provider, stored)?,
+            false => stored.to_owned(),
+        };
+        Ok(Some(self.seal(org_id, provider, &plain)))
+    }
 }
 
 fn aad(org_id: &str, provider: &str) -> Vec<u8> {

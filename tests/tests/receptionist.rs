@@ -866,13 +866,44 @@ fn the_cli_sets_up_a_receptionist() {
     for (args, why) in [
         (&["--hours", "Funday 9-5"][..], "bad hours"),
         (&["--timezone", "Mars/Olympus"][..], "unknown time zone"),
-        (&["--agent", "nobody"][..], "no agent `nobody`"),
+        (&["--agent", "nobody"][..], "no SIP agent `nobody`"),
+        (
+            &["--responder-url", "http://127.0.0.1:9/v1"][..],
+            "needs --responder-model",
+        ),
     ] {
         let mut all = vec!["receptionist", "set", "--org", "acme"];
         all.extend_from_slice(args);
         let (ok, out) = run(&all);
         assert!(!ok && out.contains(why), "{all:?}: {out}");
     }
+    let (ok, out) = run(&[
+        "receptionist",
+        "set",
+        "--org",
+        "acme",
+        "--responder-url",
+        "http://127.0.0.1:9/v1",
+        "--responder-model",
+        "small",
+        "--responder-key",
+        "sk-hidden",
+    ]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("responder http://127.0.0.1:9/v1 \"small\" (key set)")
+            && !out.contains("sk-hidden"),
+        "{out}"
+    );
+    let (ok, out) = run(&[
+        "receptionist",
+        "set",
+        "--org",
+        "acme",
+        "--responder-url",
+        "local",
+    ]);
+    assert!(ok && out.contains("responder local"), "{out}");
     let (ok, out) = run(&[
         "kb",
         "add",
@@ -1360,3 +1391,150 @@ async fn when_the_remote_model_stalls_or_fails_the_local_responder_answers() {
     assert_eq!(inbound, 2, "each question stored once: {turns:?}");
     w.gw.stop().await;
 }
+
+/// The receptionist's settings over the API with the org's key: shown with defaults,
+/// changed field by field, a change with any bad value refused whole (422, nothing
+/// stored), the responder's key stored but never shown, knowledge entries added, and
+/// another org's key seeing only its own.
+async fn the_api_sets_up_a_receptionist(backend: Backend) {
+    let w = World::new(backend).await;
+    let url = format!("{}/api/v1/receptionist", w.gw.base);
+    let put = |org: &integration_tests::env::TestOrg, body: serde_json::Value| {
+        w.client.put(&url).bearer_auth(&org.key).json(&body).send()
+    };
+    let shown = w.get_json(&w.org, "/api/v1/receptionist").await;
+    assert_eq!(shown["responder"], "local");
+    assert_eq!(shown["appointment_minutes"], 30);
+    assert_eq!(shown["knowledge"], serde_json::json!([]));
+
+    for (bad, problem) in [
+        (serde_json::json!({"timezone": "Mars/Olympus"}), "time zone"),
+        (serde_json::json!({"hours": "whenever"}), ""),
+        (
+            serde_json::json!({"greeting": "Hi", "appointment_minutes": 0}),
+            "at least 1",
+        ),
+        (serde_json::json!({"agent": "nobody"}), "no SIP agent"),
+        (
+            serde_json::json!({"responder_url": "ftp://x", "responder_model": "m"}),
+            "http",
+        ),
+        (
+            serde_json::json!({"responder_url": "http://127.0.0.1:9/v1"}),
+            "--responder-model",
+        ),
+    ] {
+        let r = put(&w.org, bad.clone()).await.unwrap();
+        assert_eq!(r.status(), 422, "{bad}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(problem),
+            "{bad}: {body}"
+        );
+    }
+    let r = put(&w.org, serde_json::json!({"greting": "typo"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "unknown fields are refused");
+    assert_eq!(
+        w.get_json(&w.org, "/api/v1/receptionist").await,
+        shown,
+        "nothing refused was stored"
+    );
+
+    let key = "sk-live-very-secret";
+    let r = put(
+        &w.org,
+        serde_json::json!({
+            "greeting": "Harbour Dental, good day.",
+            "hours": "Mon-Fri 09:00-17:00",
+            "timezone": "Europe/London",
+            "appointment_minutes": 45,
+            "responder_url": "https://llm.example.com/v1",
+            "responder_model": "small-chat",
+            "responder_key": key,
+        }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(!text.contains(key), "the key is never shown: {text}");
+    let shown: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(shown["greeting"], "Harbour Dental, good day.");
+    assert_eq!(shown["timezone"], "Europe/London");
+    assert_eq!(shown["appointment_minutes"], 45);
+    assert_eq!(shown["responder"], "https://llm.example.com/v1");
+    assert_eq!(shown["responder_model"], "small-chat");
+    assert_eq!(shown["responder_key_set"], true);
+    // What a call uses: the endpoint with its key.
+    let used = gateway::receptionist::load_settings(&w.db, &w.org.id)
+        .await
+        .unwrap();
+    let endpoint = used.model.expect("the org's model");
+    assert_eq!(endpoint.url, "https://llm.example.com/v1");
+    assert_eq!(endpoint.key.as_deref(), Some(key));
+    assert_eq!(used.profile.appointment_minutes, 45);
+
+    let add = |body: serde_json::Value| {
+        w.client
+            .post(format!("{url}/knowledge"))
+            .bearer_auth(&w.org.key)
+            .json(&body)
+            .send()
+    };
+    let r = add(serde_json::json!({"question": "Do you have parking?", "answer": "Yes."}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = add(serde_json::json!({"question": " ", "answer": "Yes."}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
+    // Back to the local responder; an empty greeting is the default one again.
+    let r = put(
+        &w.org,
+        serde_json::json!({"responder_url": "local", "greeting": ""}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let shown: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(shown["responder"], "local");
+    assert_eq!(shown["greeting"], serde_json::Value::Null);
+    assert_eq!(
+        shown["knowledge"],
+        serde_json::json!([{"question": "Do you have parking?", "answer": "Yes."}])
+    );
+    let used = gateway::receptionist::load_settings(&w.db, &w.org.id)
+        .await
+        .unwrap();
+    assert!(used.model.is_none());
+    assert!(used
+        .profile
+        .greeting(jiff::civil::date(2026, 11, 30).at(10, 0, 0, 0))
+        .starts_with("Thank you for calling"));
+
+    // Another org sees its own defaults and changes only its own.
+    let other = integration_tests::env::create_org(&w.db, "other", &w.twilio.base, 10.0).await;
+    let theirs = w.get_json(&other, "/api/v1/receptionist").await;
+    assert_eq!(theirs["timezone"], serde_json::Value::Null);
+    assert_eq!(theirs["knowledge"], serde_json::json!([]));
+    let r = put(&other, serde_json::json!({"timezone": "Asia/Tokyo"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let ours = w.get_json(&w.org, "/api/v1/receptionist").await;
+    assert_eq!(ours["timezone"], "Europe/London");
+    let r = w
+        .client
+        .get(&url)
+        .bearer_auth("not-a-key")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    w.gw.stop().await;
+}
+integration_tests::both_backends!(the_api_sets_up_a_receptionist);

@@ -76,6 +76,34 @@ async fn credentials_are_sealed_at_rest_and_rotated(backend: Backend) {
             &org.from,
         ],
     );
+    // The receptionist's model key is sealed the same way.
+    cli(
+        &tdb.url,
+        &k1,
+        &[
+            "receptionist",
+            "set",
+            "--org",
+            "acme",
+            "--responder-url",
+            "http://127.0.0.1:9/v1",
+            "--responder-model",
+            "small",
+            "--responder-key",
+            "sk-model-secret",
+        ],
+    );
+    let responder_key = || async {
+        let s = gateway::db::receptionist::settings(&db.pool, &org.id)
+            .await
+            .unwrap();
+        s.responder_key.unwrap()
+    };
+    let sealed = responder_key().await;
+    assert!(
+        sealed.starts_with("enc:v1:k1:") && !sealed.contains("sk-model-secret"),
+        "{sealed}"
+    );
     let stored = stored_config(&db).await;
     assert!(stored.starts_with("enc:v1:k1:"), "{stored}");
     assert!(!stored.contains("tok-sealed") && !stored.contains(&org.account_sid));
@@ -104,10 +132,17 @@ async fn credentials_are_sealed_at_rest_and_rotated(backend: Backend) {
     // Rotation: a new first key, the old one still listed; then the new key alone works.
     let both = format!("{k2},{k1}");
     let out = cli(&tdb.url, &both, &["secrets", "rotate"]);
-    assert!(out.contains("re-sealed 1 account"), "{out}");
+    assert!(
+        out.contains("re-sealed 1 account(s) and 1 responder key(s)"),
+        "{out}"
+    );
     assert!(stored_config(&db).await.starts_with("enc:v1:k2:"));
+    assert!(responder_key().await.starts_with("enc:v1:k2:"));
     let out = cli(&tdb.url, &both, &["secrets", "rotate"]);
-    assert!(out.contains("re-sealed 0 account"), "idempotent: {out}");
+    assert!(
+        out.contains("re-sealed 0 account(s) and 0 responder"),
+        "idempotent: {out}"
+    );
     let gw =
         ChildGateway::spawn_with(&tdb.url, free_port(), &[("DARTWING_SECRET_KEYS", &k2)]).await;
     assert_eq!(

@@ -14,6 +14,7 @@ pub mod dead_letters;
 pub mod health;
 pub mod messages;
 pub mod rate;
+pub mod receptionist;
 pub mod settings;
 pub mod webhooks;
 
@@ -105,6 +106,14 @@ pub fn router(state: State, max_body_bytes: usize) -> Router {
         .route("/api/v1/media/{id}", get(messages::media))
         .route("/api/v1/calls", get(calls::list))
         .route("/api/v1/appointments", get(appointments::list))
+        .route(
+            "/api/v1/receptionist",
+            get(receptionist::get).put(receptionist::put),
+        )
+        .route(
+            "/api/v1/receptionist/knowledge",
+            post(receptionist::add_knowledge),
+        )
         .route("/api/v1/calls/{id}", get(calls::get_call))
         .route("/api/v1/audit", get(audit::list))
         .route("/api/v1/settings", get(settings::get_own))

@@ -396,7 +396,8 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             };
             let db = open(&config).await?;
             let n = orgs::reseal_all(&db.pool, ring).await?;
-            println!("re-sealed {n} account(s) under the first key");
+            let keys = crate::db::receptionist::reseal_responder_keys(&db.pool, ring).await?;
+            println!("re-sealed {n} account(s) and {keys} responder key(s) under the first key");
             Ok(())
         }
         Command::Webhook { action } => {

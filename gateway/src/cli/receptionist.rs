@@ -3,11 +3,10 @@
 //! receptionist answers from). Values are checked as a call would use them.
 
 use super::find_org;
-use crate::db::{now_ms, receptionist as rdb, sip_agents, Db};
+use crate::db::{now_ms, receptionist as rdb, Db};
+use crate::receptionist::settings::Change;
 use anyhow::bail;
 use clap::Subcommand;
-use voice::receptionist::jiff::tz::TimeZone;
-use voice::receptionist::responder::Hours;
 
 /// Receptionist commands.
 #[derive(Subcommand)]
@@ -17,7 +16,8 @@ pub enum ReceptionistAction {
         /// The organization's slug.
         #[arg(long)]
         org: String,
-        /// What callers hear first (default: "Thank you for calling NAME. How can I help you?").
+        /// What callers hear first (default, or `""`: "Thank you for calling NAME. How can I
+        /// help you?").
         #[arg(long)]
         greeting: Option<String>,
         /// Opening hours, e.g. "Mon-Fri 09:00-17:00, Sat 10:00-14:00".
@@ -83,76 +83,32 @@ pub async fn run(db: &Db, action: ReceptionistAction) -> anyhow::Result<()> {
         responder_key,
     } = action;
     let org = find_org(db, &org).await?;
-    let mut problems = Vec::new();
-    if let Some(h) = &hours {
-        if let Err(e) = Hours::parse(h) {
-            problems.push(e.to_string());
-        }
-    }
-    if let Some(tz) = &timezone {
-        if TimeZone::get(tz).is_err() {
-            problems.push(format!(
-                "unknown time zone `{tz}` (want Area/City, e.g. America/New_York)"
-            ));
-        }
-    }
-    if let Some(agent) = &agent {
-        if !sip_agents::exists(&db.pool, &org.id, agent).await? {
-            problems.push(format!(
-                "no agent `{agent}` in {} (add it with `voice agent add`)",
-                org.slug
-            ));
-        }
-    }
-    if appointment_minutes == Some(0) {
-        problems.push("appointment minutes must be at least 1".to_owned());
-    }
-    let stored = rdb::settings(&db.pool, &org.id).await?;
-    let responder_url = responder_url.map(|u| match u.trim() {
-        "local" => String::new(),
-        u => u.to_owned(),
-    });
-    let url = responder_url.as_ref().or(stored.responder_url.as_ref());
-    let model = responder_model.as_ref().or(stored.responder_model.as_ref());
-    problems.extend(crate::receptionist::chat::endpoint_problems(url, model));
-    if !problems.is_empty() {
-        bail!("{}", problems.join("; "));
-    }
-    let settings = rdb::Settings {
-        greeting: greeting.filter(|g| !g.trim().is_empty()),
+    let change = Change {
+        greeting,
         hours,
         timezone,
         agent,
-        appointment_minutes: appointment_minutes.map(i64::from),
+        appointment_minutes,
         responder_url,
-        responder_model: responder_model.map(|m| m.trim().to_owned()),
-        responder_key: responder_key.map(|k| match k.trim() {
-            "" => String::new(),
-            k => crate::secrets::seal(&org.id, crate::receptionist::RESPONDER, k),
-        }),
+        responder_model,
+        responder_key,
     };
-    rdb::set_settings(&db.pool, &org.id, &settings, now_ms()).await?;
-    let now = rdb::settings(&db.pool, &org.id).await?;
-    let responder = match now.responder_url.as_deref() {
-        None | Some("") => "local".to_owned(),
-        Some(url) => format!(
-            "{url} model {:?}{}",
-            now.responder_model.unwrap_or_default(),
-            if now.responder_key.is_some_and(|k| !k.is_empty()) {
-                " with a key"
-            } else {
-                ""
-            }
-        ),
+    let now = change.apply(db, &org.id, now_ms()).await?;
+    let key = if now.responder_key_set {
+        " (key set)"
+    } else {
+        ""
     };
     println!(
-        "receptionist for {}: greeting {:?}, hours {:?}, timezone {:?}, agent {:?}, {} min appointments, responder {responder}",
+        "receptionist for {}: greeting {:?}, hours {:?}, timezone {:?}, agent {:?}, {} min appointments, responder {} {:?}{key}",
         org.slug,
         now.greeting,
         now.hours,
         now.timezone,
         now.agent,
-        now.appointment_minutes.unwrap_or(30)
+        now.appointment_minutes,
+        now.responder,
+        now.responder_model.unwrap_or_default(),
     );
     Ok(())
 }

@@ -286,20 +286,15 @@ pub async fn reseal_all(pool: &AnyPool, ring: &crate::secrets::Keyring) -> Resul
     for r in rows {
         let (id, org_id, provider, stored): (String, String, String, String) =
             (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
-        if ring.is_current(&stored) {
-            continue;
-        }
-        let plain = if crate::secrets::is_sealed(&stored) {
-            ring.open(&org_id, &provider, &stored)
+        let resealed =
+            ring.reseal(&org_id, &provider, &stored)
                 .map_err(|e| StoreError::Corrupt {
                     what: "channel_accounts.config",
                     detail: format!("account {id}: {e}"),
-                })?
-        } else {
-            stored
-        };
+                })?;
+        let Some(resealed) = resealed else { continue };
         sqlx::query("UPDATE channel_accounts SET config = $1 WHERE id = $2")
-            .bind(ring.seal(&org_id, &provider, &plain))
+            .bind(resealed)
             .bind(&id)
             .execute(pool)
             .await?;

@@ -94,6 +94,38 @@ pub async fn settings(pool: &AnyPool, org_id: &str) -> Result<Settings, StoreErr
     })
 }
 
+/// Re-seals every org's responder key under the first configured key (`secrets rotate`);
+/// returns how many changed.
+pub async fn reseal_responder_keys(
+    pool: &AnyPool,
+    ring: &crate::secrets::Keyring,
+) -> Result<u64, StoreError> {
+    let rows = sqlx::query(
+        "SELECT org_id, responder_key FROM receptionist_settings \
+         WHERE responder_key IS NOT NULL AND responder_key <> ''",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut changed = 0;
+    for r in rows {
+        let (org_id, stored): (String, String) = (r.try_get(0)?, r.try_get(1)?);
+        let resealed = ring
+            .reseal(&org_id, crate::receptionist::RESPONDER, &stored)
+            .map_err(|e| StoreError::Corrupt {
+                what: "receptionist_settings.responder_key",
+                detail: format!("org {org_id}: {e}"),
+            })?;
+        let Some(resealed) = resealed else { continue };
+        sqlx::query("UPDATE receptionist_settings SET responder_key = $1 WHERE org_id = $2")
+            .bind(resealed)
+            .bind(&org_id)
+            .execute(pool)
+            .await?;
+        changed += 1;
+    }
+    Ok(changed)
+}
+
 /// Adds a knowledge-base entry; returns its id.
 pub async fn add_entry(
     pool: &AnyPool,

@@ -14,6 +14,7 @@
 //! for up to two weeks.
 
 pub mod chat;
+pub mod settings;
 
 use crate::commit::{Committer, WriteOp, WriteResult};
 use crate::db::appointments::{BookResult, BookWrite, CancelWrite, Slot};
@@ -81,7 +82,7 @@ pub async fn load_settings(db: &Db, org_id: &str) -> Result<OrgSettings, crate::
     Ok(OrgSettings {
         profile: Profile {
             name: name.unwrap_or_default(),
-            greeting: stored.greeting,
+            greeting: stored.greeting.filter(|g| !g.trim().is_empty()),
             hours,
             knowledge,
             appointment_minutes: stored
