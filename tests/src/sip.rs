@@ -131,11 +131,24 @@ pub async fn register(
 /// from a plain UDP socket. Returns the socket and the 200's `To` (with the gateway's tag).
 pub async fn answer_call(sip: SocketAddr, number: &str, call_id: &str) -> (UdpSocket, String) {
     let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let rtp = sock.local_addr().unwrap().port() + 2;
+    let (to, _) = call_with_rtp(&sock, sip, number, call_id, rtp).await;
+    (sock, to)
+}
+
+/// [`answer_call`] from `sock` with RTP offered on `rtp_port`; returns the 200's `To` and
+/// its whole text (the gateway's SDP answer says where to send RTP).
+pub async fn call_with_rtp(
+    sock: &UdpSocket,
+    sip: SocketAddr,
+    number: &str,
+    call_id: &str,
+    rtp_port: u16,
+) -> (String, String) {
     let me = sock.local_addr().unwrap();
     let sdp = format!(
         "v=0\r\no=t 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-         m=audio {} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
-        me.port() + 2
+         m=audio {rtp_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
     );
     let invite = format!(
         "INVITE sip:{number}@{sip} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{call_id}\r\n\
@@ -144,7 +157,7 @@ pub async fn answer_call(sip: SocketAddr, number: &str, call_id: &str) -> (UdpSo
          Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
         sdp.len()
     );
-    let (status, ok) = exchange(&sock, sip, &invite).await;
+    let (status, ok) = exchange(sock, sip, &invite).await;
     assert_eq!(status, 200, "{ok}");
     let to = ok
         .lines()
@@ -159,7 +172,19 @@ pub async fn answer_call(sip: SocketAddr, number: &str, call_id: &str) -> (UdpSo
          CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
     );
     sock.send_to(ack.as_bytes(), sip).await.unwrap();
-    (sock, to)
+    (to, ok)
+}
+
+/// Hangs up an answered call (BYE) and waits for its 200.
+pub async fn hang_up(sock: &UdpSocket, sip: SocketAddr, number: &str, call_id: &str, to: &str) {
+    let me = sock.local_addr().unwrap();
+    let bye = format!(
+        "BYE sip:{number}@{sip} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-bye-{call_id}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:tester@{me}>;tag=t1\r\nTo: {to}\r\nCall-ID: {call_id}\r\n\
+         CSeq: 3 BYE\r\nContent-Length: 0\r\n\r\n"
+    );
+    let (status, text) = exchange(sock, sip, &bye).await;
+    assert_eq!(status, 200, "{text}");
 }
 
 /// Presses `digit` in an answered call (INFO, `application/dtmf-relay`) and waits for its

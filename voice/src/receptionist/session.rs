@@ -223,7 +223,10 @@ impl Session {
         self.record(Speaker::Receptionist, text, None, None);
         let speech = Arc::clone(&self.host.speech);
         let owned = text.to_owned();
+        let synthesis = std::time::Instant::now();
         let audio = tokio::task::spawn_blocking(move || speech.speak(&owned)).await;
+        // ...and the synthesis of each clip.
+        metrics::histogram!("receptionist_tts_seconds").record(synthesis.elapsed().as_secs_f64());
         let audio = match (audio, after) {
             (Ok(Ok(mut pcm)), After::Record) => {
                 pcm.extend(beep());
@@ -343,6 +346,10 @@ impl Session {
         if text.is_empty() || self.closing {
             return;
         }
+        // Where a reply's time goes, stage by stage (the benchmark reads these): the wait
+        // for the final transcript after the end of speech was decided...
+        metrics::histogram!("receptionist_stt_wait_seconds")
+            .record(turn.ended_at.elapsed().as_secs_f64());
         self.reprompts = 0;
         self.summary = format!("Receptionist: the caller said \"{text}\"");
         if !self.turn_allowed().await {
