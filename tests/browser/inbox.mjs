@@ -107,6 +107,50 @@ try {
     a.addEventListener("error", () => reject(new Error("audio error " + (a.error && a.error.code))));
   }));
   say(`played ${seconds}`);
+
+  // 6. Keyboard only: j/k move through the list, Enter opens, r goes to the reply box,
+  //    Ctrl+Enter sends, e resolves, / goes to search.
+  const customer = await expectLine("keys");
+  await page.keyboard.press("Escape");
+  let found = false;
+  for (let i = 0; i < 10 && !found; i++) {
+    await page.keyboard.press("j");
+    found = await page.evaluate((c) => {
+      const el = document.activeElement;
+      return !!el && el.classList.contains("conv") && el.textContent.includes(c);
+    }, customer);
+  }
+  if (!found) throw new Error("j never reached the customer's conversation");
+  await page.keyboard.press("Enter");
+  await page.locator("#thread-title", { hasText: customer }).waitFor({ timeout: 5000 });
+  await page.keyboard.press("r");
+  if (await page.evaluate(() => document.activeElement.id) !== "reply-body") throw new Error("r did not focus the reply box");
+  await page.keyboard.type("Sent from the keyboard.");
+  await page.keyboard.press("Control+Enter");
+  await page.locator(".msg.outbound", { hasText: "Sent from the keyboard." }).waitFor({ timeout: 5000 });
+  await page.keyboard.press("Escape");
+  await page.keyboard.press("e");
+  await page.locator("#btn-resolve", { hasText: "Reopen" }).waitFor({ timeout: 5000 });
+  await page.keyboard.press("/");
+  if (await page.evaluate(() => document.activeElement.id) !== "search") throw new Error("/ did not focus search");
+  await page.keyboard.press("Escape");
+  say("keyboard ok");
+
+  // 7. A phone: one column, the open thread alone, back to the list and in again, nothing
+  //    wider than the screen.
+  await page.setViewportSize({ width: 390, height: 800 });
+  const visible = (sel) => page.locator(sel).isVisible();
+  if (!(await visible("#thread")) || (await visible("#lists"))) throw new Error("phone: the open thread should fill the screen");
+  await page.click("#back");
+  if (!(await visible("#lists")) || (await visible("#thread"))) throw new Error("phone: back should show the list alone");
+  const wide = await page.evaluate(() => document.documentElement.scrollWidth);
+  if (wide > 390) throw new Error(`phone: the page is ${wide}px wide`);
+  await page.locator(".conv", { hasText: customer }).first().click();
+  await page.locator("#thread-title", { hasText: customer }).waitFor({ timeout: 5000 });
+  if (!(await visible("#thread")) || (await visible("#lists"))) throw new Error("phone: opening a conversation should show it alone");
+  const box = await page.locator("#reply-body").boundingBox();
+  if (!box || box.x < 0 || box.x + box.width > 390) throw new Error("phone: the reply box is off screen");
+  say("phone ok");
 } catch (e) {
   console.error("browser test failed:", e.message);
   process.exitCode = 1;

@@ -180,6 +180,33 @@ async fn inbox_page_in_chromium() {
         (seconds - 1.5).abs() < 0.05,
         "the browser decoded the 1.5 s recording: {seconds} s"
     );
+    // Keyboard only, then a phone-sized screen.
+    stdin
+        .write_all(format!("keys {customer}\n").as_bytes())
+        .await
+        .unwrap();
+    expect("keyboard ok").await;
+    eventually(Duration::from_secs(10), || async {
+        w.twilio
+            .received()
+            .iter()
+            .any(|r| {
+                r.form
+                    .get("Body")
+                    .is_some_and(|b| b == "Sent from the keyboard.")
+            })
+            .then_some(())
+    })
+    .await;
+    let resolved = w.get_json(&w.org, "/api/v1/conversations").await;
+    let theirs = resolved
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c.to_string().contains(customer))
+        .expect("the customer's conversation");
+    assert_eq!(theirs["status"], "resolved", "e resolved it: {theirs}");
+    expect("phone ok").await;
     let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
         .await
         .expect("script ends")
