@@ -681,3 +681,104 @@ async fn broker_outage_loses_nothing_and_keeps_order(backend: Backend) {
     w.gw.stop().await;
 }
 both_backends!(broker_outage_loses_nothing_and_keeps_order);
+
+/// Inbox agents on two nodes of one PostgreSQL and one broker: an agent's socket on B sees a
+/// message that arrived on A, live; the agent's reply sent through B reaches another agent's
+/// socket on A; and the agent, moving from B to A with the last seq it saw, gets exactly what
+/// arrived meanwhile (on either node), in sequence order, gap-free, each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbox_agents_on_either_node_see_every_event_once() {
+    use integration_tests::agent::{create_agent, login, AgentSocket};
+    let broker = Broker::start();
+    let tdb = TestDb::new(Backend::Postgres).await;
+    let db = tdb.connect().await;
+    let twilio = integration_tests::twilio::TwilioStandin::start().await;
+    let org = create_org(&db, "acme", &twilio.base, 1000.0).await;
+    twilio.add_account(&org);
+    let password = "correct horse battery";
+    create_agent(&db, &org.id, "ann@acme.test", password, "agent").await;
+    create_agent(&db, &org.id, "bob@acme.test", password, "agent").await;
+    let mut config = test_config(&tdb.url);
+    config.kafka.brokers = broker.addr.clone();
+    let a = TestGateway::start(config.clone()).await;
+    let b = TestGateway::start(config).await;
+    let client = reqwest::Client::new();
+    reader_ready(&client, &a.base).await;
+    reader_ready(&client, &b.base).await;
+    // A session made on one node is good on the other (it is in the shared database).
+    let ann = login(&client, &a.base, "ann@acme.test", password).await;
+    let bob = login(&client, &b.base, "bob@acme.test", password).await;
+    let mut ann_on_b = AgentSocket::connect(&b.base, &ann, 0).await;
+    let (_, mut ann_seq) = ann_on_b.replay().await;
+    let mut bob_on_a = AgentSocket::connect(&a.base, &bob, 0).await;
+    bob_on_a.replay().await;
+    let says = |f: &Value, text: &str| f["type"] == "event" && f.to_string().contains(text);
+    let seq_of = |f: &Value| f["seq"].as_i64().expect("an event frame has its seq");
+
+    // In on A, seen live on B.
+    let customer = "+15553000777";
+    let sid = "SM0000000000000000000000000000IN01";
+    assert_eq!(
+        send_webhook(&client, &a.base, &org, sid, customer, "hello from A").await,
+        200
+    );
+    let (frame, before) = ann_on_b.until(|f| says(f, "hello from A")).await;
+    for f in before.iter().chain([&frame]) {
+        assert!(seq_of(f) > ann_seq, "in order, each once: {f}");
+        ann_seq = seq_of(f);
+    }
+    let conversation = frame["event"]["data"]["conversation_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a conversation id: {frame}"))
+        .to_owned();
+
+    // Ann replies through B; Bob on A sees it.
+    let (ack, more) = ann_on_b
+        .command(
+            json!({"type": "reply", "id": "r-1", "conversation_id": conversation,
+            "body": "Hi, Ann here."}),
+        )
+        .await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    for f in &more {
+        assert!(seq_of(f) > ann_seq, "in order, each once: {f}");
+        ann_seq = seq_of(f);
+    }
+    bob_on_a.until(|f| says(f, "Hi, Ann here.")).await;
+
+    // Ann leaves B; three more messages arrive, on both nodes; she comes back on A.
+    ann_on_b.close().await;
+    let meanwhile = ["one on B", "two on A", "three on B"];
+    for (i, text) in meanwhile.iter().enumerate() {
+        let node = if i % 2 == 0 { &b.base } else { &a.base };
+        let sid = format!("SM0000000000000000000000000000MW0{i}");
+        assert_eq!(
+            send_webhook(&client, node, &org, &sid, customer, text).await,
+            200
+        );
+    }
+    // Bob (on A) sees all three live; then Ann resumes.
+    for text in meanwhile {
+        bob_on_a.until(|f| says(f, text)).await;
+    }
+    let mut ann_on_a = AgentSocket::connect(&a.base, &ann, ann_seq).await;
+    let (missed, caught_up) = ann_on_a.replay().await;
+    let seqs: Vec<i64> = missed.iter().map(seq_of).collect();
+    let expected: Vec<i64> = (ann_seq + 1..=caught_up).collect();
+    assert_eq!(
+        seqs, expected,
+        "gap-free, in order, each once after {ann_seq}"
+    );
+    for text in meanwhile {
+        let n = missed.iter().filter(|f| says(f, text)).count();
+        assert!(n >= 1, "{text:?} replayed: {missed:?}");
+    }
+    assert!(
+        !missed.iter().any(|f| says(f, "hello from A")),
+        "nothing she had seen comes again"
+    );
+    ann_on_a.close().await;
+    bob_on_a.close().await;
+    a.stop().await;
+    b.stop().await;
+}
