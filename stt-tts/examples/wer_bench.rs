@@ -20,7 +20,7 @@ use audio::g711::G711Law;
 use std::sync::Arc;
 use stt_tts::models::{ensure_model, WhisperModel};
 use stt_tts::stt::{WhisperConfig, WhisperStt};
-use stt_tts::tts::{synthesize_to_vec, EspeakConfig, EspeakTts};
+use stt_tts::tts::synthesize_to_vec;
 use stt_tts::{SpeechError, TextToSpeech};
 
 /// Held out: not in `tests/common/sentences.rs` nor in the receptionist suites.
@@ -64,6 +64,10 @@ const VOCABULARY: &str = "Harbour Dental. Do you have parking? Do you accept ins
     person? Operator. Tomorrow at ten thirty in the morning. Next Tuesday at three PM. \
     Yes, that's right. No. That's all, have a nice day. Goodbye.";
 
+/// The same vocabulary as a short glossary (names and key words only, no sentences).
+const GLOSSARY: &str = "Harbour Dental: appointment, cleaning, check-up, parking, insurance, \
+    opening hours, address, message, call back, person, operator.";
+
 fn threads() -> usize {
     let mut args = std::env::args().skip(1);
     let mut threads = 1;
@@ -75,7 +79,8 @@ fn threads() -> usize {
     threads
 }
 
-/// Each held-out utterance in `tts`'s voice, through µ-law, at 16 kHz.
+/// Each held-out utterance in `tts`'s voice, through µ-law, at 16 kHz (Piper's).
+#[cfg_attr(not(feature = "piper"), allow(dead_code))]
 fn spoken(tts: &dyn TextToSpeech) -> Result<Vec<Vec<f32>>, SpeechError> {
     HELD_OUT
         .iter()
@@ -87,15 +92,38 @@ fn spoken(tts: &dyn TextToSpeech) -> Result<Vec<Vec<f32>>, SpeechError> {
         .collect()
 }
 
+/// `text` in espeak-ng voice `voice` (the program), through sox's 8 kHz µ-law; 8 kHz PCM.
+fn espeak_program(dir: &std::path::Path, voice: &str, text: &str) -> Vec<i16> {
+    let (wav, ulaw) = (dir.join("espeak.wav"), dir.join("ulaw.wav"));
+    let run = |cmd: &mut std::process::Command| {
+        let ok = cmd.status().map(|s| s.success()).unwrap_or(false);
+        assert!(ok, "{cmd:?} failed (run scripts/speech-test-deps.sh)");
+    };
+    run(std::process::Command::new("espeak-ng")
+        .args(["-v", voice, "-w"])
+        .arg(&wav)
+        .arg(text));
+    run(std::process::Command::new("sox")
+        .arg(&wav)
+        .args(["-r", "8000", "-e", "u-law"])
+        .arg(&ulaw));
+    stt_tts::wav::read_wav(&ulaw)
+        .expect("read the µ-law WAV")
+        .samples
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let threads = threads();
     let mut voices: Vec<(String, Vec<Vec<f32>>)> = Vec::new();
+    // espeak-ng's program and sox, as the receptionist suites make caller speech (the
+    // variants `en-gb` and `+f3` are the program's voice names).
+    let dir = common::scratch("wer-bench");
     for voice in ["en-us", "en-gb", "en-us+f3"] {
-        let tts = EspeakTts::new(EspeakConfig {
-            voice: voice.into(),
-            ..EspeakConfig::default()
-        })?;
-        voices.push((format!("espeak-ng {voice}"), spoken(&tts)?));
+        let clips = HELD_OUT
+            .iter()
+            .map(|text| common::to_16k(&espeak_program(&dir, voice, text)))
+            .collect();
+        voices.push((format!("espeak-ng {voice}"), clips));
     }
     #[cfg(feature = "piper")]
     {
@@ -121,12 +149,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         cfg.threads = threads;
         let stt = Arc::new(WhisperStt::load(cfg)?);
         for (voice, clips) in &voices {
-            for prompt in [None, Some(VOCABULARY)] {
+            for (name, prompt) in [
+                ("none", None),
+                ("vocabulary", Some(VOCABULARY)),
+                ("glossary", Some(GLOSSARY)),
+            ] {
                 let (mut errors, mut words, mut wall, mut audio) = (0, 0, 0.0, 0.0);
                 for (text, clip) in HELD_OUT.iter().zip(clips) {
                     let t = stt.transcribe_with_prompt(clip, prompt)?;
                     let heard = stt_tts::stt::collapse_repeats(&t.text());
                     let (e, n) = common::word_errors(text, &heard);
+                    if e > 0 && std::env::var_os("WER_SHOW").is_some() {
+                        eprintln!(
+                            "{voice} {} prompt={name}: {text:?} → {heard:?}",
+                            model.file_name(),
+                        );
+                        if std::env::var_os("WER_SEGMENTS").is_some() {
+                            for seg in &t.segments {
+                                eprintln!(
+                                    "    [{}–{} of {} ms] {:?}",
+                                    seg.start_ms, seg.end_ms, t.audio_ms, seg.text
+                                );
+                            }
+                        }
+                    }
                     errors += e;
                     words += n;
                     wall += t.elapsed.as_secs_f64();
@@ -135,11 +181,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 println!(
                     "| {voice} | {} | {} | {:.1} % | {words} | {:.3} |",
                     model.file_name(),
-                    if prompt.is_some() {
-                        "vocabulary"
-                    } else {
-                        "none"
-                    },
+                    name,
                     100.0 * errors as f64 / words as f64,
                     wall / audio
                 );
