@@ -115,6 +115,9 @@ pub struct SipConfig {
     pub whisper_model: String,
     /// The espeak-ng voice the receptionist speaks with.
     pub tts_voice: String,
+    /// Whether whisper is biased by the org's vocabulary (better on robotic voices, worse
+    /// and slower on natural ones: BENCHMARKS.md, "WER per voice family").
+    pub whisper_prompt: bool,
     /// Seconds of caller silence before the receptionist reprompts (once), then says goodbye.
     pub reprompt_secs: u64,
     /// Seconds an agent's phone rings on a hand-over before the caller gets voicemail.
@@ -141,6 +144,7 @@ impl Default for SipConfig {
             node_id: String::new(),
             whisper_model: String::new(),
             tts_voice: "en-us".into(),
+            whisper_prompt: true,
             reprompt_secs: 6,
             agent_ring_secs: 20,
             voicemail_max_secs: 120,
@@ -344,6 +348,7 @@ const ENV: &[(&str, &str)] = &[
     ("DARTWING_SIP_AGENT_RING_SECS", "sip.agent_ring_secs"),
     ("DARTWING_SIP_VOICEMAIL_MAX_SECS", "sip.voicemail_max_secs"),
     ("DARTWING_SIP_RESPONDER_TIMEOUT_MS", "sip.responder_timeout_ms"),
+    ("DARTWING_SIP_WHISPER_PROMPT", "sip.whisper_prompt"),
     ("DARTWING_INBOX_SESSION_SECS", "inbox.session_secs"),
     ("DARTWING_INBOX_WS_QUEUE_FRAMES", "inbox.ws_queue_frames"),
     ("DARTWING_INBOX_WS_SLOW_MS", "inbox.ws_slow_ms"),
@@ -582,6 +587,16 @@ fn set_path(
                 return;
             }
         },
+        Some(toml::Value::Boolean(_)) => match raw.trim() {
+            "true" | "1" | "on" => toml::Value::Boolean(true),
+            "false" | "0" | "off" => toml::Value::Boolean(false),
+            _ => {
+                errors.push(format!(
+                    "{path} (from the environment) must be true or false, got `{raw}`"
+                ));
+                return;
+            }
+        },
         _ => toml::Value::String(raw.to_string()),
     };
     target.insert(key.to_string(), value);
@@ -611,6 +626,16 @@ mod tests {
         assert_eq!(c.http_addr, "127.0.0.1:9000");
         assert_eq!(c.delivery.max_attempts, 9);
         assert_eq!(c.public_base(), "https://gw.example");
+    }
+
+    #[test]
+    fn switches_from_the_environment_are_true_or_false() {
+        let off = [("sip.whisper_prompt".to_owned(), "off".to_owned())];
+        assert!(!Config::from_parts("", &off).unwrap().sip.whisper_prompt);
+        assert!(Config::from_parts("", &[]).unwrap().sip.whisper_prompt);
+        let bad = [("sip.whisper_prompt".to_owned(), "maybe".to_owned())];
+        let e = Config::from_parts("", &bad).unwrap_err();
+        assert!(e.0[0].contains("true or false"), "{:?}", e.0);
     }
 
     #[test]

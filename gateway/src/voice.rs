@@ -394,7 +394,8 @@ pub async fn start(
         speech: Arc::new(crate::receptionist::LocalSpeech::new(
             crate::receptionist::LocalSpeech::model_path(&sip.whisper_model),
             sip.tts_voice.clone(),
-        )),
+        )
+        .with_vocabulary_prompt(sip.whisper_prompt)),
         store: Arc::new(crate::receptionist::DbReceptionistStore {
             db: db.clone(),
             committer: committer.clone(),

@@ -288,6 +288,8 @@ pub struct LocalSpeech {
     voice: String,
     stt: Mutex<Option<Arc<WhisperStt>>>,
     tts: Mutex<Option<Arc<EspeakTts>>>,
+    /// Whether whisper is given the org's vocabulary as its initial prompt.
+    prompt: bool,
 }
 
 impl LocalSpeech {
@@ -298,7 +300,17 @@ impl LocalSpeech {
             voice,
             stt: Mutex::new(None),
             tts: Mutex::new(None),
+            prompt: true,
         }
+    }
+
+    /// Whether whisper hears each call biased by the org's vocabulary (`sip.whisper_prompt`,
+    /// on by default). Measured (BENCHMARKS.md, WER per voice family): the prompt lowers
+    /// tiny.en's WER on espeak-ng's robotic voices by 4–5 points but raises it on a natural
+    /// voice (1.8 % → 5.9 %) and costs ~65 % more decoding time per turn.
+    pub fn with_vocabulary_prompt(mut self, prompt: bool) -> LocalSpeech {
+        self.prompt = prompt;
+        self
     }
 
     /// The model path from `sip.whisper_model`, or tiny.en in the models folder.
@@ -350,7 +362,11 @@ impl Speech for LocalSpeech {
     fn listener(&self, vocabulary: &str) -> Result<Box<dyn Listener>, SpeechFailure> {
         let stt = Arc::new(Prompted {
             whisper: self.whisper()?,
-            prompt: vocabulary.to_owned(),
+            prompt: if self.prompt {
+                vocabulary.to_owned()
+            } else {
+                String::new()
+            },
         });
         let inner = StreamingTranscriber::new(stt, StreamConfig::default()).map_err(failure)?;
         Ok(Box::new(WhisperListener { inner }))
@@ -360,8 +376,9 @@ impl Speech for LocalSpeech {
         let whisper = self.whisper()?;
         let at_16k =
             audio::resample::resample(&audio::pcm::to_f32(pcm), 8_000, 16_000).map_err(failure)?;
+        let prompt = Some(vocabulary).filter(|_| self.prompt);
         let transcript = whisper
-            .transcribe_with_prompt(&at_16k, Some(vocabulary))
+            .transcribe_with_prompt(&at_16k, prompt)
             .map_err(failure)?;
         Ok(stt_tts::stt::collapse_repeats(&transcript.text()))
     }
