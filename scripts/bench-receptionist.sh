@@ -4,6 +4,7 @@
 # one call at a time and then at rising concurrency (see tests/src/bin/receptionistbench.rs).
 #
 #   scripts/bench-receptionist.sh [LEVELS]        # default "1 2 3 4"
+#   NO_PROMPT=1 scripts/bench-receptionist.sh 1   # whisper without the vocabulary prompt
 #
 # Needs espeak-ng and sox (scripts/speech-test-deps.sh) and the whisper model
 # (scripts/install-models.sh). Builds into $CARGO_TARGET_DIR_RELEASE (default
@@ -20,5 +21,5 @@ for c in $LEVELS; do
     # At least 50 turns at one call at a time; at least 2 rounds per level above it.
     calls=$(( c == 1 ? (50 + TURNS - 1) / TURNS : c * 2 ))
     echo "# concurrency $c: $calls calls × $TURNS turns" >&2
-    "$BIN" --calls "$calls" --turns "$TURNS" --concurrency "$c" | grep '^{'
+    "$BIN" --calls "$calls" --turns "$TURNS" --concurrency "$c" ${NO_PROMPT:+--no-prompt} | grep '^{'
 done

@@ -300,14 +300,15 @@ impl LocalSpeech {
             voice,
             stt: Mutex::new(None),
             tts: Mutex::new(None),
-            prompt: true,
+            prompt: false,
         }
     }
 
     /// Whether whisper hears each call biased by the org's vocabulary (`sip.whisper_prompt`,
-    /// on by default). Measured (BENCHMARKS.md, WER per voice family): the prompt lowers
-    /// tiny.en's WER on espeak-ng's robotic voices by 4–5 points but raises it on a natural
-    /// voice (1.8 % → 5.9 %) and costs ~65 % more decoding time per turn.
+    /// off by default). Measured (BENCHMARKS.md): the prompt lowers tiny.en's WER on
+    /// espeak-ng's robotic voices by 4–5 points but raises it on a natural voice (1.8 % →
+    /// 5.9 %), and it costs ~65 % more decoding time: reply p50 1,040 ms with it, 580 ms
+    /// without, on the RTP wire.
     pub fn with_vocabulary_prompt(mut self, prompt: bool) -> LocalSpeech {
         self.prompt = prompt;
         self

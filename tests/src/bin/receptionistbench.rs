@@ -40,6 +40,9 @@ struct Args {
     /// Calls at once.
     #[arg(long, default_value_t = 1)]
     concurrency: usize,
+    /// Whisper without the org's vocabulary prompt (`sip.whisper_prompt = false`).
+    #[arg(long)]
+    no_prompt: bool,
 }
 
 const NUMBER: &str = "15550109999";
@@ -268,6 +271,7 @@ async fn main() -> anyhow::Result<()> {
     let mut config = test_config(&tdb.url);
     config.sip.reprompt_secs = 30;
     config.sip.max_calls_per_source = 0;
+    config.sip.whisper_prompt = !args.no_prompt;
     let gw = TestGateway::start(config).await;
     let sip = gw.running.sip.as_ref().expect("SIP is on").local_addr();
     let sip = SocketAddr::from(([127, 0, 0, 1], sip.port()));
@@ -328,6 +332,7 @@ async fn main() -> anyhow::Result<()> {
         json!({
             "calls": args.calls,
             "concurrency": args.concurrency,
+            "whisper_prompt": !args.no_prompt,
             "turns": ms.len(),
             "missed": missed,
             "wire_ms": {"p50": pct(&ms, 50.0), "p95": pct(&ms, 95.0), "max": ms.last(), "mean": wire_mean},
