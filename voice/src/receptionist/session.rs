@@ -552,6 +552,11 @@ impl Session {
             self.end_recording(stop).await;
             return;
         }
+        // A key decides the call's next step: a remote model's reply still streaming would
+        // otherwise go on talking over it.
+        if matches!(digit, '0' | '#') && !self.closing {
+            self.stop_streaming();
+        }
         match digit {
             '0' if !self.closing => {
                 if self.speaking {
