@@ -35,6 +35,22 @@ pub fn config(
     std::fs::write(dir.join("accounts"), format!("{account}\n")).unwrap();
 }
 
+/// A SIP port for baresip: it listens on the port (UDP and TCP) and on the next one (its
+/// TLS transport), and fails to start when any is taken, so both must be free now.
+pub fn sip_port() -> u16 {
+    let free = |p: u16| {
+        std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok()
+    };
+    for _ in 0..200 {
+        let p = crate::env::free_port();
+        if p < u16::MAX && free(p) && free(p + 1) {
+            return p;
+        }
+    }
+    panic!("no two free adjacent ports for baresip");
+}
+
 /// Starts baresip on the config folder `cfg` with its output in `log`.
 pub fn spawn(cfg: &Path, log: &Path, extra: &[String]) -> tokio::process::Child {
     let out = std::fs::File::create(log).unwrap();

@@ -70,7 +70,7 @@ async fn call(
     );
     baresip::config(
         &cfg,
-        free_port(),
+        baresip::sip_port(),
         &wav,
         &dumps,
         None,
@@ -410,7 +410,7 @@ fn agent_phone_answering(
     let (cfg, log) = (dir.0.join("agent"), dir.0.join("agent.log"));
     baresip::config(
         &cfg,
-        free_port(),
+        baresip::sip_port(),
         &voice,
         &dir.0.join("agent-dumps"),
         None,
@@ -493,7 +493,7 @@ async fn dtmf_0_reaches_the_routes_agent() {
     let (cfg, log) = (dir.0.join("caller"), dir.0.join("caller.log"));
     baresip::config(
         &cfg,
-        free_port(),
+        baresip::sip_port(),
         &wav,
         &dir.0.join("caller-dumps"),
         Some(ctrl),

@@ -413,7 +413,7 @@ async fn baresip_hears_the_played_wav_and_the_call_is_persisted() {
     );
     integration_tests::baresip::config(
         &cfg,
-        integration_tests::env::free_port(),
+        integration_tests::baresip::sip_port(),
         &caller_wav,
         &dumps,
         None,
@@ -493,7 +493,7 @@ async fn baresip_presses_1_and_is_transferred_to_a_registered_baresip_agent() {
     );
     integration_tests::baresip::config(
         &agent_cfg,
-        integration_tests::env::free_port(),
+        integration_tests::baresip::sip_port(),
         &agent_voice,
         &agent_dumps,
         None,
@@ -511,7 +511,7 @@ async fn baresip_presses_1_and_is_transferred_to_a_registered_baresip_agent() {
     let (caller_cfg, caller_log) = (dir.0.join("caller"), dir.0.join("caller.log"));
     integration_tests::baresip::config(
         &caller_cfg,
-        integration_tests::env::free_port(),
+        integration_tests::baresip::sip_port(),
         &caller_voice,
         &dir.0.join("caller-dumps"),
         Some(ctrl),
