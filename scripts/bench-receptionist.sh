@@ -5,6 +5,7 @@
 #
 #   scripts/bench-receptionist.sh [LEVELS]        # default "1 2 3 4"
 #   NO_PROMPT=1 scripts/bench-receptionist.sh 1   # whisper without the vocabulary prompt
+#   NO_EARLY_END=1 scripts/bench-receptionist.sh 1  # every turn waits out the 500 ms hangover
 #
 # Needs espeak-ng and sox (scripts/speech-test-deps.sh) and the whisper model
 # (scripts/install-models.sh). Builds into $CARGO_TARGET_DIR_RELEASE (default
@@ -21,5 +22,5 @@ for c in $LEVELS; do
     # At least 50 turns at one call at a time; at least 2 rounds per level above it.
     calls=$(( c == 1 ? (50 + TURNS - 1) / TURNS : c * 2 ))
     echo "# concurrency $c: $calls calls × $TURNS turns" >&2
-    "$BIN" --calls "$calls" --turns "$TURNS" --concurrency "$c" ${NO_PROMPT:+--no-prompt} | grep '^{'
+    "$BIN" --calls "$calls" --turns "$TURNS" --concurrency "$c" ${NO_PROMPT:+--no-prompt} ${NO_EARLY_END:+--no-early-end} | grep '^{'
 done

@@ -413,6 +413,7 @@ pub async fn start(
             voicemail_max: Duration::from_secs(sip.voicemail_max_secs.max(5)),
             // The adapter's own timeouts come first; this only catches an adapter that hangs.
             model_wait: model_timeout + Duration::from_secs(1),
+            early_end: sip.early_end,
             ..Default::default()
         },
         runtime: tokio::runtime::Handle::current(),

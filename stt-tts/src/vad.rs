@@ -212,6 +212,21 @@ impl Vad {
         self.in_speech.then_some(self.last_voiced_end_ms)
     }
 
+    /// Ends the turn in progress now, before its hangover has run out, at its last voiced
+    /// audio (the caller's turn is judged complete from its words: see
+    /// `StreamingTranscriber::end_turn_now`). Nothing happens outside a turn.
+    pub fn end_now(&mut self) -> Vec<VadEvent> {
+        if !self.in_speech {
+            return Vec::new();
+        }
+        self.in_speech = false;
+        self.tail_open = false;
+        vec![VadEvent::SpeechEnd {
+            start_ms: self.speech_start_ms,
+            end_ms: self.last_voiced_end_ms,
+        }]
+    }
+
     /// Stream time consumed so far, ms (whole frames only).
     pub fn now_ms(&self) -> u64 {
         self.now_ms

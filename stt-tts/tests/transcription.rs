@@ -342,3 +342,148 @@ fn in_real_time_the_transcript_is_started_during_the_hangover() {
     let (e, n) = common::word_errors(text, &turn.transcript.text());
     assert!(e * 3 <= n, "{:?}", turn.transcript.text());
 }
+
+/// Pushes `call` in 20 ms frames. Once `speech_end_ms` has passed, it waits after each
+/// frame (pushing nothing: stream time stands still) up to 300 ms for a speculative
+/// result; a job in flight thus gets 300 ms of wall time per 20 ms of stream time, so
+/// whether it beats the hangover does not depend on the machine's speed. At the first tentative
+/// result it ends the turn if `end_early`. Returns the stream time (ms) when the turn
+/// ended, the transcript, and whether a tentative result was shown.
+fn run_frames(
+    call: &[i16],
+    speech_end_ms: u64,
+    end_early: bool,
+) -> (u64, stt_tts::stt::TurnTranscript, bool) {
+    let stt: Arc<dyn SpeechToText> = common::tiny();
+    let mut stream = StreamingTranscriber::new(stt, StreamConfig::default()).unwrap();
+    let (mut ended_at_ms, mut shown) = (None, false);
+    for (i, frame) in call.chunks(160).enumerate() {
+        let now_ms = 20 * (i as u64 + 1);
+        let mut events = stream.push(frame);
+        let mut tentative = stream.tentative();
+        let deadline = Instant::now() + Duration::from_millis(300);
+        while tentative.is_none() && !shown && ended_at_ms.is_none() && now_ms > speech_end_ms {
+            if Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+            tentative = stream.tentative();
+        }
+        if let Some(t) = tentative {
+            shown = true;
+            assert!(!t.transcript.text().is_empty());
+            if end_early {
+                let ended = stream.end_turn_now();
+                assert_eq!(ended.len(), 1, "a shown result ends its turn: {ended:?}");
+                events.extend(ended);
+            }
+        }
+        if ended_at_ms.is_none()
+            && events
+                .iter()
+                .any(|e| matches!(e, StreamEvent::TurnEnded { .. }))
+        {
+            ended_at_ms = Some(20 * (i as u64 + 1));
+        }
+    }
+    let turn = stream
+        .next_timeout(Duration::from_secs(30))
+        .expect("transcript")
+        .unwrap();
+    assert!(
+        stream.next_timeout(Duration::from_millis(500)).is_none(),
+        "one turn, one transcript"
+    );
+    (ended_at_ms.expect("the turn ended"), turn, shown)
+}
+
+#[test]
+fn a_turn_judged_whole_ends_before_the_hangover_with_the_speculative_words() {
+    let dir = common::scratch("early-end");
+    let text = "I want to talk to a person.";
+    let speech = common::phone_speech(&dir, text);
+    // The last loud sample: the VAD's end of the turn is at most a frame or two from it.
+    let last_loud = speech
+        .iter()
+        .rposition(|s| s.unsigned_abs() > 1_000)
+        .unwrap();
+    let speech_end_ms = 300 + last_loud as u64 / 8;
+    let mut call = vec![0i16; 8 * 300];
+    call.extend(speech);
+    call.extend(vec![0i16; 8 * 1_000]);
+    let (ended_ms, turn, shown) = run_frames(&call, speech_end_ms, true);
+    assert!(
+        shown,
+        "the speculative result is shown while the turn is open"
+    );
+    assert!(turn.speculative);
+    let (e, n) = common::word_errors(text, &turn.transcript.text());
+    assert!(e * 3 <= n, "{:?}", turn.transcript.text());
+    // The hangover alone ends a turn 500 ms after its last voice (the frame that decides
+    // it is counted here, so ≥ end + 500); ended now, it is sooner, and never before the
+    // 200 ms of silence the speculation waits for.
+    let after_voice = ended_ms - turn.end_ms;
+    println!("ended {after_voice} ms after the last voice (hangover: 500)");
+    assert!((200..500).contains(&after_voice), "{after_voice} ms");
+    // Without the early end the same audio ends at the hangover.
+    let (late_ms, late, _) = run_frames(&call, speech_end_ms, false);
+    assert!(late_ms - late.end_ms >= 500, "{} ms", late_ms - late.end_ms);
+}
+
+#[test]
+fn speech_after_the_tentative_result_keeps_the_turn_open() {
+    let dir = common::scratch("early-stale");
+    let first = common::phone_speech(&dir, "I want to book an appointment.");
+    let second = common::phone_speech(&dir, "For tomorrow at ten.");
+    let stt: Arc<dyn SpeechToText> = common::tiny();
+    let mut stream = StreamingTranscriber::new(stt, StreamConfig::default()).unwrap();
+    // The first sentence up to its last loud sample, then 300 ms of silence: long enough
+    // to speculate on (200 ms), short of the 500 ms hangover.
+    let last_loud = first
+        .iter()
+        .rposition(|s| s.unsigned_abs() > 1_000)
+        .unwrap();
+    let mut call = vec![0i16; 8 * 300];
+    call.extend(&first[..last_loud]);
+    call.extend(vec![0i16; 8 * 300]);
+    let mut shown = None;
+    for frame in call.chunks(160) {
+        let events = stream.push(frame);
+        assert!(events
+            .iter()
+            .all(|e| !matches!(e, StreamEvent::TurnEnded { .. })));
+        shown = shown.or(stream.tentative());
+    }
+    // Wait (silently, pushing nothing) for the speculative result if it is still running.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while shown.is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+        shown = stream.tentative();
+    }
+    assert!(shown.is_some(), "the first sentence was speculated on");
+    // The caller goes on before anyone acted on it: the old result no longer ends the turn.
+    for frame in second.chunks(160) {
+        stream.push(frame);
+    }
+    assert!(
+        stream.end_turn_now().is_empty(),
+        "a stale result ends nothing"
+    );
+    let mut ended = false;
+    for frame in vec![0i16; 8 * 800].chunks(160) {
+        ended |= stream
+            .push(frame)
+            .iter()
+            .any(|e| matches!(e, StreamEvent::TurnEnded { .. }));
+    }
+    assert!(ended, "the hangover ends the longer turn");
+    let turn = stream
+        .next_timeout(Duration::from_secs(30))
+        .expect("transcript")
+        .unwrap();
+    let heard = turn.transcript.text().to_lowercase();
+    assert!(
+        heard.contains("appointment") && heard.contains("tomorrow"),
+        "one turn holds both sentences: {heard:?}"
+    );
+}

@@ -206,7 +206,7 @@ async fn a_caller_books_an_appointment_by_voice() {
     let mut script = silence(5.0);
     for said in [
         "I would like to book an appointment for tomorrow.",
-        "At ten thirty in the morning.",
+        "How about ten thirty in the morning?",
         "Yes, that's right.",
     ] {
         script.extend(phone_speech(&dir.0, "en-us", said));

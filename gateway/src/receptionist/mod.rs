@@ -411,8 +411,29 @@ struct WhisperListener {
 
 impl Listener for WhisperListener {
     fn push(&mut self, frame: &[i16]) -> Vec<Heard> {
+        let events = self.inner.push(frame);
+        self.heard(events)
+    }
+
+    fn tentative(&mut self) -> Option<String> {
+        let t = self.inner.tentative()?;
+        Some(stt_tts::stt::collapse_repeats(&t.transcript.text()))
+    }
+
+    fn end_turn(&mut self) -> Vec<Heard> {
+        let events = self.inner.end_turn_now();
+        if events.is_empty() {
+            return Vec::new();
+        }
+        self.heard(events)
+    }
+}
+
+impl WhisperListener {
+    /// What the transcriber's `events`, and the transcripts now ready, tell the session.
+    fn heard(&mut self, events: Vec<StreamEvent>) -> Vec<Heard> {
         let mut heard = Vec::new();
-        for event in self.inner.push(frame) {
+        for event in events {
             match event {
                 StreamEvent::SpeechStart { .. } => heard.push(Heard::SpeechStart),
                 StreamEvent::TurnDropped { turn } => {

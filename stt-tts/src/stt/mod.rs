@@ -21,7 +21,7 @@ use std::time::Duration;
 
 pub use model::{check_model, ModelInfo};
 pub use repeats::collapse_repeats;
-pub use stream::{StreamConfig, StreamEvent, StreamingTranscriber, TurnTranscript};
+pub use stream::{StreamConfig, StreamEvent, StreamingTranscriber, Tentative, TurnTranscript};
 pub use whisper::{default_threads, DecodePlan, WhisperConfig, WhisperStt};
 
 use crate::error::SpeechError;

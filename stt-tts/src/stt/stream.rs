@@ -17,6 +17,14 @@
 //!                    ├─post_roll─┤ speculative job ───────────▶ result ready
 //!                    ├──────────── hangover ─────────────┤ ▶ transcript (no wait left)
 //! ```
+//!
+//! **Ending early.** The hangover cannot tell a finished sentence from a pause for breath;
+//! the words can. While the speculative result waits for the hangover,
+//! [`StreamingTranscriber::tentative`] shows it once, and a caller that judges those words
+//! a whole turn (the receptionist: understood, not trailing off on "and…") calls
+//! [`StreamingTranscriber::end_turn_now`]: the turn ends at once with that result, up to
+//! `hangover − post_roll − inference` sooner. Speech that resumed in between makes the
+//! result stale, and then nothing ends.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -150,6 +158,19 @@ pub struct StreamingTranscriber {
     worker: Option<JoinHandle<()>>,
     /// When each non-speculative turn was ended, for its latency.
     ended_at: HashMap<u64, Instant>,
+    /// The speculative result last shown by [`Self::tentative`]: turn and end ms.
+    shown: Option<(u64, u64)>,
+}
+
+/// A speculative transcript of the turn still open (see [`StreamingTranscriber::tentative`]).
+#[derive(Debug, Clone)]
+pub struct Tentative {
+    /// Turn number.
+    pub turn: u64,
+    /// Stream time of the last voiced audio it covers, ms.
+    pub end_ms: u64,
+    /// The recognition result, as final if the caller stays silent.
+    pub transcript: Transcript,
 }
 
 impl std::fmt::Debug for StreamingTranscriber {
@@ -207,6 +228,7 @@ impl StreamingTranscriber {
             results,
             worker: Some(worker),
             ended_at: HashMap::new(),
+            shown: None,
         })
     }
 
@@ -414,6 +436,49 @@ impl StreamingTranscriber {
                 // Otherwise the caller spoke again after the speculation: stale.
             }
         }
+    }
+
+    /// The open turn's speculative result, once, if it is in and still covers the turn
+    /// (no speech since). Never blocks.
+    pub fn tentative(&mut self) -> Option<Tentative> {
+        while let Ok(done) = self.results.try_recv() {
+            self.sort(done);
+        }
+        let (turn, end_ms) = self.current_speculation()?;
+        if self.shown == Some((turn, end_ms)) {
+            return None;
+        }
+        let transcript = self.early.get(&turn)?.result.as_ref().ok()?.clone();
+        self.shown = Some((turn, end_ms));
+        Some(Tentative {
+            turn,
+            end_ms,
+            transcript,
+        })
+    }
+
+    /// Ends the open turn now with its speculative result, if that result is in and the
+    /// caller has not spoken since; the transcript is then ready for [`Self::try_next`].
+    /// Returns the events caused (`TurnEnded`), or none when there was nothing to end.
+    pub fn end_turn_now(&mut self) -> Vec<StreamEvent> {
+        let Some((turn, _)) = self.current_speculation() else {
+            return Vec::new();
+        };
+        if self.early.get(&turn).is_none_or(|d| d.result.is_err()) {
+            return Vec::new();
+        }
+        let events = self.vad.end_now();
+        self.handle(events)
+    }
+
+    /// The open turn and the end its speculative result covers, when that result is in
+    /// and the VAD's tentative end is still that end.
+    fn current_speculation(&self) -> Option<(u64, u64)> {
+        let (turn, _) = self.open_turn?;
+        let end_ms = self.speculated_end?;
+        let done = self.early.get(&turn)?;
+        (done.end_ms == end_ms && self.vad.tentative_end_ms() == Some(end_ms))
+            .then_some((turn, end_ms))
     }
 
     /// A finished transcript, if one is ready. Never blocks.

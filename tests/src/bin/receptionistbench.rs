@@ -43,6 +43,9 @@ struct Args {
     /// Whisper without the org's vocabulary prompt (`sip.whisper_prompt = false`).
     #[arg(long)]
     no_prompt: bool,
+    /// Every turn waits out the whole hangover (`sip.early_end = false`).
+    #[arg(long)]
+    no_early_end: bool,
 }
 
 const NUMBER: &str = "15550109999";
@@ -72,8 +75,9 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-/// The sum and count of a metric in the Prometheus text.
-fn sum_count(metrics: &str, name: &str) -> (f64, f64) {
+/// A histogram's `_sum` and `_count` and a counter's value, from a Prometheus page (0 for
+/// what is absent).
+fn sum_count(metrics: &str, name: &str) -> (f64, f64, f64) {
     let value = |suffix: &str| {
         metrics
             .lines()
@@ -81,7 +85,7 @@ fn sum_count(metrics: &str, name: &str) -> (f64, f64) {
             .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
             .unwrap_or(0.0)
     };
-    (value("_sum"), value("_count"))
+    (value("_sum"), value("_count"), value(""))
 }
 
 /// The latency's percentile (nearest rank), ms.
@@ -272,6 +276,7 @@ async fn main() -> anyhow::Result<()> {
     config.sip.reprompt_secs = 30;
     config.sip.max_calls_per_source = 0;
     config.sip.whisper_prompt = !args.no_prompt;
+    config.sip.early_end = !args.no_early_end;
     let gw = TestGateway::start(config).await;
     let sip = gw.running.sip.as_ref().expect("SIP is on").local_addr();
     let sip = SocketAddr::from(([127, 0, 0, 1], sip.port()));
@@ -316,8 +321,8 @@ async fn main() -> anyhow::Result<()> {
     let mut ms: Vec<f64> = latencies.into_iter().flatten().collect();
     ms.sort_by(f64::total_cmp);
     let mean = |name: &str| {
-        let (s0, c0) = sum_count(&before, name);
-        let (s1, c1) = sum_count(&after, name);
+        let (s0, c0, _) = sum_count(&before, name);
+        let (s1, c1, _) = sum_count(&after, name);
         if c1 > c0 {
             (s1 - s0) / (c1 - c0) * 1_000.0
         } else {
@@ -333,6 +338,9 @@ async fn main() -> anyhow::Result<()> {
             "calls": args.calls,
             "concurrency": args.concurrency,
             "whisper_prompt": !args.no_prompt,
+            "early_end": !args.no_early_end,
+            "turns_ended_early": sum_count(&after, "receptionist_early_turn_ends_total").2
+                - sum_count(&before, "receptionist_early_turn_ends_total").2,
             "turns": ms.len(),
             "missed": missed,
             "wire_ms": {"p50": pct(&ms, 50.0), "p95": pct(&ms, 95.0), "max": ms.last(), "mean": wire_mean},

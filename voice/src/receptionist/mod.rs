@@ -77,6 +77,17 @@ pub struct SpeechFailure {
 pub trait Listener: Send {
     /// Takes 20 ms of the caller's audio; returns what is known so far.
     fn push(&mut self, frame: &[i16]) -> Vec<Heard>;
+    /// The words of the turn still open, once each time they change, when they are what
+    /// the turn will be if the caller stays silent (a speculative transcript, ready before
+    /// the silence that ends the turn has run out). `None` by default.
+    fn tentative(&mut self) -> Option<String> {
+        None
+    }
+    /// Ends the open turn now with the words [`Listener::tentative`] showed, if the caller
+    /// has not spoken since; returns what that caused (its [`Heard::Turn`]).
+    fn end_turn(&mut self) -> Vec<Heard> {
+        Vec::new()
+    }
 }
 
 /// The speech engines. Both methods block (model load, synthesis): the session calls them
@@ -254,6 +265,9 @@ pub struct ReceptionistConfig {
     /// The longest the call waits on a remote model's next piece (a safety net behind the
     /// adapter's own timeouts); then the local responder answers, if nothing was said yet.
     pub model_wait: Duration,
+    /// Answer a turn as soon as its words make it whole ([`responder::turn`]) instead of
+    /// waiting out the whole silence that ends a turn.
+    pub early_end: bool,
 }
 
 impl Default for ReceptionistConfig {
@@ -264,6 +278,7 @@ impl Default for ReceptionistConfig {
             voicemail_max: Duration::from_secs(120),
             voicemail_end_silence: Duration::from_secs(3),
             model_wait: Duration::from_secs(3),
+            early_end: true,
         }
     }
 }

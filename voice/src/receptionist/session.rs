@@ -17,12 +17,13 @@
 //! so a slow commit never delays a reply.
 
 mod appointments;
+mod recording;
 mod streaming;
 
 use super::app::Input;
-use super::responder::{Dialog, Outcome, Stage};
+use super::responder::{self, Dialog, Outcome, Stage};
 use super::voicemail::{beep, PreRoll, Recording, Stop};
-use super::{Existing, Heard, Host, Listener, OrgSettings, Speaker, TranscriptTurn, Voicemail};
+use super::{Existing, Heard, Host, Listener, OrgSettings, Speaker, TranscriptTurn};
 use crate::app::{Action, CallContext};
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
@@ -147,10 +148,10 @@ pub(super) async fn run(
         };
         match event {
             Input::Audio(frame) => {
-                let heard = listener
-                    .as_mut()
-                    .map(|l| l.push(&frame))
-                    .unwrap_or_default();
+                let heard = match listener.as_mut() {
+                    Some(l) => s.listen(l.as_mut(), &frame),
+                    None => Vec::new(),
+                };
                 s.on_frame(&frame, heard).await;
             }
             Input::Dtmf(digit) => s.on_dtmf(digit).await,
@@ -269,6 +270,33 @@ impl Session {
             After::Record => self.start_recording(false),
         }
         self.after = After::Listen;
+    }
+
+    /// Gives the listener a frame; ends the caller's turn early when its words make it
+    /// whole ([`responder::turn`]).
+    fn listen(&self, listener: &mut dyn Listener, frame: &[i16]) -> Vec<Heard> {
+        let mut heard = listener.push(frame);
+        let Some(words) = listener.tentative() else {
+            return heard;
+        };
+        let ready = self.host.config.early_end
+            && self.recording.is_none()
+            && !self.closing
+            && responder::turn::is_whole_turn(
+                self.host.responder.as_ref(),
+                &self.settings.profile,
+                &self.dialog,
+                &words,
+                self.now(),
+            );
+        if ready {
+            let ended = listener.end_turn();
+            if !ended.is_empty() {
+                metrics::counter!("receptionist_early_turn_ends_total").increment(1);
+            }
+            heard.extend(ended);
+        }
+        heard
     }
 
     async fn on_frame(&mut self, frame: &[i16], heard: Vec<Heard>) {
@@ -462,83 +490,6 @@ impl Session {
         self.closing = false;
         self.dialog.stage = Stage::TakeMessage;
         self.say(NOBODY, After::Record).await;
-    }
-
-    fn start_recording(&mut self, over_prompt: bool) {
-        let config = &self.host.config;
-        // A caller needs a moment to collect themselves after the tone.
-        let give_up = config
-            .reprompt_after
-            .max(std::time::Duration::from_secs(10));
-        let pre_roll = over_prompt.then_some(&self.pre_roll);
-        self.recording = Some(Recording::start(
-            config.voicemail_max,
-            config.voicemail_end_silence,
-            give_up,
-            pre_roll,
-        ));
-        self.in_turn = false;
-        self.quiet_frames = 0;
-    }
-
-    /// The message is over: stored (when something was said), then thanks and goodbye.
-    async fn end_recording(&mut self, stop: Stop) {
-        let Some(recording) = self.recording.take() else {
-            return;
-        };
-        self.dialog.stage = Stage::Open;
-        if stop == Stop::Nothing || !recording.spoke() {
-            let say = "I didn't hear a message. Is there anything else I can help you with?";
-            self.say(say, After::Listen).await;
-            return;
-        }
-        self.closing = true;
-        let say = match self.save_voicemail(recording).await {
-            true => "Thank you. Your message has been recorded and will be passed on. Goodbye.",
-            false => "I'm sorry, I couldn't save your message. Please call back later. Goodbye.",
-        };
-        self.say(say, After::Hangup).await;
-    }
-
-    /// Transcribes the whole recording (the listener's turns if that fails) and commits it
-    /// with its audio; whether it was stored.
-    async fn save_voicemail(&self, recording: Recording) -> bool {
-        let (pcm, turns) = recording.finish();
-        let speech = Arc::clone(&self.host.speech);
-        let vocabulary = super::responder::vocabulary(&self.settings.profile);
-        let audio = pcm.clone();
-        let heard =
-            tokio::task::spawn_blocking(move || speech.transcribe(&audio, &vocabulary)).await;
-        let text = match heard {
-            Ok(Ok(text)) if !text.trim().is_empty() => text.trim().to_owned(),
-            Ok(Ok(_)) => turns,
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "voicemail not transcribed; the turns heard are kept");
-                turns
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "voicemail transcription panicked");
-                turns
-            }
-        };
-        let seconds = pcm.len() as f64 / 8_000.0;
-        let message = Voicemail {
-            call_id: self.ctx.call_id.clone(),
-            org: self.ctx.org.clone(),
-            text,
-            pcm,
-        };
-        match self.host.store.voicemail(message).await {
-            Ok(()) => {
-                metrics::counter!("receptionist_voicemails_total").increment(1);
-                tracing::info!(call = %self.ctx.call_id, seconds, "voicemail stored");
-                true
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "voicemail not stored");
-                false
-            }
-        }
     }
 
     async fn on_dtmf(&mut self, digit: char) {

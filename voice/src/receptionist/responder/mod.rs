@@ -20,6 +20,7 @@
 pub mod hours;
 pub mod intent;
 pub mod kb;
+pub mod turn;
 pub mod when;
 pub mod words;
 

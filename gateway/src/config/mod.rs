@@ -29,11 +29,14 @@
 //! | `DARTWING_EMAIL_SCAN_MS`, `_IDLE_SECS`, `_POLL_MS` | `email.*` (mailbox readers) |
 //! | `DARTWING_BROADCAST_BATCH`, `_MAX_BACKLOG`, `_POLL_MS` | `broadcast.*` (the alert engine) |
 //! | `DARTWING_SIP_REALM`, `_RTP_PORT_MIN`, `_RTP_PORT_MAX`, `_MAX_CALLS`, `_MAX_CALL_SECS`, `_INVITES_PER_SECOND_PER_SOURCE` | `sip.*` |
-//! | `DARTWING_SIP_WHISPER_MODEL`, `_TTS_VOICE`, `_REPROMPT_SECS` | `sip.*` (the receptionist's speech) |
+//! | `DARTWING_SIP_WHISPER_MODEL`, `_TTS_VOICE`, `_REPROMPT_SECS`, `_WHISPER_PROMPT`, `_EARLY_END` | `sip.*` (the receptionist's speech) |
 
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::Path;
+
+mod sip;
+pub use sip::SipConfig;
 
 /// The whole configuration. Field docs are the reference.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -81,77 +84,6 @@ pub struct Config {
     pub email: crate::email::MailConfig,
     /// The broadcast engine.
     pub broadcast: crate::alerts::BroadcastConfig,
-}
-
-/// Voice: the SIP user agent that answers routed numbers (`voice route add`) and its media.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SipConfig {
-    /// Where SIP listens, UDP and TCP (`0.0.0.0:5060`); empty turns voice off.
-    pub addr: String,
-    /// The digest realm of the challenge to a REGISTER that names no agent (each agent is
-    /// challenged in its own realm: its org's slug for agents made by `voice agent add`).
-    pub realm: String,
-    /// Lowest RTP port (even).
-    pub rtp_port_min: u16,
-    /// Highest RTP port.
-    pub rtp_port_max: u16,
-    /// Calls at once; one more is answered 503.
-    pub max_calls: u32,
-    /// A call is hung up (BYE) after this long, seconds.
-    pub max_call_secs: u64,
-    /// New INVITEs per second from one source address; more get 503 with `Retry-After`.
-    pub invites_per_second_per_source: f64,
-    /// Calls in progress from one source address at once; one more gets 503 (0: no cap).
-    pub max_calls_per_source: u32,
-    /// CIDRs (`203.0.113.0/24, 198.51.100.7`) INVITEs are taken from; INVITEs from anywhere
-    /// else get 403. Empty: from anywhere. REGISTER stays open (agents' phones roam).
-    pub trusted_sources: String,
-    /// This node's name on the calls it runs (several nodes on one database must differ);
-    /// empty: the host name and `addr`. At start the node ends the calls it left live.
-    pub node_id: String,
-    /// The whisper model the `receptionist` application listens with (loaded on its first
-    /// call); empty: `ggml-tiny.en.bin` in the models folder (`DARTWING_MODELS_DIR`).
-    pub whisper_model: String,
-    /// The espeak-ng voice the receptionist speaks with.
-    pub tts_voice: String,
-    /// Whether whisper is biased by the org's vocabulary. Off by default: measured on a
-    /// natural voice it raises WER (1.8 → 5.9 %) and adds ~460 ms to every reply; it helps
-    /// only robotic (espeak-ng) callers (BENCHMARKS.md, the receptionist sections).
-    pub whisper_prompt: bool,
-    /// Seconds of caller silence before the receptionist reprompts (once), then says goodbye.
-    pub reprompt_secs: u64,
-    /// Seconds an agent's phone rings on a hand-over before the caller gets voicemail.
-    pub agent_ring_secs: u64,
-    /// The longest voicemail the receptionist records, seconds.
-    pub voicemail_max_secs: u64,
-    /// How long a receptionist waits on an org's remote model for its first words (and
-    /// between chunks), ms; then the local responder answers.
-    pub responder_timeout_ms: u64,
-}
-
-impl Default for SipConfig {
-    fn default() -> Self {
-        SipConfig {
-            addr: "0.0.0.0:5060".into(),
-            realm: "dartwing".into(),
-            rtp_port_min: 20_000,
-            rtp_port_max: 29_999,
-            max_calls: 2_000,
-            max_call_secs: 4 * 3600,
-            invites_per_second_per_source: 2_000.0,
-            max_calls_per_source: 0,
-            trusted_sources: String::new(),
-            node_id: String::new(),
-            whisper_model: String::new(),
-            tts_voice: "en-us".into(),
-            whisper_prompt: false,
-            reprompt_secs: 6,
-            agent_ring_secs: 20,
-            voicemail_max_secs: 120,
-            responder_timeout_ms: 2_000,
-        }
-    }
 }
 
 /// Kafka. With `brokers` empty the outbox table is the log and the relay feeds in-process
@@ -350,6 +282,7 @@ const ENV: &[(&str, &str)] = &[
     ("DARTWING_SIP_VOICEMAIL_MAX_SECS", "sip.voicemail_max_secs"),
     ("DARTWING_SIP_RESPONDER_TIMEOUT_MS", "sip.responder_timeout_ms"),
     ("DARTWING_SIP_WHISPER_PROMPT", "sip.whisper_prompt"),
+    ("DARTWING_SIP_EARLY_END", "sip.early_end"),
     ("DARTWING_INBOX_SESSION_SECS", "inbox.session_secs"),
     ("DARTWING_INBOX_WS_QUEUE_FRAMES", "inbox.ws_queue_frames"),
     ("DARTWING_INBOX_WS_SLOW_MS", "inbox.ws_slow_ms"),
@@ -638,6 +571,11 @@ mod tests {
         let bad = [("sip.whisper_prompt".to_owned(), "maybe".to_owned())];
         let e = Config::from_parts("", &bad).unwrap_err();
         assert!(e.0[0].contains("true or false"), "{:?}", e.0);
+        // The receptionist ends whole turns early unless told not to.
+        assert!(Config::from_parts("", &[]).unwrap().sip.early_end);
+        let late = [("sip.early_end".to_owned(), "false".to_owned())];
+        assert!(!Config::from_parts("", &late).unwrap().sip.early_end);
+        assert!(ENV.contains(&("DARTWING_SIP_EARLY_END", "sip.early_end")));
     }
 
     #[test]
