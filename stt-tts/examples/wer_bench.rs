@@ -142,6 +142,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .join(" "),
         HELD_OUT.len()
     );
+    if std::env::args().any(|a| a == "--decoding") {
+        return decoding_choices(threads, &voices);
+    }
     println!("| voice | model | prompt | WER | words | real-time factor |");
     println!("|---|---|---|---|---|---|");
     for model in [WhisperModel::TinyEn, WhisperModel::Base] {
@@ -154,36 +157,70 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 ("vocabulary", Some(VOCABULARY)),
                 ("glossary", Some(GLOSSARY)),
             ] {
-                let (mut errors, mut words, mut wall, mut audio) = (0, 0, 0.0, 0.0);
-                for (text, clip) in HELD_OUT.iter().zip(clips) {
-                    let t = stt.transcribe_with_prompt(clip, prompt)?;
-                    let heard = stt_tts::stt::collapse_repeats(&t.text());
-                    let (e, n) = common::word_errors(text, &heard);
-                    if e > 0 && std::env::var_os("WER_SHOW").is_some() {
-                        eprintln!(
-                            "{voice} {} prompt={name}: {text:?} → {heard:?}",
-                            model.file_name(),
-                        );
-                        if std::env::var_os("WER_SEGMENTS").is_some() {
-                            for seg in &t.segments {
-                                eprintln!(
-                                    "    [{}–{} of {} ms] {:?}",
-                                    seg.start_ms, seg.end_ms, t.audio_ms, seg.text
-                                );
-                            }
-                        }
-                    }
-                    errors += e;
-                    words += n;
-                    wall += t.elapsed.as_secs_f64();
-                    audio += t.audio_ms as f64 / 1000.0;
-                }
+                let (wer, words, rtf) = wer(&stt, voice, clips, prompt.map(|p| (name, p)))?;
                 println!(
-                    "| {voice} | {} | {} | {:.1} % | {words} | {:.3} |",
+                    "| {voice} | {} | {name} | {:.1} % | {words} | {rtf:.3} |",
                     model.file_name(),
-                    name,
-                    100.0 * errors as f64 / words as f64,
-                    wall / audio
+                    100.0 * wer
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// WER, words and real-time factor of `stt` over one voice's held-out clips.
+fn wer(
+    stt: &WhisperStt,
+    voice: &str,
+    clips: &[Vec<f32>],
+    prompt: Option<(&str, &str)>,
+) -> Result<(f64, usize, f64), SpeechError> {
+    let (mut errors, mut words, mut wall, mut audio) = (0, 0, 0.0, 0.0);
+    for (text, clip) in HELD_OUT.iter().zip(clips) {
+        let t = stt.transcribe_with_prompt(clip, prompt.map(|(_, p)| p))?;
+        let heard = stt_tts::stt::collapse_repeats(&t.text());
+        let (e, n) = common::word_errors(text, &heard);
+        if e > 0 && std::env::var_os("WER_SHOW").is_some() {
+            let name = prompt.map_or("none", |(n, _)| n);
+            eprintln!("{voice} prompt={name}: {text:?} → {heard:?}");
+            if std::env::var_os("WER_SEGMENTS").is_some() {
+                for seg in &t.segments {
+                    eprintln!(
+                        "    [{}–{} of {} ms] {:?}",
+                        seg.start_ms, seg.end_ms, t.audio_ms, seg.text
+                    );
+                }
+            }
+        }
+        errors += e;
+        words += n;
+        wall += t.elapsed.as_secs_f64();
+        audio += t.audio_ms as f64 / 1000.0;
+    }
+    Ok((errors as f64 / words as f64, words, wall / audio))
+}
+
+/// `--decoding`: tiny.en's decoding choices side by side — greedy (shipped) against a
+/// 5-wide beam — per voice, without and with the vocabulary prompt.
+fn decoding_choices(
+    threads: usize,
+    voices: &[(String, Vec<Vec<f32>>)],
+) -> Result<(), Box<dyn std::error::Error>> {
+    println!("| voice | decoding | prompt | WER | words | real-time factor |");
+    println!("|---|---|---|---|---|---|");
+    for (label, beam_size) in [("greedy (shipped)", 1), ("beam search, 5 wide", 5)] {
+        let mut cfg = WhisperConfig::new(ensure_model(WhisperModel::TinyEn)?);
+        cfg.threads = threads;
+        cfg.beam_size = beam_size;
+        let stt = WhisperStt::load(cfg)?;
+        for (voice, clips) in voices {
+            for prompt in [None, Some(("vocabulary", VOCABULARY))] {
+                let (wer, words, rtf) = wer(&stt, voice, clips, prompt)?;
+                let name = prompt.map_or("none", |(n, _)| n);
+                println!(
+                    "| {voice} | {label} | {name} | {:.1} % | {words} | {rtf:.3} |",
+                    100.0 * wer
                 );
             }
         }

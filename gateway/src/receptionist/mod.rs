@@ -369,7 +369,15 @@ impl Speech for LocalSpeech {
                 String::new()
             },
         });
-        let inner = StreamingTranscriber::new(stt, StreamConfig::default()).map_err(failure)?;
+        // Speculate after 100 ms of silence, not 200: tiny.en takes ~250–300 ms on a short
+        // turn, so at 200 the speculative words arrived just as the 500 ms hangover ran
+        // out and ending a whole turn early gained nothing (measured, BENCHMARKS.md); the
+        // VAD's end already includes a word's unvoiced tail, and whisper pads 200 ms.
+        let cfg = StreamConfig {
+            post_roll_ms: 100,
+            ..StreamConfig::default()
+        };
+        let inner = StreamingTranscriber::new(stt, cfg).map_err(failure)?;
         Ok(Box::new(WhisperListener { inner }))
     }
 

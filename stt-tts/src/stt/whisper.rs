@@ -47,6 +47,9 @@ pub struct WhisperConfig {
     pub no_speech_confidence: f32,
     /// Any segment with confidence under this is dropped.
     pub min_confidence: f32,
+    /// Beams searched while decoding; 1 decodes greedily (the default: see BENCHMARKS.md,
+    /// "decoding choices", for what a wider beam buys on each voice and costs).
+    pub beam_size: usize,
 }
 
 impl WhisperConfig {
@@ -63,6 +66,7 @@ impl WhisperConfig {
             no_speech_threshold: 0.6,
             no_speech_confidence: 0.6,
             min_confidence: 0.15,
+            beam_size: 1,
         }
     }
 }
@@ -177,7 +181,14 @@ impl WhisperStt {
     }
 
     fn params(&self, audio_ctx: Option<usize>, max_tokens: usize) -> FullParams<'_, '_> {
-        let mut p = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
+        let strategy = match self.cfg.beam_size {
+            0 | 1 => SamplingStrategy::Greedy { best_of: 1 },
+            n => SamplingStrategy::BeamSearch {
+                beam_size: n as i32,
+                patience: -1.0,
+            },
+        };
+        let mut p = FullParams::new(strategy);
         p.set_n_threads(self.cfg.threads as i32);
         if self.multilingual {
             p.set_language(Some(&self.cfg.language));
