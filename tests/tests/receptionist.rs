@@ -1279,9 +1279,13 @@ async fn a_remote_model_answers_the_caller_and_books_with_a_tool_call() {
     for words in ["blue whale", "let me book"] {
         assert!(heard.contains(words), "{words:?} not heard: {heard}");
     }
+    // The held-back sentence reached the caller's ears too: whisper hears its "parking" as
+    // "park in" now and then (seen in a run), so any of its sturdier words will do.
     let after_first = &heard[heard.find("blue whale").unwrap()..];
     assert!(
-        after_first.contains("parking"),
+        ["parking", "patients", "free for all"]
+            .iter()
+            .any(|w| after_first.contains(w)),
         "the rest was heard: {heard}"
     );
     let (call, _) = w.ended_call(Duration::from_secs(20)).await;

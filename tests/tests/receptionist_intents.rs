@@ -8,11 +8,12 @@
 //! `RECEPTIONIST_INTENT_VOICES` (comma-separated espeak-ng voices) narrows the run, e.g.
 //! to one voice for a quicker pass; the assertion holds for any set.
 
+use gateway::receptionist::stream_config;
 use integration_tests::env::TempDir;
 use integration_tests::speech::{phone_speech, silence, tiny};
 use std::sync::Arc;
 use std::time::Duration;
-use stt_tts::stt::{StreamConfig, StreamEvent, StreamingTranscriber, WhisperStt};
+use stt_tts::stt::{StreamEvent, StreamingTranscriber, WhisperStt};
 use stt_tts::{SpeechError, SpeechToText, Transcript};
 use voice::receptionist::responder::{
     understand, vocabulary, Entry, Hours, Intent, Knowledge, Profile,
@@ -171,7 +172,7 @@ fn intent_accuracy_on_spoken_utterances_is_at_least_90_percent() {
     let started = std::time::Instant::now();
     for voice in &voices {
         let mut voice_right = 0;
-        let mut ear = StreamingTranscriber::new(stt.clone(), StreamConfig::default()).unwrap();
+        let mut ear = StreamingTranscriber::new(stt.clone(), stream_config()).unwrap();
         for (said, want) in UTTERANCES {
             let heard = hear(&mut ear, &phone_speech(&dir.0, voice, said));
             let (intent, _) = understand(&profile, &heard);

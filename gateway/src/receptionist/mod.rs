@@ -359,6 +359,18 @@ impl SpeechToText for Prompted {
     }
 }
 
+/// How a call's listener cuts and transcribes the caller's turns. Speculation starts after
+/// 100 ms of silence, not 200: tiny.en takes ~250–300 ms on a short turn, so at 200 the
+/// speculative words arrived just as the 500 ms hangover ran out and ending a whole turn
+/// early gained nothing (measured, BENCHMARKS.md); the VAD's end already includes a word's
+/// unvoiced tail, and whisper pads 200 ms of silence.
+pub fn stream_config() -> StreamConfig {
+    StreamConfig {
+        post_roll_ms: 100,
+        ..StreamConfig::default()
+    }
+}
+
 impl Speech for LocalSpeech {
     fn listener(&self, vocabulary: &str) -> Result<Box<dyn Listener>, SpeechFailure> {
         let stt = Arc::new(Prompted {
@@ -369,15 +381,7 @@ impl Speech for LocalSpeech {
                 String::new()
             },
         });
-        // Speculate after 100 ms of silence, not 200: tiny.en takes ~250–300 ms on a short
-        // turn, so at 200 the speculative words arrived just as the 500 ms hangover ran
-        // out and ending a whole turn early gained nothing (measured, BENCHMARKS.md); the
-        // VAD's end already includes a word's unvoiced tail, and whisper pads 200 ms.
-        let cfg = StreamConfig {
-            post_roll_ms: 100,
-            ..StreamConfig::default()
-        };
-        let inner = StreamingTranscriber::new(stt, cfg).map_err(failure)?;
+        let inner = StreamingTranscriber::new(stt, stream_config()).map_err(failure)?;
         Ok(Box::new(WhisperListener { inner }))
     }
 
