@@ -462,7 +462,13 @@ fn speech_after_the_tentative_result_keeps_the_turn_open() {
     }
     assert!(shown.is_some(), "the first sentence was speculated on");
     // The caller goes on before anyone acted on it: the old result no longer ends the turn.
-    for frame in second.chunks(160) {
+    // (Up to the second sentence's last loud sample, so no new speculation has started:
+    // only the resumed speech makes the old result stale.)
+    let second_end = second
+        .iter()
+        .rposition(|s| s.unsigned_abs() > 1_000)
+        .unwrap();
+    for frame in second[..second_end].chunks(160) {
         stream.push(frame);
     }
     assert!(

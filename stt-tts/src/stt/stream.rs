@@ -441,9 +441,7 @@ impl StreamingTranscriber {
     /// The open turn's speculative result, once, if it is in and still covers the turn
     /// (no speech since). Never blocks.
     pub fn tentative(&mut self) -> Option<Tentative> {
-        while let Ok(done) = self.results.try_recv() {
-            self.sort(done);
-        }
+        self.sort_finished();
         let (turn, end_ms) = self.current_speculation()?;
         if self.shown == Some((turn, end_ms)) {
             return None;
@@ -461,31 +459,35 @@ impl StreamingTranscriber {
     /// caller has not spoken since; the transcript is then ready for [`Self::try_next`].
     /// Returns the events caused (`TurnEnded`), or none when there was nothing to end.
     pub fn end_turn_now(&mut self) -> Vec<StreamEvent> {
-        let Some((turn, _)) = self.current_speculation() else {
-            return Vec::new();
-        };
-        if self.early.get(&turn).is_none_or(|d| d.result.is_err()) {
+        if self.current_speculation().is_none() {
             return Vec::new();
         }
         let events = self.vad.end_now();
         self.handle(events)
     }
 
-    /// The open turn and the end its speculative result covers, when that result is in
-    /// and the VAD's tentative end is still that end.
+    /// The open turn and the end its speculative result covers, when that result is in,
+    /// succeeded, and the VAD's tentative end is still that end.
     fn current_speculation(&self) -> Option<(u64, u64)> {
         let (turn, _) = self.open_turn?;
         let end_ms = self.speculated_end?;
         let done = self.early.get(&turn)?;
-        (done.end_ms == end_ms && self.vad.tentative_end_ms() == Some(end_ms))
-            .then_some((turn, end_ms))
+        (done.result.is_ok()
+            && done.end_ms == end_ms
+            && self.vad.tentative_end_ms() == Some(end_ms))
+        .then_some((turn, end_ms))
+    }
+
+    /// Sorts every job the worker has finished so far. Never blocks.
+    fn sort_finished(&mut self) {
+        while let Ok(done) = self.results.try_recv() {
+            self.sort(done);
+        }
     }
 
     /// A finished transcript, if one is ready. Never blocks.
     pub fn try_next(&mut self) -> Option<Result<TurnTranscript, SpeechError>> {
-        while let Ok(done) = self.results.try_recv() {
-            self.sort(done);
-        }
+        self.sort_finished();
         self.ready.pop_front()
     }
 

@@ -276,19 +276,19 @@ impl Session {
     /// whole ([`responder::turn`]).
     fn listen(&self, listener: &mut dyn Listener, frame: &[i16]) -> Vec<Heard> {
         let mut heard = listener.push(frame);
+        if !self.host.config.early_end || self.recording.is_some() || self.closing {
+            return heard;
+        }
         let Some(words) = listener.tentative() else {
             return heard;
         };
-        let ready = self.host.config.early_end
-            && self.recording.is_none()
-            && !self.closing
-            && responder::turn::is_whole_turn(
-                self.host.responder.as_ref(),
-                &self.settings.profile,
-                &self.dialog,
-                &words,
-                self.now(),
-            );
+        let ready = responder::turn::is_whole_turn(
+            self.host.responder.as_ref(),
+            &self.settings.profile,
+            &self.dialog,
+            &words,
+            self.now(),
+        );
         if ready {
             let ended = listener.end_turn();
             if !ended.is_empty() {
