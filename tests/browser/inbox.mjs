@@ -107,6 +107,14 @@ try {
     a.addEventListener("error", () => reject(new Error("audio error " + (a.error && a.error.code))));
   }));
   say(`played ${seconds}`);
+  // 5b. A live update of the same thread while the player is open keeps that player (the
+  //     thread re-renders only the messages that changed).
+  await audio.evaluate((a) => { a.dataset.mark = "kept"; });
+  const later = await expectLine("update");
+  await page.locator(".msg", { hasText: later }).waitFor({ timeout: 5000 });
+  const kept = await page.locator(".msg.inbound audio[data-mark=kept]").count();
+  if (kept !== 1) throw new Error("the open voicemail player was replaced by a live update");
+  say("player kept");
 
   // 6. Keyboard only: j/k move through the list, Enter opens, r goes to the reply box,
   //    Ctrl+Enter sends, e resolves, / goes to search.

@@ -56,6 +56,12 @@ impl std::ops::Deref for Dovecot {
 impl Dovecot {
     /// Starts one (`dovecot -F` with a config in a temp folder).
     pub fn start() -> Dovecot {
+        Self::start_with("")
+    }
+
+    /// Starts one with `extra` lines in its configuration (e.g. an `imap_capability` list
+    /// without MOVE, to drive a client's fallback).
+    pub fn start_with(extra: &str) -> Dovecot {
         let dir = TempDir::new();
         let d = dir.0.display().to_string();
         let home = dir.0.join("home/support");
@@ -75,7 +81,7 @@ impl Dovecot {
              passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%u {d}/users\n}}\n\
              userdb {{\n  driver = passwd-file\n  args = username_format=%u {d}/users\n}}\n\
              service imap-login {{\n  chroot =\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n  inet_listener imaps {{\n    port = 0\n  }}\n}}\n\
-             service anvil {{\n  chroot =\n}}\n"
+             service anvil {{\n  chroot =\n}}\n{extra}\n"
         );
         std::fs::write(dir.0.join("dovecot.conf"), conf).expect("conf");
         std::fs::write(
@@ -148,23 +154,20 @@ impl ImapLogin {
 
     /// UIDs of INBOX messages without `\Seen`.
     pub async fn unseen(&self) -> Vec<u32> {
-        let mut s = self.session().await;
-        let mut uids: Vec<u32> = s
-            .uid_search("UNSEEN")
-            .await
-            .expect("search")
-            .into_iter()
-            .collect();
-        let _ = s.logout().await;
-        uids.sort_unstable();
-        uids
+        self.search_in("INBOX", "UNSEEN").await
     }
 
     /// Every UID in INBOX.
     pub async fn all(&self) -> Vec<u32> {
+        self.search_in("INBOX", "ALL").await
+    }
+
+    /// UIDs in `folder` matching the IMAP search `query` (`ALL`, `SEEN`, `DELETED`…).
+    pub async fn search_in(&self, folder: &str, query: &str) -> Vec<u32> {
         let mut s = self.session().await;
+        s.select(folder).await.expect("select");
         let mut uids: Vec<u32> = s
-            .uid_search("ALL")
+            .uid_search(query)
             .await
             .expect("search")
             .into_iter()
@@ -318,4 +321,64 @@ pub fn mail(
     m.push_str(body);
     m.push_str("\r\n");
     m.into_bytes()
+}
+
+/// A fresh 2048-bit RSA key pair made by openssl: the private key as PKCS#8 PEM (what
+/// `openssl genpkey` writes) and the public key as base64 DER, the `p=` of a DKIM record.
+pub fn rsa_key_pair() -> (String, String) {
+    let dir = TempDir::new();
+    let key = dir.0.join("dkim.pem");
+    let ok = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
+        .arg(&key)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl runs (scripts/ensure-mail-peers.sh installs it)");
+    assert!(ok.success(), "openssl genpkey");
+    let public = Command::new("openssl")
+        .args(["pkey", "-pubout", "-outform", "DER", "-in"])
+        .arg(&key)
+        .output()
+        .expect("openssl pkey");
+    assert!(public.status.success(), "openssl pkey -pubout");
+    use base64::Engine;
+    (
+        std::fs::read_to_string(&key).expect("key"),
+        base64::engine::general_purpose::STANDARD.encode(public.stdout),
+    )
+}
+
+/// Whether dkimpy (an RFC 6376 implementation that is not ours) verifies the DKIM
+/// signature of `raw`, given the TXT record `record` at `{selector}._domainkey.{domain}`
+/// (any other name looked up is answered with nothing).
+pub fn dkim_verifies(raw: &[u8], selector: &str, domain: &str, record: &str) -> bool {
+    let dir = TempDir::new();
+    let path = dir.0.join("message.eml");
+    std::fs::write(&path, raw).expect("write message");
+    let script = "import dkim, sys\n\
+        msg = open(sys.argv[1], 'rb').read()\n\
+        want = sys.argv[2].encode()\n\
+        rec = sys.argv[3].encode()\n\
+        dns = lambda name, timeout=5: rec if name.rstrip(b'.') == want else None\n\
+        print('pass' if dkim.verify(msg, dnsfunc=dns) else 'fail')\n";
+    let out = Command::new(aiosmtpd_python())
+        .args(["-c", script])
+        .arg(&path)
+        .arg(format!("{selector}._domainkey.{domain}"))
+        .arg(record)
+        .output()
+        .expect("python with dkimpy (scripts/ensure-mail-peers.sh)");
+    assert!(
+        out.status.success(),
+        "dkimpy failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim() == "pass"
 }

@@ -32,7 +32,10 @@ pub fn phone_speech(dir: &Path, voice: &str, text: &str) -> Vec<i16> {
         .arg(text));
     run(Command::new("sox")
         .arg(&wav)
-        .args(["-r", "8000", "-e", "u-law"])
+        // `-R`: sox dithers when it narrows to µ-law, from a random seed unless told
+        // otherwise; without it the same sentence was different audio on every run, and
+        // whisper's transcript of it changed from run to run (seen in CI).
+        .args(["-R", "-r", "8000", "-e", "u-law"])
         .arg(&ulaw));
     let clip = stt_tts::wav::read_wav(&ulaw).expect("read the µ-law WAV");
     assert_eq!(clip.rate, 8_000);

@@ -180,6 +180,22 @@ async fn inbox_page_in_chromium() {
         (seconds - 1.5).abs() < 0.05,
         "the browser decoded the 1.5 s recording: {seconds} s"
     );
+    // The call goes on in the transcript: the thread updates live, the player stays.
+    let later = gateway::db::receptionist::TranscriptWrite {
+        text: "Thank you, goodbye.".into(),
+        ..turn
+    };
+    let mut conn = w.db.pool.acquire().await.unwrap();
+    gateway::db::receptionist::append_turn(&mut conn, &later, now + 1)
+        .await
+        .unwrap()
+        .expect("the turn is stored");
+    drop(conn);
+    stdin
+        .write_all(b"update Thank you, goodbye.\n")
+        .await
+        .unwrap();
+    expect("player kept").await;
     // Keyboard only, then a phone-sized screen.
     stdin
         .write_all(format!("keys {customer}\n").as_bytes())

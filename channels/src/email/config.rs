@@ -1,6 +1,7 @@
 //! What an organization configures for email — its address, the IMAP folder it reads and
 //! the SMTP server it sends through — and the running plugin it builds.
 
+use super::dkim::DkimSettings;
 use super::smtp;
 use crate::{
     ChannelPlugin, ConfigError, FetchedMedia, Handled, MediaError, MediaFuture, OutboundMessage,
@@ -63,6 +64,10 @@ pub struct ImapSettings {
     /// The folder read (`INBOX`).
     #[serde(default = "default_folder")]
     pub folder: String,
+    /// Where stored mail is moved once committed (created when missing); when absent it stays
+    /// in `folder`, flagged `\Seen`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub move_to: Option<String>,
 }
 
 /// The SMTP server outbound mail is submitted to.
@@ -102,6 +107,9 @@ pub struct EmailConfig {
     /// Largest attachment kept with its bytes; larger ones are listed without them.
     #[serde(default = "default_max_attachment")]
     pub max_attachment_bytes: u64,
+    /// The key every sent message is DKIM-signed with, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dkim: Option<DkimSettings>,
 }
 
 /// Checks an email address (`local@domain`, no spaces or control characters, at most 254
@@ -154,21 +162,38 @@ impl EmailConfig {
         if self.imap.folder.is_empty() || self.imap.folder.chars().any(char::is_control) {
             errs.push("imap.folder must be a folder name".to_string());
         }
+        if let Some(to) = &self.imap.move_to {
+            if to.is_empty() || to.chars().any(|c| c.is_control() || c == '"' || c == '\\') {
+                errs.push("imap.move_to must be a folder name".to_string());
+            } else if to.eq_ignore_ascii_case(&self.imap.folder) {
+                errs.push("imap.move_to must differ from imap.folder".to_string());
+            }
+        }
         if self.smtp.username.is_some() != self.smtp.password.is_some() {
             errs.push("smtp.username and smtp.password go together".to_string());
         }
         if !(self.messages_per_second.is_finite() && self.messages_per_second > 0.0) {
             errs.push("messages_per_second must be a positive number".to_string());
         }
+        if let Some(Err(e)) = self.dkim.as_ref().map(|d| d.signer(&self.address)) {
+            errs.push(e);
+        }
         ConfigError::check(errs)
     }
 
-    /// Builds the running plugin (the SMTP connection pool is made at the first send).
+    /// Builds the running plugin (the SMTP connection pool is made at the first send; the
+    /// DKIM key is read now).
     pub fn build(self, _http: reqwest::Client) -> Result<Email, ConfigError> {
         self.validate()?;
+        let address = normalize_address(&self.address).expect("validated");
+        let dkim = match &self.dkim {
+            Some(d) => Some(d.signer(&address).map_err(|e| ConfigError(vec![e]))?),
+            None => None,
+        };
         Ok(Email {
-            address: normalize_address(&self.address).expect("validated"),
+            address,
             config: self,
+            dkim,
             transport: OnceLock::new(),
         })
     }
@@ -187,6 +212,7 @@ impl EmailConfig {
 pub struct Email {
     config: EmailConfig,
     address: String,
+    dkim: Option<lettre::message::dkim::DkimConfig>,
     transport: OnceLock<smtp::Transport>,
 }
 
@@ -254,7 +280,12 @@ impl ChannelPlugin for Email {
                     self.transport.get_or_init(|| t)
                 }
             };
-            smtp::send(transport, &self.config, &self.address, msg).await
+            let from = smtp::From {
+                address: &self.address,
+                display_name: self.config.display_name.as_deref(),
+                dkim: self.dkim.as_ref(),
+            };
+            smtp::send(transport, &from, msg).await
         })
     }
 
@@ -293,6 +324,7 @@ mod tests {
                 username: "support".into(),
                 password: Secret::new("imap-secret"),
                 folder: "INBOX".into(),
+                move_to: None,
             },
             smtp: SmtpSettings {
                 host: "smtp.example.com".into(),
@@ -303,6 +335,7 @@ mod tests {
             },
             messages_per_second: 5.0,
             max_attachment_bytes: 1024,
+            dkim: None,
         }
     }
 
@@ -339,7 +372,13 @@ mod tests {
         cfg.imap.password = Secret::new("");
         cfg.smtp.password = None;
         cfg.messages_per_second = 0.0;
-        assert_eq!(cfg.validate().unwrap_err().0.len(), 6);
+        cfg.imap.move_to = Some("inbox".into());
+        assert_eq!(cfg.validate().unwrap_err().0.len(), 7);
+        cfg = sample();
+        cfg.imap.move_to = Some("Archive/\"x\"".into());
+        assert!(cfg.validate().is_err());
+        cfg.imap.move_to = Some("Archive/Handled".into());
+        assert!(cfg.validate().is_ok());
     }
 
     #[test]

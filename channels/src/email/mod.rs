@@ -13,7 +13,10 @@
 //!   non-standard bounce formats to a [`crate::StatusUpdate`] of the message they name.
 //! - [`thread`]: threading keys — normalized Message-IDs, the reference chain of a reply,
 //!   the subject with its `Re:`/`Fwd:` prefixes stripped, auto-reply classification.
-//! - [`smtp`]: the message we send (our Message-ID, In-Reply-To, References) through lettre.
+//! - [`smtp`]: the message we send (our Message-ID, In-Reply-To, References; text, or text
+//!   and HTML as multipart/alternative) through lettre.
+//! - [`dkim`]: an account's optional DKIM key, signing everything it sends.
+//! - [`html`]: the sanitiser every kept HTML body goes through, inbound and outbound.
 //!
 //! ```text
 //!   IMAP UID ─▶ parse::parse ─┬─ Message(InboundMessage{content: subject, ids, thread keys})
@@ -23,11 +26,14 @@
 
 pub mod bounce;
 pub mod config;
+pub mod dkim;
+pub mod html;
 pub mod parse;
 pub mod smtp;
 pub mod thread;
 
 pub use config::{Email, EmailConfig, ImapSettings, SmtpSettings, TlsMode};
+pub use dkim::DkimSettings;
 
 use crate::registry::{build_json, ProviderSpec};
 use state_machines::Channel;

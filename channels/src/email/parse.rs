@@ -5,8 +5,9 @@
 //! The inbound message keeps the full text as `body` (text/plain preferred, HTML reduced to
 //! text when there is no plain part) and, in `content`, what email adds: the subject, the
 //! threading ids, the text with quoted replies and signature trimmed for display, the
-//! auto-reply flag and the attachments (hash, name, type, size). Strings are cleaned of NUL
-//! bytes and capped, so what is stored is always storable.
+//! auto-reply flag, the attachments (hash, name, type, size) and, when the mail has an HTML
+//! part, that HTML sanitised ([`super::html`]; left out when it is over the body cap). Strings
+//! are cleaned of NUL bytes and capped, so what is stored is always storable.
 
 use super::bounce::{self, Action};
 use super::config::normalize_address;
@@ -95,6 +96,7 @@ fn parse_inner(raw: &[u8], to: &str, max_attachment_bytes: u64) -> Parsed {
         references.extend(tail);
     }
     let (body, truncated) = text_body(&msg);
+    let html = html_body(&msg);
     let auto_reply = thread::auto_reply_reason(|name| msg.header_raw(name.to_string()));
     let (media, attachments) = attachments(&msg, max_attachment_bytes);
     let content = json!({
@@ -110,6 +112,7 @@ fn parse_inner(raw: &[u8], to: &str, max_attachment_bytes: u64) -> Parsed {
         "cc": addresses(msg.cc()),
         "attachments": attachments,
         "truncated": truncated,
+        "html": html,
     });
     Parsed::Message(Box::new(InboundMessage {
         channel: Channel::Email,
@@ -183,6 +186,16 @@ fn text_body(msg: &Message<'_>) -> (String, bool) {
         .unwrap_or_default();
     let truncated = text.len() > MAX_BODY_BYTES;
     (clean(&text, MAX_BODY_BYTES), truncated)
+}
+
+/// The first HTML body, sanitised, when the mail has one and it fits the body cap.
+fn html_body(msg: &Message<'_>) -> Option<String> {
+    let part = msg.parts.get(*msg.html_body.first()? as usize)?;
+    let PartType::Html(h) = &part.body else {
+        return None;
+    };
+    let safe = super::html::sanitize(&clean(h, MAX_BODY_BYTES));
+    (safe.len() <= MAX_BODY_BYTES).then_some(safe)
 }
 
 /// Attachments: the ones within the cap as media to keep; every one listed with its hash.
@@ -324,6 +337,22 @@ mod tests {
         );
         assert!(m.body.contains("Hello there"), "{}", m.body);
         assert!(!m.body.contains("<b>"));
+        // The HTML is kept too, without the script.
+        let html = m.content.unwrap()["html"].as_str().unwrap().to_string();
+        assert!(
+            html.contains("<b>there</b>") && !html.contains("script"),
+            "{html}"
+        );
+    }
+
+    #[test]
+    fn the_text_part_is_the_body_and_the_html_part_is_kept_sanitised() {
+        let m = message(SAMPLE);
+        assert_eq!(m.body.trim(), "café");
+        assert_eq!(m.content.unwrap()["html"], "<b>café</b>");
+        // A text-only mail has no HTML (mail-parser would make some up from the text).
+        let plain = message("From: a@b.test\r\n\r\nJust text\r\n");
+        assert!(plain.content.unwrap()["html"].is_null());
     }
 
     #[test]

@@ -6,14 +6,18 @@
 //! carries `In-Reply-To` and `References` (from `content`, filled in by the runtime from the
 //! contact's latest inbound email) so the customer's client threads it.
 //!
+//! With `content.html` (sanitised by the API) the message is multipart/alternative: the
+//! text first, the HTML second, so a client shows the richest part it can and a text-only
+//! reader still gets the words. With a DKIM key the finished message is signed last.
+//!
 //! The server accepting the message (250 after DATA) is `sent`; a 5xx is a permanent
 //! failure, a 4xx or a broken connection is worth retrying.
 
-use super::config::{normalize_address, EmailConfig, SmtpSettings, TlsMode};
+use super::config::{normalize_address, SmtpSettings, TlsMode};
 use super::thread::normalize_id;
 use crate::{OutboundMessage, SendError, SendReceipt};
-use lettre::message::header::ContentType;
-use lettre::message::Mailbox;
+use lettre::message::dkim::DkimConfig;
+use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::transport::smtp::PoolConfig;
@@ -58,7 +62,7 @@ pub fn transport(s: &SmtpSettings) -> Result<Transport, SendError> {
 }
 
 /// Checks what an API client asked to send: a body, and the `content` the API made
-/// (`{"type": "email", "subject", "in_reply_to", "references"}`), if any.
+/// (`{"type": "email", "subject", "in_reply_to", "references", "html"}`), if any.
 pub fn check_outbound(body: &str, content: Option<&serde_json::Value>) -> Result<(), String> {
     if body.trim().is_empty() {
         return Err("field `body`: must not be empty".into());
@@ -74,6 +78,14 @@ pub fn check_outbound(body: &str, content: Option<&serde_json::Value>) -> Result
         if subject.len() > super::parse::MAX_SUBJECT_BYTES || subject.contains(['\r', '\n']) {
             return Err("field `subject`: one line of at most 998 bytes".into());
         }
+        match c.get("html") {
+            None | Some(serde_json::Value::Null) => {}
+            Some(serde_json::Value::String(h)) if h.len() <= MAX_BODY_BYTES => {}
+            Some(serde_json::Value::String(_)) => {
+                return Err(format!("field `html`: larger than {MAX_BODY_BYTES} bytes"))
+            }
+            Some(_) => return Err("field `html`: must be a string".into()),
+        }
     }
     Ok(())
 }
@@ -84,13 +96,40 @@ pub fn message_id(id: &str, address: &str) -> String {
     format!("{id}@{domain}")
 }
 
+/// Who sends: the account's address, its display name and its DKIM signer.
+#[derive(Debug, Clone, Copy)]
+pub struct From<'a> {
+    /// Our address (normalized).
+    pub address: &'a str,
+    /// The name shown beside it.
+    pub display_name: Option<&'a str>,
+    /// Signs every message when set.
+    pub dkim: Option<&'a DkimConfig>,
+}
+
 /// Sends one message.
 pub async fn send(
     transport: &Transport,
-    config: &EmailConfig,
-    address: &str,
+    from: &From<'_>,
     msg: &OutboundMessage,
 ) -> Result<SendReceipt, SendError> {
+    let (email, id) = build(from, msg)?;
+    match transport.send(email).await {
+        Ok(response) => Ok(SendReceipt {
+            provider_message_id: id,
+            provider_status: format!("{}", response.code()),
+        }),
+        Err(e) => Err(classify(&e)),
+    }
+}
+
+/// The message as it goes on the wire (signed when the account has a key), and our
+/// Message-ID without brackets.
+pub fn build(
+    from: &From<'_>,
+    msg: &OutboundMessage,
+) -> Result<(lettre::Message, String), SendError> {
+    let address = from.address;
     let reject = |message: String| SendError::Rejected {
         status: 0,
         code: None,
@@ -106,7 +145,10 @@ pub async fn send(
     let subject = text("subject").unwrap_or("").trim();
     let id = message_id(&msg.message_id, address);
     let mut builder = lettre::Message::builder()
-        .from(Mailbox::new(config.display_name.clone(), from_addr))
+        .from(Mailbox::new(
+            from.display_name.map(str::to_string),
+            from_addr,
+        ))
         .to(Mailbox::new(None, to_addr))
         .subject(if subject.is_empty() {
             "(no subject)"
@@ -131,17 +173,20 @@ pub async fn send(
     if !refs.is_empty() {
         builder = builder.references(refs.join(" "));
     }
-    let email = builder
-        .header(ContentType::TEXT_PLAIN)
-        .body(msg.body.clone())
-        .map_err(|e| reject(format!("cannot build the message: {e}")))?;
-    match transport.send(email).await {
-        Ok(response) => Ok(SendReceipt {
-            provider_message_id: id,
-            provider_status: format!("{}", response.code()),
-        }),
-        Err(e) => Err(classify(&e)),
+    let built = match text("html").filter(|h| !h.trim().is_empty()) {
+        Some(html) => builder.multipart(MultiPart::alternative_plain_html(
+            msg.body.clone(),
+            html.to_string(),
+        )),
+        None => builder
+            .header(lettre::message::header::ContentType::TEXT_PLAIN)
+            .body(msg.body.clone()),
+    };
+    let mut email = built.map_err(|e| reject(format!("cannot build the message: {e}")))?;
+    if let Some(dkim) = from.dkim {
+        email.sign(dkim);
     }
+    Ok((email, id))
 }
 
 /// A 5xx answer is permanent; 4xx, timeouts and broken connections are transient.
@@ -182,6 +227,76 @@ mod tests {
             Some(&json!({"type": "email", "subject": "a\r\nBcc: x"}))
         )
         .is_err());
+    }
+
+    fn outbound(content: serde_json::Value) -> OutboundMessage {
+        OutboundMessage {
+            message_id: "0190-ab".into(),
+            to: "jane@example.com".into(),
+            body: "It ships today.".into(),
+            content: Some(content),
+            webhook_base: String::new(),
+        }
+    }
+
+    #[test]
+    fn html_makes_a_multipart_alternative_and_a_key_signs_it() {
+        use base64::Engine;
+        let from = From {
+            address: "support@acme.test",
+            display_name: Some("Acme"),
+            dkim: None,
+        };
+        let content =
+            json!({"type": "email", "subject": "Order", "html": "<p>It <b>ships</b></p>"});
+        let (email, id) = build(&from, &outbound(content.clone())).unwrap();
+        assert_eq!(id, "0190-ab@acme.test");
+        let raw = String::from_utf8(email.formatted()).unwrap();
+        assert!(raw.contains("multipart/alternative"), "{raw}");
+        let text_at = raw.find("text/plain").unwrap();
+        let html_at = raw.find("text/html").unwrap();
+        assert!(text_at < html_at, "text first, the richest part last");
+        assert!(!raw.contains("DKIM-Signature"));
+        // Without HTML: one text/plain part.
+        let (plain, _) = build(&from, &outbound(json!({"type": "email", "subject": "x"}))).unwrap();
+        let plain = String::from_utf8(plain.formatted()).unwrap();
+        assert!(
+            !plain.contains("multipart") && plain.contains("text/plain"),
+            "{plain}"
+        );
+        // With a key: signed for the address's domain.
+        let seed = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
+        let dkim = crate::email::DkimSettings {
+            selector: "s1".into(),
+            domain: None,
+            private_key: crate::Secret::new(seed),
+        }
+        .signer("support@acme.test")
+        .unwrap();
+        let signed = From {
+            dkim: Some(&dkim),
+            ..from
+        };
+        let (email, _) = build(&signed, &outbound(content)).unwrap();
+        let raw = String::from_utf8(email.formatted()).unwrap();
+        let head = raw.split("\r\n\r\n").next().unwrap().replace("\r\n ", " ");
+        let sig = head
+            .lines()
+            .find(|l| l.starts_with("DKIM-Signature:"))
+            .expect("signed");
+        assert!(
+            sig.contains("a=ed25519-sha256") && sig.contains("d=acme.test") && sig.contains("s=s1"),
+            "{sig}"
+        );
+    }
+
+    #[test]
+    fn html_must_be_a_string_within_the_cap() {
+        let c = |h: serde_json::Value| json!({"type": "email", "subject": "x", "html": h});
+        assert!(check_outbound("hi", Some(&c(json!("<p>x</p>")))).is_ok());
+        assert!(check_outbound("hi", Some(&c(json!(5)))).is_err());
+        let big = "x".repeat(MAX_BODY_BYTES + 1);
+        assert!(check_outbound("hi", Some(&c(json!(big)))).is_err());
     }
 
     #[test]

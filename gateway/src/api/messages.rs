@@ -33,6 +33,10 @@ struct SendRequest {
     /// recipient's conversation).
     #[serde(default)]
     conversation_id: Option<String>,
+    /// Email: an HTML version of `body`, sent beside it as multipart/alternative (sanitised
+    /// first: scripts, handlers, forms and remote images are removed).
+    #[serde(default)]
+    html: Option<String>,
 }
 
 /// Longest serialized `content` accepted.
@@ -73,9 +77,9 @@ pub async fn send(
         .map_err(|e| ApiError::bad_request(format!("field `to`: {e}")))?;
     let email_content = if channel == Channel::Email {
         Some(email_content(&state, &org_id, &to, &req).await?)
-    } else if req.subject.is_some() || req.conversation_id.is_some() {
+    } else if req.subject.is_some() || req.conversation_id.is_some() || req.html.is_some() {
         return Err(ApiError::bad_request(
-            "fields `subject` and `conversation_id` are for email only",
+            "fields `subject`, `conversation_id` and `html` are for email only",
         ));
     } else {
         None
@@ -83,7 +87,8 @@ pub async fn send(
     let content = match email_content.as_ref().or(req.content.as_ref()) {
         Some(c) => {
             let text = c.to_string();
-            if text.len() > MAX_CONTENT_BYTES {
+            // An email's content carries its HTML: the request's size limit bounds it.
+            if text.len() > MAX_CONTENT_BYTES && channel != Channel::Email {
                 return Err(ApiError::bad_request(format!(
                     "field `content`: larger than {MAX_CONTENT_BYTES} bytes"
                 )));
@@ -191,6 +196,10 @@ async fn email_content(
         return Err(ApiError::bad_request(
             "field `subject`: required for a new email thread",
         ));
+    }
+    let mut made = made;
+    if let Some(html) = req.html.as_deref().filter(|h| !h.trim().is_empty()) {
+        made["html"] = channels::email::html::sanitize(html).into();
     }
     Ok(made)
 }

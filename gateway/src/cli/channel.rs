@@ -6,7 +6,7 @@
 use crate::config::Config;
 use crate::db::{orgs, Db};
 use anyhow::Context;
-use channels::email::{EmailConfig, ImapSettings, SmtpSettings, TlsMode};
+use channels::email::{DkimSettings, EmailConfig, ImapSettings, SmtpSettings, TlsMode};
 use channels::sms::telnyx::{TelnyxSmsConfig, TELNYX_API_BASE};
 use channels::sms::twilio::{TwilioSmsConfig, TWILIO_API_BASE};
 use channels::whatsapp::{WhatsAppConfig, GRAPH_API_BASE, GRAPH_API_VERSION};
@@ -134,6 +134,10 @@ pub enum ChannelKind {
         /// The folder read.
         #[arg(long, default_value = "INBOX")]
         imap_folder: String,
+        /// Move stored mail to this folder (created when missing) instead of leaving it,
+        /// flagged \Seen, in the folder read.
+        #[arg(long)]
+        imap_move_to: Option<String>,
         /// SMTP server host.
         #[arg(long)]
         smtp_host: String,
@@ -152,6 +156,16 @@ pub enum ChannelKind {
         /// Sends per second through this server.
         #[arg(long, default_value_t = 5.0)]
         rate_limit: f64,
+        /// DKIM: sign what this address sends with the key published at
+        /// `{selector}._domainkey.{domain}`.
+        #[arg(long, requires = "dkim_key_file")]
+        dkim_selector: Option<String>,
+        /// DKIM: the private key file (RSA PEM, PKCS#1 or PKCS#8; or an Ed25519 seed in base64).
+        #[arg(long, requires = "dkim_selector")]
+        dkim_key_file: Option<std::path::PathBuf>,
+        /// DKIM: the signing domain (default: the address's domain).
+        #[arg(long, requires = "dkim_selector")]
+        dkim_domain: Option<String>,
     },
 }
 
@@ -224,13 +238,28 @@ impl ChannelKind {
                 imap_username,
                 imap_password,
                 imap_folder,
+                imap_move_to,
                 smtp_host,
                 smtp_port,
                 smtp_tls,
                 smtp_username,
                 smtp_password,
                 rate_limit,
+                dkim_selector,
+                dkim_key_file,
+                dkim_domain,
             } => {
+                let dkim =
+                    match (dkim_selector, dkim_key_file) {
+                        (Some(selector), Some(path)) => Some(DkimSettings {
+                            selector,
+                            domain: dkim_domain,
+                            private_key: Secret::new(std::fs::read_to_string(&path).with_context(
+                                || format!("reading the DKIM key {}", path.display()),
+                            )?),
+                        }),
+                        _ => None,
+                    };
                 let cfg = EmailConfig {
                     address,
                     display_name,
@@ -241,6 +270,7 @@ impl ChannelKind {
                         username: imap_username,
                         password: Secret::new(imap_password),
                         folder: imap_folder,
+                        move_to: imap_move_to,
                     },
                     smtp: SmtpSettings {
                         host: smtp_host,
@@ -251,6 +281,7 @@ impl ChannelKind {
                     },
                     messages_per_second: rate_limit,
                     max_attachment_bytes: 10 * 1024 * 1024,
+                    dkim,
                 };
                 (org, "email", serde_json::to_string(&cfg)?, "")
             }

@@ -3,7 +3,12 @@
 //!
 //! Per chunk of UIDs the order is fixed: fetch → parse → commit (all of the chunk's messages
 //! go to the committer at once, so they share transactions) → `\Seen` on the committed ones
-//! → cursor. A message that cannot be stored (unparseable, too large, refused by the
+//! → (with `imap.move_to`) their move to that folder → cursor. The move is `UID MOVE` where
+//! the server has MOVE (RFC 6851), else `UID COPY`, `\Deleted` and `UID EXPUNGE` of exactly
+//! those UIDs (UIDPLUS; without it they stay flagged `\Deleted`, since a plain EXPUNGE would
+//! also remove whatever else someone marked deleted). Mail that could not be stored stays
+//! where it is, unseen, for a person to look at; a move the server refuses (no such folder)
+//! leaves the mail where it is, `\Seen`, with a warning, and reading goes on. A message that cannot be stored (unparseable, too large, refused by the
 //! database) is recorded in `email_rejects` with its reason and passed over; a transient
 //! failure (database down, committer full) stops the chunk where it is and retries it.
 
@@ -45,6 +50,7 @@ pub async fn run(
                     config: &config,
                     key: &key,
                     lock: &mut lock,
+                    caps: Caps::default(),
                 };
                 mb.session(&mut failures, &mut stop).await
             }
@@ -81,6 +87,15 @@ struct Reader<'a> {
     config: &'a EmailConfig,
     key: &'a str,
     lock: &'a mut MailboxLock,
+    caps: Caps,
+}
+
+/// What the server can do, from its CAPABILITY answer.
+#[derive(Debug, Default, Clone, Copy)]
+struct Caps {
+    idle: bool,
+    mv: bool,
+    uidplus: bool,
 }
 
 /// `Err(None)`: ownership lost or not taken (wait and try again, not a failure).
@@ -115,11 +130,17 @@ impl Reader<'_> {
                 }
             }
         };
-        let idle = session
-            .capabilities()
-            .await
-            .map_err(ImapError::from)?
-            .has_str("IDLE");
+        let caps = session.capabilities().await.map_err(ImapError::from)?;
+        self.caps = Caps {
+            idle: caps.has_str("IDLE"),
+            mv: caps.has_str("MOVE"),
+            uidplus: caps.has_str("UIDPLUS"),
+        };
+        let idle = self.caps.idle;
+        if let Some(to) = &self.config.imap.move_to {
+            // Refused when it exists already; a real problem shows at the first move.
+            let _ = session.create(to).await;
+        }
         // An EXISTS the server sends with the answer to another command (a FETCH, the STORE,
         // the IDLE request itself) is not repeated during IDLE: it is kept from this channel
         // and checked before waiting, or new mail would wait for the next IDLE timeout.
@@ -300,9 +321,45 @@ impl Reader<'_> {
             while let Some(r) = stream.next().await {
                 r.map_err(ImapError::from)?;
             }
+            drop(stream);
+            if let Some(to) = &self.config.imap.move_to {
+                use async_imap::error::Error::{Bad, No};
+                match move_out(session, self.caps, &uid_set(&seen), to).await {
+                    Ok(()) => {}
+                    // The server refused (no such folder, a name it does not take, no right
+                    // to it): the mail stays, `\Seen`, and reading goes on; a move that can
+                    // never succeed must not stall the mailbox.
+                    Err(ImapError::Protocol(No(why) | Bad(why))) => {
+                        tracing::warn!(org_id = %self.org_id, mailbox = %self.key, folder = %to, reason = %why, "could not move stored mail; it stays in the folder read")
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
         }
         Ok(done)
     }
+}
+
+/// Moves the stored messages `set` to the folder `to` (see the module docs).
+async fn move_out(session: &mut Session, caps: Caps, set: &str, to: &str) -> Result<(), ImapError> {
+    if caps.mv {
+        return Ok(session.uid_mv(set, to).await?);
+    }
+    session.uid_copy(set, to).await?;
+    {
+        let mut stream = session.uid_store(set, "+FLAGS.SILENT (\\Deleted)").await?;
+        while let Some(r) = stream.next().await {
+            r?;
+        }
+    }
+    if caps.uidplus {
+        let stream = session.uid_expunge(set).await?;
+        let mut stream = std::pin::pin!(stream);
+        while let Some(r) = stream.next().await {
+            r?;
+        }
+    }
+    Ok(())
 }
 
 /// Commits one parsed message.

@@ -144,9 +144,24 @@ async function openThread(id, markRead) {
   document.querySelectorAll(".conv").forEach((el) => el.classList.toggle("selected", el.dataset.id === id));
   const msgs = await api(`/api/v1/inbox/conversations/${id}/messages?limit=500`);
   if (state.current !== id) return;
-  $("messages").replaceChildren(...msgs.map(msgItem));
+  renderMessages(msgs);
   $("messages").scrollTop = $("messages").scrollHeight;
   if ((markRead || document.hasFocus()) && c && c.unread > 0) command({ type: "read", conversation_id: id });
+}
+
+// Re-renders the thread keeping the node of every message that has not changed, so a live
+// update does not take away what the agent is doing with it: a voicemail player fetched or
+// playing stays (a media element moved within the same task keeps playing), and a click in
+// flight lands on a node that is still there.
+function renderMessages(msgs) {
+  const old = new Map([...$("messages").children].map((el) => [el.dataset.id, el]));
+  $("messages").replaceChildren(...msgs.map((m) => {
+    const sig = JSON.stringify(m);
+    const kept = old.get(m.id);
+    if (kept && kept.sig === sig) return kept;
+    const li = msgItem(m); li.sig = sig;
+    return li;
+  }));
 }
 
 // Who spoke, on a call's transcript turns and voicemails.
