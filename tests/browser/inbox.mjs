@@ -116,6 +116,21 @@ try {
   if (kept !== 1) throw new Error("the open voicemail player was replaced by a live update");
   say("player kept");
 
+  // 5c. An HTML email: its text in the thread, its sanitised HTML on demand in a sandboxed
+  //     frame.
+  const writer = await expectLine("email");
+  const mconv = page.locator(".conv", { hasText: writer });
+  await mconv.first().waitFor({ timeout: 5000 });
+  await mconv.first().click();
+  const toggle = page.locator(".msg.inbound button.formatted");
+  await toggle.waitFor({ timeout: 5000 });
+  await toggle.click();
+  const frame = page.locator("iframe.mail-html");
+  await frame.waitFor({ timeout: 5000 });
+  if ((await frame.getAttribute("sandbox")) !== "") throw new Error("the mail frame is not sandboxed");
+  const bold = await page.frameLocator("iframe.mail-html").locator("b").textContent({ timeout: 5000 });
+  say(`formatted ${bold}`);
+
   // 6. Keyboard only: j/k move through the list, Enter opens, r goes to the reply box,
   //    Ctrl+Enter sends, e resolves, / goes to search.
   const customer = await expectLine("keys");

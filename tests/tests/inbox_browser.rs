@@ -196,6 +196,28 @@ async fn inbox_page_in_chromium() {
         .await
         .unwrap();
     expect("player kept").await;
+    // An HTML email from a new contact.
+    let raw = b"From: Mia <mia@example.com>\r\nTo: support@acme.test\r\nSubject: Formatted\r\n\
+Message-ID: <fmt1@example.com>\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/alternative; boundary=B\r\n\r\n--B\r\nContent-Type: text/plain\r\n\r\n\
+Plain words here\r\n--B\r\nContent-Type: text/html\r\n\r\n\
+<p>Plain <b>bold words</b> here</p><script>parent.document.title='pwned'</script>\r\n--B--\r\n";
+    let channels::email::parse::Parsed::Message(msg) =
+        channels::email::parse::parse(raw, "support@acme.test", 1024)
+    else {
+        panic!("the test mail parses")
+    };
+    w.gw.running
+        .committer
+        .submit_wait(gateway::commit::WriteOp::Inbound {
+            org_id: w.org.id.clone(),
+            provider: "email",
+            msg: *msg,
+        })
+        .await
+        .expect("the email is stored");
+    stdin.write_all(b"email mia@example.com\n").await.unwrap();
+    assert_eq!(expect("formatted").await, "formatted bold words");
     // Keyboard only, then a phone-sized screen.
     stdin
         .write_all(format!("keys {customer}\n").as_bytes())

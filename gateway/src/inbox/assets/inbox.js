@@ -187,8 +187,28 @@ function msgItem(m) {
     meta.append(t);
   }
   if (m.kind === "voicemail") li.append(voicemailPlayer(m));
+  if (m.channel === "email" && m.content && m.content.html) li.append(formattedToggle(m.content.html));
   li.append(meta);
   return li;
+}
+
+// An email's HTML (sanitised by the gateway), shown on demand in a frame sandboxed to the
+// hilt: no scripts, forms, popups or same-origin access, and a policy that loads nothing
+// from the network. The text above it stays the message.
+function formattedToggle(html) {
+  const b = document.createElement("button");
+  b.type = "button"; b.className = "formatted"; b.textContent = "Show formatted";
+  b.addEventListener("click", () => {
+    const open = b.nextElementSibling && b.nextElementSibling.tagName === "IFRAME";
+    if (open) { b.nextElementSibling.remove(); b.textContent = "Show formatted"; return; }
+    const f = document.createElement("iframe");
+    f.className = "mail-html"; f.setAttribute("sandbox", ""); f.referrerPolicy = "no-referrer";
+    f.title = "Formatted email";
+    f.srcdoc = '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; ' +
+      'style-src \'unsafe-inline\'; img-src data:">' + html;
+    b.after(f); b.textContent = "Hide formatted";
+  });
+  return b;
 }
 
 // A voicemail's recording: fetched with the session token on the first click (an <audio>
@@ -259,7 +279,10 @@ document.addEventListener("keydown", (e) => {
   if (e.key === "Escape") { document.activeElement.blur(); return; }
   if (typing || $("app").hidden) return;
   const items = [...document.querySelectorAll(".conv")];
-  const at = items.findIndex((el) => el === document.activeElement || el.dataset.id === state.current);
+  // From the focused conversation, else the open one (when the open one comes first in the
+  // list, a match on either would pin j to the item after it).
+  let at = items.indexOf(document.activeElement);
+  if (at < 0) at = items.findIndex((el) => el.dataset.id === state.current);
   if (e.key === "j" || e.key === "ArrowDown") { (items[at + 1] || items[0])?.focus(); e.preventDefault(); }
   else if (e.key === "k" || e.key === "ArrowUp") { (items[at - 1] || items[items.length - 1])?.focus(); e.preventDefault(); }
   else if (e.key === "Enter" && document.activeElement.dataset.id) openThread(document.activeElement.dataset.id, true);
