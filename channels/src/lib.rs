@@ -37,7 +37,8 @@ pub mod whatsapp;
 
 pub use message::{
     FetchedMedia, InboundEvent, InboundMedia, InboundMessage, MediaError, MediaFuture,
-    OutboundMessage, SendError, SendFuture, SendReceipt, StatusUpdate, AUTO_REPLY_KIND,
+    OutboundAttachment, OutboundMessage, SendError, SendFuture, SendReceipt, StatusUpdate,
+    AUTO_REPLY_KIND,
 };
 pub use plugin::{
     ChannelPlugin, Handled, OutboundRules, WebhookError, WebhookReply, WebhookRequest,

@@ -155,6 +155,19 @@ pub struct OutboundMessage {
     /// This account's webhook base, `{public url}/webhooks/{provider}/{org}`: the plugin
     /// appends its own status hook where the provider takes a callback URL per message.
     pub webhook_base: String,
+    /// Files sent with it (email), in the order given, loaded from the stored media.
+    pub attachments: Vec<OutboundAttachment>,
+}
+
+/// A file sent with a message, with its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundAttachment {
+    /// The file name the recipient sees.
+    pub filename: String,
+    /// Its MIME type (`application/pdf`).
+    pub content_type: String,
+    /// The bytes.
+    pub data: Vec<u8>,
 }
 
 /// What a provider answered when it accepted a message.

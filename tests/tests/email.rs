@@ -1183,3 +1183,88 @@ async fn a_refused_move_leaves_mail_seen_and_reading_goes_on() {
     })
     .await;
 }
+
+/// Files attached through the API go out as multipart/mixed with their bytes intact, are
+/// kept as the message's media (with their SHA-256), and a bad one is refused with the reason
+/// before anything is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attachments_are_sent_kept_and_checked() {
+    use base64::Engine;
+    use mail_parser::MimeHeaders;
+    let w = EmailWorld::new(Backend::Sqlite).await;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let pdf: Vec<u8> = (0..40_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let sent = w
+        .send(serde_json::json!({"channel": "email", "to": "jane@example.com",
+            "subject": "Invoice", "body": "Attached.", "attachments": [
+                {"filename": "invoice 42.pdf", "content_type": "application/pdf", "content_base64": b64(&pdf)},
+                {"filename": "notes.txt", "content_type": "text/plain", "content_base64": b64(b"line one\n")}]}))
+        .await;
+    let id = sent["id"].as_str().unwrap().to_string();
+    assert_eq!(w.settled(&id).await["status"], "sent");
+    let raw = eventually(WAIT, || async { w.smtp.messages().into_iter().next() }).await;
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&raw)
+        .expect("MIME");
+    assert_eq!(parsed.body_text(0).unwrap().trim(), "Attached.");
+    let files: Vec<(String, Vec<u8>)> = parsed
+        .attachments()
+        .map(|a| {
+            (
+                a.attachment_name().unwrap_or("").to_string(),
+                a.contents().to_vec(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        files,
+        vec![
+            ("invoice 42.pdf".to_string(), pdf.clone()),
+            ("notes.txt".to_string(), b"line one\n".to_vec())
+        ]
+    );
+    let m = w.message(&id).await;
+    let hashes: Vec<&str> = m["attachments"]
+        .as_array()
+        .expect("the message lists its media")
+        .iter()
+        .filter_map(|x| x["sha256"].as_str())
+        .collect();
+    use sha2::Digest;
+    assert!(
+        hashes.contains(&hex_lower(&sha2::Sha256::digest(&pdf)).as_str()),
+        "{m}"
+    );
+    // Refused before anything is stored.
+    let before = count(&w.db, "messages", &w.org.id).await;
+    for (bad, why) in [
+        (
+            serde_json::json!({"filename": "a.pdf", "content_type": "application/pdf", "content_base64": "%%%"}),
+            "base64",
+        ),
+        (
+            serde_json::json!({"filename": "../a.pdf", "content_type": "application/pdf", "content_base64": "QQ=="}),
+            "path",
+        ),
+        (
+            serde_json::json!({"filename": "a.pdf", "content_type": "pdf", "content_base64": "QQ=="}),
+            "content_type",
+        ),
+    ] {
+        let r = w
+            .client
+            .post(format!("{}/api/v1/messages", w.gw.base))
+            .bearer_auth(&w.org.key)
+            .json(
+                &serde_json::json!({"channel": "email", "to": "jane@example.com",
+                "subject": "x", "body": "x", "attachments": [bad]}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        let text = r.text().await.unwrap();
+        assert!(text.contains(why), "{text}");
+    }
+    assert_eq!(count(&w.db, "messages", &w.org.id).await, before);
+}

@@ -436,6 +436,7 @@ async fn window_closes_after_24_hours(backend: Backend) {
         idempotency_key: None,
         bulk: false,
         daily_cap: None,
+        attachments: Vec::new(),
     };
     let hour = 3_600_000i64;
     for (at, open) in [

@@ -8,7 +8,8 @@
 //!
 //! With `content.html` (sanitised by the API) the message is multipart/alternative: the
 //! text first, the HTML second, so a client shows the richest part it can and a text-only
-//! reader still gets the words. With a DKIM key the finished message is signed last.
+//! reader still gets the words. With attachments it is multipart/mixed: that body, then each
+//! file (base64). With a DKIM key the finished message is signed last.
 //!
 //! The server accepting the message (250 after DATA) is `sent`; a 5xx is a permanent
 //! failure, a 4xx or a broken connection is worth retrying.
@@ -17,7 +18,8 @@ use super::config::{normalize_address, SmtpSettings, TlsMode};
 use super::thread::normalize_id;
 use crate::{OutboundMessage, SendError, SendReceipt};
 use lettre::message::dkim::DkimConfig;
-use lettre::message::{Mailbox, MultiPart};
+use lettre::message::header::ContentType;
+use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::transport::smtp::PoolConfig;
@@ -86,6 +88,43 @@ pub fn check_outbound(body: &str, content: Option<&serde_json::Value>) -> Result
             }
             Some(_) => return Err("field `html`: must be a string".into()),
         }
+    }
+    Ok(())
+}
+
+/// Most files attached to one message.
+pub const MAX_ATTACHMENTS_OUT: usize = 10;
+/// Most bytes of all the files attached to one message, decoded.
+pub const MAX_ATTACHMENT_BYTES_OUT: usize = 10 * 1024 * 1024;
+
+/// Checks one file to attach: a plain file name (no path, no control characters, at most 255
+/// bytes), a MIME type `type/subtype`, and something in it.
+pub fn check_attachment(filename: &str, content_type: &str, size: usize) -> Result<(), String> {
+    let name_ok = !filename.trim().is_empty()
+        && filename.len() <= 255
+        && !filename
+            .chars()
+            .any(|c| c.is_control() || c == '/' || c == '\\');
+    if !name_ok {
+        return Err(format!(
+            "attachment `{filename}`: a file name without a path, at most 255 bytes"
+        ));
+    }
+    let token = |t: &str| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b))
+    };
+    if !content_type
+        .split_once('/')
+        .is_some_and(|(a, b)| token(a) && token(b))
+    {
+        return Err(format!(
+            "attachment `{filename}`: content_type must be like application/pdf"
+        ));
+    }
+    if size == 0 {
+        return Err(format!("attachment `{filename}`: empty"));
     }
     Ok(())
 }
@@ -173,14 +212,31 @@ pub fn build(
     if !refs.is_empty() {
         builder = builder.references(refs.join(" "));
     }
-    let built = match text("html").filter(|h| !h.trim().is_empty()) {
-        Some(html) => builder.multipart(MultiPart::alternative_plain_html(
+    let html = text("html").filter(|h| !h.trim().is_empty());
+    let built = match (html, msg.attachments.is_empty()) {
+        (Some(html), true) => builder.multipart(MultiPart::alternative_plain_html(
             msg.body.clone(),
             html.to_string(),
         )),
-        None => builder
-            .header(lettre::message::header::ContentType::TEXT_PLAIN)
+        (None, true) => builder
+            .header(ContentType::TEXT_PLAIN)
             .body(msg.body.clone()),
+        (html, false) => {
+            let mut mixed = match html {
+                Some(html) => MultiPart::mixed().multipart(MultiPart::alternative_plain_html(
+                    msg.body.clone(),
+                    html.to_string(),
+                )),
+                None => MultiPart::mixed().singlepart(SinglePart::plain(msg.body.clone())),
+            };
+            for a in &msg.attachments {
+                let ct = ContentType::parse(&a.content_type)
+                    .map_err(|e| reject(format!("attachment {}: {e}", a.filename)))?;
+                mixed =
+                    mixed.singlepart(Attachment::new(a.filename.clone()).body(a.data.clone(), ct));
+            }
+            builder.multipart(mixed)
+        }
     };
     let mut email = built.map_err(|e| reject(format!("cannot build the message: {e}")))?;
     if let Some(dkim) = from.dkim {
@@ -236,6 +292,7 @@ mod tests {
             body: "It ships today.".into(),
             content: Some(content),
             webhook_base: String::new(),
+            attachments: Vec::new(),
         }
     }
 
@@ -288,6 +345,43 @@ mod tests {
             sig.contains("a=ed25519-sha256") && sig.contains("d=acme.test") && sig.contains("s=s1"),
             "{sig}"
         );
+    }
+
+    #[test]
+    fn attachments_make_a_multipart_mixed_after_the_body() {
+        let from = From {
+            address: "support@acme.test",
+            display_name: None,
+            dkim: None,
+        };
+        let mut msg = outbound(json!({"type": "email", "subject": "Invoice", "html": "<p>Hi</p>"}));
+        msg.attachments.push(crate::OutboundAttachment {
+            filename: "invoice 42.pdf".into(),
+            content_type: "application/pdf".into(),
+            data: b"%PDF-1.4 fake".to_vec(),
+        });
+        let (email, _) = build(&from, &msg).unwrap();
+        let raw = email.formatted();
+        let parsed = mail_parser::MessageParser::default().parse(&raw).unwrap();
+        assert!(String::from_utf8_lossy(&raw).contains("multipart/mixed"));
+        assert_eq!(parsed.body_text(0).unwrap().trim(), "It ships today.");
+        assert!(parsed.body_html(0).unwrap().contains("<p>Hi</p>"));
+        use mail_parser::MimeHeaders;
+        let att = parsed.attachment(0).expect("one attachment");
+        assert_eq!(att.attachment_name(), Some("invoice 42.pdf"));
+        assert_eq!(att.contents(), b"%PDF-1.4 fake");
+        msg.attachments[0].content_type = "not a type".into();
+        assert!(build(&from, &msg).is_err());
+    }
+
+    #[test]
+    fn attachment_checks() {
+        assert!(check_attachment("a.pdf", "application/pdf", 3).is_ok());
+        assert!(check_attachment("../etc/passwd", "text/plain", 3).is_err());
+        assert!(check_attachment("a\nb", "text/plain", 3).is_err());
+        assert!(check_attachment("a.pdf", "pdf", 3).is_err());
+        assert!(check_attachment("a.pdf", "application/pdf; x=\"y\"", 3).is_err());
+        assert!(check_attachment("a.pdf", "application/pdf", 0).is_err());
     }
 
     #[test]

@@ -37,6 +37,62 @@ struct SendRequest {
     /// first: scripts, handlers, forms and remote images are removed).
     #[serde(default)]
     html: Option<String>,
+    /// Email: files to attach.
+    #[serde(default)]
+    attachments: Option<Vec<AttachmentIn>>,
+}
+
+/// A file to attach, as the API takes it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AttachmentIn {
+    filename: String,
+    content_type: String,
+    /// The bytes, base64 (standard alphabet, padded).
+    content_base64: String,
+}
+
+/// Decodes and checks the files to attach; their list for `content.attachments` beside them.
+fn attachments(
+    given: &[AttachmentIn],
+) -> Result<(Vec<channels::OutboundAttachment>, Vec<serde_json::Value>), ApiError> {
+    use base64::Engine;
+    use channels::email::smtp::{check_attachment, MAX_ATTACHMENTS_OUT, MAX_ATTACHMENT_BYTES_OUT};
+    use sha2::Digest;
+    if given.len() > MAX_ATTACHMENTS_OUT {
+        return Err(ApiError::bad_request(format!(
+            "field `attachments`: at most {MAX_ATTACHMENTS_OUT} files"
+        )));
+    }
+    let (mut files, mut listed, mut total) = (Vec::new(), Vec::new(), 0usize);
+    for a in given {
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(a.content_base64.trim())
+            .map_err(|e| {
+                ApiError::bad_request(format!(
+                    "field `attachments`: `{}` is not base64: {e}",
+                    a.filename
+                ))
+            })?;
+        check_attachment(&a.filename, &a.content_type, data.len())
+            .map_err(|e| ApiError::bad_request(format!("field `attachments`: {e}")))?;
+        total += data.len();
+        if total > MAX_ATTACHMENT_BYTES_OUT {
+            return Err(ApiError::bad_request(format!(
+                "field `attachments`: more than {MAX_ATTACHMENT_BYTES_OUT} bytes in all"
+            )));
+        }
+        listed.push(serde_json::json!({
+            "filename": a.filename, "content_type": a.content_type, "size": data.len(),
+            "sha256": hex::encode(sha2::Sha256::digest(&data)),
+        }));
+        files.push(channels::OutboundAttachment {
+            filename: a.filename.clone(),
+            content_type: a.content_type.to_ascii_lowercase(),
+            data,
+        });
+    }
+    Ok((files, listed))
 }
 
 /// Longest serialized `content` accepted.
@@ -75,14 +131,23 @@ pub async fn send(
     let to = plugin
         .normalize_recipient(&req.to)
         .map_err(|e| ApiError::bad_request(format!("field `to`: {e}")))?;
-    let email_content = if channel == Channel::Email {
-        Some(email_content(&state, &org_id, &to, &req).await?)
-    } else if req.subject.is_some() || req.conversation_id.is_some() || req.html.is_some() {
+    let (email_content, files) = if channel == Channel::Email {
+        let (files, listed) = attachments(req.attachments.as_deref().unwrap_or_default())?;
+        let mut made = email_content(&state, &org_id, &to, &req).await?;
+        if !listed.is_empty() {
+            made["attachments"] = listed.into();
+        }
+        (Some(made), files)
+    } else if req.subject.is_some()
+        || req.conversation_id.is_some()
+        || req.html.is_some()
+        || req.attachments.is_some()
+    {
         return Err(ApiError::bad_request(
-            "fields `subject`, `conversation_id` and `html` are for email only",
+            "fields `subject`, `conversation_id`, `html` and `attachments` are for email only",
         ));
     } else {
-        None
+        (None, Vec::new())
     };
     let content = match email_content.as_ref().or(req.content.as_ref()) {
         Some(c) => {
@@ -112,6 +177,7 @@ pub async fn send(
             idempotency_key,
             bulk: false,
             daily_cap,
+            attachments: files,
         },
     };
     let WriteResult::Created(created) = state.committer.submit(op).await? else {

@@ -383,6 +383,7 @@ async fn send_rung(
             idempotency_key: Some(format!("broadcast:{}:{step}", due.id)),
             bulk: true,
             daily_cap: None,
+            attachments: Vec::new(),
         },
         now,
     )

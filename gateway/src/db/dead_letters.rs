@@ -150,7 +150,7 @@ pub async fn replay(
     now: i64,
 ) -> Result<Replay, StoreError> {
     let row = sqlx::query(
-        "SELECT d.replay_message_id, m.channel, m.from_addr, m.to_addr, m.body, m.content FROM dead_letters d \
+        "SELECT d.replay_message_id, m.channel, m.from_addr, m.to_addr, m.body, m.content, m.id FROM dead_letters d \
          JOIN messages m ON m.id = d.message_id AND m.org_id = d.org_id WHERE d.org_id = $1 AND d.id = $2",
     )
     .bind(org_id)
@@ -164,6 +164,9 @@ pub async fn replay(
         return Ok(Replay::AlreadyReplayed { message_id });
     }
     let channel: String = r.try_get(1)?;
+    // The copy carries the original's files.
+    let original: String = r.try_get(6)?;
+    let attachments = super::media::outbound_attachments(conn, org_id, &original).await?;
     let req = NewOutbound {
         channel: Channel::parse(&channel).ok_or(StoreError::Corrupt {
             what: "messages.channel",
@@ -179,6 +182,7 @@ pub async fn replay(
         idempotency_key: None,
         bulk: false,
         daily_cap: None,
+        attachments,
     };
     let message_id = match create_outbound(conn, org_id, &req, now).await? {
         Created::Queued { id, .. } => id,

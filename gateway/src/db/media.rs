@@ -91,6 +91,36 @@ pub async fn insert_stored(
     Ok(())
 }
 
+/// The reference an outbound message's `i`-th attachment is stored under: its order.
+pub fn outbound_reference(i: usize) -> String {
+    format!("attachment:{i:03}")
+}
+
+/// The files to send with outbound message `message_id`, in the order they were given.
+pub async fn outbound_attachments(
+    conn: &mut AnyConnection,
+    org_id: &str,
+    message_id: &str,
+) -> Result<Vec<channels::OutboundAttachment>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT filename, content_type, data FROM media WHERE org_id = $1 AND message_id = $2 \
+         AND status = 'stored' AND reference LIKE 'attachment:%' ORDER BY reference",
+    )
+    .bind(org_id)
+    .bind(message_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(channels::OutboundAttachment {
+                filename: r.try_get::<Option<String>, _>(0)?.unwrap_or_default(),
+                content_type: r.try_get(1)?,
+                data: r.try_get(2)?,
+            })
+        })
+        .collect()
+}
+
 /// The first stored attachment of `message_id` whose type starts with `prefix` (a
 /// voicemail's audio): its type and bytes; another org's message finds nothing.
 pub async fn of_message_typed(

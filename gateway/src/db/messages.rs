@@ -156,6 +156,8 @@ pub struct NewOutbound {
     /// The org's `messages_per_day`, when this message counts against it (sends through the
     /// API and the inbox): creation takes one of the day's messages, or is refused.
     pub daily_cap: Option<i64>,
+    /// Files to send with it (email), stored as its media in the same transaction.
+    pub attachments: Vec<channels::OutboundAttachment>,
 }
 
 /// What creating an outbound message did.
@@ -275,6 +277,18 @@ pub async fn create_outbound(
     .bind(req.bulk as i64)
     .execute(&mut *conn)
     .await?;
+    for (i, a) in req.attachments.iter().enumerate() {
+        let reference = super::media::outbound_reference(i);
+        let stored = super::media::Stored {
+            content_type: &a.content_type,
+            filename: &a.filename,
+            reference: &reference,
+            data: &a.data,
+        };
+        let keys = (org_id, id.as_str(), new_id());
+        let at = (keys.0, keys.1, keys.2.as_str());
+        super::media::insert_stored(conn, at, (req.channel.as_str(), "api"), &stored, now).await?;
+    }
     sqlx::query(
         "INSERT INTO message_history (org_id, message_id, event, state, applied, source, at) \
          VALUES ($1, $2, 'create', 'queued', 1, 'api', $3)",

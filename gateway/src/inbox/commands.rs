@@ -340,6 +340,7 @@ async fn reply(
             idempotency_key: Some(format!("ws:{}:{id}", agent.id)),
             bulk: false,
             daily_cap,
+            attachments: Vec::new(),
         },
     };
     match state.committer.submit(op).await {

@@ -350,17 +350,46 @@ impl Worker {
                 };
             }
         }
-        let out = OutboundMessage {
-            message_id: msg.id.clone(),
-            to: msg.to.clone(),
-            body: msg.body.clone(),
-            content: match msg.content.as_deref().map(serde_json::from_str) {
+        let content: Option<serde_json::Value> =
+            match msg.content.as_deref().map(serde_json::from_str) {
                 None => None,
                 Some(Ok(v)) => Some(v),
                 Some(Err(e)) => {
                     return self.failure(msg, format!("stored content is not JSON: {e}"), None)
                 }
-            },
+            };
+        // Files to attach are stored with the message (only content that lists some has any).
+        let listed = content
+            .as_ref()
+            .and_then(|c| c.get("attachments"))
+            .and_then(|a| a.as_array())
+            .is_some_and(|a| !a.is_empty());
+        let attachments = if listed {
+            let loaded = match self.db.pool.acquire().await {
+                Ok(mut conn) => {
+                    crate::db::media::outbound_attachments(&mut conn, &msg.org_id, &msg.id).await
+                }
+                Err(e) => Err(e.into()),
+            };
+            match loaded {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "loading the attachments failed; retrying later");
+                    return WriteOp::Defer {
+                        id: msg.id.clone(),
+                        until: now_ms() + 1_000,
+                    };
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        let out = OutboundMessage {
+            message_id: msg.id.clone(),
+            to: msg.to.clone(),
+            body: msg.body.clone(),
+            content,
+            attachments,
             webhook_base: format!(
                 "{}/webhooks/{}/{}",
                 self.settings.public_url,
