@@ -33,6 +33,8 @@ pub mod plugin;
 pub mod registry;
 pub mod secret;
 pub mod sms;
+#[cfg(test)]
+mod test_http;
 pub mod whatsapp;
 
 pub use message::{

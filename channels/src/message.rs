@@ -370,3 +370,7 @@ pub async fn read_capped(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+#[path = "message_tests.rs"]
+mod tests;

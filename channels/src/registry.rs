@@ -85,8 +85,12 @@ pub fn find(name: &str) -> Option<&'static ProviderSpec> {
 /// Checks that no two providers share a name or a CLI name (run once at start-up; the
 /// hooks of different providers never clash because the provider name is in the path).
 pub fn check() -> Result<(), String> {
-    for (i, a) in PROVIDERS.iter().enumerate() {
-        for b in &PROVIDERS[i + 1..] {
+    check_table(PROVIDERS)
+}
+
+fn check_table(table: &[ProviderSpec]) -> Result<(), String> {
+    for (i, a) in table.iter().enumerate() {
+        for b in &table[i + 1..] {
             if a.name == b.name || a.kind == b.kind {
                 return Err(format!("providers `{}` and `{}` clash", a.kind, b.kind));
             }
@@ -126,6 +130,43 @@ mod tests {
         assert_eq!(find("telnyx").map(|p| p.channel), Some(Channel::Sms));
         assert_eq!(find("whatsapp").map(|p| p.hooks), Some(&[""][..]));
         assert!(find("nope").is_none());
+    }
+
+    fn spec(
+        name: &'static str,
+        kind: &'static str,
+        hooks: &'static [&'static str],
+    ) -> ProviderSpec {
+        let twilio = find("twilio").unwrap();
+        ProviderSpec {
+            name,
+            kind,
+            channel: Channel::Sms,
+            hooks,
+            build: twilio.build,
+            decoy: twilio.decoy,
+        }
+    }
+
+    #[test]
+    fn clashing_tables_are_refused() {
+        let ok = [
+            spec("a", "a-sms", &["sms", "status"]),
+            spec("b", "b-sms", &["sms"]),
+        ];
+        assert_eq!(check_table(&ok), Ok(()));
+        let same_name = [spec("a", "a-sms", &[]), spec("a", "b-sms", &[])];
+        assert_eq!(
+            check_table(&same_name).unwrap_err(),
+            "providers `a-sms` and `b-sms` clash"
+        );
+        let same_kind = [spec("a", "x", &[]), spec("b", "x", &[])];
+        assert!(check_table(&same_kind).is_err());
+        let hook_twice = [spec("a", "a-sms", &["sms", "status", "sms"])];
+        assert_eq!(
+            check_table(&hook_twice).unwrap_err(),
+            "webhook a/sms is claimed twice"
+        );
     }
 
     #[test]

@@ -412,6 +412,135 @@ From: support@acme.test\r\n";
         assert!(detect(&msg).is_none());
     }
 
+    fn parse_detect(raw: &str) -> Option<Bounce> {
+        let msg = MessageParser::default().parse(raw.as_bytes()).unwrap();
+        detect(&msg)
+    }
+
+    /// The report's recipient block with `action` and `status` (either may be empty).
+    fn report_with(action: &str, status: &str) -> String {
+        let mut block = String::from("Final-Recipient: rfc822; nobody@example.net\r\n");
+        if !action.is_empty() {
+            block.push_str(&format!("Action: {action}\r\n"));
+        }
+        if !status.is_empty() {
+            block.push_str(&format!("Status: {status}\r\n"));
+        }
+        let start = DSN.find("Final-Recipient").unwrap();
+        let end = DSN[start..].find("\r\n\r\n").unwrap() + start + 2;
+        format!("{}{}{}", &DSN[..start], block, &DSN[end..])
+    }
+
+    #[test]
+    fn every_action_and_status_maps_onto_its_outcome() {
+        for (action, status, want) in [
+            ("failed", "2.0.0", Action::Failed),
+            ("delayed", "5.0.0", Action::Delayed),
+            ("Delivered", "5.0.0", Action::Delivered),
+            ("relayed", "", Action::Delivered),
+            ("expanded", "", Action::Delivered),
+            ("", "2.1.5", Action::Delivered),
+            ("", "4.4.7", Action::Delayed),
+            ("", "5.1.1", Action::Failed),
+            ("bogus", "", Action::Failed),
+        ] {
+            let got = parse_detect(&report_with(action, status)).unwrap();
+            assert_eq!(got.action, want, "Action: {action:?} Status: {status:?}");
+        }
+    }
+
+    #[test]
+    fn the_worst_recipient_block_is_reported() {
+        let two = report_with("delivered", "2.0.0").replace(
+            "\r\n--B\r\nContent-Type: text/rfc822-headers",
+            "\r\nFinal-Recipient: rfc822; other@example.net\r\nAction: delayed\r\n\
+             Status: 4.2.2\r\n\r\n--B\r\nContent-Type: text/rfc822-headers",
+        );
+        let b = parse_detect(&two).unwrap();
+        assert_eq!(b.action, Action::Delayed);
+        assert_eq!(b.recipient.as_deref(), Some("other@example.net"));
+        assert_eq!(
+            b.diagnostic, "delivery status 4.2.2",
+            "no Diagnostic-Code: the status"
+        );
+    }
+
+    #[test]
+    fn the_status_part_is_found_after_other_message_parts_and_without_a_final_blank_line() {
+        // The original first (as message/rfc822), the status part last and unterminated.
+        let raw = "From: postmaster@mx.example.net\r\n\
+Subject: report\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\
+\r\n\
+--B\r\n\
+Content-Type: message/rfc822\r\n\
+\r\n\
+From: support@acme.test\r\n\
+Message-ID: <orig-9@acme.test>\r\n\
+\r\n\
+body\r\n\
+--B\r\n\
+Content-Type: message/global-delivery-status\r\n\
+\r\n\
+Final-Recipient: rfc822; late@example.net\r\n\
+Action: delayed\r\n\
+Status: 4.4.1\r\n\
+--B--\r\n";
+        let b = parse_detect(raw).unwrap();
+        assert_eq!(b.original_id.as_deref(), Some("orig-9@acme.test"));
+        assert_eq!(b.action, Action::Delayed);
+        assert_eq!(b.status.as_deref(), Some("4.4.1"));
+        assert_eq!(b.recipient.as_deref(), Some("late@example.net"));
+    }
+
+    #[test]
+    fn other_multiparts_and_reports_are_not_bounces() {
+        let alternative = "From: a@b.test\r\nSubject: hi\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/alternative; boundary=\"A\"\r\n\r\n\
+--A\r\nContent-Type: text/plain\r\n\r\nhi\r\n--A--\r\n";
+        assert!(parse_detect(alternative).is_none());
+        let read_receipt = DSN
+            .replace("From: MAILER-DAEMON@mx.example.net", "From: a@b.test")
+            .replace(
+                "Subject: Undelivered Mail Returned to Sender",
+                "Subject: Read",
+            )
+            .replace(
+                "report-type=delivery-status",
+                "report-type=disposition-notification",
+            );
+        assert!(parse_detect(&read_receipt).is_none());
+        let mixed = DSN
+            .replace("From: MAILER-DAEMON@mx.example.net", "From: a@b.test")
+            .replace(
+                "Subject: Undelivered Mail Returned to Sender",
+                "Subject: Files",
+            )
+            .replace("multipart/report", "multipart/mixed");
+        assert!(parse_detect(&mixed).is_none());
+        // A daemon's mail that does not read like a bounce, and a bounce-like subject from a
+        // person, are ordinary mail.
+        let daemon = "From: postmaster@x.test\r\nSubject: Weekly report\r\n\r\nhi\r\n";
+        assert!(parse_detect(daemon).is_none());
+    }
+
+    #[test]
+    fn a_non_standard_temporary_failure_is_a_delay() {
+        let raw = "From: MAILER-DAEMON@mx.example.net\r\n\
+Subject: Delivery Status Notification (Delay)\r\n\r\n\
+Still trying: 451 4.7.1 greylisted, try again later\r\n";
+        let b = parse_detect(raw).unwrap();
+        assert_eq!(b.action, Action::Delayed);
+        assert_eq!(b.status.as_deref(), Some("4.7.1"));
+        let no_reason =
+            "From: mail-daemon@mx.example.net\r\nSubject: failure notice\r\n\r\nSorry.\r\n";
+        let b = parse_detect(no_reason).unwrap();
+        assert_eq!(b.action, Action::Failed);
+        assert_eq!(b.diagnostic, "bounced (non-standard report)");
+        assert_eq!(b.status, None);
+    }
+
     #[test]
     fn status_codes() {
         assert_eq!(

@@ -381,6 +381,126 @@ mod tests {
         assert!(cfg.validate().is_ok());
     }
 
+    /// The one problem `change` makes, exactly.
+    fn only_problem(change: impl FnOnce(&mut EmailConfig)) -> String {
+        let mut cfg = sample();
+        change(&mut cfg);
+        let mut errs = cfg.validate().expect_err("refused").0;
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        errs.remove(0)
+    }
+
+    #[test]
+    fn each_rule_names_its_field() {
+        let host = |h: &str| {
+            let h = h.to_string();
+            only_problem(move |c| c.smtp.host = h)
+        };
+        assert_eq!(host(" "), "smtp.host must be a host name");
+        assert_eq!(host("smtp example.com"), "smtp.host must be a host name");
+        assert_eq!(host("smtp.example.com/x"), "smtp.host must be a host name");
+        assert_eq!(
+            only_problem(|c| c.imap.port = 0),
+            "imap.port must be 1-65535"
+        );
+        assert_eq!(
+            only_problem(|c| c.imap.username.clear()),
+            "imap.username must not be empty"
+        );
+        assert_eq!(
+            only_problem(|c| c.imap.folder.clear()),
+            "imap.folder must be a folder name"
+        );
+        assert_eq!(
+            only_problem(|c| c.imap.folder = "IN\nBOX".into()),
+            "imap.folder must be a folder name"
+        );
+        for bad in ["", "A\u{7}", "a\\b", "say \"hi\""] {
+            let bad = bad.to_string();
+            assert_eq!(
+                only_problem(move |c| c.imap.move_to = Some(bad)),
+                "imap.move_to must be a folder name"
+            );
+        }
+        assert_eq!(
+            only_problem(|c| c.imap.move_to = Some("inbox".into())),
+            "imap.move_to must differ from imap.folder"
+        );
+        assert_eq!(
+            only_problem(|c| c.smtp.username = None),
+            "smtp.username and smtp.password go together"
+        );
+        for rate in [-1.0, f64::NAN, f64::INFINITY] {
+            assert_eq!(
+                only_problem(move |c| c.messages_per_second = rate),
+                "messages_per_second must be a positive number"
+            );
+        }
+        let key = DkimSettings {
+            selector: "s1".into(),
+            domain: None,
+            private_key: Secret::new("not a key"),
+        };
+        assert!(only_problem(move |c| c.dkim = Some(key)).starts_with("dkim.private_key"));
+        // Without SMTP credentials at all is fine (a relay that trusts us).
+        let mut open_relay = sample();
+        (open_relay.smtp.username, open_relay.smtp.password) = (None, None);
+        assert!(open_relay.validate().is_ok());
+    }
+
+    #[test]
+    fn defaults_from_json() {
+        let cfg: EmailConfig = serde_json::from_str(
+            r#"{"address":"a@b.test",
+                "imap":{"host":"h","port":143,"tls":"none","username":"u","password":"p"},
+                "smtp":{"host":"h","port":25,"tls":"starttls"}}"#,
+        )
+        .unwrap();
+        assert_eq!(cfg.imap.folder, "INBOX");
+        assert_eq!(cfg.messages_per_second, 5.0);
+        assert_eq!(cfg.max_attachment_bytes, 10 * 1024 * 1024);
+        assert_eq!(cfg.mailbox_key(), "u@h:143/INBOX");
+        assert!(cfg.validate().is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_plugin_names_its_sender_and_decodes_inline_attachments() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let plugin = sample().build(reqwest::Client::new()).unwrap();
+        assert_eq!(plugin.provider(), "email");
+        assert_eq!(plugin.channel(), Channel::Email);
+        assert_eq!(plugin.account_key(), "email:smtp.example.com:465");
+        assert_eq!(plugin.sender_key(), "email:support@example.com");
+        assert_eq!(plugin.rate_limit_per_second(), 5.0);
+        assert_eq!(plugin.config().imap.folder, "INBOX");
+        assert_eq!(
+            plugin.normalize_recipient(" Bob@X.org").unwrap(),
+            "bob@x.org"
+        );
+        assert!(plugin.normalize_recipient("bob").is_err());
+        let rules = plugin.check_outbound("hello", None).unwrap();
+        assert!(!rules.needs_service_window);
+        assert!(plugin.check_outbound(" ", None).is_err());
+        let got = plugin
+            .fetch_media("data:text/plain;base64,aGVsbG8=", 5)
+            .await
+            .unwrap();
+        assert_eq!(
+            (got.content_type.as_str(), got.bytes.as_slice()),
+            ("text/plain", &b"hello"[..])
+        );
+        assert!(matches!(
+            plugin
+                .fetch_media("data:text/plain;base64,aGVsbG8=", 4)
+                .await,
+            Err(MediaError::TooLarge { limit: 4 })
+        ));
+        assert!(matches!(
+            plugin.fetch_media("https://x/y", 100).await,
+            Err(MediaError::Refused { status: 0, .. })
+        ));
+    }
+
     #[test]
     fn addresses() {
         assert_eq!(normalize_address(" A@B.org ").unwrap(), "a@b.org");

@@ -81,6 +81,18 @@ mod tests {
     }
 
     #[test]
+    fn links_to_inline_parts_lose_their_target() {
+        let out = sanitize("<a href=\"cid:part1@x\" title=\"cid:t\">see</a>");
+        assert!(!out.contains("href"), "{out}");
+        assert!(
+            out.contains("title=\"cid:t\""),
+            "other attributes stay: {out}"
+        );
+        let out = sanitize("<a href=\"https://ok.test/\">ok</a>");
+        assert!(out.contains("href=\"https://ok.test/\""), "{out}");
+    }
+
+    #[test]
     fn broken_markup_is_read_as_a_browser_would() {
         let out = sanitize("<div><b>bold <i>both</b> after</div><scr<script>ipt>x</script>");
         assert!(!out.contains("<script"), "{out}");

@@ -257,6 +257,8 @@ pub fn display_text(body: &str) -> String {
             .get(i + 1)
             .is_some_and(|n| n.trim_start().starts_with('>'));
         let attribution = (t.starts_with("On ") && t.ends_with("wrote:"))
+            // German clients put the name after the verb: "Am …, um 10:00 schrieb Jane <j@x>:".
+            || (t.starts_with("Am ") && t.contains(" schrieb ") && t.ends_with(':'))
             || (t.starts_with("Am ") && t.ends_with("schrieb:"))
             || (t.starts_with("Le ") && t.ends_with("écrit :"))
             || (t.ends_with(':') && next_quoted);
@@ -327,6 +329,92 @@ mod tests {
         );
         assert_eq!(c["display"], "Thanks!");
         assert!(m.body.contains("> Hello"));
+    }
+
+    #[test]
+    fn caps_and_lists() {
+        assert_eq!(MAX_BODY_BYTES, 512 * 1024);
+        let head = "From: a@b.test\r\nMessage-ID: <big@b.test>\r\n\
+                    Cc: C@D.test, bad address, e@f.test\r\n";
+        let at_cap = "x".repeat(MAX_BODY_BYTES);
+        let m = message(&format!("{head}\r\n{at_cap}"));
+        let c = m.content.unwrap();
+        assert_eq!(
+            (m.body.len(), &c["truncated"]),
+            (MAX_BODY_BYTES, &json!(false))
+        );
+        assert_eq!(c["cc"], json!(["c@d.test", "e@f.test"]));
+        let m = message(&format!("{head}\r\n{at_cap}y"));
+        assert_eq!(m.body.len(), MAX_BODY_BYTES);
+        assert_eq!(m.content.unwrap()["truncated"], json!(true));
+    }
+
+    #[test]
+    fn long_reference_chains_keep_the_root_and_the_latest() {
+        let refs = |n: usize| (0..n).map(|i| format!("<r{i}@x.test>")).collect::<Vec<_>>();
+        for n in [MAX_REFERENCES, MAX_REFERENCES + 1, MAX_REFERENCES + 5] {
+            let all = refs(n);
+            let raw = format!(
+                "From: a@b.test\r\nReferences: {}\r\n\r\nhi\r\n",
+                all.join(" ")
+            );
+            let kept = message(&raw).content.unwrap()["references"].clone();
+            let kept: Vec<String> = serde_json::from_value(kept).unwrap();
+            assert_eq!(kept.len(), MAX_REFERENCES, "{n} references");
+            assert_eq!(kept[0], "r0@x.test");
+            assert_eq!(kept.last().unwrap(), &format!("r{}@x.test", n - 1));
+            assert_eq!(kept[1], format!("r{}@x.test", n - (MAX_REFERENCES - 1)));
+        }
+    }
+
+    #[test]
+    fn delivery_reports_become_status_updates() {
+        let dsn = |action: &str, status: &str| {
+            format!(
+                "From: MAILER-DAEMON@mx.test\r\nSubject: report\r\nMIME-Version: 1.0\r\n\
+                 Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n\
+                 --B\r\nContent-Type: message/delivery-status\r\n\r\n\
+                 Final-Recipient: rfc822; bob@x.test\r\nAction: {action}\r\nStatus: {status}\r\n\r\n\
+                 --B\r\nContent-Type: text/rfc822-headers\r\n\r\n\
+                 Message-ID: <out-1@acme.test>\r\n--B--\r\n"
+            )
+        };
+        let delivered = match parse(dsn("delivered", "2.0.0").as_bytes(), "s@acme.test", 0) {
+            Parsed::Status(u) => u,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(delivered.provider_message_id, "out-1@acme.test");
+        assert_eq!(
+            (delivered.state, delivered.provider_status.as_str()),
+            (DeliveryState::Delivered, "delivered")
+        );
+        assert_eq!(
+            (delivered.error_code, delivered.error_message),
+            (None, None)
+        );
+        assert_eq!(delivered.details, Some(json!({"recipient": "bob@x.test"})));
+        let failed = match parse(dsn("failed", "5.1.1").as_bytes(), "s@acme.test", 0) {
+            Parsed::Status(u) => u,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            (failed.state, failed.provider_status.as_str()),
+            (DeliveryState::Failed, "bounced")
+        );
+        assert_eq!(failed.error_code.as_deref(), Some("5.1.1"));
+        assert_eq!(
+            failed.error_message.as_deref(),
+            Some("delivery status 5.1.1")
+        );
+        assert!(matches!(
+            parse(dsn("delayed", "4.4.1").as_bytes(), "s@acme.test", 0),
+            Parsed::Ignored(r) if r.starts_with("delivery delayed")
+        ));
+        let unnamed = dsn("failed", "5.1.1").replace("Message-ID: <out-1@acme.test>", "X: y");
+        assert!(matches!(
+            parse(unnamed.as_bytes(), "s@acme.test", 0),
+            Parsed::Rejected(r) if r.contains("names no message")
+        ));
     }
 
     #[test]
@@ -448,5 +536,40 @@ AAECAwQF\r\n--M\r\nContent-Type: message/delivery-status\r\n\r\nAction: failed\r
         assert_eq!(display_text("Hi\n\n-- \nJane"), "Hi");
         assert_eq!(display_text("> only a quote"), "> only a quote");
         assert_eq!(display_text("A\n-----Original Message-----\nB"), "A");
+        assert_eq!(display_text("A\n________________________________\nB"), "A");
+        assert_eq!(display_text("A\n--\nJane"), "A");
+        assert_eq!(display_text("Thanks\n> quoted"), "Thanks");
+        // Attributions cut even with a blank line before the quote.
+        for attribution in [
+            "On Mon, 1 Dec 2026, Jane <j@x.test> wrote:",
+            "Am Mo., 1. Dez. 2026 um 10:00 Uhr schrieb Jane Doe <j@x.test>:",
+            "Am 01.12.26 um 10:00 schrieb:",
+            "Le lun. 1 déc. 2026, Jane a écrit :",
+        ] {
+            let body = format!("Thanks\n{attribution}\n\n> hi");
+            assert_eq!(display_text(&body), "Thanks", "{attribution}");
+        }
+        // Any line ending in a colon cuts only when a quote follows at once.
+        assert_eq!(display_text("Thanks\nJane said:\n> hi"), "Thanks");
+        for kept in [
+            "Hi\nNotes:\nbring the key",
+            "Hi\nOn Monday we meet.\nOK",
+            "Hi\nShe wrote:\nnothing",
+            "Hi\nAm Montag geht es.\nOK",
+            "Hi\nLe lundi, oui.\nOK",
+            "Hi\nIch schrieb:\nnichts",
+            "Hi\nIl a écrit :\nrien",
+        ] {
+            assert_eq!(display_text(kept), kept);
+        }
+    }
+
+    #[test]
+    fn clean_caps_at_a_character_boundary() {
+        assert_eq!(clean("abc", 3), "abc");
+        assert_eq!(clean("abcd", 3), "abc");
+        assert_eq!(clean("aé", 2), "a");
+        assert_eq!(clean("aé", 3), "aé");
+        assert_eq!(clean("a\0b\u{1}\tc\r\n", 10), "ab\tc\r\n");
     }
 }

@@ -375,6 +375,95 @@ mod tests {
     }
 
     #[test]
+    fn sizes_are_taken_up_to_their_caps() {
+        assert_eq!(MAX_BODY_BYTES, 1024 * 1024);
+        assert_eq!(MAX_ATTACHMENT_BYTES_OUT, 10 * 1024 * 1024);
+        assert!(check_outbound(&"x".repeat(MAX_BODY_BYTES), None).is_ok());
+        assert_eq!(
+            check_outbound(&"x".repeat(MAX_BODY_BYTES + 1), None).unwrap_err(),
+            "field `body`: larger than 1048576 bytes"
+        );
+        let subject = |n: usize| json!({"type": "email", "subject": "s".repeat(n)});
+        assert!(check_outbound("hi", Some(&subject(998))).is_ok());
+        assert!(check_outbound("hi", Some(&subject(999))).is_err());
+        assert!(check_outbound("hi", Some(&json!({"type": "email"}))).is_ok());
+        let html = json!({"type": "email", "html": "h".repeat(MAX_BODY_BYTES)});
+        assert!(check_outbound("hi", Some(&html)).is_ok());
+        assert!(check_attachment(&"n".repeat(255), "text/plain", 1).is_ok());
+        assert!(check_attachment(&"n".repeat(256), "text/plain", 1).is_err());
+    }
+
+    /// What the client sends first on a fresh connection to a silent server.
+    async fn first_bytes(tls: TlsMode) -> Vec<u8> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let settings = SmtpSettings {
+            host: "localhost".into(),
+            port: listener.local_addr().unwrap().port(),
+            tls,
+            username: None,
+            password: None,
+        };
+        let client = transport(&settings).unwrap();
+        let attempt = tokio::spawn(async move { client.test_connection().await });
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(Duration::from_millis(500), sock.read(&mut buf))
+            .await
+            .map(|r| r.unwrap())
+            .unwrap_or(0);
+        let mut first = buf[..n].to_vec();
+        if n == 0 {
+            // The client waits for a greeting: give it one and see what it says.
+            sock.write_all(b"220 test ESMTP\r\n").await.unwrap();
+            let n = sock.read(&mut buf).await.unwrap();
+            first = buf[..n].to_vec();
+        }
+        attempt.abort();
+        first
+    }
+
+    #[tokio::test]
+    async fn tls_mode_tls_speaks_tls_first_and_starttls_waits_for_the_greeting() {
+        let tls = first_bytes(TlsMode::Tls).await;
+        assert_eq!(tls.first(), Some(&0x16), "a TLS handshake record: {tls:?}");
+        let starttls = first_bytes(TlsMode::Starttls).await;
+        assert!(
+            starttls.starts_with(b"EHLO"),
+            "{:?}",
+            String::from_utf8_lossy(&starttls)
+        );
+        let plain = first_bytes(TlsMode::None).await;
+        assert!(
+            plain.starts_with(b"EHLO"),
+            "{:?}",
+            String::from_utf8_lossy(&plain)
+        );
+    }
+
+    #[test]
+    fn threading_headers_only_when_there_is_a_thread() {
+        let from = From {
+            address: "support@acme.test",
+            display_name: None,
+            dkim: None,
+        };
+        let reply = json!({"type": "email", "subject": "Re: x", "in_reply_to": "<p@x.test>",
+                           "references": ["<r@x.test>", "bad id", "p@x.test"]});
+        let (email, _) = build(&from, &outbound(reply)).unwrap();
+        let raw = String::from_utf8(email.formatted()).unwrap();
+        assert!(raw.contains("In-Reply-To: <p@x.test>"), "{raw}");
+        assert!(raw.contains("References: <r@x.test> <p@x.test>"), "{raw}");
+        let (first, _) = build(&from, &outbound(json!({"type": "email", "subject": "x"}))).unwrap();
+        let raw = String::from_utf8(first.formatted()).unwrap();
+        assert!(
+            !raw.contains("References") && !raw.contains("In-Reply-To"),
+            "{raw}"
+        );
+    }
+
+    #[test]
     fn attachment_checks() {
         assert!(check_attachment("a.pdf", "application/pdf", 3).is_ok());
         assert!(check_attachment("../etc/passwd", "text/plain", 3).is_err());

@@ -35,3 +35,26 @@ pub fn check_outbound(
         needs_service_window: false,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_only_not_empty_and_at_most_1600_characters() {
+        let at_limit = "é".repeat(MAX_BODY_CHARS);
+        let rules = check_outbound(&at_limit, None).unwrap();
+        assert!(!rules.needs_service_window);
+        let over = "é".repeat(MAX_BODY_CHARS + 1);
+        assert_eq!(
+            check_outbound(&over, None).unwrap_err(),
+            "field `body`: longer than 1600 characters"
+        );
+        assert!(check_outbound(" \n ", None).unwrap_err().contains("empty"));
+        let content = serde_json::json!({"x": 1});
+        assert!(check_outbound("hi", Some(&content))
+            .unwrap_err()
+            .contains("content"));
+        assert!(check_outbound("a", None).is_ok());
+    }
+}

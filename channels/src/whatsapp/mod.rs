@@ -47,3 +47,11 @@ pub const SPEC: ProviderSpec = ProviderSpec {
         .to_string()
     },
 };
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_service_window_is_24_hours() {
+        assert_eq!(super::SERVICE_WINDOW.as_secs(), 86_400);
+    }
+}

@@ -185,6 +185,7 @@ async fn get(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_http::{client, serve, Reply};
 
     #[test]
     fn classification() {
@@ -206,5 +207,193 @@ mod tests {
             assert_eq!(e.code(), Some(code.to_string().as_str()));
         }
         assert!(!classify(400, None, String::new(), None).is_transient());
+        for code in TRANSIENT_CODES {
+            assert!(
+                classify(400, Some(*code), String::new(), None).is_transient(),
+                "{code}"
+            );
+        }
+    }
+
+    fn config(api_base: &str) -> WhatsAppConfig {
+        WhatsAppConfig {
+            phone_number_id: "106540352242922".into(),
+            access_token: crate::Secret::new("EAAtok"),
+            app_secret: crate::Secret::new("s"),
+            verify_token: crate::Secret::new("v"),
+            api_base: format!("{api_base}/"),
+            api_version: "v21.0".into(),
+            messages_per_second: 80.0,
+        }
+    }
+
+    fn message() -> OutboundMessage {
+        OutboundMessage {
+            message_id: "m1".into(),
+            to: "15550002222".into(),
+            body: "hello".into(),
+            content: None,
+            webhook_base: String::new(),
+            attachments: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_send_posts_metas_payload_and_reads_the_wamid() {
+        let (base, seen) = serve(vec![
+            Reply::json(
+                200,
+                r#"{"messages":[{"id":"wamid.A","message_status":"held_for_quality_assessment"}]}"#,
+            ),
+            Reply::json(200, r#"{"messages":[{"id":"wamid.B"}]}"#),
+            Reply::json(200, r#"{"messages":[]}"#),
+        ])
+        .await;
+        let (http, cfg) = (client(), config(&base));
+        let r = send(&http, &cfg, &message()).await.unwrap();
+        assert_eq!(
+            (r.provider_message_id.as_str(), r.provider_status.as_str()),
+            ("wamid.A", "held_for_quality_assessment")
+        );
+        let r = send(&http, &cfg, &message()).await.unwrap();
+        assert_eq!(r.provider_status, "accepted");
+        assert!(matches!(
+            send(&http, &cfg, &message()).await,
+            Err(SendError::BadResponse(m)) if m.contains("no message id")
+        ));
+        let req = &seen.await.unwrap()[0];
+        assert_eq!(req.path, "/v21.0/106540352242922/messages");
+        assert_eq!(req.header("authorization"), Some("Bearer EAAtok"));
+        assert_eq!(req.json(), outbound::payload("15550002222", "hello", None));
+    }
+
+    #[tokio::test]
+    async fn send_errors_carry_metas_code_and_message() {
+        let (base, _seen) = serve(vec![
+            Reply::json(
+                400,
+                r#"{"error":{"message":"Re-engagement","code":131047}}"#,
+            ),
+            Reply::json(400, r#"{"error":{"message":"spam rate","code":131048}}"#),
+        ])
+        .await;
+        let (http, cfg) = (client(), config(&base));
+        match send(&http, &cfg, &message()).await {
+            Err(SendError::Rejected { code, message, .. }) => {
+                assert_eq!(
+                    (code.as_deref(), message.as_str()),
+                    (Some("131047"), "Re-engagement")
+                );
+            }
+            other => panic!("expected Rejected, got {other:?}"),
+        }
+        assert!(matches!(
+            send(&http, &cfg, &message()).await,
+            Err(SendError::Unavailable { status: 400, .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn media_is_fetched_in_two_steps_with_the_token() {
+        let file = Reply {
+            status: 200,
+            headers: vec![("Content-Type".into(), "image/jpeg".into())],
+            body: b"JPEGDATA".to_vec(),
+            no_length: false,
+        };
+        let (base, seen) = serve_media(file, r#""mime_type":"image/png","file_size":"8""#).await;
+        let got = fetch_media(&client(), &config(&base), "1234", 8)
+            .await
+            .unwrap();
+        assert_eq!(got.bytes, b"JPEGDATA");
+        assert_eq!(got.content_type, "image/png", "the info's type wins");
+        let reqs = seen.await.unwrap();
+        assert_eq!(reqs[0].path, "/v21.0/1234?phone_number_id=106540352242922");
+        assert_eq!(reqs[1].path, "/file");
+        for r in &reqs {
+            assert_eq!(r.header("authorization"), Some("Bearer EAAtok"));
+        }
+    }
+
+    /// Serves the media info (pointing at `/file` on the same server) and then the file.
+    async fn serve_media(
+        file: Reply,
+        info_fields: &str,
+    ) -> (
+        String,
+        tokio::task::JoinHandle<Vec<crate::test_http::Captured>>,
+    ) {
+        crate::test_http::serve_with(|base| {
+            let info = format!(r#"{{"url":"{base}/file",{info_fields}}}"#);
+            vec![Reply::json(200, &info), file]
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn media_downloads_are_refused_or_retried_as_they_should() {
+        let jpeg = |n: usize| Reply {
+            status: 200,
+            headers: Vec::new(),
+            body: vec![7; n],
+            no_length: false,
+        };
+        // A declared size over the cap is refused before the download.
+        let (base, seen) = serve_media(jpeg(1), r#""file_size":9"#).await;
+        let cfg = config(&base);
+        assert!(matches!(
+            fetch_media(&client(), &cfg, "1", 8).await,
+            Err(MediaError::TooLarge { limit: 8 })
+        ));
+        drop(seen);
+        // No type anywhere: octet-stream; exactly the cap is fine.
+        let (base, _seen) = serve_media(jpeg(8), r#""file_size":8"#).await;
+        let got = fetch_media(&client(), &config(&base), "1", 8)
+            .await
+            .unwrap();
+        assert_eq!(got.content_type, "application/octet-stream");
+        assert_eq!(got.bytes.len(), 8);
+        // Not a media id: refused without a request.
+        assert!(matches!(
+            fetch_media(&client(), &cfg, "../x", 8).await,
+            Err(MediaError::Refused { status: 0, .. })
+        ));
+        assert!(matches!(
+            fetch_media(&client(), &cfg, "", 8).await,
+            Err(MediaError::Refused { status: 0, .. })
+        ));
+        // 404 is refused with Meta's words, 429 and 500 are retried, bad JSON is refused.
+        let (base, _seen) = serve(vec![
+            Reply::json(404, r#"{"error":"gone"}"#),
+            Reply::json(429, "{}"),
+            Reply::json(500, "{}"),
+            Reply::json(499, "{}"),
+            Reply::json(200, "nope"),
+        ])
+        .await;
+        let (http, cfg) = (client(), config(&base));
+        match fetch_media(&http, &cfg, "1", 8).await {
+            Err(MediaError::Refused {
+                status: 404,
+                message,
+            }) => {
+                assert_eq!(message, r#"{"error":"gone"}"#)
+            }
+            other => panic!("expected Refused 404, got {other:?}"),
+        }
+        for _ in 0..2 {
+            assert!(matches!(
+                fetch_media(&http, &cfg, "1", 8).await,
+                Err(MediaError::Transient(_))
+            ));
+        }
+        assert!(matches!(
+            fetch_media(&http, &cfg, "1", 8).await,
+            Err(MediaError::Refused { status: 499, .. })
+        ));
+        assert!(matches!(
+            fetch_media(&http, &cfg, "1", 8).await,
+            Err(MediaError::Refused { status: 200, .. })
+        ));
     }
 }

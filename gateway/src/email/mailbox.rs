@@ -6,11 +6,13 @@
 //! → (with `imap.move_to`) their move to that folder → cursor. The move is `UID MOVE` where
 //! the server has MOVE (RFC 6851), else `UID COPY`, `\Deleted` and `UID EXPUNGE` of exactly
 //! those UIDs (UIDPLUS; without it they stay flagged `\Deleted`, since a plain EXPUNGE would
-//! also remove whatever else someone marked deleted). Mail that could not be stored stays
-//! where it is, unseen, for a person to look at; a move the server refuses (no such folder)
-//! leaves the mail where it is, `\Seen`, with a warning, and reading goes on. A message that cannot be stored (unparseable, too large, refused by the
-//! database) is recorded in `email_rejects` with its reason and passed over; a transient
-//! failure (database down, committer full) stops the chunk where it is and retries it.
+//! also remove whatever else someone marked deleted). A move the server refuses (no such
+//! folder) leaves the mail where it is, `\Seen`, with a warning, and reading goes on.
+//!
+//! A message that cannot be stored (unparseable, too large, refused by the database) is
+//! recorded in `email_rejects` with its reason and passed over, unseen, for a person to look
+//! at; a transient failure (database down, committer full) stops the chunk where it is and
+//! retries it.
 
 use super::imap::{self, ImapError, Session};
 use super::{MailCounted, Shared};

@@ -104,6 +104,7 @@ pub fn classify(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_http::{client, serve, Reply};
 
     #[test]
     fn classification() {
@@ -118,5 +119,113 @@ mod tests {
         assert!(!e.is_transient());
         assert_eq!(e.code(), Some("40310"));
         assert!(!classify(401, Some("10009".into()), String::new(), None).is_transient());
+    }
+
+    fn config(api_base: &str) -> TelnyxSmsConfig {
+        TelnyxSmsConfig {
+            api_key: crate::Secret::new("KEYabc"),
+            public_key: String::new(),
+            from: "+15550001111".into(),
+            api_base: format!("{api_base}/"),
+            messages_per_second: 1.0,
+        }
+    }
+
+    fn message() -> OutboundMessage {
+        OutboundMessage {
+            message_id: "m1".into(),
+            to: "+15550002222".into(),
+            body: "hello".into(),
+            content: None,
+            webhook_base: "https://gw.example/webhooks/telnyx/acme".into(),
+            attachments: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_send_posts_json_with_the_key_and_reads_id_and_status() {
+        let (base, seen) = serve(vec![
+            Reply::json(200, r#"{"data":{"id":"t-1","to":[{"status":"sent"}]}}"#),
+            Reply::json(200, r#"{"data":{"id":"t-2"}}"#),
+        ])
+        .await;
+        let (http, cfg) = (client(), config(&base));
+        let receipt = send(&http, &cfg, &message()).await.unwrap();
+        assert_eq!(
+            (
+                receipt.provider_message_id.as_str(),
+                receipt.provider_status.as_str()
+            ),
+            ("t-1", "sent")
+        );
+        let receipt = send(&http, &cfg, &message()).await.unwrap();
+        assert_eq!(
+            receipt.provider_status, "queued",
+            "no recipient status: queued"
+        );
+        let req = &seen.await.unwrap()[0];
+        assert_eq!(
+            (req.method.as_str(), req.path.as_str()),
+            ("POST", "/v2/messages")
+        );
+        assert_eq!(req.header("authorization"), Some("Bearer KEYabc"));
+        assert_eq!(
+            req.json(),
+            serde_json::json!({
+                "from": "+15550001111", "to": "+15550002222", "text": "hello",
+                "webhook_url": "https://gw.example/webhooks/telnyx/acme/sms",
+                "use_profile_webhooks": false,
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn errors_carry_the_first_code_and_its_detail() {
+        let (base, _seen) = serve(vec![
+            Reply::json(
+                422,
+                r#"{"errors":[{"code":"40310","title":"Invalid to","detail":"not a number"},{"code":"1"}]}"#,
+            ),
+            Reply::json(400, r#"{"errors":[{"code":10009,"title":"Auth failed"}]}"#),
+            Reply::json(503, "<html>down</html>").header("Retry-After", "9"),
+            Reply::json(200, r#"{"data":{}}"#),
+        ])
+        .await;
+        let (http, cfg) = (client(), config(&base));
+        match send(&http, &cfg, &message()).await {
+            Err(SendError::Rejected {
+                status,
+                code,
+                message,
+            }) => {
+                assert_eq!((status, code.as_deref()), (422, Some("40310")));
+                assert_eq!(message, "Invalid to: not a number");
+            }
+            other => panic!("expected Rejected, got {other:?}"),
+        }
+        match send(&http, &cfg, &message()).await {
+            Err(SendError::Rejected { code, message, .. }) => {
+                assert_eq!(
+                    (code.as_deref(), message.as_str()),
+                    (Some("10009"), "Auth failed")
+                );
+            }
+            other => panic!("expected Rejected, got {other:?}"),
+        }
+        match send(&http, &cfg, &message()).await {
+            Err(SendError::Unavailable {
+                status,
+                code,
+                retry_after,
+            }) => {
+                assert_eq!((status, code), (503, None));
+                assert_eq!(retry_after, Some(Duration::from_secs(9)));
+            }
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+        assert!(matches!(
+            send(&http, &cfg, &message()).await,
+            Err(SendError::BadResponse(_))
+        ));
     }
 }

@@ -100,6 +100,7 @@ pub fn classify(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_http::{client, serve, Reply};
 
     #[test]
     fn classification() {
@@ -110,5 +111,118 @@ mod tests {
         assert!(!e.is_transient());
         assert_eq!(e.code(), Some("21211"));
         assert!(!classify(401, Some("20003".into()), String::new(), None).is_transient());
+        // Twilio's own throttling code is transient whatever the HTTP status says.
+        assert!(classify(400, Some("20429".into()), String::new(), None).is_transient());
+        assert!(!classify(400, Some("20428".into()), String::new(), None).is_transient());
+    }
+
+    fn config(from: &str, api_base: &str) -> TwilioSmsConfig {
+        TwilioSmsConfig {
+            account_sid: format!("AC{}", "1".repeat(32)),
+            auth_token: crate::Secret::new("tok"),
+            from: from.into(),
+            api_base: format!("{api_base}/"),
+            messages_per_second: 1.0,
+        }
+    }
+
+    fn message() -> OutboundMessage {
+        OutboundMessage {
+            message_id: "m1".into(),
+            to: "+15550002222".into(),
+            body: "hello there".into(),
+            content: None,
+            webhook_base: "https://gw.example/webhooks/twilio/acme".into(),
+            attachments: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_send_posts_the_form_with_basic_auth_and_reads_the_sid() {
+        let accepted = Reply::json(201, r#"{"sid":"SM123","status":"queued"}"#);
+        let (base, seen) = serve(vec![accepted]).await;
+        let receipt = send(&client(), &config("+15550001111", &base), &message())
+            .await
+            .unwrap();
+        assert_eq!(receipt.provider_message_id, "SM123");
+        assert_eq!(receipt.provider_status, "queued");
+        let req = &seen.await.unwrap()[0];
+        let sid = format!("AC{}", "1".repeat(32));
+        assert_eq!(req.method, "POST");
+        assert_eq!(
+            req.path,
+            format!("/2010-04-01/Accounts/{sid}/Messages.json")
+        );
+        let basic = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("{sid}:tok"),
+        );
+        assert_eq!(
+            req.header("authorization"),
+            Some(format!("Basic {basic}").as_str())
+        );
+        let form = req.form();
+        let field = |n: &str| form.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+        assert_eq!(field("To"), Some("+15550002222"));
+        assert_eq!(field("From"), Some("+15550001111"));
+        assert_eq!(field("Body"), Some("hello there"));
+        assert_eq!(
+            field("StatusCallback"),
+            Some("https://gw.example/webhooks/twilio/acme/status")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_messaging_service_sends_as_messaging_service_sid() {
+        let (base, seen) = serve(vec![Reply::json(201, r#"{"sid":"SM9"}"#)]).await;
+        let mg = format!("MG{}", "2".repeat(32));
+        let receipt = send(&client(), &config(&mg, &base), &message())
+            .await
+            .unwrap();
+        assert_eq!(receipt.provider_status, "", "no status in the answer");
+        let form = seen.await.unwrap()[0].form();
+        assert!(form.contains(&("MessagingServiceSid".into(), mg)));
+        assert!(!form.iter().any(|(k, _)| k == "From"));
+    }
+
+    #[tokio::test]
+    async fn errors_are_classified_with_code_and_retry_after() {
+        let (base, _seen) = serve(vec![
+            Reply::json(
+                400,
+                r#"{"code":21211,"message":"Invalid 'To'","status":400}"#,
+            ),
+            Reply::json(429, r#"{"code":"20429","message":"Too Many Requests"}"#)
+                .header("Retry-After", "5"),
+            Reply::json(201, "not json"),
+        ])
+        .await;
+        let (http, cfg) = (client(), config("+15550001111", &base));
+        match send(&http, &cfg, &message()).await {
+            Err(SendError::Rejected {
+                status,
+                code,
+                message,
+            }) => {
+                assert_eq!((status, code.as_deref()), (400, Some("21211")));
+                assert_eq!(message, "Invalid 'To'");
+            }
+            other => panic!("expected Rejected, got {other:?}"),
+        }
+        match send(&http, &cfg, &message()).await {
+            Err(SendError::Unavailable {
+                status,
+                code,
+                retry_after,
+            }) => {
+                assert_eq!((status, code.as_deref()), (429, Some("20429")));
+                assert_eq!(retry_after, Some(Duration::from_secs(5)));
+            }
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+        assert!(matches!(
+            send(&http, &cfg, &message()).await,
+            Err(SendError::BadResponse(_))
+        ));
     }
 }
