@@ -30,6 +30,8 @@ pub mod address;
 pub mod email;
 pub mod message;
 pub mod plugin;
+#[cfg(test)]
+mod plugin_tests;
 pub mod registry;
 pub mod secret;
 pub mod sms;

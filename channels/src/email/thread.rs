@@ -220,5 +220,12 @@ mod tests {
         assert!(auto_reply_reason(h(&[("Precedence", "auto_reply")])).is_some());
         assert!(auto_reply_reason(h(&[("Precedence", "first-class")])).is_none());
         assert!(auto_reply_reason(h(&[])).is_none());
+        assert!(auto_reply_reason(h(&[("X-Autorespond", " No ")])).is_none());
+        assert!(auto_reply_reason(h(&[("X-Autoreply", " ")])).is_none());
+        assert!(auto_reply_reason(h(&[("Auto-Submitted", " ")])).is_none());
+        assert_eq!(
+            auto_reply_reason(h(&[("X-Autorespond", "Yes")])).as_deref(),
+            Some("X-Autorespond: yes")
+        );
     }
 }

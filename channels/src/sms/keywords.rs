@@ -76,6 +76,14 @@ mod tests {
     }
 
     #[test]
+    fn keyword_names_are_stable() {
+        // Persisted in events and the database: a rename is a migration.
+        assert_eq!(Keyword::OptOut.as_str(), "opt_out");
+        assert_eq!(Keyword::OptIn.as_str(), "opt_in");
+        assert_eq!(Keyword::Help.as_str(), "help");
+    }
+
+    #[test]
     fn sentences_are_not_keywords() {
         assert_eq!(classify("please stop calling me at work"), None);
         assert_eq!(classify("stopped"), None);

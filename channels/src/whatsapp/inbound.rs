@@ -163,3 +163,22 @@ fn by_type(msg: &Value, kind: &str) -> Result<Parsed, String> {
         other => return Err(format!("type `{other}` is not handled")),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_required_and_bounded() {
+        let msg = |id: &str| json!({"id": id, "from": "15551234567", "type": "text", "text": {"body": "hi"}});
+        let names = HashMap::new();
+        let ok = message(&msg(&"w".repeat(256)), "15550001111", &names).unwrap();
+        assert_eq!(ok.provider_message_id.len(), 256);
+        for bad in [String::new(), "w".repeat(257)] {
+            assert_eq!(
+                message(&msg(&bad), "15550001111", &names).unwrap_err(),
+                "message without an id"
+            );
+        }
+    }
+}

@@ -189,6 +189,23 @@ mod tests {
     }
 
     #[test]
+    fn well_formed_content_of_each_kind_is_taken() {
+        assert!(check(&"x".repeat(4096), None).is_ok(), "exactly the limit");
+        for ok in [
+            json!({"type":"text","text":{"body":"hi"}}),
+            json!({"type":"interactive","interactive":{"type":"button","action":{"buttons":[]}}}),
+            json!({"type":"template","template":{"name":"x","language":{"code":"en_US"}}}),
+            json!({"type":"document","document":{"id":"123"}}),
+        ] {
+            assert!(check("", Some(&ok)).is_ok(), "{ok}");
+        }
+        let no_code = json!({"type":"template","template":{"name":"x","language":{"policy":"deterministic"}}});
+        assert!(check("", Some(&no_code)).unwrap_err().contains("language"));
+        let no_type = json!({"type":"interactive","interactive":{"action":{}}});
+        assert!(check("", Some(&no_type)).unwrap_err().contains("type"));
+    }
+
+    #[test]
     fn payloads_are_metas_shape() {
         assert_eq!(
             payload("+15557654321", "Hello", None),
