@@ -180,6 +180,15 @@ mod tests {
             messages_per_second: -1.0,
         };
         assert_eq!(cfg.validate().unwrap_err().0.len(), 7);
+        let mut zero: WhatsAppConfig = serde_json::from_str(
+            r#"{"phone_number_id":"1","access_token":"a","app_secret":"s","verify_token":"v"}"#,
+        )
+        .unwrap();
+        zero.messages_per_second = 0.0;
+        assert_eq!(
+            zero.validate().unwrap_err().0,
+            vec!["messages_per_second must be a positive number".to_string()]
+        );
     }
 
     #[test]

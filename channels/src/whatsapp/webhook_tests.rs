@@ -99,8 +99,18 @@ fn handshake_answers_the_challenge_only_for_the_right_token() {
         "hub.mode=subscribe&hub.challenge=1",
         "hub.mode=unsubscribe&hub.challenge=1&hub.verify_token=verify-me",
         "",
+        // A prefix, an extension, one byte off, and two bytes off by the same bit.
+        "hub.mode=subscribe&hub.challenge=1&hub.verify_token=verify",
+        "hub.mode=subscribe&hub.challenge=1&hub.verify_token=verify-me-too",
+        "hub.mode=subscribe&hub.challenge=1&hub.verify_token=verify-mX",
+        "hub.mode=subscribe&hub.challenge=1&hub.verify_token=wdrify-me",
     ] {
         assert!(matches!(get(bad), Err(WebhookError::Forbidden(_))), "{bad}");
+    }
+    let with_challenge = |c: &str| get(&format!("hub.mode=subscribe&hub.challenge={c}&hub.verify_token=verify-me"));
+    assert_eq!(with_challenge(&"7".repeat(256)).unwrap().reply.body.len(), 256);
+    for bad in [String::new(), "7".repeat(257)] {
+        assert!(matches!(with_challenge(&bad), Err(WebhookError::Malformed { .. })), "{}", bad.len());
     }
 }
 
