@@ -155,10 +155,13 @@ async fn whatsapp_through_the_trait() {
 }
 
 #[tokio::test]
-async fn sms_plugins_fetch_no_media_by_default() {
+async fn sms_plugins_fetch_no_media_and_default_their_rates() {
     let sid = format!("AC{}", "1".repeat(32));
     let json = format!(r#"{{"account_sid":"{sid}","auth_token":"t","from":"+15550001111"}}"#);
     let plugin = build("twilio", &json);
+    assert_eq!(plugin.rate_limit_per_second(), 10.0);
+    let json = format!(r#"{{"api_key":"K","public_key":"{TELNYX_KEY}","from":"+15550003333"}}"#);
+    assert_eq!(build("telnyx", &json).rate_limit_per_second(), 6.0);
     assert!(matches!(
         plugin.fetch_media("https://x/y", 10).await,
         Err(crate::MediaError::Unsupported(_))
