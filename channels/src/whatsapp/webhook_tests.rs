@@ -107,10 +107,21 @@ fn handshake_answers_the_challenge_only_for_the_right_token() {
     ] {
         assert!(matches!(get(bad), Err(WebhookError::Forbidden(_))), "{bad}");
     }
-    let with_challenge = |c: &str| get(&format!("hub.mode=subscribe&hub.challenge={c}&hub.verify_token=verify-me"));
-    assert_eq!(with_challenge(&"7".repeat(256)).unwrap().reply.body.len(), 256);
+    let with_challenge = |c: &str| {
+        get(&format!(
+            "hub.mode=subscribe&hub.challenge={c}&hub.verify_token=verify-me"
+        ))
+    };
+    assert_eq!(
+        with_challenge(&"7".repeat(256)).unwrap().reply.body.len(),
+        256
+    );
     for bad in [String::new(), "7".repeat(257)] {
-        assert!(matches!(with_challenge(&bad), Err(WebhookError::Malformed { .. })), "{}", bad.len());
+        assert!(
+            matches!(with_challenge(&bad), Err(WebhookError::Malformed { .. })),
+            "{}",
+            bad.len()
+        );
     }
 }
 

@@ -203,6 +203,40 @@ fn malformed_signed_bodies_name_the_field() {
         post(body, signed_headers(body, NOW), NOW),
         Err(WebhookError::Malformed { field: "body", .. })
     ));
+    let named = |v: &serde_json::Value| match signed(v) {
+        Err(WebhookError::Malformed { field, .. }) => field,
+        other => panic!("{other:?}"),
+    };
+    let mut v = received();
+    v["data"]["payload"]["id"] = json!("");
+    assert_eq!(named(&v), "data.payload.id");
+    let mut v = received();
+    v["data"]["payload"]["to"] = json!([{}]);
+    assert_eq!(named(&v), "data.payload.to[0].phone_number");
+    let mut v = report("message.finalized", "delivered", json!([]));
+    v["data"]["payload"]["to"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("status");
+    assert_eq!(named(&v), "data.payload.to[0].status");
+}
+
+#[test]
+fn a_message_without_text_is_a_media_message_only_when_it_has_media() {
+    let kind = |text: &str, media: serde_json::Value| {
+        let mut v = received();
+        v["data"]["payload"]["text"] = json!(text);
+        v["data"]["payload"]["media"] = media;
+        let h = signed(&v).unwrap();
+        let [InboundEvent::Message(m)] = &h.events[..] else {
+            panic!("{:?}", h.events)
+        };
+        m.kind.clone()
+    };
+    let one = json!([{"content_type": "image/jpeg", "url": "https://media.telnyx.com/a.jpg"}]);
+    assert_eq!(kind("", one.clone()), "media");
+    assert_eq!(kind("look", one), "text");
+    assert_eq!(kind("", json!([])), "text");
 }
 
 #[test]
