@@ -246,3 +246,20 @@ fn other_event_types_are_acknowledged_and_skipped() {
     assert!(h.events.is_empty());
     assert_eq!(h.skipped.len(), 1);
 }
+
+#[test]
+fn every_telnyx_status_has_its_state() {
+    use state_machines::DeliveryState as D;
+    for (word, state) in [
+        ("queued", Some(D::Queued)),
+        ("sending", Some(D::Sending)),
+        ("sent", Some(D::Sent)),
+        ("delivery_unconfirmed", Some(D::Sent)),
+        ("delivered", Some(D::Delivered)),
+        ("sending_failed", Some(D::Failed)),
+        ("delivery_failed", Some(D::Failed)),
+        ("webhook_delivered", None),
+    ] {
+        assert_eq!(super::map_status(word), state, "{word}");
+    }
+}
