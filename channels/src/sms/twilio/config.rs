@@ -151,6 +151,36 @@ mod tests {
     }
 
     #[test]
+    fn sids_and_senders_are_checked_exactly() {
+        let with = |sid: &str, from: &str| TwilioSmsConfig {
+            account_sid: sid.into(),
+            auth_token: Secret::new("t"),
+            from: from.into(),
+            api_base: default_api_base(),
+            messages_per_second: 1.0,
+        };
+        let good_sid = format!("AC{}", "0".repeat(32));
+        assert!(with(&good_sid, "+12").validate().is_ok());
+        assert!(with(&good_sid, &format!("MG{}", "0".repeat(32)))
+            .validate()
+            .is_ok());
+        for (sid, from) in [
+            ("AC123", "+15550001111"),
+            (&*format!("XY{}", "0".repeat(32)), "+15550001111"),
+            (&*format!("AC{}", "0".repeat(33)), "+15550001111"),
+            (&*good_sid, "+1"),
+            (&*good_sid, "+1555x"),
+            (&*good_sid, "15550001111"),
+        ] {
+            assert_eq!(
+                with(sid, from).validate().unwrap_err().0.len(),
+                1,
+                "{sid} {from}"
+            );
+        }
+    }
+
+    #[test]
     fn debug_never_shows_the_token() {
         let cfg = TwilioSmsConfig {
             account_sid: format!("AC{}", "0".repeat(32)),
