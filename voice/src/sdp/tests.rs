@@ -98,6 +98,55 @@ fn every_direction_is_mirrored() {
 }
 
 #[test]
+fn each_direction_says_who_sends_and_who_receives() {
+    use Direction::*;
+    for (d, sends, receives) in [
+        (SendRecv, true, true),
+        (SendOnly, true, false),
+        (RecvOnly, false, true),
+        (Inactive, false, false),
+    ] {
+        assert_eq!((d.sends(), d.receives()), (sends, receives), "{d:?}");
+        assert_eq!(d.reversed().reversed(), d);
+        assert_eq!(d.reversed().sends(), receives, "{d:?} answered");
+    }
+}
+
+#[test]
+fn directions_print_as_their_attribute() {
+    assert_eq!(Direction::SendOnly.to_string(), "sendonly");
+    assert_eq!(Direction::Inactive.to_string(), "inactive");
+}
+
+#[test]
+fn static_payload_types_need_no_rtpmap() {
+    for (pt, codec) in [("0", Codec::Pcmu), ("8", Codec::Pcma)] {
+        let text = SIPP
+            .replace("RTP/AVP 0", &format!("RTP/AVP {pt}"))
+            .replace("a=rtpmap:0 PCMU/8000\r\n", "");
+        let (_, neg) = answer(&SessionDescription::parse(&text).unwrap(), &local()).unwrap();
+        assert_eq!(neg.codec, codec, "{pt}");
+    }
+    let unknown = SIPP
+        .replace("RTP/AVP 0", "RTP/AVP 3")
+        .replace("a=rtpmap:0 PCMU/8000\r\n", "");
+    assert!(answer(&SessionDescription::parse(&unknown).unwrap(), &local()).is_err());
+}
+
+#[test]
+fn only_plain_rtp_profiles_are_answered() {
+    let avpf = SIPP.replace("RTP/AVP", "RTP/AVPF");
+    assert!(answer(&SessionDescription::parse(&avpf).unwrap(), &local()).is_ok());
+    for proto in ["RTP/SAVP", "UDP/TLS/RTP/SAVPF", "udp"] {
+        let text = SIPP.replace("RTP/AVP", proto);
+        assert!(
+            answer(&SessionDescription::parse(&text).unwrap(), &local()).is_err(),
+            "{proto}"
+        );
+    }
+}
+
+#[test]
 fn old_style_hold_with_zero_address() {
     let text = SIPP.replace("c=IN IP4 127.0.0.1", "c=IN IP4 0.0.0.0");
     let (_, neg) = answer(&SessionDescription::parse(&text).unwrap(), &local()).unwrap();
