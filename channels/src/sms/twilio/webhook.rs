@@ -344,6 +344,26 @@ mod tests {
     }
 
     #[test]
+    fn every_twilio_status_has_its_state() {
+        use DeliveryState as D;
+        for (word, state) in [
+            ("accepted", Some(D::Queued)),
+            ("scheduled", Some(D::Queued)),
+            ("queued", Some(D::Queued)),
+            ("sending", Some(D::Sending)),
+            ("sent", Some(D::Sent)),
+            ("delivered", Some(D::Delivered)),
+            ("read", Some(D::Read)),
+            ("undelivered", Some(D::Failed)),
+            ("failed", Some(D::Failed)),
+            ("canceled", Some(D::Failed)),
+            ("receiving", None),
+        ] {
+            assert_eq!(map_status(word), state, "{word}");
+        }
+    }
+
+    #[test]
     fn unknown_hook_and_garbage_body() {
         assert!(matches!(
             run("mms", b"", &[]),
