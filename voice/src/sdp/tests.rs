@@ -1,5 +1,6 @@
 //! SDP tests against bodies that real user agents send, plus hostile input and round trips.
 
+use super::parse::MAX_SDP_LEN;
 use super::*;
 use proptest::prelude::*;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -223,6 +224,73 @@ fn our_offer_is_answered_by_our_own_answerer() {
     let (ans, _) = answer(&hold, &agent).unwrap();
     let neg = accept_answer(&b2b, Direction::SendOnly, &ans).unwrap();
     assert_eq!(neg.direction, Direction::SendOnly);
+}
+
+/// An answer to our offer: PCMU at 127.0.0.1:30000 with `direction`, after `before` (other
+/// media sections) and with `proto`/`port` for its audio section.
+fn answer_text(before: &str, proto: &str, port: u16, direction: &str) -> String {
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n{before}\
+         m=audio {port} {proto} 0\r\na=rtpmap:0 PCMU/8000\r\na={direction}\r\n"
+    )
+}
+
+#[test]
+fn our_direction_narrows_to_what_the_answer_allows() {
+    use Direction::*;
+    for ours in [SendRecv, SendOnly, RecvOnly, Inactive] {
+        for theirs in [SendRecv, SendOnly, RecvOnly, Inactive] {
+            let text = answer_text("", "RTP/AVP", 30000, theirs.as_str());
+            let ans = SessionDescription::parse(&text).unwrap();
+            let neg = accept_answer(&local(), ours, &ans).unwrap();
+            let sends = ours.sends() && theirs.receives();
+            let receives = ours.receives() && theirs.sends();
+            assert_eq!(
+                (neg.direction.sends(), neg.direction.receives()),
+                (sends, receives),
+                "{ours:?} answered {theirs:?}"
+            );
+            assert_eq!(neg.remote_direction, theirs);
+        }
+    }
+}
+
+#[test]
+fn the_answers_audio_is_the_first_live_plain_rtp_section() {
+    let video = "m=video 9000 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n";
+    let text = answer_text(video, "RTP/AVP", 30000, "sendrecv");
+    let neg = accept_answer(
+        &local(),
+        Direction::SendRecv,
+        &SessionDescription::parse(&text).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(neg.remote_rtp, Some("127.0.0.1:30000".parse().unwrap()));
+    for (proto, port) in [("RTP/AVP", 0), ("RTP/SAVP", 30000)] {
+        let text = answer_text("", proto, port, "sendrecv");
+        let got = accept_answer(
+            &local(),
+            Direction::SendRecv,
+            &SessionDescription::parse(&text).unwrap(),
+        );
+        assert!(
+            matches!(got, Err(NegotiationError::NoAudio)),
+            "{proto} {port}: {got:?}"
+        );
+    }
+}
+
+#[test]
+fn bodies_up_to_16_kib_are_read() {
+    assert_eq!(MAX_SDP_LEN, 16 * 1024);
+    let pad = |n: usize| format!("{SIPP}{}", format!("a=x:{}\r\n", "p".repeat(n)));
+    let room = MAX_SDP_LEN - pad(0).len();
+    assert_eq!(pad(room).len(), MAX_SDP_LEN);
+    assert!(SessionDescription::parse(&pad(room)).is_ok());
+    assert!(matches!(
+        SessionDescription::parse(&pad(room + 1)),
+        Err(SdpError::TooLarge { len, max: MAX_SDP_LEN }) if len == MAX_SDP_LEN + 1
+    ));
 }
 
 #[test]
