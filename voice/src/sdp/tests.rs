@@ -329,6 +329,11 @@ fn malformed_lines_are_typed_errors() {
         SessionDescription::parse(&many),
         Err(SdpError::TooManyMedia { max: 16 })
     );
+    let second_version = SIPP.replace("s=-\r\n", "s=-\r\nv=0\r\n");
+    assert_eq!(
+        SessionDescription::parse(&second_version),
+        Err(SdpError::BadField { line: 4, kind: 'v' })
+    );
 }
 
 #[test]
