@@ -329,6 +329,13 @@ fn malformed_lines_are_typed_errors() {
         SessionDescription::parse(&many),
         Err(SdpError::TooManyMedia { max: 16 })
     );
+    let with_b = SIPP.replace(
+        "c=IN IP4 127.0.0.1\r\n",
+        "c=IN IP4 127.0.0.1\r\nb=AS:64\r\n",
+    );
+    let parsed = SessionDescription::parse(&with_b).unwrap();
+    assert_eq!(parsed.bandwidths, vec!["AS:64".to_string()]);
+    assert!(parsed.other.is_empty());
     let second_version = SIPP.replace("s=-\r\n", "s=-\r\nv=0\r\n");
     assert_eq!(
         SessionDescription::parse(&second_version),
