@@ -363,6 +363,15 @@ fn real_bodies_round_trip() {
     }
 }
 
+#[test]
+fn optional_session_lines_are_written_in_rfc_order() {
+    let text = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\ni=Call\r\nu=http://x.test/\r\n\
+                e=a@x.test\r\nc=IN IP4 127.0.0.1\r\nb=AS:64\r\nt=0 0\r\nr=7d 1h 0 25h\r\n\
+                z=0 0\r\nm=audio 6000 RTP/AVP 0\r\n";
+    let written = SessionDescription::parse(text).unwrap().to_string();
+    assert_eq!(written, text);
+}
+
 fn token() -> impl Strategy<Value = String> {
     "[a-zA-Z0-9.+-]{1,12}"
 }
