@@ -128,6 +128,7 @@ async fn answers_are_read_up_to_the_cap() {
 
 #[tokio::test]
 async fn an_oversized_send_answer_is_a_bad_response() {
+    assert_eq!(MAX_PROVIDER_RESPONSE_BYTES, 1024 * 1024);
     let big = "x".repeat(MAX_PROVIDER_RESPONSE_BYTES as usize + 1);
     let (base, _seen) = serve(vec![Reply::json(200, &big), Reply::json(200, "ok")]).await;
     let http = client();

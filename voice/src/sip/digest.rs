@@ -359,6 +359,25 @@ mod tests {
             parse_authorization(sha),
             Err(DigestError::Algorithm { .. })
         ));
+        let base = r#"Digest username="a", realm="r", nonce="n", uri="u", response="x""#;
+        // qop=auth needs both nc and cnonce.
+        for extra in [", qop=auth, nc=00000001", ", qop=auth, cnonce=\"c\""] {
+            assert_eq!(
+                parse_authorization(&format!("{base}{extra}")),
+                Err(DigestError::Missing { param: "nc/cnonce" }),
+                "{extra}"
+            );
+        }
+        let full = format!("{base}, qop=AUTH, nc=00000001, cnonce=\"c\", algorithm=md5");
+        let c = parse_authorization(&full).unwrap();
+        assert_eq!(
+            (c.qop.as_deref(), c.cnonce.as_deref()),
+            (Some("AUTH"), Some("c"))
+        );
+        assert!(matches!(
+            parse_authorization(&format!("{base}, qop=auth-int, nc=1, cnonce=c")),
+            Err(DigestError::Qop { .. })
+        ));
     }
 
     const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
