@@ -549,5 +549,15 @@ Still trying: 451 4.7.1 greylisted, try again later\r\n";
         );
         assert_eq!(find_status_code("version 1.2.3"), None);
         assert_eq!(find_status_code("nothing"), None);
+        assert_eq!(find_status_code("code 5..1 or 5.1234.1"), None);
+        assert_eq!(find_status_code("4.7.100").as_deref(), Some("4.7.100"));
+    }
+
+    #[test]
+    fn truncation_keeps_whole_characters() {
+        assert_eq!(truncate("abc", 3), "abc");
+        assert_eq!(truncate("abcd", 3), "abc");
+        assert_eq!(truncate("aé", 2), "a");
+        assert_eq!(truncate("aéb", 3), "aé");
     }
 }

@@ -397,6 +397,24 @@ mod tests {
             NonceCheck::Invalid
         );
         assert_eq!(n.check("garbage", 1_000, IP), NonceCheck::Invalid);
+        assert_eq!(n.max_age_secs(), 300);
+        // A client's clock a little ahead is tolerated (5 s), more is not.
+        assert_eq!(n.check(&n.issue(1_005, IP), 1_000, IP), NonceCheck::Valid);
+        assert_eq!(n.check(&n.issue(1_006, IP), 1_000, IP), NonceCheck::Stale);
+        assert_eq!(
+            n.check(&nonce, 1_300, IP),
+            NonceCheck::Valid,
+            "exactly max age"
+        );
+    }
+
+    #[test]
+    fn constant_time_eq_sees_every_difference() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"ab", b"abc"));
+        // Two differences whose bits would cancel under XOR-accumulation.
+        assert!(!constant_time_eq(b"ab", b"`c"));
     }
 
     #[test]
@@ -425,7 +443,8 @@ mod tests {
         assert!(!t.allowed(IP, "bob", 10), "the source is throttled");
         assert!(!t.allowed(other, "alice", 10), "the user is throttled");
         assert!(t.allowed(other, "bob", 10));
-        assert!(t.allowed(IP, "alice", 61), "a minute later");
+        assert!(!t.allowed(IP, "alice", 59));
+        assert!(t.allowed(IP, "alice", 60), "a minute later");
     }
 
     #[test]
