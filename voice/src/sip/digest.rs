@@ -448,6 +448,21 @@ mod tests {
     }
 
     #[test]
+    fn a_full_throttle_keeps_live_entries_and_frees_minute_old_ones() {
+        let mut t = AuthThrottle::new(1, 2);
+        let other: IpAddr = "192.0.2.9".parse().unwrap();
+        t.failed(IP, "alice", 0);
+        // Full of live entries: bob is not tracked, alice stays throttled.
+        t.failed(other, "bob", 30);
+        assert!(!t.allowed(IP, "alice", 30));
+        assert!(t.allowed(other, "bob", 30));
+        // A minute on, alice's entries make room and bob's failure counts.
+        t.failed(other, "bob", 60);
+        assert!(!t.allowed(other, "bob", 60));
+        assert!(t.allowed(IP, "alice", 60));
+    }
+
+    #[test]
     fn secrets_come_from_the_os_and_differ() {
         let (a, b) = (random_secret().unwrap(), random_secret().unwrap());
         assert_eq!(a.len(), 64);
