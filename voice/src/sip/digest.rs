@@ -463,6 +463,18 @@ mod tests {
     }
 
     #[test]
+    fn challenges_name_realm_nonce_md5_and_auth() {
+        assert_eq!(
+            challenge("acme", "n1", false),
+            r#"Digest realm="acme", nonce="n1", algorithm=MD5, qop="auth""#
+        );
+        assert_eq!(
+            challenge("acme", "n1", true),
+            r#"Digest realm="acme", nonce="n1", algorithm=MD5, qop="auth", stale=true"#
+        );
+    }
+
+    #[test]
     fn secrets_come_from_the_os_and_differ() {
         let (a, b) = (random_secret().unwrap(), random_secret().unwrap());
         assert_eq!(a.len(), 64);

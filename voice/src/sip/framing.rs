@@ -398,6 +398,19 @@ mod tests {
     }
 
     #[test]
+    fn a_response_is_not_a_request_and_cannot_be_answered() {
+        let ok = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK1\r\n\
+                  Call-ID: c1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
+        let m = frame_datagram(ok.as_bytes(), &limits()).unwrap();
+        assert!(!m.head.is_request());
+        assert!(!m.head.is_addressable());
+        let Framed::Message(req, _) = frame_stream(INVITE.as_bytes(), &limits()).unwrap() else {
+            panic!("not framed")
+        };
+        assert!(req.head.is_request() && req.head.is_addressable());
+    }
+
+    #[test]
     fn stream_split_at_every_offset_parses_the_same() {
         let two = format!("{INVITE}\r\n\r\n{INVITE}");
         let bytes = two.as_bytes();
