@@ -472,6 +472,24 @@ mod tests {
     }
 
     #[test]
+    fn a_message_of_exactly_the_limit_is_framed() {
+        let msg = "OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 5\r\n\r\nhello";
+        let at = |max: usize| FrameLimits {
+            max_message_bytes: max,
+            max_headers: 8,
+        };
+        let framed = frame_stream(msg.as_bytes(), &at(msg.len())).unwrap();
+        assert!(matches!(framed, Framed::Message(_, n) if n == msg.len()));
+        let err = frame_stream(msg.as_bytes(), &at(msg.len() - 1)).unwrap_err();
+        assert_eq!(
+            err.kind,
+            FrameErrorKind::TooLarge {
+                limit: msg.len() - 1
+            }
+        );
+    }
+
+    #[test]
     fn declared_body_past_the_limit_is_refused_before_it_arrives() {
         let msg = "INVITE sip:a@b SIP/2.0\r\nContent-Length: 999999999\r\n\r\n";
         let err = frame_stream(msg.as_bytes(), &limits()).unwrap_err();
