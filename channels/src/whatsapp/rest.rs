@@ -346,6 +346,12 @@ mod tests {
             Err(MediaError::TooLarge { limit: 8 })
         ));
         drop(seen);
+        // Meta sometimes sends the size as a string: it is read all the same.
+        let (base, _seen) = serve_media(jpeg(8), r#""file_size":"9""#).await;
+        assert!(matches!(
+            fetch_media(&client(), &config(&base), "1", 8).await,
+            Err(MediaError::TooLarge { limit: 8 })
+        ));
         // No type anywhere: octet-stream; exactly the cap is fine.
         let (base, _seen) = serve_media(jpeg(8), r#""file_size":8"#).await;
         let got = fetch_media(&client(), &config(&base), "1", 8)

@@ -316,3 +316,16 @@ fn several_messages_in_one_delivery_each_come_out_once() {
     ));
     assert_eq!(h.events.len(), 3);
 }
+
+#[test]
+fn status_ids_are_required_and_bounded() {
+    let st = |id: &str| json!({"id": id, "status": "delivered", "recipient_id": "15551234567"});
+    let ok = super::status(&st(&"w".repeat(256))).unwrap().unwrap();
+    assert_eq!(ok.provider_message_id.len(), 256);
+    for bad in [String::new(), "w".repeat(257)] {
+        assert_eq!(
+            super::status(&st(&bad)).unwrap_err(),
+            "status without an id"
+        );
+    }
+}

@@ -487,6 +487,27 @@ mod tests {
                 limit: msg.len() - 1
             }
         );
+        // Datagrams alike; the refusal keeps the head so the 513 can be addressed.
+        assert_eq!(
+            frame_datagram(msg.as_bytes(), &at(msg.len()))
+                .unwrap()
+                .body(),
+            b"hello"
+        );
+        let err = frame_datagram(msg.as_bytes(), &at(msg.len() - 1)).unwrap_err();
+        assert!(matches!(err.kind, FrameErrorKind::TooLarge { .. }));
+        assert!(err.head.is_some());
+        // Leading blank lines (keep-alives) before a datagram's message are skipped.
+        let padded = format!("\r\n\r\n{msg}");
+        assert_eq!(
+            frame_datagram(padded.as_bytes(), &limits()).unwrap().body(),
+            b"hello"
+        );
+        let padded = format!("\n{msg}");
+        assert_eq!(
+            frame_datagram(padded.as_bytes(), &limits()).unwrap().body(),
+            b"hello"
+        );
     }
 
     #[test]
