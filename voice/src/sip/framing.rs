@@ -508,6 +508,11 @@ mod tests {
             frame_datagram(padded.as_bytes(), &limits()).unwrap().body(),
             b"hello"
         );
+        // A datagram that ends after its headers without the blank line is all head.
+        let bare = "OPTIONS sip:a@b SIP/2.0\r\nCall-ID: c9\r\nCSeq: 1 OPTIONS\r\n";
+        let m = frame_datagram(bare.as_bytes(), &limits()).unwrap();
+        assert_eq!(m.head.get("CSeq"), Some("1 OPTIONS"));
+        assert!(m.body().is_empty());
     }
 
     #[test]
