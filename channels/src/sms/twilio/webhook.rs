@@ -344,6 +344,51 @@ mod tests {
     }
 
     #[test]
+    fn a_textless_message_is_a_media_message_only_with_media() {
+        let kind = |body: &str, media: &str| {
+            let mut fields = sms_fields();
+            for f in fields.iter_mut() {
+                match f.0 {
+                    "Body" => f.1 = body,
+                    "NumMedia" => f.1 = media,
+                    _ => {}
+                }
+            }
+            let (raw, headers) = signed(&fields);
+            let events = run("sms", &raw, &headers).unwrap();
+            let InboundEvent::Message(m) = &events[0] else {
+                panic!("{events:?}")
+            };
+            m.kind.clone()
+        };
+        assert_eq!(kind("", "1"), "media");
+        assert_eq!(kind("look", "1"), "text");
+        assert_eq!(kind("", "0"), "text");
+    }
+
+    #[test]
+    fn empty_error_fields_are_no_error() {
+        let status = |code: &'static str, message: &'static str| {
+            let (body, headers) = signed(&[
+                ("MessageSid", "SM9"),
+                ("MessageStatus", "failed"),
+                ("ErrorCode", code),
+                ("ErrorMessage", message),
+                ("AccountSid", "ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
+            ]);
+            match run("status", &body, &headers).unwrap().remove(0) {
+                InboundEvent::Status(u) => (u.error_code, u.error_message),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(status("", ""), (None, None));
+        assert_eq!(
+            status("30003", "Unreachable"),
+            (Some("30003".into()), Some("Unreachable".into()))
+        );
+    }
+
+    #[test]
     fn every_twilio_status_has_its_state() {
         use DeliveryState as D;
         for (word, state) in [
