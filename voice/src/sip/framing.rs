@@ -516,6 +516,18 @@ mod tests {
     }
 
     #[test]
+    fn a_header_without_colon_is_named_by_its_line_and_the_head_is_kept() {
+        for (at, line) in [(0, 2), (1, 3)] {
+            let mut lines = vec!["Call-ID: c1", "CSeq: 1 OPTIONS", "Via: SIP/2.0/UDP h"];
+            lines.insert(at, "no colon here");
+            let msg = format!("OPTIONS sip:a@b SIP/2.0\r\n{}\r\n\r\n", lines.join("\r\n"));
+            let err = frame_datagram(msg.as_bytes(), &limits()).unwrap_err();
+            assert_eq!(err.kind, FrameErrorKind::HeaderWithoutColon { line });
+            assert_eq!(err.head.unwrap().get("CSeq"), Some("1 OPTIONS"));
+        }
+    }
+
+    #[test]
     fn declared_body_past_the_limit_is_refused_before_it_arrives() {
         let msg = "INVITE sip:a@b SIP/2.0\r\nContent-Length: 999999999\r\n\r\n";
         let err = frame_stream(msg.as_bytes(), &limits()).unwrap_err();
