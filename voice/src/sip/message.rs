@@ -319,6 +319,9 @@ mod tests {
         let m = inbound(OPTIONS).unwrap();
         assert_eq!(check_request(&m, &[local], 70), Err(Refusal::Looped));
         assert_eq!(check_request(&m, &[], 70), Ok(()));
+        let elsewhere: SocketAddr = "127.0.0.1:5999".parse().unwrap();
+        assert_eq!(check_request(&m, &[elsewhere], 70), Ok(()), "not our Via");
+        assert_eq!(check_request(&m, &[], 2), Ok(()), "exactly the Via limit");
         assert_eq!(
             check_request(&m, &[], 1),
             Err(Refusal::TooManyVias { limit: 1 })

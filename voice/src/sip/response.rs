@@ -217,6 +217,20 @@ mod tests {
     }
 
     #[test]
+    fn a_to_that_already_has_a_tag_keeps_it() {
+        let tagged = INVITE.replace("To: <sip:100@127.0.0.1>", "To: <sip:100@127.0.0.1>;tag=old");
+        let m = frame_datagram(tagged.as_bytes(), &FrameLimits::default()).unwrap();
+        let source: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let parts = ResponseParts::new(200, "OK").to_tag("new");
+        let text = String::from_utf8(build_response(&m.head, source, &parts)).unwrap();
+        assert!(
+            text.contains("To: <sip:100@127.0.0.1>;tag=old\r\n"),
+            "{text}"
+        );
+        assert!(!text.contains("tag=new"), "{text}");
+    }
+
+    #[test]
     fn tag_inside_the_uri_is_not_a_tag() {
         assert!(!has_tag("<sip:a@b;tag=x>"));
         assert!(has_tag("<sip:a@b>;tag=x"));

@@ -59,5 +59,6 @@ mod tests {
         assert_eq!(ms, [500, 1000, 2000, 4000, 4000, 4000, 4000]);
         assert_eq!(t.retransmit_interval(u32::MAX), t.t2);
         assert_eq!(t.give_up(), Duration::from_secs(32));
+        assert_eq!(t.keep_completed(), Duration::from_secs(32));
     }
 }
