@@ -3,8 +3,8 @@
 //! (the runtime's pacing and routing keys, persisted with outbound messages), its rate and
 //! address rules, and sends through the scripted HTTP server.
 
-use crate::test_http::{client, serve, Reply};
-use crate::{registry, ChannelPlugin, OutboundMessage};
+use crate::test_http::{client, outbound, serve, Reply};
+use crate::{registry, ChannelPlugin};
 use state_machines::Channel;
 use std::sync::Arc;
 
@@ -41,17 +41,6 @@ fn check(plugin: &dyn ChannelPlugin, want: &Expect<'_>) {
     assert!(plugin.check_outbound(" ", None).is_err());
 }
 
-fn outbound(to: &str) -> OutboundMessage {
-    OutboundMessage {
-        message_id: "m1".into(),
-        to: to.into(),
-        body: "hi".into(),
-        content: None,
-        webhook_base: "https://gw.test/webhooks/x/acme".into(),
-        attachments: Vec::new(),
-    }
-}
-
 #[tokio::test]
 async fn twilio_through_the_trait() {
     let sid = format!("AC{}", "1".repeat(32));
@@ -80,7 +69,14 @@ async fn twilio_through_the_trait() {
         "+15550002222"
     );
     assert!(plugin.normalize_recipient("bob").is_err());
-    let receipt = plugin.send(&outbound("+15550002222")).await.unwrap();
+    let receipt = plugin
+        .send(&outbound(
+            "+15550002222",
+            "hi",
+            "https://gw.test/webhooks/x/acme",
+        ))
+        .await
+        .unwrap();
     assert_eq!(receipt.provider_message_id, "SM1");
     assert_eq!(seen.await.unwrap().len(), 1);
 }
@@ -110,7 +106,14 @@ async fn telnyx_through_the_trait() {
         "+15550002222"
     );
     assert!(plugin.normalize_recipient("+0123").is_err());
-    let receipt = plugin.send(&outbound("+15550002222")).await.unwrap();
+    let receipt = plugin
+        .send(&outbound(
+            "+15550002222",
+            "hi",
+            "https://gw.test/webhooks/x/acme",
+        ))
+        .await
+        .unwrap();
     assert_eq!(receipt.provider_message_id, "t1");
     assert_eq!(seen.await.unwrap().len(), 1);
 }
@@ -144,7 +147,14 @@ async fn whatsapp_through_the_trait() {
         "+15550002222"
     );
     assert!(plugin.normalize_recipient("x").is_err());
-    let receipt = plugin.send(&outbound("+15550002222")).await.unwrap();
+    let receipt = plugin
+        .send(&outbound(
+            "+15550002222",
+            "hi",
+            "https://gw.test/webhooks/x/acme",
+        ))
+        .await
+        .unwrap();
     assert_eq!(receipt.provider_message_id, "wamid.1");
     // Media goes through the plugin's own download (refused here by its declared size).
     assert!(matches!(

@@ -137,6 +137,18 @@ async fn read_request(sock: &mut tokio::net::TcpStream) -> Captured {
     }
 }
 
+/// A text message to send, as the runtime hands one to a plugin.
+pub fn outbound(to: &str, body: &str, webhook_base: &str) -> crate::OutboundMessage {
+    crate::OutboundMessage {
+        message_id: "m1".into(),
+        to: to.into(),
+        body: body.into(),
+        content: None,
+        webhook_base: webhook_base.into(),
+        attachments: Vec::new(),
+    }
+}
+
 /// A client as the runtime builds one (rustls with ring installed).
 pub fn client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();

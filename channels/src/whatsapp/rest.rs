@@ -185,7 +185,7 @@ async fn get(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_http::{client, serve, Reply};
+    use crate::test_http::{client, outbound, serve, Reply};
 
     #[test]
     fn classification() {
@@ -228,14 +228,7 @@ mod tests {
     }
 
     fn message() -> OutboundMessage {
-        OutboundMessage {
-            message_id: "m1".into(),
-            to: "15550002222".into(),
-            body: "hello".into(),
-            content: None,
-            webhook_base: String::new(),
-            attachments: Vec::new(),
-        }
+        outbound("15550002222", "hello", "")
     }
 
     #[tokio::test]

@@ -104,7 +104,7 @@ pub fn classify(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_http::{client, serve, Reply};
+    use crate::test_http::{client, outbound, serve, Reply};
 
     #[test]
     fn classification() {
@@ -132,14 +132,11 @@ mod tests {
     }
 
     fn message() -> OutboundMessage {
-        OutboundMessage {
-            message_id: "m1".into(),
-            to: "+15550002222".into(),
-            body: "hello".into(),
-            content: None,
-            webhook_base: "https://gw.example/webhooks/telnyx/acme".into(),
-            attachments: Vec::new(),
-        }
+        outbound(
+            "+15550002222",
+            "hello",
+            "https://gw.example/webhooks/telnyx/acme",
+        )
     }
 
     #[tokio::test]

@@ -100,7 +100,7 @@ pub fn classify(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_http::{client, serve, Reply};
+    use crate::test_http::{client, outbound, serve, Reply};
 
     #[test]
     fn classification() {
@@ -127,14 +127,11 @@ mod tests {
     }
 
     fn message() -> OutboundMessage {
-        OutboundMessage {
-            message_id: "m1".into(),
-            to: "+15550002222".into(),
-            body: "hello there".into(),
-            content: None,
-            webhook_base: "https://gw.example/webhooks/twilio/acme".into(),
-            attachments: Vec::new(),
-        }
+        outbound(
+            "+15550002222",
+            "hello there",
+            "https://gw.example/webhooks/twilio/acme",
+        )
     }
 
     #[tokio::test]
