@@ -30,6 +30,10 @@ pub struct BroadcastRequest {
     /// variables).
     #[serde(default)]
     pub recipients_csv: Option<String>,
+    /// Contacts carrying any of these tags. The runtime, which holds the contacts, adds
+    /// them to `recipients` before [`BroadcastRequest::check`].
+    #[serde(default)]
+    pub tags: Vec<String>,
     /// The channel ladder.
     pub steps: Vec<Step>,
     /// Whether recipients must acknowledge (else only the first reachable step is sent).

@@ -150,6 +150,11 @@ pub trait ChannelPlugin: Send + Sync {
         -> Result<Handled, WebhookError>;
     /// Sends one message through the provider.
     fn send<'a>(&'a self, msg: &'a OutboundMessage) -> SendFuture<'a>;
+    /// How long one [`ChannelPlugin::send`] may take when that is longer than an HTTP
+    /// request's (a call rings before it is answered); `None`: the runtime's own timeout.
+    fn send_timeout(&self) -> Option<std::time::Duration> {
+        None
+    }
     /// Downloads an inbound attachment that [`crate::InboundMedia::fetch`] marked as ours to
     /// fetch, refusing more than `max_bytes`.
     fn fetch_media<'a>(&'a self, reference: &'a str, max_bytes: u64) -> MediaFuture<'a> {

@@ -100,7 +100,12 @@ impl GatewayStore {
                 .collect();
         let mut out = HashMap::new();
         for org in orgs {
-            for channel in [Channel::Sms, Channel::Whatsapp, Channel::Email] {
+            for channel in [
+                Channel::Sms,
+                Channel::Whatsapp,
+                Channel::Email,
+                Channel::Voice,
+            ] {
                 if let Some((_, plugin)) = self.plugins.for_channel(&org, channel).await {
                     let window_for_text = plugin
                         .check_outbound("text", None)

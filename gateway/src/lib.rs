@@ -45,3 +45,4 @@ pub mod sender;
 pub mod server;
 pub mod telemetry;
 pub mod voice;
+pub mod voice_out;

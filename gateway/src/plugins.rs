@@ -63,6 +63,10 @@ pub struct Plugins {
     plugins: TtlCache<OrgPlugins>,
     /// Per provider, a plugin with secrets nobody knows (see [`Plugins::decoy`]).
     decoys: HashMap<&'static str, Arc<dyn ChannelPlugin>>,
+    /// Outbound calls, when SIP runs with a trunk (see [`crate::voice_out`]).
+    dialer: std::sync::OnceLock<Arc<crate::voice_out::Dialer>>,
+    /// Each org's caller id (its first voice route number), `None`: it has none.
+    caller_ids: TtlCache<Option<String>>,
 }
 
 impl Plugins {
@@ -85,7 +89,40 @@ impl Plugins {
             orgs_by_slug: TtlCache::new(CACHE_TTL, CACHE_CAPACITY),
             slugs: Mutex::default(),
             plugins: TtlCache::new(CACHE_TTL, CACHE_CAPACITY),
+            dialer: std::sync::OnceLock::new(),
+            caller_ids: TtlCache::new(CACHE_TTL, CACHE_CAPACITY),
         }
+    }
+
+    /// Lets orgs place calls (channel `voice`) through this dialer (the first attach wins).
+    pub fn attach_dialer(&self, dialer: Arc<crate::voice_out::Dialer>) {
+        if self.dialer.set(dialer).is_err() {
+            tracing::warn!("a dialer was attached already; the new one is ignored");
+        }
+    }
+
+    /// The org's outbound-call plugin: there is a dialer, the org's voice feature is on and
+    /// it has a voice route number to call from.
+    async fn calls(&self, org_id: &str) -> Option<Arc<dyn ChannelPlugin>> {
+        let dialer = self.dialer.get()?;
+        let caller_id = match self.caller_ids.get(org_id) {
+            Some(known) => known,
+            None => {
+                let pool = &self.db.pool;
+                let settings = crate::db::org_settings::get(pool, org_id).await.ok()?;
+                let found = match settings.enabled("voice") {
+                    true => crate::db::calls::caller_id(pool, org_id).await.ok()?,
+                    false => None,
+                };
+                self.caller_ids.insert(org_id, found.clone());
+                found
+            }
+        }?;
+        Some(Arc::new(crate::voice_out::CallPlugin {
+            dialer: Arc::clone(dialer),
+            org_id: org_id.to_owned(),
+            caller_id,
+        }))
     }
 
     /// The shared HTTP client.
@@ -156,13 +193,17 @@ impl Plugins {
         org_id: &str,
         channel: Channel,
     ) -> Option<(String, Arc<dyn ChannelPlugin>)> {
-        let plugin = self
-            .of_org(org_id)
-            .await
-            .ok()?
-            .into_iter()
-            .find(|(_, p)| p.channel() == channel)?
-            .1;
+        let plugin = match channel {
+            Channel::Voice => self.calls(org_id).await?,
+            _ => {
+                self.of_org(org_id)
+                    .await
+                    .ok()?
+                    .into_iter()
+                    .find(|(_, p)| p.channel() == channel)?
+                    .1
+            }
+        };
         let cached = self
             .slugs
             .lock()

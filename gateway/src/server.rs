@@ -224,6 +224,9 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         shutdown_rx.clone(),
     )));
     let sip = crate::voice::start(&config.sip, &db, &committer).await?;
+    if let Some(dialer) = crate::voice::dialer(&config.sip, sip.as_ref(), &committer) {
+        plugins.attach_dialer(dialer);
+    }
     let state = Arc::new(AppState {
         db: db.clone(),
         committer: committer.clone(),

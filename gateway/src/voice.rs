@@ -127,6 +127,7 @@ impl CallStore for DbCallStore {
                 sip_call_id: t.sip_call_id,
                 from: t.from,
                 to: t.to,
+                outbound: t.outbound,
                 event: t.event,
                 detail: t.detail,
                 node: Some(self.node.clone()),
@@ -420,6 +421,27 @@ pub async fn start(
     }));
     tracing::info!(addr = %server.local_addr(), "SIP listening (UDP and TCP)");
     Ok(Some(Arc::new(server)))
+}
+
+/// The dialer of outbound calls, when SIP runs and `sip.trunk` names a trunk.
+pub fn dialer(
+    sip: &SipConfig,
+    server: Option<&Arc<SipServer>>,
+    committer: &Committer,
+) -> Option<Arc<crate::voice_out::Dialer>> {
+    let trunk = sip.trunk.trim().parse().ok()?;
+    Some(Arc::new(crate::voice_out::Dialer {
+        sip: Arc::clone(server?),
+        speech: Arc::new(crate::receptionist::LocalSpeech::new(
+            crate::receptionist::LocalSpeech::model_path(&sip.whisper_model),
+            sip.tts_voice.clone(),
+        )),
+        committer: committer.clone(),
+        trunk,
+        ring: Duration::from_secs(sip.ring_secs),
+        max_call: Duration::from_secs(sip.outbound_max_call_secs),
+        calls_per_second: sip.calls_per_second,
+    }))
 }
 
 #[cfg(test)]

@@ -361,6 +361,7 @@ pub async fn record_call(db: &Db, org_id: &str, call_id: &str, from: &str, to: &
         sip_call_id: format!("sip-{call_id}"),
         from: from.into(),
         to: to.into(),
+        outbound: false,
         event: None,
         detail: None,
         node: None,

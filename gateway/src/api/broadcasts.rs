@@ -34,12 +34,28 @@ pub async fn create(
         return Err(crate::db::org_settings::Refusal::FeatureDisabled("broadcast".into()).into());
     }
     let idempotency_key = super::idempotency_key(&headers)?;
-    let req: BroadcastRequest = serde_json::from_slice(&body)
+    let mut req: BroadcastRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
     let cap = settings
         .broadcast_recipients
         .unwrap_or(org_settings::DEFAULT_BROADCAST_RECIPIENTS)
         .max(0) as usize;
+    if !req.tags.is_empty() {
+        let tags = crate::db::contacts::check_tags(&req.tags)
+            .map_err(|e| ApiError::bad_request(format!("field `tags`: {e}")))?;
+        // One past the cap is enough to refuse an audience that is too big.
+        let tagged =
+            crate::db::contacts::recipients_with_tags(&state.db.pool, &org_id, &tags, cap + 1)
+                .await?;
+        if tagged.is_empty() && req.recipients.is_empty() && req.recipients_csv.is_none() {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "no_recipients",
+                format!("field `tags`: no contact with a phone or email carries {tags:?}"),
+            ));
+        }
+        req.recipients.extend(tagged);
+    }
     let checked = req.check(cap).map_err(|e| match e.over_cap {
         true => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -48,34 +64,37 @@ pub async fn create(
         ),
         false => ApiError::bad_request(e.message),
     })?;
-    let mut warnings = Vec::new();
+    let warnings: Vec<String> = Vec::new();
     for (i, step) in checked.spec.steps.iter().enumerate() {
-        if step.channel == Channel::Voice {
-            warnings.push(format!(
-                "step {i} (voice): outbound calls are not available yet; recipients pass over \
-                 this step"
-            ));
-            continue;
-        }
         if !settings.enabled(step.channel.as_str()) {
             return Err(
                 org_settings::Refusal::FeatureDisabled(step.channel.as_str().into()).into(),
             );
         }
         let Some((_, plugin)) = state.plugins.for_channel(&org_id, step.channel).await else {
+            let missing = match step.channel {
+                Channel::Voice => "calls need the gateway's SIP trunk (`sip.trunk`) and a voice \
+                                   route number of this organization to call from"
+                    .to_owned(),
+                other => format!(
+                    "no {} account is configured for this organization",
+                    other.as_str()
+                ),
+            };
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "channel_not_configured",
-                format!(
-                    "step {i}: no {} account is configured for this organization",
-                    step.channel.as_str()
-                ),
+                format!("step {i}: {missing}"),
             ));
         };
         let c = &step.content;
         let content = step.message_content(c.subject.as_deref().unwrap_or_default());
+        let text = match step.channel {
+            Channel::Voice => c.say.as_deref(),
+            _ => c.body.as_deref(),
+        };
         plugin
-            .check_outbound(c.body.as_deref().unwrap_or_default(), content.as_ref())
+            .check_outbound(text.unwrap_or_default(), content.as_ref())
             .map_err(|e| ApiError::bad_request(format!("step {i}: {e}")))?;
     }
     let request_hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body));

@@ -10,6 +10,7 @@ pub mod appointments;
 pub mod audit;
 pub mod broadcasts;
 pub mod calls;
+pub mod contacts;
 pub mod dead_letters;
 pub mod health;
 pub mod messages;
@@ -159,6 +160,9 @@ pub fn router(state: State, max_body_bytes: usize) -> Router {
         )
         .route("/api/v1/search", get(inbox::api::search))
         .route("/api/v1/contacts/merge", post(inbox::api::merge_contacts))
+        .route("/api/v1/contacts", get(contacts::list).post(contacts::save))
+        .route("/api/v1/contacts/{id}", get(contacts::get_one))
+        .route("/api/v1/contacts/{id}/tags", put(contacts::set_tags))
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)

@@ -166,6 +166,8 @@ pub enum WriteOp {
     CancelAppointment(crate::db::appointments::CancelWrite),
     /// A broadcast write: create, cancel, expand, dispatch, confirm.
     Broadcast(crate::db::broadcasts::BroadcastOp),
+    /// A contact saved through the API, or its tags replaced.
+    Contact(crate::db::contacts::ContactOp),
     /// Replay a dead letter.
     Replay {
         /// The org.
@@ -211,6 +213,8 @@ pub enum WriteResult {
     Cancelled(bool),
     /// For [`WriteOp::Broadcast`].
     Broadcast(crate::db::broadcasts::BroadcastResult),
+    /// For [`WriteOp::Contact`].
+    Contact(crate::db::contacts::ContactResult),
     /// For [`WriteOp::PruneOutbox`]: how many rows went.
     Pruned(u64),
     /// For [`WriteOp::Retry`], [`WriteOp::Defer`], [`WriteOp::MarkPublished`] and
@@ -490,6 +494,9 @@ async fn execute(conn: &mut AnyConnection, op: &WriteOp) -> Result<WriteResult, 
         }
         WriteOp::Broadcast(op) => {
             WriteResult::Broadcast(crate::db::broadcasts::execute(conn, op, now).await?)
+        }
+        WriteOp::Contact(op) => {
+            WriteResult::Contact(crate::db::contacts::execute(conn, op, now).await?)
         }
     })
 }

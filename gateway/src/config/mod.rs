@@ -283,6 +283,10 @@ const ENV: &[(&str, &str)] = &[
     ("DARTWING_SIP_RESPONDER_TIMEOUT_MS", "sip.responder_timeout_ms"),
     ("DARTWING_SIP_WHISPER_PROMPT", "sip.whisper_prompt"),
     ("DARTWING_SIP_EARLY_END", "sip.early_end"),
+    ("DARTWING_SIP_TRUNK", "sip.trunk"),
+    ("DARTWING_SIP_RING_SECS", "sip.ring_secs"),
+    ("DARTWING_SIP_CALLS_PER_SECOND", "sip.calls_per_second"),
+    ("DARTWING_SIP_OUTBOUND_MAX_CALL_SECS", "sip.outbound_max_call_secs"),
     ("DARTWING_INBOX_SESSION_SECS", "inbox.session_secs"),
     ("DARTWING_INBOX_WS_QUEUE_FRAMES", "inbox.ws_queue_frames"),
     ("DARTWING_INBOX_WS_SLOW_MS", "inbox.ws_slow_ms"),
@@ -361,6 +365,22 @@ impl Config {
                 self.public_url
             ));
         }
+        let trunk = self.sip.trunk.trim();
+        if !trunk.is_empty() && trunk.parse::<SocketAddr>().is_err() {
+            e.push(format!("sip.trunk `{trunk}` is not ip:port"));
+        }
+        // A ringing call is a send in progress: it must end inside the send's time, else the
+        // worker would give up on it while it rings (checked only when calls are placed).
+        let ring_max = self.delivery.send_timeout_ms / 1000 + 10;
+        if !trunk.is_empty() && (self.sip.ring_secs == 0 || self.sip.ring_secs > ring_max) {
+            e.push(format!(
+                "sip.ring_secs must be 1 to delivery.send_timeout_ms/1000 + 10 ({ring_max}) \
+                 when sip.trunk is set"
+            ));
+        }
+        if self.sip.calls_per_second.is_nan() || self.sip.calls_per_second <= 0.0 {
+            e.push("sip.calls_per_second must be greater than 0".into());
+        }
         e.extend(self.inbox.problems());
         e.extend(self.broadcast.problems());
         e.extend(self.http.problems());
@@ -398,6 +418,10 @@ impl Config {
             ),
             ("sip.max_calls", self.sip.max_calls as i64),
             ("sip.max_call_secs", self.sip.max_call_secs as i64),
+            (
+                "sip.outbound_max_call_secs",
+                self.sip.outbound_max_call_secs as i64,
+            ),
         ];
         for (name, v) in positive {
             if v <= 0 {
@@ -560,6 +584,40 @@ mod tests {
         assert_eq!(c.http_addr, "127.0.0.1:9000");
         assert_eq!(c.delivery.max_attempts, 9);
         assert_eq!(c.public_base(), "https://gw.example");
+    }
+
+    #[test]
+    fn the_trunk_and_its_ringing_are_checked() {
+        let set = |pairs: &[(&str, &str)]| {
+            let pairs: Vec<(String, String)> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            Config::from_parts("", &pairs)
+        };
+        let c = set(&[("sip.trunk", "127.0.0.1:5080")]).unwrap();
+        assert_eq!(
+            (c.sip.trunk.as_str(), c.sip.ring_secs),
+            ("127.0.0.1:5080", 25)
+        );
+        assert!(ENV.contains(&("DARTWING_SIP_TRUNK", "sip.trunk")));
+        let e = set(&[("sip.trunk", "carrier.example")]).unwrap_err();
+        assert!(e.0.iter().any(|p| p.contains("sip.trunk")), "{:?}", e.0);
+        // A ringing call is a send: it must end inside the send's time (15 s + 10 s here),
+        // which matters only when calls are placed.
+        let trunk = ("sip.trunk", "127.0.0.1:5080");
+        assert!(set(&[trunk, ("sip.ring_secs", "25")]).is_ok());
+        let e = set(&[trunk, ("sip.ring_secs", "26")]).unwrap_err();
+        assert!(e.0[0].contains("sip.ring_secs"), "{:?}", e.0);
+        let longer = ("delivery.send_timeout_ms", "30000");
+        assert!(set(&[trunk, ("sip.ring_secs", "40"), longer]).is_ok());
+        assert!(set(&[trunk, ("sip.ring_secs", "0")]).is_err());
+        let short = ("delivery.send_timeout_ms", "1000");
+        assert!(set(&[short]).is_ok(), "no trunk, no ringing to fit");
+        assert!(set(&[trunk, short]).is_err());
+        let e = set(&[("sip.calls_per_second", "0")]).unwrap_err();
+        assert!(e.0[0].contains("sip.calls_per_second"), "{:?}", e.0);
+        assert!(set(&[("sip.outbound_max_call_secs", "0")]).is_err());
     }
 
     #[test]

@@ -52,6 +52,16 @@ pub struct SipConfig {
     /// How long a receptionist waits on an org's remote model for its first words (and
     /// between chunks), ms; then the local responder answers.
     pub responder_timeout_ms: u64,
+    /// `host:port` of the SIP trunk or proxy that the calls we place go to (UDP): a
+    /// broadcast's voice rung. Empty: no outbound calls (voice rungs are passed over).
+    pub trunk: String,
+    /// Seconds a call we place rings before it counts as not answered (at most
+    /// `delivery.send_timeout_ms` + 10 s: a ringing call is a send in progress).
+    pub ring_secs: u64,
+    /// Calls placed per second per caller id (the org's first voice route number).
+    pub calls_per_second: f64,
+    /// The longest a call we place lasts, seconds.
+    pub outbound_max_call_secs: u64,
 }
 
 impl Default for SipConfig {
@@ -75,6 +85,10 @@ impl Default for SipConfig {
             agent_ring_secs: 20,
             voicemail_max_secs: 120,
             responder_timeout_ms: 2_000,
+            trunk: String::new(),
+            ring_secs: 25,
+            calls_per_second: 5.0,
+            outbound_max_call_secs: 120,
         }
     }
 }

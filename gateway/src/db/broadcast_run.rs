@@ -262,7 +262,6 @@ async fn blocked(
         };
         let sender = req.senders.get(&(due.org_id.clone(), step.channel));
         out.push(match (step.channel, address, sender) {
-            (Channel::Voice, ..) => Some("outbound calls are not available yet"),
             (_, None, _) => Some("no address for this channel"),
             (_, _, None) => Some("the channel is not configured for this organization"),
             (_, Some(to), Some(s)) if s.window_for_text && step.content.template.is_none() => {
@@ -352,15 +351,30 @@ async fn send_rung(
             other => vars.get(other).cloned(),
         }
     };
-    let text = rung.content.body.as_deref().unwrap_or_default();
+    let text = match channel {
+        Channel::Voice => rung.content.say.as_deref(),
+        _ => rung.content.body.as_deref(),
+    }
+    .unwrap_or_default();
     let mut body = broadcast::spec::render(text, &lookup);
+    if channel == Channel::Voice && rules.spec.require_ack {
+        // The call collects the key (see `voice_out`).
+        body.push_str(" Press 1 to confirm that you received this message.");
+    }
     if let Some(url) = &confirm_url {
         if !text.contains("{{confirm_url}}") {
             body.push_str(&format!("\n\nConfirm that you received this: {url}\n"));
         }
     }
     let subject = rung.content.subject.as_deref().unwrap_or_default();
-    let content = rung.message_content(&broadcast::spec::render(subject, &lookup));
+    let content = match channel {
+        // The call takes the key 1 as the acknowledgement (see `voice_out`).
+        Channel::Voice => rules
+            .spec
+            .require_ack
+            .then(|| json!({"type": "call", "confirm_key": "1"})),
+        _ => rung.message_content(&broadcast::spec::render(subject, &lookup)),
+    };
     // The machine decides before anything is queued: a refused step sends nothing.
     let event = RecipientEvent::Send {
         step,

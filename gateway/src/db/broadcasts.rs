@@ -39,6 +39,12 @@ pub enum BroadcastOp {
         /// The recipient.
         recipient_id: String,
     },
+    /// An acknowledgement by key press on a voice rung's call: the recipient whose current
+    /// rung is this message.
+    ConfirmCall {
+        /// The rung's message (the call's).
+        message_id: String,
+    },
 }
 
 /// What a broadcast write did.
@@ -131,6 +137,20 @@ pub async fn execute(
             let org_id: String = r.try_get(0)?;
             Ok(BroadcastResult::Confirmed(
                 confirm(conn, &org_id, recipient_id, "email", now).await?,
+            ))
+        }
+        BroadcastOp::ConfirmCall { message_id } => {
+            let row =
+                sqlx::query("SELECT id, org_id FROM broadcast_recipients WHERE message_id = $1")
+                    .bind(message_id)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            let Some(r) = row else {
+                return Ok(BroadcastResult::Confirmed(Confirmation::Nothing));
+            };
+            let (id, org_id): (String, String) = (r.try_get(0)?, r.try_get(1)?);
+            Ok(BroadcastResult::Confirmed(
+                confirm(conn, &org_id, &id, "voice", now).await?,
             ))
         }
     }

@@ -34,6 +34,8 @@ pub struct CallTransition {
     pub from: String,
     /// The dialled number.
     pub to: String,
+    /// A call we placed: `from` is our caller id, `to` the contact called.
+    pub outbound: bool,
     /// `None`: the call starts (ringing); else what happened to it.
     pub event: Option<CallEvent>,
     /// Free detail (the rejecting status, a transfer target).
@@ -75,6 +77,15 @@ pub fn caller_address(from: &str) -> String {
         inner.to_string()
     } else {
         user.to_string()
+    }
+}
+
+/// The stored word for a call's direction.
+fn direction(outbound: bool) -> &'static str {
+    if outbound {
+        "outbound"
+    } else {
+        "inbound"
     }
 }
 
@@ -146,28 +157,27 @@ pub async fn record(
                             detail: e.to_string(),
                         })?;
             }
-            let app: Option<String> = sqlx::query_scalar(
-                "SELECT app FROM voice_routes WHERE number = $1 AND org_id = $2",
-            )
-            .bind(normalize_number(&t.to))
-            .bind(&t.org_id)
-            .fetch_optional(&mut *conn)
-            .await?;
+            let app: Option<String> = if t.outbound {
+                Some("outbound".to_owned())
+            } else {
+                sqlx::query_scalar("SELECT app FROM voice_routes WHERE number = $1 AND org_id = $2")
+                    .bind(normalize_number(&t.to))
+                    .bind(&t.org_id)
+                    .fetch_optional(&mut *conn)
+                    .await?
+            };
             let app = app.unwrap_or_default();
-            let thread = touch(
-                conn,
-                &t.org_id,
-                Channel::Voice,
-                &caller_address(&t.from),
-                ConversationEvent::Inbound,
-                now,
-            )
-            .await?;
+            // The contact is the other party: who called us, or whom we called.
+            let (contact, moved) = match t.outbound {
+                true => (t.to.clone(), ConversationEvent::Outbound),
+                false => (caller_address(&t.from), ConversationEvent::Inbound),
+            };
+            let thread = touch(conn, &t.org_id, Channel::Voice, &contact, moved, now).await?;
             sqlx::query(
                 "INSERT INTO calls (id, org_id, conversation_id, sip_call_id, from_uri, to_number, app, \
-                 state, cause, started_at, answered_at, ended_at, updated_at, node) \
+                 state, cause, started_at, answered_at, ended_at, updated_at, node, direction) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, \
-                 CASE WHEN $8 = 'ended' THEN $10 END, $10, $11)",
+                 CASE WHEN $8 = 'ended' THEN $10 END, $10, $11, $12)",
             )
             .bind(&t.call_id)
             .bind(&t.org_id)
@@ -180,6 +190,7 @@ pub async fn record(
             .bind(state.cause().map(EndCause::as_str))
             .bind(now)
             .bind(&t.node)
+            .bind(direction(t.outbound))
             .execute(&mut *conn)
             .await?;
             (None, state, thread.conversation_id, app)
@@ -209,7 +220,7 @@ pub async fn record(
             subject: format!("calls/{}", t.call_id),
             data: json!({
                 "call_id": t.call_id, "conversation_id": conversation_id,
-                "from": t.from, "to": t.to, "app": app,
+                "from": t.from, "to": t.to, "app": app, "direction": direction(t.outbound),
                 "state": state.as_str(), "previous_state": previous.map(CallState::as_str),
                 "event": event, "cause": cause, "detail": t.detail,
             }),
@@ -230,7 +241,7 @@ pub async fn live_on_node(
     started_before: i64,
 ) -> Result<Vec<CallTransition>, StoreError> {
     let rows = sqlx::query(
-        "SELECT id, org_id, sip_call_id, from_uri, to_number FROM calls \
+        "SELECT id, org_id, sip_call_id, from_uri, to_number, direction FROM calls \
          WHERE state <> 'ended' AND (node = $1 OR started_at < $2)",
     )
     .bind(node)
@@ -245,6 +256,7 @@ pub async fn live_on_node(
                 sip_call_id: row.try_get(2)?,
                 from: row.try_get(3)?,
                 to: row.try_get(4)?,
+                outbound: row.try_get::<String, _>(5)? == "outbound",
                 event: None,
                 detail: None,
                 node: Some(node.to_owned()),
@@ -262,11 +274,13 @@ pub struct CallView {
     pub conversation_id: String,
     /// The SIP Call-ID.
     pub sip_call_id: String,
-    /// The caller.
+    /// The caller (our caller id on an outbound call).
     pub from: String,
     /// The dialled number.
     pub to: String,
-    /// The application.
+    /// `inbound` (a call we answered) or `outbound` (one we placed).
+    pub direction: String,
+    /// The application (`outbound` on calls we placed).
     pub app: String,
     /// The current state.
     pub state: String,
@@ -298,7 +312,7 @@ pub struct CallStep {
 }
 
 const CALL_COLUMNS: &str = "id, conversation_id, sip_call_id, from_uri, to_number, app, state, \
-                            cause, started_at, answered_at, ended_at";
+                            cause, started_at, answered_at, ended_at, direction";
 
 /// An org's calls, newest first, each with its history; `id` narrows to one.
 pub async fn list(
@@ -353,6 +367,7 @@ pub async fn list(
             started_at: r.try_get(8)?,
             answered_at: r.try_get(9)?,
             ended_at: r.try_get(10)?,
+            direction: r.try_get(11)?,
             history,
         });
     }
@@ -436,6 +451,16 @@ pub async fn find_route(pool: &AnyPool, number: &str) -> Result<Option<Route>, S
     .fetch_optional(pool)
     .await?;
     row.as_ref().map(Route::from_row).transpose()
+}
+
+/// The number an org's outbound calls show: its first voice route number, if it has one.
+pub async fn caller_id(pool: &AnyPool, org_id: &str) -> Result<Option<String>, StoreError> {
+    let row =
+        sqlx::query("SELECT number FROM voice_routes WHERE org_id = $1 ORDER BY number LIMIT 1")
+            .bind(org_id)
+            .fetch_optional(pool)
+            .await?;
+    Ok(row.map(|r| r.try_get(0)).transpose()?)
 }
 
 /// An org's routes.

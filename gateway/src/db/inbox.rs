@@ -410,6 +410,7 @@ async fn merge_contacts(
     .bind(from)
     .execute(&mut *conn)
     .await?;
+    super::contacts::merge_tags(conn, org_id, from, into).await?;
     let kept = match (&from_conv, &into_conv) {
         (Some(f), Some(i)) => {
             exec_text(

@@ -15,6 +15,7 @@ pub mod broadcast_run;
 pub mod broadcast_views;
 pub mod broadcasts;
 pub mod calls;
+pub mod contacts;
 pub mod conversations;
 pub mod dead_letters;
 pub mod email_threads;

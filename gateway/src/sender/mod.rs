@@ -398,12 +398,16 @@ impl Worker {
             ),
         };
         let started = Instant::now();
-        let result = match tokio::time::timeout(self.settings.send_timeout, plugin.send(&out)).await
-        {
+        // A plugin's own longer timeout (a call rings) stays inside half the claim's lease,
+        // so no other node claims the message while it is being sent.
+        let timeout = plugin
+            .send_timeout()
+            .unwrap_or(self.settings.send_timeout)
+            .min(Duration::from_millis(self.lease_ms as u64 / 2));
+        let result = match tokio::time::timeout(timeout, plugin.send(&out)).await {
             Ok(r) => r,
             Err(_) => Err(SendError::BadResponse(format!(
-                "no answer within {:?}",
-                self.settings.send_timeout
+                "no answer within {timeout:?}"
             ))),
         };
         let elapsed = started.elapsed();

@@ -10,6 +10,9 @@
 //! | `menu` or `menu:FILE.wav` | plays a prompt (two beeps, or the WAV), then: `1` transfer to `agent` (the prompt again if that reaches nobody), `2` echo (`*` back to the menu), `3` start recording, `4` stop recording, `#` hang up, anything else replays the prompt |
 //! | `receptionist` | the AI receptionist ([`crate::receptionist`]); needs the speech engines the user agent was given ([`crate::ua::SipServer::host_receptionist`]) |
 //!
+//! [`Confirm`] is the application of a call we place (`ua::outbound`): a message said, a key
+//! asked for, every digit reported while the call runs.
+//!
 //! [`bridge::pair`] makes the two sides of a transfer's bridge (not selected by a spec: call
 //! control puts them on the two legs with `MediaHandle::set_app`).
 //!
@@ -19,10 +22,12 @@
 //! a bounded channel with `try_send`, dropping when it is full, never awaited.
 
 pub mod bridge;
+mod confirm;
 mod echo;
 mod menu;
 mod play;
 
+pub use confirm::Confirm;
 pub use echo::Echo;
 pub use menu::Menu;
 pub use play::Play;

@@ -119,112 +119,145 @@ pub async fn call_agent(
         headers: warm_headers(cx, via),
         body: Some(("application/sdp", cx.offer)),
     };
-    let invite = build_request(&parts);
-    let key = DialogKey {
-        call_id: call_id.clone(),
-        local_tag: local_tag.clone(),
+    let invite = InviteTx {
+        core: cx.core,
+        shared: cx.shared,
+        peer,
+        parts,
+        local_tag,
+        ring_timeout: cx.shared.config.agent_ring_timeout,
+        call_events: cx.call_events,
     };
-    let commands = &cx.core.commands;
-    let _ = commands
-        .send(Command::AddDialog {
-            key: key.clone(),
-            call: cx.call_events.clone(),
-        })
-        .await;
-    let (responses_tx, mut responses) = mpsc::channel(8);
-    let _ = commands
-        .send(Command::ClientTx {
-            branch: branch.clone(),
-            call: Some(responses_tx),
-        })
-        .await;
-    cx.core.transport.send(&peer, invite.clone());
-    let outcome = wait_answer(cx, &peer, &invite, events, &mut responses, deferred).await;
-    let result = match outcome {
-        Ok(ok) => {
-            let leg = answered(&ok, &parts, from.clone(), &local_tag, &peer, cx);
-            if leg.is_err() {
-                let _ = commands.send(Command::DropDialog { key }).await;
-            }
-            leg.map(|(dialog, ack)| AgentLeg {
-                dialog,
-                peer,
-                invite_branch: branch.clone(),
-                ack,
-                answer_sdp: ok.body.clone(),
-            })
-        }
-        Err(e) => {
-            let _ = commands.send(Command::DropDialog { key }).await;
-            Err(e)
-        }
-    };
-    match &result {
-        // Retransmissions of the agent's 2xx now reach the call, which ACKs them again.
-        Ok(_) => {
-            let call = Some(cx.call_events.clone());
-            let branch = branch.clone();
-            let _ = commands.send(Command::ClientTx { branch, call }).await;
-        }
-        Err(_) => {
-            let _ = commands
-                .send(Command::ClientTx { branch, call: None })
-                .await;
-        }
-    }
-    result
+    invite.run(events, deferred).await
 }
 
-/// Waits for the agent's final response, acknowledging a non-2xx on the way.
-async fn wait_answer(
-    cx: &LegContext<'_>,
-    peer: &Peer,
-    invite: &[u8],
-    events: &mut mpsc::Receiver<CallInput>,
-    responses: &mut mpsc::Receiver<CallInput>,
-    deferred: &mut std::collections::VecDeque<CallInput>,
-) -> Result<Inbound, LegError> {
-    let timers = cx.shared.config.timers;
-    let started = Instant::now();
-    let give_up = started + timers.give_up();
-    let ring_out = started + cx.shared.config.agent_ring_timeout.min(timers.give_up());
-    let mut interval = timers.t1;
-    let mut provisional = false;
-    loop {
-        tokio::select! {
-            _ = sleep_until(give_up), if !provisional => return Err(LegError::Timeout),
-            // A phone that rings and rings: CANCEL it (RFC 3261 §9.1, only after a
-            // provisional) and let the application take the caller back.
-            _ = sleep_until(ring_out), if provisional => {
-                cancel_and_settle(invite, peer, cx, responses).await;
-                return Err(LegError::NoAnswer);
+/// One INVITE client transaction from us (an agent leg, or a call we place): sent to
+/// `peer`, retransmitted (Timer A) until a provisional, CANCELled when it rings longer than
+/// `ring_timeout`, its non-2xx ACKed on the same branch, its 2xx ACKed in a new transaction.
+/// The dialog it forms routes its in-dialog requests (and the 2xx's retransmissions) to
+/// `call_events`.
+pub struct InviteTx<'a> {
+    pub core: &'a CoreHandle,
+    pub shared: &'a Shared,
+    pub peer: Peer,
+    pub parts: RequestParts<'a>,
+    /// Our From tag.
+    pub local_tag: String,
+    pub ring_timeout: Duration,
+    pub call_events: &'a mpsc::Sender<CallInput>,
+}
+
+impl InviteTx<'_> {
+    /// Sends the INVITE and waits for its final response. `events` is the call's queue: a
+    /// BYE or a hangup from call control meanwhile CANCELs the INVITE.
+    pub async fn run(
+        self,
+        events: &mut mpsc::Receiver<CallInput>,
+        deferred: &mut std::collections::VecDeque<CallInput>,
+    ) -> Result<AgentLeg, LegError> {
+        let invite = build_request(&self.parts);
+        let branch = self.parts.branch.to_owned();
+        let key = DialogKey {
+            call_id: self.parts.call_id.to_owned(),
+            local_tag: self.local_tag.clone(),
+        };
+        let (core, peer) = (self.core, &self.peer);
+        let commands = &core.commands;
+        let _ = commands
+            .send(Command::AddDialog {
+                key: key.clone(),
+                call: self.call_events.clone(),
+            })
+            .await;
+        let (responses_tx, mut responses) = mpsc::channel(8);
+        let _ = commands
+            .send(Command::ClientTx {
+                branch: branch.clone(),
+                call: Some(responses_tx),
+            })
+            .await;
+        core.transport.send(peer, invite.clone());
+        let outcome = self
+            .wait_answer(&invite, events, &mut responses, deferred)
+            .await;
+        let result = match outcome {
+            Ok(ok) => {
+                let from = self.parts.from.to_owned();
+                let leg = answered(&ok, &self.parts, from, &self.local_tag, peer, core);
+                if leg.is_err() {
+                    let _ = commands.send(Command::DropDialog { key }).await;
+                }
+                leg.map(|(dialog, ack)| AgentLeg {
+                    dialog,
+                    peer: peer.clone(),
+                    invite_branch: branch.clone(),
+                    ack,
+                    answer_sdp: ok.body.clone(),
+                })
             }
-            // Timer A doubles without the T2 cap (§17.1.1.2), until a provisional.
-            _ = sleep(interval), if !provisional => {
-                cx.core.transport.send(peer, invite.to_vec());
-                interval = interval.saturating_mul(2);
+            Err(e) => {
+                let _ = commands.send(Command::DropDialog { key }).await;
+                Err(e)
             }
-            Some(CallInput::Response(response)) = responses.recv() => {
-                let Kind::Response { status } = response.kind else { continue };
-                match status {
-                    100..=199 => provisional = true,
-                    200..=299 => return Ok(*response),
-                    _ => {
-                        ack_non_2xx(&response, invite, peer, cx);
-                        return Err(LegError::Refused { status });
+        };
+        // Retransmissions of a 2xx now reach the call, which ACKs them again.
+        let call = result.is_ok().then(|| self.call_events.clone());
+        let _ = commands.send(Command::ClientTx { branch, call }).await;
+        result
+    }
+
+    /// Waits for the final response, acknowledging a non-2xx on the way.
+    async fn wait_answer(
+        &self,
+        invite: &[u8],
+        events: &mut mpsc::Receiver<CallInput>,
+        responses: &mut mpsc::Receiver<CallInput>,
+        deferred: &mut std::collections::VecDeque<CallInput>,
+    ) -> Result<Inbound, LegError> {
+        let (core, peer) = (self.core, &self.peer);
+        let timers = self.shared.config.timers;
+        let started = Instant::now();
+        let give_up = started + timers.give_up();
+        let ring_out = started + self.ring_timeout.min(timers.give_up());
+        let mut interval = timers.t1;
+        let mut provisional = false;
+        loop {
+            tokio::select! {
+                _ = sleep_until(give_up), if !provisional => return Err(LegError::Timeout),
+                // A phone that rings and rings: CANCEL it (RFC 3261 §9.1, only after a
+                // provisional) and let the application take the caller back.
+                _ = sleep_until(ring_out), if provisional => {
+                    cancel_and_settle(invite, peer, core, responses).await;
+                    return Err(LegError::NoAnswer);
+                }
+                // Timer A doubles without the T2 cap (§17.1.1.2), until a provisional.
+                _ = sleep(interval), if !provisional => {
+                    core.transport.send(peer, invite.to_vec());
+                    interval = interval.saturating_mul(2);
+                }
+                Some(CallInput::Response(response)) = responses.recv() => {
+                    let Kind::Response { status } = response.kind else { continue };
+                    match status {
+                        100..=199 => provisional = true,
+                        200..=299 => return Ok(*response),
+                        _ => {
+                            ack_non_2xx(&response, invite, peer, core);
+                            return Err(LegError::Refused { status });
+                        }
                     }
                 }
+                event = events.recv() => match event {
+                    Some(end) if is_bye(&end) || matches!(end, CallInput::Hangup(_)) => {
+                        // The call answers a BYE once the caller's hangup is committed, and
+                        // ends itself on a hangup.
+                        deferred.push_front(end);
+                        cancel_and_settle(invite, peer, core, responses).await;
+                        return Err(LegError::CallerGone);
+                    }
+                    None => return Err(LegError::CallerGone),
+                    Some(other) => deferred.push_back(other),
+                },
             }
-            event = events.recv() => match event {
-                Some(bye @ CallInput::Request { .. }) if is_bye(&bye) => {
-                    // The call answers the BYE once the caller's hangup is committed.
-                    deferred.push_front(bye);
-                    cancel_and_settle(invite, peer, cx, responses).await;
-                    return Err(LegError::CallerGone);
-                }
-                None => return Err(LegError::CallerGone),
-                Some(other) => deferred.push_back(other),
-            },
         }
     }
 }
@@ -249,7 +282,7 @@ fn warm_headers(cx: &LegContext<'_>, via: std::net::SocketAddr) -> Vec<(&'static
 
 /// `text` safe as a header value: control characters (CR, LF: header injection) become
 /// spaces, runs of spaces one, at most `max` bytes (cut at a character boundary).
-fn header_text(text: &str, max: usize) -> String {
+pub(super) fn header_text(text: &str, max: usize) -> String {
     let clean: String = text
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
@@ -268,16 +301,16 @@ fn header_text(text: &str, max: usize) -> String {
 async fn cancel_and_settle(
     invite: &[u8],
     peer: &Peer,
-    cx: &LegContext<'_>,
+    core: &CoreHandle,
     responses: &mut mpsc::Receiver<CallInput>,
 ) {
-    cancel(invite, peer, cx);
+    cancel(invite, peer, core);
     let until = Instant::now() + Duration::from_secs(2);
     while let Ok(Some(CallInput::Response(r))) =
         tokio::time::timeout_at(until, responses.recv()).await
     {
         if let Kind::Response { status: 300.. } = r.kind {
-            ack_non_2xx(&r, invite, peer, cx);
+            ack_non_2xx(&r, invite, peer, core);
             break;
         }
     }
@@ -290,7 +323,7 @@ fn answered(
     from: String,
     local_tag: &str,
     peer: &Peer,
-    cx: &LegContext<'_>,
+    core: &CoreHandle,
 ) -> Result<(Dialog, Vec<u8>), LegError> {
     let dialog =
         Dialog::from_answer(ok, from, local_tag, parts.cseq).map_err(|_| LegError::BadAnswer)?;
@@ -313,21 +346,21 @@ fn answered(
         addr: dialog.next_hop(peer.addr),
         conn: Conn::Udp,
     };
-    cx.core.transport.send(&to, ack.clone());
+    core.transport.send(&to, ack.clone());
     Ok((dialog, ack))
 }
 
 /// The ACK of a non-2xx (§17.1.1.3): same branch and Request-URI as the INVITE, the
 /// response's To.
-fn ack_non_2xx(response: &Inbound, invite: &[u8], peer: &Peer, cx: &LegContext<'_>) {
+fn ack_non_2xx(response: &Inbound, invite: &[u8], peer: &Peer, core: &CoreHandle) {
     if let Some(ack) = rewrite_invite(invite, "ACK", response.head.get("To")) {
-        cx.core.transport.send(peer, ack);
+        core.transport.send(peer, ack);
     }
 }
 
-fn cancel(invite: &[u8], peer: &Peer, cx: &LegContext<'_>) {
+fn cancel(invite: &[u8], peer: &Peer, core: &CoreHandle) {
     if let Some(cancel) = rewrite_invite(invite, "CANCEL", None) {
-        cx.core.transport.send(peer, cancel);
+        core.transport.send(peer, cancel);
     }
 }
 

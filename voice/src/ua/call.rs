@@ -286,6 +286,7 @@ impl Call {
             org: route.org.clone(),
             from,
             to: number,
+            outbound: false,
         }
     }
 

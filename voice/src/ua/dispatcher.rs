@@ -110,6 +110,12 @@ pub enum Command {
     },
     /// Forget a dialog added with `AddDialog`.
     DropDialog { key: DialogKey },
+    /// A call we place (`ua::outbound`): its dialog is a call's (hung up on shutdown, by
+    /// `HangUp`, waited for by the drain) without an admission slot; `Ended` forgets it.
+    AddCall {
+        key: DialogKey,
+        call: mpsc::Sender<CallInput>,
+    },
 }
 
 /// What a call task holds to reach the dispatcher and the sockets.
@@ -258,6 +264,12 @@ impl Dispatcher {
             }
             Command::DropDialog { key } => {
                 self.legs.remove(&key);
+            }
+            Command::AddCall { key, call } => {
+                if self.draining {
+                    let _ = call.try_send(CallInput::Hangup(CallEvent::Shutdown));
+                }
+                self.dialogs.insert(key, call);
             }
         }
     }

@@ -33,6 +33,8 @@ pub struct Identity {
     pub from: String,
     /// The dialled number.
     pub to: String,
+    /// A call we placed (`from` is our caller id, `to` the party called).
+    pub outbound: bool,
 }
 
 /// Why a step was not taken.
@@ -132,6 +134,7 @@ impl Lifecycle {
             org: who.org.clone(),
             from: who.from.clone(),
             to: who.to.clone(),
+            outbound: who.outbound,
             event,
             state,
             detail,

@@ -57,13 +57,43 @@ pub struct AgentOffer {
     pub sdp: Vec<u8>,
 }
 
-/// The running media of an agent leg, bridged to the caller's.
+impl AgentOffer {
+    /// The far end answered this offer with `answer_sdp`: the leg's media starts running
+    /// `app` on its own (a call we placed, see `ua::outbound`).
+    pub fn start_app(
+        self,
+        answer_sdp: &[u8],
+        workers: &MediaWorkers,
+        app: Box<dyn crate::app::CallApp>,
+        ctx: CallContext,
+        config: MediaConfig,
+    ) -> Result<AgentMedia, MediaSetupError> {
+        let answered = parse_offer(answer_sdp)?;
+        let negotiated = accept_answer(&self.local, Direction::SendRecv, &answered)?;
+        let (handle, events) = workers.start(self.bound, &negotiated, app, ctx, config)?;
+        Ok(AgentMedia {
+            handle: Some(handle),
+            events,
+        })
+    }
+}
+
+/// The running media of an agent leg (bridged to the caller's), or of a call we placed.
 pub struct AgentMedia {
     handle: Option<MediaHandle>,
     pub events: mpsc::Receiver<MediaEvent>,
 }
 
 impl AgentMedia {
+    /// A DTMF digit received by SIP INFO: to the leg's application, as if it came in RTP.
+    pub fn info_dtmf(&self, digit: char) {
+        if let Some(handle) = &self.handle {
+            if let Err(e) = handle.dtmf(digit) {
+                tracing::debug!(error = %e, %digit, "INFO digit not delivered");
+            }
+        }
+    }
+
     pub async fn stop(&mut self) {
         if let Some(handle) = self.handle.take() {
             let stats = handle.stop().await;

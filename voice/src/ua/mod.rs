@@ -23,7 +23,8 @@
 //! ```
 //!
 //! The running [`SipServer`] also takes call control from outside: [`SipServer::hang_up`]
-//! and [`SipServer::transfer`] by SIP Call-ID.
+//! and [`SipServer::transfer`] by SIP Call-ID, and places calls ([`SipServer::dial`],
+//! [`outbound`]: an INVITE to a trunk, the application on the answered call).
 //!
 //! The call's state is `state_machines::call`, stepped by the call task's [`lifecycle`]
 //! and committed through [`CallStore`] before the task acts on a step.
@@ -58,6 +59,7 @@ mod in_dialog;
 pub mod lifecycle;
 pub mod limits;
 pub mod media_leg;
+pub mod outbound;
 pub mod ports;
 pub mod register;
 pub mod registrar;
@@ -254,6 +256,16 @@ impl SipServer {
             agent: agent.to_owned(),
         };
         let _ = self.commands.send(command).await;
+    }
+
+    /// Places a call through a trunk and runs `dial.app` on it once answered (see
+    /// [`outbound`]); resolves when it is answered or why it was not.
+    pub async fn dial(&self, dial: outbound::Dial) -> outbound::Outcome {
+        let core = dispatcher::CoreHandle {
+            commands: self.commands.clone(),
+            transport: self.transport.clone(),
+        };
+        outbound::place(Arc::clone(&self.shared), core, dial).await
     }
 
     /// Gives the `receptionist` application its engines (speech, store, responder); until

@@ -86,6 +86,8 @@ pub struct CallTransition {
     pub from: String,
     /// The dialled number.
     pub to: String,
+    /// A call we placed: `from` is our caller id and `to` the party we called.
+    pub outbound: bool,
     /// `None`: the call starts (ringing); else the machine's event.
     pub event: Option<CallEvent>,
     /// The state after the step.

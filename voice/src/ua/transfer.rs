@@ -258,7 +258,14 @@ impl Call {
             }
             Err(super::agent_leg::LegError::CallerGone) => match self.deferred_caller_bye().await {
                 Some(ended) => Some(ended),
-                None => Some(self.end_ours(E::Shutdown, dialog).await),
+                None => {
+                    // Call control hung up while the agent rang (or the user agent stops).
+                    let asked = self.deferred.iter().find_map(|input| match input {
+                        CallInput::Hangup(event) => Some(*event),
+                        _ => None,
+                    });
+                    Some(self.end_ours(asked.unwrap_or(E::Shutdown), dialog).await)
+                }
             },
             Err(e) => {
                 tracing::info!(error = %e, agent, "transfer failed");
