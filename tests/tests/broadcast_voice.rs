@@ -157,8 +157,7 @@ async fn the_call_says_the_message_and_key_one_confirms(backend: Backend) {
 both_backends!(the_call_says_the_message_and_key_one_confirms);
 
 /// SIPp as the trunk, answering every INVITE 486 Busy Here (and taking the ACK).
-fn busy_trunk(dir: &Path, port: u16) -> tokio::process::Child {
-    let xml = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+const BUSY: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="busy">
   <recv request="INVITE" />
   <send>
@@ -176,8 +175,58 @@ Content-Length: 0
   <recv request="ACK" />
 </scenario>
 "#;
-    let path = dir.join("busy.xml");
-    std::fs::write(&path, xml).unwrap();
+
+/// SIPp as the trunk, ringing (180) and never answering: it expects our CANCEL, answers it
+/// 200 and the INVITE 487, and takes the ACK of the 487.
+const RINGS_OUT: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="rings out">
+  <recv request="INVITE" />
+  <send>
+    <![CDATA[
+SIP/2.0 180 Ringing
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:[local_ip]:[local_port]>
+Content-Length: 0
+
+    ]]>
+  </send>
+  <recv request="CANCEL" />
+  <send>
+    <![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+    ]]>
+  </send>
+  <send>
+    <![CDATA[
+SIP/2.0 487 Request Terminated
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+CSeq: 1 INVITE
+Content-Length: 0
+
+    ]]>
+  </send>
+  <recv request="ACK" />
+</scenario>
+"#;
+
+/// SIPp playing `scenario` once as the trunk on `port`.
+fn sipp_trunk(dir: &Path, port: u16, scenario: &str) -> tokio::process::Child {
+    let path = dir.join(format!("trunk-{port}.xml"));
+    std::fs::write(&path, scenario).unwrap();
     tokio::process::Command::new("sipp")
         .arg("-sf")
         .arg(&path)
@@ -197,12 +246,22 @@ Content-Length: 0
         .expect("sipp (scripts/ensure-voice-peers.sh)")
 }
 
-async fn a_busy_line_escalates_to_the_next_rung_at_once(backend: Backend) {
+/// A broadcast whose voice rung `trunk` fails: the SMS rung (five minutes later on the
+/// ladder) goes at once; returns the voice message's (status, error code) and the call's
+/// steps.
+async fn failed_call(
+    backend: Backend,
+    scenario: &str,
+) -> ((String, Option<String>), Vec<(String, String)>) {
     let dir = integration_tests::env::TempDir::new();
     let port = integration_tests::env::free_port();
-    let w = world(backend, port).await;
+    let w = World::with_config(backend, |c| {
+        c.sip.trunk = format!("127.0.0.1:{port}");
+        c.sip.ring_secs = 2;
+    })
+    .await;
     add_route(&w);
-    let mut sipp = busy_trunk(&dir.0, port);
+    let mut sipp = sipp_trunk(&dir.0, port, scenario);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let r = post(
         &w,
@@ -218,29 +277,48 @@ async fn a_busy_line_escalates_to_the_next_rung_at_once(backend: Backend) {
     )
     .await;
     assert_eq!(r.status(), 202);
-    // Busy: the SMS goes now, not five minutes later.
     eventually(WAIT, || async {
         (w.twilio.received().len() == 1).then_some(())
     })
     .await;
-    let sipp_ok = sipp.wait().await.unwrap().success();
-    assert!(sipp_ok, "SIPp saw INVITE, sent 486 and got its ACK");
+    let sipp_ok = tokio::time::timeout(WAIT, sipp.wait())
+        .await
+        .expect("SIPp still waits for a message it expects")
+        .unwrap()
+        .success();
+    assert!(
+        sipp_ok,
+        "SIPp's scenario ran to its end (every message it expected came)"
+    );
     let msg: (String, Option<String>) =
         sqlx::query_as("SELECT status, error_code FROM messages WHERE channel = 'voice'")
             .fetch_one(&w.db.pool)
             .await
             .unwrap();
-    assert_eq!(msg, ("failed".to_string(), Some("busy".to_string())));
     let (_, steps) = w.ended_call(WAIT).await;
-    assert_eq!(
-        steps,
-        [
-            ("ringing".to_string(), "invite".to_string()),
-            ("ended".to_string(), "busy".to_string())
-        ]
-    );
+    (msg, steps)
+}
+
+fn step(state: &str, event: &str) -> (String, String) {
+    (state.to_string(), event.to_string())
+}
+
+async fn a_busy_line_escalates_to_the_next_rung_at_once(backend: Backend) {
+    let (msg, steps) = failed_call(backend, BUSY).await;
+    assert_eq!(msg, ("failed".to_string(), Some("busy".to_string())));
+    assert_eq!(steps, [step("ringing", "invite"), step("ended", "busy")]);
 }
 both_backends!(a_busy_line_escalates_to_the_next_rung_at_once);
+
+async fn a_call_nobody_answers_is_cancelled_and_escalates(backend: Backend) {
+    let (msg, steps) = failed_call(backend, RINGS_OUT).await;
+    assert_eq!(msg, ("failed".to_string(), Some("no_answer".to_string())));
+    assert_eq!(
+        steps,
+        [step("ringing", "invite"), step("ended", "no_answer")]
+    );
+}
+both_backends!(a_call_nobody_answers_is_cancelled_and_escalates);
 
 /// No trunk configured, or no number to call from: the POST is refused with the reason and
 /// nothing is stored.
