@@ -131,6 +131,16 @@ try {
   const bold = await page.frameLocator("iframe.mail-html").locator("b").textContent({ timeout: 5000 });
   say(`formatted ${bold}`);
 
+  // 5d. A broadcast shows in the panel as it runs, and its confirmation as it comes.
+  const alert = await expectLine("broadcast");
+  const item = page.locator(".broadcast", { hasText: alert });
+  await item.locator(".counts", { hasText: "1 sent" }).waitFor({ timeout: 10000 });
+  say("broadcast sent");
+  await expectLine("acked");
+  await page.locator(`.broadcast[data-state="done"]`, { hasText: alert })
+    .locator(".counts", { hasText: "1 confirmed" }).waitFor({ timeout: 10000 });
+  say("broadcast confirmed");
+
   // 6. Keyboard only: j/k move through the list, Enter opens, r goes to the reply box,
   //    Ctrl+Enter sends, e resolves, / goes to search.
   const customer = await expectLine("keys");

@@ -3,7 +3,8 @@
 //! gateway, the Twilio stand-in and a cuttable proxy between the browser and the gateway; the
 //! script owns the page. They talk in lines. It checks that an inbound SMS shows within a
 //! second, that the agent's reply goes out and its ticks advance with status callbacks, that
-//! after a network cut nothing is missing or doubled, and it writes `docs/inbox.png`.
+//! after a network cut nothing is missing or doubled, that a broadcast shows in the panel
+//! and moves to confirmed when the recipient replies, and it writes `docs/inbox.png`.
 //!
 //! A machine without Chromium or the npm package fails this test (it never skips).
 
@@ -218,6 +219,34 @@ Plain words here\r\n--B\r\nContent-Type: text/html\r\n\r\n\
         .expect("the email is stored");
     stdin.write_all(b"email mia@example.com\n").await.unwrap();
     assert_eq!(expect("formatted").await, "formatted bold words");
+    // A broadcast: the panel shows it sent, then confirmed by the recipient's reply.
+    let r = w
+        .client
+        .post(format!("{}/api/v1/broadcasts", w.gw.base))
+        .bearer_auth(&w.org.key)
+        .json(&serde_json::json!({
+            "name": "Elm St water main",
+            "recipients": [{"phone": "+15550009999"}],
+            "steps": [{"channel": "sms", "after_secs": 0, "body": "Water main burst. Reply YES"}],
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    stdin
+        .write_all(b"broadcast Elm St water main\n")
+        .await
+        .unwrap();
+    expect("broadcast sent").await;
+    let ack = inbound_sms(
+        &w.org,
+        "SM10000000000000000000000000000099",
+        "+15550009999",
+        "yes",
+    );
+    assert_eq!(w.webhook(&w.org, "sms", &ack).await.status(), 200);
+    stdin.write_all(b"acked\n").await.unwrap();
+    expect("broadcast confirmed").await;
     // Keyboard only, then a phone-sized screen.
     stdin
         .write_all(format!("keys {customer}\n").as_bytes())

@@ -158,6 +158,10 @@ pub fn router(state: State, max_body_bytes: usize) -> Router {
             "/api/v1/inbox/conversations/{id}/messages",
             get(inbox::api::inbox_messages),
         )
+        .route(
+            "/api/v1/inbox/broadcasts",
+            get(inbox::api::inbox_broadcasts),
+        )
         .route("/api/v1/search", get(inbox::api::search))
         .route("/api/v1/contacts/merge", post(inbox::api::merge_contacts))
         .route("/api/v1/contacts", get(contacts::list).post(contacts::save))

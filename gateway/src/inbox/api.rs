@@ -192,6 +192,16 @@ pub async fn inbox_conversations(
     Ok(Json(json!({"head_seq": head, "agent": agent, "conversations": list})).into_response())
 }
 
+/// `GET /api/v1/inbox/broadcasts`: the org's ten latest broadcasts with their counts, for
+/// the page's panel (it follows them live from the `dartwing.broadcast.*` events).
+pub async fn inbox_broadcasts(
+    AxState(state): AxState<State>,
+    AgentAuth(agent): AgentAuth,
+) -> Result<Response, ApiError> {
+    let list = crate::db::broadcast_views::list(&state.db.pool, &agent.org_id, 10).await?;
+    Ok(Json(list).into_response())
+}
+
 /// `GET /api/v1/inbox/conversations/{id}/messages`: a thread with delivery histories.
 pub async fn inbox_messages(
     AxState(state): AxState<State>,

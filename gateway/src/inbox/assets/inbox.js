@@ -44,6 +44,10 @@ async function start() {
   state.agent = snap.agent; state.seq = snap.head_seq; state.convs = snap.conversations;
   $("me").textContent = snap.agent.email;
   renderList();
+  state.broadcasts = new Map();
+  // Newest first from the API; kept oldest first, as later ones arrive.
+  for (const b of (await api("/api/v1/inbox/broadcasts").catch(() => [])).reverse()) state.broadcasts.set(b.id, b);
+  renderBroadcasts();
   connect();
 }
 
@@ -90,8 +94,39 @@ function onFrame(f) {
 }
 
 function onEvent(ev) {
+  if (ev.type && ev.type.startsWith("dartwing.broadcast.")) return onBroadcast(ev.type, ev.data || {});
   const conv = ev.data && ev.data.conversation_id;
   scheduleReload(conv);
+}
+
+// Broadcasts follow their events: created, progress, confirmed, finished, cancelled (each
+// but `created` carries the counts; `created` the name and audience size).
+function onBroadcast(type, d) {
+  if (!state.broadcasts || !d.broadcast_id) return;
+  const b = state.broadcasts.get(d.broadcast_id) || { id: d.broadcast_id, name: d.name || "Broadcast", state: "running", counts: {} };
+  if (type.endsWith(".created.v1")) b.counts = { pending: d.recipients };
+  if (d.counts) b.counts = d.counts;
+  if (d.state) b.state = d.state;
+  if (type.endsWith(".cancelled.v1")) b.state = "cancelled";
+  state.broadcasts.set(b.id, b);
+  renderBroadcasts();
+}
+
+const COUNTS = [["confirmed", "confirmed"], ["sent", "sent"], ["pending", "pending"],
+  ["not_confirmed", "not confirmed"], ["unreachable", "unreachable"], ["opted_out", "opted out"]];
+
+function renderBroadcasts() {
+  const list = [...state.broadcasts.values()].slice(-10).reverse();
+  $("broadcasts").replaceChildren(...list.map((b) => {
+    const li = document.createElement("li");
+    li.className = "broadcast"; li.dataset.id = b.id; li.dataset.state = b.state;
+    const name = document.createElement("span"); name.className = "name"; name.textContent = b.name;
+    const st = document.createElement("span"); st.className = "state"; st.textContent = b.state;
+    const counts = document.createElement("span"); counts.className = "counts";
+    counts.textContent = COUNTS.filter(([k]) => b.counts && b.counts[k]).map(([k, w]) => `${b.counts[k]} ${w}`).join(" · ") || "—";
+    li.append(name, st, counts);
+    return li;
+  }));
 }
 
 function scheduleReload(conv) {
