@@ -284,16 +284,18 @@ pub async fn list(
     .bind(limit)
     .fetch_all(pool)
     .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        let id: String = r.try_get(0)?;
-        out.push(ContactView {
-            identities: identities(pool, org_id, &id).await?,
-            tags: tags_of(pool, org_id, &id).await?,
-            name: r.try_get(1)?,
-            id,
-        });
-    }
+    let mut out = rows
+        .iter()
+        .map(|r| {
+            Ok(ContactView {
+                id: r.try_get(0)?,
+                name: r.try_get(1)?,
+                identities: Vec::new(),
+                tags: Vec::new(),
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    fill(pool, org_id, &mut out).await?;
     Ok(out)
 }
 
@@ -311,45 +313,64 @@ pub async fn get(
     .fetch_optional(pool)
     .await?;
     let Some(r) = row else { return Ok(None) };
-    Ok(Some(ContactView {
+    let mut one = vec![ContactView {
         id: id.to_owned(),
         name: r.try_get(0)?,
-        identities: identities(pool, org_id, id).await?,
-        tags: tags_of(pool, org_id, id).await?,
-    }))
+        identities: Vec::new(),
+        tags: Vec::new(),
+    }];
+    fill(pool, org_id, &mut one).await?;
+    Ok(one.pop())
 }
 
-async fn identities(pool: &AnyPool, org_id: &str, id: &str) -> Result<Vec<Identity>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT channel, address FROM contact_identities WHERE org_id = $1 AND contact_id = $2 \
-         ORDER BY channel, address",
-    )
-    .bind(org_id)
-    .bind(id)
-    .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Identity {
-                channel: r.try_get(0)?,
-                address: r.try_get(1)?,
-            })
-        })
-        .collect()
-}
-
-async fn tags_of(pool: &AnyPool, org_id: &str, id: &str) -> Result<Vec<String>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT tag FROM contact_tags WHERE org_id = $1 AND contact_id = $2 ORDER BY tag",
-    )
-    .bind(org_id)
-    .bind(id)
-    .fetch_all(pool)
-    .await?;
-    Ok(rows
+/// Reads the identities and tags of these contacts: one query each for the whole page.
+async fn fill(
+    pool: &AnyPool,
+    org_id: &str,
+    contacts: &mut [ContactView],
+) -> Result<(), StoreError> {
+    if contacts.is_empty() {
+        return Ok(());
+    }
+    let marks: Vec<String> = (0..contacts.len()).map(|k| format!("${}", k + 2)).collect();
+    let marks = marks.join(", ");
+    let at: std::collections::HashMap<String, usize> = contacts
         .iter()
-        .map(|r| r.try_get(0))
-        .collect::<Result<_, _>>()?)
+        .enumerate()
+        .map(|(i, c)| (c.id.clone(), i))
+        .collect();
+    // Placeholders are numbered here; every id is bound.
+    let page = |sql: String| {
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(org_id.to_owned());
+        for c in contacts.iter() {
+            q = q.bind(c.id.clone());
+        }
+        q
+    };
+    let identities = page(format!(
+        "SELECT contact_id, channel, address FROM contact_identities WHERE org_id = $1 \
+         AND contact_id IN ({marks}) ORDER BY channel, address"
+    ))
+    .fetch_all(pool)
+    .await?;
+    let tags = page(format!(
+        "SELECT contact_id, tag FROM contact_tags WHERE org_id = $1 AND contact_id IN ({marks}) \
+         ORDER BY tag"
+    ))
+    .fetch_all(pool)
+    .await?;
+    for r in &identities {
+        let i = at[&r.try_get::<String, _>(0)?];
+        contacts[i].identities.push(Identity {
+            channel: r.try_get(1)?,
+            address: r.try_get(2)?,
+        });
+    }
+    for r in &tags {
+        let i = at[&r.try_get::<String, _>(0)?];
+        contacts[i].tags.push(r.try_get(1)?);
+    }
+    Ok(())
 }
 
 /// A broadcast's audience from tags: every live contact carrying any of `tags` (checked
