@@ -139,6 +139,10 @@ try {
   await expectLine("acked");
   await page.locator(`.broadcast[data-state="done"]`, { hasText: alert })
     .locator(".counts", { hasText: "1 confirmed" }).waitFor({ timeout: 10000 });
+  // The reply also opened a conversation, which the queue may assign a moment later; let the
+  // list settle so its re-render cannot take the focus from under the keyboard step.
+  await page.locator(".conv", { hasText: "+15550009999" }).first().waitFor({ timeout: 5000 });
+  await page.waitForTimeout(1500);
   say("broadcast confirmed");
 
   // 6. Keyboard only: j/k move through the list, Enter opens, r goes to the reply box,
