@@ -441,6 +441,8 @@ pub fn dialer(
         ring: Duration::from_secs(sip.ring_secs),
         max_call: Duration::from_secs(sip.outbound_max_call_secs),
         calls_per_second: sip.calls_per_second,
+        account: sip.trunk_account(),
+        thanks: Default::default(),
     }))
 }
 

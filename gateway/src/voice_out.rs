@@ -57,6 +57,10 @@ pub struct Dialer {
     pub max_call: Duration,
     /// Calls per second per caller id.
     pub calls_per_second: f64,
+    /// Our account at the trunk, for its digest challenges.
+    pub account: Option<voice::sip::answer_challenge::Account>,
+    /// The thank-you, spoken once and kept (it is the same on every call).
+    pub thanks: std::sync::OnceLock<voice::app::Audio>,
 }
 
 /// One org's outbound calls (see the module docs).
@@ -163,32 +167,33 @@ impl CallPlugin {
             message,
         })?;
         let (speech, text) = (Arc::clone(&d.speech), msg.body.clone());
+        let kept = d.thanks.get().cloned();
         let spoken = tokio::task::spawn_blocking(move || {
-            let thanks = match key {
-                Some(_) => speech.speak(THANKS).map_err(|e| e.to_string())?,
-                None => Vec::new(),
+            let thanks: voice::app::Audio = match (key, kept) {
+                (None, _) => Vec::new().into(),
+                (Some(_), Some(kept)) => kept,
+                (Some(_), None) => speech.speak(THANKS).map_err(|e| e.to_string())?.into(),
             };
-            Ok::<_, String>((speech.speak(&text).map_err(|e| e.to_string())?, thanks))
+            let prompt: voice::app::Audio = speech.speak(&text).map_err(|e| e.to_string())?.into();
+            Ok::<_, String>((prompt, thanks))
         })
         .await
         .map_err(|e| e.to_string())
         .and_then(|r| r);
         let (prompt, thanks) = match spoken {
-            Ok(audio) => audio,
+            Ok((prompt, thanks)) => {
+                if key.is_some() {
+                    let _ = d.thanks.set(Arc::clone(&thanks));
+                }
+                (prompt, thanks)
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot speak the message; the call is not placed");
                 return Err(unavailable(503, "speech"));
             }
         };
         let (digits_tx, mut digits) = tokio::sync::mpsc::channel(16);
-        let app = Confirm::new(
-            prompt.into(),
-            thanks.into(),
-            key,
-            PLAYS,
-            GAP_SECS,
-            digits_tx,
-        );
+        let app = Confirm::new(prompt, thanks, key, PLAYS, GAP_SECS, digits_tx);
         let outcome = d
             .sip
             .dial(Dial {
@@ -200,6 +205,7 @@ impl CallPlugin {
                 max_duration: d.max_call,
                 app: Box::new(app),
                 headers: vec![("X-Dartwing-Message-Id", msg.message_id.clone())],
+                account: d.account.clone(),
             })
             .await;
         let rejected = |status: u16, code: &str, message: String| SendError::Rejected {
@@ -240,6 +246,17 @@ impl CallPlugin {
                 480,
                 "no_answer",
                 format!("call {call_id}: nobody answered"),
+            )),
+            Placed::Refused {
+                call_id,
+                status: status @ (401 | 407),
+            } => Err(rejected(
+                status,
+                "trunk_auth_failed",
+                format!(
+                    "call {call_id}: the trunk wants credentials ({status}) and had none or \
+                     refused ours (sip.trunk_username, sip.trunk_password)"
+                ),
             )),
             Placed::Refused { call_id, status } => Err(rejected(
                 status,

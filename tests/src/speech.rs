@@ -98,10 +98,16 @@ pub fn received_audio(dumps: &Path) -> Vec<i16> {
         .map(|e| e.path())
         .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
         .unwrap_or_else(|| panic!("baresip dumped no received audio in {}", dumps.display()));
-    audio::wav::parse_wav(&std::fs::read(&received).expect("read dump"))
+    let samples = audio::wav::parse_wav(&std::fs::read(&received).expect("read dump"))
         .expect("a WAV")
         .to_mono_at(8_000)
-        .expect("8 kHz mono")
+        .expect("8 kHz mono");
+    assert!(
+        !samples.is_empty(),
+        "{} holds no audio (was baresip stopped before it closed the file?)",
+        received.display()
+    );
+    samples
 }
 
 /// What whisper hears in each stretch of speech of `samples` (8 kHz), split at pauses of

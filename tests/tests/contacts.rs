@@ -227,3 +227,161 @@ async fn a_broadcast_reaches_everyone_with_a_tag(backend: Backend) {
     assert_eq!(list.as_array().map(Vec::len), Some(1));
 }
 both_backends!(a_broadcast_reaches_everyone_with_a_tag);
+
+/// The operator's CLI: contacts saved, tagged and listed; a broadcast shown, exported and
+/// cancelled from the command line; bad input and another org's ids change nothing.
+async fn the_cli_tags_people_and_steers_a_broadcast(backend: Backend) {
+    use integration_tests::env::{cli_ok, cli_run};
+    let w = World::new(backend).await;
+    let url = w.tdb.url.clone();
+    let cli = |args: &[&str]| cli_ok(&url, &[], args);
+    let out = cli(&[
+        "contact",
+        "add",
+        "--org",
+        "acme",
+        "--phone",
+        "+15550000001",
+        "--name",
+        "Ann",
+        "--tag",
+        "night-shift",
+    ]);
+    assert!(out.starts_with("created "), "{out}");
+    let ann: Value = serde_json::from_str(out.trim_start_matches("created ").trim()).unwrap();
+    assert_eq!(ann["identities"][0]["address"], "+15550000001");
+    let out = cli(&[
+        "contact",
+        "add",
+        "--org",
+        "acme",
+        "--email",
+        "Bob@Example.org",
+    ]);
+    assert!(out.starts_with("created "), "{out}");
+    // The same number again is the same person.
+    let again = cli(&["contact", "add", "--org", "acme", "--phone", "+15550000001"]);
+    assert!(again.starts_with("found ") && again.contains(ann["id"].as_str().unwrap()));
+    // Bad input is refused with the flag named, and nothing is saved.
+    for bad in [
+        vec!["--phone", "555"],
+        vec!["--email", "nope"],
+        vec!["--name", "Nobody"],
+        vec!["--phone", "+15550000009", "--tag", "Not A Tag"],
+    ] {
+        let mut args = vec!["contact", "add", "--org", "acme"];
+        args.extend(bad.iter().copied());
+        let run = cli_run(&url, &[], &args);
+        assert!(!run.ok, "{bad:?} was accepted");
+        assert!(
+            run.stderr.contains("--") || run.stderr.contains("phone"),
+            "{}",
+            run.stderr
+        );
+    }
+    let lines = |out: String| out.lines().map(str::to_owned).collect::<Vec<_>>();
+    assert_eq!(lines(cli(&["contact", "list", "--org", "acme"])).len(), 2);
+    let night = lines(cli(&[
+        "contact",
+        "list",
+        "--org",
+        "acme",
+        "--tag",
+        "night-shift",
+    ]));
+    assert_eq!(night.len(), 1);
+    assert!(night[0].contains("\"Ann\""));
+    let id = ann["id"].as_str().unwrap();
+    let tagged = cli(&[
+        "contact",
+        "tag",
+        "--org",
+        "acme",
+        "--id",
+        id,
+        "--tag",
+        "day-shift",
+    ]);
+    assert!(tagged.contains("[\"day-shift\"]"), "{tagged}");
+    assert!(cli(&["contact", "list", "--org", "acme", "--tag", "night-shift"]).is_empty());
+    let other = create_org(&w.db, "globex", &w.twilio.base, 10.0).await;
+    let run = cli_run(
+        &url,
+        &[],
+        &[
+            "contact", "tag", "--org", "globex", "--id", id, "--tag", "x",
+        ],
+    );
+    assert!(
+        !run.ok && run.stderr.contains("no contact"),
+        "{}",
+        run.stderr
+    );
+
+    // A broadcast to the day shift whose second rung waits an hour: it stays running.
+    let r = w
+        .client
+        .post(format!("{}/api/v1/broadcasts", w.gw.base))
+        .bearer_auth(&w.org.key)
+        .json(&json!({
+            "name": "Shift cover",
+            "tags": ["day-shift"],
+            "steps": [
+                {"channel": "sms", "after_secs": 0, "body": "Cover needed. Reply YES"},
+                {"channel": "sms", "after_secs": 3600, "body": "Still needed. Reply YES"},
+            ],
+            "require_ack": true,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let bid = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    eventually(Duration::from_secs(20), || async {
+        (w.twilio.received().len() == 1).then_some(())
+    })
+    .await;
+    let shown: Value =
+        serde_json::from_str(&cli(&["broadcast", "show", "--org", "acme", "--id", &bid])).unwrap();
+    assert_eq!(shown["state"], "running");
+    assert_eq!(shown["counts"]["sent"], 1);
+    assert_eq!(shown["steps"][0]["queued"], 1, "{shown}");
+    let listed = lines(cli(&["broadcast", "list", "--org", "acme"]));
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].contains(&bid));
+    // Another org's slug cannot see or stop it.
+    for verb in ["show", "cancel", "export"] {
+        let run = cli_run(
+            &url,
+            &[],
+            &["broadcast", verb, "--org", "globex", "--id", &bid],
+        );
+        assert!(
+            !run.ok && run.stderr.contains("no broadcast"),
+            "{verb}: {}",
+            run.stderr
+        );
+    }
+    assert_eq!(w.get_json(&other, "/api/v1/broadcasts").await, json!([]));
+    let csv = cli(&["broadcast", "export", "--org", "acme", "--id", &bid]);
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows.len(), 2, "a header and Ann: {csv}");
+    assert!(rows[1].contains("+15550000001"), "{csv}");
+    assert_eq!(
+        cli(&["broadcast", "cancel", "--org", "acme", "--id", &bid]).trim(),
+        format!("cancelled {bid}")
+    );
+    // Cancelling again is no error (as over the API).
+    assert_eq!(
+        cli(&["broadcast", "cancel", "--org", "acme", "--id", &bid]).trim(),
+        format!("cancelled {bid}")
+    );
+    let b = w
+        .get_json(&w.org, &format!("/api/v1/broadcasts/{bid}"))
+        .await;
+    assert_eq!(b["state"], "cancelled");
+}
+both_backends!(the_cli_tags_people_and_steers_a_broadcast);

@@ -671,3 +671,215 @@ async fn the_sender_rate_holds_across_nodes() {
         n.stop().await;
     }
 }
+
+/// The send worker's bulk writes (`db::sends`) leave each message exactly what the
+/// one-at-a-time path leaves: the same history rows, state and events as a message accepted
+/// alone. A batch with a report already waiting for one of its messages, or with another
+/// org's message in it, writes nothing (the committer then records it one at a time).
+async fn bulk_claims_and_acceptances_write_what_single_ones_do(backend: Backend) {
+    use gateway::db::messages::{self, Created, NewOutbound};
+    use gateway::db::sends;
+    use sqlx::Row;
+    let tdb = integration_tests::env::TestDb::new(backend).await;
+    let db = tdb.connect().await;
+    let org = create_org(&db, "acme", "http://127.0.0.1:9", 10.0).await;
+    let mut conn = db.pool.acquire().await.unwrap();
+    let now = gateway::db::now_ms();
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        let req = NewOutbound {
+            channel: state_machines::Channel::Sms,
+            from: org.from.clone(),
+            to: format!("+1555000000{i}"),
+            body: format!("hello {i}"),
+            content: None,
+            needs_service_window: false,
+            idempotency_key: None,
+            bulk: i > 0,
+            daily_cap: None,
+            attachments: Vec::new(),
+        };
+        match messages::create_outbound(&mut conn, &org.id, &req, now)
+            .await
+            .unwrap()
+        {
+            Created::Queued { id, .. } => ids.push(id),
+            other => panic!("{other:?}"),
+        }
+    }
+    // One claim takes all four (the person's message first), leased, in `sending`.
+    let claimed = sends::claim_due(&mut conn, now, 10, 10, 60_000)
+        .await
+        .unwrap();
+    let got: Vec<&str> = claimed.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(got, ids.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!claimed[0].bulk && claimed[1].bulk);
+    for id in &ids {
+        let r = sqlx::query("SELECT status, attempts, next_attempt_at FROM messages WHERE id = $1")
+            .bind(id)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        let row: (String, i64, i64) = (r.get(0), r.get(1), r.get(2));
+        assert_eq!(row, ("sending".into(), 1, now + 60_000));
+    }
+    // A claim when nothing is due takes nothing.
+    assert!(sends::claim_due(&mut conn, now, 10, 10, 60_000)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // The first message accepted alone, the way the committer records a lone acceptance.
+    messages::record_accepted(&mut conn, &org.id, &ids[0], "SM0", "queued", now)
+        .await
+        .unwrap();
+    let provider: Vec<String> = (1..4).map(|i| format!("SM{i}")).collect();
+    let items: Vec<sends::Acceptance<'_>> = (1..4)
+        .map(|i| {
+            (
+                org.id.as_str(),
+                ids[i].as_str(),
+                provider[i - 1].as_str(),
+                "queued",
+            )
+        })
+        .collect();
+    let history = |id: String| {
+        let pool = db.pool.clone();
+        async move {
+            sqlx::query(
+                "SELECT event, reported, state, applied, provider_status, error_code, \
+                 error_message, details, source, at FROM message_history WHERE message_id = $1 \
+                 ORDER BY id",
+            )
+            .bind(id)
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let text = |i: usize| r.get::<Option<String>, _>(i).unwrap_or_default();
+                format!(
+                    "{} {} {} {} {} {} {} {} {} {}",
+                    text(0),
+                    text(1),
+                    text(2),
+                    r.get::<i64, _>(3),
+                    text(4),
+                    text(5),
+                    text(6),
+                    text(7),
+                    text(8),
+                    r.get::<i64, _>(9)
+                )
+            })
+            .collect::<Vec<_>>()
+        }
+    };
+    let before: Vec<Vec<String>> = {
+        let mut all = Vec::new();
+        for id in &ids[1..] {
+            all.push(history(id.clone()).await);
+        }
+        all
+    };
+    // A report that beat the third acceptance to the database: not plain, nothing written.
+    sqlx::query(
+        "INSERT INTO pending_statuses (org_id, channel, provider_message_id, report, received_at) \
+         VALUES ($1, 'sms', 'SM2', '{}', $2)",
+    )
+    .bind(&org.id)
+    .bind(now)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        sends::accept_many(&mut conn, &items, now).await.unwrap(),
+        None
+    );
+    sqlx::query("DELETE FROM pending_statuses")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    // Another org's message among them: nothing written either.
+    let other = create_org(&db, "globex", "http://127.0.0.1:9", 10.0).await;
+    let mut foreign = items.clone();
+    foreign[1].0 = other.id.as_str();
+    assert_eq!(
+        sends::accept_many(&mut conn, &foreign, now).await.unwrap(),
+        None
+    );
+    for (id, was) in ids[1..].iter().zip(&before) {
+        assert_eq!(&history(id.clone()).await, was, "nothing written");
+    }
+    // The plain batch.
+    let applied = sends::accept_many(&mut conn, &items, now)
+        .await
+        .unwrap()
+        .expect("a plain batch");
+    assert!(applied
+        .iter()
+        .all(|a| a.from.as_str() == "sending" && a.to.as_str() == "sent"));
+    let alone = history(ids[0].clone()).await;
+    assert_eq!(alone.len(), 3, "{alone:?}");
+    let events = |id: String| {
+        let pool = db.pool.clone();
+        async move {
+            sqlx::query("SELECT type, data FROM outbox WHERE subject = $1 ORDER BY id")
+                .bind(format!("messages/{id}"))
+                .fetch_all(&pool)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    let kind: String = r.get(0);
+                    let mut data: Value = serde_json::from_str(&r.get::<String, _>(1)).unwrap();
+                    let fields = data.as_object_mut().unwrap();
+                    for id in ["message_id", "conversation_id", "contact_id"] {
+                        fields.remove(id);
+                    }
+                    if kind == "dartwing.message.queued.v1" {
+                        // Each message's own address and text.
+                        fields.remove("to");
+                        fields.remove("body");
+                    }
+                    (kind, data)
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let alone_events = events(ids[0].clone()).await;
+    assert_eq!(
+        alone_events.len(),
+        3,
+        "queued, sending, sent: {alone_events:?}"
+    );
+    for (i, id) in ids.iter().enumerate().skip(1) {
+        assert_eq!(history(id.clone()).await, alone, "history of message {i}");
+        assert_eq!(
+            events(id.clone()).await,
+            alone_events,
+            "events of message {i}"
+        );
+        let r = sqlx::query(
+            "SELECT status, provider_message_id, next_attempt_at, error_message FROM messages \
+             WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        let row: (String, String, Option<i64>, Option<String>) =
+            (r.get(0), r.get(1), r.get(2), r.get(3));
+        assert_eq!(row, ("sent".into(), format!("SM{i}"), None, None));
+    }
+    // The same acceptances again (a retried batch): history only, no state change, no event.
+    let again = sends::accept_many(&mut conn, &items, now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(again.iter().all(|a| a.from == a.to));
+    assert_eq!(events(ids[1].clone()).await, alone_events);
+    assert_eq!(history(ids[1].clone()).await.len(), 4);
+}
+both_backends!(bulk_claims_and_acceptances_write_what_single_ones_do);

@@ -56,35 +56,19 @@ pub async fn save(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let req: SaveRequest = parse(&body)?;
-    let phone = match req.phone.as_deref() {
-        Some(p) => Some(channels::address::normalize_e164(p).map_err(|e| bad("phone", e))?),
-        None => None,
+    let op = contacts::check_save(
+        &org_id,
+        req.name,
+        req.phone.as_deref(),
+        req.email.as_deref(),
+        &req.tags,
+    )
+    .map_err(ApiError::bad_request)?;
+    let tags = match &op {
+        ContactOp::Save { tags, .. } => tags.clone(),
+        ContactOp::SetTags { tags, .. } => tags.clone(),
     };
-    let email = match req.email.as_deref().map(str::trim) {
-        Some(e) if broadcast::spec::is_email(e) => Some(e.to_lowercase()),
-        Some(e) => return Err(bad("email", format!("`{e}` is not an email address"))),
-        None => None,
-    };
-    if phone.is_none() && email.is_none() {
-        return Err(ApiError::bad_request(
-            "a contact needs a `phone` or an `email`",
-        ));
-    }
-    let name = req
-        .name
-        .map(|n| n.trim().to_owned())
-        .filter(|n| !n.is_empty());
-    if name.as_ref().is_some_and(|n| n.chars().count() > 200) {
-        return Err(bad("name", "at most 200 characters"));
-    }
-    let tags = contacts::check_tags(&req.tags).map_err(|e| bad("tags", e))?;
-    let op = WriteOp::Contact(ContactOp::Save {
-        org_id: org_id.clone(),
-        name,
-        phone,
-        email,
-        tags: tags.clone(),
-    });
+    let op = WriteOp::Contact(op);
     let WriteResult::Contact(ContactResult::Saved { id, created }) =
         state.committer.submit(op).await?
     else {

@@ -3,10 +3,12 @@
 //! `channel add twilio-sms|telnyx-sms|whatsapp|email`, `channel list` ([`channel`]), `events tail`
 //! (the example Kafka consumer), `voice route|agent …` ([`voice`]), `agent create|list|revoke`
 //! ([`agent`]), `webhook add|list|rotate|remove|dead-letters|replay` ([`webhook`]),
-//! `receptionist set`, `kb add|list` ([`receptionist`]), `speech …`.
+//! `receptionist set`, `kb add|list` ([`receptionist`]), `contact add|list|tag`,
+//! `broadcast list|show|cancel|export` ([`broadcast`]), `speech …`.
 
 pub mod agent;
 pub mod apikey;
+pub mod broadcast;
 pub mod channel;
 pub mod receptionist;
 pub mod voice;
@@ -96,6 +98,18 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         action: agent::AgentAction,
+    },
+    /// Contacts: save people, tag them, list them.
+    Contact {
+        /// What to do.
+        #[command(subcommand)]
+        action: broadcast::ContactAction,
+    },
+    /// Broadcast alerts: list, show, cancel, export the outcome.
+    Broadcast {
+        /// What to do.
+        #[command(subcommand)]
+        action: broadcast::BroadcastAction,
     },
     /// Speech engines: install models, transcribe a WAV, speak text.
     Speech {
@@ -245,7 +259,10 @@ fn audited_action(argv: &[String]) -> Option<(String, Option<String>, serde_json
         .collect();
     let (group, verb) = (*words.first()?, words.get(1).copied().unwrap_or(""));
     let read_only = matches!(group, "serve" | "migrate" | "speech" | "events")
-        || matches!(verb, "list" | "show" | "dead-letters" | "generate-key" | "");
+        || matches!(
+            verb,
+            "list" | "show" | "export" | "dead-letters" | "generate-key" | ""
+        );
     if read_only {
         return None;
     }
@@ -308,6 +325,14 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Kb { action } => {
             let db = open(&config).await?;
             receptionist::run_kb(&db, action).await
+        }
+        Command::Contact { action } => {
+            let db = open(&config).await?;
+            broadcast::run_contact(&db, action).await
+        }
+        Command::Broadcast { action } => {
+            let db = open(&config).await?;
+            broadcast::run_broadcast(&db, action).await
         }
         Command::Agent { action } => {
             let db = open(&config).await?;

@@ -2,7 +2,7 @@
 //! transient failures, then job by job behind savepoints; and what each job is told when the
 //! whole batch fails.
 
-use super::{execute, CommitError, Job, WriteResult};
+use super::{execute, CommitError, Job, WriteOp, WriteResult};
 use crate::db::{Db, StoreError};
 use sqlx::{AnyConnection, Connection};
 
@@ -67,6 +67,32 @@ pub(super) async fn run_batch(db: &Db, batch: &[Job]) -> Vec<Result<WriteResult,
         .collect()
 }
 
+/// Records a run of acceptances in one bulk write; `None` when it must go one at a time.
+async fn accept_run(
+    conn: &mut AnyConnection,
+    run: &[&Job],
+) -> Result<Option<Vec<WriteResult>>, StoreError> {
+    let items: Vec<crate::db::sends::Acceptance<'_>> = run
+        .iter()
+        .filter_map(|job| match &job.op {
+            WriteOp::Accepted {
+                org_id,
+                id,
+                provider_message_id,
+                provider_status,
+            } => Some((
+                org_id.as_str(),
+                id.as_str(),
+                provider_message_id.as_str(),
+                provider_status.as_str(),
+            )),
+            _ => None,
+        })
+        .collect();
+    let done = crate::db::sends::accept_many(conn, &items, crate::db::now_ms()).await?;
+    Ok(done.map(|applied| applied.into_iter().map(WriteResult::Applied).collect()))
+}
+
 /// Whole-batch tries on deadlocks and serialization failures before the savepoint fallback.
 const TRANSIENT_RETRIES: u64 = 4;
 
@@ -83,7 +109,7 @@ async fn attempt(
     savepoints: bool,
 ) -> Result<Vec<Result<WriteResult, CommitError>>, StoreError> {
     let mut conn = db.pool.acquire().await?;
-    let tried = attempt_on(db, &mut conn, batch, savepoints).await;
+    let tried = attempt_on(&mut conn, batch, savepoints).await;
     if tried.is_err() {
         conn.close_on_drop();
     }
@@ -91,22 +117,41 @@ async fn attempt(
 }
 
 async fn attempt_on(
-    db: &Db,
     conn: &mut AnyConnection,
     batch: &[&Job],
     savepoints: bool,
 ) -> Result<Vec<Result<WriteResult, CommitError>>, StoreError> {
-    // On SQLite the write lock is taken up front: a deferred transaction that reads first
-    // fails at once (SQLITE_BUSY, no busy wait) if another connection wrote in between, and
-    // the committer is not the only writer (the CLI while the gateway runs, the webhook
-    // worker's and API keys' bookkeeping). IMMEDIATE waits for the lock instead.
-    let mut tx = if db.backend == crate::db::Backend::Sqlite {
-        sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?
-    } else {
-        conn.begin().await?
-    };
+    // On SQLite the write lock is taken up front (see `begin_write`).
+    let mut tx = crate::db::begin_write(&mut *conn).await?;
     let mut results = Vec::with_capacity(batch.len());
-    for job in batch {
+    // Consecutive acceptances go in one bulk write on the first try (`db::sends`); one that
+    // is not plain is recorded one at a time from `one_by_one` on.
+    let mut one_by_one = 0;
+    for (i, job) in batch.iter().enumerate() {
+        if results.len() > i {
+            continue;
+        }
+        if !savepoints && i >= one_by_one {
+            let run = batch[i..]
+                .iter()
+                .take_while(|j| matches!(j.op, WriteOp::Accepted { .. }))
+                .take(crate::db::sends::MAX_ACCEPTS)
+                .count();
+            if run >= 2 {
+                match accept_run(&mut tx, &batch[i..i + run]).await {
+                    Ok(Some(done)) => {
+                        results.extend(done.into_iter().map(Ok));
+                        continue;
+                    }
+                    Ok(None) => one_by_one = i + run,
+                    Err(e) => {
+                        tx.rollback().await?;
+                        results.push(Err(CommitError::Store(e)));
+                        return Ok(results);
+                    }
+                }
+            }
+        }
         if !savepoints {
             match execute(&mut tx, &job.op).await {
                 Ok(r) => results.push(Ok(r)),

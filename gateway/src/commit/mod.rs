@@ -400,7 +400,7 @@ async fn execute(conn: &mut AnyConnection, op: &WriteOp) -> Result<WriteResult, 
             bulk_limit,
             lease_ms,
         } => WriteResult::Claimed(
-            messages::claim_due(conn, now, *limit, *bulk_limit, *lease_ms).await?,
+            crate::db::sends::claim_due(conn, now, *limit, *bulk_limit, *lease_ms).await?,
         ),
         WriteOp::Accepted {
             org_id,

@@ -284,6 +284,8 @@ const ENV: &[(&str, &str)] = &[
     ("DARTWING_SIP_WHISPER_PROMPT", "sip.whisper_prompt"),
     ("DARTWING_SIP_EARLY_END", "sip.early_end"),
     ("DARTWING_SIP_TRUNK", "sip.trunk"),
+    ("DARTWING_SIP_TRUNK_USERNAME", "sip.trunk_username"),
+    ("DARTWING_SIP_TRUNK_PASSWORD", "sip.trunk_password"),
     ("DARTWING_SIP_RING_SECS", "sip.ring_secs"),
     ("DARTWING_SIP_CALLS_PER_SECOND", "sip.calls_per_second"),
     ("DARTWING_SIP_OUTBOUND_MAX_CALL_SECS", "sip.outbound_max_call_secs"),
@@ -365,22 +367,7 @@ impl Config {
                 self.public_url
             ));
         }
-        let trunk = self.sip.trunk.trim();
-        if !trunk.is_empty() && trunk.parse::<SocketAddr>().is_err() {
-            e.push(format!("sip.trunk `{trunk}` is not ip:port"));
-        }
-        // A ringing call is a send in progress: it must end inside the send's time, else the
-        // worker would give up on it while it rings (checked only when calls are placed).
-        let ring_max = self.delivery.send_timeout_ms / 1000 + 10;
-        if !trunk.is_empty() && (self.sip.ring_secs == 0 || self.sip.ring_secs > ring_max) {
-            e.push(format!(
-                "sip.ring_secs must be 1 to delivery.send_timeout_ms/1000 + 10 ({ring_max}) \
-                 when sip.trunk is set"
-            ));
-        }
-        if self.sip.calls_per_second.is_nan() || self.sip.calls_per_second <= 0.0 {
-            e.push("sip.calls_per_second must be greater than 0".into());
-        }
+        e.extend(self.sip.outbound_problems(self.delivery.send_timeout_ms));
         e.extend(self.inbox.problems());
         e.extend(self.broadcast.problems());
         e.extend(self.http.problems());
@@ -618,6 +605,13 @@ mod tests {
         let e = set(&[("sip.calls_per_second", "0")]).unwrap_err();
         assert!(e.0[0].contains("sip.calls_per_second"), "{:?}", e.0);
         assert!(set(&[("sip.outbound_max_call_secs", "0")]).is_err());
+        let user = ("sip.trunk_username", "acme");
+        let e = set(&[trunk, user]).unwrap_err();
+        assert!(e.0[0].contains("sip.trunk_password"), "{:?}", e.0);
+        let c = set(&[trunk, user, ("sip.trunk_password", "pw")]).unwrap();
+        assert_eq!(c.sip.trunk_account().unwrap().username, "acme");
+        assert!(Config::default().sip.trunk_account().is_none());
+        assert!(ENV.contains(&("DARTWING_SIP_TRUNK_PASSWORD", "sip.trunk_password")));
     }
 
     #[test]

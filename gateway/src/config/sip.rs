@@ -55,6 +55,12 @@ pub struct SipConfig {
     /// `host:port` of the SIP trunk or proxy that the calls we place go to (UDP): a
     /// broadcast's voice rung. Empty: no outbound calls (voice rungs are passed over).
     pub trunk: String,
+    /// Our username at the trunk, for its digest challenges (401/407) to our INVITEs.
+    /// Empty: a challenged call is refused.
+    pub trunk_username: String,
+    /// The password that goes with `trunk_username` (set it through
+    /// `DARTWING_SIP_TRUNK_PASSWORD` rather than a file).
+    pub trunk_password: String,
     /// Seconds a call we place rings before it counts as not answered (at most
     /// `delivery.send_timeout_ms` + 10 s: a ringing call is a send in progress).
     pub ring_secs: u64,
@@ -86,9 +92,49 @@ impl Default for SipConfig {
             voicemail_max_secs: 120,
             responder_timeout_ms: 2_000,
             trunk: String::new(),
+            trunk_username: String::new(),
+            trunk_password: String::new(),
             ring_secs: 25,
             calls_per_second: 5.0,
             outbound_max_call_secs: 120,
         }
+    }
+}
+
+impl SipConfig {
+    /// What is wrong with the settings of the calls we place (`sip.trunk` and its kin).
+    pub fn outbound_problems(&self, send_timeout_ms: u64) -> Vec<String> {
+        let mut e = Vec::new();
+        let trunk = self.trunk.trim();
+        if !trunk.is_empty() && trunk.parse::<std::net::SocketAddr>().is_err() {
+            e.push(format!("sip.trunk `{trunk}` is not ip:port"));
+        }
+        // A ringing call is a send in progress: it must end inside the send's time, else the
+        // worker would give up on it while it rings (checked only when calls are placed).
+        let ring_max = send_timeout_ms / 1000 + 10;
+        if !trunk.is_empty() && (self.ring_secs == 0 || self.ring_secs > ring_max) {
+            e.push(format!(
+                "sip.ring_secs must be 1 to delivery.send_timeout_ms/1000 + 10 ({ring_max}) \
+                 when sip.trunk is set"
+            ));
+        }
+        if self.calls_per_second.is_nan() || self.calls_per_second <= 0.0 {
+            e.push("sip.calls_per_second must be greater than 0".into());
+        }
+        if self.trunk_username.trim().is_empty() != self.trunk_password.is_empty() {
+            e.push(
+                "sip.trunk_username and sip.trunk_password are set together or not at all".into(),
+            );
+        }
+        e
+    }
+
+    /// Our account at the trunk, when one is configured.
+    pub fn trunk_account(&self) -> Option<voice::sip::answer_challenge::Account> {
+        let username = self.trunk_username.trim();
+        (!username.is_empty()).then(|| voice::sip::answer_challenge::Account {
+            username: username.to_owned(),
+            password: self.trunk_password.clone(),
+        })
     }
 }

@@ -46,6 +46,43 @@ pub fn check_tags(tags: &[String]) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
+/// A person to save, checked as the API and the CLI take it: the phone made E.164, the
+/// email lower case, the name trimmed (at most 200 characters), the tags checked. An error
+/// names the field (``field `phone`: …``).
+pub fn check_save(
+    org_id: &str,
+    name: Option<String>,
+    phone: Option<&str>,
+    email: Option<&str>,
+    tags: &[String],
+) -> Result<ContactOp, String> {
+    let bad = |field: &str, e: &dyn std::fmt::Display| format!("field `{field}`: {e}");
+    let phone = match phone {
+        Some(p) => Some(channels::address::normalize_e164(p).map_err(|e| bad("phone", &e))?),
+        None => None,
+    };
+    let email = match email.map(str::trim) {
+        Some(e) if broadcast::spec::is_email(e) => Some(e.to_lowercase()),
+        Some(e) => return Err(bad("email", &format!("`{e}` is not an email address"))),
+        None => None,
+    };
+    if phone.is_none() && email.is_none() {
+        return Err("a contact needs a `phone` or an `email`".into());
+    }
+    let name = name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
+    if name.as_ref().is_some_and(|n| n.chars().count() > 200) {
+        return Err(bad("name", &"at most 200 characters"));
+    }
+    let tags = check_tags(tags).map_err(|e| bad("tags", &e))?;
+    Ok(ContactOp::Save {
+        org_id: org_id.to_owned(),
+        name,
+        phone,
+        email,
+        tags,
+    })
+}
+
 /// A contact write, run in the committer's transaction.
 #[derive(Debug)]
 pub enum ContactOp {

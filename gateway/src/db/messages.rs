@@ -3,10 +3,9 @@
 
 use super::conversations::touch;
 use super::outbox::{self, NewEvent};
-use super::{is_postgres, new_id, StoreError};
+use super::{new_id, StoreError};
 use serde_json::json;
-use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, AssertSqlSafe, Row};
+use sqlx::{AnyConnection, Row};
 use state_machines::delivery::{self, DeliveryEffect};
 use state_machines::{Channel, ConversationEvent, DeliveryEvent, DeliveryState};
 
@@ -104,33 +103,64 @@ pub async fn apply_delivery(
         .await?;
         let conversation_id: String = row.try_get(0)?;
         let channel: String = row.try_get(1)?;
-        outbox::append(
-            conn,
-            NewEvent {
-                org_id,
-                partition_key: &conversation_id,
-                event_type: "dartwing.message.status_changed.v1",
-                subject: format!("messages/{message_id}"),
-                data: json!({
-                    "message_id": message_id,
-                    "conversation_id": conversation_id,
-                    "channel": channel,
-                    "from": state.as_str(),
-                    "to": next.as_str(),
-                    "provider_status": provider_status,
-                    "error_code": error_code,
-                    "error_message": error_message,
-                    "source": source,
-                }),
-            },
-            now,
-        )
-        .await?;
+        let event = StatusChanged {
+            org_id,
+            message_id,
+            conversation_id: &conversation_id,
+            channel: &channel,
+            from: state,
+            to: next,
+            provider_status,
+            error_code,
+            error_message,
+            source,
+        };
+        outbox::append(conn, event.event(), now).await?;
     }
     Ok(Applied {
         from: state,
         to: next,
     })
+}
+
+/// A message's delivery step that moved its state: the one shape of
+/// `dartwing.message.status_changed.v1`, whichever writer publishes it (one message at a
+/// time here, in bulk in `db::sends`).
+pub struct StatusChanged<'a> {
+    pub org_id: &'a str,
+    pub message_id: &'a str,
+    pub conversation_id: &'a str,
+    pub channel: &'a str,
+    pub from: DeliveryState,
+    pub to: DeliveryState,
+    pub provider_status: Option<&'a str>,
+    pub error_code: Option<&'a str>,
+    pub error_message: Option<&'a str>,
+    /// `worker`, `webhook`, `api`…
+    pub source: &'a str,
+}
+
+impl<'a> StatusChanged<'a> {
+    /// The event, keyed by the conversation.
+    pub fn event(self) -> NewEvent<'a> {
+        NewEvent {
+            org_id: self.org_id,
+            partition_key: self.conversation_id,
+            event_type: "dartwing.message.status_changed.v1",
+            subject: format!("messages/{}", self.message_id),
+            data: json!({
+                "message_id": self.message_id,
+                "conversation_id": self.conversation_id,
+                "channel": self.channel,
+                "from": self.from.as_str(),
+                "to": self.to.as_str(),
+                "provider_status": self.provider_status,
+                "error_code": self.error_code,
+                "error_message": self.error_message,
+                "source": self.source,
+            }),
+        }
+    }
 }
 
 /// A send request as the API validated it.
@@ -355,91 +385,6 @@ pub struct Claimed {
     pub created_at: i64,
     /// A broadcast's message.
     pub bulk: bool,
-}
-
-/// Claims up to `limit` due messages: `queued` ones are dispatched (→ `sending`), `sending`
-/// ones are retries. Each claimed message gets a lease: if this node dies mid-send it is due
-/// again when the lease ends. Messages a person waits on (priority 0) come first; broadcast
-/// messages (priority 1) fill what is left, at most `bulk_limit`, so a draining broadcast
-/// never takes the capacity an agent's reply needs.
-pub async fn claim_due(
-    conn: &mut AnyConnection,
-    now: i64,
-    limit: i64,
-    bulk_limit: i64,
-    lease_ms: i64,
-) -> Result<Vec<Claimed>, StoreError> {
-    // On PostgreSQL several nodes claim at once: rows another node's claim holds are skipped,
-    // not waited for (and never claimed twice). SQLite has one writer and one node.
-    let lock = if is_postgres(conn) {
-        " FOR UPDATE SKIP LOCKED"
-    } else {
-        ""
-    };
-    let mut rows = Vec::new();
-    for (priority, most) in [(0, limit), (1, bulk_limit.min(limit))] {
-        let most = most.min(limit - rows.len() as i64);
-        if most <= 0 {
-            continue;
-        }
-        rows.extend(
-            sqlx::query(AssertSqlSafe(format!(
-                "SELECT id, org_id, channel, to_addr, body, attempts, created_at, status, content, priority \
-                 FROM messages WHERE next_attempt_at IS NOT NULL AND next_attempt_at <= $1 \
-                 AND priority = $3 ORDER BY next_attempt_at LIMIT $2{lock}"
-            )))
-            .bind(now)
-            .bind(most)
-            .bind(priority)
-            .fetch_all(&mut *conn)
-            .await?,
-        );
-    }
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        let claimed = claimed_from_row(&r)?;
-        let status: String = r.try_get(7)?;
-        if status == DeliveryState::Queued.as_str() {
-            apply_delivery(
-                conn,
-                &claimed.org_id,
-                &claimed.id,
-                DeliveryState::Queued,
-                DeliveryEvent::Dispatch,
-                "worker",
-                Said::default(),
-                now,
-            )
-            .await?;
-        }
-        sqlx::query(
-            "UPDATE messages SET next_attempt_at = $1, attempts = attempts + 1 WHERE id = $2",
-        )
-        .bind(now + lease_ms)
-        .bind(&claimed.id)
-        .execute(&mut *conn)
-        .await?;
-        out.push(claimed);
-    }
-    Ok(out)
-}
-
-fn claimed_from_row(r: &AnyRow) -> Result<Claimed, StoreError> {
-    let channel: String = r.try_get(2)?;
-    Ok(Claimed {
-        id: r.try_get(0)?,
-        org_id: r.try_get(1)?,
-        channel: Channel::parse(&channel).ok_or_else(|| StoreError::Corrupt {
-            what: "messages.channel",
-            detail: channel.clone(),
-        })?,
-        to: r.try_get(3)?,
-        body: r.try_get(4)?,
-        attempts: r.try_get(5)?,
-        created_at: r.try_get(6)?,
-        content: r.try_get(8)?,
-        bulk: r.try_get::<i64, _>(9)? != 0,
-    })
 }
 
 async fn current_state(

@@ -33,6 +33,7 @@ pub mod outbox;
 pub mod pending;
 pub mod receptionist;
 pub mod sender_pace;
+pub mod sends;
 pub mod sip_agents;
 pub mod webhooks;
 pub mod windows;
@@ -281,6 +282,21 @@ pub fn new_id() -> String {
 
 /// Whether a connection (inside a committer transaction) talks to PostgreSQL, where several
 /// gateway nodes may share the database and row locks must be taken explicitly.
+/// Begins a transaction that will write. On SQLite the write lock is taken up front
+/// (`BEGIN IMMEDIATE`): a deferred transaction that reads first fails at once (SQLITE_BUSY,
+/// no busy wait) if another connection wrote in between, and the committer is not the only
+/// writer (the CLI while the gateway runs, the webhook worker's and API keys' bookkeeping).
+/// IMMEDIATE waits for the lock instead.
+pub async fn begin_write(
+    conn: &mut sqlx::AnyConnection,
+) -> Result<sqlx::Transaction<'_, sqlx::Any>, sqlx::Error> {
+    if is_postgres(conn) {
+        sqlx::Connection::begin(conn).await
+    } else {
+        sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE").await
+    }
+}
+
 pub fn is_postgres(conn: &sqlx::AnyConnection) -> bool {
     conn.backend_name().eq_ignore_ascii_case("postgresql")
 }

@@ -92,6 +92,51 @@ pub async fn append(
     Ok(())
 }
 
+/// Appends several events inside the caller's transaction, in their order, with one
+/// statement per hundred (what a batch of claims or acceptances publishes).
+pub async fn append_many(
+    conn: &mut AnyConnection,
+    events: Vec<NewEvent<'_>>,
+    now: i64,
+) -> Result<(), StoreError> {
+    let mut events = events.into_iter().peekable();
+    while events.peek().is_some() {
+        let chunk: Vec<NewEvent<'_>> = events.by_ref().take(100).collect();
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let b = i * 6;
+                format!(
+                    "(${}, ${}, ${}, ${}, ${}, $1, ${})",
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6,
+                    b + 7
+                )
+            })
+            .collect();
+        // Placeholders are numbered above; every value is bound.
+        let sql = format!(
+            "INSERT INTO outbox (event_id, org_id, partition_key, type, subject, time, data) \
+             VALUES {}",
+            values.join(", ")
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now);
+        for ev in chunk {
+            q = q
+                .bind(new_id())
+                .bind(ev.org_id)
+                .bind(ev.partition_key)
+                .bind(ev.event_type)
+                .bind(ev.subject)
+                .bind(ev.data.to_string());
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 /// Numbers up to `limit` committed, unnumbered rows (inside the committer's transaction) and
 /// returns them in their new order. Only one relay may run this at a time per database.
 pub async fn sequence(tx: &mut AnyConnection, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {

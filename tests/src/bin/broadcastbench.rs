@@ -173,6 +173,11 @@ async fn vacuum_now_and_then(db: gateway::db::Db) {
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let args = Args::parse();
+    // `DARTWING_LOG=sqlx::query=debug` logs every statement with its time: where the
+    // database time of a broadcast goes.
+    if let Ok(filter) = std::env::var("DARTWING_LOG") {
+        gateway::logging::init(&filter);
+    }
     let backend = match args.backend.as_str() {
         "sqlite" => Backend::Sqlite,
         "postgres" => Backend::Postgres,

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 /// MD5 of `parts` joined by `:`, as lowercase hex.
-fn md5_hex(parts: &[&str]) -> String {
+pub(crate) fn md5_hex(parts: &[&str]) -> String {
     let mut hasher = Md5::new();
     for (i, part) in parts.iter().enumerate() {
         if i > 0 {
@@ -107,7 +107,7 @@ pub fn parse_authorization(value: &str) -> Result<Credentials, DigestError> {
 }
 
 /// `name=value` pairs separated by commas, values optionally quoted.
-fn params_of(input: &str) -> Vec<(String, String)> {
+pub(crate) fn params_of(input: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut rest = input.trim();
     while !rest.is_empty() {

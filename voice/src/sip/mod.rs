@@ -25,6 +25,7 @@
 //! hundred lines, its timer rules are pure functions in [`timers`], and its cost per call can
 //! be measured against SIPp directly.
 
+pub mod answer_challenge;
 pub mod digest;
 pub mod framing;
 pub mod message;

@@ -35,6 +35,9 @@ pub enum LegError {
     Registrar,
     #[error("agent answered {status}")]
     Refused { status: u16 },
+    /// 401/407 with a challenge (what the `WWW-`/`Proxy-Authenticate` header said).
+    #[error("answered {status}: authentication required")]
+    Challenged { status: u16, challenge: String },
     #[error("agent did not answer (Timer B)")]
     Timeout,
     #[error("agent's phone rang out unanswered")]
@@ -51,7 +54,9 @@ impl LegError {
         match self {
             Self::NotRegistered { .. } | Self::NoAnswer => (480, "Temporarily Unavailable"),
             Self::Refused { status: 486 } => (486, "Busy Here"),
-            Self::Refused { .. } | Self::BadAnswer => (503, "Service Unavailable"),
+            Self::Refused { .. } | Self::Challenged { .. } | Self::BadAnswer => {
+                (503, "Service Unavailable")
+            }
             Self::Timeout => (408, "Request Timeout"),
             Self::Registrar | Self::CallerGone => (500, "Server Internal Error"),
         }
@@ -242,7 +247,7 @@ impl InviteTx<'_> {
                         200..=299 => return Ok(*response),
                         _ => {
                             ack_non_2xx(&response, invite, peer, core);
-                            return Err(LegError::Refused { status });
+                            return Err(refused(&response, status));
                         }
                     }
                 }
@@ -259,6 +264,22 @@ impl InviteTx<'_> {
                 },
             }
         }
+    }
+}
+
+/// A non-2xx final response as an error: 401/407 carry their challenge.
+fn refused(response: &Inbound, status: u16) -> LegError {
+    let header = match status {
+        401 => "WWW-Authenticate",
+        407 => "Proxy-Authenticate",
+        _ => return LegError::Refused { status },
+    };
+    match response.head.get(header) {
+        Some(challenge) => LegError::Challenged {
+            status,
+            challenge: challenge.to_owned(),
+        },
+        None => LegError::Refused { status },
     }
 }
 

@@ -1,6 +1,23 @@
 //! DTMF carried in SIP INFO bodies: `application/dtmf-relay` (`Signal=5` / `Duration=160`)
 //! and `application/dtmf` (the bare digit). Pure.
 
+/// An INFO request's digit (if its body carries one) and our answer to it: 200, or 415
+/// naming the bodies we read. Shared by every call that takes INFO in its dialog.
+pub fn answer(
+    message: &crate::sip::message::Inbound,
+) -> (Option<char>, crate::sip::response::ResponseParts<'static>) {
+    use crate::sip::response::ResponseParts;
+    let content_type = message.head.get("Content-Type").unwrap_or_default();
+    match digit(content_type, &message.body) {
+        Some(d) => (Some(d), ResponseParts::new(200, "OK")),
+        None => (
+            None,
+            ResponseParts::new(415, "Unsupported Media Type")
+                .header("Accept", "application/dtmf-relay, application/dtmf"),
+        ),
+    }
+}
+
 /// The digit of an INFO body of this content type, if it carries one.
 pub fn digit(content_type: &str, body: &[u8]) -> Option<char> {
     let body = std::str::from_utf8(body).ok()?;

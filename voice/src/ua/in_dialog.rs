@@ -39,19 +39,11 @@ impl Call {
                 return Some(E::CallerHangup);
             }
             Some(rsip::Method::Info) => {
-                let content_type = message.head.get("Content-Type").unwrap_or_default();
-                match dtmf_info::digit(content_type, &message.body) {
-                    Some(digit) => {
-                        if let Some(media) = media {
-                            media.info_dtmf(digit);
-                        }
-                        reply(ResponseParts::new(200, "OK"))
-                    }
-                    None => reply(
-                        ResponseParts::new(415, "Unsupported Media Type")
-                            .header("Accept", "application/dtmf-relay, application/dtmf"),
-                    ),
+                let (digit, parts) = dtmf_info::answer(message);
+                if let (Some(digit), Some(media)) = (digit, media) {
+                    media.info_dtmf(digit);
                 }
+                reply(parts)
             }
             Some(rsip::Method::Invite) => {
                 // Re-INVITE (hold, resume, refresh): a new offer/answer on the same session.

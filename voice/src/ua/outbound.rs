@@ -17,9 +17,14 @@
 //! every call, whichever way it was set up, reads the same in `calls` and its events. The
 //! call's `from` is our caller id, its `to` the number dialled.
 //!
-//! Not yet: digest authentication toward the trunk (a trunk that challenges the INVITE with
-//! 401/407 is reported as a refusal with that status), TCP toward the trunk, and
-//! re-INVITEs from the far end (answered 488: the session stays as answered).
+//! A trunk that challenges the INVITE (401 `WWW-Authenticate`, 407 `Proxy-Authenticate`)
+//! gets it again, CSeq one higher and on a new branch, with our credentials
+//! ([`crate::sip::answer_challenge`]); a second challenge is answered only when it says the
+//! nonce was stale. Without an account, after a refused answer, or for a challenge we cannot
+//! answer, the call is refused with the trunk's status.
+//!
+//! Not yet: TCP toward the trunk, and re-INVITEs from the far end (answered 488: the session
+//! stays as answered).
 
 use super::agent_leg::{header_text, AgentLeg, InviteTx, LegError};
 use super::call::CallInput;
@@ -32,6 +37,7 @@ use super::ports::{CallEvent as E, CallState};
 use super::Shared;
 use crate::app::{Action, CallApp, CallContext};
 use crate::media::MediaEvent;
+use crate::sip::answer_challenge::{authorization, parse_challenge, Account};
 use crate::sip::message::Inbound;
 use crate::sip::response::{build_response, RequestParts, ResponseParts};
 use crate::sip::transport::{Conn, Peer};
@@ -59,6 +65,8 @@ pub struct Dial {
     pub app: Box<dyn CallApp>,
     /// Further headers of the INVITE (`X-Dartwing-Message-Id`), made safe and bounded.
     pub headers: Vec<(&'static str, String)>,
+    /// Our account at the trunk, for its digest challenges.
+    pub account: Option<Account>,
 }
 
 /// How a call we placed went, up to its answer.
@@ -118,7 +126,7 @@ fn refusal(error: &LegError, call_id: String) -> (E, Placed) {
         }
         | LegError::NoAnswer => (E::NoAnswer, Placed::NoAnswer { call_id }),
         LegError::Timeout => (E::Reject { status: 408 }, Placed::Unreachable { call_id }),
-        LegError::Refused { status } => (
+        LegError::Refused { status } | LegError::Challenged { status, .. } => (
             E::Reject { status: *status },
             Placed::Refused {
                 call_id,
@@ -239,7 +247,6 @@ impl Placing<'_> {
         let target = format!("sip:{}@{}", dial.number, dial.trunk);
         let from = format!("<sip:{}@{via}>;tag={local_tag}", dial.caller_id);
         let to = format!("<{target}>");
-        let branch = format!("z9hG4bK{}", random_token());
         let mut headers = vec![
             ("Contact", format!("<sip:{}@{via}>", dial.caller_id)),
             ("Allow", ALLOW.to_owned()),
@@ -250,29 +257,51 @@ impl Placing<'_> {
                 .iter()
                 .map(|(name, value)| (*name, header_text(value, 200))),
         );
-        let invite = InviteTx {
-            core: self.core,
-            shared: self.shared,
-            peer: self.peer.clone(),
-            parts: RequestParts {
-                method: "INVITE",
-                target: &target,
-                transport: "UDP",
-                sent_by: via,
-                branch: &branch,
-                from: &from,
-                to: &to,
-                call_id: sip_call_id,
-                cseq: 1,
-                routes: &[],
-                headers,
-                body: Some(("application/sdp", &offer.sdp)),
-            },
-            local_tag: local_tag.to_owned(),
-            ring_timeout: dial.ring_timeout,
-            call_events: &self.control,
+        let mut cseq = 1;
+        let mut answered_challenges = 0;
+        let outcome = loop {
+            let branch = format!("z9hG4bK{}", random_token());
+            let invite = InviteTx {
+                core: self.core,
+                shared: self.shared,
+                peer: self.peer.clone(),
+                parts: RequestParts {
+                    method: "INVITE",
+                    target: &target,
+                    transport: "UDP",
+                    sent_by: via,
+                    branch: &branch,
+                    from: &from,
+                    to: &to,
+                    call_id: sip_call_id,
+                    cseq,
+                    routes: &[],
+                    headers: headers.clone(),
+                    body: Some(("application/sdp", &offer.sdp)),
+                },
+                local_tag: local_tag.to_owned(),
+                ring_timeout: dial.ring_timeout,
+                call_events: &self.control,
+            };
+            let result = invite.run(&mut *self.events, &mut self.deferred).await;
+            let Err(LegError::Challenged { status, challenge }) = &result else {
+                break result;
+            };
+            let Some(header) = answer(
+                dial.account.as_ref(),
+                *status,
+                challenge,
+                &target,
+                answered_challenges,
+            ) else {
+                break result;
+            };
+            headers.retain(|(name, _)| !name.ends_with("Authorization"));
+            headers.push(header);
+            answered_challenges += 1;
+            cseq += 1;
         };
-        let leg = match invite.run(&mut *self.events, &mut self.deferred).await {
+        let leg = match outcome {
             Ok(leg) => leg,
             Err(LegError::CallerGone) => {
                 // Call control hung up (or the user agent stops) while it rang.
@@ -403,20 +432,11 @@ impl Placing<'_> {
                 (reply(ResponseParts::new(200, "OK")), true)
             }
             Some(rsip::Method::Info) => {
-                let content_type = message.head.get("Content-Type").unwrap_or_default();
-                match super::dtmf_info::digit(content_type, &message.body) {
-                    Some(digit) => {
-                        media.info_dtmf(digit);
-                        (reply(ResponseParts::new(200, "OK")), false)
-                    }
-                    None => (
-                        reply(
-                            ResponseParts::new(415, "Unsupported Media Type")
-                                .header("Accept", "application/dtmf-relay, application/dtmf"),
-                        ),
-                        false,
-                    ),
+                let (digit, parts) = super::dtmf_info::answer(message);
+                if let Some(digit) = digit {
+                    media.info_dtmf(digit);
                 }
+                (reply(parts), false)
             }
             Some(rsip::Method::Options) => (
                 reply(ResponseParts::new(200, "OK").header("Allow", ALLOW)),
@@ -468,9 +488,83 @@ impl Placing<'_> {
     }
 }
 
+/// The header answering a trunk's challenge to our INVITE, or None when we do not answer it
+/// (no account; our credentials were already refused; a challenge we cannot answer).
+fn answer(
+    account: Option<&Account>,
+    status: u16,
+    challenge: &str,
+    uri: &str,
+    answered: u32,
+) -> Option<(&'static str, String)> {
+    let account = account?;
+    let parsed = match parse_challenge(challenge) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            tracing::warn!(status, error = %e, "the trunk's challenge cannot be answered");
+            return None;
+        }
+    };
+    // Challenged again after answering: our credentials were refused, unless the nonce only
+    // went stale (answered once more, at most).
+    if answered >= 2 || (answered == 1 && !parsed.stale) {
+        tracing::warn!(status, "the trunk refused our credentials");
+        return None;
+    }
+    let name = if status == 407 {
+        "Proxy-Authorization"
+    } else {
+        "Authorization"
+    };
+    let value = authorization(account, &parsed, "INVITE", uri, &random_token(), 1);
+    Some((name, value))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn challenges_are_answered_once_and_again_only_when_stale() {
+        let account = Account {
+            username: "acme".into(),
+            password: "pw".into(),
+        };
+        let fresh = r#"Digest realm="trunk", nonce="n1", qop="auth""#;
+        let stale = r#"Digest realm="trunk", nonce="n2", qop="auth", stale=true"#;
+        let uri = "sip:+15550001@127.0.0.1:5060";
+        assert_eq!(answer(None, 407, fresh, uri, 0), None, "no account");
+        let (name, value) = answer(Some(&account), 407, fresh, uri, 0).unwrap();
+        assert_eq!(name, "Proxy-Authorization");
+        assert!(value.contains("username=\"acme\"") && value.contains("nonce=\"n1\""));
+        assert_eq!(
+            answer(Some(&account), 401, fresh, uri, 0).unwrap().0,
+            "Authorization"
+        );
+        assert_eq!(answer(Some(&account), 401, fresh, uri, 1), None, "refused");
+        assert!(
+            answer(Some(&account), 401, stale, uri, 1).is_some(),
+            "stale"
+        );
+        assert_eq!(answer(Some(&account), 401, stale, uri, 2), None);
+        assert_eq!(answer(Some(&account), 401, "Basic realm=x", uri, 0), None);
+        assert_eq!(
+            refusal(
+                &LegError::Challenged {
+                    status: 407,
+                    challenge: fresh.into()
+                },
+                "c1".into()
+            ),
+            (
+                E::Reject { status: 407 },
+                Placed::Refused {
+                    call_id: "c1".into(),
+                    status: 407
+                }
+            )
+        );
+    }
 
     #[test]
     fn refusals_map_to_the_machine_and_the_report() {
