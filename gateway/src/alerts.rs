@@ -66,6 +66,7 @@ impl BroadcastConfig {
 }
 
 /// The port, on this node's database, committer and plugins.
+#[derive(Clone)]
 pub struct GatewayStore {
     /// Reads.
     pub db: Db,
@@ -185,12 +186,27 @@ impl broadcast::Store for GatewayStore {
     }
 }
 
-/// Runs the engine until shutdown.
+/// Runs the engine until shutdown: `loops` of it side by side. On PostgreSQL a round's
+/// time is mostly round trips, and rounds take disjoint recipients (`SKIP LOCKED`), so
+/// several at once (one per committer writer) multiply the rate; SQLite has one writer and
+/// runs one.
 pub async fn run(
     store: GatewayStore,
     wake: Arc<Notify>,
     settings: BroadcastConfig,
+    loops: usize,
     shutdown: watch::Receiver<bool>,
 ) {
-    broadcast::engine::run(store, settings.engine(), wake, shutdown).await
+    let mut running = Vec::new();
+    for _ in 0..loops.max(1) {
+        running.push(tokio::spawn(broadcast::engine::run(
+            store.clone(),
+            settings.engine(),
+            wake.clone(),
+            shutdown.clone(),
+        )));
+    }
+    for engine in running {
+        let _ = engine.await;
+    }
 }

@@ -6,8 +6,9 @@
 //! `next_at` with no rung skipped and none queued twice.
 
 use super::broadcasts::{parse_state, Counts, CHUNK};
-use super::messages::{create_outbound, Created, NewOutbound};
+use super::messages::{create_outbound_in, Created, NewOutbound};
 use super::outbox::{self, NewEvent};
+use super::sends::{BroadcastSend, Deferred};
 use super::{is_postgres, new_id, StoreError};
 use broadcast::{plan, Action, Progress, Recipient, Spec};
 use serde_json::json;
@@ -193,6 +194,7 @@ pub async fn dispatch(
     // the same broadcasts never wait on each other in a cycle.
     let mut touched = BTreeSet::new();
     let handled = rows.len();
+    let mut later = Deferred::default();
     for row in &rows {
         let mut due = due_from_row(row)?;
         touched.insert(due.broadcast_id.clone());
@@ -232,8 +234,9 @@ pub async fn dispatch(
                 Some(_) => due.progress.delivered_any = true,
             }
         }
-        act(conn, req, rules, &due, &mut counts, now).await?;
+        act(conn, req, rules, &due, &mut counts, &mut later, now).await?;
     }
+    later.flush(conn, now).await?;
     counts.apply(conn, now).await?;
     for id in &touched {
         finish_if_done(conn, id, counts.moved(id), now).await?;
@@ -282,6 +285,7 @@ async fn act(
     rules: &Rules,
     due: &Due,
     counts: &mut Counts,
+    later: &mut Deferred,
     now: i64,
 ) -> Result<(), StoreError> {
     let spec = &rules.spec;
@@ -297,7 +301,13 @@ async fn act(
     };
     for (k, reason) in reasons.iter().enumerate().take(upto).skip(from) {
         if let Some(reason) = reason {
-            record_send(conn, due, k, spec.steps[k].channel, None, Some(reason), now).await?;
+            later.send(record_send(
+                due,
+                k,
+                spec.steps[k].channel,
+                None,
+                Some(reason),
+            ));
         }
     }
     match action {
@@ -308,22 +318,39 @@ async fn act(
             transition(conn, due, event, counts, now).await
         }
         Action::Send { step, next_at } => {
-            send_rung(conn, req, rules, due, step, next_at, counts, now).await
+            let rung = Rung {
+                step,
+                next_at,
+                counts,
+                later,
+            };
+            send_rung(conn, req, rules, due, rung, now).await
         }
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The rung to send and where its round keeps what it wrote.
+struct Rung<'a> {
+    step: u32,
+    next_at: Option<i64>,
+    counts: &'a mut Counts,
+    later: &'a mut Deferred,
+}
+
 async fn send_rung(
     conn: &mut AnyConnection,
     req: &DispatchRequest,
     rules: &Rules,
     due: &Due,
-    step: u32,
-    next_at: Option<i64>,
-    counts: &mut Counts,
+    rung_at: Rung<'_>,
     now: i64,
 ) -> Result<(), StoreError> {
+    let Rung {
+        step,
+        next_at,
+        counts,
+        later,
+    } = rung_at;
     let rung = &rules.spec.steps[step as usize];
     let channel = rung.channel;
     let sender = &req.senders[&(due.org_id.clone(), channel)];
@@ -384,7 +411,7 @@ async fn send_rung(
         tracing::error!(recipient = %due.id, step, "the recipient machine refused a rung");
         return set_next(conn, &due.id, None, now).await;
     };
-    let created = create_outbound(
+    let created = create_outbound_in(
         conn,
         &due.org_id,
         &NewOutbound {
@@ -400,6 +427,7 @@ async fn send_rung(
             attachments: Vec::new(),
         },
         now,
+        Some(&mut *later),
     )
     .await?;
     let message_id = match created {
@@ -410,7 +438,7 @@ async fn send_rung(
         Created::OutsideWindow { .. } | Created::KeyReused | Created::DayLimitReached { .. } => {
             // The window closed between the check and the insert: pass the rung over now.
             let reason = "outside the customer-service window (no template)";
-            record_send(conn, due, step as usize, channel, None, Some(reason), now).await?;
+            later.send(record_send(due, step as usize, channel, None, Some(reason)));
             return set_next(conn, &due.id, Some(now), now).await;
         }
     };
@@ -428,16 +456,13 @@ async fn send_rung(
     .bind(&due.id)
     .execute(&mut *conn)
     .await?;
-    record_send(
-        conn,
+    later.send(record_send(
         due,
         step as usize,
         channel,
         Some(&message_id),
         None,
-        now,
-    )
-    .await?;
+    ));
     counts.record(&due.broadcast_id, &effects);
     Ok(())
 }
@@ -486,29 +511,21 @@ async fn set_next(
     Ok(())
 }
 
-async fn record_send(
-    conn: &mut AnyConnection,
+fn record_send(
     due: &Due,
     step: usize,
     channel: Channel,
     message_id: Option<&str>,
-    skipped: Option<&str>,
-    now: i64,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO broadcast_sends (broadcast_id, recipient_id, step, channel, message_id, \
-         skipped, at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(&due.broadcast_id)
-    .bind(&due.id)
-    .bind(step as i64)
-    .bind(channel.as_str())
-    .bind(message_id)
-    .bind(skipped)
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
+    skipped: Option<&'static str>,
+) -> BroadcastSend {
+    BroadcastSend {
+        broadcast_id: due.broadcast_id.clone(),
+        recipient_id: due.id.clone(),
+        step: step as i64,
+        channel: channel.as_str(),
+        message_id: message_id.map(str::to_owned),
+        skipped,
+    }
 }
 
 /// Marks the broadcast `done` when every chunk is expanded and no recipient waits for
@@ -519,11 +536,16 @@ pub async fn finish_if_done(
     changed: bool,
     now: i64,
 ) -> Result<(), StoreError> {
-    let r =
-        sqlx::query("SELECT org_id, state, chunks_expanded, chunks FROM broadcasts WHERE id = $1")
-            .bind(id)
-            .fetch_one(&mut *conn)
-            .await?;
+    // Locked first (PostgreSQL): a round running beside this one (`alerts::run`) that
+    // moved this broadcast's last recipients commits before this check reads them, so the
+    // last of two such rounds always sees the broadcast done.
+    let lock = if is_postgres(conn) { " FOR UPDATE" } else { "" };
+    let r = sqlx::query(AssertSqlSafe(format!(
+        "SELECT org_id, state, chunks_expanded, chunks FROM broadcasts WHERE id = $1{lock}"
+    )))
+    .bind(id)
+    .fetch_one(&mut *conn)
+    .await?;
     let (org_id, state): (String, String) = (r.try_get(0)?, r.try_get(1)?);
     let expanded = r.try_get::<i64, _>(2)? >= r.try_get::<i64, _>(3)?;
     let waiting = sqlx::query(

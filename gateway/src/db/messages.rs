@@ -230,6 +230,19 @@ pub async fn create_outbound(
     req: &NewOutbound,
     now: i64,
 ) -> Result<Created, StoreError> {
+    create_outbound_in(conn, org_id, req, now, None).await
+}
+
+/// [`create_outbound`], with its history row and `message.queued` event left to `deferred`
+/// when given: a broadcast's dispatch round writes those for all its rungs at its end, in
+/// multi-row statements ([`super::sends::Deferred`]), in the same transaction.
+pub async fn create_outbound_in(
+    conn: &mut AnyConnection,
+    org_id: &str,
+    req: &NewOutbound,
+    now: i64,
+    deferred: Option<&mut super::sends::Deferred>,
+) -> Result<Created, StoreError> {
     if let Some(key) = &req.idempotency_key {
         let row = sqlx::query(
             "SELECT id, conversation_id, channel, to_addr, body FROM messages WHERE org_id = $1 AND idempotency_key = $2",
@@ -319,37 +332,38 @@ pub async fn create_outbound(
         let at = (keys.0, keys.1, keys.2.as_str());
         super::media::insert_stored(conn, at, (req.channel.as_str(), "api"), &stored, now).await?;
     }
-    sqlx::query(
-        "INSERT INTO message_history (org_id, message_id, event, state, applied, source, at) \
-         VALUES ($1, $2, 'create', 'queued', 1, 'api', $3)",
-    )
-    .bind(org_id)
-    .bind(&id)
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
-    outbox::append(
-        conn,
-        NewEvent {
-            org_id,
-            partition_key: &thread.conversation_id,
-            event_type: "dartwing.message.queued.v1",
-            subject: format!("messages/{id}"),
-            data: json!({
-                "message_id": id,
-                "conversation_id": thread.conversation_id,
-                "contact_id": thread.contact_id,
-                "channel": req.channel.as_str(),
-                "direction": "outbound",
-                "from": req.from,
-                "to": req.to,
-                "body": req.body,
-                "kind": outbound_kind(req.content.as_deref()),
-            }),
-        },
-        now,
-    )
-    .await?;
+    let event = NewEvent {
+        org_id,
+        partition_key: &thread.conversation_id,
+        event_type: "dartwing.message.queued.v1",
+        subject: format!("messages/{id}"),
+        data: json!({
+            "message_id": id,
+            "conversation_id": thread.conversation_id,
+            "contact_id": thread.contact_id,
+            "channel": req.channel.as_str(),
+            "direction": "outbound",
+            "from": req.from,
+            "to": req.to,
+            "body": req.body,
+            "kind": outbound_kind(req.content.as_deref()),
+        }),
+    };
+    match deferred {
+        Some(later) => later.created(org_id, &id, event),
+        None => {
+            sqlx::query(
+                "INSERT INTO message_history (org_id, message_id, event, state, applied, source, at) \
+                 VALUES ($1, $2, 'create', 'queued', 1, 'api', $3)",
+            )
+            .bind(org_id)
+            .bind(&id)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+            outbox::append(conn, event, now).await?;
+        }
+    }
     Ok(Created::Queued {
         id,
         conversation_id: thread.conversation_id,

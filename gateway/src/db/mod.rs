@@ -183,7 +183,13 @@ impl Db {
                 });
             }
         }
-        let opts = AnyConnectOptions::from_str(&url)?.disable_statement_logging();
+        let mut opts = AnyConnectOptions::from_str(&url)?;
+        // Every statement at `debug` on target `sqlx::query`, with its time, only when asked
+        // (`DARTWING_LOG_SQL=1` and a log filter such as `sqlx::query=debug`): where the
+        // database time of a workload goes (BENCHMARKS.md, the broadcast section).
+        if std::env::var_os("DARTWING_LOG_SQL").is_none() {
+            opts = opts.disable_statement_logging();
+        }
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
             .min_connections(1)

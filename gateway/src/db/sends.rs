@@ -354,6 +354,129 @@ pub async fn accept_many(
     ))
 }
 
+/// Rows a broadcast's dispatch round writes at its end, together: each rung message's
+/// `create` history row and `dartwing.message.queued.v1` event
+/// ([`super::messages::create_outbound_in`]), and the round's `broadcast_sends` records.
+/// Same rows as one at a time, in a few multi-row statements (measured on PostgreSQL: the
+/// outbox insert alone was 0.7 ms a rung).
+#[derive(Default)]
+pub struct Deferred {
+    created: Vec<(String, String)>,
+    events: Vec<OwnedEvent>,
+    sends: Vec<BroadcastSend>,
+}
+
+/// A [`NewEvent`](super::outbox::NewEvent) that owns its strings.
+struct OwnedEvent {
+    org_id: String,
+    partition_key: String,
+    event_type: &'static str,
+    subject: String,
+    data: serde_json::Value,
+}
+
+/// One row of `broadcast_sends`: a rung queued as a message, or passed over with a reason.
+pub struct BroadcastSend {
+    pub broadcast_id: String,
+    pub recipient_id: String,
+    pub step: i64,
+    pub channel: &'static str,
+    pub message_id: Option<String>,
+    pub skipped: Option<&'static str>,
+}
+
+impl Deferred {
+    /// A message created: its history row and event, for later.
+    pub fn created(&mut self, org_id: &str, message_id: &str, event: super::outbox::NewEvent<'_>) {
+        self.created
+            .push((org_id.to_owned(), message_id.to_owned()));
+        self.events.push(OwnedEvent {
+            org_id: event.org_id.to_owned(),
+            partition_key: event.partition_key.to_owned(),
+            event_type: event.event_type,
+            subject: event.subject,
+            data: event.data,
+        });
+    }
+
+    /// A `broadcast_sends` row, for later.
+    pub fn send(&mut self, row: BroadcastSend) {
+        self.sends.push(row);
+    }
+
+    /// Writes everything kept, in the caller's transaction.
+    pub async fn flush(self, conn: &mut AnyConnection, now: i64) -> Result<(), StoreError> {
+        for chunk in self.created.chunks(CHUNK) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    format!(
+                        "(${}, ${}, 'create', 'queued', 1, 'api', $1)",
+                        2 * i + 2,
+                        2 * i + 3
+                    )
+                })
+                .collect();
+            // Placeholders are numbered above; every value is bound.
+            let sql = format!(
+                "INSERT INTO message_history (org_id, message_id, event, state, applied, source, at) \
+                 VALUES {}",
+                values.join(", ")
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now);
+            for (org_id, id) in chunk {
+                q = q.bind(org_id.as_str()).bind(id.as_str());
+            }
+            q.execute(&mut *conn).await?;
+        }
+        let events = self
+            .events
+            .iter()
+            .map(|e| super::outbox::NewEvent {
+                org_id: &e.org_id,
+                partition_key: &e.partition_key,
+                event_type: e.event_type,
+                subject: e.subject.clone(),
+                data: e.data.clone(),
+            })
+            .collect();
+        outbox::append_many(conn, events, now).await?;
+        for chunk in self.sends.chunks(CHUNK) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let b = 1 + i * 6;
+                    format!(
+                        "(${}, ${}, ${}, ${}, ${}, ${}, $1)",
+                        b + 1,
+                        b + 2,
+                        b + 3,
+                        b + 4,
+                        b + 5,
+                        b + 6
+                    )
+                })
+                .collect();
+            // Placeholders are numbered above; every value is bound.
+            let sql = format!(
+                "INSERT INTO broadcast_sends (broadcast_id, recipient_id, step, channel, \
+                 message_id, skipped, at) VALUES {}",
+                values.join(", ")
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now);
+            for r in chunk {
+                q = q
+                    .bind(r.broadcast_id.as_str())
+                    .bind(r.recipient_id.as_str())
+                    .bind(r.step)
+                    .bind(r.channel)
+                    .bind(r.message_id.as_deref())
+                    .bind(r.skipped);
+            }
+            q.execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+}
+
 fn claimed_from_row(r: &AnyRow) -> Result<Claimed, StoreError> {
     let channel: String = r.try_get(2)?;
     Ok(Claimed {

@@ -56,6 +56,8 @@ struct Worker {
     wake: Arc<Notify>,
     /// How long a claim holds a message before another worker may take it, ms.
     lease_ms: i64,
+    /// Shared-rate slots this node holds (PostgreSQL).
+    pace: crate::db::sender_pace::PaceSlots,
     /// Messages this node is sending now. A claim that returns one of them again (its lease
     /// ran out under it: the wall clock jumped forward) is dropped, never sent a second time.
     in_flight: Mutex<HashSet<String>>,
@@ -77,6 +79,7 @@ pub async fn run(
     let worker = Arc::new(Worker {
         lease_ms,
         in_flight: Mutex::new(HashSet::new()),
+        pace: Default::default(),
         breakers: Breakers::new(settings.breaker_threshold, settings.breaker_cooldown),
         limiter: RateLimiter::default(),
         db: db.clone(),
@@ -187,7 +190,7 @@ impl Worker {
         max_wait: Duration,
     ) -> Result<Duration, Duration> {
         if self.db.backend == crate::db::Backend::Postgres {
-            let shared = crate::db::sender_pace::reserve(&self.db.pool, key, per_second, max_wait);
+            let shared = self.pace.reserve(&self.db.pool, key, per_second, max_wait);
             match shared.await {
                 Ok(slot) => return slot,
                 Err(e) => {
