@@ -10,8 +10,8 @@
 //! machine, the largest share of the database's time in a broadcast). So a node takes up to
 //! 20 ms worth of slots at once (at most 32; one for senders under 100/s, whose pacing is
 //! then exactly as before) and hands them out itself ([`PaceSlots`]); the rate across nodes
-//! holds because the row moved on by every slot taken. A slot left unused until it is older
-//! than the burst allows is dropped, never sent late as a burst.
+//! holds because the row moved on by every slot taken. A slot not used within 100 ms of its
+//! reservation is dropped, so held slots never add up to a second burst after a pause.
 //!
 //! This is the one table not scoped by org: the limit belongs to the provider's number (see
 //! `sql/*/0013_sender_pace.sql`). Only PostgreSQL uses it (see [`crate::sender`]): a SQLite
@@ -23,11 +23,18 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// Slots reserved by this node and not used yet, by sender key (µs since the epoch).
+/// Slots reserved by this node and not used yet, by sender key: (slot, usable until), µs
+/// since the epoch.
 #[derive(Default)]
 pub struct PaceSlots {
-    slots: Mutex<HashMap<String, VecDeque<i64>>>,
+    slots: Mutex<HashMap<String, VecDeque<(i64, i64)>>>,
+    /// One reservation at a time: sends that find no slot wait for the block being
+    /// reserved rather than each reserving their own (which would take slots nobody uses).
+    reserving: tokio::sync::Mutex<()>,
 }
+
+/// How long a held slot stays usable after its reservation, µs.
+const HOLD_US: i64 = 100_000;
 
 /// How many slots one statement takes for a sender at `per_second`: 20 ms worth, 1 to 32.
 pub fn block_size(per_second: f64) -> u32 {
@@ -45,29 +52,40 @@ impl PaceSlots {
         per_second: f64,
         max_wait: Duration,
     ) -> Result<Result<Duration, Duration>, StoreError> {
-        let (interval_us, window_us) = pace(per_second);
-        if let Some(slot) = self.take(key, super::now_us() - (window_us - interval_us)) {
+        if let Some(slot) = self.take(key, super::now_us()) {
             return Ok(Ok(wait_for(slot)));
         }
         let count = block_size(per_second);
+        let _one = match count {
+            1 => None,
+            _ => {
+                let guard = self.reserving.lock().await;
+                if let Some(slot) = self.take(key, super::now_us()) {
+                    return Ok(Ok(wait_for(slot)));
+                }
+                Some(guard)
+            }
+        };
         let first = match reserve(pool, key, per_second, max_wait, count).await? {
             Ok(first) => first,
             Err(due_in) => return Ok(Err(due_in)),
         };
         if count > 1 {
+            let (interval_us, _) = pace(per_second);
+            let until = super::now_us() + HOLD_US;
             let mut slots = self.slots.lock().expect("not poisoned");
             let kept = slots.entry(key.to_owned()).or_default();
-            kept.extend((1..count as i64).map(|i| first + i * interval_us));
+            kept.extend((1..count as i64).map(|i| (first + i * interval_us, until)));
         }
         Ok(Ok(wait_for(first)))
     }
 
-    /// The earliest slot held for `key` no older than `oldest`; older ones are dropped.
-    fn take(&self, key: &str, oldest: i64) -> Option<i64> {
+    /// The earliest slot held for `key` still usable at `now`; expired ones are dropped.
+    fn take(&self, key: &str, now: i64) -> Option<i64> {
         let mut slots = self.slots.lock().expect("not poisoned");
         let kept = slots.get_mut(key)?;
-        while let Some(slot) = kept.pop_front() {
-            if slot >= oldest {
+        while let Some((slot, until)) = kept.pop_front() {
+            if now <= until {
                 return Some(slot);
             }
         }
@@ -145,18 +163,14 @@ mod tests {
     }
 
     #[test]
-    fn held_slots_are_used_in_order_and_stale_ones_dropped() {
+    fn held_slots_are_used_in_order_and_expired_ones_dropped() {
         let p = PaceSlots::default();
-        p.slots
-            .lock()
-            .unwrap()
-            .insert("k".into(), VecDeque::from([10, 20, 30]));
-        assert_eq!(
-            p.take("k", 15),
-            Some(20),
-            "10 is older than the burst allows"
+        p.slots.lock().unwrap().insert(
+            "k".into(),
+            VecDeque::from([(10, 100), (20, 200), (30, 200)]),
         );
-        assert_eq!(p.take("k", 0), Some(30));
+        assert_eq!(p.take("k", 150), Some(20), "the first expired at 100");
+        assert_eq!(p.take("k", 200), Some(30));
         assert_eq!(p.take("k", 0), None);
         assert_eq!(p.take("other", 0), None);
     }
