@@ -8,6 +8,11 @@
 #   PROFILE=dev scripts/bench-broadcast.sh 20000     # the dev build (no release build)
 #
 # PostgreSQL comes from DARTWING_TEST_PG_URL (scripts/ensure-postgres.sh starts one).
+#
+# Where the database time goes: every statement with its time, summed by statement, e.g.
+#   DARTWING_LOG_SQL=1 DARTWING_LOG=sqlx::query=debug "$BIN" --backend postgres \
+#       --recipients 3000 --pace-messages 200 --agent-sends 5 --acks 5 2> sql.log
+# then group the `summary=` lines of sql.log by their text and add up `elapsed_secs`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-100000}
