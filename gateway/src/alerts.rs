@@ -188,8 +188,8 @@ impl broadcast::Store for GatewayStore {
 
 /// Runs the engine until shutdown: `loops` of it side by side. On PostgreSQL a round's
 /// time is mostly round trips, and rounds take disjoint recipients (`SKIP LOCKED`), so
-/// several at once (one per committer writer) multiply the rate; SQLite has one writer and
-/// runs one.
+/// several at once (one per bulk writer of the committer) multiply the rate; SQLite has one
+/// writer and runs one.
 pub async fn run(
     store: GatewayStore,
     wake: Arc<Notify>,

@@ -221,10 +221,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         },
         broadcast_wake.clone(),
         config.broadcast,
-        match db.backend {
-            crate::db::Backend::Postgres => config.ingest.writers,
-            crate::db::Backend::Sqlite => 1,
-        },
+        committer.round_lanes(),
         shutdown_rx.clone(),
     )));
     let sip = crate::voice::start(&config.sip, &db, &committer).await?;

@@ -281,10 +281,15 @@ pub struct CommitSettings {
     pub writers: usize,
 }
 
+/// Writers kept for the broadcast engine's rounds on PostgreSQL (and as many rounds at once).
+pub const BULK_WRITERS: usize = 2;
+
 /// The handle callers submit writes through.
 #[derive(Clone)]
 pub struct Committer {
     txs: Vec<mpsc::Sender<Job>>,
+    /// Writers of the broadcast engine's rounds alone (PostgreSQL).
+    bulk: Vec<mpsc::Sender<Job>>,
     /// Turns of the broadcast engine's dispatch rounds over the writers.
     rounds: Arc<std::sync::atomic::AtomicUsize>,
     /// Woken after every commit; the relay and the send worker wait on it.
@@ -292,41 +297,54 @@ pub struct Committer {
 }
 
 impl Committer {
-    /// Starts the writer tasks.
+    /// Starts the writer tasks: `writers` for every write (one on SQLite) and, on
+    /// PostgreSQL, [`BULK_WRITERS`] more for the broadcast engine's rounds alone.
     pub fn start(db: Db, settings: CommitSettings) -> Committer {
         let committed = Arc::new(Notify::new());
-        let writers = if db.backend == crate::db::Backend::Sqlite {
-            1
+        let (writers, bulk) = if db.backend == crate::db::Backend::Sqlite {
+            (1, 0)
         } else {
-            settings.writers.max(1)
+            (settings.writers.max(1), BULK_WRITERS)
         };
-        let mut txs = Vec::with_capacity(writers);
-        for _ in 0..writers {
+        let spawn = || {
             let (tx, rx) = mpsc::channel((settings.queue_capacity / writers).max(1));
-            txs.push(tx);
             tokio::spawn(writer(
                 db.clone(),
                 rx,
                 settings.max_batch.max(1),
                 committed.clone(),
             ));
-        }
+            tx
+        };
+        let txs = (0..writers).map(|_| spawn()).collect();
+        let bulk = (0..bulk).map(|_| spawn()).collect();
         Committer {
             txs,
+            bulk,
             committed,
             rounds: Default::default(),
         }
     }
 
+    /// How many dispatch rounds can commit side by side without sharing a writer with
+    /// conversation writes: the bulk writers (PostgreSQL), else one.
+    pub fn round_lanes(&self) -> usize {
+        self.bulk.len().max(1)
+    }
+
     /// The writer an op goes to. Writes about one contact always meet the same writer, so
     /// one node's writers never lock one contact's rows in opposite orders. Of the rest, a
     /// provider's acceptance (it locks only its message) goes by its message, the broadcast
-    /// engine's dispatch rounds take the writers in turn (on PostgreSQL several rounds run
-    /// at once, see `alerts::run`), and its other writes go to the last writer: none of them
-    /// then queues behind the send worker's claims and the relay on the first, where every
-    /// other op without a contact goes. (Measured: with them all on the first writer, that
-    /// one writer was what a broadcast's rate on PostgreSQL was made of.)
+    /// engine's expansions and dispatch rounds go to the bulk writers in turn (PostgreSQL;
+    /// SQLite's one writer takes everything), and its other writes (a broadcast created,
+    /// cancelled, confirmed) to the last writer: none of them then queues behind the send
+    /// worker's claims and the relay on the first, where every other op without a contact
+    /// goes, and no conversation write queues behind a 50-person round. (Measured: with them
+    /// all on the first writer, that one writer was what a broadcast's rate on PostgreSQL
+    /// was made of; with rounds on the general writers, an agent's send waited behind them,
+    /// BENCHMARKS.md.)
     fn lane(&self, op: &WriteOp) -> &mpsc::Sender<Job> {
+        use crate::db::broadcasts::BroadcastOp;
         let n = self.txs.len();
         let spread = |key: &dyn Fn(&mut std::collections::hash_map::DefaultHasher)| {
             let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -336,10 +354,14 @@ impl Committer {
         let i = match (op.contact_key(), op) {
             (Some((a, b)), _) => spread(&|h| std::hash::Hash::hash(&(a, b), h)),
             (None, WriteOp::Accepted { id, .. }) => spread(&|h| std::hash::Hash::hash(id, h)),
-            (None, WriteOp::Broadcast(crate::db::broadcasts::BroadcastOp::Dispatch(_))) => {
-                self.rounds
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                    % n
+            (None, WriteOp::Broadcast(BroadcastOp::Dispatch(_) | BroadcastOp::Expand)) => {
+                let turn = self
+                    .rounds
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if !self.bulk.is_empty() {
+                    return &self.bulk[turn % self.bulk.len()];
+                }
+                turn % n
             }
             (None, WriteOp::Broadcast(_)) => n - 1,
             (None, _) => 0,

@@ -60,7 +60,8 @@ pub struct Config {
     pub max_media_bytes: u64,
     /// Log filter, e.g. `info` or `info,gateway=debug`.
     pub log: String,
-    /// Database pool size.
+    /// Database pool size (the committer's writers hold one each while they commit: 3, and
+    /// on PostgreSQL 2 more for broadcast rounds; the rest serve reads).
     pub database_max_connections: u32,
     /// HTTP server limits: connections, header and request timeouts.
     pub http: crate::http_serve::HttpLimits,
@@ -172,7 +173,7 @@ impl Default for Config {
             max_body_bytes: 64 * 1024,
             max_media_bytes: 16 * 1024 * 1024,
             log: "info".into(),
-            database_max_connections: 8,
+            database_max_connections: 12,
             http: crate::http_serve::HttpLimits::default(),
             api: crate::api::rate::ApiLimits::default(),
             webhooks: crate::outhooks::WebhookSettings::default(),
