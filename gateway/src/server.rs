@@ -79,6 +79,14 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
              slows as they grow; switch it on or run ANALYZE regularly"
         );
     }
+    // Bound before any task starts: a port taken meanwhile fails the start with nothing
+    // left running (the test harness then tries another port).
+    let listener = tokio::net::TcpListener::bind(&config.http_addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.http_addr.clone(),
+            source,
+        })?;
     let metrics = crate::telemetry::install();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_millis(config.delivery.send_timeout_ms))
@@ -255,12 +263,6 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         sip: sip.clone(),
         inbox,
     });
-    let listener = tokio::net::TcpListener::bind(&config.http_addr)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: config.http_addr.clone(),
-            source,
-        })?;
     let addr = listener.local_addr().map_err(|source| StartError::Bind {
         addr: config.http_addr.clone(),
         source,

@@ -195,11 +195,21 @@ pub struct TestGateway {
 impl TestGateway {
     /// Starts it. The public URL is the bound address, so webhook signatures use it.
     pub async fn start(mut config: Config) -> TestGateway {
-        // Bind first to learn the port, then sign over it: pick a free port up front.
-        let port = free_port();
-        config.http_addr = format!("127.0.0.1:{port}");
+        // Bind first to learn the port, then sign over it: pick a free port up front. It can
+        // be taken before the gateway binds it (an outgoing connection's ephemeral port, seen
+        // in CI): the start then fails before anything runs, and another port is tried.
         config.public_url = String::new();
-        let running = server::start(&config).await.expect("gateway starts");
+        let mut tries = 0;
+        let running = loop {
+            tries += 1;
+            config.http_addr = format!("127.0.0.1:{}", free_port());
+            match server::start(&config).await {
+                Ok(running) => break running,
+                Err(server::StartError::Bind { source, .. })
+                    if source.kind() == std::io::ErrorKind::AddrInUse && tries < 5 => {}
+                Err(e) => panic!("gateway starts: {e:?}"),
+            }
+        };
         let base = format!("http://{}", running.addr);
         TestGateway { running, base }
     }
