@@ -35,6 +35,7 @@ pub mod inbox;
 pub mod kafka;
 pub mod logging;
 pub mod media;
+pub mod memory;
 pub mod outhooks;
 pub mod plugins;
 pub mod receptionist;

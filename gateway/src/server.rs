@@ -142,6 +142,10 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         db.clone(),
         shutdown_rx.clone(),
     )));
+    tasks.push(tokio::spawn(crate::memory::run(
+        Duration::from_secs(config.memory_trim_secs),
+        shutdown_rx.clone(),
+    )));
     tasks.push(tokio::spawn(crate::retention::run(
         committer.clone(),
         Duration::from_secs(config.relay.retention_hours.saturating_mul(3600)),

@@ -151,6 +151,10 @@ impl CallStore for DbCallStore {
             }
         })
     }
+
+    fn lag(&self) -> Duration {
+        self.committer.lag()
+    }
 }
 
 /// Ends, with the `interrupt` event (cause `interrupted`), every call this node left live
@@ -353,6 +357,7 @@ pub fn ua_config(sip: &SipConfig, bind: SocketAddr) -> UaConfig {
             max_calls: sip.max_calls as usize,
             per_source_rate: sip.invites_per_second_per_source,
             max_calls_per_source: sip.max_calls_per_source as usize,
+            max_store_lag: Duration::from_millis(sip.max_store_lag_ms),
             // Checked by the config's validation.
             trusted: ua::Cidr::parse_list(&sip.trusted_sources).unwrap_or_default(),
             ..AdmissionConfig::default()

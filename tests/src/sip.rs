@@ -146,17 +146,7 @@ pub async fn call_with_rtp(
     rtp_port: u16,
 ) -> (String, String) {
     let me = sock.local_addr().unwrap();
-    let sdp = format!(
-        "v=0\r\no=t 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-         m=audio {rtp_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
-    );
-    let invite = format!(
-        "INVITE sip:{number}@{sip} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{call_id}\r\n\
-         Max-Forwards: 70\r\nFrom: <sip:tester@{me}>;tag=t1\r\nTo: <sip:{number}@{sip}>\r\n\
-         Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:tester@{me}>\r\n\
-         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
-        sdp.len()
-    );
+    let invite = invite_request(me, sip, number, call_id, rtp_port);
     let (status, ok) = exchange(sock, sip, &invite).await;
     assert_eq!(status, 200, "{ok}");
     let to = ok
@@ -173,6 +163,27 @@ pub async fn call_with_rtp(
     );
     sock.send_to(ack.as_bytes(), sip).await.unwrap();
     (to, ok)
+}
+
+/// An INVITE from `me` to `number` at `sip`, offering PCMU on `rtp_port`.
+pub fn invite_request(
+    me: SocketAddr,
+    sip: SocketAddr,
+    number: &str,
+    call_id: &str,
+    rtp_port: u16,
+) -> String {
+    let sdp = format!(
+        "v=0\r\no=t 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {rtp_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+    );
+    format!(
+        "INVITE sip:{number}@{sip} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{call_id}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:tester@{me}>;tag=t1\r\nTo: <sip:{number}@{sip}>\r\n\
+         Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:tester@{me}>\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    )
 }
 
 /// Hangs up an answered call (BYE) and waits for its 200.

@@ -742,3 +742,79 @@ async fn an_org_without_the_voice_feature_takes_no_calls(backend: Backend) {
     w.gw.stop().await;
 }
 both_backends!(an_org_without_the_voice_feature_takes_no_calls);
+
+/// Overload is shed at the door: while the database writer is stuck behind a lock (as behind
+/// a slow disk or a long transaction), a call already admitted waits for its step to commit,
+/// `/health` shows the writer's lag, and a new INVITE gets 503 with `Retry-After: 1` and
+/// leaves nothing behind. Once the lock goes, the waiting call is answered with every step
+/// kept, and new calls are taken again.
+async fn a_writer_that_falls_behind_sheds_new_calls(backend: Backend) {
+    let w = World::with_config(backend, |c| c.sip.max_store_lag_ms = 200).await;
+    let sip = w.gw.running.sip.as_ref().expect("SIP is on").local_addr();
+    let sip = SocketAddr::from(([127, 0, 0, 1], sip.port()));
+    let number = "15550100001";
+    assert!(
+        gateway::db::calls::add_route(&w.db.pool, &route(&w, number, "echo", None), 0)
+            .await
+            .unwrap()
+    );
+    // Another connection holds the write lock the call steps need.
+    let mut holder = w.db.pool.acquire().await.unwrap();
+    let lock: &[&'static str] = match backend {
+        Backend::Sqlite => &["BEGIN IMMEDIATE"],
+        Backend::Postgres => &["BEGIN", "LOCK TABLE calls IN EXCLUSIVE MODE"],
+    };
+    for sql in lock {
+        sqlx::query(*sql).execute(&mut *holder).await.unwrap();
+    }
+    let waiting = tokio::spawn(sip::answer_call(sip, number, "held-1"));
+    let health: Value = integration_tests::env::eventually(Duration::from_secs(5), || async {
+        let h: Value = serde_json::from_str(&w.get_text("/health").await).ok()?;
+        (h["commit_lag_ms"].as_f64()? > 200.0).then_some(h)
+    })
+    .await;
+    assert!(
+        !waiting.is_finished(),
+        "the admitted call waits for its commit"
+    );
+
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let me = sock.local_addr().unwrap();
+    let invite = sip::invite_request(me, sip, number, "shed-1", me.port() + 2);
+    let (status, text) = sip::exchange(&sock, sip, &invite).await;
+    assert_eq!(status, 503, "{text}\n(health: {health})");
+    assert!(text.contains("\r\nRetry-After: 1\r\n"), "{text}");
+    let metrics = w.get_text("/metrics").await;
+    assert!(metrics.contains("sip_invites_shed_total 1"), "{metrics}");
+
+    sqlx::query("ROLLBACK").execute(&mut *holder).await.unwrap();
+    drop(holder);
+    let (held, to) = waiting.await.unwrap();
+    sip::hang_up(&held, sip, number, "held-1", &to).await;
+    // The lag fades within a second of the writer catching up; then calls are taken again.
+    integration_tests::env::eventually(Duration::from_secs(5), || async {
+        let h: Value = serde_json::from_str(&w.get_text("/health").await).ok()?;
+        (h["commit_lag_ms"].as_f64()? < 200.0).then_some(())
+    })
+    .await;
+    let (after, to) = sip::answer_call(sip, number, "after-1").await;
+    sip::hang_up(&after, sip, number, "after-1", &to).await;
+
+    for id in ["held-1", "after-1"] {
+        let stored = integration_tests::env::eventually(Duration::from_secs(5), || async {
+            stored_call(&w.db, id)
+                .await
+                .filter(|(state, _)| state == "ended")
+        })
+        .await;
+        assert_eq!(stored.1.as_deref(), Some("caller_hangup"), "{id}");
+    }
+    assert_eq!(
+        stored_call(&w.db, "shed-1").await,
+        None,
+        "a shed call leaves no row"
+    );
+    assert_eq!(count(&w.db, "calls", &w.org.id).await, 2);
+    w.gw.stop().await;
+}
+both_backends!(a_writer_that_falls_behind_sheds_new_calls);

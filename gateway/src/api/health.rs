@@ -60,7 +60,9 @@ pub async fn health(AxState(state): AxState<State>, headers: axum::http::HeaderM
         "sip": state.sip.as_ref().map(|sip| json!({
             "addr": sip.local_addr().to_string(),
             "active_calls": sip.active_calls(),
+            "invites_shed": sip.stats().shed.load(Ordering::Relaxed),
         })),
+        "commit_lag_ms": state.committer.lag().as_secs_f64() * 1000.0,
     });
     if !detailed {
         for part in ["database", "relay"] {
@@ -107,7 +109,10 @@ pub async fn metrics(AxState(state): AxState<State>) -> Response {
         .set(state.relay_status.backlog.load(Ordering::Relaxed) as f64);
     if let Some(sip) = &state.sip {
         metrics::gauge!("sip_calls_active").set(sip.active_calls() as f64);
+        metrics::counter!("sip_invites_shed_total")
+            .absolute(sip.stats().shed.load(Ordering::Relaxed));
     }
+    metrics::gauge!("commit_lag_seconds").set(state.committer.lag().as_secs_f64());
     (
         [("content-type", "text/plain; version=0.0.4")],
         state.metrics.render(),

@@ -27,7 +27,9 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot, Notify};
 
 mod batch;
+mod lag;
 use batch::run_batch;
+use lag::WriterLag;
 
 /// One write, as a caller hands it over.
 #[derive(Debug)]
@@ -268,6 +270,7 @@ pub enum CommitError {
 struct Job {
     op: WriteOp,
     reply: oneshot::Sender<Result<WriteResult, CommitError>>,
+    queued_at: Instant,
 }
 
 /// Tuning of the committer.
@@ -288,6 +291,8 @@ pub const BULK_WRITERS: usize = 2;
 #[derive(Clone)]
 pub struct Committer {
     txs: Vec<mpsc::Sender<Job>>,
+    /// How far behind the first writer is (see [`Committer::lag`]).
+    lag: Arc<WriterLag>,
     /// Writers of the broadcast engine's rounds alone (PostgreSQL).
     bulk: Vec<mpsc::Sender<Job>>,
     /// Turns of the broadcast engine's dispatch rounds over the writers.
@@ -308,18 +313,21 @@ impl Committer {
         };
         let spawn = || {
             let (tx, rx) = mpsc::channel((settings.queue_capacity / writers).max(1));
+            let lag = WriterLag::new();
             tokio::spawn(writer(
                 db.clone(),
                 rx,
                 settings.max_batch.max(1),
                 committed.clone(),
+                lag.clone(),
             ));
-            tx
+            (tx, lag)
         };
-        let txs = (0..writers).map(|_| spawn()).collect();
-        let bulk = (0..bulk).map(|_| spawn()).collect();
+        let (txs, lags): (Vec<_>, Vec<_>) = (0..writers).map(|_| spawn()).unzip();
+        let bulk = (0..bulk).map(|_| spawn().0).collect();
         Committer {
             txs,
+            lag: lags[0].clone(),
             bulk,
             committed,
             rounds: Default::default(),
@@ -369,12 +377,23 @@ impl Committer {
         &self.txs[i]
     }
 
+    /// About how long a write without a contact — a call's step, a claim, the relay's
+    /// bookkeeping — submitted now would wait before its transaction starts: the lag of
+    /// the first writer, which takes them all ([`lane`](Self::lane)). See [`lag`](self::lag).
+    pub fn lag(&self) -> std::time::Duration {
+        self.lag.at(Instant::now())
+    }
+
     /// Submits a write and waits for its commit; refuses at once when the queue is full.
     pub async fn submit(&self, op: WriteOp) -> Result<WriteResult, CommitError> {
         let (reply, rx) = oneshot::channel();
         self.lane(&op)
             .clone()
-            .try_send(Job { op, reply })
+            .try_send(Job {
+                op,
+                reply,
+                queued_at: Instant::now(),
+            })
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => CommitError::Overloaded,
                 mpsc::error::TrySendError::Closed(_) => CommitError::Closed,
@@ -387,14 +406,24 @@ impl Committer {
         let (reply, rx) = oneshot::channel();
         self.lane(&op)
             .clone()
-            .send(Job { op, reply })
+            .send(Job {
+                op,
+                reply,
+                queued_at: Instant::now(),
+            })
             .await
             .map_err(|_| CommitError::Closed)?;
         rx.await.map_err(|_| CommitError::Closed)?
     }
 }
 
-async fn writer(db: Db, mut rx: mpsc::Receiver<Job>, max_batch: usize, committed: Arc<Notify>) {
+async fn writer(
+    db: Db,
+    mut rx: mpsc::Receiver<Job>,
+    max_batch: usize,
+    committed: Arc<Notify>,
+    lag: Arc<WriterLag>,
+) {
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
     loop {
         let Some(first) = rx.recv().await else { return };
@@ -406,7 +435,9 @@ async fn writer(db: Db, mut rx: mpsc::Receiver<Job>, max_batch: usize, committed
             }
         }
         let started = Instant::now();
+        lag.batch_started(batch[0].queued_at, started);
         let results = run_batch(&db, &batch).await;
+        lag.batch_done();
         crate::telemetry::BatchCommitted {
             size: batch.len(),
             elapsed: started.elapsed(),

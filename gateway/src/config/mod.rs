@@ -28,6 +28,7 @@
 //! | `DARTWING_INBOX_SESSION_SECS`, `_WS_QUEUE_FRAMES`, `_WS_SLOW_MS`, `_WS_IDLE_SECS`, `_WS_PING_SECS` | `inbox.*` |
 //! | `DARTWING_EMAIL_SCAN_MS`, `_IDLE_SECS`, `_POLL_MS` | `email.*` (mailbox readers) |
 //! | `DARTWING_BROADCAST_BATCH`, `_MAX_BACKLOG`, `_POLL_MS` | `broadcast.*` (the alert engine) |
+//! | `DARTWING_MEMORY_TRIM_SECS` | `memory_trim_secs` (0: never) |
 //! | `DARTWING_SIP_REALM`, `_RTP_PORT_MIN`, `_RTP_PORT_MAX`, `_MAX_CALLS`, `_MAX_CALL_SECS`, `_INVITES_PER_SECOND_PER_SOURCE` | `sip.*` |
 //! | `DARTWING_SIP_WHISPER_MODEL`, `_TTS_VOICE`, `_REPROMPT_SECS`, `_WHISPER_PROMPT`, `_EARLY_END` | `sip.*` (the receptionist's speech) |
 
@@ -85,6 +86,9 @@ pub struct Config {
     pub email: crate::email::MailConfig,
     /// The broadcast engine.
     pub broadcast: crate::alerts::BroadcastConfig,
+    /// How often freed memory is handed back to the OS after a burst, seconds (0: never;
+    /// glibc only, see [`crate::memory`]).
+    pub memory_trim_secs: u64,
 }
 
 /// Kafka. With `brokers` empty the outbox table is the log and the relay feeds in-process
@@ -185,6 +189,7 @@ impl Default for Config {
             inbox: crate::inbox::InboxConfig::default(),
             email: crate::email::MailConfig::default(),
             broadcast: crate::alerts::BroadcastConfig::default(),
+            memory_trim_secs: 10,
         }
     }
 }
@@ -263,6 +268,7 @@ const ENV: &[(&str, &str)] = &[
     ("DARTWING_RELAY_BATCH", "relay.batch"),
     ("DARTWING_RELAY_POLL_MS", "relay.poll_ms"),
     ("DARTWING_RELAY_RETENTION_HOURS", "relay.retention_hours"),
+    ("DARTWING_MEMORY_TRIM_SECS", "memory_trim_secs"),
     ("DARTWING_KAFKA_BROKERS", "kafka.brokers"),
     ("DARTWING_KAFKA_TOPIC_PREFIX", "kafka.topic_prefix"),
     ("DARTWING_KAFKA_DELIVERY_TIMEOUT_MS", "kafka.delivery_timeout_ms"),
@@ -274,6 +280,7 @@ const ENV: &[(&str, &str)] = &[
     ("DARTWING_SIP_MAX_CALL_SECS", "sip.max_call_secs"),
     ("DARTWING_SIP_INVITES_PER_SECOND_PER_SOURCE", "sip.invites_per_second_per_source"),
     ("DARTWING_SIP_MAX_CALLS_PER_SOURCE", "sip.max_calls_per_source"),
+    ("DARTWING_SIP_MAX_STORE_LAG_MS", "sip.max_store_lag_ms"),
     ("DARTWING_SIP_TRUSTED_SOURCES", "sip.trusted_sources"),
     ("DARTWING_SIP_NODE_ID", "sip.node_id"),
     ("DARTWING_SIP_WHISPER_MODEL", "sip.whisper_model"),

@@ -24,6 +24,10 @@ pub struct SipConfig {
     pub invites_per_second_per_source: f64,
     /// Calls in progress from one source address at once; one more gets 503 (0: no cap).
     pub max_calls_per_source: u32,
+    /// New INVITEs get 503 (`Retry-After: 1`) while the database writer is further behind
+    /// than this, ms (0: never). Sheds an overload at the door, before calls pile up behind
+    /// the writer holding media and memory (BENCHMARKS.md, memory after overload).
+    pub max_store_lag_ms: u64,
     /// CIDRs (`203.0.113.0/24, 198.51.100.7`) INVITEs are taken from; INVITEs from anywhere
     /// else get 403. Empty: from anywhere. REGISTER stays open (agents' phones roam).
     pub trusted_sources: String,
@@ -81,6 +85,7 @@ impl Default for SipConfig {
             max_call_secs: 4 * 3600,
             invites_per_second_per_source: 2_000.0,
             max_calls_per_source: 0,
+            max_store_lag_ms: 500,
             trusted_sources: String::new(),
             node_id: String::new(),
             whisper_model: String::new(),

@@ -89,6 +89,8 @@ pub struct TransportStats {
     pub refused: AtomicU64,
     /// Dropped without an answer (unaddressable, malformed responses, queue full).
     pub dropped: AtomicU64,
+    /// New INVITEs answered 503 because the call store was behind (overload shed early).
+    pub shed: AtomicU64,
 }
 
 /// Why the listeners could not start.

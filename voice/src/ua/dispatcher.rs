@@ -16,7 +16,7 @@
 //! ```
 
 use super::call::{self, CallInput, CallSetup};
-use super::limits::Admission;
+use super::limits::{Admission, Refused};
 use super::ports::CallEvent;
 use super::register;
 use super::Shared;
@@ -423,10 +423,14 @@ impl Dispatcher {
             self.record_answer(key, &peer, bytes);
             return;
         }
-        if let Err(refused) = self
-            .admission
-            .admit(peer.addr.ip(), Instant::now().into_std())
+        let store_lag = self.shared.store.lag();
+        if let Err(refused) =
+            self.admission
+                .admit_behind(peer.addr.ip(), Instant::now().into_std(), store_lag)
         {
+            if matches!(refused, Refused::StoreBehind { .. }) {
+                self.transport.stats.shed.fetch_add(1, Ordering::Relaxed);
+            }
             let (status, reason) = refused.status();
             let mut parts = ResponseParts::new(status, reason);
             if status == 503 {

@@ -73,6 +73,12 @@ pub struct AdmissionConfig {
     pub max_calls_per_source: usize,
     /// Networks INVITEs are taken from; others get 403. Empty: everywhere.
     pub trusted: Vec<Cidr>,
+    /// New calls get 503 while the call store is further behind than this (see
+    /// [`super::CallStore::lag`]); zero turns the check off. Shedding here, before a call
+    /// holds media and a task, keeps memory bounded under overload: a call admitted into a
+    /// store that is behind lives longer (each of its steps waits), so calls in progress —
+    /// and their buffers — pile up while the store is the bottleneck.
+    pub max_store_lag: Duration,
 }
 
 impl Default for AdmissionConfig {
@@ -83,6 +89,7 @@ impl Default for AdmissionConfig {
             per_source_burst: 50.0,
             max_calls_per_source: 0,
             trusted: Vec::new(),
+            max_store_lag: Duration::from_millis(500),
         }
     }
 }
@@ -99,6 +106,8 @@ pub enum Refused {
     SourceCalls { limit: usize },
     #[error("source over its call rate")]
     SourceRate { retry_after_secs: u64 },
+    #[error("the call store is {lag_ms} ms behind")]
+    StoreBehind { lag_ms: u64 },
 }
 
 impl Refused {
@@ -107,6 +116,7 @@ impl Refused {
             Self::Untrusted => 0,
             Self::TooManyCalls { .. } | Self::SourceCalls { .. } => 5,
             Self::SourceRate { retry_after_secs } => *retry_after_secs,
+            Self::StoreBehind { .. } => 1,
         }
     }
 
@@ -151,9 +161,26 @@ impl Admission {
 
     /// Admits a new call from `source` at `now`, or says why not.
     pub fn admit(&mut self, source: IpAddr, now: Instant) -> Result<(), Refused> {
+        self.admit_behind(source, now, Duration::ZERO)
+    }
+
+    /// Admits a new call from `source` at `now` while the call store is `store_lag`
+    /// behind, or says why not (an untrusted source is refused whatever the load).
+    pub fn admit_behind(
+        &mut self,
+        source: IpAddr,
+        now: Instant,
+        store_lag: Duration,
+    ) -> Result<(), Refused> {
         let trusted = &self.config.trusted;
         if !trusted.is_empty() && !trusted.iter().any(|net| net.contains(source)) {
             return Err(Refused::Untrusted);
+        }
+        let max_lag = self.config.max_store_lag;
+        if !max_lag.is_zero() && store_lag > max_lag {
+            return Err(Refused::StoreBehind {
+                lag_ms: u64::try_from(store_lag.as_millis()).unwrap_or(u64::MAX),
+            });
         }
         let cap = self.config.max_calls_per_source;
         if cap > 0 && self.per_source.get(&source).copied().unwrap_or(0) >= cap {
@@ -295,5 +322,34 @@ mod tests {
         let t1 = t0 + Duration::from_millis(500);
         assert_eq!(a.admit(A, t1), Ok(()), "one token back after 1/rate");
         assert!(a.admit(A, t1).is_err());
+    }
+
+    #[test]
+    fn a_store_behind_sheds_new_calls_but_untrusted_sources_still_get_403() {
+        let mut a = Admission::new(AdmissionConfig {
+            max_store_lag: Duration::from_millis(500),
+            trusted: vec![Cidr::parse("127.0.0.1").unwrap()],
+            ..AdmissionConfig::default()
+        });
+        let now = Instant::now();
+        let behind = Duration::from_millis(501);
+        assert_eq!(
+            a.admit_behind(A, now, behind),
+            Err(Refused::StoreBehind { lag_ms: 501 })
+        );
+        assert_eq!(a.active(), 0, "a shed call holds no slot");
+        let shed = Refused::StoreBehind { lag_ms: 501 };
+        assert_eq!((shed.status().0, shed.retry_after_secs()), (503, 1));
+        assert_eq!(a.admit_behind(B, now, behind), Err(Refused::Untrusted));
+        assert_eq!(a.admit_behind(A, now, Duration::from_millis(500)), Ok(()));
+        let mut off = Admission::new(AdmissionConfig {
+            max_store_lag: Duration::ZERO,
+            ..AdmissionConfig::default()
+        });
+        assert_eq!(
+            off.admit_behind(A, now, Duration::from_secs(60)),
+            Ok(()),
+            "zero turns the check off"
+        );
     }
 }

@@ -126,6 +126,13 @@ impl StoreError {
 /// Where call transitions are committed. `record` resolves once the transition is durable.
 pub trait CallStore: Send + Sync + 'static {
     fn record(&self, transition: CallTransition) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// About how long a transition recorded now would wait before its commit starts (zero
+    /// when the store cannot tell). New calls are shed with 503 while it exceeds
+    /// [`super::AdmissionConfig::max_store_lag`].
+    fn lag(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
 }
 
 /// A router over a fixed table, with an optional catch-all route.
