@@ -11,6 +11,9 @@
 #   scripts/bench-sip.sh [RATES...]        (default: 250 500 1000 1500 2000)
 #   SERVERS="gateway" scripts/bench-sip.sh 500 1000   (any of: ua gateway kamailio)
 #   PROFILE=release scripts/bench-sip.sh …             (release builds)
+#   SETTLE_SECS=12 …       (wait this long after each rate before reading the RSS)
+#   GW_BIN=/path/to/dartwing-gateway …  (another build of the gateway, e.g. an allocator trial)
+#   DARTWING_SIP_MAX_STORE_LAG_MS=0 DARTWING_MEMORY_TRIM_SECS=0 …  (shedding / trimming off)
 #
 # `gateway` is the whole `dartwing-gateway serve` (SQLite, the number routed to `echo`), the
 # goal's subject: it persists every call before it answers.
@@ -75,6 +78,7 @@ holds = "yes" if failed == 0 and p99 < 50 else "no"
 print(f"{label:<10} {rate:>6} {achieved:>9.0f} {ok:>9} {failed:>7} {p99:>9.1f} {holds}", end=" ")
 PY
         # The server's resident memory once the rate's calls are over (the main process).
+        sleep "${SETTLE_SECS:-0}"
         echo "$(( $(ps -o rss= -p "${PIDS[-1]}" 2>/dev/null || echo 0) / 1024 ))"
     done
 }
@@ -98,7 +102,7 @@ fi
 # The whole gateway: `dartwing-gateway serve` on SQLite, SIPp's number routed to `echo`, every
 # call's transitions committed (call machine, history, outbox event) before SIP answers.
 if [[ " $SERVERS " == *" gateway "* ]]; then
-    GW_BIN="$CARGO_TARGET_DIR/$PROFILE/dartwing-gateway"
+    GW_BIN=${GW_BIN:-$CARGO_TARGET_DIR/$PROFILE/dartwing-gateway}
     export DARTWING_DATABASE_URL="sqlite://$WORK/gw.db" DARTWING_HTTP_ADDR=127.0.0.1:18090 \
         DARTWING_SIP_ADDR=127.0.0.1:15061 DARTWING_LOG=warn DARTWING_SIP_MAX_CALLS=20000
     "$GW_BIN" org create bench >/dev/null

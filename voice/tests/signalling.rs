@@ -372,3 +372,50 @@ async fn shutdown_drains_hangs_up_calls_and_refuses_new_ones() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert!(!c.options_ok().await, "still answering after the drain");
 }
+
+/// An INVITE the user agent refused itself (503: no room) is forgotten T4 after its ACK
+/// (RFC 3261 Timer I), not kept 64·T1 as an unacknowledged one is: under an overload that
+/// is shed, the refused INVITEs' entries cost seconds of memory, not half a minute. Seen
+/// from outside: once a slot is free, a late copy of the acknowledged INVITE is a new
+/// request (it gets a call), while a copy of the unacknowledged one is still answered from
+/// its transaction (the same 503).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_invite_is_forgotten_t4_after_its_ack_not_before() {
+    let config = UaConfig {
+        admission: AdmissionConfig {
+            max_calls: 1,
+            ..AdmissionConfig::default()
+        },
+        timers: fast_timers(), // T4 0.5 s; 64·T1 3.2 s
+        ..UaConfig::default()
+    };
+    let ua = start_ua(config).await;
+    let c = Client::new(ua.addr()).await;
+    let tag = answered_call(&c, "t4-held").await;
+    let acked = invite(c.port(), "t4-acked", "z9hG4bK-t4-acked");
+    let unacked = invite(c.port(), "t4-unacked", "z9hG4bK-t4-unacked");
+    c.send(acked.as_bytes()).await;
+    let refused = c.expect_status(503, WAIT).await;
+    c.send(unacked.as_bytes()).await;
+    let refused_too = c.expect_status(503, WAIT).await;
+    let to = header(&refused, "To").unwrap().to_owned();
+    c.send(ack(c.port(), "t4-acked", "z9hG4bK-t4-acked", &to).as_bytes())
+        .await;
+    // Free the slot, then wait past T4 and a sweep, but well inside 64·T1.
+    let bye = in_dialog(c.port(), "t4-held", "BYE", 2, &tag, ("", ""));
+    c.send(bye.as_bytes()).await;
+    c.expect_status(200, WAIT).await;
+    assert!(common::eventually(WAIT, || ua.server.active_calls() == 0).await);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+
+    c.send(unacked.as_bytes()).await;
+    let again = c.recv(WAIT).await.expect("the cached answer");
+    assert_eq!(again, refused_too, "unacknowledged: still its transaction");
+    c.send(acked.as_bytes()).await;
+    c.expect_status(200, WAIT).await;
+    assert_eq!(
+        ua.store.count(CallState::Answered),
+        2,
+        "answered: the held call, then the acknowledged INVITE's copy as a new call"
+    );
+}

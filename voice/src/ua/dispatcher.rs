@@ -72,6 +72,10 @@ struct ServerTx {
     last: Option<Vec<u8>>,
     /// When the final response went out (the entry lives `keep_completed` after that).
     completed_at: Option<Instant>,
+    /// When the ACK to an INVITE we refused ourselves came: the transaction is confirmed
+    /// and lives only T4 more (RFC 3261 Timer I), not `keep_completed` — a shed INVITE's
+    /// entry costs 5 s of memory, not 32.
+    acked_at: Option<Instant>,
     created_at: Instant,
     /// The call that answers this transaction, if any.
     call: Option<mpsc::Sender<CallInput>>,
@@ -276,13 +280,16 @@ impl Dispatcher {
 
     fn sweep(&mut self) {
         let now = Instant::now();
-        let keep = self.shared.config.timers.keep_completed();
+        let timers = self.shared.config.timers;
+        let keep = timers.keep_completed();
         // A transaction whose call never answered it (the call died) goes after 5 minutes.
         let stale = Duration::from_secs(300);
-        self.server.retain(|_, tx| match tx.completed_at {
-            Some(at) => now.duration_since(at) < keep,
-            None => now.duration_since(tx.created_at) < stale,
-        });
+        self.server
+            .retain(|_, tx| match (tx.acked_at, tx.completed_at) {
+                (Some(acked), _) => now.duration_since(acked) < timers.t4,
+                (None, Some(at)) => now.duration_since(at) < keep,
+                (None, None) => now.duration_since(tx.created_at) < stale,
+            });
         self.admission.prune(now.into_std());
     }
 
@@ -306,6 +313,13 @@ impl Dispatcher {
 
     fn on_ack(&mut self, message: Inbound) {
         let key = TxKey::of(&message, rsip::Method::Invite);
+        if let Some(tx) = self.server.get_mut(&key) {
+            // An INVITE the dispatcher refused itself (no call): confirmed.
+            if tx.call.is_none() && tx.completed_at.is_some() {
+                tx.acked_at.get_or_insert_with(Instant::now);
+                return;
+            }
+        }
         let call = match self.server.get(&key) {
             Some(tx) => tx.call.as_ref(),
             None => self.dialog_of(&message),
@@ -509,6 +523,7 @@ impl Dispatcher {
                 peer: peer.clone(),
                 last: None,
                 completed_at: None,
+                acked_at: None,
                 created_at: now,
                 call,
                 local_tag,
@@ -535,6 +550,7 @@ impl Dispatcher {
                 peer: peer.clone(),
                 last: Some(bytes),
                 completed_at: Some(now),
+                acked_at: None,
                 created_at: now,
                 call: None,
                 local_tag: None,
