@@ -4,7 +4,7 @@
 # committed before each 2xx, the same 500 senders on every node, so nodes write to the same
 # contacts and conversations). For each node count, on a fresh database: the aggregate rate,
 # the worst node's p99, and where the CPU went (gateways, PostgreSQL's processes, the load
-# generators, as shares of the run's wall time × cores), then pgbench in the same run for the
+# generators, idle; as shares of the run's wall time × cores), then pgbench in the same run for the
 # server's own rate. Prints a JSON line per measurement.
 #
 #   scripts/bench-scale.sh [REQUESTS_PER_NODE] [CONCURRENCY_PER_NODE] [NODE_COUNTS...]
@@ -27,8 +27,13 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$W"' EXIT
 SID=AC$(printf 'c%.0s' $(seq 32))
 
 # CPU seconds (user + system) used so far by processes whose command name is $1 (all of
-# them, children included: PostgreSQL's backends are processes).
+# them, children included: PostgreSQL's backends are processes); `all` for the whole machine
+# (from /proc/stat; the load generators exit before the end, so "other" is all but these).
 cpu_of() {
+    if [ "$1" = all ]; then
+        awk -v hz="$(getconf CLK_TCK)" '/^cpu / {print ($2 + $3 + $4 + $7 + $8) / hz}' /proc/stat
+        return
+    fi
     python3 - "$1" <<'PY'
 import os, sys
 name, hz, total = sys.argv[1], os.sysconf("SC_CLK_TCK"), 0
@@ -71,7 +76,7 @@ for nodes in "${COUNTS[@]}"; do
             --auth-token benchtoken --requests 1000 --concurrency "$C" >/dev/null
     done
     psql "$URL" -qc ANALYZE
-    gw0=$(cpu_of dartwing-gatewa); pg0=$(cpu_of postgres); lg0=$(cpu_of dartwing-loadge)
+    gw0=$(cpu_of dartwing-gatewa); pg0=$(cpu_of postgres); all0=$(cpu_of all)
     t0=$(date +%s.%N)
     LPIDS=()
     for k in $(seq "$nodes"); do
@@ -81,10 +86,10 @@ for nodes in "${COUNTS[@]}"; do
     done
     wait "${LPIDS[@]}"
     t1=$(date +%s.%N)
-    gw1=$(cpu_of dartwing-gatewa); pg1=$(cpu_of postgres); lg1=$(cpu_of dartwing-loadge)
-    python3 - "$nodes" "$t0" "$t1" "$gw0" "$gw1" "$pg0" "$pg1" "$lg0" "$lg1" "$W"/out-"$nodes"-*.json <<'PY'
+    gw1=$(cpu_of dartwing-gatewa); pg1=$(cpu_of postgres); all1=$(cpu_of all)
+    python3 - "$nodes" "$t0" "$t1" "$gw0" "$gw1" "$pg0" "$pg1" "$all0" "$all1" "$W"/out-"$nodes"-*.json <<'PY'
 import json, os, sys
-nodes, t0, t1, gw0, gw1, pg0, pg1, lg0, lg1 = sys.argv[1:10]
+nodes, t0, t1, gw0, gw1, pg0, pg1, all0, all1 = sys.argv[1:10]
 outs = [json.load(open(f)) for f in sys.argv[10:]]
 wall = float(t1) - float(t0)
 cores = os.cpu_count()
@@ -98,7 +103,9 @@ print(json.dumps({
     "worst_p99_ms": max(o["p99_ms"] for o in outs),
     "worst_p50_ms": max(o["p50_ms"] for o in outs),
     "cpu_share": {"gateways": share(gw0, gw1), "postgres": share(pg0, pg1),
-                  "loadgens": share(lg0, lg1)},
+                  "other (load generators)": round(share(all0, all1) - share(gw0, gw1)
+                                                   - share(pg0, pg1), 3),
+                  "idle": round(1 - share(all0, all1), 3)},
 }))
 PY
     kill "${PIDS[@]}"; wait "${PIDS[@]}" 2>/dev/null || true

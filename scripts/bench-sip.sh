@@ -12,6 +12,7 @@
 #   SERVERS="gateway" scripts/bench-sip.sh 500 1000   (any of: ua gateway kamailio)
 #   PROFILE=release scripts/bench-sip.sh …             (release builds)
 #   SETTLE_SECS=12 …       (wait this long after each rate before reading the RSS)
+#   IDLE_SECS=40 …         (and read it once more after this long idle at the end)
 #   GW_BIN=/path/to/dartwing-gateway …  (another build of the gateway, e.g. an allocator trial)
 #   DARTWING_SIP_MAX_STORE_LAG_MS=0 DARTWING_MEMORY_TRIM_SECS=0 …  (shedding / trimming off)
 #
@@ -81,6 +82,10 @@ PY
         sleep "${SETTLE_SECS:-0}"
         echo "$(( $(ps -o rss= -p "${PIDS[-1]}" 2>/dev/null || echo 0) / 1024 ))"
     done
+    if [ "${IDLE_SECS:-0}" -gt 0 ]; then
+        sleep "$IDLE_SECS"
+        echo "$label idle ${IDLE_SECS} s after the last rate: rss_mb $(( $(ps -o rss= -p "${PIDS[-1]}" 2>/dev/null || echo 0) / 1024 ))"
+    fi
 }
 
 # stop_last: stops the server started last (its RTP ports must not collide with the next's).

@@ -1,10 +1,8 @@
 //! `dartwing-gateway`: see `gateway::cli`.
-
-/// With `--features mimalloc`, mimalloc instead of the system allocator (a measured option,
-/// BENCHMARKS.md: memory after an overload burst).
-#[cfg(feature = "mimalloc")]
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+//!
+//! The system allocator (glibc) stays: with `malloc_trim` after bursts ([`gateway::memory`])
+//! it gave back more memory after an overload than mimalloc did (BENCHMARKS.md, memory after
+//! overload), without another dependency.
 
 fn main() -> anyhow::Result<()> {
     gateway::cli::main()
