@@ -1,16 +1,16 @@
-//! The engine's writes: expanding an audience chunk into recipients, and acting on due
-//! recipients (send a rung as an outbound message, hold, finish), each batch in one
-//! committer transaction. A rung's message, the recipient's move and the broadcast's counts
+//! The engine's writes: acting on due recipients (send a rung as an outbound message,
+//! hold, finish), each batch in one committer transaction (expanding an audience chunk into
+//! recipients is [`super::broadcast_expand`]). A rung's message, the recipient's move and the broadcast's counts
 //! commit together, and each rung's message carries the idempotency key
 //! `broadcast:{recipient}:{step}`: a node killed mid-broadcast resumes from the recipients'
 //! `next_at` with no rung skipped and none queued twice.
 
-use super::broadcasts::{parse_state, Counts, CHUNK};
+use super::broadcasts::{parse_state, Counts};
 use super::messages::{create_outbound_in, Created, NewOutbound};
 use super::outbox::{self, NewEvent};
 use super::sends::{BroadcastSend, Deferred};
-use super::{is_postgres, new_id, StoreError};
-use broadcast::{plan, Action, Progress, Recipient, Spec};
+use super::{is_postgres, StoreError};
+use broadcast::{plan, Action, Progress, Spec};
 use serde_json::json;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
@@ -39,87 +39,6 @@ pub struct DispatchRequest {
     pub senders: HashMap<(String, Channel), Sender>,
     /// Base of confirm links (`{public_url}/b/{token}`).
     pub public_url: String,
-}
-
-/// Expands the oldest waiting chunk of a running broadcast; how many recipients it added.
-pub async fn expand(conn: &mut AnyConnection, now: i64) -> Result<usize, StoreError> {
-    let lock = if is_postgres(conn) {
-        " FOR UPDATE SKIP LOCKED"
-    } else {
-        ""
-    };
-    let row = sqlx::query(AssertSqlSafe(format!(
-        "SELECT id, org_id, chunks_expanded FROM broadcasts WHERE chunks_expanded < chunks \
-         AND state = 'running' ORDER BY created_at LIMIT 1{lock}"
-    )))
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(r) = row else { return Ok(0) };
-    let (id, org_id, idx): (String, String, i64) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
-    let data: String =
-        sqlx::query("SELECT data FROM broadcast_chunks WHERE broadcast_id = $1 AND idx = $2")
-            .bind(&id)
-            .bind(idx)
-            .fetch_one(&mut *conn)
-            .await?
-            .try_get(0)?;
-    let people: Vec<Recipient> = serde_json::from_str(&data).map_err(|e| StoreError::Corrupt {
-        what: "broadcast_chunks.data",
-        detail: e.to_string(),
-    })?;
-    for (n, group) in people.chunks(50).enumerate() {
-        let values: Vec<String> = (0..group.len())
-            .map(|i| {
-                let b = 3 + i * 7;
-                format!(
-                    "(${}, $1, $2, ${}, ${}, ${}, ${}, ${}, ${}, 'pending', $3, $3)",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    b + 6,
-                    b + 7
-                )
-            })
-            .collect();
-        let sql = format!(
-            "INSERT INTO broadcast_recipients (id, broadcast_id, org_id, idx, phone, email, name, \
-             tz, vars, state, next_at, updated_at) VALUES {}",
-            values.join(", ")
-        );
-        // Placeholders are numbered by the code above; every value is bound.
-        let mut q = sqlx::query(AssertSqlSafe(sql))
-            .bind(&id)
-            .bind(&org_id)
-            .bind(now);
-        for (i, p) in group.iter().enumerate() {
-            let vars = (!p.vars.is_empty())
-                .then(|| serde_json::to_string(&p.vars).expect("a map serializes"));
-            q = q
-                .bind(new_id())
-                .bind(idx * CHUNK as i64 + (n * 50 + i) as i64)
-                .bind(p.phone.clone())
-                .bind(p.email.clone())
-                .bind(p.name.clone())
-                .bind(p.tz.clone())
-                .bind(vars);
-        }
-        q.execute(&mut *conn).await?;
-    }
-    sqlx::query(
-        "UPDATE broadcasts SET chunks_expanded = chunks_expanded + 1, updated_at = $1 WHERE id = $2",
-    )
-    .bind(now)
-    .bind(&id)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query("DELETE FROM broadcast_chunks WHERE broadcast_id = $1 AND idx = $2")
-        .bind(&id)
-        .bind(idx)
-        .execute(&mut *conn)
-        .await?;
-    Ok(people.len())
 }
 
 /// A due recipient as read.

@@ -1,6 +1,6 @@
 //! Broadcasts in storage: created (with the audience in chunks), cancelled, and confirmed by
-//! a recipient; the engine's expansion and dispatch are in [`super::broadcast_run`], the
-//! reads the API serves in [`super::broadcast_views`].
+//! a recipient; the engine's expansion is in [`super::broadcast_expand`], its dispatch in
+//! [`super::broadcast_run`], the reads the API serves in [`super::broadcast_views`].
 //!
 //! A recipient moves only through the `recipient` machine of `state-machines`, and every
 //! move shifts the broadcast's counts (`n_<state>`) in the same transaction, so the counts
@@ -121,7 +121,7 @@ pub async fn execute(
         BroadcastOp::Create(b) => create(conn, b, now).await,
         BroadcastOp::Cancel { org_id, id } => cancel(conn, org_id, id, now).await,
         BroadcastOp::Expand => Ok(BroadcastResult::Expanded(
-            super::broadcast_run::expand(conn, now).await?,
+            super::broadcast_expand::expand(conn, now).await?,
         )),
         BroadcastOp::Dispatch(req) => Ok(BroadcastResult::Dispatched(
             super::broadcast_run::dispatch(conn, req, now).await?,

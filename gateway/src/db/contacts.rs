@@ -369,8 +369,7 @@ async fn fill(
     if contacts.is_empty() {
         return Ok(());
     }
-    let marks: Vec<String> = (0..contacts.len()).map(|k| format!("${}", k + 2)).collect();
-    let marks = marks.join(", ");
+    let marks = super::sql::numbered_list(2, contacts.len());
     let at: std::collections::HashMap<String, usize> = contacts
         .iter()
         .enumerate()
@@ -423,7 +422,7 @@ pub async fn recipients_with_tags(
     if tags.is_empty() {
         return Ok(Vec::new());
     }
-    let marks: Vec<String> = (0..tags.len()).map(|k| format!("${}", k + 3)).collect();
+    let marks = super::sql::numbered_list(3, tags.len());
     // Placeholders are numbered here; every tag is bound.
     let sql = format!(
         "SELECT c.id, c.name, i.channel, i.address FROM contacts c \
@@ -431,7 +430,7 @@ pub async fn recipients_with_tags(
          WHERE c.org_id = $1 AND c.merged_into IS NULL AND c.id IN (SELECT t.contact_id \
          FROM contact_tags t WHERE t.org_id = $1 AND t.tag IN ({}) GROUP BY t.contact_id \
          ORDER BY t.contact_id LIMIT $2) ORDER BY c.id, i.channel, i.address",
-        marks.join(", ")
+        marks
     );
     let mut q = sqlx::query(AssertSqlSafe(sql))
         .bind(org_id)

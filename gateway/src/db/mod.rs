@@ -11,6 +11,7 @@
 pub mod agents;
 pub mod appointments;
 pub mod audit;
+pub mod broadcast_expand;
 pub mod broadcast_run;
 pub mod broadcast_views;
 pub mod broadcasts;
@@ -35,6 +36,7 @@ pub mod receptionist;
 pub mod sender_pace;
 pub mod sends;
 pub mod sip_agents;
+pub mod sql;
 pub mod webhooks;
 pub mod windows;
 

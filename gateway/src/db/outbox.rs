@@ -102,25 +102,10 @@ pub async fn append_many(
     let mut events = events.into_iter().peekable();
     while events.peek().is_some() {
         let chunk: Vec<NewEvent<'_>> = events.by_ref().take(100).collect();
-        let values: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                let b = i * 6;
-                format!(
-                    "(${}, ${}, ${}, ${}, ${}, $1, ${})",
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    b + 6,
-                    b + 7
-                )
-            })
-            .collect();
-        // Placeholders are numbered above; every value is bound.
         let sql = format!(
             "INSERT INTO outbox (event_id, org_id, partition_key, type, subject, time, data) \
              VALUES {}",
-            values.join(", ")
+            super::sql::numbered_rows("(?, ?, ?, ?, ?, $1, ?)", chunk.len(), 2)
         );
         let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now);
         for ev in chunk {
@@ -185,16 +170,8 @@ pub async fn sequence(tx: &mut AnyConnection, limit: i64) -> Result<Vec<StoredEv
     }
     // One statement per chunk instead of one per row: `CASE id WHEN … THEN … END`.
     for chunk in events.chunks(400) {
-        let mut sql = String::from("UPDATE outbox SET seq = CASE id");
-        for i in 0..chunk.len() {
-            sql.push_str(&format!(" WHEN ${} THEN ${}", 2 * i + 1, 2 * i + 2));
-        }
-        sql.push_str(" END WHERE id IN (");
-        let ids: Vec<String> = (0..chunk.len())
-            .map(|i| format!("${}", 2 * i + 1))
-            .collect();
-        sql.push_str(&ids.join(","));
-        sql.push(')');
+        let (when, ids) = super::sql::numbered_case(chunk.len());
+        let sql = format!("UPDATE outbox SET seq = CASE id{when} END WHERE id IN ({ids})");
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for ev in chunk {
             q = q.bind(ev.row_id).bind(ev.seq);
@@ -224,10 +201,9 @@ pub async fn mark_published(
     now: i64,
 ) -> Result<(), StoreError> {
     for chunk in row_ids.chunks(500) {
-        let placeholders: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();
         let sql = format!(
             "UPDATE outbox SET published_at = $1 WHERE id IN ({})",
-            placeholders.join(",")
+            super::sql::numbered_list(2, chunk.len())
         );
         let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now);
         for id in chunk {

@@ -13,6 +13,7 @@
 
 use super::messages::{Applied, Claimed, StatusChanged};
 use super::outbox;
+use super::sql::{numbered_case, numbered_list, numbered_rows};
 use super::{is_postgres, StoreError};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
@@ -91,14 +92,12 @@ async fn lease(
     now: i64,
     until: i64,
 ) -> Result<(), StoreError> {
-    let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 4)).collect();
-    // Placeholders are numbered above; every value is bound.
     let sql = format!(
         "UPDATE messages SET next_attempt_at = $1, attempts = attempts + 1, \
          status = CASE WHEN status = 'queued' THEN $2 ELSE status END, \
          updated_at = CASE WHEN status = 'queued' THEN $3 ELSE updated_at END \
          WHERE id IN ({})",
-        placeholders.join(", ")
+        numbered_list(4, ids.len())
     );
     let mut q = sqlx::query(AssertSqlSafe(sql))
         .bind(until)
@@ -124,14 +123,10 @@ async fn dispatch(
     let (from, event) = (DeliveryState::Queued, DeliveryEvent::Dispatch);
     let (to, _) = delivery::step(from, event).expect("the table dispatches a queued message");
     for chunk in messages.chunks(CHUNK) {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|i| format!("(${}, ${}, $1, $2, 1, 'worker', $3)", 2 * i + 4, 2 * i + 5))
-            .collect();
-        // Placeholders are numbered above; every value is bound.
         let sql = format!(
             "INSERT INTO message_history (org_id, message_id, event, state, applied, source, at) \
              VALUES {}",
-            values.join(", ")
+            numbered_rows("(?, ?, $1, $2, 1, 'worker', $3)", chunk.len(), 4)
         );
         let mut q = sqlx::query(AssertSqlSafe(sql))
             .bind(event.name())
@@ -182,17 +177,11 @@ pub async fn accept_many(
     if ids.iter().collect::<HashSet<_>>().len() != ids.len() || ids.len() > CHUNK {
         return Ok(None);
     }
-    let list = |from: usize, n: usize| -> String {
-        (from..from + n)
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     // Locked as the one-at-a-time path's first UPDATE locks them (PostgreSQL).
     let lock = if is_postgres(conn) { " FOR UPDATE" } else { "" };
     let sql = format!(
         "SELECT id, org_id, status, conversation_id, channel FROM messages WHERE id IN ({}){lock}",
-        list(1, ids.len())
+        numbered_list(1, ids.len())
     );
     let mut q = sqlx::query(AssertSqlSafe(sql));
     for id in &ids {
@@ -216,7 +205,7 @@ pub async fn accept_many(
         let sql = format!(
             "SELECT 1 FROM pending_statuses WHERE org_id = $1 AND channel = $2 \
              AND provider_message_id IN ({}) LIMIT 1",
-            list(3, provider_ids.len())
+            numbered_list(3, provider_ids.len())
         );
         let mut q = sqlx::query(AssertSqlSafe(sql)).bind(org).bind(channel);
         for provider_id in provider_ids {
@@ -255,40 +244,21 @@ pub async fn accept_many(
         ));
     }
     // The provider's ids, lease cleared.
-    let mut sql = String::from("UPDATE messages SET provider_message_id = CASE id");
-    for i in 0..items.len() {
-        sql.push_str(&format!(" WHEN ${} THEN ${}", 2 * i + 1, 2 * i + 2));
-    }
-    let placeholders: Vec<String> = (0..items.len())
-        .map(|i| format!("${}", 2 * i + 1))
-        .collect();
-    sql.push_str(&format!(
-        " END, next_attempt_at = NULL, error_message = NULL WHERE id IN ({})",
-        placeholders.join(", ")
-    ));
+    let (when, ids) = numbered_case(items.len());
+    let sql = format!(
+        "UPDATE messages SET provider_message_id = CASE id{when} END, \
+         next_attempt_at = NULL, error_message = NULL WHERE id IN ({ids})"
+    );
     let mut q = sqlx::query(AssertSqlSafe(sql));
     for (_, id, provider_id, _) in items {
         q = q.bind(*id).bind(*provider_id);
     }
     q.execute(&mut *conn).await?;
     // History: a row per acceptance, applied or not.
-    let values: Vec<String> = (0..items.len())
-        .map(|i| {
-            let b = 2 + i * 5;
-            format!(
-                "(${}, ${}, $1, ${}, ${}, ${}, 'worker', $2)",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5
-            )
-        })
-        .collect();
     let sql = format!(
         "INSERT INTO message_history (org_id, message_id, event, state, applied, \
          provider_status, source, at) VALUES {}",
-        values.join(", ")
+        numbered_rows("(?, ?, $1, ?, ?, ?, 'worker', $2)", items.len(), 3)
     );
     let mut q = sqlx::query(AssertSqlSafe(sql))
         .bind(DeliveryEvent::Accepted.name())
@@ -312,7 +282,7 @@ pub async fn accept_many(
     for (state, moved) in by_state {
         let sql = format!(
             "UPDATE messages SET status = $1, updated_at = $2 WHERE id IN ({})",
-            list(3, moved.len())
+            numbered_list(3, moved.len())
         );
         let mut q = sqlx::query(AssertSqlSafe(sql)).bind(state).bind(now);
         for id in moved {
@@ -407,20 +377,10 @@ impl Deferred {
     /// Writes everything kept, in the caller's transaction.
     pub async fn flush(self, conn: &mut AnyConnection, now: i64) -> Result<(), StoreError> {
         for chunk in self.created.chunks(CHUNK) {
-            let values: Vec<String> = (0..chunk.len())
-                .map(|i| {
-                    format!(
-                        "(${}, ${}, 'create', 'queued', 1, 'api', $1)",
-                        2 * i + 2,
-                        2 * i + 3
-                    )
-                })
-                .collect();
-            // Placeholders are numbered above; every value is bound.
             let sql = format!(
                 "INSERT INTO message_history (org_id, message_id, event, state, applied, source, at) \
                  VALUES {}",
-                values.join(", ")
+                numbered_rows("(?, ?, 'create', 'queued', 1, 'api', $1)", chunk.len(), 2)
             );
             let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now);
             for (org_id, id) in chunk {
@@ -441,25 +401,10 @@ impl Deferred {
             .collect();
         outbox::append_many(conn, events, now).await?;
         for chunk in self.sends.chunks(CHUNK) {
-            let values: Vec<String> = (0..chunk.len())
-                .map(|i| {
-                    let b = 1 + i * 6;
-                    format!(
-                        "(${}, ${}, ${}, ${}, ${}, ${}, $1)",
-                        b + 1,
-                        b + 2,
-                        b + 3,
-                        b + 4,
-                        b + 5,
-                        b + 6
-                    )
-                })
-                .collect();
-            // Placeholders are numbered above; every value is bound.
             let sql = format!(
                 "INSERT INTO broadcast_sends (broadcast_id, recipient_id, step, channel, \
                  message_id, skipped, at) VALUES {}",
-                values.join(", ")
+                numbered_rows("(?, ?, ?, ?, ?, ?, $1)", chunk.len(), 2)
             );
             let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now);
             for r in chunk {
