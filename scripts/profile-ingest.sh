@@ -7,6 +7,12 @@
 #
 #   scripts/profile-ingest.sh [REQUESTS] [CONCURRENCY]     (default 20000 64; SQLite)
 #   BACKEND=postgres scripts/profile-ingest.sh …
+#
+# With call stacks (inclusive time per function: which paths cost what), from a build with
+# frame pointers in a target directory of its own (a full release build, ~12 minutes cold):
+#   CARGO_TARGET_DIR=~/.cache/dartwing/target-fp RUSTFLAGS="-C force-frame-pointers=yes" \
+#       cargo build --release -p gateway --bin dartwing-gateway
+#   STACKS=1 GW_BIN=~/.cache/dartwing/target-fp/release/dartwing-gateway scripts/profile-ingest.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-20000}
@@ -15,7 +21,7 @@ BACKEND=${BACKEND:-sqlite}
 T=${CARGO_TARGET_DIR_RELEASE:-$HOME/.cache/dartwing/target-release}
 CARGO_TARGET_DIR=$T cargo build -q --release -p gateway -p integration-tests \
     --bin dartwing-gateway --bin dartwing-loadgen
-GW=$T/release/dartwing-gateway
+GW=${GW_BIN:-$T/release/dartwing-gateway}
 LG=$T/release/dartwing-loadgen
 command -v perf >/dev/null || { echo "perf is needed (apt-get install linux-perf)" >&2; exit 1; }
 W=$(mktemp -d)
@@ -43,12 +49,19 @@ $LG --base "http://127.0.0.1:$PORT" --org bench --account-sid "$SID" --auth-toke
 [ "$BACKEND" = postgres ] && psql "$URL" -qc ANALYZE
 TARGETS=$GWPID
 [ "$BACKEND" = postgres ] && TARGETS="$GWPID,$(pgrep -d, -x postgres)"
-perf record -q -F 1999 -p "$TARGETS" -o "$W/perf.data" 2>/dev/null &
+STACK_ARGS=()
+[ -n "${STACKS:-}" ] && STACK_ARGS=(--call-graph fp)
+perf record -q -F 1999 "${STACK_ARGS[@]}" -p "$TARGETS" -o "$W/perf.data" 2>/dev/null &
 PERF=$!
 sleep 0.5
 $LG --base "http://127.0.0.1:$PORT" --org bench --account-sid "$SID" --auth-token benchtoken \
     --requests "$N" --concurrency "$C"
 kill -INT $PERF; wait $PERF 2>/dev/null || true
+if [ -n "${STACKS:-}" ]; then
+    echo "--- inclusive time per function (self plus everything it called)"
+    perf report -i "$W/perf.data" --children --sort comm,sym --stdio -g none 2>/dev/null \
+        | grep -v '^#' | grep -v '^$' | head -70
+fi
 echo "--- by process and shared object (self time)"
 perf report -i "$W/perf.data" --no-children --sort comm,dso --stdio 2>/dev/null \
     | grep -v '^#' | grep -v '^$' | head -25
