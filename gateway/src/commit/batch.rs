@@ -93,6 +93,27 @@ async fn accept_run(
     Ok(done.map(|applied| applied.into_iter().map(WriteResult::Applied).collect()))
 }
 
+/// Whether a job is an inbound message the bulk path may store (`db::ingest_bulk`).
+fn plain_inbound(op: &WriteOp) -> bool {
+    matches!(op, WriteOp::Inbound { msg, .. } if crate::db::ingest_bulk::is_plain(msg))
+}
+
+/// Stores a run of plain inbound messages in bulk: per job, its result, or `None` when it
+/// must be stored one at a time (after the bulk write, in order).
+async fn inbound_run(
+    conn: &mut AnyConnection,
+    run: &[&Job],
+) -> Result<Vec<Option<crate::db::ingest::Ingested>>, StoreError> {
+    let items: Vec<crate::db::ingest_bulk::Plain<'_>> = run
+        .iter()
+        .filter_map(|job| match &job.op {
+            WriteOp::Inbound { org_id, msg, .. } => Some((org_id.as_str(), msg)),
+            _ => None,
+        })
+        .collect();
+    crate::db::ingest_bulk::messages(conn, &items, crate::db::now_ms()).await
+}
+
 /// Whole-batch tries on deadlocks and serialization failures before the savepoint fallback.
 const TRANSIENT_RETRIES: u64 = 4;
 
@@ -124,68 +145,93 @@ async fn attempt_on(
     // On SQLite the write lock is taken up front (see `begin_write`).
     let mut tx = crate::db::begin_write(&mut *conn).await?;
     let mut results = Vec::with_capacity(batch.len());
-    // Consecutive acceptances go in one bulk write on the first try (`db::sends`); one that
-    // is not plain is recorded one at a time from `one_by_one` on.
+    if savepoints {
+        for job in batch {
+            results.push(isolated(&mut tx, &job.op).await?);
+        }
+    } else if let Err(e) = all_or_nothing(&mut tx, batch, &mut results).await {
+        tx.rollback().await?;
+        results.push(Err(CommitError::Store(e)));
+        return Ok(results);
+    }
+    tx.commit().await?;
+    Ok(results)
+}
+
+/// The first try: every job's result into `results` until one fails (its error is
+/// returned). Runs of plain inbound messages and of acceptances go in bulk writes.
+async fn all_or_nothing(
+    tx: &mut AnyConnection,
+    batch: &[&Job],
+    results: &mut Vec<Result<WriteResult, CommitError>>,
+) -> Result<(), StoreError> {
+    // A run of acceptances that is not plain is recorded one at a time from `one_by_one` on.
     let mut one_by_one = 0;
     for (i, job) in batch.iter().enumerate() {
         if results.len() > i {
             continue;
         }
-        if !savepoints && i >= one_by_one {
+        let run = batch[i..]
+            .iter()
+            .take_while(|j| plain_inbound(&j.op))
+            .take(crate::db::ingest_bulk::MAX_BULK)
+            .count();
+        if run >= 2 {
+            // Stored in bulk, or (`None`) one at a time right after, in order.
+            let answers = inbound_run(tx, &batch[i..i + run]).await?;
+            for (job, answer) in batch[i..i + run].iter().zip(answers) {
+                let done = match answer {
+                    Some(ingested) => WriteResult::Inbound(ingested),
+                    None => execute(tx, &job.op).await?,
+                };
+                results.push(Ok(done));
+            }
+            continue;
+        }
+        if i >= one_by_one {
             let run = batch[i..]
                 .iter()
                 .take_while(|j| matches!(j.op, WriteOp::Accepted { .. }))
                 .take(crate::db::sends::MAX_ACCEPTS)
                 .count();
             if run >= 2 {
-                match accept_run(&mut tx, &batch[i..i + run]).await {
-                    Ok(Some(done)) => {
+                match accept_run(tx, &batch[i..i + run]).await? {
+                    Some(done) => {
                         results.extend(done.into_iter().map(Ok));
                         continue;
                     }
-                    Ok(None) => one_by_one = i + run,
-                    Err(e) => {
-                        tx.rollback().await?;
-                        results.push(Err(CommitError::Store(e)));
-                        return Ok(results);
-                    }
+                    None => one_by_one = i + run,
                 }
             }
         }
-        if !savepoints {
-            match execute(&mut tx, &job.op).await {
-                Ok(r) => results.push(Ok(r)),
-                Err(e) => {
-                    tx.rollback().await?;
-                    results.push(Err(CommitError::Store(e)));
-                    return Ok(results);
-                }
+        results.push(Ok(execute(tx, &job.op).await?));
+    }
+    Ok(())
+}
+
+/// The fallback: one job behind its own savepoint, so its failure is its own.
+async fn isolated(
+    tx: &mut AnyConnection,
+    op: &WriteOp,
+) -> Result<Result<WriteResult, CommitError>, StoreError> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let mut sp = tx.begin().await?;
+        match execute(&mut sp, op).await {
+            Ok(r) => {
+                sp.commit().await?;
+                return Ok(Ok(r));
             }
-            continue;
-        }
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            let mut sp = tx.begin().await?;
-            match execute(&mut sp, &job.op).await {
-                Ok(r) => {
-                    sp.commit().await?;
-                    results.push(Ok(r));
-                    break;
+            Err(e) => {
+                sp.rollback().await?;
+                // A unique violation means a concurrent writer just stored the same
+                // contact or message: run again and find it.
+                if (e.is_transient() || e.is_unique_violation()) && tries < 3 {
+                    continue;
                 }
-                Err(e) => {
-                    sp.rollback().await?;
-                    // A unique violation means a concurrent writer just stored the same
-                    // contact or message: run again and find it.
-                    if (e.is_transient() || e.is_unique_violation()) && tries < 3 {
-                        continue;
-                    }
-                    results.push(Err(CommitError::Store(e)));
-                    break;
-                }
+                return Ok(Err(CommitError::Store(e)));
             }
         }
     }
-    tx.commit().await?;
-    Ok(results)
 }

@@ -443,7 +443,7 @@ pub async fn on_inbound(
 
 /// Whether a reply acknowledges: its text, or a WhatsApp button's payload or a list or button
 /// reply's id.
-fn acknowledges(body: &str, content: Option<&serde_json::Value>) -> bool {
+pub(super) fn acknowledges(body: &str, content: Option<&serde_json::Value>) -> bool {
     let ids = content.map_or(Vec::new(), |c| {
         [c.pointer("/button/payload"), c.pointer("/interactive/id")]
             .into_iter()

@@ -4,7 +4,7 @@
 //! plugin classified them, append events. Status callbacks land here too: they move the
 //! delivery machine of the message they name, or wait in `pending_statuses` for it.
 
-use super::conversations::touch;
+use super::conversations::{touch, Thread};
 use super::messages::{apply_delivery, Applied, Said};
 use super::outbox::{self, NewEvent};
 use super::{new_id, StoreError};
@@ -145,34 +145,14 @@ pub async fn message(
         let closes_at = now + window.as_millis() as i64;
         super::windows::open(conn, org_id, msg.channel, &msg.from, closes_at).await?;
     }
-    outbox::append(
-        conn,
-        NewEvent {
-            org_id,
-            partition_key: &thread.conversation_id,
-            event_type: "dartwing.message.received.v1",
-            subject: format!("messages/{id}"),
-            data: json!({
-                "message_id": id,
-                "conversation_id": thread.conversation_id,
-                "contact_id": thread.contact_id,
-                "channel": msg.channel.as_str(),
-                "direction": "inbound",
-                "provider_message_id": msg.provider_message_id,
-                "from": msg.from,
-                "to": msg.to,
-                "body": msg.body,
-                "media": media,
-                "kind": msg.kind,
-                "content": content,
-                "reply_to_message_id": reply_to_message_id,
-                "reply_to_provider_id": msg.reply_to,
-                "keyword": keyword.map(Keyword::as_str),
-            }),
-        },
-        now,
-    )
-    .await?;
+    let received = Received {
+        id: &id,
+        thread: &thread,
+        media: &media,
+        content: content.as_ref(),
+        reply_to_message_id: reply_to_message_id.as_deref(),
+    };
+    outbox::append(conn, received.event(org_id, msg), now).await?;
     if let Some(kw @ (Keyword::OptOut | Keyword::OptIn)) = keyword {
         record_consent(conn, org_id, msg, &thread.conversation_id, kw, now).await?;
     }
@@ -189,6 +169,51 @@ pub async fn message(
         keyword,
         media_pending,
     })
+}
+
+/// A stored inbound message as its `dartwing.message.received.v1` event tells it; the one
+/// place that event is shaped (the bulk path in `ingest_bulk` appends the same).
+pub(super) struct Received<'a> {
+    /// Our id of the message.
+    pub id: &'a str,
+    /// Its contact and conversation.
+    pub thread: &'a Thread,
+    /// The attachments as the message lists them.
+    pub media: &'a serde_json::Value,
+    /// The structured content as stored.
+    pub content: Option<&'a serde_json::Value>,
+    /// Our id of the message it replies to.
+    pub reply_to_message_id: Option<&'a str>,
+}
+
+impl<'a> Received<'a> {
+    /// The event.
+    pub fn event(&self, org_id: &'a str, msg: &InboundMessage) -> NewEvent<'a> {
+        let (id, thread) = (self.id, self.thread);
+        NewEvent {
+            org_id,
+            partition_key: &thread.conversation_id,
+            event_type: "dartwing.message.received.v1",
+            subject: format!("messages/{id}"),
+            data: json!({
+                "message_id": id,
+                "conversation_id": thread.conversation_id,
+                "contact_id": thread.contact_id,
+                "channel": msg.channel.as_str(),
+                "direction": "inbound",
+                "provider_message_id": msg.provider_message_id,
+                "from": msg.from,
+                "to": msg.to,
+                "body": msg.body,
+                "media": self.media,
+                "kind": msg.kind,
+                "content": self.content,
+                "reply_to_message_id": self.reply_to_message_id,
+                "reply_to_provider_id": msg.reply_to,
+                "keyword": msg.keyword.map(Keyword::as_str),
+            }),
+        }
+    }
 }
 
 async fn record_consent(

@@ -23,6 +23,7 @@ pub mod email_threads;
 pub mod inbox;
 pub mod inbox_views;
 pub mod ingest;
+pub mod ingest_bulk;
 pub mod leader;
 pub mod mailboxes;
 pub mod media;
