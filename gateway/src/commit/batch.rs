@@ -93,6 +93,34 @@ async fn accept_run(
     Ok(done.map(|applied| applied.into_iter().map(WriteResult::Applied).collect()))
 }
 
+/// How many jobs from the first on satisfy `fits` (at most `max`).
+fn run_of(jobs: &[&Job], fits: fn(&WriteOp) -> bool, max: usize) -> usize {
+    jobs.iter().take_while(|j| fits(&j.op)).take(max).count()
+}
+
+/// The results of a bulk run: each job's answer, or (`None`) the job executed one at a time
+/// now, in order.
+async fn settle(
+    tx: &mut AnyConnection,
+    run: &[&Job],
+    answers: impl Iterator<Item = Option<WriteResult>>,
+    results: &mut Vec<Result<WriteResult, CommitError>>,
+) -> Result<(), StoreError> {
+    for (job, answer) in run.iter().zip(answers) {
+        let done = match answer {
+            Some(done) => done,
+            None => execute(tx, &job.op).await?,
+        };
+        results.push(Ok(done));
+    }
+    Ok(())
+}
+
+/// Whether a job is a call transition (`db::calls_bulk` takes runs of them).
+fn is_call(op: &WriteOp) -> bool {
+    matches!(op, WriteOp::CallTransition(_))
+}
+
 /// Whether a job is an inbound message the bulk path may store (`db::ingest_bulk`).
 fn plain_inbound(op: &WriteOp) -> bool {
     matches!(op, WriteOp::Inbound { msg, .. } if crate::db::ingest_bulk::is_plain(msg))
@@ -171,21 +199,26 @@ async fn all_or_nothing(
         if results.len() > i {
             continue;
         }
-        let run = batch[i..]
-            .iter()
-            .take_while(|j| plain_inbound(&j.op))
-            .take(crate::db::ingest_bulk::MAX_BULK)
-            .count();
+        let run = run_of(&batch[i..], plain_inbound, crate::db::ingest_bulk::MAX_BULK);
         if run >= 2 {
-            // Stored in bulk, or (`None`) one at a time right after, in order.
             let answers = inbound_run(tx, &batch[i..i + run]).await?;
-            for (job, answer) in batch[i..i + run].iter().zip(answers) {
-                let done = match answer {
-                    Some(ingested) => WriteResult::Inbound(ingested),
-                    None => execute(tx, &job.op).await?,
-                };
-                results.push(Ok(done));
-            }
+            let answers = answers.into_iter().map(|a| a.map(WriteResult::Inbound));
+            settle(tx, &batch[i..i + run], answers, results).await?;
+            continue;
+        }
+        let run = run_of(&batch[i..], is_call, crate::db::calls_bulk::MAX_BULK);
+        if run >= 2 {
+            let transitions: Vec<&crate::db::calls::CallTransition> = batch[i..i + run]
+                .iter()
+                .filter_map(|job| match &job.op {
+                    WriteOp::CallTransition(t) => Some(t),
+                    _ => None,
+                })
+                .collect();
+            let now = crate::db::now_ms();
+            let answers = crate::db::calls_bulk::record_many(tx, &transitions, now).await?;
+            let answers = answers.into_iter().map(|a| a.map(WriteResult::Call));
+            settle(tx, &batch[i..i + run], answers, results).await?;
             continue;
         }
         if i >= one_by_one {

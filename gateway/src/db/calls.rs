@@ -16,7 +16,7 @@ use super::outbox::{self, NewEvent};
 use super::StoreError;
 use serde::Serialize;
 use serde_json::json;
-use sqlx::{AnyConnection, AnyPool, Row};
+use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Row};
 use state_machines::call::{self, CallEvent, CallState, EndCause};
 use state_machines::{Channel, ConversationEvent};
 
@@ -89,6 +89,62 @@ fn direction(outbound: bool) -> &'static str {
     }
 }
 
+/// A call's state as stored (`calls.state`, `calls.cause`).
+pub(super) fn stored_state(name: String, cause: Option<String>) -> Result<CallState, StoreError> {
+    CallState::parse(&name, cause.as_deref()).ok_or(StoreError::Corrupt {
+        what: "calls.state",
+        detail: name,
+    })
+}
+
+/// The columns of a `call_history` row, in the order both writers bind them.
+pub(super) const HISTORY_COLUMNS: &str = "(call_id, org_id, state, event, cause, detail, at)";
+
+/// The statement that moves a call to the state bound as `$1` (cause `$2`) at `$3`; the ids
+/// follow the `WHERE`.
+pub(super) const MOVE_CALL: &str = "UPDATE calls SET state = $1, cause = $2, updated_at = $3, \
+     answered_at = CASE WHEN $1 = 'answered' AND answered_at IS NULL THEN $3 ELSE answered_at END, \
+     ended_at = CASE WHEN $1 = 'ended' THEN $3 ELSE ended_at END WHERE";
+
+/// One stored step of a call, as its history row and event tell it.
+pub(super) struct Step<'a> {
+    /// The transition.
+    pub t: &'a CallTransition,
+    /// The call's conversation.
+    pub conversation_id: &'a str,
+    /// The call's application.
+    pub app: &'a str,
+    /// The state before (`None`: the call started).
+    pub previous: Option<CallState>,
+    /// The state now.
+    pub state: CallState,
+}
+
+impl<'a> Step<'a> {
+    /// The event's name in the history and the event: `invite` for a start.
+    pub fn event_name(&self) -> &'static str {
+        self.t.event.map_or("invite", |e| e.name())
+    }
+
+    /// `dartwing.call.state_changed.v1`: the one place it is shaped.
+    pub fn event(&self) -> NewEvent<'a> {
+        let t = self.t;
+        NewEvent {
+            org_id: &t.org_id,
+            partition_key: self.conversation_id,
+            event_type: "dartwing.call.state_changed.v1",
+            subject: format!("calls/{}", t.call_id),
+            data: json!({
+                "call_id": t.call_id, "conversation_id": self.conversation_id,
+                "from": t.from, "to": t.to, "app": self.app, "direction": direction(t.outbound),
+                "state": self.state.as_str(), "previous_state": self.previous.map(CallState::as_str),
+                "event": self.event_name(), "cause": self.state.cause().map(EndCause::as_str),
+                "detail": t.detail,
+            }),
+        }
+    }
+}
+
 /// Steps and stores a transition in the caller's transaction (creating the call on its
 /// first).
 pub async fn record(
@@ -108,13 +164,7 @@ pub async fn record(
                 // Never cross tenants, whatever the voice side reports.
                 return Err(StoreError::ForeignId { what: "call" });
             }
-            let name: String = row.try_get(1)?;
-            let cause: Option<String> = row.try_get(2)?;
-            let previous =
-                CallState::parse(&name, cause.as_deref()).ok_or_else(|| StoreError::Corrupt {
-                    what: "calls.state",
-                    detail: name.clone(),
-                })?;
+            let previous = stored_state(row.try_get(1)?, row.try_get(2)?)?;
             let Some(event) = t.event else {
                 // The start reported again: already stored.
                 return Ok(CallRecorded::Stored { state: previous });
@@ -126,18 +176,13 @@ pub async fn record(
                     return Ok(CallRecorded::Refused { state: previous });
                 }
             };
-            sqlx::query(
-                "UPDATE calls SET state = $1, cause = $2, updated_at = $3, \
-                 answered_at = CASE WHEN $1 = 'answered' AND answered_at IS NULL THEN $3 ELSE answered_at END, \
-                 ended_at = CASE WHEN $1 = 'ended' THEN $3 ELSE ended_at END \
-                 WHERE id = $4",
-            )
-            .bind(state.as_str())
-            .bind(state.cause().map(EndCause::as_str))
-            .bind(now)
-            .bind(&t.call_id)
-            .execute(&mut *conn)
-            .await?;
+            sqlx::query(AssertSqlSafe(format!("{MOVE_CALL} id = $4")))
+                .bind(state.as_str())
+                .bind(state.cause().map(EndCause::as_str))
+                .bind(now)
+                .bind(&t.call_id)
+                .execute(&mut *conn)
+                .await?;
             (
                 Some(previous),
                 state,
@@ -196,38 +241,26 @@ pub async fn record(
             (None, state, thread.conversation_id, app)
         }
     };
-    let event = t.event.map_or("invite", |e| e.name());
-    let cause = state.cause().map(EndCause::as_str);
-    sqlx::query(
-        "INSERT INTO call_history (call_id, org_id, state, event, cause, detail, at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
+    let step = Step {
+        t,
+        conversation_id: &conversation_id,
+        app: &app,
+        previous,
+        state,
+    };
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO call_history {HISTORY_COLUMNS} VALUES ($1, $2, $3, $4, $5, $6, $7)"
+    )))
     .bind(&t.call_id)
     .bind(&t.org_id)
     .bind(state.as_str())
-    .bind(event)
-    .bind(cause)
+    .bind(step.event_name())
+    .bind(state.cause().map(EndCause::as_str))
     .bind(&t.detail)
     .bind(now)
     .execute(&mut *conn)
     .await?;
-    outbox::append(
-        conn,
-        NewEvent {
-            org_id: &t.org_id,
-            partition_key: &conversation_id,
-            event_type: "dartwing.call.state_changed.v1",
-            subject: format!("calls/{}", t.call_id),
-            data: json!({
-                "call_id": t.call_id, "conversation_id": conversation_id,
-                "from": t.from, "to": t.to, "app": app, "direction": direction(t.outbound),
-                "state": state.as_str(), "previous_state": previous.map(CallState::as_str),
-                "event": event, "cause": cause, "detail": t.detail,
-            }),
-        },
-        now,
-    )
-    .await?;
+    outbox::append(conn, step.event(), now).await?;
     Ok(CallRecorded::Stored { state })
 }
 

@@ -16,6 +16,7 @@ pub mod broadcast_run;
 pub mod broadcast_views;
 pub mod broadcasts;
 pub mod calls;
+pub mod calls_bulk;
 pub mod contacts;
 pub mod conversations;
 pub mod dead_letters;
