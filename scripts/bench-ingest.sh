@@ -7,6 +7,8 @@
 #
 #   scripts/bench-ingest.sh [REQUESTS] [CONCURRENCY]
 #   PROFILE=dev scripts/bench-ingest.sh …     # the dev build (figures not comparable to release)
+#   GW_BIN=/path/to/dartwing-gateway …        # another build of the gateway (an A/B against a
+#                                             # commit built apart), same loader and references
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-20000}
@@ -17,7 +19,7 @@ else
     T=${CARGO_TARGET_DIR_RELEASE:-$HOME/.cache/dartwing/target-release}; FLAG=--release; DIR=release
 fi
 CARGO_TARGET_DIR=$T cargo build -q $FLAG -p gateway -p integration-tests --bin dartwing-gateway --bin dartwing-loadgen
-GW=$T/$DIR/dartwing-gateway
+GW=${GW_BIN:-$T/$DIR/dartwing-gateway}
 LG=$T/$DIR/dartwing-loadgen
 PG=$(scripts/ensure-postgres.sh | tail -1)
 W=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$W"' EXIT
