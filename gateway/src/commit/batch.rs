@@ -116,6 +116,27 @@ async fn settle(
     Ok(())
 }
 
+/// Whether a job is a provider's acceptance (`db::sends` takes runs of them).
+fn is_accepted(op: &WriteOp) -> bool {
+    matches!(op, WriteOp::Accepted { .. })
+}
+
+/// Steps a run of call transitions in bulk: per job, its result, or `None` when it must be
+/// recorded one at a time (after the bulk write, in order).
+async fn call_run(
+    conn: &mut AnyConnection,
+    run: &[&Job],
+) -> Result<Vec<Option<crate::db::calls::CallRecorded>>, StoreError> {
+    let transitions: Vec<&crate::db::calls::CallTransition> = run
+        .iter()
+        .filter_map(|job| match &job.op {
+            WriteOp::CallTransition(t) => Some(t),
+            _ => None,
+        })
+        .collect();
+    crate::db::calls_bulk::record_many(conn, &transitions, crate::db::now_ms()).await
+}
+
 /// Whether a job is a call transition (`db::calls_bulk` takes runs of them).
 fn is_call(op: &WriteOp) -> bool {
     matches!(op, WriteOp::CallTransition(_))
@@ -208,25 +229,13 @@ async fn all_or_nothing(
         }
         let run = run_of(&batch[i..], is_call, crate::db::calls_bulk::MAX_BULK);
         if run >= 2 {
-            let transitions: Vec<&crate::db::calls::CallTransition> = batch[i..i + run]
-                .iter()
-                .filter_map(|job| match &job.op {
-                    WriteOp::CallTransition(t) => Some(t),
-                    _ => None,
-                })
-                .collect();
-            let now = crate::db::now_ms();
-            let answers = crate::db::calls_bulk::record_many(tx, &transitions, now).await?;
+            let answers = call_run(tx, &batch[i..i + run]).await?;
             let answers = answers.into_iter().map(|a| a.map(WriteResult::Call));
             settle(tx, &batch[i..i + run], answers, results).await?;
             continue;
         }
         if i >= one_by_one {
-            let run = batch[i..]
-                .iter()
-                .take_while(|j| matches!(j.op, WriteOp::Accepted { .. }))
-                .take(crate::db::sends::MAX_ACCEPTS)
-                .count();
+            let run = run_of(&batch[i..], is_accepted, crate::db::sends::MAX_ACCEPTS);
             if run >= 2 {
                 match accept_run(tx, &batch[i..i + run]).await? {
                     Some(done) => {

@@ -215,9 +215,10 @@ async fn threads<'a>(
     let mut out = Vec::new();
     for r in q.fetch_all(&mut *conn).await? {
         let address: String = r.try_get(0)?;
-        let Some(&sender) = senders.iter().find(|s| **s == address) else {
+        let Ok(at) = senders.binary_search(&address.as_str()) else {
             continue;
         };
+        let sender = senders[at];
         let status: String = r.try_get(3)?;
         let state = ConversationState::parse(&status).ok_or_else(|| StoreError::Corrupt {
             what: "conversations.status",
