@@ -399,6 +399,9 @@ pub struct Claimed {
     pub created_at: i64,
     /// A broadcast's message.
     pub bulk: bool,
+    /// The recipient opted out of the channel after the message was queued (read at the
+    /// claim, which comes just before the send).
+    pub opted_out: bool,
 }
 
 async fn current_state(

@@ -28,7 +28,8 @@ const CHUNK: usize = 100;
 /// ones are retries. Each claimed message gets a lease: if this node dies mid-send it is due
 /// again when the lease ends. Messages a person waits on (priority 0) come first; broadcast
 /// messages (priority 1) fill what is left, at most `bulk_limit`, so a draining broadcast
-/// never takes the capacity an agent's reply needs.
+/// never takes the capacity an agent's reply needs. Whether each recipient has opted out
+/// since its message was queued is read in the same statement.
 pub async fn claim_due(
     conn: &mut AnyConnection,
     now: i64,
@@ -52,7 +53,10 @@ pub async fn claim_due(
         rows.extend(
             sqlx::query(AssertSqlSafe(format!(
                 "SELECT id, org_id, channel, to_addr, body, attempts, created_at, status, content, \
-                 priority, conversation_id FROM messages WHERE next_attempt_at IS NOT NULL \
+                 priority, conversation_id, CAST(CASE WHEN EXISTS (SELECT 1 FROM opt_outs o \
+                 WHERE o.org_id = messages.org_id AND o.channel = messages.channel \
+                 AND o.address = messages.to_addr) THEN 1 ELSE 0 END AS BIGINT) \
+                 FROM messages WHERE next_attempt_at IS NOT NULL \
                  AND next_attempt_at <= $1 AND priority = $3 ORDER BY next_attempt_at LIMIT $2{lock}"
             )))
             .bind(now)
@@ -437,5 +441,6 @@ fn claimed_from_row(r: &AnyRow) -> Result<Claimed, StoreError> {
         created_at: r.try_get(6)?,
         content: r.try_get(8)?,
         bulk: r.try_get::<i64, _>(9)? != 0,
+        opted_out: r.try_get::<i64, _>(11)? != 0,
     })
 }

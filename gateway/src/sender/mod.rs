@@ -166,17 +166,6 @@ async fn next_due(db: &Db) -> Option<i64> {
     row.try_get::<Option<i64>, _>(0).ok().flatten()
 }
 
-async fn opted_out(db: &Db, msg: &Claimed) -> Result<bool, sqlx::Error> {
-    let row =
-        sqlx::query("SELECT 1 FROM opt_outs WHERE org_id = $1 AND channel = $2 AND address = $3")
-            .bind(&msg.org_id)
-            .bind(msg.channel.as_str())
-            .bind(&msg.to)
-            .fetch_optional(&db.pool)
-            .await?;
-    Ok(row.is_some())
-}
-
 impl Worker {
     /// One send's slot of its sender's rate: `Ok(wait)`, or `Err(due_in)` when the slot is
     /// further away than `max_wait`. On PostgreSQL, which several nodes may share, the rate
@@ -284,22 +273,12 @@ impl Worker {
     async fn attempt(&self, msg: &Claimed) -> WriteOp {
         let channel = msg.channel.as_str();
         // A STOP may have arrived after the message was queued: never send past it.
-        match opted_out(&self.db, msg).await {
-            Ok(false) => {}
-            Ok(true) => {
-                return self.failure(
-                    msg,
-                    "the recipient opted out after the message was queued".into(),
-                    None,
-                )
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "opt-out check failed; retrying later");
-                return WriteOp::Defer {
-                    id: msg.id.clone(),
-                    until: now_ms() + 1_000,
-                };
-            }
+        if msg.opted_out {
+            return self.failure(
+                msg,
+                "the recipient opted out after the message was queued".into(),
+                None,
+            );
         }
         let Some((slug, plugin)) = self.plugins.for_channel(&msg.org_id, msg.channel).await else {
             return self.failure(
