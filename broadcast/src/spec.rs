@@ -14,6 +14,12 @@ pub const MAX_STEPS: usize = 6;
 pub const MAX_AFTER_SECS: u64 = 7 * 24 * 3600;
 /// Longest text of one step.
 pub const MAX_TEXT: usize = 4096;
+/// Longest text over a WhatsApp reply button (Meta's limit for an interactive body).
+pub const MAX_BUTTON_BODY_CHARS: usize = 1024;
+/// Longest reply-button title (Meta's limit).
+pub const MAX_BUTTON_TITLE_CHARS: usize = 20;
+/// The id of the reply button an `ack_button` step sends; what it answers with when tapped.
+pub const ACK_BUTTON_ID: &str = "ack";
 /// Default wait for an acknowledgement after the last step.
 pub const DEFAULT_ACK_WINDOW_SECS: u64 = 300;
 
@@ -107,9 +113,14 @@ pub struct Step {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub say: Option<String>,
     /// A WhatsApp template (`{"name":…,"language":…}`), for recipients outside the 24-hour
-    /// window.
+    /// window. Its strings are rendered per recipient like a body (`{{name}}` in a
+    /// parameter).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<serde_json::Value>,
+    /// WhatsApp, with a body and `require_ack`: the title of a reply button sent under the
+    /// text (1 to 20 characters, Meta's limit). One tap confirms exactly this broadcast.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack_button: Option<String>,
 }
 
 /// A checked ladder step.
@@ -125,15 +136,31 @@ pub struct StepSpec {
 
 impl StepSpec {
     /// The structured `content` of this rung's message, the channel plugin's shape: an
-    /// email's subject (`subject`, rendered by the caller), or a WhatsApp template.
-    pub fn message_content(&self, subject: &str) -> Option<serde_json::Value> {
+    /// email's subject, a WhatsApp template with its strings rendered, or a WhatsApp text
+    /// with its acknowledgement button. `body` is the rung's text, already rendered.
+    pub fn message_content(
+        &self,
+        body: &str,
+        vars: &dyn Fn(&str) -> Option<String>,
+    ) -> Option<serde_json::Value> {
+        use serde_json::json;
+        let c = &self.content;
         match self.channel {
-            Channel::Email => Some(serde_json::json!({"type": "email", "subject": subject})),
-            _ => self
-                .content
-                .template
-                .as_ref()
-                .map(|t| serde_json::json!({"type": "template", "template": t})),
+            Channel::Email => {
+                let subject = render(c.subject.as_deref().unwrap_or_default(), vars);
+                Some(json!({"type": "email", "subject": subject}))
+            }
+            Channel::Whatsapp => match (&c.template, &c.ack_button) {
+                (Some(t), _) => Some(json!({"type": "template", "template": render_json(t, vars)})),
+                (None, Some(title)) => Some(json!({"type": "interactive", "interactive": {
+                    "type": "button",
+                    "body": {"text": body},
+                    "action": {"buttons": [{"type": "reply",
+                        "reply": {"id": ACK_BUTTON_ID, "title": title}}]},
+                }})),
+                (None, None) => None,
+            },
+            _ => None,
         }
     }
 }
@@ -205,6 +232,11 @@ impl BroadcastRequest {
         let mut steps = Vec::with_capacity(self.steps.len());
         let mut prev = 0;
         for (i, s) in self.steps.into_iter().enumerate() {
+            if s.ack_button.is_some() && !self.require_ack {
+                return err(format!(
+                    "field `steps[{i}].ack_button`: only with `require_ack`"
+                ));
+            }
             let step = check_step(i, s)?;
             if step.after_secs < prev {
                 return err(format!(
@@ -313,6 +345,9 @@ fn check_step(i: usize, s: Step) -> Result<StepSpec, SpecError> {
     if s.template.is_some() && channel != Channel::Whatsapp {
         return err(format!("{}: templates are for whatsapp", f("template")));
     }
+    if let Some(title) = &s.ack_button {
+        check_ack_button(&f("ack_button"), channel, &s, title)?;
+    }
     if let Some(t) = &s.template {
         let ok = t.get("name").and_then(|v| v.as_str()).is_some()
             && t.get("language").and_then(|v| v.as_str()).is_some();
@@ -325,6 +360,32 @@ fn check_step(i: usize, s: Step) -> Result<StepSpec, SpecError> {
         after_secs: s.after_secs,
         content: s,
     })
+}
+
+/// A reply button goes under a WhatsApp text: a template's buttons are fixed when Meta
+/// approves it (give its quick reply the payload `ACK` instead).
+fn check_ack_button(field: &str, channel: Channel, s: &Step, title: &str) -> Result<(), SpecError> {
+    if channel != Channel::Whatsapp {
+        return err(format!("{field}: buttons are for whatsapp"));
+    }
+    if s.template.is_some() {
+        return err(format!(
+            "{field}: a template's buttons are its own; give its quick reply the payload ACK"
+        ));
+    }
+    let chars = title.trim().chars().count();
+    if chars == 0 || chars > MAX_BUTTON_TITLE_CHARS || title.chars().any(char::is_control) {
+        return err(format!(
+            "{field}: 1 to {MAX_BUTTON_TITLE_CHARS} characters, no control characters"
+        ));
+    }
+    let body = s.body.as_deref().unwrap_or_default().chars().count();
+    if body > MAX_BUTTON_BODY_CHARS {
+        return err(format!(
+            "field `body`: at most {MAX_BUTTON_BODY_CHARS} characters above a button"
+        ));
+    }
+    Ok(())
 }
 
 fn check_recipient(i: usize, mut r: Recipient, ladder: &[Channel]) -> Result<Recipient, SpecError> {
@@ -421,4 +482,92 @@ pub fn render(template: &str, vars: &dyn Fn(&str) -> Option<String>) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// [`render`] applied to every string inside a JSON value (a template's parameters).
+pub fn render_json(
+    value: &serde_json::Value,
+    vars: &dyn Fn(&str) -> Option<String>,
+) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => Value::String(render(s, vars)),
+        Value::Array(items) => Value::Array(items.iter().map(|v| render_json(v, vars)).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), render_json(v, vars)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn step(v: serde_json::Value) -> StepSpec {
+        let s: Step = serde_json::from_value(v).unwrap();
+        check_step(0, s).unwrap()
+    }
+
+    fn vars(key: &str) -> Option<String> {
+        (key == "name").then(|| "Ann".to_string())
+    }
+
+    #[test]
+    fn templates_are_rendered_per_recipient() {
+        let s = step(json!({"channel": "whatsapp", "template": {"name": "outage",
+            "language": "en_US", "parameters": ["{{name}}", "Elm St", 3]}}));
+        let c = s.message_content("", &vars).unwrap();
+        assert_eq!(c["template"]["parameters"], json!(["Ann", "Elm St", 3]));
+        assert_eq!(c["template"]["name"], "outage");
+    }
+
+    #[test]
+    fn an_ack_button_goes_under_the_text() {
+        let s = step(json!({"channel": "whatsapp", "body": "Hi {{name}}", "ack_button": "Got it"}));
+        let c = s.message_content("Hi Ann", &vars).unwrap();
+        assert_eq!(c["interactive"]["body"]["text"], "Hi Ann");
+        let reply = &c["interactive"]["action"]["buttons"][0]["reply"];
+        assert_eq!(
+            (reply["id"].as_str(), reply["title"].as_str()),
+            (Some("ack"), Some("Got it"))
+        );
+        let plain = step(json!({"channel": "whatsapp", "body": "Hi"}));
+        assert!(plain.message_content("Hi", &vars).is_none());
+    }
+
+    #[test]
+    fn bad_ack_buttons_name_the_problem() {
+        let bad = |v: serde_json::Value| {
+            check_step(0, serde_json::from_value(v).unwrap())
+                .unwrap_err()
+                .message
+        };
+        assert!(
+            bad(json!({"channel": "sms", "body": "x", "ack_button": "OK"})).contains("whatsapp")
+        );
+        assert!(
+            bad(json!({"channel": "whatsapp", "body": "x", "ack_button": ""})).contains("1 to 20")
+        );
+        assert!(
+            bad(json!({"channel": "whatsapp", "body": "x", "ack_button": "x".repeat(21)}))
+                .contains("1 to 20")
+        );
+        assert!(
+            bad(json!({"channel": "whatsapp", "body": "x".repeat(1025), "ack_button": "OK"}))
+                .contains("1024")
+        );
+        let tpl = json!({"channel": "whatsapp", "ack_button": "OK",
+            "template": {"name": "t", "language": "en"}});
+        assert!(bad(tpl).contains("payload ACK"));
+        let req: BroadcastRequest =
+            serde_json::from_value(json!({"name": "n", "require_ack": false,
+            "recipients": [{"phone": "+15555550100"}],
+            "steps": [{"channel": "whatsapp", "body": "x", "ack_button": "OK"}]}))
+            .unwrap();
+        assert!(req.check(10).unwrap_err().message.contains("require_ack"));
+    }
 }

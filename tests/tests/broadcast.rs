@@ -86,6 +86,14 @@ async fn csv_of(w: &World, id: &str) -> String {
     r.text().await.unwrap()
 }
 
+/// Posts a webhook body to the org's WhatsApp webhook, signed with the app's secret.
+async fn post_whatsapp(w: &World, secret: &str, v: Value) -> reqwest::StatusCode {
+    let body = serde_json::to_vec(&v).unwrap();
+    integration_tests::whatsapp::post_signed(&w.client, &w.gw.base, "acme", secret, &body)
+        .await
+        .status()
+}
+
 /// Waits until `to` got `n` sends.
 async fn wait_sent(w: &World, to: &str, n: usize) {
     eventually(WAIT, || async { (sent_to(w, to).len() == n).then_some(()) }).await;
@@ -634,21 +642,14 @@ both_backends!(agents_see_progress_but_not_unanswered_broadcast_conversations);
 /// 24-hour window — a recipient outside it passes over the rung at once to the next — or a
 /// template outside it; a button reply whose payload acknowledges confirms.
 async fn whatsapp_rungs_respect_the_window_and_buttons_confirm(backend: Backend) {
-    use integration_tests::whatsapp::{delivery, post_signed as deliver, text, GraphStandin};
+    use integration_tests::whatsapp::{delivery, text, GraphStandin};
     const OPEN: &str = "+16505551234";
     const CLOSED: &str = "+16505550000";
     let w = World::new(backend).await;
     let graph = GraphStandin::start().await;
     let acct = graph.add_account(&w.db, &w.org.id).await;
-    let post = |v: Value| {
-        let (client, base, secret) = (w.client.clone(), w.gw.base.clone(), acct.app_secret.clone());
-        async move {
-            let body = serde_json::to_vec(&v).unwrap();
-            deliver(&client, &base, "acme", &secret, &body)
-                .await
-                .status()
-        }
-    };
+    let (wr, secret) = (&w, acct.app_secret.as_str());
+    let post = move |v: Value| post_whatsapp(wr, secret, v);
     // OPEN wrote to us a moment ago: its window is open. CLOSED never did.
     let hello = delivery(
         json!([text("wamid.hello", "16505551234", "hi there")]),
@@ -731,6 +732,126 @@ async fn whatsapp_rungs_respect_the_window_and_buttons_confirm(backend: Backend)
     );
 }
 both_backends!(whatsapp_rungs_respect_the_window_and_buttons_confirm);
+
+/// A WhatsApp rung with `ack_button` goes out as a reply button under the recipient's own
+/// text, and a template's parameters are filled per recipient. A tap confirms the broadcast
+/// whose message it answers (WhatsApp's `context`), not merely the sender's newest; a tap on
+/// a message sent to somebody else confirms nothing of theirs; a typed YES with no context
+/// confirms the newest.
+async fn whatsapp_buttons_confirm_the_broadcast_they_answer(backend: Backend) {
+    use integration_tests::whatsapp::{delivery, text, GraphStandin};
+    const ANN_WA: &str = "+16505551234";
+    const BOB_WA: &str = "+16505554321";
+    let w = World::new(backend).await;
+    let graph = GraphStandin::start().await;
+    let acct = graph.add_account(&w.db, &w.org.id).await;
+    let (wr, secret) = (&w, acct.app_secret.as_str());
+    let post = move |v: Value| post_whatsapp(wr, secret, v);
+    for (id, from) in [("wamid.a0", ANN_WA), ("wamid.b0", BOB_WA)] {
+        let hello = delivery(json!([text(id, &from[1..], "hi")]), json!([]));
+        assert_eq!(post(hello).await, 200);
+    }
+    let water = create(&w, &json!({
+        "name": "Boil water",
+        "recipients": [{"phone": ANN_WA, "name": "Ann"}, {"phone": BOB_WA, "name": "Bob"}],
+        "steps": [{"channel": "whatsapp", "body": "{{name}}, boil your water", "ack_button": "Got it"}],
+        "ack_window_secs": 600,
+    }))
+    .await;
+    let road = create(&w, &json!({
+        "name": "Road closed",
+        "recipients": [{"phone": ANN_WA, "name": "Ann"}],
+        "steps": [{"channel": "whatsapp", "template": {"name": "road_closed", "language": "en_US",
+            "parameters": ["{{name}}", "Elm St"]}}],
+        "ack_window_secs": 600,
+    }))
+    .await;
+    let got = eventually(WAIT, || async {
+        let got = graph.received();
+        (got.len() == 3).then_some(got)
+    })
+    .await;
+    let sent = |to: &str, kind: &str| {
+        got.iter()
+            .find(|r| r.body["to"] == to[1..] && r.body["type"] == kind)
+            .unwrap_or_else(|| panic!("a {kind} to {to} in {got:?}"))
+            .clone()
+    };
+    let (ann_button, bob_button) = (sent(ANN_WA, "interactive"), sent(BOB_WA, "interactive"));
+    let ann_road = sent(ANN_WA, "template");
+    let i = &ann_button.body["interactive"];
+    assert_eq!(i["body"]["text"], "Ann, boil your water");
+    assert_eq!(
+        i["action"]["buttons"][0]["reply"],
+        json!({"id": "ack", "title": "Got it"})
+    );
+    assert_eq!(
+        bob_button.body["interactive"]["body"]["text"],
+        "Bob, boil your water"
+    );
+    let params = &ann_road.body["template"]["components"][0]["parameters"];
+    assert_eq!(params[0]["text"], "Ann");
+    assert_eq!(params[1]["text"], "Elm St");
+    // The replies below name our messages by the ids the stand-in gave them: wait until
+    // those acceptances are stored.
+    let wamid = |r: &integration_tests::whatsapp::Received| r.id.clone().unwrap();
+    let ids = [wamid(&ann_button), wamid(&bob_button), wamid(&ann_road)];
+    eventually(WAIT, || async {
+        let stored: (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM messages WHERE provider_message_id IN ($1, $2, $3)",
+        )
+        .bind(&ids[0])
+        .bind(&ids[1])
+        .bind(&ids[2])
+        .fetch_one(&w.db.pool)
+        .await
+        .unwrap();
+        (stored.0 == 3).then_some(())
+    })
+    .await;
+    let tap = |id: &str, from: &str, context: &str| {
+        json!({"from": &from[1..], "id": id, "timestamp": "1749416999",
+            "context": {"from": "15550001111", "id": context},
+            "type": "interactive",
+            "interactive": {"type": "button_reply", "button_reply": {"id": "ack", "title": "Got it"}}})
+    };
+    // Ann taps the button of the older broadcast: that one is confirmed, the newer waits.
+    let ann_tap = tap("wamid.a1", ANN_WA, &ids[0]);
+    assert_eq!(post(delivery(json!([ann_tap]), json!([]))).await, 200);
+    wait_counts(&w, &water, &[("confirmed", 1), ("sent", 1)]).await;
+    assert_eq!(get(&w, &road).await["counts"]["sent"], 1);
+    // Bob taps with Ann's road message as the context: it is not his, so his own newest
+    // broadcast is confirmed and Ann's stays waiting.
+    let bob_tap = tap("wamid.b1", BOB_WA, &ids[2]);
+    assert_eq!(post(delivery(json!([bob_tap]), json!([]))).await, 200);
+    wait_counts(&w, &water, &[("confirmed", 2), ("sent", 0)]).await;
+    let r = get(&w, &road).await;
+    assert_eq!(
+        (
+            r["counts"]["sent"].as_i64(),
+            r["counts"]["confirmed"].as_i64()
+        ),
+        (Some(1), Some(0))
+    );
+    // A typed YES with no context confirms Ann's newest unconfirmed broadcast.
+    let yes = delivery(json!([text("wamid.a2", &ANN_WA[1..], "YES")]), json!([]));
+    assert_eq!(post(yes).await, 200);
+    wait_counts(&w, &road, &[("confirmed", 1), ("sent", 0)]).await;
+    // A button on a step that is not WhatsApp is refused, naming the field.
+    let bad = json!({"name": "x", "recipients": [{"phone": ANN_WA}],
+        "steps": [{"channel": "sms", "body": "x", "ack_button": "OK"}]});
+    let r = crate::post(&w, &bad, None).await;
+    assert_eq!(r.status(), 400);
+    let e: Value = r.json().await.unwrap();
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("steps[0].ack_button"),
+        "{e}"
+    );
+}
+both_backends!(whatsapp_buttons_confirm_the_broadcast_they_answer);
 
 /// A broadcast to a sender paced at 2 messages/s goes out no faster (a burst of 2, then one
 /// every half second: 6 messages over at least 1.8 s), and each wait is counted in

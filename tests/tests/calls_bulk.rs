@@ -1,7 +1,8 @@
 //! Call transitions in bulk (`db::calls_bulk`) on both backends: the same transitions
-//! recorded one at a time in one org and in bulk in another leave the same calls, history
-//! and events; what bulk may not do (starts, a call's second step in a run, another org's
-//! call) it hands back, and a late event is refused as the one-at-a-time path refuses it.
+//! recorded one at a time in one org and in bulk in another leave the same calls, history,
+//! conversations and events; what bulk may not do (a start from a caller with no contact
+//! yet, a call's second step in a run, another org's call) it hands back, a start reported
+//! again changes nothing, and a late event is refused as the one-at-a-time path refuses it.
 
 use gateway::db::calls::{self, CallRecorded, CallTransition};
 use gateway::db::{calls_bulk, Db};
@@ -20,11 +21,29 @@ fn transition(org: &TestOrg, call: &str, event: Option<CallEvent>) -> CallTransi
         org_id: org.id.clone(),
         sip_call_id: format!("sip-{call}"),
         from: format!("<sip:+1555000{}@127.0.0.1>", call.len()),
-        to: "+15550001111".into(),
+        to: number(org).into(),
         outbound: false,
         event,
         detail: None,
         node: Some("n1".into()),
+    }
+}
+
+/// The org's number, routed to the receptionist.
+fn number(org: &TestOrg) -> &'static str {
+    match org.slug.as_str() {
+        "one" => "+15550001111",
+        _ => "+15550002222",
+    }
+}
+
+/// A call we place to `to`.
+fn placed(org: &TestOrg, call: &str, to: &str) -> CallTransition {
+    CallTransition {
+        from: number(org).into(),
+        to: to.into(),
+        outbound: true,
+        ..transition(org, call, None)
     }
 }
 
@@ -68,7 +87,14 @@ async fn snapshot(db: &Db, org: &TestOrg) -> Vec<String> {
     let mut per_call: Vec<(String, String)> = Vec::new();
     for e in events {
         let mut data: Value = serde_json::from_str(&e.get::<String, _>(0)).unwrap();
-        data.as_object_mut().unwrap().remove("conversation_id");
+        let fields = data.as_object_mut().unwrap();
+        fields.remove("conversation_id");
+        // The org's own number.
+        if fields["direction"] == "inbound" {
+            fields.remove("to");
+        } else {
+            fields.remove("from");
+        }
         let call = strip(data["call_id"].as_str().unwrap().to_owned());
         data["call_id"] = Value::String(call.clone());
         per_call.push((call, data.to_string()));
@@ -76,6 +102,28 @@ async fn snapshot(db: &Db, org: &TestOrg) -> Vec<String> {
     // Each call's events in order (a stable sort by call).
     per_call.sort_by(|a, b| a.0.cmp(&b.0));
     out.extend(per_call.into_iter().map(|(_, d)| format!("event {d}")));
+    let conversations = sqlx::query(
+        "SELECT ci.address, c.status, c.updated_at, c.last_message_at FROM conversations c \
+         JOIN contact_identities ci ON ci.contact_id = c.contact_id AND ci.org_id = c.org_id \
+         WHERE c.org_id = $1 ORDER BY ci.address",
+    )
+    .bind(&org.id)
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    for c in conversations {
+        let (address, status): (String, String) = (c.get(0), c.get(1));
+        let times: (i64, i64) = (c.get(2), c.get(3));
+        out.push(format!("conversation {address} {status} {times:?}"));
+    }
+    let other: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM outbox WHERE org_id = $1 AND type LIKE 'dartwing.conversation.%'",
+    )
+    .bind(&org.id)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    out.push(format!("conversation events {other}"));
     out
 }
 
@@ -84,9 +132,19 @@ async fn bulk_steps_what_one_at_a_time_steps(backend: Backend) {
     let db = tdb.connect().await;
     let one = create_org(&db, "one", "http://127.0.0.1:9", 10.0).await;
     let bulk = create_org(&db, "bulk", "http://127.0.0.1:9", 10.0).await;
+    for org in [&one, &bulk] {
+        let route = calls::Route {
+            number: number(org).into(),
+            org_id: org.id.clone(),
+            app: "receptionist".into(),
+            agent: None,
+            allow_refer: false,
+        };
+        assert!(calls::add_route(&db.pool, &route, T0).await.unwrap());
+    }
     let mut conn = db.pool.acquire().await.unwrap();
     for org in [&one, &bulk] {
-        for call in ["c1", "c2", "c3", "c4x"] {
+        for call in ["c1", "c2", "c3", "c4x", "c7"] {
             calls::record(&mut conn, &transition(org, call, None), T0)
                 .await
                 .unwrap();
@@ -99,11 +157,15 @@ async fn bulk_steps_what_one_at_a_time_steps(backend: Backend) {
             transition(org, "c1", Some(CallEvent::Answer)), // 0: bulk
             transition(org, "c2", Some(CallEvent::Answer)), // 1: bulk
             transition(org, "c1", Some(CallEvent::CallerHangup)), // 2: c1's second: after
-            transition(org, "c5", None),                    // 3: a start: after
-            transition(org, "c5", Some(CallEvent::Answer)), // 4: follows its start
+            transition(org, "c5", None),                    // 3: a known caller's start: bulk
+            transition(org, "c5", Some(CallEvent::Answer)), // 4: follows its start: after
             transition(org, "c3", Some(CallEvent::Cancel)), // 5: bulk, ended
             transition(org, "c4x", Some(CallEvent::Answer)), // 6: ended already: refused
             transition(org, "c2", Some(CallEvent::Hold)),   // 7: c2's second: after
+            transition(org, "c6-new", None),                // 8: a caller never seen: after
+            transition(org, "c7", None), // 9: a start reported again: nothing new
+            placed(org, "o1", "+15550002"), // 10: a call placed to a known contact: bulk
+            transition(org, "c8", None), // 11: a known caller's start: bulk
         ]
     };
     for t in run(&one) {
@@ -139,6 +201,12 @@ async fn bulk_steps_what_one_at_a_time_steps(backend: Backend) {
         })
     );
     assert!(ended(&answers[5]), "{:?}", answers[5]);
+    for i in [3, 9, 10, 11] {
+        let ringing = Some(Stored {
+            state: CallState::Ringing,
+        });
+        assert_eq!(answers[i], ringing, "transition {i}");
+    }
     assert!(
         matches!(
             answers[6],
@@ -149,20 +217,29 @@ async fn bulk_steps_what_one_at_a_time_steps(backend: Backend) {
         "{:?}",
         answers[6]
     );
-    for i in [2, 3, 4, 7, 8] {
+    for i in [2, 4, 7, 8, 12] {
         assert_eq!(answers[i], None, "transition {i}");
     }
-    for (t, answer) in ours.iter().zip(&answers).take(8) {
+    for (t, answer) in ours.iter().zip(&answers).take(12) {
         if answer.is_none() {
             calls::record(&mut tx, t, T1).await.unwrap();
         }
     }
-    let foreign = calls::record(&mut tx, &ours[8], T1).await;
+    let foreign = calls::record(&mut tx, &ours[12], T1).await;
     assert!(foreign.is_err(), "{foreign:?}");
     tx.commit().await.unwrap();
     drop(conn);
     let (want, got) = (snapshot(&db, &one).await, snapshot(&db, &bulk).await);
     assert!(want.iter().any(|l| l.contains("\"on_hold\"")), "{want:#?}");
+    assert!(
+        want.iter().any(|l| l.contains("\"receptionist\"")),
+        "{want:#?}"
+    );
+    assert!(want.iter().any(|l| l.contains("\"outbound\"")), "{want:#?}");
+    assert!(
+        want.iter().any(|l| l.contains(&format!("{T1}, {T1}"))),
+        "{want:#?}"
+    );
     assert_eq!(got, want);
 }
 both_backends!(bulk_steps_what_one_at_a_time_steps);

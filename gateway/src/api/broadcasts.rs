@@ -88,13 +88,15 @@ pub async fn create(
             ));
         };
         let c = &step.content;
-        let content = step.message_content(c.subject.as_deref().unwrap_or_default());
         let text = match step.channel {
             Channel::Voice => c.say.as_deref(),
             _ => c.body.as_deref(),
-        };
+        }
+        .unwrap_or_default();
+        // Checked as written: the placeholders are filled per recipient later.
+        let content = step.message_content(text, &|_| None);
         plugin
-            .check_outbound(text.unwrap_or_default(), content.as_ref())
+            .check_outbound(text, content.as_ref())
             .map_err(|e| ApiError::bad_request(format!("step {i}: {e}")))?;
     }
     let request_hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body));

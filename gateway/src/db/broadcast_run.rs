@@ -312,14 +312,13 @@ async fn send_rung(
             body.push_str(&format!("\n\nConfirm that you received this: {url}\n"));
         }
     }
-    let subject = rung.content.subject.as_deref().unwrap_or_default();
     let content = match channel {
         // The call takes the key 1 as the acknowledgement (see `voice_out`).
         Channel::Voice => rules
             .spec
             .require_ack
             .then(|| json!({"type": "call", "confirm_key": "1"})),
-        _ => rung.message_content(&broadcast::spec::render(subject, &lookup)),
+        _ => rung.message_content(&body, &lookup),
     };
     // The machine decides before anything is queued: a refused step sends nothing.
     let event = RecipientEvent::Send {

@@ -1,5 +1,6 @@
 //! Broadcasts in storage: created (with the audience in chunks), cancelled, and confirmed by
-//! a recipient; the engine's expansion is in [`super::broadcast_expand`], its dispatch in
+//! a recipient (replies that confirm are read in [`super::broadcast_replies`]); the engine's
+//! expansion is in [`super::broadcast_expand`], its dispatch in
 //! [`super::broadcast_run`], the reads the API serves in [`super::broadcast_views`].
 //!
 //! A recipient moves only through the `recipient` machine of `state-machines`, and every
@@ -400,99 +401,6 @@ pub async fn counts(conn: &mut AnyConnection, id: &str) -> Result<serde_json::Va
         "opted_out": r.try_get::<i64, _>(5)?,
         "late_confirmed": r.try_get::<i64, _>(6)?,
     }))
-}
-
-/// An inbound message from `phone`: when it acknowledges (`YES`, `1`, …, or a WhatsApp
-/// button or list reply whose text, payload or id does), it confirms that person's most
-/// recent unconfirmed broadcast in the org; a STOP (`stop`) ends every broadcast still
-/// reaching them.
-#[allow(clippy::too_many_arguments)]
-pub async fn on_inbound(
-    conn: &mut AnyConnection,
-    org_id: &str,
-    channel: state_machines::Channel,
-    phone: &str,
-    body: &str,
-    content: Option<&serde_json::Value>,
-    stop: bool,
-    now: i64,
-) -> Result<(), StoreError> {
-    if stop {
-        return opt_out_phone(conn, org_id, phone, now).await;
-    }
-    let acknowledges = acknowledges(body, content);
-    if !acknowledges {
-        return Ok(());
-    }
-    // Acknowledgements of a running rung first, then late ones; the newest first.
-    let row = sqlx::query(
-        "SELECT id FROM broadcast_recipients WHERE org_id = $1 AND phone = $2 \
-         AND state IN ('sent', 'not_confirmed', 'unreachable') \
-         ORDER BY CASE state WHEN 'sent' THEN 0 ELSE 1 END, last_sent_at DESC LIMIT 1",
-    )
-    .bind(org_id)
-    .bind(phone)
-    .fetch_optional(&mut *conn)
-    .await?;
-    if let Some(r) = row {
-        let id: String = r.try_get(0)?;
-        confirm(conn, org_id, &id, channel.as_str(), now).await?;
-    }
-    Ok(())
-}
-
-/// Whether a reply acknowledges: its text, or a WhatsApp button's payload or a list or button
-/// reply's id.
-pub(super) fn acknowledges(body: &str, content: Option<&serde_json::Value>) -> bool {
-    let ids = content.map_or(Vec::new(), |c| {
-        [c.pointer("/button/payload"), c.pointer("/interactive/id")]
-            .into_iter()
-            .flatten()
-            .filter_map(|v| v.as_str())
-            .collect()
-    });
-    broadcast::ack::is_ack(body) || ids.into_iter().any(broadcast::ack::is_ack)
-}
-
-async fn opt_out_phone(
-    conn: &mut AnyConnection,
-    org_id: &str,
-    phone: &str,
-    now: i64,
-) -> Result<(), StoreError> {
-    let rows = sqlx::query(
-        "SELECT id, broadcast_id, state FROM broadcast_recipients WHERE org_id = $1 AND phone = $2 \
-         AND state IN ('pending', 'sent')",
-    )
-    .bind(org_id)
-    .bind(phone)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut counts = Counts::default();
-    let mut touched = std::collections::BTreeSet::new();
-    for r in rows {
-        let (id, broadcast_id, state): (String, String, String) =
-            (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
-        let state = parse_state(&state)?;
-        let Ok((next, effects)) = recipient::step(state, RecipientEvent::OptOut) else {
-            continue;
-        };
-        sqlx::query(
-            "UPDATE broadcast_recipients SET state = $1, next_at = NULL, updated_at = $2 WHERE id = $3",
-        )
-        .bind(next.as_str())
-        .bind(now)
-        .bind(&id)
-        .execute(&mut *conn)
-        .await?;
-        counts.record(&broadcast_id, &effects);
-        touched.insert(broadcast_id);
-    }
-    counts.apply(conn, now).await?;
-    for id in &touched {
-        super::broadcast_run::finish_if_done(conn, id, counts.moved(id), now).await?;
-    }
-    Ok(())
 }
 
 /// Confirms one recipient through its machine; the event says how long it took.

@@ -80,8 +80,23 @@ pub fn caller_address(from: &str) -> String {
     }
 }
 
+impl CallTransition {
+    /// The call's contact — the other party: who called us, or whom we called — and what
+    /// the call does to the contact's conversation.
+    pub(super) fn contact(&self) -> (String, ConversationEvent) {
+        match self.outbound {
+            true => (self.to.clone(), ConversationEvent::Outbound),
+            false => (caller_address(&self.from), ConversationEvent::Inbound),
+        }
+    }
+}
+
+/// The columns of a `calls` row, in the order both writers bind them.
+pub(super) const NEW_CALL_COLUMNS: &str = "(id, org_id, conversation_id, sip_call_id, from_uri, \
+     to_number, app, state, cause, started_at, answered_at, ended_at, updated_at, node, direction)";
+
 /// The stored word for a call's direction.
-fn direction(outbound: bool) -> &'static str {
+pub(super) fn direction(outbound: bool) -> &'static str {
     if outbound {
         "outbound"
     } else {
@@ -212,18 +227,12 @@ pub async fn record(
                     .await?
             };
             let app = app.unwrap_or_default();
-            // The contact is the other party: who called us, or whom we called.
-            let (contact, moved) = match t.outbound {
-                true => (t.to.clone(), ConversationEvent::Outbound),
-                false => (caller_address(&t.from), ConversationEvent::Inbound),
-            };
+            let (contact, moved) = t.contact();
             let thread = touch(conn, &t.org_id, Channel::Voice, &contact, moved, now).await?;
-            sqlx::query(
-                "INSERT INTO calls (id, org_id, conversation_id, sip_call_id, from_uri, to_number, app, \
-                 state, cause, started_at, answered_at, ended_at, updated_at, node, direction) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, \
-                 CASE WHEN $8 = 'ended' THEN $10 END, $10, $11, $12)",
-            )
+            sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO calls {NEW_CALL_COLUMNS} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
+                 $10, NULL, CASE WHEN $8 = 'ended' THEN $10 END, $10, $11, $12)"
+            )))
             .bind(&t.call_id)
             .bind(&t.org_id)
             .bind(&thread.conversation_id)

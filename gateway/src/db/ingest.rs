@@ -157,10 +157,15 @@ pub async fn message(
         record_consent(conn, org_id, msg, &thread.conversation_id, kw, now).await?;
     }
     if matches!(msg.channel, Channel::Sms | Channel::Whatsapp) {
-        let stop = keyword == Some(Keyword::OptOut);
-        let (from, body, content) = (&msg.from, &msg.body, msg.content.as_ref());
-        super::broadcasts::on_inbound(conn, org_id, msg.channel, from, body, content, stop, now)
-            .await?;
+        let reply = super::broadcast_replies::InboundReply {
+            channel: msg.channel,
+            phone: &msg.from,
+            body: &msg.body,
+            content: msg.content.as_ref(),
+            reply_to: reply_to_message_id.as_deref(),
+            stop: keyword == Some(Keyword::OptOut),
+        };
+        super::broadcast_replies::on_inbound(conn, org_id, reply, now).await?;
     }
     Ok(Ingested {
         message_id: id,

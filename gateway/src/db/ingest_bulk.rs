@@ -25,12 +25,12 @@ use super::conversations::Thread;
 use super::ingest::{Ingested, Received};
 use super::outbox::{self, NewEvent};
 use super::sql::{numbered_list, numbered_rows};
-use super::{is_postgres, new_id, StoreError};
+use super::threads_bulk::{self, Known};
+use super::{new_id, StoreError};
 use channels::sms::keywords::Keyword;
 use channels::InboundMessage;
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
-use state_machines::conversation;
-use state_machines::{Channel, ConversationEvent, ConversationState};
+use state_machines::{Channel, ConversationEvent};
 use std::collections::{HashMap, HashSet};
 
 /// Messages [`messages`] takes at once.
@@ -47,7 +47,7 @@ pub fn is_plain(msg: &InboundMessage) -> bool {
         && msg.channel != Channel::Email
         && !matches!(msg.keyword, Some(Keyword::OptOut | Keyword::OptIn))
         && !(matches!(msg.channel, Channel::Sms | Channel::Whatsapp)
-            && super::broadcasts::acknowledges(&msg.body, msg.content.as_ref()))
+            && super::broadcast_replies::acknowledges(&msg.body, msg.content.as_ref()))
 }
 
 /// (org, channel, address): one contact identity.
@@ -76,22 +76,19 @@ pub async fn messages(
         }
     }
     let mut stored: HashMap<(&str, &str, String), Stored> = HashMap::new();
-    let mut found: HashMap<Who<'_>, (String, String, ConversationState)> = HashMap::new();
+    let mut found: Threads<'_> = HashMap::new();
     for (org, channel, members) in &groups {
         stored.extend(existing(conn, org, channel, items, members).await?);
-        found.extend(threads(conn, org, channel, items, members).await?);
+        let senders: Vec<&str> = members.iter().map(|&i| items[i].1.from.as_str()).collect();
+        let known = threads_bulk::find(conn, org, channel, &senders).await?;
+        found.insert((*org, *channel), known);
     }
     // A contact goes in bulk only if it exists, has its conversation, and none of its
     // messages here would change that conversation's state.
     let mut slow: HashSet<Who<'_>> = HashSet::new();
     for (org, msg) in items {
         let who = (*org, msg.channel.as_str(), msg.from.as_str());
-        let keeps = found.get(&who).is_some_and(|(_, _, state)| {
-            let (next, effects) =
-                conversation::step(*state, event_of(msg)).unwrap_or((*state, Vec::new()));
-            next == *state && effects.is_empty()
-        });
-        if !keeps {
+        if !known(&found, who).is_some_and(|k| k.keeps(event_of(msg))) {
             slow.insert(who);
         }
     }
@@ -122,11 +119,12 @@ pub async fn messages(
                     taken.insert(key, None);
                     None
                 } else {
-                    let (contact_id, conversation_id, _) = &found[&who];
+                    let k = known(&found, who).expect("a contact not slow is known");
+                    let conversation_id = &k.conversation_id;
                     let id = new_id();
                     taken.insert(key, Some((id.clone(), conversation_id.clone())));
                     let thread = Thread {
-                        contact_id: contact_id.clone(),
+                        contact_id: k.contact_id.clone(),
                         conversation_id: conversation_id.clone(),
                     };
                     fresh.push((i, id.clone(), thread));
@@ -146,6 +144,13 @@ pub async fn messages(
         write(conn, items, &fresh, now).await?;
     }
     Ok(answers)
+}
+
+/// The known contacts' conversations of the run, by (org, channel) and address.
+type Threads<'a> = HashMap<(&'a str, &'a str), HashMap<String, Known>>;
+
+fn known<'m, 'a>(found: &'m Threads<'a>, who: Who<'a>) -> Option<&'m Known> {
+    found.get(&(who.0, who.1)).and_then(|k| k.get(who.2))
 }
 
 /// The conversation machine's event for an inbound message: an automatic one (out-of-office,
@@ -183,55 +188,6 @@ async fn existing<'a>(
     Ok(out)
 }
 
-/// The group's senders that have a contact and a conversation: identity → (contact,
-/// conversation, its state). On PostgreSQL the conversations are locked here, in the byte
-/// order of their addresses — the order the committer sorts one-at-a-time jobs in — so that
-/// writers sharing the database take these locks in one order.
-async fn threads<'a>(
-    conn: &mut AnyConnection,
-    org: &'a str,
-    channel: &'a str,
-    items: &[Plain<'a>],
-    members: &[usize],
-) -> Result<Vec<(Who<'a>, (String, String, ConversationState))>, StoreError> {
-    let mut senders: Vec<&'a str> = members.iter().map(|&i| items[i].1.from.as_str()).collect();
-    senders.sort_unstable();
-    senders.dedup();
-    let lock = if is_postgres(conn) {
-        " ORDER BY ci.address COLLATE \"C\" FOR UPDATE OF c"
-    } else {
-        ""
-    };
-    let sql = format!(
-        "SELECT ci.address, ci.contact_id, c.id, c.status FROM contact_identities ci \
-         JOIN conversations c ON c.org_id = ci.org_id AND c.contact_id = ci.contact_id \
-         WHERE ci.org_id = $1 AND ci.channel = $2 AND ci.address IN ({}){lock}",
-        numbered_list(3, senders.len())
-    );
-    let mut q = sqlx::query(AssertSqlSafe(sql)).bind(org).bind(channel);
-    for s in &senders {
-        q = q.bind(*s);
-    }
-    let mut out = Vec::new();
-    for r in q.fetch_all(&mut *conn).await? {
-        let address: String = r.try_get(0)?;
-        let Ok(at) = senders.binary_search(&address.as_str()) else {
-            continue;
-        };
-        let sender = senders[at];
-        let status: String = r.try_get(3)?;
-        let state = ConversationState::parse(&status).ok_or_else(|| StoreError::Corrupt {
-            what: "conversations.status",
-            detail: status.clone(),
-        })?;
-        out.push((
-            (org, channel, sender),
-            (r.try_get(1)?, r.try_get(2)?, state),
-        ));
-    }
-    Ok(out)
-}
-
 /// Writes the fresh messages: their conversations' times, their rows, WhatsApp's service
 /// windows, their events — what `ingest::message` writes for each, a table at a time.
 async fn write(
@@ -240,24 +196,11 @@ async fn write(
     fresh: &[(usize, String, Thread)],
     now: i64,
 ) -> Result<(), StoreError> {
-    let mut touched: Vec<(&str, &str)> = fresh
+    let touched = fresh
         .iter()
         .map(|(i, _, t)| (items[*i].0, t.conversation_id.as_str()))
         .collect();
-    touched.sort_unstable();
-    touched.dedup();
-    for chunk in touched.chunk_by(|a, b| a.0 == b.0) {
-        let sql = format!(
-            "UPDATE conversations SET updated_at = $1, last_message_at = $1 \
-             WHERE org_id = $2 AND id IN ({})",
-            numbered_list(3, chunk.len())
-        );
-        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now).bind(chunk[0].0);
-        for (_, id) in chunk {
-            q = q.bind(*id);
-        }
-        q.execute(&mut *conn).await?;
-    }
+    threads_bulk::touch(conn, touched, now).await?;
     let no_media = serde_json::Value::Array(Vec::new());
     for chunk in fresh.chunks(MAX_BULK) {
         let sql = format!(

@@ -12,6 +12,7 @@ pub mod agents;
 pub mod appointments;
 pub mod audit;
 pub mod broadcast_expand;
+pub mod broadcast_replies;
 pub mod broadcast_run;
 pub mod broadcast_views;
 pub mod broadcasts;
@@ -39,6 +40,7 @@ pub mod sender_pace;
 pub mod sends;
 pub mod sip_agents;
 pub mod sql;
+pub mod threads_bulk;
 pub mod webhooks;
 pub mod windows;
 
