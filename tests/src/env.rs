@@ -537,3 +537,34 @@ impl World {
             .await
     }
 }
+
+/// Saves a contact with one identity and no conversation (as the contacts API saves one):
+/// its id is `{org slug}-saved-{address}`.
+pub async fn saved_contact(
+    conn: &mut sqlx::AnyConnection,
+    org: &TestOrg,
+    channel: &str,
+    address: &str,
+    at: i64,
+) {
+    let id = format!("{}-saved-{address}", org.slug);
+    sqlx::query("INSERT INTO contacts (id, org_id, created_at) VALUES ($1, $2, $3)")
+        .bind(&id)
+        .bind(&org.id)
+        .bind(at)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO contact_identities (org_id, channel, address, contact_id, created_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&org.id)
+    .bind(channel)
+    .bind(address)
+    .bind(&id)
+    .bind(at)
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+}

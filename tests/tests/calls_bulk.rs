@@ -1,13 +1,13 @@
 //! Call transitions in bulk (`db::calls_bulk`) on both backends: the same transitions
 //! recorded one at a time in one org and in bulk in another leave the same calls, history,
-//! conversations and events; what bulk may not do (a start from a caller with no contact
-//! yet, a call's second step in a run, another org's call) it hands back, a start reported
+//! conversations and events, new callers' contacts included; what bulk may not do (a saved
+//! contact's first call, a call's second step in a run, another org's call) it hands back, a start reported
 //! again changes nothing, and a late event is refused as the one-at-a-time path refuses it.
 
 use gateway::db::calls::{self, CallRecorded, CallTransition};
 use gateway::db::{calls_bulk, Db};
 use integration_tests::both_backends;
-use integration_tests::env::{create_org, Backend, TestDb, TestOrg};
+use integration_tests::env::{create_org, saved_contact, Backend, TestDb, TestOrg};
 use serde_json::Value;
 use sqlx::{Connection, Row};
 use state_machines::call::{CallEvent, CallState};
@@ -144,6 +144,7 @@ async fn bulk_steps_what_one_at_a_time_steps(backend: Backend) {
     }
     let mut conn = db.pool.acquire().await.unwrap();
     for org in [&one, &bulk] {
+        saved_contact(&mut conn, org, "voice", "+15550009", T0).await;
         for call in ["c1", "c2", "c3", "c4x", "c7"] {
             calls::record(&mut conn, &transition(org, call, None), T0)
                 .await
@@ -162,10 +163,11 @@ async fn bulk_steps_what_one_at_a_time_steps(backend: Backend) {
             transition(org, "c3", Some(CallEvent::Cancel)), // 5: bulk, ended
             transition(org, "c4x", Some(CallEvent::Answer)), // 6: ended already: refused
             transition(org, "c2", Some(CallEvent::Hold)),   // 7: c2's second: after
-            transition(org, "c6-new", None),                // 8: a caller never seen: after
+            transition(org, "c6-new", None),                // 8: a caller never seen: made in bulk
             transition(org, "c7", None), // 9: a start reported again: nothing new
             placed(org, "o1", "+15550002"), // 10: a call placed to a known contact: bulk
             transition(org, "c8", None), // 11: a known caller's start: bulk
+            transition(org, "c9-saved!", None), // 12: a saved contact's first call: after
         ]
     };
     for t in run(&one) {
@@ -201,7 +203,7 @@ async fn bulk_steps_what_one_at_a_time_steps(backend: Backend) {
         })
     );
     assert!(ended(&answers[5]), "{:?}", answers[5]);
-    for i in [3, 9, 10, 11] {
+    for i in [3, 8, 9, 10, 11] {
         let ringing = Some(Stored {
             state: CallState::Ringing,
         });
@@ -217,15 +219,15 @@ async fn bulk_steps_what_one_at_a_time_steps(backend: Backend) {
         "{:?}",
         answers[6]
     );
-    for i in [2, 4, 7, 8, 12] {
+    for i in [2, 4, 7, 12, 13] {
         assert_eq!(answers[i], None, "transition {i}");
     }
-    for (t, answer) in ours.iter().zip(&answers).take(12) {
+    for (t, answer) in ours.iter().zip(&answers).take(13) {
         if answer.is_none() {
             calls::record(&mut tx, t, T1).await.unwrap();
         }
     }
-    let foreign = calls::record(&mut tx, &ours[12], T1).await;
+    let foreign = calls::record(&mut tx, &ours[13], T1).await;
     assert!(foreign.is_err(), "{foreign:?}");
     tx.commit().await.unwrap();
     drop(conn);

@@ -1,7 +1,7 @@
 //! The bulk inbound path (`db::ingest_bulk`) on both backends: it stores exactly what the
 //! one-at-a-time path stores — rows, conversations, windows, events — answers duplicates as
-//! that path does, and hands back what only that path may do (new contacts, reopened
-//! conversations). Then through the committer: concurrent webhooks, duplicates among them,
+//! that path does, new contacts included, and hands back what only that path may do (a saved
+//! contact's first conversation, reopened conversations). Then through the committer: concurrent webhooks, duplicates among them,
 //! every one stored once with its event.
 
 use channels::sms::keywords::Keyword;
@@ -9,7 +9,7 @@ use channels::InboundMessage;
 use gateway::db::ingest::{self, Ingested};
 use gateway::db::{ingest_bulk, Db};
 use integration_tests::both_backends;
-use integration_tests::env::{count, create_org, Backend, TestDb, TestOrg, World};
+use integration_tests::env::{count, create_org, saved_contact, Backend, TestDb, TestOrg, World};
 use integration_tests::twilio::inbound_sms;
 use serde_json::Value;
 use sqlx::{AnyConnection, Connection, Row};
@@ -21,6 +21,7 @@ const A: &str = "+15550000001";
 const B: &str = "+15550000002";
 const C: &str = "+15550000003";
 const D: &str = "+15550000004";
+const E: &str = "+15550000005";
 const OURS: &str = "+15550001111";
 
 fn sms(pid: &str, from: &str, body: &str) -> InboundMessage {
@@ -34,8 +35,9 @@ fn whatsapp(pid: &str, from: &str, body: &str) -> InboundMessage {
 }
 
 /// The same history in an org: A has an open SMS conversation, B a resolved one, D an open
-/// WhatsApp one; C is unknown.
+/// WhatsApp one, E is a saved contact with no conversation; C is unknown.
 async fn seed(conn: &mut AnyConnection, org: &TestOrg) {
+    saved_contact(conn, org, "sms", E, T0).await;
     for m in [
         sms("A0", A, "first"),
         sms("B0", B, "first"),
@@ -142,14 +144,15 @@ async fn bulk_writes_what_one_at_a_time_writes(backend: Backend) {
     let items = [
         sms("A1", A, "hello"),       // 0: stored in bulk
         sms("B1", B, "again"),       // 1: reopens B's conversation: one at a time
-        sms("C1", C, "new here"),    // 2: a new contact: one at a time
+        sms("C1", C, "new here"),    // 2: a new contact: made in bulk
         sms("A1", A, "hello"),       // 3: repeats 0
         sms("A0", A, "first"),       // 4: stored before
         whatsapp("W1", D, "thanks"), // 5: in bulk, moves D's window
-        sms("C1", C, "new here"),    // 6: repeats 2, which goes one at a time
+        sms("C1", C, "new here"),    // 6: repeats 2
         help,                        // 7: a keyword that writes nothing more
         auto,                        // 8: an automatic reply keeps the conversation open
         sms("B2", B, "hello?"),      // 9: B again, after 1
+        sms("E1", E, "saw your ad"), // 10: a saved contact's first conversation: one at a time
     ];
     let mut conn = db.pool.acquire().await.unwrap();
     seed(&mut conn, &one).await;
@@ -175,10 +178,15 @@ async fn bulk_writes_what_one_at_a_time_writes(backend: Backend) {
         .collect();
     assert_eq!(
         shape,
-        ["bulk", "one", "one", "dup", "dup", "bulk", "one", "bulk", "bulk", "one"]
+        ["bulk", "one", "bulk", "dup", "dup", "bulk", "dup", "bulk", "bulk", "one", "one"]
     );
     let first = answers[0].clone().unwrap();
     assert_eq!(answers[3].as_ref().unwrap().message_id, first.message_id);
+    let new_contact = answers[2].clone().unwrap();
+    assert_eq!(
+        answers[6].as_ref().unwrap().message_id,
+        new_contact.message_id
+    );
     assert_eq!(answers[7].as_ref().unwrap().keyword, Some(Keyword::Help));
     let a0: String =
         sqlx::query("SELECT id FROM messages WHERE org_id = $1 AND provider_message_id = 'A0'")
@@ -197,10 +205,7 @@ async fn bulk_writes_what_one_at_a_time_writes(backend: Backend) {
             after.push((m.provider_message_id.as_str(), stored.duplicate));
         }
     }
-    assert_eq!(
-        after,
-        [("B1", false), ("C1", false), ("C1", true), ("B2", false)]
-    );
+    assert_eq!(after, [("B1", false), ("B2", false), ("E1", false)]);
     tx.commit().await.unwrap();
     drop(conn);
     let (want, got) = (snapshot(&db, &one).await, snapshot(&db, &bulk).await);

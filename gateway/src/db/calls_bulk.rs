@@ -1,14 +1,15 @@
 //! A run of call transitions in bulk: calls started and stepped (answered, ended,
 //! transferred …) a table at a time — one read of the calls, one of the routes and one of
-//! the callers' conversations for the starts, one `UPDATE` per new state, one multi-row
+//! the callers' conversations for the starts (callers never seen get theirs made a table at
+//! a time too), one `UPDATE` per new state, one multi-row
 //! insert each of calls and history, one multi-row event append — instead of four to eight
 //! statements per transition (#16: the SIP path is three transitions per call, and its
 //! writer was the limit).
 //!
 //! What is not plain is answered `None` and the caller records it with
-//! [`super::calls::record`] right after, in order: a start whose caller has no contact or
-//! conversation yet, or whose conversation the call would reopen (`conversations::touch`
-//! creates and changes), a call not found or of another org (refused there), and every
+//! [`super::calls::record`] right after, in order: a start whose caller is a contact without
+//! a conversation, or whose conversation the call would reopen (`conversations::touch`
+//! changes conversations), a call not found or of another org (refused there), and every
 //! later transition of a call already answered `None` or already started or stepped in this
 //! run (it must see the state that step left). The machine's rules are the pure
 //! `state_machines::call`, stepped here exactly as `record` steps them.
@@ -136,7 +137,13 @@ async fn start_calls(
             .filter(|&k| run[starts[k]].org_id == org)
             .map(|k| contacts[k].0.as_str())
             .collect();
-        let found = threads_bulk::find(conn, org, Channel::Voice.as_str(), &addresses).await?;
+        let channel = Channel::Voice.as_str();
+        let mut found = threads_bulk::find(conn, org, channel, &addresses).await?;
+        let new: Vec<&str> = addresses
+            .into_iter()
+            .filter(|a| !found.contains_key(*a))
+            .collect();
+        found.extend(threads_bulk::create(conn, org, channel, &new, now).await?);
         known.extend(found.into_iter().map(|(a, k)| ((org, a), k)));
     }
     let who = |k: usize| (run[starts[k]].org_id.as_str(), contacts[k].0.clone());

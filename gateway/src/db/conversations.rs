@@ -56,18 +56,7 @@ pub async fn touch(
             .bind(now)
             .execute(&mut *conn)
             .await?;
-            outbox::append(
-                conn,
-                NewEvent {
-                    org_id,
-                    partition_key: &id,
-                    event_type: "dartwing.conversation.created.v1",
-                    subject: format!("conversations/{id}"),
-                    data: json!({"conversation_id": id, "contact_id": contact_id, "status": "open"}),
-                },
-                now,
-            )
-            .await?;
+            outbox::append(conn, created_event(org_id, &id, &contact_id), now).await?;
             (id, ConversationState::Open)
         }
     };
@@ -89,6 +78,22 @@ pub async fn touch(
         contact_id,
         conversation_id,
     })
+}
+
+/// `dartwing.conversation.created.v1` of a new, open conversation: the one place it is
+/// shaped (`threads_bulk::create` appends the same).
+pub(super) fn created_event<'a>(
+    org_id: &'a str,
+    conversation_id: &'a str,
+    contact_id: &str,
+) -> NewEvent<'a> {
+    NewEvent {
+        org_id,
+        partition_key: conversation_id,
+        event_type: "dartwing.conversation.created.v1",
+        subject: format!("conversations/{conversation_id}"),
+        data: json!({"conversation_id": conversation_id, "contact_id": contact_id, "status": "open"}),
+    }
 }
 
 /// Appends `dartwing.conversation.status_changed.v1`: the one place that event is shaped.

@@ -4,22 +4,25 @@
 //!
 //! "Plain" is the common case, decided before anything is read: a message with no
 //! attachments to fetch, no reply reference, no email threading, no STOP/START and nothing
-//! that could acknowledge a broadcast ([`is_plain`]). Of those, the ones whose contact and
-//! conversation exist and whose conversation keeps its state are written here:
+//! that could acknowledge a broadcast ([`is_plain`]). Of those, the ones whose conversation
+//! exists and keeps its state, or whose sender was never seen, are written here:
 //!
 //! ```text
 //!  SELECT existing ids (dedupe)            ┐ one statement per (org, channel) of the run
 //!  SELECT identity ⋈ conversation          ┘ (locked in contact order on PostgreSQL)
+//!  SELECT identities, INSERT contacts,     ┐ only when the run has senders never seen
+//!  identities, conversations               ┘ (threads_bulk::create)
 //!  UPDATE conversations … WHERE id IN (…)    one per org
 //!  INSERT INTO messages VALUES (…), (…) …    one per 100 messages
 //!  INSERT INTO service_windows … ON CONFLICT one, when WhatsApp opened windows
 //!  INSERT INTO outbox VALUES (…), (…) …      one per 100 events
 //! ```
 //!
-//! Everything else — a new contact, a conversation that reopens, a message that repeats one
-//! stored one at a time in the same run — is answered `None` and the caller stores it with
-//! [`super::ingest::message`], the one path that creates and changes. A contact's messages
-//! all go one way, so one contact's messages keep their order.
+//! Everything else — a contact saved without a conversation, a conversation that reopens, a
+//! message that repeats one stored one at a time in the same run — is answered `None` and
+//! the caller stores it with [`super::ingest::message`], the one path that changes a
+//! conversation. A contact's messages all go one way, so one contact's messages keep their
+//! order.
 
 use super::conversations::Thread;
 use super::ingest::{Ingested, Received};
@@ -79,8 +82,10 @@ pub async fn messages(
     let mut found: Threads<'_> = HashMap::new();
     for (org, channel, members) in &groups {
         stored.extend(existing(conn, org, channel, items, members).await?);
-        let senders: Vec<&str> = members.iter().map(|&i| items[i].1.from.as_str()).collect();
-        let known = threads_bulk::find(conn, org, channel, &senders).await?;
+        let mut senders: Vec<&str> = members.iter().map(|&i| items[i].1.from.as_str()).collect();
+        let mut known = threads_bulk::find(conn, org, channel, &senders).await?;
+        senders.retain(|s| !known.contains_key(*s));
+        known.extend(threads_bulk::create(conn, org, channel, &senders, now).await?);
         found.insert((*org, *channel), known);
     }
     // A contact goes in bulk only if it exists, has its conversation, and none of its
