@@ -853,6 +853,77 @@ async fn whatsapp_buttons_confirm_the_broadcast_they_answer(backend: Backend) {
 }
 both_backends!(whatsapp_buttons_confirm_the_broadcast_they_answer);
 
+/// A round finds or makes its recipients' contacts and conversations together, and files
+/// each rung in its contact's conversation: a known contact's open one (its times moved), a
+/// saved contact's first one, a new number's new one — one contact per number, one
+/// `conversation.created` per new conversation, nothing made for a number twice.
+async fn a_round_files_each_rung_in_its_contacts_conversation(backend: Backend) {
+    const DEE: &str = "+15550000004";
+    let w = World::new(backend).await;
+    reply(&w, ANN, "hello").await;
+    let saved = w
+        .client
+        .post(format!("{}/api/v1/contacts", w.gw.base))
+        .bearer_auth(&w.org.key)
+        .json(&json!({"name": "Bob", "phone": BOB}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(saved.status(), 201);
+    let sql = |q: &'static str| {
+        let (pool, org) = (w.db.pool.clone(), w.org.id.clone());
+        async move {
+            let r: (i64,) = sqlx::query_as(q).bind(org).fetch_one(&pool).await.unwrap();
+            r.0
+        }
+    };
+    let ann_before = sql(
+        "SELECT c.last_message_at FROM conversations c JOIN contact_identities ci \
+         ON ci.contact_id = c.contact_id AND ci.org_id = c.org_id \
+         WHERE c.org_id = $1 AND ci.address = '+15550000001'",
+    )
+    .await;
+    let everyone = [ANN, BOB, CY, DEE];
+    let recipients: Vec<Value> = everyone.iter().map(|p| json!({"phone": p})).collect();
+    create(
+        &w,
+        &json!({"name": "Drill", "recipients": recipients, "require_ack": false,
+        "steps": [{"channel": "sms", "body": "Fire drill at noon"}]}),
+    )
+    .await;
+    for phone in everyone {
+        wait_sent(&w, phone, 1).await;
+    }
+    let filed = sql("SELECT COUNT(*) FROM messages m \
+         JOIN conversations c ON c.id = m.conversation_id AND c.contact_id = m.contact_id \
+         JOIN contact_identities ci ON ci.contact_id = m.contact_id AND ci.org_id = m.org_id \
+         AND ci.channel = 'sms' AND ci.address = m.to_addr \
+         WHERE m.org_id = $1 AND m.direction = 'outbound' AND c.last_message_at >= m.created_at");
+    assert_eq!(filed.await, 4);
+    let identities =
+        "SELECT COUNT(*) FROM contact_identities WHERE org_id = $1 AND channel = 'sms'";
+    assert_eq!(sql(identities).await, 4);
+    assert_eq!(
+        sql("SELECT COUNT(*) FROM contacts WHERE org_id = $1").await,
+        4
+    );
+    assert_eq!(
+        sql("SELECT COUNT(*) FROM conversations WHERE org_id = $1").await,
+        4
+    );
+    let created = "SELECT COUNT(*) FROM outbox WHERE org_id = $1 \
+                   AND type = 'dartwing.conversation.created.v1'";
+    assert_eq!(sql(created).await, 4);
+    let ann_after = sql(
+        "SELECT c.last_message_at FROM conversations c JOIN contact_identities ci \
+         ON ci.contact_id = c.contact_id AND ci.org_id = c.org_id \
+         WHERE c.org_id = $1 AND ci.address = '+15550000001'",
+    )
+    .await;
+    assert!(ann_after > ann_before, "{ann_before} → {ann_after}");
+}
+both_backends!(a_round_files_each_rung_in_its_contacts_conversation);
+
 /// A broadcast to a sender paced at 2 messages/s goes out no faster (a burst of 2, then one
 /// every half second: 6 messages over at least 1.8 s), and each wait is counted in
 /// `broadcast_throttled_total{organization}`, the label the platform's dashboards query.
