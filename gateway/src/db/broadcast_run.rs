@@ -114,7 +114,6 @@ pub async fn dispatch(
     let mut touched = BTreeSet::new();
     let handled = rows.len();
     let mut later = Deferred::default();
-    let mut sends = Vec::new();
     for row in &rows {
         let mut due = due_from_row(row)?;
         touched.insert(due.broadcast_id.clone());
@@ -154,27 +153,7 @@ pub async fn dispatch(
                 Some(_) => due.progress.delivered_any = true,
             }
         }
-        if let Some(send) = act(conn, req, rules, &due, &mut counts, &mut later, now).await? {
-            sends.push((due, send));
-        }
-    }
-    // The rungs to send, their contacts and conversations found or made together first.
-    let wanted = sends
-        .iter()
-        .map(|(due, (step, _))| {
-            let channel = rules[&due.broadcast_id].spec.steps[*step as usize].channel;
-            (due.org_id.as_str(), channel, rung_address(due, channel))
-        })
-        .collect();
-    later.prepare(conn, wanted, now).await?;
-    for (due, (step, next_at)) in &sends {
-        let rung = Rung {
-            step: *step,
-            next_at: *next_at,
-            counts: &mut counts,
-            later: &mut later,
-        };
-        send_rung(conn, req, &rules[&due.broadcast_id], due, rung, now).await?;
+        act(conn, req, rules, &due, &mut counts, &mut later, now).await?;
     }
     later.flush(conn, now).await?;
     counts.apply(conn, now).await?;
@@ -219,11 +198,6 @@ async fn blocked(
     Ok(out)
 }
 
-/// A rung to send: its step and the recipient's next time after it.
-type Planned = (u32, Option<i64>);
-
-/// Acts on a due recipient: holds or finishes it here, or answers the rung to send (the
-/// round sends its rungs together, after preparing their conversations).
 async fn act(
     conn: &mut AnyConnection,
     req: &DispatchRequest,
@@ -232,7 +206,7 @@ async fn act(
     counts: &mut Counts,
     later: &mut Deferred,
     now: i64,
-) -> Result<Option<Planned>, StoreError> {
+) -> Result<(), StoreError> {
     let spec = &rules.spec;
     let reasons = blocked(conn, req, spec, due, now).await?;
     let tz_name = due.tz.as_deref().unwrap_or(&spec.timezone);
@@ -256,24 +230,22 @@ async fn act(
         }
     }
     match action {
-        Action::Idle => set_next(conn, &due.id, None, now).await?,
-        Action::Wait { until } => set_next(conn, &due.id, Some(until), now).await?,
+        Action::Idle => set_next(conn, &due.id, None, now).await,
+        Action::Wait { until } => set_next(conn, &due.id, Some(until), now).await,
         Action::Finish { delivered } => {
             let event = RecipientEvent::Exhaust { delivered };
-            transition(conn, due, event, counts, now).await?
+            transition(conn, due, event, counts, now).await
         }
-        Action::Send { step, next_at } => return Ok(Some((step, next_at))),
+        Action::Send { step, next_at } => {
+            let rung = Rung {
+                step,
+                next_at,
+                counts,
+                later,
+            };
+            send_rung(conn, req, rules, due, rung, now).await
+        }
     }
-    Ok(None)
-}
-
-/// The recipient's address on a rung's channel.
-fn rung_address(due: &Due, channel: Channel) -> &str {
-    match channel {
-        Channel::Email => due.email.as_deref(),
-        _ => due.phone.as_deref(),
-    }
-    .expect("a reachable rung has an address")
 }
 
 /// The rung to send and where its round keeps what it wrote.
@@ -301,7 +273,11 @@ async fn send_rung(
     let rung = &rules.spec.steps[step as usize];
     let channel = rung.channel;
     let sender = &req.senders[&(due.org_id.clone(), channel)];
-    let to = rung_address(due, channel).to_owned();
+    let to = match channel {
+        Channel::Email => due.email.clone(),
+        _ => due.phone.clone(),
+    }
+    .expect("a reachable rung has an address");
     let confirm_url = (channel == Channel::Email && rules.spec.require_ack).then(|| {
         let token = broadcast::token::sign(rules.link_key.as_bytes(), &due.id, now + LINK_VALID_MS);
         format!("{}/b/{token}", req.public_url.trim_end_matches('/'))

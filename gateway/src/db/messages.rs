@@ -241,7 +241,7 @@ pub async fn create_outbound_in(
     org_id: &str,
     req: &NewOutbound,
     now: i64,
-    mut deferred: Option<&mut super::sends::Deferred>,
+    deferred: Option<&mut super::sends::Deferred>,
 ) -> Result<Created, StoreError> {
     if let Some(key) = &req.idempotency_key {
         let row = sqlx::query(
@@ -289,17 +289,15 @@ pub async fn create_outbound_in(
             return Ok(Created::DayLimitReached { cap });
         }
     }
-    // A broadcast round prepares its recipients' conversations in bulk (`Deferred`).
-    let prepared = deferred
-        .as_deref_mut()
-        .and_then(|later| later.thread_for(org_id, req.channel, &req.to));
-    let thread = match prepared {
-        Some(thread) => thread,
-        None => {
-            let event = ConversationEvent::Outbound;
-            touch(conn, org_id, req.channel, &req.to, event, now).await?
-        }
-    };
+    let thread = touch(
+        conn,
+        org_id,
+        req.channel,
+        &req.to,
+        ConversationEvent::Outbound,
+        now,
+    )
+    .await?;
     let id = new_id();
     sqlx::query(
         "INSERT INTO messages (id, org_id, conversation_id, contact_id, channel, direction, from_addr, \

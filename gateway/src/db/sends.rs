@@ -11,11 +11,9 @@
 //! (a status report waiting for the message, a message not found) is left to the exact
 //! one-at-a-time path ([`accept_many`] returns `None` before writing anything).
 
-use super::conversations::Thread;
 use super::messages::{Applied, Claimed, StatusChanged};
 use super::outbox;
 use super::sql::{numbered_case, numbered_list, numbered_rows};
-use super::threads_bulk;
 use super::{is_postgres, StoreError};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
@@ -335,19 +333,11 @@ pub async fn accept_many(
 /// ([`super::messages::create_outbound_in`]), and the round's `broadcast_sends` records.
 /// Same rows as one at a time, in a few multi-row statements (measured on PostgreSQL: the
 /// outbox insert alone was 0.7 ms a rung).
-///
-/// A round may also prepare its recipients' contacts and conversations in bulk first
-/// ([`Deferred::prepare`]): a rung to a prepared address then skips
-/// `conversations::touch`, and the conversations it used get their times in one `UPDATE`
-/// here (an outbound message never changes a conversation's state, so the times are all
-/// `touch` would write).
 #[derive(Default)]
 pub struct Deferred {
     created: Vec<(String, String)>,
     events: Vec<OwnedEvent>,
     sends: Vec<BroadcastSend>,
-    threads: HashMap<(String, Channel, String), Thread>,
-    touched: Vec<(String, String)>,
 }
 
 /// A [`NewEvent`](super::outbox::NewEvent) that owns its strings.
@@ -383,48 +373,6 @@ impl Deferred {
         });
     }
 
-    /// Finds or makes the contacts and conversations of `(org, channel, address)` each
-    /// ([`super::threads_bulk`]), for [`Deferred::thread_for`]. A contact saved without a
-    /// conversation is left to `touch`.
-    pub async fn prepare(
-        &mut self,
-        conn: &mut AnyConnection,
-        mut wanted: Vec<(&str, Channel, &str)>,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        wanted.sort_unstable_by(|a, b| (a.0, a.1.as_str(), a.2).cmp(&(b.0, b.1.as_str(), b.2)));
-        wanted.dedup();
-        for group in wanted.chunk_by(|a, b| a.0 == b.0 && a.1 == b.1) {
-            let (org, channel) = (group[0].0, group[0].1);
-            let addresses: Vec<&str> = group.iter().map(|w| w.2).collect();
-            let mut found = threads_bulk::find(conn, org, channel.as_str(), &addresses).await?;
-            let new: Vec<&str> = addresses
-                .into_iter()
-                .filter(|a| !found.contains_key(*a))
-                .collect();
-            found.extend(threads_bulk::create(conn, org, channel.as_str(), &new, now).await?);
-            for (address, known) in found {
-                let thread = Thread {
-                    contact_id: known.contact_id,
-                    conversation_id: known.conversation_id,
-                };
-                self.threads
-                    .insert((org.to_owned(), channel, address), thread);
-            }
-        }
-        Ok(())
-    }
-
-    /// The prepared contact and conversation of `(org, channel, address)`, if any; its
-    /// conversation's times are written at [`Deferred::flush`].
-    pub fn thread_for(&mut self, org: &str, channel: Channel, address: &str) -> Option<Thread> {
-        let key = (org.to_owned(), channel, address.to_owned());
-        let thread = self.threads.get(&key)?.clone();
-        self.touched
-            .push((org.to_owned(), thread.conversation_id.clone()));
-        Some(thread)
-    }
-
     /// A `broadcast_sends` row, for later.
     pub fn send(&mut self, row: BroadcastSend) {
         self.sends.push(row);
@@ -432,12 +380,6 @@ impl Deferred {
 
     /// Writes everything kept, in the caller's transaction.
     pub async fn flush(self, conn: &mut AnyConnection, now: i64) -> Result<(), StoreError> {
-        let touched = self
-            .touched
-            .iter()
-            .map(|(org, id)| (org.as_str(), id.as_str()))
-            .collect();
-        threads_bulk::touch(conn, touched, now).await?;
         for chunk in self.created.chunks(CHUNK) {
             let sql = format!(
                 "INSERT INTO message_history (org_id, message_id, event, state, applied, source, at) \

@@ -5,6 +5,11 @@
 //! [`super::conversations::touch`] does for each. A contact that exists without a
 //! conversation (saved through the contacts API), or a conversation that would change
 //! state, is the caller's to hand to `touch`, the one path that changes a conversation.
+//!
+//! Tried and not adopted (2026-12-02): a broadcast dispatch round preparing all its rungs'
+//! conversations here before sending. On PostgreSQL it measured the same as one `touch` per
+//! rung; on SQLite a 100,000-person broadcast went slower (883 against 1,171 rungs/s; faster at
+//! 20,000), cause not found — BENCHMARKS.md, the broadcast section.
 
 use super::conversations::created_event;
 use super::outbox;

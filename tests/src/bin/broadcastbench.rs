@@ -161,6 +161,8 @@ async fn vacuum_now_and_then(db: gateway::db::Db) {
             "message_history",
             "outbox",
             "conversations",
+            "contacts",
+            "contact_identities",
             "broadcast_recipients",
         ] {
             let _ = sqlx::query(sqlx::AssertSqlSafe(format!("VACUUM ANALYZE {table}")))
