@@ -31,6 +31,7 @@ pub mod mailboxes;
 pub mod media;
 pub mod message_views;
 pub mod messages;
+mod nodelay;
 pub mod org_settings;
 pub mod orgs;
 pub mod outbox;
@@ -190,6 +191,10 @@ impl Db {
             }
         }
         let mut opts = AnyConnectOptions::from_str(&url)?;
+        let pg_port = reqwest::Url::parse(&url)
+            .ok()
+            .and_then(|u| u.port())
+            .unwrap_or(5432);
         // Every statement at `debug` on target `sqlx::query`, with its time, only when asked
         // (`DARTWING_LOG_SQL=1` and a log filter such as `sqlx::query=debug`): where the
         // database time of a workload goes (BENCHMARKS.md, the broadcast section).
@@ -213,6 +218,8 @@ impl Db {
                         ] {
                             sqlx::query(pragma).execute(&mut *conn).await?;
                         }
+                    } else {
+                        nodelay::set_on_sockets_to(pg_port);
                     }
                     Ok(())
                 })
