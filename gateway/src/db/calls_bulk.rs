@@ -138,12 +138,7 @@ async fn start_calls(
             .map(|k| contacts[k].0.as_str())
             .collect();
         let channel = Channel::Voice.as_str();
-        let mut found = threads_bulk::find(conn, org, channel, &addresses).await?;
-        let new: Vec<&str> = addresses
-            .into_iter()
-            .filter(|a| !found.contains_key(*a))
-            .collect();
-        found.extend(threads_bulk::create(conn, org, channel, &new, now).await?);
+        let found = threads_bulk::find_or_create(conn, org, channel, &addresses, now).await?;
         known.extend(found.into_iter().map(|(a, k)| ((org, a), k)));
     }
     let who = |k: usize| (run[starts[k]].org_id.as_str(), contacts[k].0.clone());

@@ -82,10 +82,8 @@ pub async fn messages(
     let mut found: Threads<'_> = HashMap::new();
     for (org, channel, members) in &groups {
         stored.extend(existing(conn, org, channel, items, members).await?);
-        let mut senders: Vec<&str> = members.iter().map(|&i| items[i].1.from.as_str()).collect();
-        let mut known = threads_bulk::find(conn, org, channel, &senders).await?;
-        senders.retain(|s| !known.contains_key(*s));
-        known.extend(threads_bulk::create(conn, org, channel, &senders, now).await?);
+        let senders: Vec<&str> = members.iter().map(|&i| items[i].1.from.as_str()).collect();
+        let known = threads_bulk::find_or_create(conn, org, channel, &senders, now).await?;
         found.insert((*org, *channel), known);
     }
     // A contact goes in bulk only if it exists, has its conversation, and none of its

@@ -127,6 +127,25 @@ pub async fn touch(
     Ok(())
 }
 
+/// [`find`], then [`create`] for the addresses it did not find: every address's contact and
+/// conversation, except a contact saved without a conversation (left to `touch`).
+pub async fn find_or_create(
+    conn: &mut AnyConnection,
+    org: &str,
+    channel: &str,
+    addresses: &[&str],
+    now: i64,
+) -> Result<HashMap<String, Known>, StoreError> {
+    let mut known = find(conn, org, channel, addresses).await?;
+    let new: Vec<&str> = addresses
+        .iter()
+        .copied()
+        .filter(|a| !known.contains_key(*a))
+        .collect();
+    known.extend(create(conn, org, channel, &new, now).await?);
+    Ok(known)
+}
+
 /// Of `addresses` (of one org and channel, none found by [`find`]), those no contact has:
 /// each gets a contact, its identity and an open conversation (with the conversation's
 /// `dartwing.conversation.created.v1`), in one statement per table. Returned by address; an
