@@ -9,7 +9,7 @@ use super::broadcasts::{parse_state, Counts};
 use super::messages::{create_outbound_in, Created, NewOutbound};
 use super::outbox::{self, NewEvent};
 use super::sends::{BroadcastSend, Deferred};
-use super::{is_postgres, StoreError};
+use super::{is_postgres, outbound_bulk, StoreError};
 use broadcast::{plan, Action, Progress, Spec};
 use serde_json::json;
 use sqlx::any::AnyRow;
@@ -114,6 +114,7 @@ pub async fn dispatch(
     let mut touched = BTreeSet::new();
     let handled = rows.len();
     let mut later = Deferred::default();
+    let mut rungs: Vec<Planned> = Vec::new();
     for row in &rows {
         let mut due = due_from_row(row)?;
         touched.insert(due.broadcast_id.clone());
@@ -153,8 +154,11 @@ pub async fn dispatch(
                 Some(_) => due.progress.delivered_any = true,
             }
         }
-        act(conn, req, rules, &due, &mut counts, &mut later, now).await?;
+        if let Some(rung) = act(conn, req, rules, due, &mut counts, &mut later, now).await? {
+            rungs.push(rung);
+        }
     }
+    send_rungs(conn, rungs, &mut counts, &mut later, now).await?;
     later.flush(conn, now).await?;
     counts.apply(conn, now).await?;
     for id in &touched {
@@ -198,17 +202,19 @@ async fn blocked(
     Ok(out)
 }
 
+/// Does what the plan says for `due`, except a rung to send: that is returned, for the
+/// round to send with the others ([`send_rungs`]).
 async fn act(
     conn: &mut AnyConnection,
     req: &DispatchRequest,
     rules: &Rules,
-    due: &Due,
+    due: Due,
     counts: &mut Counts,
     later: &mut Deferred,
     now: i64,
-) -> Result<(), StoreError> {
+) -> Result<Option<Planned>, StoreError> {
     let spec = &rules.spec;
-    let reasons = blocked(conn, req, spec, due, now).await?;
+    let reasons = blocked(conn, req, spec, &due, now).await?;
     let tz_name = due.tz.as_deref().unwrap_or(&spec.timezone);
     let tz = broadcast::quiet::zone_or_utc(tz_name);
     let action = plan(spec, &due.progress, now, &tz, &|k| reasons[k].is_none());
@@ -221,7 +227,7 @@ async fn act(
     for (k, reason) in reasons.iter().enumerate().take(upto).skip(from) {
         if let Some(reason) = reason {
             later.send(record_send(
-                due,
+                &due,
                 k,
                 spec.steps[k].channel,
                 None,
@@ -230,46 +236,44 @@ async fn act(
         }
     }
     match action {
-        Action::Idle => set_next(conn, &due.id, None, now).await,
-        Action::Wait { until } => set_next(conn, &due.id, Some(until), now).await,
+        Action::Idle => set_next(conn, &due.id, None, now).await.map(|()| None),
+        Action::Wait { until } => set_next(conn, &due.id, Some(until), now)
+            .await
+            .map(|()| None),
         Action::Finish { delivered } => {
             let event = RecipientEvent::Exhaust { delivered };
-            transition(conn, due, event, counts, now).await
+            transition(conn, &due, event, counts, now)
+                .await
+                .map(|()| None)
         }
         Action::Send { step, next_at } => {
-            let rung = Rung {
-                step,
-                next_at,
-                counts,
-                later,
-            };
-            send_rung(conn, req, rules, due, rung, now).await
+            plan_rung(conn, req, rules, due, step, next_at, now).await
         }
     }
 }
 
-/// The rung to send and where its round keeps what it wrote.
-struct Rung<'a> {
+/// A rung decided on: the message to queue and the recipient's move once it is.
+struct Planned {
+    due: Due,
     step: u32,
     next_at: Option<i64>,
-    counts: &'a mut Counts,
-    later: &'a mut Deferred,
+    /// The recipient machine's step for the send.
+    next: recipient::RecipientState,
+    effects: Vec<RecipientEffect>,
+    message: NewOutbound,
 }
 
-async fn send_rung(
+/// The message of rung `step` for `due`, rendered; `None` (the recipient set aside) when the
+/// recipient machine refuses the send.
+async fn plan_rung(
     conn: &mut AnyConnection,
     req: &DispatchRequest,
     rules: &Rules,
-    due: &Due,
-    rung_at: Rung<'_>,
+    due: Due,
+    step: u32,
+    next_at: Option<i64>,
     now: i64,
-) -> Result<(), StoreError> {
-    let Rung {
-        step,
-        next_at,
-        counts,
-        later,
-    } = rung_at;
+) -> Result<Option<Planned>, StoreError> {
     let rung = &rules.spec.steps[step as usize];
     let channel = rung.channel;
     let sender = &req.senders[&(due.org_id.clone(), channel)];
@@ -327,27 +331,81 @@ async fn send_rung(
     };
     let Ok((next, effects)) = recipient::step(due.progress.state, event) else {
         tracing::error!(recipient = %due.id, step, "the recipient machine refused a rung");
-        return set_next(conn, &due.id, None, now).await;
+        return set_next(conn, &due.id, None, now).await.map(|()| None);
     };
-    let created = create_outbound_in(
-        conn,
-        &due.org_id,
-        &NewOutbound {
-            channel,
-            from: sender.from.clone(),
-            to,
-            body,
-            content: content.map(|c| c.to_string()),
-            needs_service_window: sender.window_for_text && rung.content.template.is_none(),
-            idempotency_key: Some(format!("broadcast:{}:{step}", due.id)),
-            bulk: true,
-            daily_cap: None,
-            attachments: Vec::new(),
-        },
-        now,
-        Some(&mut *later),
-    )
-    .await?;
+    let message = NewOutbound {
+        channel,
+        from: sender.from.clone(),
+        to,
+        body,
+        content: content.map(|c| c.to_string()),
+        needs_service_window: sender.window_for_text && rung.content.template.is_none(),
+        idempotency_key: Some(format!("broadcast:{}:{step}", due.id)),
+        bulk: true,
+        daily_cap: None,
+        attachments: Vec::new(),
+    };
+    Ok(Some(Planned {
+        due,
+        step,
+        next_at,
+        next,
+        effects,
+        message,
+    }))
+}
+
+/// Queues the round's rungs: the plain ones in bulk ([`outbound_bulk`]), the others one at a
+/// time, then each recipient's move.
+async fn send_rungs(
+    conn: &mut AnyConnection,
+    rungs: Vec<Planned>,
+    counts: &mut Counts,
+    later: &mut Deferred,
+    now: i64,
+) -> Result<(), StoreError> {
+    let reqs: Vec<outbound_bulk::Request<'_>> = rungs
+        .iter()
+        .map(|r| (r.due.org_id.as_str(), &r.message))
+        .collect();
+    let answers = outbound_bulk::create_many(conn, &reqs, now, later).await?;
+    for (rung, answer) in rungs.iter().zip(answers) {
+        let created = match answer {
+            Some(created) => created,
+            None => {
+                create_outbound_in(
+                    conn,
+                    &rung.due.org_id,
+                    &rung.message,
+                    now,
+                    Some(&mut *later),
+                )
+                .await?
+            }
+        };
+        rung_queued(conn, rung, created, counts, later, now).await?;
+    }
+    Ok(())
+}
+
+/// The recipient's move once its rung's message is queued (or refused).
+async fn rung_queued(
+    conn: &mut AnyConnection,
+    rung: &Planned,
+    created: Created,
+    counts: &mut Counts,
+    later: &mut Deferred,
+    now: i64,
+) -> Result<(), StoreError> {
+    let Planned {
+        due,
+        step,
+        next_at,
+        next,
+        effects,
+        message,
+    } = rung;
+    let (step, channel) = (*step, message.channel);
     let message_id = match created {
         Created::Queued { id, .. } | Created::Existing { id, .. } => id,
         Created::OptedOut => {
@@ -381,7 +439,7 @@ async fn send_rung(
         Some(&message_id),
         None,
     ));
-    counts.record(&due.broadcast_id, &effects);
+    counts.record(&due.broadcast_id, effects);
     Ok(())
 }
 

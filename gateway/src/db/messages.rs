@@ -299,27 +299,14 @@ pub async fn create_outbound_in(
     )
     .await?;
     let id = new_id();
-    sqlx::query(
-        "INSERT INTO messages (id, org_id, conversation_id, contact_id, channel, direction, from_addr, \
-         to_addr, body, media, status, next_attempt_at, idempotency_key, created_at, updated_at, \
-         kind, content, priority) \
-         VALUES ($1, $2, $3, $4, $5, 'outbound', $6, $7, $8, '[]', 'queued', $9, $10, $9, $9, $11, $12, $13)",
-    )
-    .bind(&id)
-    .bind(org_id)
-    .bind(&thread.conversation_id)
-    .bind(&thread.contact_id)
-    .bind(req.channel.as_str())
-    .bind(&req.from)
-    .bind(&req.to)
-    .bind(&req.body)
-    .bind(now)
-    .bind(&req.idempotency_key)
-    .bind(outbound_kind(req.content.as_deref()))
-    .bind(&req.content)
-    .bind(req.bulk as i64)
-    .execute(&mut *conn)
-    .await?;
+    let sql = format!(
+        "INSERT INTO messages ({NEW_OUTBOUND_COLUMNS}) VALUES {}",
+        super::sql::numbered_rows(NEW_OUTBOUND_ROW, 1, 2)
+    );
+    let q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
+    bind_new_outbound(q, org_id, &id, &thread, req)
+        .execute(&mut *conn)
+        .await?;
     for (i, a) in req.attachments.iter().enumerate() {
         let reference = super::media::outbound_reference(i);
         let stored = super::media::Stored {
@@ -332,23 +319,7 @@ pub async fn create_outbound_in(
         let at = (keys.0, keys.1, keys.2.as_str());
         super::media::insert_stored(conn, at, (req.channel.as_str(), "api"), &stored, now).await?;
     }
-    let event = NewEvent {
-        org_id,
-        partition_key: &thread.conversation_id,
-        event_type: "dartwing.message.queued.v1",
-        subject: format!("messages/{id}"),
-        data: json!({
-            "message_id": id,
-            "conversation_id": thread.conversation_id,
-            "contact_id": thread.contact_id,
-            "channel": req.channel.as_str(),
-            "direction": "outbound",
-            "from": req.from,
-            "to": req.to,
-            "body": req.body,
-            "kind": outbound_kind(req.content.as_deref()),
-        }),
-    };
+    let event = queued_event(org_id, &id, &thread, req);
     match deferred {
         Some(later) => later.created(org_id, &id, event),
         None => {
@@ -368,6 +339,65 @@ pub async fn create_outbound_in(
         id,
         conversation_id: thread.conversation_id,
     })
+}
+
+/// The columns of a new outbound message, for [`NEW_OUTBOUND_ROW`] (one-at-a-time here, many at
+/// once in [`super::outbound_bulk`]).
+pub(super) const NEW_OUTBOUND_COLUMNS: &str = "id, org_id, conversation_id, contact_id, channel, \
+     direction, from_addr, to_addr, body, media, status, next_attempt_at, idempotency_key, \
+     created_at, updated_at, kind, content, priority";
+
+/// One row of [`NEW_OUTBOUND_COLUMNS`] for `numbered_rows`, `$1` the time; its `?`s are bound by
+/// [`bind_new_outbound`].
+pub(super) const NEW_OUTBOUND_ROW: &str =
+    "(?, ?, ?, ?, ?, 'outbound', ?, ?, ?, '[]', 'queued', $1, ?, $1, $1, ?, ?, ?)";
+
+/// Binds one row of [`NEW_OUTBOUND_ROW`]: a queued message `id` of `req` in `thread`.
+pub(super) fn bind_new_outbound<'q>(
+    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    org_id: &'q str,
+    id: &'q str,
+    thread: &'q super::conversations::Thread,
+    req: &'q NewOutbound,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    q.bind(id)
+        .bind(org_id)
+        .bind(&thread.conversation_id)
+        .bind(&thread.contact_id)
+        .bind(req.channel.as_str())
+        .bind(&req.from)
+        .bind(&req.to)
+        .bind(&req.body)
+        .bind(&req.idempotency_key)
+        .bind(outbound_kind(req.content.as_deref()))
+        .bind(&req.content)
+        .bind(req.bulk as i64)
+}
+
+/// `dartwing.message.queued.v1` of a new outbound message: the one place it is shaped.
+pub(super) fn queued_event<'a>(
+    org_id: &'a str,
+    id: &str,
+    thread: &'a super::conversations::Thread,
+    req: &NewOutbound,
+) -> NewEvent<'a> {
+    NewEvent {
+        org_id,
+        partition_key: &thread.conversation_id,
+        event_type: "dartwing.message.queued.v1",
+        subject: format!("messages/{id}"),
+        data: json!({
+            "message_id": id,
+            "conversation_id": thread.conversation_id,
+            "contact_id": thread.contact_id,
+            "channel": req.channel.as_str(),
+            "direction": "outbound",
+            "from": req.from,
+            "to": req.to,
+            "body": req.body,
+            "kind": outbound_kind(req.content.as_deref()),
+        }),
+    }
 }
 
 /// The kind of an outbound message: its content's `type`, or `text`.

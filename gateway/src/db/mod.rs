@@ -34,6 +34,7 @@ pub mod messages;
 mod nodelay;
 pub mod org_settings;
 pub mod orgs;
+pub mod outbound_bulk;
 pub mod outbox;
 pub mod pending;
 pub mod receptionist;

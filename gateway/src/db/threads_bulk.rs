@@ -1,15 +1,15 @@
 //! Contacts' conversations for the bulk writers ([`super::ingest_bulk`] for messages,
-//! [`super::calls_bulk`] for call starts): one read of identity ⋈ conversation for many
+//! [`super::calls_bulk`] for call starts, [`super::outbound_bulk`] for broadcast rungs): one read of identity ⋈ conversation for many
 //! addresses, one `UPDATE` of the conversations' times, and for addresses never seen, their
 //! contacts, identities and open conversations created a table at a time — what
 //! [`super::conversations::touch`] does for each. A contact that exists without a
 //! conversation (saved through the contacts API), or a conversation that would change
 //! state, is the caller's to hand to `touch`, the one path that changes a conversation.
 //!
-//! Tried and not adopted (2026-12-02): a broadcast dispatch round preparing all its rungs'
-//! conversations here before sending. On PostgreSQL it measured the same as one `touch` per
-//! rung; on SQLite a 100,000-person broadcast went slower (883 against 1,171 rungs/s; faster at
-//! 20,000), cause not found — BENCHMARKS.md, the broadcast section.
+//! A broadcast dispatch round uses it too, through [`super::outbound_bulk`], which also
+//! takes the idempotency and opt-out lookups and the message inserts a table at a time. An
+//! earlier try (2026-12-02) that prepared only the round's conversations here, leaving the
+//! other statements one per rung, measured no gain (BENCHMARKS.md, the broadcast section).
 
 use super::conversations::created_event;
 use super::outbox;
