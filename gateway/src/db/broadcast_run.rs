@@ -5,11 +5,11 @@
 //! `broadcast:{recipient}:{step}`: a node killed mid-broadcast resumes from the recipients'
 //! `next_at` with no rung skipped and none queued twice.
 
+use super::broadcast_rungs::{self as rungs, Planned};
 use super::broadcasts::{parse_state, Counts};
-use super::messages::{create_outbound_in, Created, NewOutbound};
 use super::outbox::{self, NewEvent};
 use super::sends::{BroadcastSend, Deferred};
-use super::{is_postgres, outbound_bulk, StoreError};
+use super::{is_postgres, StoreError};
 use broadcast::{plan, Action, Progress, Spec};
 use serde_json::json;
 use sqlx::any::AnyRow;
@@ -42,18 +42,18 @@ pub struct DispatchRequest {
 }
 
 /// A due recipient as read.
-struct Due {
-    id: String,
-    broadcast_id: String,
-    org_id: String,
-    phone: Option<String>,
-    email: Option<String>,
-    name: Option<String>,
-    tz: Option<String>,
-    vars: Option<String>,
-    progress: Progress,
-    message_id: Option<String>,
-    running: bool,
+pub(super) struct Due {
+    pub(super) id: String,
+    pub(super) broadcast_id: String,
+    pub(super) org_id: String,
+    pub(super) phone: Option<String>,
+    pub(super) email: Option<String>,
+    pub(super) name: Option<String>,
+    pub(super) tz: Option<String>,
+    pub(super) vars: Option<String>,
+    pub(super) progress: Progress,
+    pub(super) message_id: Option<String>,
+    pub(super) running: bool,
 }
 
 fn due_from_row(r: &AnyRow) -> Result<Due, StoreError> {
@@ -80,10 +80,10 @@ fn due_from_row(r: &AnyRow) -> Result<Due, StoreError> {
 }
 
 /// A broadcast's rules and link key, read once per round.
-struct Rules {
-    spec: Spec,
-    name: String,
-    link_key: String,
+pub(super) struct Rules {
+    pub(super) spec: Spec,
+    pub(super) name: String,
+    pub(super) link_key: String,
 }
 
 /// Acts on up to `req.limit` due recipients.
@@ -114,7 +114,7 @@ pub async fn dispatch(
     let mut touched = BTreeSet::new();
     let handled = rows.len();
     let mut later = Deferred::default();
-    let mut rungs: Vec<Planned> = Vec::new();
+    let mut planned: Vec<Planned> = Vec::new();
     for row in &rows {
         let mut due = due_from_row(row)?;
         touched.insert(due.broadcast_id.clone());
@@ -155,10 +155,10 @@ pub async fn dispatch(
             }
         }
         if let Some(rung) = act(conn, req, rules, due, &mut counts, &mut later, now).await? {
-            rungs.push(rung);
+            planned.push(rung);
         }
     }
-    send_rungs(conn, rungs, &mut counts, &mut later, now).await?;
+    rungs::send(conn, planned, &mut counts, &mut later, now).await?;
     later.flush(conn, now).await?;
     counts.apply(conn, now).await?;
     for id in &touched {
@@ -203,7 +203,7 @@ async fn blocked(
 }
 
 /// Does what the plan says for `due`, except a rung to send: that is returned, for the
-/// round to send with the others ([`send_rungs`]).
+/// round to send with the others ([`super::broadcast_rungs::send`]).
 async fn act(
     conn: &mut AnyConnection,
     req: &DispatchRequest,
@@ -247,203 +247,12 @@ async fn act(
                 .map(|()| None)
         }
         Action::Send { step, next_at } => {
-            plan_rung(conn, req, rules, due, step, next_at, now).await
+            rungs::plan(conn, req, rules, due, step, next_at, now).await
         }
     }
 }
 
-/// A rung decided on: the message to queue and the recipient's move once it is.
-struct Planned {
-    due: Due,
-    step: u32,
-    next_at: Option<i64>,
-    /// The recipient machine's step for the send.
-    next: recipient::RecipientState,
-    effects: Vec<RecipientEffect>,
-    message: NewOutbound,
-}
-
-/// The message of rung `step` for `due`, rendered; `None` (the recipient set aside) when the
-/// recipient machine refuses the send.
-async fn plan_rung(
-    conn: &mut AnyConnection,
-    req: &DispatchRequest,
-    rules: &Rules,
-    due: Due,
-    step: u32,
-    next_at: Option<i64>,
-    now: i64,
-) -> Result<Option<Planned>, StoreError> {
-    let rung = &rules.spec.steps[step as usize];
-    let channel = rung.channel;
-    let sender = &req.senders[&(due.org_id.clone(), channel)];
-    let to = match channel {
-        Channel::Email => due.email.clone(),
-        _ => due.phone.clone(),
-    }
-    .expect("a reachable rung has an address");
-    let confirm_url = (channel == Channel::Email && rules.spec.require_ack).then(|| {
-        let token = broadcast::token::sign(rules.link_key.as_bytes(), &due.id, now + LINK_VALID_MS);
-        format!("{}/b/{token}", req.public_url.trim_end_matches('/'))
-    });
-    let vars: HashMap<String, String> = due
-        .vars
-        .as_deref()
-        .and_then(|v| serde_json::from_str(v).ok())
-        .unwrap_or_default();
-    let lookup = |key: &str| -> Option<String> {
-        match key {
-            "name" => due.name.clone(),
-            "phone" => due.phone.clone(),
-            "email" => due.email.clone(),
-            "broadcast" => Some(rules.name.clone()),
-            "confirm_url" => confirm_url.clone(),
-            other => vars.get(other).cloned(),
-        }
-    };
-    let text = match channel {
-        Channel::Voice => rung.content.say.as_deref(),
-        _ => rung.content.body.as_deref(),
-    }
-    .unwrap_or_default();
-    let mut body = broadcast::spec::render(text, &lookup);
-    if channel == Channel::Voice && rules.spec.require_ack {
-        // The call collects the key (see `voice_out`).
-        body.push_str(" Press 1 to confirm that you received this message.");
-    }
-    if let Some(url) = &confirm_url {
-        if !text.contains("{{confirm_url}}") {
-            body.push_str(&format!("\n\nConfirm that you received this: {url}\n"));
-        }
-    }
-    let content = match channel {
-        // The call takes the key 1 as the acknowledgement (see `voice_out`).
-        Channel::Voice => rules
-            .spec
-            .require_ack
-            .then(|| json!({"type": "call", "confirm_key": "1"})),
-        _ => rung.message_content(&body, &lookup),
-    };
-    // The machine decides before anything is queued: a refused step sends nothing.
-    let event = RecipientEvent::Send {
-        step,
-        last: due.progress.last_step,
-    };
-    let Ok((next, effects)) = recipient::step(due.progress.state, event) else {
-        tracing::error!(recipient = %due.id, step, "the recipient machine refused a rung");
-        return set_next(conn, &due.id, None, now).await.map(|()| None);
-    };
-    let message = NewOutbound {
-        channel,
-        from: sender.from.clone(),
-        to,
-        body,
-        content: content.map(|c| c.to_string()),
-        needs_service_window: sender.window_for_text && rung.content.template.is_none(),
-        idempotency_key: Some(format!("broadcast:{}:{step}", due.id)),
-        bulk: true,
-        daily_cap: None,
-        attachments: Vec::new(),
-    };
-    Ok(Some(Planned {
-        due,
-        step,
-        next_at,
-        next,
-        effects,
-        message,
-    }))
-}
-
-/// Queues the round's rungs: the plain ones in bulk ([`outbound_bulk`]), the others one at a
-/// time, then each recipient's move.
-async fn send_rungs(
-    conn: &mut AnyConnection,
-    rungs: Vec<Planned>,
-    counts: &mut Counts,
-    later: &mut Deferred,
-    now: i64,
-) -> Result<(), StoreError> {
-    let reqs: Vec<outbound_bulk::Request<'_>> = rungs
-        .iter()
-        .map(|r| (r.due.org_id.as_str(), &r.message))
-        .collect();
-    let answers = outbound_bulk::create_many(conn, &reqs, now, later).await?;
-    for (rung, answer) in rungs.iter().zip(answers) {
-        let created = match answer {
-            Some(created) => created,
-            None => {
-                create_outbound_in(
-                    conn,
-                    &rung.due.org_id,
-                    &rung.message,
-                    now,
-                    Some(&mut *later),
-                )
-                .await?
-            }
-        };
-        rung_queued(conn, rung, created, counts, later, now).await?;
-    }
-    Ok(())
-}
-
-/// The recipient's move once its rung's message is queued (or refused).
-async fn rung_queued(
-    conn: &mut AnyConnection,
-    rung: &Planned,
-    created: Created,
-    counts: &mut Counts,
-    later: &mut Deferred,
-    now: i64,
-) -> Result<(), StoreError> {
-    let Planned {
-        due,
-        step,
-        next_at,
-        next,
-        effects,
-        message,
-    } = rung;
-    let (step, channel) = (*step, message.channel);
-    let message_id = match created {
-        Created::Queued { id, .. } | Created::Existing { id, .. } => id,
-        Created::OptedOut => {
-            return transition(conn, due, RecipientEvent::OptOut, counts, now).await;
-        }
-        Created::OutsideWindow { .. } | Created::KeyReused | Created::DayLimitReached { .. } => {
-            // The window closed between the check and the insert: pass the rung over now.
-            let reason = "outside the customer-service window (no template)";
-            later.send(record_send(due, step as usize, channel, None, Some(reason)));
-            return set_next(conn, &due.id, Some(now), now).await;
-        }
-    };
-    sqlx::query(
-        "UPDATE broadcast_recipients SET state = $1, last_step = $2, last_sent_at = $3, \
-         first_sent_at = COALESCE(first_sent_at, $3), message_id = $4, delivered_any = $5, \
-         next_at = $6, updated_at = $3 WHERE id = $7",
-    )
-    .bind(next.as_str())
-    .bind(step as i64)
-    .bind(now)
-    .bind(&message_id)
-    .bind(due.progress.delivered_any as i64)
-    .bind(next_at)
-    .bind(&due.id)
-    .execute(&mut *conn)
-    .await?;
-    later.send(record_send(
-        due,
-        step as usize,
-        channel,
-        Some(&message_id),
-        None,
-    ));
-    counts.record(&due.broadcast_id, effects);
-    Ok(())
-}
-
-async fn transition(
+pub(super) async fn transition(
     conn: &mut AnyConnection,
     due: &Due,
     event: RecipientEvent,
@@ -472,7 +281,7 @@ async fn transition(
     Ok(())
 }
 
-async fn set_next(
+pub(super) async fn set_next(
     conn: &mut AnyConnection,
     id: &str,
     next_at: Option<i64>,
@@ -487,7 +296,7 @@ async fn set_next(
     Ok(())
 }
 
-fn record_send(
+pub(super) fn record_send(
     due: &Due,
     step: usize,
     channel: Channel,

@@ -14,6 +14,7 @@ pub mod audit;
 pub mod broadcast_expand;
 pub mod broadcast_replies;
 pub mod broadcast_run;
+mod broadcast_rungs;
 pub mod broadcast_views;
 pub mod broadcasts;
 pub mod calls;
