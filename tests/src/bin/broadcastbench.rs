@@ -45,6 +45,12 @@ struct Args {
     /// Acknowledgements measured.
     #[arg(long, default_value_t = 300)]
     acks: usize,
+    /// Recipients per dispatch round (`broadcast.batch`); the gateway's default if not given.
+    #[arg(long)]
+    round: Option<usize>,
+    /// Sends in flight (`delivery.concurrency`).
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
 }
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
@@ -69,14 +75,17 @@ struct Bench {
 }
 
 impl Bench {
-    async fn start(backend: Backend, rate: f64) -> Bench {
+    async fn start(backend: Backend, rate: f64, args: &Args) -> Bench {
         let tdb = TestDb::new(backend).await;
         let db = tdb.connect().await;
         let twilio = TwilioStandin::start().await;
         let org = create_org(&db, "acme", &twilio.base, rate).await;
         twilio.add_account(&org);
         let mut config = test_config(&tdb.url);
-        config.delivery.concurrency = 64;
+        config.delivery.concurrency = args.concurrency;
+        if let Some(round) = args.round {
+            config.broadcast.batch = round;
+        }
         let gw = TestGateway::start(config).await;
         Bench {
             _tdb: tdb,
@@ -185,7 +194,7 @@ async fn main() {
         "postgres" => Backend::Postgres,
         other => panic!("--backend {other}: sqlite or postgres"),
     };
-    let b = Bench::start(backend, 1e9).await;
+    let b = Bench::start(backend, 1e9, &args).await;
     let n = args.recipients;
     if backend == Backend::Postgres {
         tokio::spawn(vacuum_now_and_then(b.db.clone()));
@@ -285,7 +294,7 @@ async fn main() {
     b.gw.stop().await;
 
     // Pacing against a limited sender.
-    let p = Bench::start(backend, args.pace_rate).await;
+    let p = Bench::start(backend, args.pace_rate, &args).await;
     let m = args.pace_messages;
     let pid = p.post_broadcast(m, 0).await;
     loop {
