@@ -2,7 +2,8 @@
 //! backends: the same rows, conversations, history and events as one `create_outbound_in`
 //! per message; the same answers for keys used before, opted-out recipients and new
 //! contacts; and what only the one-at-a-time path may do (a saved contact's first
-//! conversation, a daily cap, a key twice in one call) handed back untouched.
+//! conversation, a daily cap, a key twice in one call, even beside a request that is not
+//! plain) handed back untouched.
 
 use channels::sms::keywords::Keyword;
 use channels::InboundMessage;
@@ -154,6 +155,8 @@ async fn bulk_creates_what_one_at_a_time_creates(backend: Backend) {
     let bulk = create_org(&db, "bulk", "http://127.0.0.1:9", 10.0).await;
     let mut capped = out(Channel::Sms, A, "capped", Some("k8"));
     capped.daily_cap = Some(1_000);
+    let mut capped_first = out(Channel::Sms, A, "capped first", Some("k12"));
+    capped_first.daily_cap = Some(1_000);
     let reqs = [
         out(Channel::Sms, A, "to a", Some("k0")), // 0: known contact: bulk
         out(Channel::Sms, C, "to c", Some("k1")), // 1: new contact: made in bulk
@@ -167,6 +170,8 @@ async fn bulk_creates_what_one_at_a_time_creates(backend: Backend) {
         out(Channel::Sms, C, "again c", None),    // 9: C again, no key: bulk
         out(Channel::Whatsapp, D, "to d", Some("k10")), // 10: another channel: bulk
         out(Channel::Sms, B, "to b", Some("k11")), // 11: resolved stays resolved: bulk
+        capped_first,                             // 12: not plain, its key first: one at a time
+        out(Channel::Sms, A, "plain second", Some("k12")), // 13: so this one waits its turn
     ];
     let mut conn = db.pool.acquire().await.unwrap();
     seed(&mut conn, &one).await;
@@ -213,7 +218,9 @@ async fn bulk_creates_what_one_at_a_time_creates(backend: Backend) {
             "one",
             "queued",
             "queued",
-            "queued"
+            "queued",
+            "one",
+            "one",
         ]
     );
     // C's two messages share the conversation made for it.

@@ -52,7 +52,8 @@ pub async fn create_many(
             .copied()
             .filter(|&i| reqs[i].0 == org)
             .collect();
-        let fresh = by_key(conn, org, reqs, &members, &mut answers).await?;
+        let everyone: Vec<usize> = (0..reqs.len()).filter(|&i| reqs[i].0 == org).collect();
+        let fresh = by_key(conn, org, reqs, (&members, &everyone), &mut answers).await?;
         let mut channels: Vec<_> = fresh.iter().map(|&i| reqs[i].1.channel).collect();
         channels.sort_unstable_by_key(|c| c.as_str());
         channels.dedup();
@@ -73,26 +74,28 @@ fn is_plain(req: &NewOutbound) -> bool {
     req.attachments.is_empty() && req.daily_cap.is_none() && !req.needs_service_window
 }
 
-/// Answers the members whose idempotency key was used before (`Existing` or `KeyReused`, as
-/// `create_outbound_in` would); returns those left to create. A key twice among the members
-/// leaves both to the one-at-a-time path.
+/// Answers the (plain) members whose idempotency key was used before (`Existing` or
+/// `KeyReused`, as `create_outbound_in` would); returns those left to create. A key twice
+/// among all of the org's requests (`everyone`, plain or not) leaves the plain ones that carry
+/// it to the one-at-a-time path, so that which of them is created first stays the call's
+/// order.
 async fn by_key(
     conn: &mut AnyConnection,
     org: &str,
     reqs: &[Request<'_>],
-    members: &[usize],
+    (members, everyone): (&[usize], &[usize]),
     answers: &mut [Option<Created>],
 ) -> Result<Vec<usize>, StoreError> {
     let mut seen: HashMap<&str, usize> = HashMap::new();
-    for &i in members {
+    for &i in everyone {
         if let Some(key) = reqs[i].1.idempotency_key.as_deref() {
             *seen.entry(key).or_default() += 1;
         }
     }
-    let once: Vec<&str> = seen
+    let once: Vec<&str> = members
         .iter()
-        .filter(|(_, n)| **n == 1)
-        .map(|(k, _)| *k)
+        .filter_map(|&i| reqs[i].1.idempotency_key.as_deref())
+        .filter(|k| seen[k] == 1)
         .collect();
     let mut stored: HashMap<String, (String, String, String, String, String)> = HashMap::new();
     for chunk in once.chunks(CHUNK) {

@@ -32,7 +32,7 @@ pub struct SendSettings {
     pub retry_base: Duration,
     /// Longest retry delay.
     pub retry_max: Duration,
-    /// Sends in flight at once.
+    /// Provider calls in flight at once (a slot is freed when the provider answers).
     pub concurrency: usize,
     /// Consecutive transient failures that open an account's circuit.
     pub breaker_threshold: u32,
